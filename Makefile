@@ -1,0 +1,19 @@
+# PGXS build of the publish extension.
+#   make && make install        build and install into the PostgreSQL found by PG_CONFIG
+#   ./scripts/test.sh           the whole test suite (starts its own cluster)
+
+EXTENSION    = publish
+MODULE_big   = publish
+OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA         = $(wildcard sql/publish--*.sql)
+PGFILEDESC   = "publish - publish map project versions to storage"
+
+PG_CONFIG   ?= pg_config
+PKG_CONFIG  ?= pkg-config
+
+PG_CPPFLAGS  = -I$(srcdir)/src $(shell $(PKG_CONFIG) --cflags libcurl json-c)
+SHLIB_LINK   = $(shell $(PKG_CONFIG) --libs libcurl json-c)
+PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-clobbered
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

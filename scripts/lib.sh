@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# Helpers shared by demo.sh, test.sh and the benchmarks: install, build, and
+# a private PostgreSQL 15 cluster (own data directory, port and socket
+# directory, publish preloaded) that is stopped by its pid on exit.
+#
+# PostgreSQL refuses to run as root, so as root the server runs as the
+# "postgres" user (created by the Debian package) in a directory it owns.
+
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+as_server_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# Installs missing packages, then builds and installs the extension.
+build_and_install() {
+	bash "$ROOT_DIR/scripts/install-deps.sh"
+	PG_BIN=$(pg_config --bindir)
+	export PG_BIN
+	make -C "$ROOT_DIR" -s -j2 >/dev/null
+	if [ -w "$(pg_config --pkglibdir)" ]; then
+		make -C "$ROOT_DIR" -s install >/dev/null
+	else
+		echo "cannot write $(pg_config --pkglibdir): run as root (or sudo make install) first" >&2
+		exit 1
+	fi
+}
+
+# cluster_start DIR PORT [postgresql.conf lines...]
+# Creates (first time) and starts a cluster in DIR/data, socket in DIR.
+cluster_start() {
+	local dir=$1 port=$2
+	shift 2
+	mkdir -p "$dir"
+	if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+	if [ ! -f "$dir/data/PG_VERSION" ]; then
+		as_server_user "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust \
+			--no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+			|| { cat "$dir/initdb.log" >&2; return 1; }
+	fi
+	{
+		echo "# written by scripts/lib.sh"
+		echo "port = $port"
+		echo "listen_addresses = '127.0.0.1'"
+		echo "unix_socket_directories = '$dir'"
+		echo "shared_preload_libraries = 'publish'"
+		echo "max_worker_processes = 32"
+		echo "fsync = on"
+		echo "log_line_prefix = '%m [%p] %b '"
+		for line in "$@"; do echo "$line"; done
+	} | as_server_user tee "$dir/data/publish-cluster.conf" >/dev/null
+	grep -q "^include 'publish-cluster.conf'" "$dir/data/postgresql.conf" \
+		|| echo "include 'publish-cluster.conf'" | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
+	as_server_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+		|| { tail -n 30 "$dir/server.log" >&2; return 1; }
+	export PGHOST=$dir PGPORT=$port PGUSER=postgres
+}
+
+# cluster_stop DIR: stops the cluster by the pid in postmaster.pid.
+cluster_stop() {
+	local dir=$1 pid i
+	[ -f "$dir/data/postmaster.pid" ] || return 0
+	pid=$(head -n 1 "$dir/data/postmaster.pid")
+	[ -n "$pid" ] || return 0
+	kill -INT "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}

@@ -1,0 +1,138 @@
+/*-------------------------------------------------------------------------
+ *
+ * checksum.c
+ *	  SHA-256 of a buffer or a file, as lowercase hex.
+ *
+ * PostgreSQL's cryptohash (OpenSSL underneath) registers each context with
+ * CurrentResourceOwner, which is NULL in the worker between transactions,
+ * where files are hashed.  There we lend it an owner of our own; a context
+ * left behind by an error is freed when the worker calls
+ * checksum_release_resources after each job.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "utils/builtins.h"
+#include "utils/resowner.h"
+
+#define CHECKSUM_IO_CHUNK	65536
+
+static ResourceOwner checksum_owner = NULL;
+
+static ResourceOwner
+borrow_owner(void)
+{
+	ResourceOwner saved = CurrentResourceOwner;
+
+	if (CurrentResourceOwner == NULL)
+	{
+		if (checksum_owner == NULL)
+			checksum_owner = ResourceOwnerCreate(NULL, "publish checksums");
+		CurrentResourceOwner = checksum_owner;
+	}
+	return saved;
+}
+
+static pg_cryptohash_ctx *
+sha256_begin(void)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not start a SHA-256 computation: %s", pg_cryptohash_error(ctx))));
+	return ctx;
+}
+
+static void
+sha256_end(pg_cryptohash_ctx *ctx, char *hex)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+
+	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not finish a SHA-256 computation: %s", pg_cryptohash_error(ctx))));
+	pg_cryptohash_free(ctx);
+	hex_encode((char *) digest, sizeof(digest), hex);
+	hex[PG_SHA256_DIGEST_LENGTH * 2] = '\0';
+}
+
+/* Hex SHA-256 of a buffer, palloc'd. */
+char *
+checksum_sha256_hex(const char *data, size_t len)
+{
+	ResourceOwner saved = borrow_owner();
+	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+	pg_cryptohash_ctx *ctx = sha256_begin();
+
+	if (pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute SHA-256: %s", pg_cryptohash_error(ctx))));
+	sha256_end(ctx, hex);
+	CurrentResourceOwner = saved;
+	return hex;
+}
+
+/*
+ * Hex SHA-256 of a file into hex[65].  Returns false with errno set when
+ * the file cannot be opened or read.
+ */
+bool
+checksum_sha256_file(const char *path, char *hex)
+{
+	ResourceOwner saved;
+	pg_cryptohash_ctx *ctx;
+	char	   *buf;
+	int			fd;
+	ssize_t		n;
+
+	fd = open(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		return false;
+
+	saved = borrow_owner();
+	ctx = sha256_begin();
+	buf = palloc(CHECKSUM_IO_CHUNK);
+	while ((n = read(fd, buf, CHECKSUM_IO_CHUNK)) != 0)
+	{
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0)
+		{
+			int			save_errno = errno;
+
+			pg_cryptohash_free(ctx);
+			close(fd);
+			pfree(buf);
+			CurrentResourceOwner = saved;
+			errno = save_errno;
+			return false;
+		}
+	}
+	close(fd);
+	pfree(buf);
+	sha256_end(ctx, hex);
+	CurrentResourceOwner = saved;
+	return true;
+}
+
+/* Frees what an error left in the worker's owner; call between jobs. */
+void
+checksum_release_resources(void)
+{
+	if (checksum_owner != NULL)
+	{
+		ResourceOwnerRelease(checksum_owner, RESOURCE_RELEASE_BEFORE_LOCKS, false, true);
+		ResourceOwnerRelease(checksum_owner, RESOURCE_RELEASE_LOCKS, false, true);
+		ResourceOwnerRelease(checksum_owner, RESOURCE_RELEASE_AFTER_LOCKS, false, true);
+	}
+}

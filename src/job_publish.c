@@ -1,0 +1,322 @@
+/*-------------------------------------------------------------------------
+ *
+ * job_publish.c
+ *	  The five steps of a publish job.
+ *
+ *	  1  validate the version (every problem listed)          10%
+ *	  2  build release.json (json-c)                          30%
+ *	  3  upload it as {env}/{slug}/releases/v{N}.json         50%
+ *	  4  tiles: verify each against the manifest, copy them
+ *	     to {env}/{slug}/tiles/v{N}/{z}/{x}/{y}.{format}       80%
+ *	  5  switch {env}/{slug}/release.json to this version,
+ *	     mark the version published, record the live release 100%
+ *
+ * Database work happens in short transactions that also commit the step's
+ * progress and log line, so a poller sees the job move; file and network I/O
+ * happens between them, with no transaction or snapshot open.  What readers
+ * see is always complete: the versioned copy and the tiles land before
+ * release.json, and release.json is replaced atomically.  Any error ends the
+ * job (worker.c records it); the version and publish.releases change only in
+ * the last, durable transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "job.h"
+#include "storage.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#define CACHE_LIVE		"no-cache"
+#define CACHE_IMMUTABLE	"public, max-age=31536000, immutable"
+
+typedef struct TileEntry
+{
+	int			z;
+	int			x;
+	int			y;
+	int64		byte_size;
+	char		sha256[65];
+} TileEntry;
+
+typedef struct TileCounts
+{
+	int64		verified;
+	int64		copied;
+	int64		skipped;
+} TileCounts;
+
+/* The publish time of this attempt, as ISO 8601 UTC text (caller in a transaction). */
+static char *
+publish_time(MemoryContext mcxt)
+{
+	if (SPI_execute("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
+					" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not read the clock");
+	return MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+}
+
+/* Errors unless the version may still be published (caller in a transaction). */
+static void
+check_version_publishable(const char *version_id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(version_id)};
+	char	   *status;
+
+	if (SPI_execute_with_args("SELECT status FROM publish.project_versions WHERE id = $1::uuid",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not read the version");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("the version was deleted while it was being published")));
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(status, "ready") != 0 && strcmp(status, "published") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_CONFLICT),
+				 errmsg("the version became %s while it was being published", status),
+				 errdetail("Only a version whose status is ready or published can be published.")));
+}
+
+/* The tile manifest, ordered z/x/y, in mcxt (caller in a transaction). */
+static TileEntry *
+load_tiles(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(tileset_id)};
+	TileEntry  *tiles;
+
+	if (SPI_execute_with_args("SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
+							  " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not read the tile manifest");
+	*ntiles = SPI_processed;
+	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		tiles[i].z = pg_strtoint32(SPI_getvalue(row, desc, 1));
+		tiles[i].x = pg_strtoint32(SPI_getvalue(row, desc, 2));
+		tiles[i].y = pg_strtoint32(SPI_getvalue(row, desc, 3));
+		tiles[i].byte_size = pg_strtoint64(SPI_getvalue(row, desc, 4));
+		strlcpy(tiles[i].sha256, SPI_getvalue(row, desc, 5), sizeof(tiles[i].sha256));
+	}
+	return tiles;
+}
+
+/*
+ * Step 4's I/O: every tile of the manifest must be at the build location with
+ * the manifest's size and checksum; it is then copied to the release's
+ * versioned tile location unless the same content is already there.  All
+ * bad tiles are counted and the first few named before the job fails.
+ */
+static void
+publish_tiles(StorageTarget *target, ReleaseInput *in, TileEntry *tiles, int64 ntiles,
+			  TileCounts *counts)
+{
+	const char *fmt = in->tileset->format;
+	int64		bad = 0;
+	StringInfoData problems;
+
+	initStringInfo(&problems);
+	for (int64 i = 0; i < ntiles; i++)
+	{
+		TileEntry  *t = &tiles[i];
+		char	   *src = psprintf("%s/%d/%d/%d.%s", in->tileset->source_path, t->z, t->x, t->y, fmt);
+		char	   *dst = psprintf("%s/%s/tiles/v%d/%d/%d/%d.%s", in->env, in->project_slug,
+								   in->version_number, t->z, t->x, t->y, fmt);
+		StorageObjectInfo info;
+		const char *problem = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		storage_stat(target, src, &info, true);
+		if (!info.exists)
+			problem = "is missing";
+		else if (info.size != t->byte_size)
+			problem = psprintf("has %lld bytes, the manifest says %lld",
+							   (long long) info.size, (long long) t->byte_size);
+		else if (strcmp(info.sha256, t->sha256) != 0)
+			problem = "does not match its sha256 in the manifest";
+
+		if (problem != NULL)
+		{
+			if (++bad <= 5)
+				appendStringInfo(&problems, "\ntile %d/%d/%d (%s) %s", t->z, t->x, t->y, src, problem);
+			continue;
+		}
+		counts->verified++;
+		if (bad > 0)
+			continue;			/* the job fails anyway: copy nothing more */
+
+		storage_stat(target, dst, &info, true);
+		if (info.exists && info.size == t->byte_size && strcmp(info.sha256, t->sha256) == 0)
+			counts->skipped++;
+		else
+		{
+			storage_copy(target, src, dst);
+			counts->copied++;
+		}
+		pfree(src);
+		pfree(dst);
+	}
+	if (bad > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_plural("%lld tile of version %d of project \"%s\" is missing or corrupt",
+							   "%lld tiles of version %d of project \"%s\" are missing or corrupt",
+							   bad, (long long) bad, in->version_number, in->project_slug),
+				 errdetail("%s%s", problems.data + 1, bad > 5 ? "\n..." : "")));
+	storage_sync(target);
+}
+
+/*
+ * Runs a publish job to completion, or throws; worker.c records a throw
+ * as the job's failure.  Everything is allocated in mcxt, reset after the
+ * job.
+ */
+void
+publish_job_run(PublishJob *job, MemoryContext mcxt)
+{
+	StorageTarget *target;
+	ReleaseInput *in;
+	List	   *problems;
+	char	   *published_at;
+	char	   *doc;
+	size_t		doc_len;
+	char	   *doc_sha;
+	char	   *prefix;
+	char	   *versioned_key;
+	char	   *live_key;
+	char	   *release_url;
+	TileEntry  *tiles = NULL;
+	int64		ntiles = 0;
+	TileCounts	counts = {0, 0, 0};
+
+	if (strcmp(job->job_type, "publish") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("job type \"%s\" is not supported by this version of publish", job->job_type)));
+	if (job->version_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("the version was deleted before the job started")));
+
+	/* Step 1: validate (10%) */
+	job_txn_begin("publish: validating");
+	check_version_publishable(job->version_id);
+	target = storage_target_load(job->env, mcxt);
+	published_at = publish_time(mcxt);
+	in = release_input_load(job->version_id, job->env, published_at, mcxt);
+	problems = release_validate(in);
+	if (problems != NIL)
+		release_report_problems(in, problems);
+	if (in->tileset != NULL)
+		tiles = load_tiles(in->tileset->id, &ntiles, mcxt);
+	job_step_done(job, 10,
+				  psprintf("Validated version %d of %s: %d overlays, %d assets, %lld tiles",
+						   in->version_number, in->project_slug, list_length(in->overlays),
+						   list_length(in->assets), (long long) ntiles));
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+
+	prefix = psprintf("%s/%s", in->env, in->project_slug);
+	versioned_key = psprintf("%s/releases/v%d.json", prefix, in->version_number);
+	live_key = psprintf("%s/release.json", prefix);
+	release_url = storage_public_url(target, live_key);
+
+	/* Step 2: build release.json (30%) */
+	doc = release_build_json(in, &doc_len);
+	doc_sha = checksum_sha256_hex(doc, doc_len);
+	job_txn_begin("publish: built release.json");
+	job_step_done(job, 30, psprintf("Built release.json: %zu bytes, sha256 %s", doc_len, doc_sha));
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+
+	/* Step 3: upload the immutable copy (50%) */
+	pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
+	storage_put(target, versioned_key, doc, doc_len, "application/json", CACHE_IMMUTABLE);
+	job_txn_begin("publish: uploaded release.json");
+	job_step_done(job, 50, psprintf("Uploaded release.json as %s", versioned_key));
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+
+	/* Step 4: tiles (80%) */
+	if (in->tileset != NULL)
+	{
+		pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
+		publish_tiles(target, in, tiles, ntiles, &counts);
+	}
+	job_txn_begin("publish: tiles done");
+	check_version_publishable(job->version_id);
+	job_step_done(job, 80,
+				  in->tileset == NULL ? pstrdup("No tileset: no tiles to publish") :
+				  psprintf("Tiles: %lld verified, %lld copied, %lld already in place, under %s/tiles/v%d",
+						   (long long) counts.verified, (long long) counts.copied,
+						   (long long) counts.skipped, prefix, in->version_number));
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+
+	/* Step 5: go live, then record it durably (100%) */
+	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
+	storage_put(target, live_key, doc, doc_len, "application/json", CACHE_LIVE);
+
+	job_txn_begin("publish: marking published");
+	{
+		Oid			types[13] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		INT4OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
+		Datum		values[13];
+
+		values[0] = CStringGetTextDatum(job->id);
+		values[1] = CStringGetTextDatum(job->version_id);
+		values[2] = CStringGetTextDatum(in->project_id);
+		values[3] = CStringGetTextDatum(in->env);
+		values[4] = CStringGetTextDatum(published_at);
+		values[5] = CStringGetTextDatum(release_url);
+		values[6] = Int32GetDatum(list_length(in->overlays));
+		values[7] = Int32GetDatum(list_length(in->assets));
+		values[8] = Int64GetDatum(ntiles);
+		values[9] = Int64GetDatum(counts.copied);
+		values[10] = Int64GetDatum(counts.skipped);
+		values[11] = Int64GetDatum((int64) doc_len);
+		values[12] = CStringGetTextDatum(doc_sha);
+
+		if (SPI_execute_with_args(
+								  "WITH v AS ("
+								  "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
+								  "   WHERE id = $2::uuid AND status IN ('ready', 'published') RETURNING id"
+								  "), live AS ("
+								  "  INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
+								  "  SELECT $3::uuid, $4, id, $5::timestamptz, $6, $1::uuid FROM v"
+								  "  ON CONFLICT (project_id, env) DO UPDATE"
+								  "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
+								  "         release_url = excluded.release_url, job_id = excluded.job_id"
+								  "  RETURNING r.version_id"
+								  "), done AS ("
+								  "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
+								  "         completed_at = clock_timestamp(),"
+								  "         result = jsonb_build_object('release_url', $6, 'overlay_count', $7,"
+								  "                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10,"
+								  "                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12,"
+								  "                  'release_sha256', $13)"
+								  "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
+								  "  RETURNING id"
+								  ")"
+								  "INSERT INTO publish.job_log (job_id, level, message)"
+								  " SELECT id, 'info', 'Version marked published; publish completed successfully' FROM done",
+								  13, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "publish: could not record the release");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the version or the job changed while it was being published")));
+	}
+	job_txn_commit(true);
+	MemoryContextSwitchTo(mcxt);
+}

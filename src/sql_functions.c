@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_functions.c
+ *	  The C functions behind the extension's SQL entry points.
+ *
+ *	  publish._wake_worker_at_commit()       wake this database's worker at commit
+ *	  publish._release_document(uuid, text, timestamptz)  release.json text
+ *	  publish._validation_problems(uuid)     every problem of a version
+ *
+ * The public functions (publish_version, build_release, validate_version)
+ * are PL/pgSQL wrappers in publish--1.0.sql that check their arguments and
+ * call these.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
+PG_FUNCTION_INFO_V1(publish_release_document);
+PG_FUNCTION_INFO_V1(publish_validation_problems);
+
+static void
+require_preloaded(void)
+{
+	if (!publish_shmem_ready())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("publish is not loaded through shared_preload_libraries"),
+				 errdetail("The publish worker runs only when the server loads the library at start."),
+				 errhint("Add publish to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+Datum
+publish_wake_worker_at_commit(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	publish_wake_at_commit();
+	PG_RETURN_VOID();
+}
+
+/* ISO 8601 UTC text of a timestamptz, as release.json writes it. */
+static char *
+iso_utc(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("published_at must be a finite timestamp")));
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+static char *
+uuid_text(Datum uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
+}
+
+Datum
+publish_release_document(PG_FUNCTION_ARGS)
+{
+	char	   *version_id = uuid_text(PG_GETARG_DATUM(0));
+	char	   *env = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *published_at = iso_utc(PG_GETARG_TIMESTAMPTZ(2));
+	MemoryContext mcxt = CurrentMemoryContext;
+	ReleaseInput *in;
+	List	   *problems;
+	char	   *doc;
+	size_t		len;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "publish: SPI_connect failed");
+	in = release_input_load(version_id, env, published_at, mcxt);
+	SPI_finish();
+
+	problems = release_validate(in);
+	if (problems != NIL)
+		release_report_problems(in, problems);
+	doc = release_build_json(in, &len);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(doc, len));
+}
+
+Datum
+publish_validation_problems(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *version_id = uuid_text(PG_GETARG_DATUM(0));
+	MemoryContext mcxt = CurrentMemoryContext;
+	ReleaseInput *in;
+	List	   *problems;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "publish: SPI_connect failed");
+	/* the environment only matters for URLs; any configured one will do */
+	in = release_input_load(version_id, "", "", mcxt);
+	SPI_finish();
+
+	problems = release_validate(in);
+	foreach(lc, problems)
+	{
+		Datum		value = CStringGetTextDatum((char *) lfirst(lc));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}

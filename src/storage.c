@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.c
+ *	  Storage targets: loading one from publish.storage_targets, choosing
+ *	  its backend by URL scheme, and the calls the publish steps make.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "storage.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+static const StorageBackend *const backends[] = {
+	&storage_local_backend,
+};
+
+static const StorageBackend *
+backend_for_url(const char *env, const char *url)
+{
+	const char *sep = strstr(url, "://");
+
+	if (sep != NULL)
+	{
+		for (int i = 0; i < lengthof(backends); i++)
+		{
+			size_t		n = strlen(backends[i]->scheme);
+
+			if ((size_t) (sep - url) == n && pg_strncasecmp(url, backends[i]->scheme, n) == 0)
+				return backends[i];
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("storage target of environment \"%s\" has an unsupported URL \"%s\"", env, url),
+			 errhint("Set it again with publish.set_storage_target(); supported: file:///absolute/directory.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/* Text of column col of the current SPI row, copied into mcxt; NULL if null. */
+static char *
+spi_text(HeapTuple tuple, int col, MemoryContext mcxt)
+{
+	char	   *value = SPI_getvalue(tuple, SPI_tuptable->tupdesc, col);
+
+	return value ? MemoryContextStrdup(mcxt, value) : NULL;
+}
+
+/*
+ * Loads the storage target of env, with its credentials.  Caller is in a
+ * transaction with SPI connected; the result lives in mcxt.
+ */
+StorageTarget *
+storage_target_load(const char *env, MemoryContext mcxt)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	StorageTarget *target;
+	HeapTuple	tuple;
+
+	args[0] = CStringGetTextDatum(env);
+	if (SPI_execute_with_args("SELECT t.url, coalesce(t.options->>'public_url', t.url), "
+							  "       c.key_id, c.secret "
+							  "  FROM publish.storage_targets t "
+							  "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
+							  " WHERE t.env = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read storage target");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("environment \"%s\" has no storage target", env),
+				 errhint("Configure one with publish.set_storage_target().")));
+
+	tuple = SPI_tuptable->vals[0];
+	target = MemoryContextAllocZero(mcxt, sizeof(StorageTarget));
+	target->env = MemoryContextStrdup(mcxt, env);
+	target->url = spi_text(tuple, 1, mcxt);
+	target->public_base = spi_text(tuple, 2, mcxt);
+	target->key_id = spi_text(tuple, 3, mcxt);
+	target->secret = spi_text(tuple, 4, mcxt);
+	target->backend = backend_for_url(env, target->url);
+
+	if (target->backend == &storage_local_backend)
+	{
+		target->root = MemoryContextStrdup(mcxt, target->url + strlen("file://"));
+		if (target->root[0] != '/')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("storage target of environment \"%s\" is not an absolute directory: \"%s\"",
+							env, target->url),
+					 errhint("Use file:///absolute/directory.")));
+	}
+	return target;
+}
+
+void
+storage_put(StorageTarget *target, const char *key, const char *data, size_t len,
+			const char *content_type, const char *cache_control)
+{
+	target->backend->put(target, key, data, len, content_type, cache_control);
+}
+
+void
+storage_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	memset(info, 0, sizeof(StorageObjectInfo));
+	target->backend->stat(target, key, info, want_sha256);
+}
+
+void
+storage_copy(StorageTarget *target, const char *src_key, const char *dst_key)
+{
+	target->backend->copy(target, src_key, dst_key);
+}
+
+void
+storage_sync(StorageTarget *target)
+{
+	if (target->backend->sync)
+		target->backend->sync(target);
+}
+
+/* The URL under which readers find key (palloc'd). */
+char *
+storage_public_url(StorageTarget *target, const char *key)
+{
+	return psprintf("%s/%s", target->public_base, key);
+}

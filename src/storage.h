@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.h
+ *	  The storage interface: a target (one per environment) and the backend
+ *	  that writes to it.
+ *
+ * The publish steps call only storage_put, storage_stat and storage_copy.
+ * A backend implements them for one URL scheme; adding a backend touches
+ * its own file and the table in storage.c.  Every function reports failure
+ * with ereport(ERROR) and is called outside any transaction; secrets in the
+ * target never appear in an error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PUBLISH_STORAGE_H
+#define PUBLISH_STORAGE_H
+
+#include "postgres.h"
+
+typedef struct StorageBackend StorageBackend;
+
+typedef struct StorageTarget
+{
+	char	   *env;
+	char	   *url;			/* as configured, without a trailing slash */
+	char	   *public_base;	/* options.public_url, or url */
+	char	   *root;			/* file://: the absolute directory */
+	char	   *key_id;			/* credentials, or NULL */
+	char	   *secret;
+	const StorageBackend *backend;
+} StorageTarget;
+
+typedef struct StorageObjectInfo
+{
+	bool		exists;
+	int64		size;
+	char		sha256[65];		/* hex; empty when not computed */
+} StorageObjectInfo;
+
+struct StorageBackend
+{
+	const char *scheme;
+	/* Writes data at key, atomically: readers see the old or the new object. */
+	void		(*put) (StorageTarget *target, const char *key,
+						const char *data, size_t len,
+						const char *content_type, const char *cache_control);
+	/* Fills info about the object at key; with want_sha256, its checksum. */
+	void		(*stat) (StorageTarget *target, const char *key,
+						 StorageObjectInfo *info, bool want_sha256);
+	/* Makes dst_key a copy of src_key (server-side where possible). */
+	void		(*copy) (StorageTarget *target, const char *src_key,
+						 const char *dst_key);
+	/* Makes what was written so far durable (a no-op where puts already are). */
+	void		(*sync) (StorageTarget *target);
+};
+
+extern const StorageBackend storage_local_backend;
+
+/* Loads the target of env through SPI (caller is in a transaction). */
+extern StorageTarget *storage_target_load(const char *env, MemoryContext mcxt);
+
+extern void storage_put(StorageTarget *target, const char *key, const char *data,
+						size_t len, const char *content_type, const char *cache_control);
+extern void storage_stat(StorageTarget *target, const char *key,
+						 StorageObjectInfo *info, bool want_sha256);
+extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key);
+extern void storage_sync(StorageTarget *target);
+extern char *storage_public_url(StorageTarget *target, const char *key);
+
+#endif							/* PUBLISH_STORAGE_H */

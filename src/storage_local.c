@@ -1,0 +1,315 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_local.c
+ *	  The file:// backend: a directory on the database server.
+ *
+ * Objects are files under the target's root directory; keys are relative
+ * paths.  Writes are atomic: a temporary file beside the destination is
+ * written, fsync'd and renamed over it, then the directory is fsync'd, so a
+ * reader sees the old file or the new one, never a part.  Copies hard-link
+ * the source (falling back to a byte copy across file systems) and are made
+ * durable by storage_sync, which fsyncs the directories they touched.
+ *
+ * The server runs with umask 077; published files are for other readers (a
+ * web server, a CDN origin), so files get mode 0644 and directories 0755.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "storage.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#define LOCAL_FILE_MODE		0644
+#define LOCAL_DIR_MODE		0755
+#define LOCAL_IO_CHUNK		65536
+
+/* Directories that storage_sync must fsync (copies do not sync each one). */
+static List *dirs_to_sync = NIL;
+
+/* Rejects keys that could leave the root. */
+static void
+check_key(StorageTarget *target, const char *key)
+{
+	if (key[0] == '\0' || key[0] == '/' || strstr(key, "..") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid storage key \"%s\" for environment \"%s\"", key, target->env),
+				 errdetail("Keys are relative paths without \"..\".")));
+}
+
+static char *
+key_path(StorageTarget *target, const char *key)
+{
+	check_key(target, key);
+	return psprintf("%s/%s", target->root, key);
+}
+
+static char *
+parent_dir(const char *path)
+{
+	char	   *dir = pstrdup(path);
+	char	   *slash = strrchr(dir, '/');
+
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	return dir;
+}
+
+/* mkdir -p for the directory that will hold path. */
+static void
+make_parent_dirs(const char *path)
+{
+	char	   *dir = parent_dir(path);
+	struct stat st;
+
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return;
+
+	for (char *p = dir + 1;; p++)
+	{
+		bool		last = (*p == '\0');
+
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(dir, LOCAL_DIR_MODE) == 0)
+			(void) chmod(dir, LOCAL_DIR_MODE);
+		else if (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		{
+			if (errno == EEXIST)
+				errno = ENOTDIR;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create directory \"%s\": %m", dir)));
+		}
+		if (last)
+			break;
+		*p = '/';
+	}
+}
+
+static void
+fsync_dir(const char *dir)
+{
+	int			fd = open(dir, O_RDONLY | PG_BINARY);
+
+	if (fd < 0 || pg_fsync(fd) != 0)
+	{
+		int			save_errno = errno;
+
+		if (fd >= 0)
+			close(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync directory \"%s\": %m", dir)));
+	}
+	close(fd);
+}
+
+/* Reports a failed write of path after removing the temporary file. */
+static void
+fail_write(int fd, const char *tmp, const char *path)
+{
+	int			save_errno = errno;
+
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	errno = save_errno;
+	ereport(ERROR,
+			(errcode_for_file_access(),
+			 errmsg("could not write \"%s\": %m", path)));
+}
+
+static void
+local_put(StorageTarget *target, const char *key, const char *data, size_t len,
+		  const char *content_type, const char *cache_control)
+{
+	char	   *path = key_path(target, key);
+	char	   *tmp = psprintf("%s.tmp-%d", path, MyProcPid);
+	size_t		done = 0;
+	int			fd;
+
+	make_parent_dirs(path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
+	if (fd < 0)
+		fail_write(fd, tmp, path);
+	while (done < len)
+	{
+		ssize_t		n = write(fd, data + done, Min(len - done, (size_t) 1 << 30));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			if (n == 0)
+				errno = ENOSPC;
+			fail_write(fd, tmp, path);
+		}
+		done += n;
+	}
+	if (fchmod(fd, LOCAL_FILE_MODE) != 0 || pg_fsync(fd) != 0)
+		fail_write(fd, tmp, path);
+	if (close(fd) != 0)
+		fail_write(-1, tmp, path);
+	if (rename(tmp, path) != 0)
+		fail_write(-1, tmp, path);
+	fsync_dir(parent_dir(path));
+}
+
+static void
+local_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	char	   *path = key_path(target, key);
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+	{
+		if (errno == ENOENT || errno == ENOTDIR)
+			return;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat \"%s\": %m", path)));
+	}
+	if (!S_ISREG(st.st_mode))
+		return;
+	info->exists = true;
+	info->size = st.st_size;
+	if (want_sha256 && !checksum_sha256_file(path, info->sha256))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read \"%s\": %m", path)));
+}
+
+/* Byte copy of src to the new file dst (used when a hard link is impossible). */
+static void
+copy_bytes(const char *src, const char *dst, const char *final_path)
+{
+	char	   *buf = palloc(LOCAL_IO_CHUNK);
+	int			in = open(src, O_RDONLY | PG_BINARY);
+	int			out;
+
+	if (in < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open \"%s\": %m", src)));
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
+	if (out < 0)
+	{
+		close(in);
+		fail_write(-1, dst, final_path);
+	}
+	for (;;)
+	{
+		ssize_t		n = read(in, buf, LOCAL_IO_CHUNK);
+		ssize_t		done = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			int			save_errno = errno;
+
+			close(in);
+			close(out);
+			unlink(dst);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", src)));
+		}
+		if (n == 0)
+			break;
+		while (done < n)
+		{
+			ssize_t		w = write(out, buf + done, n - done);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+			{
+				if (w == 0)
+					errno = ENOSPC;
+				close(in);
+				fail_write(out, dst, final_path);
+			}
+			done += w;
+		}
+	}
+	close(in);
+	if (fchmod(out, LOCAL_FILE_MODE) != 0 || pg_fsync(out) != 0)
+		fail_write(out, dst, final_path);
+	if (close(out) != 0)
+		fail_write(-1, dst, final_path);
+	pfree(buf);
+}
+
+static void
+local_copy(StorageTarget *target, const char *src_key, const char *dst_key)
+{
+	char	   *src = key_path(target, src_key);
+	char	   *dst = key_path(target, dst_key);
+	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
+	char	   *dir;
+	MemoryContext oldcxt;
+
+	make_parent_dirs(dst);
+	unlink(tmp);
+	if (link(src, tmp) != 0)
+	{
+		if (errno != EXDEV && errno != EPERM && errno != EMLINK && errno != ENOTSUP)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not link \"%s\" to \"%s\": %m", src, dst)));
+		copy_bytes(src, tmp, dst);
+	}
+	if (rename(tmp, dst) != 0)
+		fail_write(-1, tmp, dst);
+
+	/* Remember the directory for storage_sync (tiles come in directory order). */
+	dir = parent_dir(dst);
+	if (dirs_to_sync == NIL || strcmp(llast(dirs_to_sync), dir) != 0)
+	{
+		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+		dirs_to_sync = lappend(dirs_to_sync, pstrdup(dir));
+		MemoryContextSwitchTo(oldcxt);
+	}
+}
+
+static void
+local_sync(StorageTarget *target)
+{
+	List	   *dirs = dirs_to_sync;
+	ListCell   *lc;
+
+	dirs_to_sync = NIL;
+	PG_TRY();
+	{
+		foreach(lc, dirs)
+			fsync_dir(lfirst(lc));
+	}
+	PG_FINALLY();
+	{
+		list_free_deep(dirs);
+	}
+	PG_END_TRY();
+}
+
+const StorageBackend storage_local_backend = {
+	.scheme = "file",
+	.put = local_put,
+	.stat = local_stat,
+	.copy = local_copy,
+	.sync = local_sync,
+};

@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * utility_hook.c
+ *	  Stop a database's worker before a command that needs the database
+ *	  to itself.
+ *
+ * DROP DATABASE, ALTER DATABASE ... RENAME, ALTER DATABASE ... SET
+ * TABLESPACE and CREATE DATABASE ... TEMPLATE fail with "database is being
+ * accessed by other users" while any backend is connected to the database,
+ * and PostgreSQL only signals autovacuum workers itself.  Before such a
+ * command runs we keep the launcher out of the database and send its worker
+ * SIGTERM; PostgreSQL then waits (up to 5 s) for it to go.  A job the worker
+ * was running is queued again when the worker comes back.  When the command
+ * ends, successfully or not, the launcher is told to look again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "nodes/parsenodes.h"
+#include "storage/ipc.h"
+#include "tcop/utility.h"
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* The database a utility statement needs exclusive use of, or InvalidOid. */
+static Oid
+database_needing_exclusive_use(Node *parsetree)
+{
+	const char *dbname = NULL;
+	ListCell   *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			dbname = ((DropdbStmt *) parsetree)->dbname;
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				dbname = ((RenameStmt *) parsetree)->subname;
+			break;
+		case T_CreatedbStmt:
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+			{
+				DefElem    *def = lfirst_node(DefElem, lc);
+
+				if (strcmp(def->defname, "template") == 0 && def->arg != NULL)
+					dbname = defGetString(def);
+			}
+			break;
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+			{
+				DefElem    *def = lfirst_node(DefElem, lc);
+
+				if (strcmp(def->defname, "tablespace") == 0)
+					dbname = ((AlterDatabaseStmt *) parsetree)->dbname;
+			}
+			break;
+		default:
+			break;
+	}
+	return dbname ? get_database_oid(dbname, true) : InvalidOid;
+}
+
+static void
+resume_database_callback(int code, Datum arg)
+{
+	publish_shmem_resume_database(DatumGetObjectId(arg));
+}
+
+static void
+publish_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	Oid			dboid = InvalidOid;
+
+	if (publish_shmem_ready())
+		dboid = database_needing_exclusive_use(pstmt->utilityStmt);
+
+	if (!OidIsValid(dboid))
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+		return;
+	}
+
+	publish_shmem_pause_database(dboid);
+	PG_ENSURE_ERROR_CLEANUP(resume_database_callback, ObjectIdGetDatum(dboid));
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(resume_database_callback, ObjectIdGetDatum(dboid));
+	publish_shmem_resume_database(dboid);
+}
+
+void
+publish_install_utility_hook(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = publish_ProcessUtility;
+}

@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * wakeup.c
+ *	  Wake a database's worker when the transaction that queued a job
+ *	  commits, and never before.
+ *
+ * publish_version() only notes, in backend-local state, that this database
+ * has new work.  A transaction callback sets the worker's latch at
+ * XACT_EVENT_COMMIT, which runs after the commit is visible to other
+ * backends, so the woken worker finds the job.  An abort (or PREPARE
+ * TRANSACTION) forgets the note: nobody is woken for work that does not
+ * exist yet.  A job committed with COMMIT PREPARED is picked up by the
+ * worker's safety sweep (publish.sweep_interval).
+ *
+ * A publish_version() inside a savepoint that is rolled back still wakes the
+ * worker at commit; it finds nothing to do and sleeps again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+
+static bool callback_registered = false;
+static bool wake_pending = false;
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (wake_pending)
+			{
+				wake_pending = false;
+				publish_shmem_wake_database(MyDatabaseId);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Arranges for this database's worker to be woken when the current
+ * transaction commits.  Caller has checked publish_shmem_ready().
+ */
+void
+publish_wake_at_commit(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		callback_registered = true;
+	}
+	wake_pending = true;
+}
