@@ -176,7 +176,8 @@ CREATE TABLE publish.job_log (
 	job_id    uuid NOT NULL REFERENCES publish.job_queue (id) ON DELETE CASCADE,
 	logged_at timestamptz NOT NULL DEFAULT clock_timestamp(),
 	level     text NOT NULL CONSTRAINT job_log_level_valid CHECK (level IN ('info', 'warn', 'error')),
-	message   text NOT NULL
+	message   text NOT NULL,
+	progress  integer			-- the job's progress when the entry was written
 );
 CREATE INDEX job_log_job_idx ON publish.job_log (job_id, id);
 COMMENT ON TABLE publish.job_log IS 'Log entries of the jobs, shown as publish.jobs.logs.';
@@ -191,7 +192,8 @@ SELECT j.id,
        j.error,
        coalesce((SELECT jsonb_agg(jsonb_build_object('timestamp', l.logged_at,
                                                      'level', l.level,
-                                                     'message', l.message)
+                                                     'message', l.message,
+                                                     'progress', l.progress)
                                   ORDER BY l.id)
                    FROM publish.job_log l
                   WHERE l.job_id = j.id), '[]'::jsonb) AS logs,
@@ -202,7 +204,7 @@ SELECT j.id,
        j.created_by
   FROM publish.job_queue j;
 COMMENT ON VIEW publish.jobs IS
-	'Jobs to poll: status queued|running|completed|failed|cancelled, progress 0-100, logs [{timestamp, level, message}].';
+	'Jobs to poll: status queued|running|completed|failed|cancelled, progress 0-100, logs [{timestamp, level, message, progress}].';
 
 -- ---------------------------------------------------------------------------
 -- Releases: what is live in each environment

@@ -308,8 +308,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 								  "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
 								  "  RETURNING id"
 								  ")"
-								  "INSERT INTO publish.job_log (job_id, level, message)"
-								  " SELECT id, 'info', 'Version marked published; publish completed successfully' FROM done",
+								  "INSERT INTO publish.job_log (job_id, level, message, progress)"
+								  " SELECT id, 'info', 'Version marked published; publish completed successfully', 100 FROM done",
 								  13, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "publish: could not record the release");
 		if (SPI_processed == 0)

@@ -87,12 +87,12 @@ job_recover_interrupted(void)
 			 "         error = format('interrupted: the worker stopped while the job was running,"
 			 " %s of %s attempts used', i.attempts, $1)"
 			 "    FROM interrupted i WHERE j.id = i.id AND i.attempts >= $1"
-			 "  RETURNING j.id, j.error"
+			 "  RETURNING j.id, j.error, j.progress"
 			 ")"
-			 "INSERT INTO publish.job_log (job_id, level, message)"
+			 "INSERT INTO publish.job_log (job_id, level, message, progress)"
 			 " SELECT id, 'warn', format('interrupted: the worker stopped while the job was running"
-			 " (attempt %s of %s); queued again', attempts, $1) FROM requeued"
-			 " UNION ALL SELECT id, 'error', error FROM failed",
+			 " (attempt %s of %s); queued again', attempts, $1), 0 FROM requeued"
+			 " UNION ALL SELECT id, 'error', error, progress FROM failed",
 			 1, types, values, SPI_OK_INSERT);
 	if (SPI_processed > 0)
 		ereport(LOG,
@@ -122,9 +122,9 @@ job_claim_next(MemoryContext mcxt)
 			 "                  ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
 			 "  RETURNING j.id, j.job_type, j.version_id, j.env, j.attempts"
 			 "), logged AS ("
-			 "  INSERT INTO publish.job_log (job_id, level, message)"
+			 "  INSERT INTO publish.job_log (job_id, level, message, progress)"
 			 "  SELECT id, 'info', format('Started by the publish worker (pid %s), attempt %s of %s',"
-			 "                            $1, attempts, $2) FROM claimed"
+			 "                            $1, attempts, $2), 0 FROM claimed"
 			 ")"
 			 "SELECT id, job_type, version_id, env, attempts FROM claimed",
 			 2, types, values, SPI_OK_SELECT);
@@ -158,10 +158,10 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 
 	if (SPI_execute_with_args("WITH j AS ("
 							  "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
-							  "   WHERE id = $1::uuid AND status = 'running' RETURNING id"
+							  "   WHERE id = $1::uuid AND status = 'running' RETURNING id, progress"
 							  ")"
-							  "INSERT INTO publish.job_log (job_id, level, message)"
-							  " SELECT id, $3, $4 FROM j",
+							  "INSERT INTO publish.job_log (job_id, level, message, progress)"
+							  " SELECT id, $3, $4, progress FROM j",
 							  4, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "publish: could not record job progress");
 	if (SPI_processed == 0)
@@ -195,8 +195,9 @@ job_record_failure(PublishJob *job, const char *error)
 	exec_sql("WITH j AS ("
 			 "  UPDATE publish.job_queue SET status = 'failed', error = $2,"
 			 "         completed_at = clock_timestamp()"
-			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id"
+			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
 			 ")"
-			 "INSERT INTO publish.job_log (job_id, level, message) SELECT id, 'error', $2 FROM j",
+			 "INSERT INTO publish.job_log (job_id, level, message, progress)"
+			 " SELECT id, 'error', $2, progress FROM j",
 			 2, types, values, SPI_OK_INSERT);
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The whole test suite, against a private PostgreSQL 15 cluster with publish
+# preloaded (started here, stopped by its pid at the end):
+#   1. pg_regress   test/sql/*.sql      the SQL surface, with expected output
+#   2. pgTAP        test/pgtap/*.sql    behaviour, end to end through the worker
+#   3. Perl TAP     test/t/*.pl         clusters of their own (dump/restore, restarts)
+# Ends with one line: "tests: N passed, N failed".
+#
+# Usage: scripts/test.sh            (as root on a fresh Debian 12 machine)
+#        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
+#        PUBLISH_TEST_ONLY=regress|pgtap|tap   to run one layer
+set -euo pipefail
+
+ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT_DIR/scripts/lib.sh"
+
+build_and_install
+
+PORT=${PUBLISH_TEST_PORT:-54329}
+WORK=$(mktemp -d /tmp/publish-test.XXXXXX)
+chmod 755 "$WORK"
+PGDIR=$WORK/pg
+STORAGE=$WORK/storage
+
+finish() {
+	cluster_stop "$PGDIR"
+	if [ "${KEEP_TEST_DIR:-}" = "" ]; then rm -rf "$WORK"; fi
+}
+trap finish EXIT
+
+cluster_start "$PGDIR" "$PORT" \
+	"publish.sweep_interval = 30" \
+	"max_prepared_transactions = 10"
+
+mkdir -p "$STORAGE"
+if [ "$(id -u)" -eq 0 ]; then chown postgres: "$STORAGE"; fi
+
+passed=0
+failed=0
+
+ONLY=${PUBLISH_TEST_ONLY:-all}
+PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
+PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
+
+# 1. pg_regress ---------------------------------------------------------------
+if [ "$ONLY" = all ] || [ "$ONLY" = regress ]; then
+regress_tests=$(cd "$ROOT_DIR/test/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+mkdir -p "$WORK/regress"
+set +e
+# shellcheck disable=SC2086
+"$PG_REGRESS" --inputdir="$ROOT_DIR/test" --outputdir="$WORK/regress" \
+	--bindir="$PG_BIN" --host="$PGDIR" --port="$PORT" --user=postgres \
+	--dbname=publish_regress $regress_tests 2>&1 | tee "$WORK/regress.out"
+set -e
+r_ok=$(grep -cE '^(test| )? *[a-z0-9_]+ +\.\.\. ok' "$WORK/regress.out" || true)
+r_bad=$(grep -cE '\.\.\. FAILED' "$WORK/regress.out" || true)
+if [ -f "$WORK/regress/regression.diffs" ]; then
+	cp "$WORK/regress/regression.diffs" "$ROOT_DIR/regression.diffs"
+	cat "$WORK/regress/regression.diffs"
+fi
+passed=$((passed + r_ok))
+failed=$((failed + r_bad))
+fi
+
+# 2. pgTAP --------------------------------------------------------------------
+if [ "$ONLY" = all ] || [ "$ONLY" = pgtap ]; then
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE publish_tap"
+psql -X -q -v ON_ERROR_STOP=1 -d publish_tap \
+	-c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION publish" \
+	-f "$ROOT_DIR/test/pgtap/helpers/setup.sql"
+set +e
+pg_prove -h "$PGDIR" -p "$PORT" -U postgres -d publish_tap \
+	--set storage="$STORAGE" --set demo_dir="$ROOT_DIR/demo" \
+	"$ROOT_DIR"/test/pgtap/*.sql 2>&1 | tee "$WORK/pgtap.out"
+set -e
+t_ok=$(grep -cE '\.sql \.+ ok' "$WORK/pgtap.out" || true)
+t_all=$(find "$ROOT_DIR/test/pgtap" -maxdepth 1 -name '*.sql' | wc -l)
+passed=$((passed + t_ok))
+failed=$((failed + t_all - t_ok))
+fi
+
+# 3. Perl TAP -----------------------------------------------------------------
+# PostgreSQL::Test::Cluster runs initdb, which refuses root: run as postgres
+# from a copy of the tests it can read, with a directory it can write.
+if { [ "$ONLY" = all ] || [ "$ONLY" = tap ]; } && compgen -G "$ROOT_DIR/test/t/*.pl" >/dev/null; then
+	mkdir -p "$WORK/tap"
+	cp -r "$ROOT_DIR/test/t" "$WORK/tap/t"
+	cp -r "$ROOT_DIR/demo" "$WORK/tap/demo"
+	if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/tap"; fi
+	set +e
+	(cd "$WORK/tap" && as_server_user env PATH="$PG_BIN:$PATH" TESTDIR="$WORK/tap" \
+		PG_REGRESS="$PG_REGRESS" PUBLISH_DEMO_DIR="$WORK/tap/demo" \
+		prove -I "$PGXS_DIR/test/perl" t/ 2>&1) | tee "$WORK/prove.out"
+	set -e
+	p_all=$(find "$ROOT_DIR/test/t" -maxdepth 1 -name '*.pl' | wc -l)
+	p_ok=$(grep -cE '\.pl \.+ ok' "$WORK/prove.out" || true)
+	passed=$((passed + p_ok))
+	failed=$((failed + p_all - p_ok))
+	if [ "$p_ok" -ne "$p_all" ] && [ -d "$WORK/tap/tmp_check/log" ]; then
+		tail -n 50 "$WORK/tap/tmp_check/log/"*.log
+	fi
+fi
+
+if [ "$failed" -ne 0 ]; then
+	echo "--- server log (last 40 lines) ---"
+	tail -n 40 "$PGDIR/server.log"
+fi
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
