@@ -93,7 +93,10 @@ CREATE TABLE publish.tilesets (
 	min_zoom    integer NOT NULL DEFAULT 0,
 	max_zoom    integer NOT NULL,
 	bounds      double precision[]
-	            CONSTRAINT tilesets_bounds_wsen CHECK (bounds IS NULL OR (cardinality(bounds) = 4 AND array_ndims(bounds) = 1)),
+	            CONSTRAINT tilesets_bounds_wsen
+	            CHECK (bounds IS NULL OR (cardinality(bounds) = 4 AND array_ndims(bounds) = 1
+	                                      AND array_position(bounds, NULL) IS NULL
+	                                      AND NOT bounds && '{NaN,Infinity,-Infinity}'::double precision[])),
 	source_path text
 	            CONSTRAINT tilesets_source_path_relative
 	            CHECK (source_path IS NULL OR (source_path !~ '^/' AND source_path !~ '(^|/)\.\.(/|$)')),
@@ -461,7 +464,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Use file:///absolute/directory.';
 	ELSIF scheme = 'file' THEN
-		IF url !~ '^file:///' OR url ~ '(^|/)\.\.(/|$)' THEN
+		IF url !~* '^file:///' OR url ~ '(^|/)\.\.(/|$)' THEN
 			RAISE EXCEPTION 'invalid storage URL "%"', url
 				USING ERRCODE = 'invalid_parameter_value',
 				      DETAIL = 'A file URL names an absolute directory on the database server, without "..".',
@@ -477,8 +480,13 @@ BEGIN
 			      HINT = 'Use file:///absolute/directory.';
 	END IF;
 
+	-- drop trailing slashes, but keep the one of a root directory (file:///)
+	WHILE url ~ '/$' AND url !~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/]*/$' LOOP
+		url := left(url, -1);
+	END LOOP;
+
 	INSERT INTO publish.storage_targets AS t (env, url, options, updated_at)
-	VALUES (env, rtrim(url, '/'), options, now())
+	VALUES (env, url, options, now())
 	ON CONFLICT ON CONSTRAINT storage_targets_pkey
 	DO UPDATE SET url = excluded.url, options = excluded.options, updated_at = excluded.updated_at
 	RETURNING * INTO target;

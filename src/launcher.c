@@ -37,6 +37,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -77,6 +78,8 @@ static bool
 start_worker(LauncherDb *db, const char *dbname)
 {
 	BackgroundWorker worker;
+	MemoryContext oldcxt;
+	bool		started;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -89,12 +92,13 @@ start_worker(LauncherDb *db, const char *dbname)
 	worker.bgw_main_arg = ObjectIdGetDatum(db->dboid);
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &db->handle))
-	{
+	/* the handle outlives the scan's transaction */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(&worker, &db->handle);
+	MemoryContextSwitchTo(oldcxt);
+	if (!started)
 		db->handle = NULL;
-		return false;
-	}
-	return true;
+	return started;
 }
 
 /*

@@ -98,8 +98,9 @@ typedef struct ReleaseOverlay
 	char	   *key;
 	char	   *name;
 	char	   *overlay_type;
-	struct json_object *geometry;	/* parsed; NULL if it did not parse */
-	struct json_object *properties;
+	char	   *geometry_text;	/* as PostgreSQL wrote it */
+	char	   *properties_text;
+	struct json_object *geometry;	/* parsed for validation; NULL if it did not parse */
 	bool		has_asset_id;	/* asset_id is set ... */
 	char	   *asset_key;		/* ... and names this asset of the version */
 } ReleaseOverlay;
@@ -114,6 +115,7 @@ typedef struct ReleaseTileset
 	char	   *bounds_text[4];	/* west, south, east, north (float8 text) */
 	char	   *source_path;	/* NULL when not built */
 	int64		tile_count;
+	int64		tiles_outside_zoom;	/* manifest entries outside min..max zoom */
 	char	   *id;
 } ReleaseTileset;
 

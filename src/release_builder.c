@@ -14,8 +14,9 @@
  *	 "tileset": {"format", "tile_size", "min_zoom", "max_zoom", "bounds",
  *	             "tile_count", "url_template"} | null}
  *
- * json-c allocates with malloc: the root is released in PG_FINALLY, and the
- * overlay objects it shares with the input hold their own references.
+ * Geometry and properties are embedded as the text PostgreSQL wrote for the
+ * jsonb values (raw_json), so they are byte-for-byte what the database holds.
+ * json-c allocates with malloc: the root is released in PG_FINALLY.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,6 +53,32 @@ str_or_null(const char *s)
 	return s ? checked(json_object_new_string(s)) : NULL;
 }
 
+/* Writes a raw-JSON object: the text PostgreSQL produced, unchanged. */
+static int
+raw_json_serializer(json_object *jso, struct printbuf *pb, int level, int flags)
+{
+	const char *text = json_object_get_userdata(jso);
+
+	return printbuf_memappend(pb, text, strlen(text));
+}
+
+/*
+ * A json-c object that serializes as the given JSON text (valid JSON from a
+ * jsonb column), so nested documents are neither reparsed nor re-formatted.
+ * The text must outlive the object.
+ */
+static json_object *
+raw_json(char *text)
+{
+	json_object *obj;
+
+	if (text == NULL)
+		return NULL;
+	obj = checked(json_object_new_object());
+	json_object_set_serializer(obj, raw_json_serializer, text, NULL);
+	return obj;
+}
+
 static void
 append(json_object *arr, json_object *value)
 {
@@ -64,12 +91,22 @@ append(json_object *arr, json_object *value)
 	}
 }
 
+/* The public URL of a key under the target's root. */
+static char *
+release_url_of(ReleaseInput *in, const char *key)
+{
+	size_t		n = strlen(in->base_url);
+
+	return psprintf("%s%s%s", in->base_url,
+					n > 0 && in->base_url[n - 1] == '/' ? "" : "/", key);
+}
+
 /* The URL template of the version's tiles, e.g. .../tiles/v3/{z}/{x}/{y}.png */
 char *
 release_tile_url_template(ReleaseInput *in)
 {
-	return psprintf("%s/%s/%s/tiles/v%d/{z}/{x}/{y}.%s",
-					in->base_url, in->env, in->project_slug, in->version_number,
+	return psprintf("%s/%s/tiles/v%d/{z}/{x}/{y}.%s",
+					release_url_of(in, in->env), in->project_slug, in->version_number,
 					in->tileset->format);
 }
 
@@ -101,7 +138,7 @@ build_document(json_object *root, ReleaseInput *in)
 		add(obj, "key", str_or_null(a->key));
 		add(obj, "kind", str_or_null(a->kind));
 		add(obj, "path", str_or_null(a->storage_path));
-		add(obj, "url", str_or_null(psprintf("%s/%s", in->base_url, a->storage_path)));
+		add(obj, "url", str_or_null(release_url_of(in, a->storage_path)));
 		add(obj, "content_type", str_or_null(a->content_type));
 		add(obj, "byte_size", a->has_size ? checked(json_object_new_int64(a->byte_size)) : NULL);
 		add(obj, "sha256", str_or_null(a->sha256));
@@ -118,8 +155,8 @@ build_document(json_object *root, ReleaseInput *in)
 		add(obj, "key", str_or_null(o->key));
 		add(obj, "name", str_or_null(o->name));
 		add(obj, "type", str_or_null(o->overlay_type));
-		add(obj, "geometry", json_object_get(o->geometry));
-		add(obj, "properties", json_object_get(o->properties));
+		add(obj, "geometry", raw_json(o->geometry_text));
+		add(obj, "properties", raw_json(o->properties_text));
 		add(obj, "asset", str_or_null(o->asset_key));
 	}
 

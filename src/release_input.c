@@ -5,10 +5,12 @@
  *	  and tileset, through SPI.
  *
  * Rows come ordered by key in the "C" collation, so the same content gives
- * the same release.json whatever the database's collation.  Overlay
- * geometry and properties are parsed with json-c once, here; the parsed
- * objects are released by a reset callback on the memory context that holds
- * the ReleaseInput, so they are freed on every path, errors included.
+ * the same release.json whatever the database's collation.  Geometry and
+ * properties are kept as the text PostgreSQL wrote (release.json embeds it
+ * as is, so numbers are never rounded or clamped); geometry is also parsed
+ * with json-c, once, for validation.  Parsed objects are released by a reset
+ * callback on the memory context that holds the ReleaseInput, so they are
+ * freed on every path, errors included.
  *
  * Caller is in a transaction with SPI connected.
  *
@@ -185,8 +187,9 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		o->key = col_text(row, 1, mcxt);
 		o->name = col_text(row, 2, mcxt);
 		o->overlay_type = col_text(row, 3, mcxt);
-		o->geometry = parse_json(SPI_getvalue(row, SPI_tuptable->tupdesc, 4), refs, mcxt);
-		o->properties = parse_json(SPI_getvalue(row, SPI_tuptable->tupdesc, 5), refs, mcxt);
+		o->geometry_text = col_text(row, 4, mcxt);
+		o->properties_text = col_text(row, 5, mcxt);
+		o->geometry = parse_json(o->geometry_text, refs, mcxt);
 		o->has_asset_id = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 6, &isnull));
 		o->asset_key = col_text(row, 7, mcxt);
 		in->overlays = lappend(in->overlays, o);
@@ -195,7 +198,9 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	/* tileset */
 	run_query("SELECT t.id, t.format, t.tile_size, t.min_zoom, t.max_zoom, "
 			  "       t.bounds[1]::text, t.bounds[2]::text, t.bounds[3]::text, t.bounds[4]::text, "
-			  "       t.source_path, (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id) "
+			  "       t.source_path, (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id), "
+			  "       (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id "
+			  "           AND m.z NOT BETWEEN t.min_zoom AND t.max_zoom) "
 			  "  FROM publish.tilesets t WHERE t.version_id = $1::uuid", version_id);
 	if (SPI_processed > 0)
 	{
@@ -213,6 +218,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 			ts->bounds_text[b] = col_text(row, 6 + b, mcxt);
 		ts->source_path = col_text(row, 10, mcxt);
 		ts->tile_count = pg_strtoint64(SPI_getvalue(row, desc, 11));
+		ts->tiles_outside_zoom = pg_strtoint64(SPI_getvalue(row, desc, 12));
 		in->tileset = ts;
 	}
 	MemoryContextSwitchTo(oldcxt);

@@ -251,7 +251,8 @@ publish_shmem_detach_worker(Oid dboid, bool no_extension, uint64 seen_wakes,
 		slot->worker_pid = 0;
 		slot->worker_latch = NULL;
 		slot->no_extension = no_extension && slot->wake_count == seen_wakes;
-		slot->last_exit_failed = failed;
+		/* a worker stopped for a utility command did not fail */
+		slot->last_exit_failed = failed && slot->paused == 0;
 		if (no_extension && !slot->no_extension)
 			latch = request_rescan_locked();
 	}

@@ -102,7 +102,7 @@ publish_validation_problems(PG_FUNCTION_ARGS)
 	List	   *problems;
 	ListCell   *lc;
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "publish: SPI_connect failed");

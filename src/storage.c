@@ -127,5 +127,8 @@ storage_sync(StorageTarget *target)
 char *
 storage_public_url(StorageTarget *target, const char *key)
 {
-	return psprintf("%s/%s", target->public_base, key);
+	size_t		n = strlen(target->public_base);
+
+	return psprintf("%s%s%s", target->public_base,
+					n > 0 && target->public_base[n - 1] == '/' ? "" : "/", key);
 }

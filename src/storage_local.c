@@ -34,11 +34,26 @@
 /* Directories that storage_sync must fsync (copies do not sync each one). */
 static List *dirs_to_sync = NIL;
 
+/* Does path have ".." as one of its /-separated segments? */
+static bool
+has_dotdot_segment(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "..")) != NULL; p += 2)
+	{
+		bool		starts = (p == path || p[-1] == '/');
+		bool		ends = (p[2] == '\0' || p[2] == '/');
+
+		if (starts && ends)
+			return true;
+	}
+	return false;
+}
+
 /* Rejects keys that could leave the root. */
 static void
 check_key(StorageTarget *target, const char *key)
 {
-	if (key[0] == '\0' || key[0] == '/' || strstr(key, "..") != NULL)
+	if (key[0] == '\0' || key[0] == '/' || has_dotdot_segment(key))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid storage key \"%s\" for environment \"%s\"", key, target->env),

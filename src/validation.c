@@ -10,11 +10,12 @@
  *	    needs (marker/label: Point; polyline: LineString or MultiLineString;
  *	    polygon: Polygon or MultiPolygon; image: Polygon), with positions of
  *	    two or three finite numbers, lines of two or more positions and
- *	    closed rings of four or more;
+ *	    closed rings of four or more, coordinates below 1e15 in magnitude;
  *	  - an overlay whose asset is not an asset of this version, and an image
  *	    overlay without an asset;
  *	  - an asset without byte_size or sha256;
- *	  - a tileset that was never built or has no tiles.
+ *	  - a tileset that was never built, has no tiles, or has tiles outside
+ *	    its zoom range.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +27,7 @@
 #include "lib/stringinfo.h"
 
 #define MAX_REPORTED_PROBLEMS 100
+#define MAX_COORDINATE 1e15
 
 typedef struct Problems
 {
@@ -85,9 +87,15 @@ check_position(Problems *p, json_object *pos, const char *where)
 			add_problem(p, "%s has a coordinate that is not a number", where);
 			return false;
 		}
-		if (!isfinite(json_object_get_double(c)))
+		/*
+		 * json-c turns numbers too large for a double into infinity and
+		 * integers too large for 64 bits into the largest one: both are out
+		 * of range here.
+		 */
+		if (!isfinite(json_object_get_double(c)) ||
+			fabs(json_object_get_double(c)) >= MAX_COORDINATE)
 		{
-			add_problem(p, "%s has a coordinate that is not a finite number", where);
+			add_problem(p, "%s has a coordinate that is not a finite number below 1e15", where);
 			return false;
 		}
 	}
@@ -108,7 +116,8 @@ check_positions(Problems *p, json_object *arr, size_t min, bool closed, const ch
 	n = json_object_array_length(arr);
 	if (n < min)
 	{
-		add_problem(p, "%s has %zu positions, at least %zu are needed", what, n, min);
+		add_problem(p, "%s has %zu position%s, at least %zu are needed",
+					what, n, n == 1 ? "" : "s", min);
 		return false;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -228,7 +237,7 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	}
 	if (!allowed)
 	{
-		add_problem(p, "geometry type \"%s\" does not fit a %s overlay (expected %s)",
+		add_problem(p, "geometry type \"%s\" does not fit overlay type %s (expected %s)",
 					type, o->overlay_type, expected);
 		return;
 	}
@@ -277,8 +286,6 @@ release_validate(ReleaseInput *in)
 
 		p.overlay = o->key;
 		check_geometry(&p, o);
-		if (o->properties == NULL || !json_object_is_type(o->properties, json_type_object))
-			add_problem(&p, "properties are not a JSON object");
 		if (o->has_asset_id && o->asset_key == NULL)
 			add_problem(&p, "refers to an asset that is not an asset of this version");
 		else if (strcmp(o->overlay_type, "image") == 0 && !o->has_asset_id)
@@ -292,6 +299,10 @@ release_validate(ReleaseInput *in)
 			add_problem(&p, "the tileset has not been built (its source_path is not set)");
 		if (in->tileset->tile_count == 0)
 			add_problem(&p, "the tileset has no tiles in its manifest");
+		if (in->tileset->tiles_outside_zoom > 0)
+			add_problem(&p, "%lld tiles of the manifest are outside the tileset's zoom range %d-%d",
+						(long long) in->tileset->tiles_outside_zoom,
+						in->tileset->min_zoom, in->tileset->max_zoom);
 	}
 	return p.list;
 }

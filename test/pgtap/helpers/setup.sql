@@ -1,0 +1,375 @@
+-- helpers/setup.sql: functions shared by the pgTAP tests in test/pgtap/*.sql.
+--
+-- scripts/test.sh runs this file once, as the superuser, in the database
+-- publish_tap (where pgtap and publish are installed), before pg_prove runs
+-- the tests.  The tests run in autocommit: the publish worker sees a job only
+-- once the transaction that queued it has committed.
+--
+--   test_helpers.wait_job(job_id, timeout)      waits for a job to end
+--   test_helpers.wait_progress(job_id, p, timeout)
+--                                               waits until a job reaches p%
+--   test_helpers.wait_logs(job_id, n, timeout)  waits for a job's n-th log entry
+--   test_helpers.worker_pid()                   this database's publish worker
+--   test_helpers.wait_worker_blocked(timeout)   waits until it waits for a lock
+--   test_helpers.make_project(slug, n_overlays, with_tiles, max_zoom)
+--                                               a small valid project, v1 ready
+--   test_helpers.make_version(project_id, n, n_overlays, with_tiles, max_zoom, status)
+--                                               another version of it
+--   test_helpers.tile_bytes(slug, version, z, x, y)
+--                                               the content of a test tile
+--   test_helpers.write_tiles(root, slug, version)
+--                                               writes a version's tiles to disk
+--   test_helpers.write_file(path, bytes) / overwrite_file_in_place(path, bytes)
+--   test_helpers.remove_file(path)
+--   test_helpers.file_exists(path) / read_json(path) / file_sha256(path)
+--   test_helpers.list_files(dir)                every file under dir, relative
+--   test_helpers.log_positions(logs, patterns) / in_order(positions)
+
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+
+DROP SCHEMA IF EXISTS test_helpers CASCADE;
+CREATE SCHEMA test_helpers;
+
+-- ---------------------------------------------------------------------------
+-- Waiting for the worker.  Each statement of a VOLATILE plpgsql function
+-- takes a new snapshot, so the loop sees what the worker commits (also from
+-- inside an open READ COMMITTED transaction).
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION test_helpers.wait_job(job_id uuid, timeout interval DEFAULT '30 s')
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	j publish.jobs;
+BEGIN
+	LOOP
+		SELECT * INTO j FROM publish.jobs WHERE id = job_id;
+		EXIT WHEN j.status IN ('completed', 'failed', 'cancelled')
+		       OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+	RETURN j;
+END
+$$;
+
+-- Waits until the job's progress is at least min_progress, or it ended.
+CREATE FUNCTION test_helpers.wait_progress(job_id uuid, min_progress int,
+                                           timeout interval DEFAULT '30 s')
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	j publish.jobs;
+BEGIN
+	LOOP
+		SELECT * INTO j FROM publish.jobs WHERE id = job_id;
+		EXIT WHEN j.progress >= min_progress
+		       OR j.status IN ('completed', 'failed', 'cancelled')
+		       OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+	RETURN j;
+END
+$$;
+
+-- Waits until the job has at least n log entries, or it ended.
+CREATE FUNCTION test_helpers.wait_logs(job_id uuid, n int, timeout interval DEFAULT '30 s')
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	j publish.jobs;
+BEGIN
+	LOOP
+		SELECT * INTO j FROM publish.jobs WHERE id = job_id;
+		EXIT WHEN jsonb_array_length(j.logs) >= n
+		       OR j.status IN ('completed', 'failed', 'cancelled')
+		       OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+	RETURN j;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Files on the database server (the worker writes as the server's user;
+-- these run as the superuser that runs the tests).
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION test_helpers.sh_quote(s text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT '''' || replace(s, '''', '''\''''') || '''' $$;
+
+-- Writes bytes to path (creating its directory), byte for byte: the content
+-- goes through COPY as one line of base64 that base64 -d decodes.  The file
+-- is written beside its destination and renamed over it, as a tile builder
+-- would, so an existing file is replaced by a new one (a new inode).
+CREATE FUNCTION test_helpers.write_file(path text, content bytea)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	dir text := regexp_replace(path, '/[^/]*$', '');
+BEGIN
+	EXECUTE format('COPY (SELECT %L) TO PROGRAM %L',
+	               translate(encode(content, 'base64'), E'\n', ''),
+	               format('mkdir -p %s && base64 -d > %s && mv -f %s %s',
+	                      test_helpers.sh_quote(dir),
+	                      test_helpers.sh_quote(path || '.tmp'),
+	                      test_helpers.sh_quote(path || '.tmp'),
+	                      test_helpers.sh_quote(path)));
+END
+$$;
+
+-- Overwrites the existing file at path in place (same inode), as a careless
+-- tool would.
+CREATE FUNCTION test_helpers.overwrite_file_in_place(path text, content bytea)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	EXECUTE format('COPY (SELECT %L) TO PROGRAM %L',
+	               translate(encode(content, 'base64'), E'\n', ''),
+	               format('base64 -d > %s', test_helpers.sh_quote(path)));
+END
+$$;
+
+CREATE FUNCTION test_helpers.remove_file(path text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
+	               format('cat > /dev/null; rm -f %s', test_helpers.sh_quote(path)));
+END
+$$;
+
+CREATE FUNCTION test_helpers.file_exists(path text)
+RETURNS boolean
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT coalesce((pg_stat_file(path, true)).isdir = false, false) $$;
+
+-- Every regular file under dir, as paths relative to it.
+CREATE FUNCTION test_helpers.list_files(dir text)
+RETURNS SETOF text
+LANGUAGE sql VOLATILE STRICT
+AS $$
+	WITH RECURSIVE walk(rel, isdir) AS (
+		SELECT e, (pg_stat_file(dir || '/' || e)).isdir
+		  FROM pg_ls_dir(dir) AS e
+		UNION ALL
+		SELECT w.rel || '/' || e, (pg_stat_file(dir || '/' || w.rel || '/' || e)).isdir
+		  FROM walk w, LATERAL pg_ls_dir(dir || '/' || w.rel) AS e
+		 WHERE w.isdir
+	)
+	SELECT rel FROM walk WHERE NOT isdir
+$$;
+
+CREATE FUNCTION test_helpers.read_json(path text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT convert_from(pg_read_binary_file(path), 'UTF8')::jsonb $$;
+
+CREATE FUNCTION test_helpers.file_sha256(path text)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT encode(sha256(pg_read_binary_file(path)), 'hex') $$;
+
+-- ---------------------------------------------------------------------------
+-- Sample content
+-- ---------------------------------------------------------------------------
+
+-- A test tile: a real 256x256 PNG (the one demo/make_tiles.sh uses) followed
+-- by a line naming the tile, so that every tile has its own checksum.
+CREATE FUNCTION test_helpers.tile_bytes(slug text, version int, z int, x int, y int)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT decode('89504e470d0a1a0a0000000d494844520000010000000100010300000066bc3a25'
+	              '00000003504c5445f2efe9110a2f9b0000001f4944415478daedc1010d000000c2'
+	              'a0f74f6d0e37a00000000000000000be0d2100000160e49d970000000049454e44'
+	              'ae426082', 'hex')
+	       || convert_to(format(E'%s v%s tile %s/%s/%s\n', slug, version, z, x, y), 'UTF8')
+$$;
+
+-- Adds version n to a project: two assets (with byte_size and sha256),
+-- n_overlays overlays cycling through every overlay type (marker, label,
+-- polyline, polygon, image; the image overlays use the "photo" asset) and,
+-- with with_tiles, a built tileset of zooms 0..max_zoom with its manifest
+-- (source_path builds/<slug>/v<n>/tiles; test_helpers.write_tiles writes the
+-- files).  Returns the version's id.
+CREATE FUNCTION test_helpers.make_version(project_id uuid, n int, n_overlays int DEFAULT 5,
+                                          with_tiles boolean DEFAULT false,
+                                          max_zoom int DEFAULT 1,
+                                          status text DEFAULT 'ready')
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	slug text;
+	vid uuid;
+	photo uuid;
+	ts uuid;
+BEGIN
+	SELECT p.slug INTO STRICT slug FROM publish.projects p WHERE p.id = make_version.project_id;
+
+	INSERT INTO publish.project_versions (project_id, version_number, status, notes)
+	VALUES (make_version.project_id, n, make_version.status, format('test version %s', n))
+	RETURNING id INTO vid;
+
+	INSERT INTO publish.assets (version_id, key, kind, storage_path, content_type, byte_size, sha256)
+	VALUES (vid, 'photo', 'image', format('assets/%s/v%s/photo.jpg', slug, n), 'image/jpeg', 12345,
+	        encode(sha256(convert_to(format('%s v%s photo', slug, n), 'UTF8')), 'hex')),
+	       (vid, 'icon', 'icon', format('assets/%s/v%s/icon.svg', slug, n), 'image/svg+xml', 321,
+	        encode(sha256(convert_to(format('%s v%s icon', slug, n), 'UTF8')), 'hex'));
+	SELECT a.id INTO STRICT photo FROM publish.assets a WHERE a.version_id = vid AND a.key = 'photo';
+
+	INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties, asset_id)
+	SELECT vid, format('ov-%s', to_char(i, 'FM000')), format('Overlay %s', i), t.type,
+	       CASE t.type
+	       WHEN 'marker' THEN jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.40 + i * 0.001, 52.52))
+	       WHEN 'label' THEN jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.40, 52.52 + i * 0.001))
+	       WHEN 'polyline' THEN '{"type":"LineString","coordinates":[[13.40,52.52],[13.41,52.521],[13.42,52.519]]}'::jsonb
+	       ELSE '{"type":"Polygon","coordinates":[[[13.40,52.51],[13.41,52.51],[13.41,52.52],[13.40,52.52],[13.40,52.51]]]}'::jsonb
+	       END,
+	       jsonb_build_object('n', i, 'version', n),
+	       CASE WHEN t.type = 'image' THEN photo END
+	  FROM generate_series(1, n_overlays) AS i,
+	       LATERAL (SELECT (ARRAY['marker', 'label', 'polyline', 'polygon', 'image'])[(i - 1) % 5 + 1] AS type) AS t;
+
+	IF with_tiles THEN
+		INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom, bounds, source_path, built_at)
+		VALUES (vid, 'png', 256, 0, make_version.max_zoom, ARRAY[13.39, 52.51, 13.42, 52.53],
+		        format('builds/%s/v%s/tiles', slug, n), now())
+		RETURNING id INTO ts;
+
+		INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)
+		SELECT ts, z, x, y, length(b), encode(sha256(b), 'hex')
+		  FROM generate_series(0, make_version.max_zoom) AS z,
+		       generate_series(0, (1 << z) - 1) AS x,
+		       generate_series(0, (1 << z) - 1) AS y,
+		       LATERAL (SELECT test_helpers.tile_bytes(slug, n, z, x, y) AS b) AS t;
+	END IF;
+	RETURN vid;
+END
+$$;
+
+-- A new project "slug" whose version 1 is ready to publish; returns its id.
+CREATE FUNCTION test_helpers.make_project(slug text, n_overlays int DEFAULT 5,
+                                          with_tiles boolean DEFAULT false,
+                                          max_zoom int DEFAULT 1)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	pid uuid;
+BEGIN
+	INSERT INTO publish.projects (slug, name, description)
+	VALUES (slug, format('Test project %s', slug), 'made by test_helpers.make_project')
+	RETURNING id INTO pid;
+	PERFORM test_helpers.make_version(pid, 1, n_overlays, with_tiles, max_zoom);
+	RETURN pid;
+END
+$$;
+
+-- Writes the tiles of a version's manifest under root (the directory of the
+-- file:// target), at root/<source_path>/z/x/y.<format>, with the bytes
+-- tile_bytes gives.  Returns how many it wrote.
+CREATE FUNCTION test_helpers.write_tiles(root text, slug text, version int)
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	t record;
+	n int := 0;
+BEGIN
+	FOR t IN
+		SELECT s.source_path, s.format, tl.z, tl.x, tl.y
+		  FROM publish.projects p
+		  JOIN publish.project_versions v ON v.project_id = p.id
+		  JOIN publish.tilesets s ON s.version_id = v.id
+		  JOIN publish.tiles tl ON tl.tileset_id = s.id
+		 WHERE p.slug = write_tiles.slug AND v.version_number = write_tiles.version
+		 ORDER BY tl.z, tl.x, tl.y
+	LOOP
+		PERFORM test_helpers.write_file(
+			format('%s/%s/%s/%s/%s.%s', root, t.source_path, t.z, t.x, t.y, t.format),
+			test_helpers.tile_bytes(slug, version, t.z, t.x, t.y));
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Logs
+-- ---------------------------------------------------------------------------
+
+-- For each pattern (case-insensitive regex), the 1-based position of the
+-- first log entry whose message matches it, or NULL.
+CREATE FUNCTION test_helpers.log_positions(logs jsonb, patterns text[])
+RETURNS int[]
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT array_agg((SELECT min(e.ord)::int
+	                    FROM jsonb_array_elements(logs) WITH ORDINALITY AS e(entry, ord)
+	                   WHERE e.entry->>'message' ~* p.pattern)
+	                 ORDER BY p.i)
+	  FROM unnest(patterns) WITH ORDINALITY AS p(pattern, i)
+$$;
+
+-- Are all positions present and strictly increasing?
+CREATE FUNCTION test_helpers.in_order(positions int[])
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT coalesce(bool_and(p IS NOT NULL AND (prev IS NULL OR p > prev)), false)
+	  FROM (SELECT p, lag(p) OVER (ORDER BY i) AS prev
+	          FROM unnest(positions) WITH ORDINALITY AS u(p, i)) AS s
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The worker of this database
+-- ---------------------------------------------------------------------------
+
+-- The pid of this database's publish worker (NULL when none is running).
+CREATE FUNCTION test_helpers.worker_pid()
+RETURNS int
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT pid FROM pg_stat_activity
+	 WHERE datname = current_database() AND application_name = 'publish worker'
+	 ORDER BY backend_start DESC LIMIT 1
+$$;
+
+-- Waits until this database's worker waits for a heavyweight lock (a table
+-- or row lock that a test holds); true if it did before the timeout.
+-- pg_locks is read live (pg_stat_activity would be a per-transaction
+-- snapshot).
+CREATE FUNCTION test_helpers.wait_worker_blocked(timeout interval DEFAULT '10 s')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	worker int;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		worker := test_helpers.worker_pid();
+		IF EXISTS (SELECT 1 FROM pg_locks WHERE pid = worker AND NOT granted) THEN
+			RETURN true;
+		END IF;
+		IF clock_timestamp() >= deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END
+$$;

@@ -1,0 +1,86 @@
+--
+-- 03_storage_targets: publish.set_storage_target and
+-- publish.set_storage_credentials; secrets are not readable by other roles.
+--
+
+-- NULL arguments: 22004
+SELECT regress_try_full($$SELECT publish.set_storage_target(NULL, 'file:///srv/maps')$$);
+SELECT regress_try_full($$SELECT publish.set_storage_target('st-dev', NULL)$$);
+SELECT regress_try_full($$SELECT publish.set_storage_target('st-dev', 'file:///srv/maps', NULL)$$);
+
+-- malformed environment name or options: 22023
+SELECT regress_try_full($$SELECT publish.set_storage_target('St Dev', 'file:///srv/maps')$$);
+SELECT regress_try_full($$SELECT publish.set_storage_target('', 'file:///srv/maps')$$);
+SELECT regress_try_full($$SELECT publish.set_storage_target('st-dev', 'file:///srv/maps', '[]')$$);
+SELECT regress_try_full($$SELECT publish.set_storage_target('st-dev', 'file:///srv/maps', '"public_url"')$$);
+
+-- URLs
+SELECT url, regress_try_full(format('SELECT publish.set_storage_target(%L, %L)', 'st-dev', url)) AS result
+  FROM unnest(ARRAY['/srv/maps',
+                    'srv/maps',
+                    '',
+                    'ftp://example.com/maps',
+                    'file://relative/dir',
+                    'file:relative',
+                    'file:///a/../b',
+                    'file:///srv/maps/..',
+                    'http://example.com/maps',
+                    'https://example.com/maps',
+                    's3://bucket/prefix',
+                    'HTTPS://EXAMPLE.COM/maps']) AS url;
+SELECT count(*) AS targets_after_errors FROM publish.storage_targets;
+
+-- create, then replace (upsert); a trailing slash is trimmed
+SELECT env, url, options FROM publish.set_storage_target('st-dev', 'file:///srv/publish-regress/dev/');
+SELECT env, url, options FROM publish.storage_targets WHERE env = 'st-dev';
+SELECT env, url, options
+  FROM publish.set_storage_target('st-dev', 'file:///srv/publish-regress/dev2//',
+                                  '{"public_url": "https://cdn.example.com/maps"}');
+SELECT env, url, options, updated_at IS NOT NULL AS has_updated_at
+  FROM publish.storage_targets WHERE env = 'st-dev';
+-- named arguments, as PostgREST calls it
+SELECT env, url, options
+  FROM publish.set_storage_target(env => 'st-qa_2', url => 'file:///srv/publish-regress/my..maps');
+SELECT env, url FROM publish.storage_targets ORDER BY env COLLATE "C";
+
+-- credentials
+SELECT regress_try_full($$SELECT publish.set_storage_credentials(NULL, 'key', 'hunter2')$$);
+SELECT regress_try_full($$SELECT publish.set_storage_credentials('Dev', 'key', 'hunter2')$$);
+SELECT regress_try_full($$SELECT publish.set_storage_credentials('st-nowhere', 'key', 'hunter2')$$);
+SELECT count(*) AS credentials_after_errors FROM publish.storage_credentials;
+
+SELECT publish.set_storage_credentials('st-dev', 'user', 'hunter2');
+SELECT env, key_id, secret FROM publish.storage_credentials ORDER BY env;
+-- replace; a NULL key_id is a bearer token
+SELECT publish.set_storage_credentials('st-dev', NULL, 'token-2');
+SELECT env, key_id, secret FROM publish.storage_credentials ORDER BY env;
+-- a NULL secret removes them
+SELECT publish.set_storage_credentials('st-dev', 'user', NULL);
+SELECT count(*) AS credentials_after_removal FROM publish.storage_credentials;
+-- replacing a target keeps its credentials; deleting it removes them
+SELECT publish.set_storage_credentials('st-dev', 'user', 'hunter3');
+SELECT env FROM publish.set_storage_target('st-dev', 'file:///srv/publish-regress/dev3');
+SELECT env, key_id FROM publish.storage_credentials ORDER BY env;
+DELETE FROM publish.storage_targets WHERE env = 'st-dev';
+SELECT count(*) AS credentials_after_target_deleted FROM publish.storage_credentials;
+
+-- another role cannot read the secrets, even with USAGE on the schema
+SELECT publish.set_storage_target('st-dev', 'file:///srv/publish-regress/dev') IS NOT NULL AS target_set;
+SELECT publish.set_storage_credentials('st-dev', 'user', 'hunter2');
+CREATE ROLE regress_publish_other LOGIN;
+GRANT USAGE ON SCHEMA publish TO regress_publish_other;
+SET ROLE regress_publish_other;
+SELECT regress_try($$SELECT secret FROM publish.storage_credentials$$) AS read_secret;
+SELECT regress_try($$SELECT count(*) FROM publish.storage_credentials$$) AS count_secrets;
+SELECT regress_try($$UPDATE publish.storage_credentials SET secret = 'x'$$) AS overwrite_secret;
+SELECT regress_try($$SELECT publish.set_storage_credentials('st-dev', 'me', 'mine')$$) AS set_credentials;
+SELECT regress_try($$SELECT publish.set_storage_target('st-dev', 'file:///tmp/elsewhere')$$) AS set_target;
+RESET ROLE;
+SELECT env, key_id, secret FROM publish.storage_credentials ORDER BY env;
+SELECT env, url FROM publish.storage_targets ORDER BY env COLLATE "C";
+REVOKE USAGE ON SCHEMA publish FROM regress_publish_other;
+DROP ROLE regress_publish_other;
+
+-- clean up
+DELETE FROM publish.storage_targets WHERE env IN ('st-dev', 'st-qa_2');
+SELECT count(*) AS targets_left FROM publish.storage_targets;
