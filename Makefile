@@ -17,3 +17,6 @@ PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-in
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the shared headers (struct layouts must agree)
+$(OBJS): $(wildcard src/*.h)

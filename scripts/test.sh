@@ -39,6 +39,15 @@ if [ "$(id -u)" -eq 0 ]; then chown postgres: "$STORAGE"; fi
 passed=0
 failed=0
 
+# tap_failed_files OUTPUT TOTAL STATUS: how many of TOTAL test files failed,
+# from the "Test Summary Report" of pg_prove/prove (one line per bad file).
+tap_failed_files() {
+	local bad
+	bad=$(sed -n '/^Test Summary Report/,$p' "$1" | grep -cE '^[^ ].*\.(sql|pl) +\(Wstat' || true)
+	if [ "$3" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=$2; fi
+	echo "$bad"
+}
+
 ONLY=${PUBLISH_TEST_ONLY:-all}
 PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
 PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
@@ -48,7 +57,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = regress ]; then
 regress_tests=$(cd "$ROOT_DIR/test/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
 mkdir -p "$WORK/regress"
 r_all=$(echo "$regress_tests" | wc -w)
-set +e
+set +e -o pipefail
 # shellcheck disable=SC2086
 "$PG_REGRESS" --inputdir="$ROOT_DIR/test" --outputdir="$WORK/regress" \
 	--bindir="$PG_BIN" --host="$PGDIR" --port="$PORT" --user=postgres \
@@ -73,12 +82,14 @@ psql -X -q -v ON_ERROR_STOP=1 -d publish_tap \
 set +e
 pg_prove -h "$PGDIR" -p "$PORT" -U postgres -d publish_tap \
 	--set storage="$STORAGE" --set demo_dir="$ROOT_DIR/demo" \
-	"$ROOT_DIR"/test/pgtap/*.sql 2>&1 | tee "$WORK/pgtap.out"
+	"$ROOT_DIR"/test/pgtap/*.sql >"$WORK/pgtap.out" 2>&1
+t_status=$?
 set -e
-t_ok=$(grep -cE '\.sql \.+ ok' "$WORK/pgtap.out" || true)
+cat "$WORK/pgtap.out"
 t_all=$(find "$ROOT_DIR/test/pgtap" -maxdepth 1 -name '*.sql' | wc -l)
-passed=$((passed + t_ok))
-failed=$((failed + t_all - t_ok))
+t_bad=$(tap_failed_files "$WORK/pgtap.out" "$t_all" "$t_status")
+passed=$((passed + t_all - t_bad))
+failed=$((failed + t_bad))
 fi
 
 # 3. Perl TAP -----------------------------------------------------------------
@@ -92,13 +103,15 @@ if { [ "$ONLY" = all ] || [ "$ONLY" = tap ]; } && compgen -G "$ROOT_DIR/test/t/*
 	set +e
 	(cd "$WORK/tap" && as_server_user env PATH="$PG_BIN:$PATH" TESTDIR="$WORK/tap" \
 		PG_REGRESS="$PG_REGRESS" PUBLISH_DEMO_DIR="$WORK/tap/demo" \
-		prove -I "$PGXS_DIR/test/perl" t/*.pl 2>&1) | tee "$WORK/prove.out"
+		prove -I "$PGXS_DIR/test/perl" t/*.pl) >"$WORK/prove.out" 2>&1
+	p_status=$?
 	set -e
+	cat "$WORK/prove.out"
 	p_all=$(find "$ROOT_DIR/test/t" -maxdepth 1 -name '*.pl' | wc -l)
-	p_ok=$(grep -cE '\.pl \.+ ok' "$WORK/prove.out" || true)
-	passed=$((passed + p_ok))
-	failed=$((failed + p_all - p_ok))
-	if [ "$p_ok" -ne "$p_all" ] && [ -d "$WORK/tap/tmp_check/log" ]; then
+	p_bad=$(tap_failed_files "$WORK/prove.out" "$p_all" "$p_status")
+	passed=$((passed + p_all - p_bad))
+	failed=$((failed + p_bad))
+	if [ "$p_bad" -ne 0 ] && [ -d "$WORK/tap/tmp_check/log" ]; then
 		tail -n 50 "$WORK/tap/tmp_check/log/"*.log
 	fi
 fi

@@ -46,6 +46,33 @@ CREATE TABLE publish.project_versions (
 COMMENT ON TABLE publish.project_versions IS
 	'Versions of a project; only ready or published versions can be published.';
 
+-- A version whose release.json is being switched must not be archived or
+-- deleted until the worker has recorded it: the worker holds a session
+-- advisory lock on the version while it writes release.json and commits
+-- (no transaction is open during that write), and this trigger makes such
+-- changes wait for it.
+CREATE FUNCTION publish._wait_for_publishing_worker()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' OR NEW.status NOT IN ('ready', 'published') THEN
+		PERFORM pg_advisory_xact_lock(1886741100, hashtext(OLD.id::text));
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		RETURN OLD;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION publish._wait_for_publishing_worker() IS
+	'Internal: an archive or delete of a version waits while the worker switches its release.json.';
+
+CREATE TRIGGER project_versions_wait_for_worker
+	BEFORE UPDATE OF status OR DELETE ON publish.project_versions
+	FOR EACH ROW EXECUTE FUNCTION publish._wait_for_publishing_worker();
+
 CREATE TABLE publish.assets (
 	id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	version_id   uuid NOT NULL REFERENCES publish.project_versions (id) ON DELETE CASCADE,

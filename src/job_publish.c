@@ -60,7 +60,11 @@ publish_time(MemoryContext mcxt)
 	return MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 }
 
-/* Errors unless the version may still be published (caller in a transaction). */
+/*
+ * Errors unless the version may still be published (caller in a
+ * transaction).  The query takes a fresh snapshot, so it sees changes
+ * committed while this transaction waited for the version's lock.
+ */
 static void
 check_version_publishable(const char *version_id)
 {
@@ -69,7 +73,7 @@ check_version_publishable(const char *version_id)
 	char	   *status;
 
 	if (SPI_execute_with_args("SELECT status FROM publish.project_versions WHERE id = $1::uuid",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the version");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -81,6 +85,28 @@ check_version_publishable(const char *version_id)
 				(errcode(ERRCODE_PUBLISH_CONFLICT),
 				 errmsg("the version became %s while it was being published", status),
 				 errdetail("Only a version whose status is ready or published can be published.")));
+}
+
+/*
+ * Session advisory lock on the version, held from the last status check
+ * until the release is recorded, across the write of release.json (a
+ * session lock, not a transaction).  project_versions_wait_for_worker makes
+ * an archive or delete of the version wait for it.  Released with
+ * lock_version(..., false) in the final transaction, or by worker.c when
+ * the job fails.
+ */
+#define VERSION_LOCK_CLASS 1886741100
+
+static void
+lock_version(const char *version_id, bool lock)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(VERSION_LOCK_CLASS), CStringGetTextDatum(version_id)};
+
+	if (SPI_execute_with_args(lock ? "SELECT pg_advisory_lock($1, hashtext($2))"
+							  : "SELECT pg_advisory_unlock($1, hashtext($2))",
+							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not %s the version", lock ? "lock" : "unlock");
 }
 
 /* The tile manifest, ordered z/x/y, in mcxt (caller in a transaction). */
@@ -254,6 +280,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		publish_tiles(target, in, tiles, ntiles, &counts);
 	}
 	job_txn_begin("publish: tiles done");
+	lock_version(job->version_id, true);
 	check_version_publishable(job->version_id);
 	job_step_done(job, 80,
 				  in->tileset == NULL ? pstrdup("No tileset: no tiles to publish") :
@@ -316,6 +343,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the version or the job changed while it was being published")));
+		lock_version(job->version_id, false);
 	}
 	job_txn_commit(true);
 	MemoryContextSwitchTo(mcxt);

@@ -28,6 +28,7 @@ typedef struct StorageTarget
 	char	   *key_id;			/* credentials, or NULL */
 	char	   *secret;
 	const StorageBackend *backend;
+	bool		unsynced;		/* copies made since the last storage_sync */
 } StorageTarget;
 
 typedef struct StorageObjectInfo

@@ -6,9 +6,12 @@
  * Objects are files under the target's root directory; keys are relative
  * paths.  Writes are atomic: a temporary file beside the destination is
  * written, fsync'd and renamed over it, then the directory is fsync'd, so a
- * reader sees the old file or the new one, never a part.  Copies hard-link
- * the source (falling back to a byte copy across file systems) and are made
- * durable by storage_sync, which fsyncs the directories they touched.
+ * reader sees the old file or the new one, never a part.  Copies are real
+ * copies, never hard links (a published tile must not change when its build
+ * file is rewritten, and must get the published mode): copy_file_range lets
+ * the kernel do the work (a reflink on file systems that have them).  They
+ * are made durable together by storage_sync, one syncfs of the target's file
+ * system, instead of an fsync per tile.
  *
  * The server runs with umask 077; published files are for other readers (a
  * web server, a CDN origin), so files get mode 0644 and directories 0755.
@@ -30,9 +33,6 @@
 #define LOCAL_FILE_MODE		0644
 #define LOCAL_DIR_MODE		0755
 #define LOCAL_IO_CHUNK		65536
-
-/* Directories that storage_sync must fsync (copies do not sync each one). */
-static List *dirs_to_sync = NIL;
 
 /* Does path have ".." as one of its /-separated segments? */
 static bool
@@ -207,67 +207,85 @@ local_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool
 				 errmsg("could not read \"%s\": %m", path)));
 }
 
-/* Byte copy of src to the new file dst (used when a hard link is impossible). */
+/*
+ * Copies src into the new file tmp (to be renamed to final_path), in the
+ * kernel when it can.  Not fsync'd: storage_sync makes copies durable.
+ */
 static void
-copy_bytes(const char *src, const char *dst, const char *final_path)
+copy_file(const char *src, const char *tmp, const char *final_path)
 {
-	char	   *buf = palloc(LOCAL_IO_CHUNK);
 	int			in = open(src, O_RDONLY | PG_BINARY);
 	int			out;
+	char	   *buf = NULL;
+	bool		use_kernel = true;
 
 	if (in < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open \"%s\": %m", src)));
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
 	if (out < 0)
 	{
 		close(in);
-		fail_write(-1, dst, final_path);
+		fail_write(-1, tmp, final_path);
 	}
 	for (;;)
 	{
-		ssize_t		n = read(in, buf, LOCAL_IO_CHUNK);
-		ssize_t		done = 0;
+		ssize_t		n;
 
+		if (use_kernel)
+		{
+			n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+						  errno == EOPNOTSUPP))
+			{
+				use_kernel = false; /* fall back to read/write */
+				continue;
+			}
+		}
+		else
+		{
+			if (buf == NULL)
+				buf = palloc(LOCAL_IO_CHUNK);
+			n = read(in, buf, LOCAL_IO_CHUNK);
+			if (n > 0)
+			{
+				ssize_t		done = 0;
+
+				while (done < n)
+				{
+					ssize_t		w = write(out, buf + done, n - done);
+
+					if (w < 0 && errno == EINTR)
+						continue;
+					if (w <= 0)
+					{
+						if (w == 0)
+							errno = ENOSPC;
+						close(in);
+						fail_write(out, tmp, final_path);
+					}
+					done += w;
+				}
+			}
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 		{
-			int			save_errno = errno;
-
 			close(in);
-			close(out);
-			unlink(dst);
-			errno = save_errno;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read \"%s\": %m", src)));
+			fail_write(out, tmp, final_path);
 		}
 		if (n == 0)
 			break;
-		while (done < n)
-		{
-			ssize_t		w = write(out, buf + done, n - done);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-			{
-				if (w == 0)
-					errno = ENOSPC;
-				close(in);
-				fail_write(out, dst, final_path);
-			}
-			done += w;
-		}
 	}
 	close(in);
-	if (fchmod(out, LOCAL_FILE_MODE) != 0 || pg_fsync(out) != 0)
-		fail_write(out, dst, final_path);
+	if (buf)
+		pfree(buf);
+	if (fchmod(out, LOCAL_FILE_MODE) != 0)
+		fail_write(out, tmp, final_path);
 	if (close(out) != 0)
-		fail_write(-1, dst, final_path);
-	pfree(buf);
+		fail_write(-1, tmp, final_path);
 }
 
 static void
@@ -276,49 +294,36 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key)
 	char	   *src = key_path(target, src_key);
 	char	   *dst = key_path(target, dst_key);
 	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
-	char	   *dir;
-	MemoryContext oldcxt;
 
 	make_parent_dirs(dst);
-	unlink(tmp);
-	if (link(src, tmp) != 0)
-	{
-		if (errno != EXDEV && errno != EPERM && errno != EMLINK && errno != ENOTSUP)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not link \"%s\" to \"%s\": %m", src, dst)));
-		copy_bytes(src, tmp, dst);
-	}
+	copy_file(src, tmp, dst);
 	if (rename(tmp, dst) != 0)
 		fail_write(-1, tmp, dst);
-
-	/* Remember the directory for storage_sync (tiles come in directory order). */
-	dir = parent_dir(dst);
-	if (dirs_to_sync == NIL || strcmp(llast(dirs_to_sync), dir) != 0)
-	{
-		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-		dirs_to_sync = lappend(dirs_to_sync, pstrdup(dir));
-		MemoryContextSwitchTo(oldcxt);
-	}
+	target->unsynced = true;
 }
 
+/* Makes every copy so far durable: one syncfs of the target's file system. */
 static void
 local_sync(StorageTarget *target)
 {
-	List	   *dirs = dirs_to_sync;
-	ListCell   *lc;
+	int			fd;
 
-	dirs_to_sync = NIL;
-	PG_TRY();
+	if (!target->unsynced)
+		return;
+	fd = open(target->root, O_RDONLY | PG_BINARY);
+	if (fd < 0 || (enableFsync && syncfs(fd) != 0))
 	{
-		foreach(lc, dirs)
-			fsync_dir(lfirst(lc));
+		int			save_errno = errno;
+
+		if (fd >= 0)
+			close(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not sync the file system of \"%s\": %m", target->root)));
 	}
-	PG_FINALLY();
-	{
-		list_free_deep(dirs);
-	}
-	PG_END_TRY();
+	close(fd);
+	target->unsynced = false;
 }
 
 const StorageBackend storage_local_backend = {

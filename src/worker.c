@@ -31,6 +31,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -101,6 +102,8 @@ run_job(PublishJob *job, MemoryContext mcxt)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
+		/* a failed publish may still hold its version's session lock */
+		LockReleaseSession(USER_LOCKMETHOD);
 		record_failure(job, error_text(edata), mcxt);
 		ereport(LOG,
 				(errmsg("publish job %s failed: %s", job->id, edata->message)));

@@ -5,11 +5,20 @@
 -- Runs in autocommit: the worker only sees a job once it is committed.
 -- Project e2e-one; environments tap-e2e and tap-e2e-stg under :storage/e2e.
 
-SELECT plan(44);
+-- If an earlier run of 11_progress.sql died (a server crash) while holding
+-- its prepared transactions, let them go: they would block the worker.
+SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
+ WHERE gid LIKE 'tap\_prog\_%' AND database = current_database() \gexec
+
+-- Leftovers of an earlier run that stopped half-way.
+DELETE FROM publish.projects WHERE slug = 'e2e-one';
+
+SELECT plan(46);
 
 SELECT :'storage' || '/e2e' AS root \gset
 SELECT publish.set_storage_target('tap-e2e', 'file://' || :'root') \g /dev/null
 SELECT publish.set_storage_target('tap-e2e-stg', 'file://' || :'root') \g /dev/null
+SELECT publish.set_storage_credentials('tap-e2e', 'e2e-key-id', 'e2e-secret-7f3a9') \g /dev/null
 SELECT test_helpers.make_project('e2e-one', 7) AS project_id \gset
 SELECT test_helpers.make_version(:'project_id', 2, 3) \g /dev/null
 SELECT :'root' || '/tap-e2e/e2e-one' AS prod_dir,
@@ -107,6 +116,11 @@ SELECT is(test_helpers.file_sha256(:'prod_dir' || '/release.json'), result->>'re
 SELECT is(pg_read_binary_file(:'prod_dir' || '/releases/v1.json'),
           pg_read_binary_file(:'prod_dir' || '/release.json'),
           'the immutable copy releases/v1.json has the same bytes');
+
+SELECT ok(d1::text !~ 'e2e-secret-7f3a9' AND d1::text !~ 'e2e-key-id',
+          'the target''s credentials appear nowhere in the job') FROM d1;
+SELECT ok(convert_from(pg_read_binary_file(:'prod_dir' || '/release.json'), 'UTF8') !~ 'e2e-secret-7f3a9',
+          '... nor in release.json');
 
 -- ---------------------------------------------------------------------------
 -- The same version to a second environment.

@@ -14,6 +14,14 @@
 --
 -- Project prog-one, with tiles; environment tap-prog under :storage/prog.
 
+-- If an earlier run of 11_progress.sql died (a server crash) while holding
+-- its prepared transactions, let them go: they would block the worker.
+SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
+ WHERE gid LIKE 'tap\_prog\_%' AND database = current_database() \gexec
+
+-- Leftovers of an earlier run that stopped half-way.
+DELETE FROM publish.projects WHERE slug = 'prog-one';
+
 SELECT plan(31);
 
 SELECT :'storage' || '/prog' AS root \gset

@@ -6,6 +6,14 @@
 --
 -- Project many-one (versions 1-4); environment tap-many under :storage/many.
 
+-- If an earlier run of 11_progress.sql died (a server crash) while holding
+-- its prepared transactions, let them go: they would block the worker.
+SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
+ WHERE gid LIKE 'tap\_prog\_%' AND database = current_database() \gexec
+
+-- Leftovers of an earlier run that stopped half-way.
+DELETE FROM publish.projects WHERE slug = 'many-one';
+
 SELECT plan(14);
 
 SELECT :'storage' || '/many' AS root \gset

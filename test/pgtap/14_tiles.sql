@@ -5,7 +5,15 @@
 -- Project tiles-one (zooms 0-2: 21 tiles), tiles-unbuilt; environment
 -- tap-tiles under :storage/tiles.
 
-SELECT plan(27);
+-- If an earlier run of 11_progress.sql died (a server crash) while holding
+-- its prepared transactions, let them go: they would block the worker.
+SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
+ WHERE gid LIKE 'tap\_prog\_%' AND database = current_database() \gexec
+
+-- Leftovers of an earlier run that stopped half-way.
+DELETE FROM publish.projects WHERE slug IN ('tiles-one', 'tiles-unbuilt');
+
+SELECT plan(29);
 
 SELECT :'storage' || '/tiles' AS root \gset
 SELECT publish.set_storage_target('tap-tiles', 'file://' || :'root') \g /dev/null
@@ -50,6 +58,16 @@ SELECT set_eq(
 	$$SELECT 'release.json' UNION ALL SELECT 'releases/v1.json'
 	  UNION ALL SELECT format('tiles/v1/%s/%s/%s.png', z, x, y) FROM manifest$$,
 	'nothing else lands under {env}/{slug}: no temporary files are left behind');
+
+-- Readers (a web server, a CDN origin) are other users.
+SELECT is(ARRAY[test_helpers.file_mode(:'out_dir' || '/release.json'),
+                test_helpers.file_mode(:'out_dir' || '/releases/v1.json')],
+          ARRAY['644', '644'], 'release.json and its versioned copy are readable by everyone (0644)');
+SELECT is(ARRAY[test_helpers.file_mode(:'root' || '/tap-tiles'),
+                test_helpers.file_mode(:'out_dir'),
+                test_helpers.file_mode(:'out_dir' || '/releases'),
+                test_helpers.file_mode(:'out_dir' || '/tiles/v1/2/3')],
+          ARRAY['755', '755', '755', '755'], 'the directories it creates are 0755');
 
 -- release.json points at them.
 CREATE TEMP TABLE tileset AS

@@ -23,6 +23,7 @@
 --   test_helpers.remove_file(path)
 --   test_helpers.file_exists(path) / read_json(path) / file_sha256(path)
 --   test_helpers.list_files(dir)                every file under dir, relative
+--   test_helpers.file_mode(path)                its permission bits, e.g. '644'
 --   test_helpers.log_positions(logs, patterns) / in_order(positions)
 
 \set ON_ERROR_STOP on
@@ -169,6 +170,23 @@ AS $$
 		 WHERE w.isdir
 	)
 	SELECT rel FROM walk WHERE NOT isdir
+$$;
+
+-- The permission bits of path, in octal (stat -c %a), e.g. '644'.
+CREATE TABLE test_helpers.command_output (line text);
+CREATE FUNCTION test_helpers.file_mode(path text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+DECLARE
+	mode text;
+BEGIN
+	DELETE FROM test_helpers.command_output;
+	EXECUTE format('COPY test_helpers.command_output FROM PROGRAM %L',
+	               format('stat -c %%a %s', test_helpers.sh_quote(path)));
+	SELECT line INTO mode FROM test_helpers.command_output;
+	RETURN mode;
+END
 $$;
 
 CREATE FUNCTION test_helpers.read_json(path text)
