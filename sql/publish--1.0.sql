@@ -355,14 +355,12 @@ BEGIN
 END
 $$;
 
--- Checks that env names a configured storage target, or raises.
-CREATE FUNCTION publish._check_env(env text)
+-- Checks that env is a well-formed environment name, or raises (22004/22023).
+CREATE FUNCTION publish._check_env_name(env text)
 RETURNS void
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	known text;
 BEGIN
 	IF env IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null'
@@ -373,6 +371,19 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'An environment name is lowercase letters, digits, "-" and "_", such as "staging".';
 	END IF;
+END
+$$;
+
+-- Checks that env names a configured storage target, or raises.
+CREATE FUNCTION publish._check_env(env text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	known text;
+BEGIN
+	PERFORM publish._check_env_name(env);
 	IF NOT EXISTS (SELECT 1 FROM publish.storage_targets t WHERE t.env = _check_env.env) THEN
 		SELECT string_agg(t.env, ', ' ORDER BY t.env) INTO known FROM publish.storage_targets t;
 		RAISE EXCEPTION 'environment "%" has no storage target', env
@@ -476,11 +487,7 @@ BEGIN
 	IF env IS NULL OR url IS NULL OR options IS NULL THEN
 		RAISE EXCEPTION 'env, url and options must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF env !~ '^[a-z0-9][a-z0-9_-]*$' OR length(env) > 63 THEN
-		RAISE EXCEPTION 'invalid environment name "%"', env
-			USING ERRCODE = 'invalid_parameter_value',
-			      HINT = 'An environment name is lowercase letters, digits, "-" and "_", such as "staging".';
-	END IF;
+	PERFORM publish._check_env_name(env);
 	IF jsonb_typeof(options) <> 'object' THEN
 		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
 	END IF;

@@ -112,7 +112,6 @@ job_claim_next(MemoryContext mcxt)
 	PublishJob *job;
 	HeapTuple	row;
 	TupleDesc	desc;
-	char	   *value;
 
 	exec_sql("WITH claimed AS ("
 			 "  UPDATE publish.job_queue j"
@@ -134,12 +133,10 @@ job_claim_next(MemoryContext mcxt)
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	job = MemoryContextAllocZero(mcxt, sizeof(PublishJob));
-	job->id = MemoryContextStrdup(mcxt, SPI_getvalue(row, desc, 1));
-	job->job_type = MemoryContextStrdup(mcxt, SPI_getvalue(row, desc, 2));
-	value = SPI_getvalue(row, desc, 3);
-	job->version_id = value ? MemoryContextStrdup(mcxt, value) : NULL;
-	value = SPI_getvalue(row, desc, 4);
-	job->env = value ? MemoryContextStrdup(mcxt, value) : NULL;
+	job->id = spi_text(row, 1, mcxt);
+	job->job_type = spi_text(row, 2, mcxt);
+	job->version_id = spi_text(row, 3, mcxt);
+	job->env = spi_text(row, 4, mcxt);
 	job->attempts = pg_strtoint32(SPI_getvalue(row, desc, 5));
 	return job;
 }

@@ -19,6 +19,7 @@
  *	  storage.c        storage targets and the backend interface
  *	  storage_local.c  the file:// backend
  *	  checksum.c       SHA-256 of buffers and files
+ *	  spi_util.c       small helpers for reading SPI results
  *	  sql_functions.c  SQL-callable functions
  *
  *-------------------------------------------------------------------------
@@ -29,6 +30,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "access/htup.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
 #include "utils/palloc.h"
@@ -75,6 +77,9 @@ extern void publish_install_utility_hook(void);
 extern void publish_register_launcher(void);
 PGDLLEXPORT void publish_launcher_main(Datum main_arg);
 PGDLLEXPORT void publish_worker_main(Datum main_arg);
+
+/* spi_util.c */
+extern char *spi_text(HeapTuple row, int col, MemoryContext mcxt);
 
 /* checksum.c */
 extern char *checksum_sha256_hex(const char *data, size_t len);

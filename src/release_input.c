@@ -45,15 +45,6 @@ release_json_refs(void *arg)
 	refs->objects = NIL;
 }
 
-/* Text of column col of row; copied into mcxt; NULL when null. */
-static char *
-col_text(HeapTuple row, int col, MemoryContext mcxt)
-{
-	char	   *value = SPI_getvalue(row, SPI_tuptable->tupdesc, col);
-
-	return value ? MemoryContextStrdup(mcxt, value) : NULL;
-}
-
 static bool
 col_isnull(HeapTuple row, int col)
 {
@@ -137,12 +128,12 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 				 errmsg("version %s does not exist", version_id),
 				 errdetail("It was deleted after the job was queued.")));
 	row = SPI_tuptable->vals[0];
-	in->project_id = col_text(row, 1, mcxt);
-	in->project_slug = col_text(row, 2, mcxt);
-	in->project_name = col_text(row, 3, mcxt);
+	in->project_id = spi_text(row, 1, mcxt);
+	in->project_slug = spi_text(row, 2, mcxt);
+	in->project_name = spi_text(row, 3, mcxt);
 	in->version_number = pg_strtoint32(SPI_getvalue(row, SPI_tuptable->tupdesc, 4));
-	in->version_status = col_text(row, 5, mcxt);
-	in->base_url = col_text(row, 6, mcxt);
+	in->version_status = spi_text(row, 5, mcxt);
+	in->base_url = spi_text(row, 6, mcxt);
 	if (in->base_url == NULL && env[0] == '\0')
 		in->base_url = "";		/* validation only: URLs do not matter */
 	else if (in->base_url == NULL)
@@ -160,14 +151,14 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		ReleaseAsset *a = palloc0(sizeof(ReleaseAsset));
 
 		row = SPI_tuptable->vals[i];
-		a->key = col_text(row, 1, mcxt);
-		a->kind = col_text(row, 2, mcxt);
-		a->storage_path = col_text(row, 3, mcxt);
-		a->content_type = col_text(row, 4, mcxt);
+		a->key = spi_text(row, 1, mcxt);
+		a->kind = spi_text(row, 2, mcxt);
+		a->storage_path = spi_text(row, 3, mcxt);
+		a->content_type = spi_text(row, 4, mcxt);
 		a->has_size = !col_isnull(row, 5);
 		if (a->has_size)
 			a->byte_size = pg_strtoint64(SPI_getvalue(row, SPI_tuptable->tupdesc, 5));
-		a->sha256 = col_text(row, 6, mcxt);
+		a->sha256 = spi_text(row, 6, mcxt);
 		in->assets = lappend(in->assets, a);
 	}
 
@@ -184,14 +175,14 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		bool		isnull;
 
 		row = SPI_tuptable->vals[i];
-		o->key = col_text(row, 1, mcxt);
-		o->name = col_text(row, 2, mcxt);
-		o->overlay_type = col_text(row, 3, mcxt);
-		o->geometry_text = col_text(row, 4, mcxt);
-		o->properties_text = col_text(row, 5, mcxt);
+		o->key = spi_text(row, 1, mcxt);
+		o->name = spi_text(row, 2, mcxt);
+		o->overlay_type = spi_text(row, 3, mcxt);
+		o->geometry_text = spi_text(row, 4, mcxt);
+		o->properties_text = spi_text(row, 5, mcxt);
 		o->geometry = parse_json(o->geometry_text, refs, mcxt);
 		o->has_asset_id = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 6, &isnull));
-		o->asset_key = col_text(row, 7, mcxt);
+		o->asset_key = spi_text(row, 7, mcxt);
 		in->overlays = lappend(in->overlays, o);
 	}
 
@@ -208,15 +199,15 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
 		row = SPI_tuptable->vals[0];
-		ts->id = col_text(row, 1, mcxt);
-		ts->format = col_text(row, 2, mcxt);
+		ts->id = spi_text(row, 1, mcxt);
+		ts->format = spi_text(row, 2, mcxt);
 		ts->tile_size = pg_strtoint32(SPI_getvalue(row, desc, 3));
 		ts->min_zoom = pg_strtoint32(SPI_getvalue(row, desc, 4));
 		ts->max_zoom = pg_strtoint32(SPI_getvalue(row, desc, 5));
 		ts->has_bounds = !col_isnull(row, 6);
 		for (int b = 0; b < 4 && ts->has_bounds; b++)
-			ts->bounds_text[b] = col_text(row, 6 + b, mcxt);
-		ts->source_path = col_text(row, 10, mcxt);
+			ts->bounds_text[b] = spi_text(row, 6 + b, mcxt);
+		ts->source_path = spi_text(row, 10, mcxt);
 		ts->tile_count = pg_strtoint64(SPI_getvalue(row, desc, 11));
 		ts->tiles_outside_zoom = pg_strtoint64(SPI_getvalue(row, desc, 12));
 		in->tileset = ts;

@@ -39,15 +39,6 @@ backend_for_url(const char *env, const char *url)
 	return NULL;				/* keep compiler quiet */
 }
 
-/* Text of column col of the current SPI row, copied into mcxt; NULL if null. */
-static char *
-spi_text(HeapTuple tuple, int col, MemoryContext mcxt)
-{
-	char	   *value = SPI_getvalue(tuple, SPI_tuptable->tupdesc, col);
-
-	return value ? MemoryContextStrdup(mcxt, value) : NULL;
-}
-
 /*
  * Loads the storage target of env, with its credentials.  Caller is in a
  * transaction with SPI connected; the result lives in mcxt.

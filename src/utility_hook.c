@@ -66,6 +66,20 @@ database_needing_exclusive_use(Node *parsetree)
 }
 
 static void
+call_previous(PlannedStmt *pstmt, const char *queryString,
+			  bool readOnlyTree, ProcessUtilityContext context,
+			  ParamListInfo params, QueryEnvironment *queryEnv,
+			  DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+static void
 resume_database_callback(int code, Datum arg)
 {
 	publish_shmem_resume_database(DatumGetObjectId(arg));
@@ -84,24 +98,14 @@ publish_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (!OidIsValid(dboid))
 	{
-		if (prev_ProcessUtility)
-			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
+		call_previous(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 		return;
 	}
 
 	publish_shmem_pause_database(dboid);
 	PG_ENSURE_ERROR_CLEANUP(resume_database_callback, ObjectIdGetDatum(dboid));
 	{
-		if (prev_ProcessUtility)
-			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
+		call_previous(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(resume_database_callback, ObjectIdGetDatum(dboid));
 	publish_shmem_resume_database(dboid);
