@@ -8,6 +8,21 @@
 
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
+# PUBLISH_PRIVATE_PG=DIR builds, installs and runs against a private copy of
+# the PostgreSQL 15 installation under DIR (made on first use), so that two
+# checkouts can be tested side by side without sharing $libdir.  PostgreSQL
+# finds its share directory relative to its binaries, so the copy just works.
+use_private_pg() {
+	local dir=$1 src=/usr/lib/postgresql/15 share=/usr/share/postgresql/15
+	if [ ! -x "$dir$src/bin/postgres" ]; then
+		mkdir -p "$dir$src" "$dir$share"
+		cp -a "$src/." "$dir$src/"
+		cp -a "$share/." "$dir$share/"
+	fi
+	export PG_CONFIG=$dir$src/bin/pg_config
+	export PATH=$dir$src/bin:$PATH
+}
+
 as_server_user() {
 	if [ "$(id -u)" -eq 0 ]; then
 		runuser -u postgres -- "$@"
@@ -19,13 +34,15 @@ as_server_user() {
 # Installs missing packages, then builds and installs the extension.
 build_and_install() {
 	bash "$ROOT_DIR/scripts/install-deps.sh"
-	PG_BIN=$(pg_config --bindir)
+	if [ -n "${PUBLISH_PRIVATE_PG:-}" ]; then use_private_pg "$PUBLISH_PRIVATE_PG"; fi
+	export PG_CONFIG=${PG_CONFIG:-pg_config}
+	PG_BIN=$("$PG_CONFIG" --bindir)
 	export PG_BIN
 	make -C "$ROOT_DIR" -s -j2 >/dev/null
-	if [ -w "$(pg_config --pkglibdir)" ]; then
+	if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
 		make -C "$ROOT_DIR" -s install >/dev/null
 	else
-		echo "cannot write $(pg_config --pkglibdir): run as root (or sudo make install) first" >&2
+		echo "cannot write $("$PG_CONFIG" --pkglibdir): run as root (or sudo make install) first" >&2
 		exit 1
 	fi
 }

@@ -49,7 +49,7 @@ tap_failed_files() {
 }
 
 ONLY=${PUBLISH_TEST_ONLY:-all}
-PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
 PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
 
 # 1. pg_regress ---------------------------------------------------------------
