@@ -187,9 +187,11 @@ CREATE TABLE publish.job_queue (
 	params       jsonb NOT NULL DEFAULT '{}',
 	result       jsonb,
 	error        text,
+	project_id   uuid REFERENCES publish.projects (id) ON DELETE SET NULL,
 	version_id   uuid REFERENCES publish.project_versions (id) ON DELETE SET NULL,
 	env          text,
 	attempts     integer NOT NULL DEFAULT 0,
+	cancel_requested boolean NOT NULL DEFAULT false,
 	created_by   text NOT NULL DEFAULT current_user,
 	created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
 	started_at   timestamptz,
@@ -198,6 +200,15 @@ CREATE TABLE publish.job_queue (
 CREATE INDEX job_queue_queued_idx ON publish.job_queue (created_at, id) WHERE status = 'queued';
 CREATE INDEX job_queue_running_idx ON publish.job_queue (id) WHERE status = 'running';
 CREATE INDEX job_queue_version_idx ON publish.job_queue (version_id);
+-- jobs of one project and environment run one at a time, in order
+CREATE INDEX job_queue_target_idx ON publish.job_queue (project_id, env, created_at)
+	WHERE status IN ('queued', 'running');
+-- asking again for a publish that is queued or running returns that job
+CREATE UNIQUE INDEX job_queue_one_active_idx ON publish.job_queue (job_type, version_id, env)
+	WHERE status IN ('queued', 'running');
+-- retention deletes finished jobs oldest first
+CREATE INDEX job_queue_finished_idx ON publish.job_queue (completed_at)
+	WHERE status IN ('completed', 'failed', 'cancelled');
 COMMENT ON TABLE publish.job_queue IS
 	'Every job, queued, running or finished; read it through the publish.jobs view.';
 
@@ -231,10 +242,35 @@ SELECT j.id,
        j.started_at,
        j.completed_at,
        j.attempts,
-       j.created_by
+       j.created_by,
+       j.cancel_requested
   FROM publish.job_queue j;
 COMMENT ON VIEW publish.jobs IS
 	'Jobs to poll: status queued|running|completed|failed|cancelled, progress 0-100, logs [{timestamp, level, message, progress}].';
+
+-- Every state or progress change of a job is announced on channel
+-- publish_jobs, so that clients can LISTEN instead of polling.
+CREATE FUNCTION publish._notify_job_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status
+	   OR OLD.progress IS DISTINCT FROM NEW.progress THEN
+		PERFORM pg_notify('publish_jobs',
+		                  json_build_object('id', NEW.id, 'status', NEW.status,
+		                                    'progress', NEW.progress)::text);
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION publish._notify_job_change() IS
+	'Internal: NOTIFY publish_jobs, {"id", "status", "progress"} on every change of a job''s state or progress.';
+
+CREATE TRIGGER job_queue_notify
+	AFTER INSERT OR UPDATE OF status, progress ON publish.job_queue
+	FOR EACH ROW EXECUTE FUNCTION publish._notify_job_change();
 
 -- ---------------------------------------------------------------------------
 -- Releases: what is live in each environment
@@ -404,6 +440,7 @@ RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 DECLARE
 	ver    publish.project_versions;
 	job_id uuid;
@@ -424,14 +461,22 @@ BEGIN
 	-- before anything is written.
 	PERFORM publish._wake_worker_at_commit();
 
-	INSERT INTO publish.job_queue (job_type, params, version_id, env)
+	-- A publish of this version to env that is queued or running already is
+	-- the answer: no second job (the unique index settles concurrent calls).
+	INSERT INTO publish.job_queue (job_type, params, project_id, version_id, env)
 	VALUES ('publish',
 	        jsonb_build_object('project_slug', slug,
 	                           'version_number', version,
 	                           'target_env', env,
 	                           'requested_by', current_user),
-	        ver.id, env)
+	        ver.project_id, ver.id, env)
+	ON CONFLICT (job_type, version_id, env) WHERE status IN ('queued', 'running') DO NOTHING
 	RETURNING id INTO job_id;
+	IF job_id IS NULL THEN
+		SELECT q.id INTO job_id FROM publish.job_queue q
+		 WHERE q.job_type = 'publish' AND q.version_id = ver.id AND q.env = publish_version.env
+		   AND q.status IN ('queued', 'running');
+	END IF;
 
 	SELECT * INTO job FROM publish.jobs j WHERE j.id = job_id;
 	RETURN job;
@@ -549,6 +594,118 @@ END
 $$;
 COMMENT ON FUNCTION publish.set_storage_credentials(text, text, text) IS
 	'Sets (or, with a NULL secret, removes) the secret of an environment''s storage target; it is never readable back.';
+
+CREATE FUNCTION publish.cancel_job(id uuid)
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	state text;
+	job   publish.jobs;
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'job id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT q.status INTO state FROM publish.job_queue q WHERE q.id = cancel_job.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'job % does not exist', id USING ERRCODE = 'PT404';
+	END IF;
+
+	IF state = 'queued' THEN
+		UPDATE publish.job_queue q
+		   SET status = 'cancelled', cancel_requested = true, completed_at = clock_timestamp(),
+		       error = format('cancelled by %s before it started', current_user)
+		 WHERE q.id = cancel_job.id;
+		INSERT INTO publish.job_log (job_id, level, message, progress)
+		SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = cancel_job.id;
+	ELSIF state = 'running' AND NOT (SELECT q.cancel_requested FROM publish.job_queue q WHERE q.id = cancel_job.id) THEN
+		-- the worker stops at its next checkpoint and marks the job cancelled
+		UPDATE publish.job_queue q SET cancel_requested = true WHERE q.id = cancel_job.id;
+		INSERT INTO publish.job_log (job_id, level, message, progress)
+		SELECT q.id, 'warn', format('cancel requested by %s', current_user), q.progress
+		  FROM publish.job_queue q WHERE q.id = cancel_job.id;
+	END IF;
+	-- a finished job stays as it is
+
+	SELECT * INTO job FROM publish.jobs j WHERE j.id = cancel_job.id;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION publish.cancel_job(uuid) IS
+	'Cancels a job: a queued one at once, a running one at its next checkpoint (nothing half-published, the version untouched). A finished job is returned unchanged.';
+
+CREATE FUNCTION publish.purge_jobs(older_than interval)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'older_than must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	DELETE FROM publish.job_queue q
+	 WHERE q.status IN ('completed', 'failed', 'cancelled')
+	   AND q.completed_at < now() - older_than;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION publish.purge_jobs(interval) IS
+	'Deletes finished jobs (and their logs) that ended more than older_than ago; returns how many. The worker does this by itself for jobs older than publish.job_retention.';
+
+CREATE FUNCTION publish._job_event_prepare()
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'publish_job_event_prepare';
+COMMENT ON FUNCTION publish._job_event_prepare() IS
+	'Internal: start listening for the end of a job in this database (see wait_job).';
+
+CREATE FUNCTION publish._job_event_sleep(timeout_ms integer)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'publish_job_event_sleep';
+COMMENT ON FUNCTION publish._job_event_sleep(integer) IS
+	'Internal: sleep until a job of this database ends or timeout_ms passes (see wait_job).';
+
+CREATE FUNCTION publish.wait_job(id uuid, timeout interval DEFAULT '1 min')
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	state    text;
+	job      publish.jobs;
+	left_ms  double precision;
+BEGIN
+	IF id IS NULL OR timeout IS NULL THEN
+		RAISE EXCEPTION 'id and timeout must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'wait_job needs READ COMMITTED isolation'
+			USING ERRCODE = 'feature_not_supported',
+			      DETAIL = 'In a snapshot-based transaction the job would never be seen to change.';
+	END IF;
+	LOOP
+		-- listen first, then look: an end between the two still wakes us
+		PERFORM publish._job_event_prepare();
+		SELECT q.status INTO state FROM publish.job_queue q WHERE q.id = wait_job.id;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'job % does not exist', id USING ERRCODE = 'PT404';
+		END IF;
+		left_ms := extract(epoch FROM deadline - clock_timestamp()) * 1000;
+		EXIT WHEN state NOT IN ('queued', 'running') OR left_ms <= 0;
+		PERFORM publish._job_event_sleep(least(left_ms, 60000)::integer);
+	END LOOP;
+	SELECT * INTO job FROM publish.jobs j WHERE j.id = wait_job.id;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION publish.wait_job(uuid, interval) IS
+	'Returns the job once it has ended (completed, failed or cancelled), or as it is when timeout passes. Sleeps until the worker signals a job end: no polling.';
 
 -- ---------------------------------------------------------------------------
 -- Tell the launcher that this database now has the extension (at commit).

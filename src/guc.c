@@ -11,11 +11,16 @@
  */
 #include "publish.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 int			publish_sweep_interval = 30;
 int			publish_max_attempts = 3;
 int			publish_launcher_restart_delay = 5;
+int			publish_workers_per_database = 2;
+int			publish_job_timeout = 3600;
+int			publish_job_retention = 30 * 24 * 60;
 
 /*
  * Defines the GUCs; called once from _PG_init.
@@ -49,6 +54,31 @@ publish_define_gucs(void)
 							&publish_launcher_restart_delay,
 							5, 0, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.workers_per_database",
+							"Jobs that run at once in each database (one worker each).",
+							"Jobs of the same project and environment still run one at a "
+							"time, in the order they were asked for.",
+							&publish_workers_per_database,
+							2, 1, PUBLISH_MAX_WORKERS_PER_DATABASE,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.job_timeout",
+							"Longest a job may run before it is stopped and failed.",
+							"0 means no limit.",
+							&publish_job_timeout,
+							3600, 0, INT_MAX / 1000,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.job_retention",
+							"Age after which the worker deletes finished jobs and their logs.",
+							"0 keeps them forever; publish.purge_jobs() deletes on demand.",
+							&publish_job_retention,
+							30 * 24 * 60, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("publish");

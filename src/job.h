@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 typedef struct PublishJob
 {
 	char	   *id;
@@ -17,6 +19,8 @@ typedef struct PublishJob
 	char	   *version_id;		/* NULL when the version was deleted */
 	char	   *env;
 	int			attempts;		/* including this one */
+	TimestampTz started;		/* when this worker claimed it */
+	bool		cancelled;		/* cancel_job() asked, and we noticed */
 } PublishJob;
 
 /* A short transaction with SPI connected and a snapshot pushed. */
@@ -29,7 +33,13 @@ extern void job_recover_interrupted(void);
 extern PublishJob *job_claim_next(MemoryContext mcxt);
 extern void job_step_done(PublishJob *job, int progress, const char *message);
 extern void job_log(PublishJob *job, const char *level, const char *message);
-extern void job_record_failure(PublishJob *job, const char *error);
+extern void job_record_end(PublishJob *job, const char *status, const char *error);
+extern void job_purge_expired(void);
+extern void job_forget_current(void);
+
+/* Outside a transaction: stops the job if it was cancelled or timed out. */
+extern void job_checkpoint(PublishJob *job);
+extern bool job_deadline_passed(PublishJob *job);
 
 /* job_publish.c */
 extern void publish_job_run(PublishJob *job, MemoryContext mcxt);

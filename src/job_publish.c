@@ -13,7 +13,9 @@
  *
  * Database work happens in short transactions that also commit the step's
  * progress and log line, so a poller sees the job move; file and network I/O
- * happens between them, with no transaction or snapshot open.  What readers
+ * happens between them, with no transaction or snapshot open.  Each step's
+ * commit is a checkpoint: a cancelled or timed-out job stops there (and
+ * every second in the tile loop), before release.json is switched.  What readers
  * see is always complete: the versioned copy and the tiles land before
  * release.json, and release.json is replaced atomically.  Any error ends the
  * job (worker.c records it); the version and publish.releases change only in
@@ -30,6 +32,7 @@
 #include "pgstat.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #define CACHE_LIVE		"no-cache"
 #define CACHE_IMMUTABLE	"public, max-age=31536000, immutable"
@@ -144,12 +147,13 @@ load_tiles(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
  * bad tiles are counted and the first few named before the job fails.
  */
 static void
-publish_tiles(StorageTarget *target, ReleaseInput *in, TileEntry *tiles, int64 ntiles,
-			  TileCounts *counts)
+publish_tiles(PublishJob *job, StorageTarget *target, ReleaseInput *in,
+			  TileEntry *tiles, int64 ntiles, TileCounts *counts)
 {
 	const char *fmt = in->tileset->format;
 	int64		bad = 0;
 	StringInfoData problems;
+	TimestampTz last_checkpoint = GetCurrentTimestamp();
 
 	initStringInfo(&problems);
 	for (int64 i = 0; i < ntiles; i++)
@@ -162,6 +166,12 @@ publish_tiles(StorageTarget *target, ReleaseInput *in, TileEntry *tiles, int64 n
 		const char *problem = NULL;
 
 		CHECK_FOR_INTERRUPTS();
+		/* a cancel or the job's deadline is noticed within a second */
+		if (TimestampDifferenceExceeds(last_checkpoint, GetCurrentTimestamp(), 1000))
+		{
+			job_checkpoint(job);
+			last_checkpoint = GetCurrentTimestamp();
+		}
 		storage_stat(target, src, &info, true);
 		if (!info.exists)
 			problem = "is missing";
@@ -277,7 +287,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	if (in->tileset != NULL)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
-		publish_tiles(target, in, tiles, ntiles, &counts);
+		publish_tiles(job, target, in, tiles, ntiles, &counts);
 	}
 	job_txn_begin("publish: tiles done");
 	lock_version(job->version_id, true);

@@ -1,14 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * job_queue.c
- *	  The job queue as the worker uses it: claim the next job, record its
- *	  progress and log, its failure, and jobs interrupted by a crash.
+ *	  The job queue as the workers use it: claim the next job, record its
+ *	  progress and log, how it ended, jobs interrupted by a crash, and the
+ *	  deletion of old finished jobs.
  *
- * Every function here runs inside a short transaction opened with
- * job_txn_begin and closed with job_txn_commit; no transaction is open
- * while a job does file or network I/O.  Progress and log commits may be
- * asynchronous (a crash loses at most a progress figure, and the job is
- * retried); the commit that publishes is durable.
+ * Every function here but job_checkpoint and job_purge_expired runs inside
+ * a short transaction opened with job_txn_begin and closed with
+ * job_txn_commit; no transaction is open while a job does file or network
+ * I/O.  Progress and log commits may be asynchronous (a crash loses at most
+ * a progress figure, and the job is retried); claims and ends are durable.
+ *
+ * Who runs a job: the worker that claims it takes a session advisory lock
+ * on it (JOB_LOCK_CLASS) in the claiming transaction and keeps it until the
+ * job ends.  A 'running' job whose lock anyone can take belongs to a worker
+ * that is gone, and job_recover_interrupted requeues or fails it.
+ *
+ * Ordering: jobs of one project and environment run one at a time, in the
+ * order they were asked for; a claim skips a job while an older job of the
+ * same project and environment is queued or running.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,11 +29,39 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
+#define JOB_LOCK_CLASS		1886741101
+#define PURGE_BATCH_SIZE	500
+
+/* The job the worker is running, for the statement timeout of its transactions. */
+static PublishJob *current_job = NULL;
+
+static long
+job_ms_left(PublishJob *job)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(job->started,
+													   (int64) publish_job_timeout * 1000);
+
+	return TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+}
+
+bool
+job_deadline_passed(PublishJob *job)
+{
+	return publish_job_timeout > 0 && job_ms_left(job) <= 0;
+}
+
+/*
+ * Starts a short transaction with SPI connected and a snapshot pushed.
+ * While a job runs, its statements may not outlast the job's deadline (a
+ * job blocked on a lock still times out).
+ */
 void
 job_txn_begin(const char *activity)
 {
@@ -33,6 +71,20 @@ job_txn_begin(const char *activity)
 		elog(ERROR, "publish: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
+
+	if (current_job != NULL && publish_job_timeout > 0)
+	{
+		char		ms[32];
+
+		if (job_deadline_passed(current_job))
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("job timed out")));
+		snprintf(ms, sizeof(ms), "%ld", Max(job_ms_left(current_job), 1));
+		(void) set_config_option("statement_timeout", ms,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	}
 }
 
 void
@@ -66,18 +118,21 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 }
 
 /*
- * Jobs left 'running' by a worker that is gone (this runs when a database's
- * worker starts, and only one runs per database) are queued again, or fail
- * once they have had publish.max_attempts attempts.
+ * Jobs left 'running' by a worker that is gone (nobody holds their lock)
+ * are queued again, or fail once they have had publish.max_attempts
+ * attempts.
  */
 void
 job_recover_interrupted(void)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(publish_max_attempts)};
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(publish_max_attempts), Int32GetDatum(JOB_LOCK_CLASS)};
 
 	exec_sql("WITH interrupted AS ("
-			 "  SELECT id, attempts FROM publish.job_queue WHERE status = 'running' FOR UPDATE"
+			 "  SELECT id, attempts FROM publish.job_queue"
+			 "   WHERE status = 'running'"
+			 "     AND pg_try_advisory_xact_lock($2, hashtext(id::text))"
+			 "     FOR UPDATE SKIP LOCKED"
 			 "), requeued AS ("
 			 "  UPDATE publish.job_queue j SET status = 'queued', progress = 0, started_at = NULL"
 			 "    FROM interrupted i WHERE j.id = i.id AND i.attempts < $1"
@@ -93,7 +148,7 @@ job_recover_interrupted(void)
 			 " SELECT id, 'warn', format('interrupted: the worker stopped while the job was running"
 			 " (attempt %s of %s); queued again', attempts, $1), 0 FROM requeued"
 			 " UNION ALL SELECT id, 'error', error, progress FROM failed",
-			 1, types, values, SPI_OK_INSERT);
+			 2, types, values, SPI_OK_INSERT);
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("publish worker recovered %llu interrupted job(s)",
@@ -101,44 +156,71 @@ job_recover_interrupted(void)
 }
 
 /*
- * Claims the oldest queued job (FOR UPDATE SKIP LOCKED) and marks it
- * running; NULL when there is none.  The job is allocated in mcxt.
+ * Claims the oldest job that may run now (FOR UPDATE SKIP LOCKED), marks it
+ * running and takes its lock; NULL when there is none.  The job is
+ * allocated in mcxt and becomes the current job.
  */
 PublishJob *
 job_claim_next(MemoryContext mcxt)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts)};
+	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
+	Datum		values[3] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts),
+	Int32GetDatum(JOB_LOCK_CLASS)};
 	PublishJob *job;
 	HeapTuple	row;
-	TupleDesc	desc;
 
-	exec_sql("WITH claimed AS ("
+	exec_sql("WITH next AS ("
+			 "  SELECT q.id FROM publish.job_queue q"
+			 "   WHERE q.status = 'queued'"
+			 "     AND NOT EXISTS (SELECT 1 FROM publish.job_queue o"
+			 "                      WHERE o.project_id = q.project_id AND o.env = q.env"
+			 "                        AND o.status IN ('queued', 'running')"
+			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id)))"
+			 "   ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED"
+			 "), claimed AS ("
 			 "  UPDATE publish.job_queue j"
 			 "     SET status = 'running', started_at = clock_timestamp(),"
 			 "         attempts = j.attempts + 1, progress = 0"
-			 "   WHERE j.id = (SELECT q.id FROM publish.job_queue q WHERE q.status = 'queued'"
-			 "                  ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+			 "    FROM next WHERE j.id = next.id"
 			 "  RETURNING j.id, j.job_type, j.version_id, j.env, j.attempts"
 			 "), logged AS ("
 			 "  INSERT INTO publish.job_log (job_id, level, message, progress)"
 			 "  SELECT id, 'info', format('Started by the publish worker (pid %s), attempt %s of %s',"
 			 "                            $1, attempts, $2), 0 FROM claimed"
 			 ")"
-			 "SELECT id, job_type, version_id, env, attempts FROM claimed",
-			 2, types, values, SPI_OK_SELECT);
+			 "SELECT id, job_type, version_id, env, attempts,"
+			 "       pg_advisory_lock($3, hashtext(id::text)) FROM claimed",
+			 3, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 
 	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
 	job = MemoryContextAllocZero(mcxt, sizeof(PublishJob));
 	job->id = spi_text(row, 1, mcxt);
 	job->job_type = spi_text(row, 2, mcxt);
 	job->version_id = spi_text(row, 3, mcxt);
 	job->env = spi_text(row, 4, mcxt);
-	job->attempts = pg_strtoint32(SPI_getvalue(row, desc, 5));
+	job->attempts = pg_strtoint32(SPI_getvalue(row, SPI_tuptable->tupdesc, 5));
+	job->started = GetCurrentTimestamp();
+	current_job = job;
 	return job;
+}
+
+/* Stops the job (by throwing) if cancel_job() asked for it or time is up. */
+static void
+stop_if_asked(PublishJob *job, bool cancel_requested)
+{
+	if (cancel_requested)
+	{
+		job->cancelled = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("job %s was cancelled", job->id)));
+	}
+	if (job_deadline_passed(job))
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("job %s timed out", job->id)));
 }
 
 static void
@@ -147,6 +229,7 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 	Oid			types[4] = {TEXTOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', progress < 0 ? 'n' : ' ', ' ', ' '};
+	bool		isnull;
 
 	values[0] = CStringGetTextDatum(job->id);
 	values[1] = Int32GetDatum(progress);
@@ -155,20 +238,28 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 
 	if (SPI_execute_with_args("WITH j AS ("
 							  "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
-							  "   WHERE id = $1::uuid AND status = 'running' RETURNING id, progress"
+							  "   WHERE id = $1::uuid AND status = 'running'"
+							  "  RETURNING id, progress, cancel_requested"
+							  "), l AS ("
+							  "  INSERT INTO publish.job_log (job_id, level, message, progress)"
+							  "  SELECT id, $3, $4, progress FROM j"
 							  ")"
-							  "INSERT INTO publish.job_log (job_id, level, message, progress)"
-							  " SELECT id, $3, $4, progress FROM j",
-							  4, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  "SELECT cancel_requested FROM j",
+							  4, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not record job progress");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("job %s is no longer running", job->id),
 				 errdetail("Its row was changed or deleted by someone else.")));
+	stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull)));
 }
 
-/* Records a finished step: its progress figure and one info log line. */
+/*
+ * Records a finished step: its progress figure and one info log line.  A
+ * checkpoint: throws if the job was cancelled or has timed out.
+ */
 void
 job_step_done(PublishJob *job, int progress, const char *message)
 {
@@ -182,19 +273,83 @@ job_log(PublishJob *job, const char *level, const char *message)
 	insert_log(job, -1, level, message);
 }
 
-/* Marks the job failed with error, and logs it at level error. */
+/*
+ * A checkpoint between transactions (in a long loop of I/O): throws if the
+ * job was cancelled or has timed out.  Opens a short transaction of its own.
+ */
 void
-job_record_failure(PublishJob *job, const char *error)
+job_checkpoint(PublishJob *job)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(job->id), CStringGetTextDatum(error)};
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(job->id)};
+	bool		cancel = false;
+
+	CHECK_FOR_INTERRUPTS();
+	job_txn_begin("publish: checkpoint");
+	if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
+							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed > 0)
+	{
+		bool		isnull;
+
+		cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	job_txn_commit(false);
+	stop_if_asked(job, cancel);
+}
+
+/*
+ * Records how the job ended when it did not publish: status 'failed' or
+ * 'cancelled', the error text, and an error (or, cancelled, warn) log line.
+ */
+void
+job_record_end(PublishJob *job, const char *status, const char *error)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(job->id), CStringGetTextDatum(error),
+	CStringGetTextDatum(status)};
 
 	exec_sql("WITH j AS ("
-			 "  UPDATE publish.job_queue SET status = 'failed', error = $2,"
+			 "  UPDATE publish.job_queue SET status = $3, error = $2,"
 			 "         completed_at = clock_timestamp()"
 			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
 			 ")"
 			 "INSERT INTO publish.job_log (job_id, level, message, progress)"
-			 " SELECT id, 'error', $2, progress FROM j",
-			 2, types, values, SPI_OK_INSERT);
+			 " SELECT id, CASE $3 WHEN 'cancelled' THEN 'warn' ELSE 'error' END, $2, progress FROM j",
+			 3, types, values, SPI_OK_INSERT);
+}
+
+/* The job has ended: its deadline no longer applies to our transactions. */
+void
+job_forget_current(void)
+{
+	current_job = NULL;
+}
+
+/*
+ * Deletes finished jobs older than publish.job_retention, a batch per
+ * transaction, so that no lock is held for long.  Outside a transaction.
+ */
+void
+job_purge_expired(void)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(publish_job_retention), Int32GetDatum(PURGE_BATCH_SIZE)};
+	uint64		deleted;
+
+	if (publish_job_retention <= 0)
+		return;
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		job_txn_begin("publish: deleting old jobs");
+		exec_sql("DELETE FROM publish.job_queue WHERE id IN ("
+				 "  SELECT id FROM publish.job_queue"
+				 "   WHERE status IN ('completed', 'failed', 'cancelled')"
+				 "     AND completed_at < now() - make_interval(mins => $1)"
+				 "   ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+				 2, types, values, SPI_OK_DELETE);
+		deleted = SPI_processed;
+		job_txn_commit(false);
+	} while (deleted == PURGE_BATCH_SIZE);
 }

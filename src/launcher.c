@@ -5,8 +5,9 @@
  *	  worker per database.
  *
  * The launcher connects to no database; it reads the shared catalog
- * pg_database and starts a dynamic worker for every database that accepts
- * connections and is not a template.  A worker that finds no extension in
+ * pg_database and starts publish.workers_per_database dynamic workers for
+ * every database that accepts connections and is not a template (worker 0
+ * first; the others once it has found the extension there).  A worker that finds no extension in
  * its database says so in its slot and exits; the launcher leaves that
  * database alone until a wake-up for it arrives (CREATE EXTENSION and
  * publish_version both send one at commit).  New databases are noticed at
@@ -44,8 +45,9 @@
 typedef struct LauncherDb
 {
 	Oid			dboid;			/* hash key */
-	BackgroundWorkerHandle *handle; /* NULL: none started by us */
-	TimestampTz not_before;		/* restart delay after an error exit */
+	/* by worker number: NULL when none was started by us */
+	BackgroundWorkerHandle *handles[PUBLISH_MAX_WORKERS_PER_DATABASE];
+	TimestampTz not_before[PUBLISH_MAX_WORKERS_PER_DATABASE];	/* restart delay */
 	bool		seen;			/* found in the last scan */
 } LauncherDb;
 
@@ -73,9 +75,9 @@ launcher_exit_callback(int code, Datum arg)
 	publish_shmem_clear_launcher();
 }
 
-/* Starts the worker of one database; false when no worker slot was free. */
+/* Starts worker `number` of one database; false when no worker slot was free. */
 static bool
-start_worker(LauncherDb *db, const char *dbname)
+start_worker(LauncherDb *db, int number, const char *dbname)
 {
 	BackgroundWorker worker;
 	MemoryContext oldcxt;
@@ -87,17 +89,18 @@ start_worker(LauncherDb *db, const char *dbname)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "publish", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "publish_worker_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "publish worker for database %s", dbname);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "publish worker %d for database %s", number, dbname);
 	strlcpy(worker.bgw_type, "publish worker", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(db->dboid);
+	memcpy(worker.bgw_extra, &number, sizeof(number));
 	worker.bgw_notify_pid = MyProcPid;
 
 	/* the handle outlives the scan's transaction */
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	started = RegisterDynamicBackgroundWorker(&worker, &db->handle);
+	started = RegisterDynamicBackgroundWorker(&worker, &db->handles[number]);
 	MemoryContextSwitchTo(oldcxt);
 	if (!started)
-		db->handle = NULL;
+		db->handles[number] = NULL;
 	return started;
 }
 
@@ -115,17 +118,18 @@ reap_workers(TimestampTz now)
 	hash_seq_init(&status, launcher_dbs);
 	while ((db = hash_seq_search(&status)) != NULL)
 	{
-		pid_t		pid;
-
-		if (db->handle == NULL)
-			continue;
-		if (GetBackgroundWorkerPid(db->handle, &pid) == BGWH_STOPPED)
+		for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
 		{
-			pfree(db->handle);
-			db->handle = NULL;
-			if (publish_shmem_take_worker_failed(db->dboid))
-				db->not_before = TimestampTzPlusMilliseconds(now,
-															 publish_launcher_restart_delay * 1000);
+			pid_t		pid;
+
+			if (db->handles[i] == NULL ||
+				GetBackgroundWorkerPid(db->handles[i], &pid) != BGWH_STOPPED)
+				continue;
+			pfree(db->handles[i]);
+			db->handles[i] = NULL;
+			if (publish_shmem_take_worker_failed(db->dboid, i))
+				db->not_before[i] = TimestampTzPlusMilliseconds(now,
+																publish_launcher_restart_delay * 1000);
 		}
 	}
 }
@@ -177,32 +181,41 @@ scan_databases(void)
 		db = hash_search(launcher_dbs, &form->oid, HASH_ENTER, &found);
 		if (!found)
 		{
-			db->handle = NULL;
-			db->not_before = 0;
+			memset(db->handles, 0, sizeof(db->handles));
+			memset(db->not_before, 0, sizeof(db->not_before));
 		}
 		db->seen = true;
 
-		if (db->handle != NULL || !publish_shmem_database_wanted(form->oid))
-			continue;
-		if (db->not_before > now)
+		/*
+		 * Worker 0 first: it is the one that finds out whether the database
+		 * has the extension.  The others follow once it is attached.
+		 */
+		for (int i = 0; i < publish_workers_per_database; i++)
 		{
-			long		ms = TimestampDifferenceMilliseconds(now, db->not_before);
+			if (db->handles[i] != NULL || !publish_shmem_worker_wanted(form->oid, i))
+				continue;
+			if (i > 0 && (db->handles[0] == NULL || publish_shmem_worker_wanted(form->oid, 0)))
+				break;
+			if (db->not_before[i] > now)
+			{
+				long		ms = TimestampDifferenceMilliseconds(now, db->not_before[i]);
 
-			if (next_ms < 0 || ms < next_ms)
-				next_ms = ms;
-			continue;
-		}
-		if (!start_worker(db, NameStr(form->datname)))
-		{
-			if (!warned_full)
-				ereport(WARNING,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("publish launcher could not start a worker for database \"%s\"",
-								NameStr(form->datname)),
-						 errdetail("All background worker slots are in use."),
-						 errhint("Raise max_worker_processes: publish needs one for its launcher and one per database using the extension.")));
-			warned_full = true;
-			db->not_before = TimestampTzPlusMilliseconds(now, publish_launcher_restart_delay * 1000);
+				if (next_ms < 0 || ms < next_ms)
+					next_ms = ms;
+				continue;
+			}
+			if (!start_worker(db, i, NameStr(form->datname)))
+			{
+				if (!warned_full)
+					ereport(WARNING,
+							(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+							 errmsg("publish launcher could not start a worker for database \"%s\"",
+									NameStr(form->datname)),
+							 errdetail("All background worker slots are in use."),
+							 errhint("Raise max_worker_processes: publish needs one for its launcher and publish.workers_per_database per database using the extension.")));
+				warned_full = true;
+				db->not_before[i] = TimestampTzPlusMilliseconds(now, publish_launcher_restart_delay * 1000);
+			}
 		}
 	}
 	table_endscan(scan);
@@ -219,7 +232,11 @@ scan_databases(void)
 	hash_seq_init(&status, launcher_dbs);
 	while ((db = hash_seq_search(&status)) != NULL)
 	{
-		if (!db->seen && db->handle == NULL)
+		bool		running = false;
+
+		for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+			running |= (db->handles[i] != NULL);
+		if (!db->seen && !running)
 			hash_search(launcher_dbs, &db->dboid, HASH_REMOVE, NULL);
 		else
 			db->seen = false;

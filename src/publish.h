@@ -32,6 +32,7 @@
 #include "datatype/timestamp.h"
 #include "access/htup.h"
 #include "nodes/pg_list.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "utils/palloc.h"
 
@@ -46,9 +47,14 @@
 extern int	publish_sweep_interval;		/* seconds */
 extern int	publish_max_attempts;
 extern int	publish_launcher_restart_delay;	/* seconds */
+extern int	publish_workers_per_database;
+extern int	publish_job_timeout;		/* seconds, 0 = none */
+extern int	publish_job_retention;		/* minutes, 0 = keep forever */
 extern void publish_define_gucs(void);
 
 /* shmem.c */
+#define PUBLISH_MAX_WORKERS_PER_DATABASE 8
+
 extern void publish_shmem_request(void);
 extern void publish_shmem_startup(void);
 extern bool publish_shmem_ready(void);
@@ -57,15 +63,16 @@ extern void publish_shmem_clear_launcher(void);
 extern bool publish_shmem_take_rescan(void);
 extern void publish_shmem_wake_launcher(bool rescan);
 extern void publish_shmem_wake_database(Oid dboid);
-extern bool publish_shmem_attach_worker(Oid dboid);
+extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
-extern void publish_shmem_detach_worker(Oid dboid, bool no_extension, uint64 seen_wakes,
-										bool failed);
-extern bool publish_shmem_take_worker_failed(Oid dboid);
-extern bool publish_shmem_database_wanted(Oid dboid);
+extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
+										uint64 seen_wakes, bool failed);
+extern bool publish_shmem_take_worker_failed(Oid dboid, int number);
+extern bool publish_shmem_worker_wanted(Oid dboid, int number);
 extern void publish_shmem_pause_database(Oid dboid);
 extern void publish_shmem_resume_database(Oid dboid);
 extern void publish_shmem_forget_databases(Oid *alive, int nalive);
+extern ConditionVariable *publish_shmem_job_ended_cv(Oid dboid);
 
 /* wakeup.c */
 extern void publish_wake_at_commit(void);

@@ -3,15 +3,17 @@
  * shmem.c
  *	  Shared state: who the launcher is, and one slot per database.
  *
- * A database slot says whether a worker serves the database (its pid and
- * latch), whether the last worker found no extension there (so the launcher
- * leaves the database alone until someone asks again), and whether a
- * utility command (DROP DATABASE, ...) needs the database to itself.
+ * A database slot holds its workers (pid and latch of each, by worker
+ * number), whether the last worker found no extension there (so the
+ * launcher leaves the database alone until someone asks again), whether a
+ * utility command (DROP DATABASE, ...) needs the database to itself, and a
+ * condition variable broadcast whenever one of its jobs ends (wait_job
+ * sleeps on it).
  *
- * Locking: one LWLock guards everything here.  Latches are set after the lock
- * is released.  A slot's pid is cleared by the worker's exit callback; a
- * crashed worker restarts the whole cluster, which re-initialises this
- * memory, so a pid found here belongs to a live worker.
+ * Locking: one LWLock guards everything here but the condition variables.
+ * Latches are set after the lock is released.  A worker's pid is cleared by
+ * its exit callback; a crashed worker restarts the whole cluster, which
+ * re-initialises this memory, so a pid found here belongs to a live worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +22,7 @@
 #include <signal.h>
 
 #include "miscadmin.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -27,15 +30,21 @@
 
 #define PUBLISH_MAX_DATABASES	256
 
+typedef struct PublishWorkerSlot
+{
+	pid_t		pid;			/* 0: no worker attached */
+	Latch	   *latch;
+	bool		last_exit_failed;	/* the last worker here exited with an error */
+} PublishWorkerSlot;
+
 typedef struct PublishDbSlot
 {
 	Oid			dboid;			/* InvalidOid: slot is free */
-	pid_t		worker_pid;		/* 0: no worker attached */
-	Latch	   *worker_latch;
 	bool		no_extension;	/* last worker found no extension here */
 	int			paused;			/* >0: a utility command needs the database */
 	uint64		wake_count;		/* bumped by every wake-up request */
-	bool		last_exit_failed;	/* the last worker exited with an error */
+	ConditionVariable job_ended;	/* broadcast when a job of this database ends */
+	PublishWorkerSlot workers[PUBLISH_MAX_WORKERS_PER_DATABASE];
 } PublishDbSlot;
 
 typedef struct PublishShared
@@ -67,6 +76,8 @@ publish_shmem_startup(void)
 	{
 		memset(shared, 0, sizeof(PublishShared));
 		shared->lock = &(GetNamedLWLockTranche("publish"))->lock;
+		for (int i = 0; i < PUBLISH_MAX_DATABASES; i++)
+			ConditionVariableInit(&shared->dbs[i].job_ended);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -95,11 +106,23 @@ find_slot(Oid dboid, bool create)
 	}
 	if (create && free_slot != NULL)
 	{
-		memset(free_slot, 0, sizeof(PublishDbSlot));
 		free_slot->dboid = dboid;
+		free_slot->no_extension = false;
+		free_slot->paused = 0;
+		free_slot->wake_count = 0;
+		memset(free_slot->workers, 0, sizeof(free_slot->workers));
 		return free_slot;
 	}
 	return NULL;
+}
+
+static bool
+any_worker(PublishDbSlot *slot)
+{
+	for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+		if (slot->workers[i].pid != 0)
+			return true;
+	return false;
 }
 
 /* The launcher announces itself, so that wake-ups can reach it. */
@@ -164,14 +187,16 @@ publish_shmem_wake_launcher(bool rescan)
 }
 
 /*
- * Wakes the worker of a database, or, when it has none, asks the launcher
- * to start one.  Called from a commit callback: must not throw.
+ * Wakes the workers of a database (they race for the jobs with SKIP
+ * LOCKED), or, when it has none, asks the launcher to start them.  Called
+ * from a commit callback: must not throw.
  */
 void
 publish_shmem_wake_database(Oid dboid)
 {
 	PublishDbSlot *slot;
-	Latch	   *latch = NULL;
+	Latch	   *latches[PUBLISH_MAX_WORKERS_PER_DATABASE + 1];
+	int			n = 0;
 
 	if (shared == NULL)
 		return;
@@ -181,22 +206,24 @@ publish_shmem_wake_database(Oid dboid)
 	{
 		slot->wake_count++;
 		slot->no_extension = false;
-		if (slot->worker_pid != 0)
-			latch = slot->worker_latch;
+		for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+			if (slot->workers[i].pid != 0)
+				latches[n++] = slot->workers[i].latch;
 	}
-	if (latch == NULL)
-		latch = request_rescan_locked();
+	if (n == 0 && (latches[0] = request_rescan_locked()) != NULL)
+		n = 1;
 	LWLockRelease(shared->lock);
-	if (latch)
-		SetLatch(latch);
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
 }
 
 /*
- * A worker attaches to its database's slot.  False when it must not run:
- * another worker is attached, or a utility command needs the database.
+ * Worker number `number` attaches to its database's slot.  False when it
+ * must not run: that number is taken, or a utility command needs the
+ * database.
  */
 bool
-publish_shmem_attach_worker(Oid dboid)
+publish_shmem_attach_worker(Oid dboid, int number)
 {
 	PublishDbSlot *slot;
 	bool		ok = false;
@@ -204,10 +231,10 @@ publish_shmem_attach_worker(Oid dboid)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot = find_slot(dboid, true);
 	if (slot != NULL && slot->paused == 0 &&
-		(slot->worker_pid == 0 || slot->worker_pid == MyProcPid))
+		(slot->workers[number].pid == 0 || slot->workers[number].pid == MyProcPid))
 	{
-		slot->worker_pid = MyProcPid;
-		slot->worker_latch = &MyProc->procLatch;
+		slot->workers[number].pid = MyProcPid;
+		slot->workers[number].latch = &MyProc->procLatch;
 		slot->no_extension = false;
 		ok = true;
 	}
@@ -233,11 +260,13 @@ publish_shmem_wake_count(Oid dboid)
 /*
  * A worker leaves its slot.  no_extension says it found no extension at
  * wake-up count seen_wakes; a wake-up since then (CREATE EXTENSION committing
- * meanwhile) cancels that, and the launcher starts a worker again.
+ * meanwhile) cancels that, and the launcher starts workers again.  failed
+ * says it exits with an error (the launcher then waits before a restart),
+ * unless a utility command stopped it.
  */
 void
-publish_shmem_detach_worker(Oid dboid, bool no_extension, uint64 seen_wakes,
-							bool failed)
+publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
+							uint64 seen_wakes, bool failed)
 {
 	PublishDbSlot *slot;
 	Latch	   *latch = NULL;
@@ -246,24 +275,26 @@ publish_shmem_detach_worker(Oid dboid, bool no_extension, uint64 seen_wakes,
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot = find_slot(dboid, false);
-	if (slot != NULL && slot->worker_pid == MyProcPid)
+	if (slot != NULL && slot->workers[number].pid == MyProcPid)
 	{
-		slot->worker_pid = 0;
-		slot->worker_latch = NULL;
-		slot->no_extension = no_extension && slot->wake_count == seen_wakes;
-		/* a worker stopped for a utility command did not fail */
-		slot->last_exit_failed = failed && slot->paused == 0;
-		if (no_extension && !slot->no_extension)
-			latch = request_rescan_locked();
+		slot->workers[number].pid = 0;
+		slot->workers[number].latch = NULL;
+		slot->workers[number].last_exit_failed = failed && slot->paused == 0;
+		if (no_extension)
+		{
+			slot->no_extension = slot->wake_count == seen_wakes;
+			if (!slot->no_extension)
+				latch = request_rescan_locked();
+		}
 	}
 	LWLockRelease(shared->lock);
 	if (latch)
 		SetLatch(latch);
 }
 
-/* Did the last worker of this database exit with an error?  Clears the flag. */
+/* Did the last worker with this number exit with an error?  Clears the flag. */
 bool
-publish_shmem_take_worker_failed(Oid dboid)
+publish_shmem_take_worker_failed(Oid dboid, int number)
 {
 	PublishDbSlot *slot;
 	bool		failed = false;
@@ -272,16 +303,16 @@ publish_shmem_take_worker_failed(Oid dboid)
 	slot = find_slot(dboid, false);
 	if (slot != NULL)
 	{
-		failed = slot->last_exit_failed;
-		slot->last_exit_failed = false;
+		failed = slot->workers[number].last_exit_failed;
+		slot->workers[number].last_exit_failed = false;
 	}
 	LWLockRelease(shared->lock);
 	return failed;
 }
 
-/* Should the launcher run a worker in this database now? */
+/* Should the launcher run worker `number` in this database now? */
 bool
-publish_shmem_database_wanted(Oid dboid)
+publish_shmem_worker_wanted(Oid dboid, int number)
 {
 	PublishDbSlot *slot;
 	bool		wanted = true;
@@ -289,32 +320,36 @@ publish_shmem_database_wanted(Oid dboid)
 	LWLockAcquire(shared->lock, LW_SHARED);
 	slot = find_slot(dboid, false);
 	if (slot != NULL)
-		wanted = slot->paused == 0 && !slot->no_extension && slot->worker_pid == 0;
+		wanted = slot->paused == 0 && !slot->no_extension &&
+			slot->workers[number].pid == 0;
 	LWLockRelease(shared->lock);
 	return wanted;
 }
 
 /*
- * Keeps the launcher out of a database and asks its worker to exit, so that
- * DROP DATABASE and friends do not find it connected.  Every call is paired
- * with publish_shmem_resume_database.
+ * Keeps the launcher out of a database and asks its workers to exit, so that
+ * DROP DATABASE and friends do not find them connected.  Every call is
+ * paired with publish_shmem_resume_database.
  */
 void
 publish_shmem_pause_database(Oid dboid)
 {
 	PublishDbSlot *slot;
-	pid_t		pid = 0;
+	pid_t		pids[PUBLISH_MAX_WORKERS_PER_DATABASE];
+	int			n = 0;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot = find_slot(dboid, true);
 	if (slot != NULL)
 	{
 		slot->paused++;
-		pid = slot->worker_pid;
+		for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+			if (slot->workers[i].pid != 0)
+				pids[n++] = slot->workers[i].pid;
 	}
 	LWLockRelease(shared->lock);
-	if (pid != 0)
-		kill(pid, SIGTERM);
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGTERM);
 }
 
 void
@@ -349,7 +384,7 @@ publish_shmem_forget_databases(Oid *alive, int nalive)
 		PublishDbSlot *slot = &shared->dbs[i];
 		bool		found = false;
 
-		if (slot->dboid == InvalidOid || slot->worker_pid != 0 || slot->paused > 0)
+		if (slot->dboid == InvalidOid || any_worker(slot) || slot->paused > 0)
 			continue;
 		for (int j = 0; j < nalive && !found; j++)
 			found = (alive[j] == slot->dboid);
@@ -357,4 +392,21 @@ publish_shmem_forget_databases(Oid *alive, int nalive)
 			slot->dboid = InvalidOid;
 	}
 	LWLockRelease(shared->lock);
+}
+
+/*
+ * The condition variable broadcast when a job of this database ends; NULL
+ * when there is no room for the database (callers then poll).
+ */
+ConditionVariable *
+publish_shmem_job_ended_cv(Oid dboid)
+{
+	PublishDbSlot *slot;
+
+	if (shared == NULL)
+		return NULL;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = find_slot(dboid, true);
+	LWLockRelease(shared->lock);
+	return slot ? &slot->job_ended : NULL;
 }

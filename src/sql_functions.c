@@ -6,6 +6,8 @@
  *	  publish._wake_worker_at_commit()       wake this database's worker at commit
  *	  publish._release_document(uuid, text, timestamptz)  release.json text
  *	  publish._validation_problems(uuid)     every problem of a version
+ *	  publish._job_event_prepare()          listen for job ends (wait_job)
+ *	  publish._job_event_sleep(int)         sleep until a job ends or timeout
  *
  * The public functions (publish_version, build_release, validate_version)
  * are PL/pgSQL wrappers in publish--1.0.sql that check their arguments and
@@ -18,6 +20,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -26,6 +31,8 @@
 PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
 PG_FUNCTION_INFO_V1(publish_release_document);
 PG_FUNCTION_INFO_V1(publish_validation_problems);
+PG_FUNCTION_INFO_V1(publish_job_event_prepare);
+PG_FUNCTION_INFO_V1(publish_job_event_sleep);
 
 static void
 require_preloaded(void)
@@ -119,4 +126,41 @@ publish_validation_problems(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * wait_job() listens first, then looks at the job, then sleeps: a job that
+ * ends between the look and the sleep has already woken the sleeper (the
+ * worker broadcasts the database's condition variable after each job).
+ */
+Datum
+publish_job_event_prepare(PG_FUNCTION_ARGS)
+{
+	ConditionVariable *cv;
+
+	require_preloaded();
+	cv = publish_shmem_job_ended_cv(MyDatabaseId);
+	if (cv)
+		ConditionVariablePrepareToSleep(cv);
+	PG_RETURN_VOID();
+}
+
+Datum
+publish_job_event_sleep(PG_FUNCTION_ARGS)
+{
+	int32		timeout_ms = PG_GETARG_INT32(0);
+	ConditionVariable *cv;
+
+	require_preloaded();
+	cv = publish_shmem_job_ended_cv(MyDatabaseId);
+	if (timeout_ms <= 0)
+		PG_RETURN_VOID();
+	if (cv == NULL)
+		pg_usleep(Min(timeout_ms, 100) * 1000L);	/* no slot: poll gently */
+	else
+	{
+		(void) ConditionVariableTimedSleep(cv, timeout_ms, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+	}
+	PG_RETURN_VOID();
 }

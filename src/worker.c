@@ -1,23 +1,29 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  A database's publish worker: sleeps on its latch, runs queued jobs.
+ *	  A publish worker: sleeps on its latch, runs queued jobs.
  *
- * The launcher starts one worker per database.  The worker attaches to the
- * database's slot (so that committing transactions can set its latch), then:
+ * The launcher starts publish.workers_per_database workers per database,
+ * numbered from 0.  A worker attaches to its database's slot (so that
+ * committing transactions can set its latch), then loops:
  *
- *	  - on start, jobs left 'running' by a previous worker are queued again
- *		or failed (job_recover_interrupted);
- *	  - it claims and runs jobs one at a time until none is queued;
+ *	  - it claims and runs jobs one at a time until none is ready; the
+ *		workers of a database race for jobs with SKIP LOCKED;
  *	  - it sleeps until its latch is set (a publish committed, SIGHUP,
- *		SIGTERM) or the safety sweep (publish.sweep_interval) is due.
+ *		SIGTERM) or the safety sweep (publish.sweep_interval) is due;
+ *	  - at start and at every sweep it recovers jobs left 'running' by a
+ *		worker that is gone (job_recover_interrupted), and worker 0 deletes
+ *		finished jobs older than publish.job_retention, in small batches.
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
- * any) aborted, and the failure recorded in a fresh transaction; the worker
- * goes on with the next job.  Memory: a job's allocations live in a context
- * that is reset after every job.  When the extension is not (or no longer)
- * installed, the worker says so in its slot and exits quietly; the launcher
- * starts it again when CREATE EXTENSION commits.
+ * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
+ * timed out (publish.job_timeout) in a fresh transaction; the worker goes
+ * on with the next job.  Every job end is broadcast to wait_job() sleepers.
+ * Memory: a job's allocations live in a context reset after every job.
+ * When the extension is not (or no longer) installed, the worker says so in
+ * its slot and exits quietly; the launcher starts it again when CREATE
+ * EXTENSION commits.  A worker whose number is no longer below
+ * publish.workers_per_database (after a reload) exits when idle.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,12 +35,14 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 typedef enum NextJob
 {
@@ -44,11 +52,12 @@ typedef enum NextJob
 } NextJob;
 
 static Oid	worker_dboid = InvalidOid;
+static int	worker_number = 0;
 
 static void
 worker_exit_callback(int code, Datum arg)
 {
-	publish_shmem_detach_worker(worker_dboid, false, 0, code != 0);
+	publish_shmem_detach_worker(worker_dboid, worker_number, false, 0, code != 0);
 }
 
 /* Flattens an error into the job's error text: message, then detail. */
@@ -60,14 +69,17 @@ error_text(ErrorData *edata)
 	return pstrdup(edata->message ? edata->message : "unknown error");
 }
 
-/* Records job's failure in a fresh transaction; a failure to do so is logged. */
+/*
+ * Records how a job ended badly, in a fresh transaction; a failure to do so
+ * is logged (the extension may have been dropped under us).
+ */
 static void
-record_failure(PublishJob *job, const char *error, MemoryContext mcxt)
+record_end(PublishJob *job, const char *status, const char *error, MemoryContext mcxt)
 {
 	PG_TRY();
 	{
-		job_txn_begin("publish: recording failure");
-		job_record_failure(job, error);
+		job_txn_begin("publish: recording the end of a job");
+		job_record_end(job, status, error);
 		job_txn_commit(true);
 	}
 	PG_CATCH();
@@ -79,13 +91,13 @@ record_failure(PublishJob *job, const char *error, MemoryContext mcxt)
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		ereport(WARNING,
-				(errmsg("publish worker could not record the failure of job %s: %s",
+				(errmsg("publish worker could not record the end of job %s: %s",
 						job->id, edata->message)));
 	}
 	PG_END_TRY();
 }
 
-/* Runs one job; any error becomes the job's failure. */
+/* Runs one job; any error becomes the job's failure, cancellation or timeout. */
 static void
 run_job(PublishJob *job, MemoryContext mcxt)
 {
@@ -102,11 +114,18 @@ run_job(PublishJob *job, MemoryContext mcxt)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
-		/* a failed publish may still hold its version's session lock */
-		LockReleaseSession(USER_LOCKMETHOD);
-		record_failure(job, error_text(edata), mcxt);
+		job_forget_current();
+
+		if (job->cancelled)
+			record_end(job, "cancelled", "cancelled while running; nothing was published", mcxt);
+		else if (job_deadline_passed(job))
+			record_end(job, "failed",
+					   psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
+								publish_job_timeout), mcxt);
+		else
+			record_end(job, "failed", error_text(edata), mcxt);
 		ereport(LOG,
-				(errmsg("publish job %s failed: %s", job->id, edata->message)));
+				(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -114,7 +133,7 @@ run_job(PublishJob *job, MemoryContext mcxt)
 
 /* Claims the next job and runs it. */
 static NextJob
-run_next_job(MemoryContext mcxt, bool first)
+run_next_job(MemoryContext mcxt, bool sweep)
 {
 	PublishJob *job = NULL;
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
@@ -123,10 +142,10 @@ run_next_job(MemoryContext mcxt, bool first)
 	if (!job_extension_present())
 	{
 		job_txn_commit(false);
-		publish_shmem_detach_worker(worker_dboid, true, wakes, false);
+		publish_shmem_detach_worker(worker_dboid, worker_number, true, wakes, false);
 		return NEXT_JOB_NO_EXTENSION;
 	}
-	if (first)
+	if (sweep)
 		job_recover_interrupted();
 	job = job_claim_next(mcxt);
 	/* durable: a job that crashes the server must see its attempts counted */
@@ -135,6 +154,16 @@ run_next_job(MemoryContext mcxt, bool first)
 	if (job == NULL)
 		return NEXT_JOB_NONE;
 	run_job(job, mcxt);
+	job_forget_current();
+
+	/* the job's session locks (job_queue.c, job_publish.c) go with it */
+	LockReleaseSession(USER_LOCKMETHOD);
+	{
+		ConditionVariable *cv = publish_shmem_job_ended_cv(worker_dboid);
+
+		if (cv)
+			ConditionVariableBroadcast(cv);
+	}
 	return NEXT_JOB_RAN;
 }
 
@@ -142,9 +171,12 @@ void
 publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
-	bool		first = true;
+	bool		sweep = true;
+	bool		announced = false;
+	TimestampTz last_sweep = 0;
 
 	worker_dboid = DatumGetObjectId(main_arg);
+	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -152,7 +184,8 @@ publish_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);
 
-	if (!publish_shmem_attach_worker(worker_dboid))
+	if (worker_number < 0 || worker_number >= PUBLISH_MAX_WORKERS_PER_DATABASE ||
+		!publish_shmem_attach_worker(worker_dboid, worker_number))
 		proc_exit(0);
 	before_shmem_exit(worker_exit_callback, (Datum) 0);
 
@@ -163,6 +196,7 @@ publish_worker_main(Datum main_arg)
 	for (;;)
 	{
 		NextJob		next;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -170,19 +204,39 @@ publish_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		if (worker_number >= publish_workers_per_database)
+			proc_exit(0);
 
-		next = run_next_job(job_context, first);
-		first = false;
+		sweep = sweep || TimestampDifferenceExceeds(last_sweep, GetCurrentTimestamp(),
+													  publish_sweep_interval * 1000);
+		if (sweep)
+			last_sweep = GetCurrentTimestamp();
+		next = run_next_job(job_context, sweep);
 		MemoryContextReset(job_context);
 		checksum_release_resources();
 
 		if (next == NEXT_JOB_NO_EXTENSION)
 			proc_exit(0);
+		if (!announced)
+		{
+			/* the extension is here: the launcher may start our siblings */
+			if (worker_number == 0 && publish_workers_per_database > 1)
+				publish_shmem_wake_launcher(true);
+			announced = true;
+		}
+		if (sweep && worker_number == 0)
+		{
+			MemoryContextSwitchTo(job_context);
+			job_purge_expired();
+			MemoryContextReset(job_context);
+		}
+		sweep = false;
 		if (next == NEXT_JOB_RAN)
 			continue;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		sweep = (rc & WL_TIMEOUT) != 0;
 	}
 }

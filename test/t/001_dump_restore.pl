@@ -33,7 +33,8 @@ $node->append_conf('postgresql.conf',
 	    "shared_preload_libraries = 'publish'\n"
 	  . "max_worker_processes = 32\n"
 	  . "publish.sweep_interval = 30\n"
-	  . "publish.launcher_restart_delay = 1\n");
+	  . "publish.launcher_restart_delay = 1\n"
+	  . "publish.workers_per_database = 1\n");
 $node->start;
 
 # Waits until job $id (in $db) has finished; returns "status|error".

@@ -30,6 +30,7 @@ $node->append_conf('postgresql.conf',
 	  . "max_worker_processes = 32\n"
 	  . "publish.sweep_interval = 30\n"
 	  . "publish.launcher_restart_delay = 1\n"
+	  . "publish.workers_per_database = 1\n"
 	  . "publish.max_attempts = 3\n"
 	  # PostgreSQL::Test::Cluster turns this off; (a) needs the real default.
 	  . "restart_after_crash = on\n");
@@ -109,15 +110,15 @@ my $version_id = $node->safe_psql($db,
 # counted, a start log line) and the server goes down before the job ends.
 sub running_job
 {
-	my ($attempts) = @_;
+	my ($attempts, $env) = @_;
 	return $node->safe_psql(
 		$db, qq{
 		WITH j AS (
 			INSERT INTO publish.job_queue (job_type, status, params, version_id, env, attempts, started_at)
 			VALUES ('publish', 'running',
 			        jsonb_build_object('project_slug', 'campus', 'version_number', 3,
-			                           'target_env', 'production', 'requested_by', current_user),
-			        '$version_id', 'production', $attempts, clock_timestamp())
+			                           'target_env', '$env', 'requested_by', current_user),
+			        '$version_id', '$env', $attempts, clock_timestamp())
 			RETURNING id, attempts)
 		, l AS (
 			INSERT INTO publish.job_log (job_id, level, message)
@@ -125,8 +126,9 @@ sub running_job
 		SELECT id FROM j});
 }
 
-my $job_b = running_job(1);
-my $job_c = running_job(3);
+# (one job per version and environment can be active: c uses another env)
+my $job_b = running_job(1, 'production');
+my $job_c = running_job(3, 'staging');
 like($job_b, qr/^[0-9a-f-]{36}$/, '(b) a job looks running (attempt 1 of 3)');
 like($job_c, qr/^[0-9a-f-]{36}$/, '(c) a job looks running (attempt 3 of 3)');
 

@@ -10,7 +10,7 @@
 --                                               waits until a job reaches p%
 --   test_helpers.wait_logs(job_id, n, timeout)  waits for a job's n-th log entry
 --   test_helpers.worker_pid()                   this database's publish worker
---   test_helpers.wait_worker_blocked(timeout)   waits until it waits for a lock
+--   test_helpers.wait_worker_blocked(timeout)   waits until a worker waits for a lock
 --   test_helpers.make_project(slug, n_overlays, with_tiles, max_zoom)
 --                                               a small valid project, v1 ready
 --   test_helpers.make_version(project_id, n, n_overlays, with_tiles, max_zoom, status)
@@ -380,8 +380,10 @@ DECLARE
 BEGIN
 	LOOP
 		PERFORM pg_stat_clear_snapshot();
-		worker := test_helpers.worker_pid();
-		IF EXISTS (SELECT 1 FROM pg_locks WHERE pid = worker AND NOT granted) THEN
+		IF EXISTS (SELECT 1 FROM pg_locks l
+		             JOIN pg_stat_activity a ON a.pid = l.pid
+		            WHERE a.datname = current_database()
+		              AND a.application_name = 'publish worker' AND NOT l.granted) THEN
 			RETURN true;
 		END IF;
 		IF clock_timestamp() >= deadline THEN
