@@ -203,9 +203,9 @@ CREATE INDEX job_queue_version_idx ON publish.job_queue (version_id);
 -- jobs of one project and environment run one at a time, in order
 CREATE INDEX job_queue_target_idx ON publish.job_queue (project_id, env, created_at)
 	WHERE status IN ('queued', 'running');
--- asking again for a publish that is queued or running returns that job
-CREATE UNIQUE INDEX job_queue_one_active_idx ON publish.job_queue (job_type, version_id, env)
-	WHERE status IN ('queued', 'running');
+-- a version waits at most once in the queue of an environment
+CREATE UNIQUE INDEX job_queue_one_queued_idx ON publish.job_queue (job_type, version_id, env)
+	WHERE status = 'queued';
 -- retention deletes finished jobs oldest first
 CREATE INDEX job_queue_finished_idx ON publish.job_queue (completed_at)
 	WHERE status IN ('completed', 'failed', 'cancelled');
@@ -440,9 +440,9 @@ RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
 	ver    publish.project_versions;
+	dup    record;
 	job_id uuid;
 	job    publish.jobs;
 BEGIN
@@ -461,21 +461,40 @@ BEGIN
 	-- before anything is written.
 	PERFORM publish._wake_worker_at_commit();
 
-	-- A publish of this version to env that is queued or running already is
-	-- the answer: no second job (the unique index settles concurrent calls).
-	INSERT INTO publish.job_queue (job_type, params, project_id, version_id, env)
-	VALUES ('publish',
-	        jsonb_build_object('project_slug', slug,
-	                           'version_number', version,
-	                           'target_env', env,
-	                           'requested_by', current_user),
-	        ver.project_id, ver.id, env)
-	ON CONFLICT (job_type, version_id, env) WHERE status IN ('queued', 'running') DO NOTHING
-	RETURNING id INTO job_id;
-	IF job_id IS NULL THEN
-		SELECT q.id INTO job_id FROM publish.job_queue q
-		 WHERE q.job_type = 'publish' AND q.version_id = ver.id AND q.env = publish_version.env
-		   AND q.status IN ('queued', 'running');
+	-- Requests for one project and environment are taken one at a time
+	-- (until commit), so their jobs are created, and run, in request order.
+	PERFORM pg_advisory_xact_lock(1886741102, hashtext(ver.project_id::text || '/' || env));
+
+	-- The same version already queued or running, with nothing asked after
+	-- it, is the answer: no second job.  If other requests came after it,
+	-- this one must run last: a queued duplicate is superseded, and a new
+	-- job is queued behind the others.
+	SELECT q.id, q.status, q.created_at INTO dup
+	  FROM publish.job_queue q
+	 WHERE q.job_type = 'publish' AND q.version_id = ver.id AND q.env = publish_version.env
+	   AND q.status IN ('queued', 'running')
+	 ORDER BY q.created_at DESC LIMIT 1;
+	IF FOUND AND NOT EXISTS (SELECT 1 FROM publish.job_queue o
+	                          WHERE o.project_id = ver.project_id AND o.env = publish_version.env
+	                            AND o.status = 'queued' AND o.created_at > dup.created_at) THEN
+		job_id := dup.id;
+	ELSE
+		IF FOUND AND dup.status = 'queued' THEN
+			UPDATE publish.job_queue q
+			   SET status = 'cancelled', completed_at = clock_timestamp(),
+			       error = 'superseded: the same publish was asked for again after other publishes'
+			 WHERE q.id = dup.id;
+			INSERT INTO publish.job_log (job_id, level, message, progress)
+			SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = dup.id;
+		END IF;
+		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env)
+		VALUES ('publish',
+		        jsonb_build_object('project_slug', slug,
+		                           'version_number', version,
+		                           'target_env', env,
+		                           'requested_by', current_user),
+		        ver.project_id, ver.id, env)
+		RETURNING q.id INTO job_id;
 	END IF;
 
 	SELECT * INTO job FROM publish.jobs j WHERE j.id = job_id;
