@@ -56,6 +56,9 @@ typedef struct TransferState
 	size_t		keep_cap;
 	void	   *sha_ctx;		/* SHA-256 of the body, or NULL */
 	bool		sha_failed;
+	curl_off_t	last_bytes;		/* bytes moved (up + down) at last_move */
+	TimestampTz last_move;
+	bool		stalled;		/* aborted: nothing moved for too long */
 } TransferState;
 
 static void
@@ -201,15 +204,32 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /*
- * libcurl progress callback, called at least once a second: aborts the
- * transfer when PostgreSQL wants this process to stop (SIGTERM, cancel).
- * Only reads the flags; CHECK_FOR_INTERRUPTS runs after the transfer.
+ * libcurl progress callback, called at least once a second.  Aborts the
+ * transfer when PostgreSQL wants this process to stop (SIGTERM, cancel):
+ * it only reads the flags, CHECK_FOR_INTERRUPTS runs after the transfer.
+ * Also aborts when no byte moved for publish.storage_low_speed_time:
+ * libcurl's own low-speed check averages over the last five seconds, so
+ * after a quick upload to a server that then says nothing it would wait
+ * up to five seconds longer than configured.
  */
 static int
 on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
+	TransferState *st = arg;
+	TimestampTz now = GetCurrentTimestamp();
+
 	if (InterruptPending && (ProcDiePending || QueryCancelPending))
 		return 1;
+	if (dlnow + ulnow != st->last_bytes || st->last_move == 0)
+	{
+		st->last_bytes = dlnow + ulnow;
+		st->last_move = now;
+	}
+	else if (now - st->last_move >= (TimestampTz) publish_storage_low_speed_time * USECS_PER_SEC)
+	{
+		st->stalled = true;
+		return 1;
+	}
 	return 0;
 }
 
@@ -301,6 +321,7 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 		SETOPT(h, CURLOPT_WRITEDATA, &st);
 		SETOPT(h, CURLOPT_NOPROGRESS, 0L);
 		SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		SETOPT(h, CURLOPT_XFERINFODATA, &st);
 
 		if (req->aws_sigv4 != NULL)
 		{
@@ -361,8 +382,14 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 		if (st.sha_failed)
 			elog(ERROR, "publish: could not hash a response body");
 	}
+	if (st.stalled)
+	{
+		resp->curl_code = CURLE_OPERATION_TIMEDOUT;
+		snprintf(resp->curl_error, sizeof(resp->curl_error),
+				 "nothing was sent or received for %d s", publish_storage_low_speed_time);
+	}
 	/* a cancel or SIGTERM aborted the transfer: act on it now */
-	if (resp->curl_code == CURLE_ABORTED_BY_CALLBACK)
+	else if (resp->curl_code == CURLE_ABORTED_BY_CALLBACK)
 		CHECK_FOR_INTERRUPTS();
 }
 
