@@ -50,7 +50,7 @@ HASH=$(sha256sum "$WORK/object.bin" | cut -d' ' -f1)
 CACHE="public, max-age=31536000, immutable"
 
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench"
-psql -X -q -v ON_ERROR_STOP=1 -d bench <<SQL
+psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
 CREATE EXTENSION publish;
 SELECT publish.set_storage_target('dav', '${S[dav_url]}/open/ext');
 SELECT publish.set_storage_target('s3', 's3://${S[s3_bucket]}/ext', '{"endpoint": "${S[s3_endpoint]}"}');
