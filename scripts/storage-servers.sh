@@ -2,7 +2,8 @@
 # Storage servers for the tests and the benchmark, on 127.0.0.1, each
 # stopped by its pid:
 #   nginx        WebDAV (PUT, COPY, ...) under /open/, and under /private/
-#                with basic auth; files in DIR/dav
+#                with basic auth; files in DIR/dav; also over https with a
+#                self-signed certificate (DIR/tls.crt)
 #   s3rver       S3 (npm, pinned by test/servers/package-lock.json), behind
 #   s3 proxy     test/servers/s3-sigv4-proxy.js: checks SigV4 with aws4
 #   fault server test/servers/fault-server.js: 503s, hangs, cut transfers
@@ -10,8 +11,9 @@
 # Usage: scripts/storage-servers.sh start DIR     (prints the settings as VAR=value)
 #        scripts/storage-servers.sh stop DIR
 # Ports (override with the environment): PUBLISH_DAV_PORT 54371,
-# PUBLISH_S3RVER_PORT 54372, PUBLISH_S3_PORT 54373, PUBLISH_FAULT_PORT 54374;
-# PUBLISH_DOWN_PORT 54375 is one where nothing listens.
+# PUBLISH_S3RVER_PORT 54372, PUBLISH_S3_PORT 54373, PUBLISH_FAULT_PORT 54374,
+# PUBLISH_DAVS_PORT 54377 (https); PUBLISH_DOWN_PORT 54375 is one where
+# nothing listens.
 set -euo pipefail
 
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +26,7 @@ S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54372}
 S3_PORT=${PUBLISH_S3_PORT:-54373}
 FAULT_PORT=${PUBLISH_FAULT_PORT:-54374}
 DOWN_PORT=${PUBLISH_DOWN_PORT:-54375}
+DAVS_PORT=${PUBLISH_DAVS_PORT:-54377}
 DAV_USER=publisher
 DAV_PASSWORD=dav-pw-5b8e1c7a
 S3_KEY_ID=AKIAPUBLISHTEST0001
@@ -34,10 +37,10 @@ S3_BUCKET=publish-test
 wait_http() {
 	local i
 	for i in $(seq 1 100); do
-		if curl -s -o /dev/null --max-time 1 "$1"; then return 0; fi
+		if curl -s -o /dev/null --max-time 1 "$@"; then return 0; fi
 		sleep 0.1
 	done
-	echo "storage-servers: nothing answers at $1" >&2
+	echo "storage-servers: nothing answers at $*" >&2
 	return 1
 }
 
@@ -65,6 +68,10 @@ start() {
 		(cd "$SERVERS" && npm ci --no-audit --no-fund --silent >/dev/null)
 	fi
 
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+		-addext "subjectAltName=IP:127.0.0.1" \
+		-keyout "$DIR/tls.key" -out "$DIR/tls.crt" >/dev/null 2>&1
+	chmod 644 "$DIR/tls.crt"
 	printf '%s:%s\n' "$DAV_USER" "$(openssl passwd -apr1 "$DAV_PASSWORD")" >"$DIR/htpasswd"
 	chmod 644 "$DIR/htpasswd"
 	local user_line=""
@@ -104,6 +111,17 @@ http {
 			dav_access user:rw group:r all:r;
 		}
 	}
+	server {
+		listen 127.0.0.1:$DAVS_PORT ssl;
+		ssl_certificate $DIR/tls.crt;
+		ssl_certificate_key $DIR/tls.key;
+		root $DIR/dav;
+		location /open/ {
+			dav_methods PUT DELETE MKCOL COPY MOVE;
+			create_full_put_path on;
+			dav_access user:rw group:r all:r;
+		}
+	}
 }
 NGINX
 	nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/logs/nginx-error.log"
@@ -118,6 +136,7 @@ NGINX
 	echo $! >"$DIR/fault.pid"
 
 	wait_http "http://127.0.0.1:$DAV_PORT/"
+	wait_http --insecure "https://127.0.0.1:$DAVS_PORT/"
 	wait_http "http://127.0.0.1:$S3RVER_PORT/"
 	wait_http "http://127.0.0.1:$S3_PORT/"
 	wait_http "http://127.0.0.1:$FAULT_PORT/_requests/x"
@@ -126,6 +145,8 @@ NGINX
 dav_url=http://127.0.0.1:$DAV_PORT
 dav_dir=$DIR/dav
 dav_log=$DIR/logs/nginx-access.log
+davs_url=https://127.0.0.1:$DAVS_PORT
+tls_ca_file=$DIR/tls.crt
 dav_user=$DAV_USER
 dav_password=$DAV_PASSWORD
 s3_endpoint=http://127.0.0.1:$S3_PORT

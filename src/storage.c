@@ -14,6 +14,7 @@
 #include "executor/spi.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 static const StorageBackend *const backends[] = {
 	&storage_local_backend,
@@ -101,18 +102,48 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	return target;
 }
 
+/*
+ * Each call runs in a memory context of its own, deleted when it returns:
+ * a remote backend allocates URLs, headers and response buffers per
+ * request, and a job makes three requests per tile.  What lasts (the
+ * backend's state) lives in the target's context.  After an error the
+ * context goes with the caller's, which is reset after the job.
+ */
+static MemoryContext
+op_begin(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "publish storage call",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	return MemoryContextSwitchTo(cxt);
+}
+
+static void
+op_end(MemoryContext caller)
+{
+	MemoryContext cxt = MemoryContextSwitchTo(caller);
+
+	MemoryContextDelete(cxt);
+}
+
 void
 storage_put(StorageTarget *target, const char *key, const char *data, size_t len,
 			const char *content_type, const char *cache_control)
 {
+	MemoryContext caller = op_begin();
+
 	target->backend->put(target, key, data, len, content_type, cache_control);
+	op_end(caller);
 }
 
 void
 storage_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
+	MemoryContext caller = op_begin();
+
 	memset(info, 0, sizeof(StorageObjectInfo));
 	target->backend->stat(target, key, info, want_sha256);
+	op_end(caller);
 }
 
 /* Uploads the file at path (on the database server) as key. */
@@ -143,7 +174,7 @@ storage_put_file(StorageTarget *target, const char *key, const char *path,
 				 errmsg("could not read \"%s\": %m", path)));
 	}
 	FreeFile(f);
-	target->backend->put(target, key, buf.data, buf.len, content_type, cache_control);
+	storage_put(target, key, buf.data, buf.len, content_type, cache_control);
 	pfree(buf.data);
 }
 
@@ -151,14 +182,22 @@ void
 storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 			 const char *content_type, const char *cache_control)
 {
+	MemoryContext caller = op_begin();
+
 	target->backend->copy(target, src_key, dst_key, content_type, cache_control);
+	op_end(caller);
 }
 
 void
 storage_sync(StorageTarget *target)
 {
 	if (target->backend->sync)
+	{
+		MemoryContext caller = op_begin();
+
 		target->backend->sync(target);
+		op_end(caller);
+	}
 }
 
 /* The URL under which readers find key (palloc'd). */

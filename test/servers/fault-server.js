@@ -10,6 +10,7 @@
 //                          503, then it behaves as /ok
 //   /hang/TAG/...          reads the request, then never answers
 //   /cut/TAG/...           reads part of the request body, then drops the connection
+//   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
 // GET /_requests/TAG lists the requests seen under TAG, one per line.
 'use strict';
 const http = require('http');
@@ -42,6 +43,10 @@ http.createServer((req, res) => {
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     if (mode === 'hang') return;                      // never answer
+    if (mode === 'redirect') {
+      res.writeHead(307, { Location: `http://127.0.0.2:${port}${req.url}` });
+      return res.end();
+    }
     const m = /^fail503-(\d+)$/.exec(mode);
     if (m && n <= Number(m[1])) {
       res.writeHead(503, { 'Content-Type': 'text/plain' });
