@@ -10,7 +10,7 @@
 #   bash bench/storage_upload.sh
 #   BENCH_OBJECTS=500 BENCH_OBJECT_BYTES=4096 bash bench/storage_upload.sh
 #
-# Private cluster on $PUBLISH_BENCH_PORT (54380); servers on 54381-54385
+# Private cluster on $PUBLISH_BENCH_PORT (54380); servers on 54381-54386
 # (PUBLISH_DAV_PORT, ... as in scripts/storage-servers.sh); all stopped by
 # pid on exit.
 set -euo pipefail
@@ -28,6 +28,7 @@ export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54382}
 export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54383}
 export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54384}
 export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54385}
+export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
 RESULTS_DIR=$BENCH_DIR/results
 
 build_and_install

@@ -9,7 +9,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'dav-%';
 
-SELECT plan(23);
+SELECT plan(25);
 
 SELECT :'dav_url' || '/open/tap' AS open_url, :'dav_dir' || '/open/tap' AS open_dir \gset
 SELECT publish.set_storage_target('tap-dav', :'open_url') \g /dev/null
@@ -97,6 +97,23 @@ SELECT ok(NOT test_helpers.file_exists(:'dav_dir' || '/private/tap/tap-dav-bad/d
           'nothing was published');
 SELECT is(v.status, 'ready', 'the version stays ready')
   FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'dav-bad';
+
+-- A bearer token (a secret without key id), against the fault server's
+-- /bearer/ location, which wants "Bearer bearer-token-6a0f2c".
+SELECT publish.set_storage_target('tap-bearer', :'fault_url' || '/bearer/tb') \g /dev/null
+SELECT publish.set_storage_credentials('tap-bearer', NULL, 'bearer-token-6a0f2c') \g /dev/null
+SELECT publish.set_storage_target('tap-bearer-bad', :'fault_url' || '/bearer/tb') \g /dev/null
+SELECT publish.set_storage_credentials('tap-bearer-bad', NULL, 'bearer-token-wrong-9e1') \g /dev/null
+SELECT test_helpers.make_project('dav-bearer', 3) \g /dev/null
+SELECT id AS job_bearer FROM publish.publish_version('dav-bearer', 1, 'tap-bearer') \gset
+SELECT id AS job_bearer_bad FROM publish.publish_version('dav-bearer', 1, 'tap-bearer-bad') \gset
+SELECT is(status, 'completed', 'a bearer token (key_id NULL) is sent as Authorization: Bearer')
+  FROM test_helpers.wait_job(:'job_bearer');
+SELECT ok(status = 'failed' AND error ~ '401 Unauthorized: Unauthorized: a bearer token is required'
+          AND error ~ 'check the credentials of target "tap-bearer-bad"'
+          AND strpos(error, 'bearer-token-wrong-9e1') = 0,
+          'a wrong token fails with the server''s words, naming the target, without the token')
+  FROM test_helpers.wait_job(:'job_bearer_bad');
 
 -- Keep the jobs for 33_storage_secrets.sql; drop the content.
 DELETE FROM publish.projects WHERE slug LIKE 'dav-%';

@@ -11,6 +11,8 @@
 //   /hang/TAG/...          reads the request, then never answers
 //   /cut/TAG/...           reads part of the request body, then drops the connection
 //   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
+//   /bearer/TAG/...        as /ok, for requests with "Authorization: Bearer
+//                          bearer-token-6a0f2c"; 401 for others
 // GET /_requests/TAG lists the requests seen under TAG, one per line.
 'use strict';
 const http = require('http');
@@ -43,6 +45,10 @@ http.createServer((req, res) => {
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     if (mode === 'hang') return;                      // never answer
+    if (mode === 'bearer' && req.headers.authorization !== 'Bearer bearer-token-6a0f2c') {
+      res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Bearer' });
+      return res.end('Unauthorized: a bearer token is required\n');
+    }
     if (mode === 'redirect') {
       res.writeHead(307, { Location: `http://127.0.0.2:${port}${req.url}` });
       return res.end();
