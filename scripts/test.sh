@@ -31,6 +31,8 @@ finish() {
 	if [ "${KEEP_TEST_DIR:-}" = "" ]; then rm -rf "$WORK"; fi
 }
 trap finish EXIT
+# a signal ends the script through exit, so that finish runs (servers, cluster)
+trap 'exit 130' INT TERM HUP
 
 # remote storage: few, quick retries and a short stall limit, so that the
 # fault tests (server down, 503s, a server that hangs) take seconds

@@ -8,7 +8,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'fault-%';
 
-SELECT plan(20);
+SELECT plan(22);
 
 SELECT current_setting('publish.storage_max_attempts')::int AS max_attempts,
        extract(epoch FROM current_setting('publish.storage_low_speed_time')::interval)::int AS stall_s \gset
@@ -86,6 +86,19 @@ $$;
 RESET statement_timeout;
 SELECT is(sqlstate, '57014', 'a cancel (statement_timeout) ends a transfer to a server that hangs') FROM cancelled;
 SELECT cmp_ok(extract(epoch FROM took)::numeric, '<', 1.5, '... within a second of the cancel') FROM cancelled;
+
+-- In the worker: pg_cancel_backend() on it while it waits for the hanging
+-- server ends the transfer, and the job fails at once; the worker goes on.
+SELECT id AS job_cancel FROM publish.publish_version('fault-one', 1, 'tap-fault-hang') \gset
+SELECT test_helpers.wait_progress(:'job_cancel', 30) \g /dev/null
+SELECT pg_sleep(0.3) \g /dev/null
+SELECT clock_timestamp() AS t_cancel \gset
+SELECT pg_cancel_backend(test_helpers.worker_pid()) \g /dev/null
+CREATE TEMP TABLE cj AS SELECT * FROM test_helpers.wait_job(:'job_cancel');
+SELECT ok(status = 'failed' AND error ~ 'canceling statement due to user request',
+          'pg_cancel_backend() on the worker fails the job in the middle of a transfer') FROM cj;
+SELECT cmp_ok(extract(epoch FROM completed_at - :'t_cancel'::timestamptz)::numeric, '<', 1.5,
+              '... within a second') FROM cj;
 
 -- ---------------------------------------------------------------------------
 -- The connection is cut in the middle of the upload: retried, then failed,
