@@ -13,12 +13,17 @@ PKGS=(
 	libtap-parser-sourcehandler-pgtap-perl  # pg_prove
 	libipc-run-perl                 # Perl TAP (PostgreSQL::Test::Cluster)
 	make gcc
+	nginx                           # tests: WebDAV server (its dav module is built in)
+	nodejs                          # tests: s3rver, the SigV4 check, the fault server
+	curl openssl                    # tests: fetching objects back; the htpasswd line
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# npm: Debian's package, unless a nodejs that brings its own is installed
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

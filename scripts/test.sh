@@ -2,7 +2,9 @@
 # The whole test suite, against a private PostgreSQL 15 cluster with publish
 # preloaded (started here, stopped by its pid at the end):
 #   1. pg_regress   test/sql/*.sql      the SQL surface, with expected output
-#   2. pgTAP        test/pgtap/*.sql    behaviour, end to end through the worker
+#   2. pgTAP        test/pgtap/*.sql    behaviour, end to end through the worker,
+#                   also against real storage servers (scripts/storage-servers.sh:
+#                   nginx WebDAV, s3rver behind a SigV4 check, a fault server)
 #   3. Perl TAP     test/t/*.pl         clusters of their own (dump/restore, restarts)
 # Ends with one line: "tests: N passed, N failed".
 #
@@ -24,14 +26,23 @@ PGDIR=$WORK/pg
 STORAGE=$WORK/storage
 
 finish() {
+	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
 	cluster_stop "$PGDIR"
 	if [ "${KEEP_TEST_DIR:-}" = "" ]; then rm -rf "$WORK"; fi
 }
 trap finish EXIT
+# a signal ends the script through exit, so that finish runs (servers, cluster)
+trap 'exit 130' INT TERM HUP
 
+# remote storage: few, quick retries and a short stall limit, so that the
+# fault tests (server down, 503s, a server that hangs) take seconds
 cluster_start "$PGDIR" "$PORT" \
 	"publish.sweep_interval = 30" \
-	"max_prepared_transactions = 10"
+	"max_prepared_transactions = 10" \
+	"publish.storage_max_attempts = 3" \
+	"publish.storage_retry_delay = 100ms" \
+	"publish.storage_connect_timeout = 2s" \
+	"publish.storage_low_speed_time = 2s"
 
 mkdir -p "$STORAGE"
 if [ "$(id -u)" -eq 0 ]; then chown postgres: "$STORAGE"; fi
@@ -75,6 +86,14 @@ fi
 
 # 2. pgTAP --------------------------------------------------------------------
 if [ "$ONLY" = all ] || [ "$ONLY" = pgtap ]; then
+server_sets=()
+while IFS= read -r line; do
+	server_sets+=(--set "$line")
+done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+if [ ${#server_sets[@]} -eq 0 ]; then
+	echo "test.sh: the storage servers did not start" >&2
+	exit 1
+fi
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE publish_tap"
 psql -X -q -v ON_ERROR_STOP=1 -d publish_tap \
 	-c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION publish" \
@@ -82,6 +101,7 @@ psql -X -q -v ON_ERROR_STOP=1 -d publish_tap \
 set +e
 pg_prove -h "$PGDIR" -p "$PORT" -U postgres -d publish_tap \
 	--set storage="$STORAGE" --set demo_dir="$ROOT_DIR/demo" \
+	--set server_log="$PGDIR/server.log" "${server_sets[@]}" \
 	"$ROOT_DIR"/test/pgtap/*.sql >"$WORK/pgtap.out" 2>&1
 t_status=$?
 set -e

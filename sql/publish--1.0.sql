@@ -167,6 +167,7 @@ CREATE TABLE publish.storage_credentials (
 	env        text PRIMARY KEY REFERENCES publish.storage_targets (env) ON DELETE CASCADE,
 	key_id     text,
 	secret     text NOT NULL,
+	session_token text,
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON publish.storage_credentials FROM PUBLIC;
@@ -560,7 +561,7 @@ BEGIN
 	IF scheme IS NULL THEN
 		RAISE EXCEPTION 'invalid storage URL "%"', url
 			USING ERRCODE = 'invalid_parameter_value',
-			      HINT = 'Use file:///absolute/directory.';
+			      HINT = 'Use file:///absolute/directory, http(s)://host/prefix or s3://bucket/prefix.';
 	ELSIF scheme = 'file' THEN
 		IF url !~* '^file:///' OR url ~ '(^|/)\.\.(/|$)' THEN
 			RAISE EXCEPTION 'invalid storage URL "%"', url
@@ -568,14 +569,51 @@ BEGIN
 				      DETAIL = 'A file URL names an absolute directory on the database server, without "..".',
 				      HINT = 'Use file:///absolute/directory, such as file:///srv/maps.';
 		END IF;
-	ELSIF scheme IN ('http', 'https', 's3') THEN
-		RAISE EXCEPTION 'storage scheme "%" is not supported yet', scheme
-			USING ERRCODE = 'feature_not_supported',
-			      HINT = 'This release publishes to local directories: use file:///absolute/directory.';
+	ELSIF scheme IN ('http', 'https') THEN
+		IF url ~ '^[A-Za-z]+://[^/]*@' THEN
+			RAISE EXCEPTION 'invalid storage URL: credentials do not belong in the URL'
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'Set them with publish.set_storage_credentials(env, user, password); the URL is readable by others.';
+		END IF;
+		IF url !~* '^https?://[A-Za-z0-9._~-]+(:[0-9]{1,5})?(/[^?#[:space:]]*)?$' THEN
+			RAISE EXCEPTION 'invalid storage URL "%"', url
+				USING ERRCODE = 'invalid_parameter_value',
+				      DETAIL = 'An HTTP target is a host, an optional port and an optional path prefix, without query or fragment.',
+				      HINT = 'Use http(s)://host[:port]/prefix, such as https://dav.example.com/maps.';
+		END IF;
+	ELSIF scheme = 's3' THEN
+		IF url !~ '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?#[:space:]]*)?$' THEN
+			RAISE EXCEPTION 'invalid storage URL "%"', url
+				USING ERRCODE = 'invalid_parameter_value',
+				      DETAIL = 'An S3 target is a bucket name (3 to 63 lowercase letters, digits, dots and hyphens) and an optional key prefix.',
+				      HINT = 'Use s3://bucket/prefix, with options endpoint, region and path_style.';
+		END IF;
+		IF options ? 'endpoint' AND (jsonb_typeof(options->'endpoint') <> 'string'
+		   OR options->>'endpoint' !~* '^https?://[A-Za-z0-9._~-]+(:[0-9]{1,5})?/?$') THEN
+			RAISE EXCEPTION 'invalid S3 endpoint %', options->'endpoint'
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'The endpoint is scheme://host[:port], such as http://127.0.0.1:9000.';
+		END IF;
+		IF options ? 'region' AND (jsonb_typeof(options->'region') <> 'string'
+		   OR options->>'region' !~ '^[a-z0-9-]+$') THEN
+			RAISE EXCEPTION 'invalid S3 region %', options->'region'
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'A region is lowercase letters, digits and hyphens, such as eu-central-1.';
+		END IF;
+		IF options ? 'path_style' AND jsonb_typeof(options->'path_style') <> 'boolean' THEN
+			RAISE EXCEPTION 'invalid S3 option path_style %', options->'path_style'
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'path_style is true or false.';
+		END IF;
 	ELSE
 		RAISE EXCEPTION 'unsupported storage scheme "%"', scheme
 			USING ERRCODE = 'invalid_parameter_value',
-			      HINT = 'Use file:///absolute/directory.';
+			      HINT = 'Use file:///absolute/directory, http(s)://host/prefix or s3://bucket/prefix.';
+	END IF;
+	IF options ? 'public_url' AND jsonb_typeof(options->'public_url') <> 'string' THEN
+		RAISE EXCEPTION 'invalid option public_url %', options->'public_url'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'public_url is the URL readers use for the target''s root, such as https://cdn.example.com/maps.';
 	END IF;
 
 	-- drop trailing slashes, but keep the one of a root directory (file:///)
@@ -592,9 +630,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION publish.set_storage_target(text, text, jsonb) IS
-	'Creates or replaces the storage target of an environment (file:///abs/dir).';
+	'Creates or replaces the storage target of an environment: file:///abs/dir, http(s)://host/prefix (HTTP PUT / WebDAV) or s3://bucket/prefix (options endpoint, region, path_style).';
 
-CREATE FUNCTION publish.set_storage_credentials(env text, key_id text, secret text)
+CREATE FUNCTION publish.set_storage_credentials(env text, key_id text, secret text,
+                                                session_token text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -605,14 +644,26 @@ BEGIN
 		DELETE FROM publish.storage_credentials c WHERE c.env = set_storage_credentials.env;
 		RETURN;
 	END IF;
-	INSERT INTO publish.storage_credentials AS c (env, key_id, secret, updated_at)
-	VALUES (env, key_id, secret, now())
+	INSERT INTO publish.storage_credentials AS c (env, key_id, secret, session_token, updated_at)
+	VALUES (env, key_id, secret, session_token, now())
 	ON CONFLICT ON CONSTRAINT storage_credentials_pkey
-	DO UPDATE SET key_id = excluded.key_id, secret = excluded.secret, updated_at = excluded.updated_at;
+	DO UPDATE SET key_id = excluded.key_id, secret = excluded.secret,
+	              session_token = excluded.session_token, updated_at = excluded.updated_at;
 END
 $$;
-COMMENT ON FUNCTION publish.set_storage_credentials(text, text, text) IS
-	'Sets (or, with a NULL secret, removes) the secret of an environment''s storage target; it is never readable back.';
+COMMENT ON FUNCTION publish.set_storage_credentials(text, text, text, text) IS
+	'Sets (or, with a NULL secret, removes) the secret of an environment''s storage target: HTTP basic auth user and password, a bearer token (key_id NULL), or an S3 access key id, secret key and optional session token; it is never readable back.';
+
+-- Internal: the storage code from SQL, for superusers (bench/, tests).
+CREATE FUNCTION publish._storage_put(env text, key text, data bytea,
+                                     content_type text DEFAULT 'application/octet-stream',
+                                     cache_control text DEFAULT NULL)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'publish_storage_put';
+REVOKE ALL ON FUNCTION publish._storage_put(text, text, bytea, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION publish._storage_put(text, text, bytea, text, text) IS
+	'Internal, superusers only: writes data at key on env''s storage target, as the worker would (used by the benchmark and the tests).';
 
 CREATE FUNCTION publish.cancel_job(id uuid)
 RETURNS publish.jobs

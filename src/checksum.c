@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * checksum.c
- *	  SHA-256 of a buffer or a file, as lowercase hex.
+ *	  SHA-256 of a buffer or a file (or of a stream, piece by piece), and
+ *	  the MD5 of a buffer, as lowercase hex.
  *
  * PostgreSQL's cryptohash (OpenSSL underneath) registers each context with
  * CurrentResourceOwner, which is NULL in the worker between transactions,
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/cryptohash.h"
+#include "common/md5.h"
 #include "common/sha2.h"
 #include "utils/builtins.h"
 #include "utils/resowner.h"
@@ -123,6 +125,51 @@ checksum_sha256_file(const char *path, char *hex)
 	sha256_end(ctx, hex);
 	CurrentResourceOwner = saved;
 	return true;
+}
+
+/*
+ * A SHA-256 computed piece by piece (an HTTP response body as it arrives).
+ * checksum_sha256_add does not throw, so it may be called from a libcurl
+ * callback; begin and finish may throw.
+ */
+void *
+checksum_sha256_begin(void)
+{
+	ResourceOwner saved = borrow_owner();
+	pg_cryptohash_ctx *ctx = sha256_begin();
+
+	CurrentResourceOwner = saved;
+	return ctx;
+}
+
+bool
+checksum_sha256_add(void *ctx, const char *data, size_t len)
+{
+	return pg_cryptohash_update((pg_cryptohash_ctx *) ctx, (const uint8 *) data, len) >= 0;
+}
+
+/* Fills hex[65] and frees ctx. */
+void
+checksum_sha256_finish(void *ctx, char *hex)
+{
+	ResourceOwner saved = borrow_owner();
+
+	sha256_end((pg_cryptohash_ctx *) ctx, hex);
+	CurrentResourceOwner = saved;
+}
+
+/* Hex MD5 of a buffer into hex[33] (what S3 returns as the ETag of a PUT). */
+void
+checksum_md5_hex(const char *data, size_t len, char *hex)
+{
+	ResourceOwner saved = borrow_owner();
+	const char *errstr = NULL;
+
+	if (!pg_md5_hash(data, len, hex, &errstr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute MD5: %s", errstr ? errstr : "unknown error")));
+	CurrentResourceOwner = saved;
 }
 
 /* Frees what an error left in the worker's owner; call between jobs. */

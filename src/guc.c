@@ -21,6 +21,14 @@ int			publish_launcher_restart_delay = 5;
 int			publish_workers_per_database = 2;
 int			publish_job_timeout = 3600;
 int			publish_job_retention = 30 * 24 * 60;
+int			publish_storage_connect_timeout = 10000;
+int			publish_storage_low_speed_limit = 1;
+int			publish_storage_low_speed_time = 30;
+int			publish_storage_request_timeout = 0;
+int			publish_storage_max_attempts = 5;
+int			publish_storage_retry_delay = 500;
+int			publish_storage_retry_max_delay = 30000;
+char	   *publish_storage_ca_file = NULL;
 
 /*
  * Defines the GUCs; called once from _PG_init.
@@ -80,6 +88,74 @@ publish_define_gucs(void)
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MIN,
 							NULL, NULL, NULL);
+
+	/* remote storage (http_client.c) */
+	DefineCustomIntVariable("publish.storage_connect_timeout",
+							"Time allowed to connect to a remote storage server.",
+							NULL,
+							&publish_storage_connect_timeout,
+							10000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_low_speed_limit",
+							"A storage transfer slower than this many bytes per second "
+							"for publish.storage_low_speed_time is abandoned.",
+							NULL,
+							&publish_storage_low_speed_limit,
+							1, 1, INT_MAX,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_low_speed_time",
+							"How long a storage transfer may stay below publish.storage_low_speed_limit.",
+							"A server that accepts a request and then answers nothing "
+							"fails the attempt after this long.",
+							&publish_storage_low_speed_time,
+							30, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_request_timeout",
+							"Upper bound on one storage request, 0 for none.",
+							NULL,
+							&publish_storage_request_timeout,
+							0, 0, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_max_attempts",
+							"Attempts of a storage request that fails transiently.",
+							"Connection failures, timeouts, 5xx, 408 and 429 are retried "
+							"with exponential backoff and jitter; other failures are not.",
+							&publish_storage_max_attempts,
+							5, 1, 100,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_retry_delay",
+							"Wait before the first retry of a storage request; doubled at each retry.",
+							NULL,
+							&publish_storage_retry_delay,
+							500, 0, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_retry_max_delay",
+							"Longest wait between two attempts of a storage request.",
+							NULL,
+							&publish_storage_retry_max_delay,
+							30000, 0, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("publish.storage_ca_file",
+							   "File of CA certificates that verify https storage servers.",
+							   "Empty: the system's CA certificates.",
+							   &publish_storage_ca_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("publish");
 }

@@ -140,6 +140,40 @@ load_tiles(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 	return tiles;
 }
 
+/* The Content-Type of tiles of a tileset format. */
+static const char *
+tile_content_type(const char *format)
+{
+	if (pg_strcasecmp(format, "png") == 0)
+		return "image/png";
+	if (pg_strcasecmp(format, "jpg") == 0 || pg_strcasecmp(format, "jpeg") == 0)
+		return "image/jpeg";
+	if (pg_strcasecmp(format, "webp") == 0)
+		return "image/webp";
+	if (pg_strcasecmp(format, "pbf") == 0 || pg_strcasecmp(format, "mvt") == 0)
+		return "application/vnd.mapbox-vector-tile";
+	return "application/octet-stream";
+}
+
+/*
+ * The storage backends' retry notices become warn lines of the job.  They
+ * come between two attempts of a request, when no transaction is open, so
+ * each is written (and committed) at once in a short transaction of its
+ * own: a poller sees the retries while they happen, not after the step.
+ */
+static void
+job_storage_warning(void *arg, const char *message)
+{
+	PublishJob *job = arg;
+	MemoryContext saved = CurrentMemoryContext;
+
+	job_txn_begin("publish: storage request failed, retrying");
+	job_log(job, "warn", message);
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");
+}
+
 /*
  * Step 4's I/O: every tile of the manifest must be at the build location with
  * the manifest's size and checksum; it is then copied to the release's
@@ -196,7 +230,7 @@ publish_tiles(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 			counts->skipped++;
 		else
 		{
-			storage_copy(target, src, dst);
+			storage_copy(target, src, dst, tile_content_type(fmt), CACHE_IMMUTABLE);
 			counts->copied++;
 		}
 		pfree(src);
@@ -248,6 +282,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	job_txn_begin("publish: validating");
 	check_version_publishable(job->version_id);
 	target = storage_target_load(job->env, mcxt);
+	target->warn = job_storage_warning;
+	target->warn_arg = job;
 	published_at = publish_time(mcxt);
 	in = release_input_load(job->version_id, job->env, published_at, mcxt);
 	problems = release_validate(in);

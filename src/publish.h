@@ -18,6 +18,10 @@
  *	  release_builder.c  release.json with json-c
  *	  storage.c        storage targets and the backend interface
  *	  storage_local.c  the file:// backend
+ *	  storage_http.c   the http(s):// backend (HTTP PUT / WebDAV)
+ *	  storage_s3.c     the s3:// backend (AWS Signature V4)
+ *	  storage_sql.c    publish._storage_put, the storage code from SQL
+ *	  http_client.c    libcurl: one request, retries, error text
  *	  checksum.c       SHA-256 of buffers and files
  *	  spi_util.c       small helpers for reading SPI results
  *	  sql_functions.c  SQL-callable functions
@@ -50,6 +54,14 @@ extern int	publish_launcher_restart_delay;	/* seconds */
 extern int	publish_workers_per_database;
 extern int	publish_job_timeout;		/* seconds, 0 = none */
 extern int	publish_job_retention;		/* minutes, 0 = keep forever */
+extern int	publish_storage_connect_timeout;	/* milliseconds */
+extern int	publish_storage_low_speed_limit;	/* bytes per second */
+extern int	publish_storage_low_speed_time; /* seconds */
+extern int	publish_storage_request_timeout;	/* seconds, 0: none */
+extern int	publish_storage_max_attempts;
+extern int	publish_storage_retry_delay;	/* milliseconds */
+extern int	publish_storage_retry_max_delay;	/* milliseconds */
+extern char *publish_storage_ca_file;
 extern void publish_define_gucs(void);
 
 /* shmem.c */
@@ -91,6 +103,10 @@ extern char *spi_text(HeapTuple row, int col, MemoryContext mcxt);
 /* checksum.c */
 extern char *checksum_sha256_hex(const char *data, size_t len);
 extern bool checksum_sha256_file(const char *path, char *hex);
+extern void *checksum_sha256_begin(void);
+extern bool checksum_sha256_add(void *ctx, const char *data, size_t len);
+extern void checksum_sha256_finish(void *ctx, char *hex);
+extern void checksum_md5_hex(const char *data, size_t len, char *hex);
 extern void checksum_release_resources(void);
 
 /* release_input.c: a version's content, read through SPI */

@@ -8,13 +8,19 @@
  */
 #include "publish.h"
 #include "storage.h"
+#include "http_client.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 static const StorageBackend *const backends[] = {
 	&storage_local_backend,
+	&storage_http_backend,
+	&storage_https_backend,
+	&storage_s3_backend,
 };
 
 static const StorageBackend *
@@ -35,7 +41,7 @@ backend_for_url(const char *env, const char *url)
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("storage target of environment \"%s\" has an unsupported URL \"%s\"", env, url),
-			 errhint("Set it again with publish.set_storage_target(); supported: file:///absolute/directory.")));
+			 errhint("Set it again with publish.set_storage_target(); supported: file:///absolute/directory, http(s)://host/prefix, s3://bucket/prefix.")));
 	return NULL;				/* keep compiler quiet */
 }
 
@@ -53,7 +59,7 @@ storage_target_load(const char *env, MemoryContext mcxt)
 
 	args[0] = CStringGetTextDatum(env);
 	if (SPI_execute_with_args("SELECT t.url, coalesce(t.options->>'public_url', t.url), "
-							  "       c.key_id, c.secret "
+							  "       c.key_id, c.secret, c.session_token, t.options::text "
 							  "  FROM publish.storage_targets t "
 							  "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
 							  " WHERE t.env = $1",
@@ -72,6 +78,8 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	target->public_base = spi_text(tuple, 2, mcxt);
 	target->key_id = spi_text(tuple, 3, mcxt);
 	target->secret = spi_text(tuple, 4, mcxt);
+	target->session_token = spi_text(tuple, 5, mcxt);
+	target->options = spi_text(tuple, 6, mcxt);
 	target->backend = backend_for_url(env, target->url);
 
 	if (target->backend == &storage_local_backend)
@@ -84,34 +92,112 @@ storage_target_load(const char *env, MemoryContext mcxt)
 							env, target->url),
 					 errhint("Use file:///absolute/directory.")));
 	}
+	if (target->backend->open)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		target->backend->open(target);
+		MemoryContextSwitchTo(old);
+	}
 	return target;
+}
+
+/*
+ * Each call runs in a memory context of its own, deleted when it returns:
+ * a remote backend allocates URLs, headers and response buffers per
+ * request, and a job makes three requests per tile.  What lasts (the
+ * backend's state) lives in the target's context.  After an error the
+ * context goes with the caller's, which is reset after the job.
+ */
+static MemoryContext
+op_begin(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "publish storage call",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	return MemoryContextSwitchTo(cxt);
+}
+
+static void
+op_end(MemoryContext caller)
+{
+	MemoryContext cxt = MemoryContextSwitchTo(caller);
+
+	MemoryContextDelete(cxt);
 }
 
 void
 storage_put(StorageTarget *target, const char *key, const char *data, size_t len,
 			const char *content_type, const char *cache_control)
 {
+	MemoryContext caller = op_begin();
+
 	target->backend->put(target, key, data, len, content_type, cache_control);
+	op_end(caller);
 }
 
 void
 storage_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
+	MemoryContext caller = op_begin();
+
 	memset(info, 0, sizeof(StorageObjectInfo));
 	target->backend->stat(target, key, info, want_sha256);
+	op_end(caller);
+}
+
+/* Uploads the file at path (on the database server) as key. */
+void
+storage_put_file(StorageTarget *target, const char *key, const char *path,
+				 const char *content_type, const char *cache_control)
+{
+	FILE	   *f = AllocateFile(path, PG_BINARY_R);
+	StringInfoData buf;
+	char		chunk[65536];
+	size_t		n;
+
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open \"%s\": %m", path)));
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		appendBinaryStringInfo(&buf, chunk, n);
+	if (ferror(f))
+	{
+		int			save_errno = errno;
+
+		FreeFile(f);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read \"%s\": %m", path)));
+	}
+	FreeFile(f);
+	storage_put(target, key, buf.data, buf.len, content_type, cache_control);
+	pfree(buf.data);
 }
 
 void
-storage_copy(StorageTarget *target, const char *src_key, const char *dst_key)
+storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+			 const char *content_type, const char *cache_control)
 {
-	target->backend->copy(target, src_key, dst_key);
+	MemoryContext caller = op_begin();
+
+	target->backend->copy(target, src_key, dst_key, content_type, cache_control);
+	op_end(caller);
 }
 
 void
 storage_sync(StorageTarget *target)
 {
 	if (target->backend->sync)
+	{
+		MemoryContext caller = op_begin();
+
 		target->backend->sync(target);
+		op_end(caller);
+	}
 }
 
 /* The URL under which readers find key (palloc'd). */
@@ -122,4 +208,51 @@ storage_public_url(StorageTarget *target, const char *key)
 
 	return psprintf("%s%s%s", target->public_base,
 					n > 0 && target->public_base[n - 1] == '/' ? "" : "/", key);
+}
+
+/*
+ * A request of a remote backend on target: retry notices go to the
+ * target's warn callback.  The caller adds headers, body and credentials.
+ */
+HttpRequest *
+storage_remote_request(StorageTarget *target, const char *method, const char *url,
+					   const char *what)
+{
+	HttpRequest *req = palloc0(sizeof(HttpRequest));
+
+	req->method = method;
+	req->url = url;
+	req->what = what;
+	req->target_env = target->env;
+	req->warn = target->warn;
+	req->warn_arg = target->warn_arg;
+	return req;
+}
+
+/*
+ * Throws the failure of req on target, in words: who refused what and why,
+ * and what to check.  service is "HTTP storage" or "S3".
+ */
+void
+storage_remote_fail(StorageTarget *target, const char *service, HttpRequest *req,
+					HttpResponse *resp)
+{
+	char	   *why = http_failure_text(req, resp);
+
+	if (resp->curl_code == 0 && (resp->status == 401 || resp->status == 403))
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s rejected the %s: %s — check the %s of target \"%s\"",
+						service, req->what, why,
+						strcmp(service, "S3") == 0 ? "key id and secret" : "credentials",
+						target->env),
+				 errhint("Set them with publish.set_storage_credentials().")));
+	if (resp->attempts > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s failed on target \"%s\" after %d attempts: %s",
+						req->what, target->env, resp->attempts, why)));
+	ereport(ERROR,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("%s failed on target \"%s\": %s", req->what, target->env, why)));
 }

@@ -7,8 +7,10 @@
  * The publish steps call only storage_put, storage_stat and storage_copy.
  * A backend implements them for one URL scheme; adding a backend touches
  * its own file and the table in storage.c.  Every function reports failure
- * with ereport(ERROR) and is called outside any transaction; secrets in the
- * target never appear in an error.
+ * with ereport(ERROR) and is called outside any transaction (in the worker:
+ * a remote backend may wait seconds between retries); secrets in the target
+ * never appear in an error.  A remote backend announces each retry through
+ * the target's warn callback, which job_publish.c points at the job's log.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,8 +29,14 @@ typedef struct StorageTarget
 	char	   *root;			/* file://: the absolute directory */
 	char	   *key_id;			/* credentials, or NULL */
 	char	   *secret;
+	char	   *session_token;	/* s3: optional session token, or NULL */
+	char	   *options;		/* the target's options, JSON text */
 	const StorageBackend *backend;
+	void	   *backend_state;	/* what the backend's open made of url and options */
 	bool		unsynced;		/* copies made since the last storage_sync */
+	/* retry notices (called between attempts, outside libcurl), or NULL */
+	void		(*warn) (void *arg, const char *message);
+	void	   *warn_arg;
 } StorageTarget;
 
 typedef struct StorageObjectInfo
@@ -41,6 +49,8 @@ typedef struct StorageObjectInfo
 struct StorageBackend
 {
 	const char *scheme;
+	/* Checks url and options and prepares backend_state; may be NULL. */
+	void		(*open) (StorageTarget *target);
 	/* Writes data at key, atomically: readers see the old or the new object. */
 	void		(*put) (StorageTarget *target, const char *key,
 						const char *data, size_t len,
@@ -48,14 +58,22 @@ struct StorageBackend
 	/* Fills info about the object at key; with want_sha256, its checksum. */
 	void		(*stat) (StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
-	/* Makes dst_key a copy of src_key (server-side where possible). */
+	/*
+	 * Makes dst_key a copy of src_key (server-side where possible); where
+	 * the protocol keeps them, the copy gets content_type and cache_control
+	 * (NULL: those of the source).
+	 */
 	void		(*copy) (StorageTarget *target, const char *src_key,
-						 const char *dst_key);
+						 const char *dst_key, const char *content_type,
+						 const char *cache_control);
 	/* Makes what was written so far durable (a no-op where puts already are). */
 	void		(*sync) (StorageTarget *target);
 };
 
 extern const StorageBackend storage_local_backend;
+extern const StorageBackend storage_http_backend;
+extern const StorageBackend storage_https_backend;
+extern const StorageBackend storage_s3_backend;
 
 /* Loads the target of env through SPI (caller is in a transaction). */
 extern StorageTarget *storage_target_load(const char *env, MemoryContext mcxt);
@@ -64,8 +82,20 @@ extern void storage_put(StorageTarget *target, const char *key, const char *data
 						size_t len, const char *content_type, const char *cache_control);
 extern void storage_stat(StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
-extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key);
+extern void storage_put_file(StorageTarget *target, const char *key, const char *path,
+							 const char *content_type, const char *cache_control);
+extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+						 const char *content_type, const char *cache_control);
 extern void storage_sync(StorageTarget *target);
 extern char *storage_public_url(StorageTarget *target, const char *key);
+
+/* For the remote backends (storage_http.c, storage_s3.c). */
+struct HttpRequest;
+struct HttpResponse;
+extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,
+												  const char *url, const char *what);
+pg_attribute_noreturn()
+extern void storage_remote_fail(StorageTarget *target, const char *service,
+								struct HttpRequest *req, struct HttpResponse *resp);
 
 #endif							/* PUBLISH_STORAGE_H */

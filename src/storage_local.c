@@ -289,7 +289,8 @@ copy_file(const char *src, const char *tmp, const char *final_path)
 }
 
 static void
-local_copy(StorageTarget *target, const char *src_key, const char *dst_key)
+local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		   const char *content_type, const char *cache_control)
 {
 	char	   *src = key_path(target, src_key);
 	char	   *dst = key_path(target, dst_key);

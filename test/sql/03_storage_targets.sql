@@ -24,11 +24,30 @@ SELECT url, regress_try_full(format('SELECT publish.set_storage_target(%L, %L)',
                     'file:relative',
                     'file:///a/../b',
                     'file:///srv/maps/..',
-                    'http://example.com/maps',
-                    'https://example.com/maps',
-                    's3://bucket/prefix',
-                    'HTTPS://EXAMPLE.COM/maps']) AS url;
+                    'http://user:hunter2@example.com/maps',
+                    'https://example.com/maps?sig=1',
+                    'https://example.com/maps#x',
+                    'http:///maps',
+                    's3://Bucket/prefix',
+                    's3://ab',
+                    's3://bucket_1/prefix']) AS url;
 SELECT count(*) AS targets_after_errors FROM publish.storage_targets;
+
+-- remote targets: http(s) (HTTP PUT / WebDAV) and s3, with their options
+SELECT url, options, regress_try_full(format('SELECT publish.set_storage_target(%L, %L, %L)', 'st-remote', url, options)) AS result
+  FROM (VALUES ('http://example.com/maps', '{}'::jsonb),
+               ('https://example.com:8443/maps/', '{}'),
+               ('HTTPS://EXAMPLE.COM/maps', '{"public_url": "https://cdn.example.com/maps"}'),
+               ('s3://bucket/prefix', '{}'),
+               ('s3://my.bucket-1', '{"endpoint": "http://127.0.0.1:9000", "region": "eu-central-1", "path_style": true}'),
+               ('s3://bucket/prefix', '{"endpoint": "ftp://127.0.0.1:9000"}'),
+               ('s3://bucket/prefix', '{"endpoint": "http://127.0.0.1:9000/path"}'),
+               ('s3://bucket/prefix', '{"endpoint": 9000}'),
+               ('s3://bucket/prefix', '{"region": "EU central"}'),
+               ('s3://bucket/prefix', '{"path_style": "yes"}'),
+               ('https://example.com/maps', '{"public_url": 1}')) AS t(url, options);
+SELECT env, url, options FROM publish.storage_targets WHERE env = 'st-remote';
+DELETE FROM publish.storage_targets WHERE env = 'st-remote';
 
 -- create, then replace (upsert); a trailing slash is trimmed
 SELECT env, url, options FROM publish.set_storage_target('st-dev', 'file:///srv/publish-regress/dev/');
@@ -51,6 +70,9 @@ SELECT count(*) AS credentials_after_errors FROM publish.storage_credentials;
 
 SELECT publish.set_storage_credentials('st-dev', 'user', 'hunter2');
 SELECT env, key_id, secret FROM publish.storage_credentials ORDER BY env;
+-- an S3 key with a session token
+SELECT publish.set_storage_credentials('st-dev', 'AKIA1', 's3-secret', 'token-1');
+SELECT env, key_id, secret, session_token FROM publish.storage_credentials ORDER BY env;
 -- replace; a NULL key_id is a bearer token
 SELECT publish.set_storage_credentials('st-dev', NULL, 'token-2');
 SELECT env, key_id, secret FROM publish.storage_credentials ORDER BY env;
@@ -75,6 +97,7 @@ SELECT regress_try($$SELECT count(*) FROM publish.storage_credentials$$) AS coun
 SELECT regress_try($$UPDATE publish.storage_credentials SET secret = 'x'$$) AS overwrite_secret;
 SELECT regress_try($$SELECT publish.set_storage_credentials('st-dev', 'me', 'mine')$$) AS set_credentials;
 SELECT regress_try($$SELECT publish.set_storage_target('st-dev', 'file:///tmp/elsewhere')$$) AS set_target;
+SELECT regress_try($$SELECT publish._storage_put('st-dev', 'x', '\x00')$$) AS storage_put;
 RESET ROLE;
 SELECT env, key_id, secret FROM publish.storage_credentials ORDER BY env;
 SELECT env, url FROM publish.storage_targets ORDER BY env COLLATE "C";

@@ -25,6 +25,10 @@
 --   test_helpers.list_files(dir)                every file under dir, relative
 --   test_helpers.file_mode(path)                its permission bits, e.g. '644'
 --   test_helpers.log_positions(logs, patterns) / in_order(positions)
+--   test_helpers.http_get(url) / http_head(url)  an object on a storage server,
+--                                               through the curl command
+--   test_helpers.upload_tiles(env, slug, version) puts a version's build tiles
+--                                               on env's target (publish._storage_put)
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
@@ -391,5 +395,77 @@ BEGIN
 		END IF;
 		PERFORM pg_sleep(0.01);
 	END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Remote storage servers (scripts/storage-servers.sh), read with the curl
+-- command, independently of the extension's own HTTP code.
+-- ---------------------------------------------------------------------------
+
+-- The body at url (NULL unless the server answers 2xx), byte for byte: curl
+-- writes it as one line of base64.
+CREATE FUNCTION test_helpers.http_get(url text)
+RETURNS bytea
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+DECLARE
+	b64 text;
+BEGIN
+	DELETE FROM test_helpers.command_output;
+	EXECUTE format('COPY test_helpers.command_output FROM PROGRAM %L',
+	               format('curl -sf --max-time 10 %s | base64 -w0; echo', test_helpers.sh_quote(url)));
+	SELECT line INTO b64 FROM test_helpers.command_output;
+	IF b64 IS NULL OR b64 = '' THEN
+		RETURN NULL;
+	END IF;
+	RETURN decode(b64, 'base64');
+END
+$$;
+
+-- The status line and headers of a HEAD of url, one per line, names lowercased.
+CREATE FUNCTION test_helpers.http_head(url text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+DECLARE
+	head text;
+BEGIN
+	DELETE FROM test_helpers.command_output;
+	EXECUTE format('COPY test_helpers.command_output FROM PROGRAM %L',
+	               format('curl -s -I --max-time 10 %s | tr -d %s', test_helpers.sh_quote(url),
+	                      test_helpers.sh_quote(E'\r')));
+	SELECT string_agg(coalesce(lower(substring(line FROM '^([^:]+):')) || substring(line FROM ':.*$'), line),
+	                  E'\n')
+	  INTO head FROM test_helpers.command_output;
+	RETURN head;
+END
+$$;
+
+-- Puts the build tiles of a version (tile_bytes) at {source_path}/z/x/y.{format}
+-- on env's storage target, through the extension's storage code.
+CREATE FUNCTION test_helpers.upload_tiles(env text, slug text, version int)
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	t record;
+	n int := 0;
+BEGIN
+	FOR t IN
+		SELECT s.source_path, s.format, tl.z, tl.x, tl.y
+		  FROM publish.projects p
+		  JOIN publish.project_versions v ON v.project_id = p.id
+		  JOIN publish.tilesets s ON s.version_id = v.id
+		  JOIN publish.tiles tl ON tl.tileset_id = s.id
+		 WHERE p.slug = upload_tiles.slug AND v.version_number = upload_tiles.version
+		 ORDER BY tl.z, tl.x, tl.y
+	LOOP
+		PERFORM publish._storage_put(env,
+			format('%s/%s/%s/%s.%s', t.source_path, t.z, t.x, t.y, t.format),
+			test_helpers.tile_bytes(slug, version, t.z, t.x, t.y), 'image/png');
+		n := n + 1;
+	END LOOP;
+	RETURN n;
 END
 $$;

@@ -1,0 +1,615 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_client.c
+ *	  HTTP requests through libcurl for the remote storage backends: one
+ *	  request with retries, and the error text a person reads.
+ *
+ * libcurl is initialised lazily, on the first request of a process (the
+ * worker, or a backend calling publish._storage_put), never in the
+ * postmaster.  A curl "share" object kept for the life of the process holds
+ * the connection and DNS caches, so consecutive requests reuse their
+ * connection; every easy handle and header list is freed when its request
+ * ends, on every path (PG_FINALLY around curl_easy_perform).
+ *
+ * libcurl's callbacks never throw: they copy bytes into buffers allocated
+ * before the transfer, and the progress callback only looks at PostgreSQL's
+ * interrupt flags and asks libcurl to abort; CHECK_FOR_INTERRUPTS runs
+ * after curl_easy_perform returns, so a SIGTERM or a cancel ends a transfer
+ * within a second.
+ *
+ * Safety: only http and https, never a redirect (a 3xx is an error naming
+ * the Location), TLS peers and host names verified (publish.storage_ca_file
+ * names other CAs), SIGALRM left alone (CURLOPT_NOSIGNAL).  Credentials go
+ * through CURLOPT_USERNAME/PASSWORD or the bearer option, never in a URL,
+ * and error texts are built from the status, the server's own words and
+ * libcurl's message, with the password scrubbed from them all the same.
+ *
+ * Retries: connection failures, timeouts, cut transfers, 5xx, 408 and 429
+ * are retried up to publish.storage_max_attempts, after a wait of
+ * publish.storage_retry_delay doubled per retry (at most
+ * publish.storage_retry_max_delay), of which a random half is jitter.
+ * Each retry is announced through req->warn before the wait.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "http_client.h"
+
+#include <curl/curl.h>
+
+#include "common/pg_prng.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+static bool curl_ready = false;
+static CURLSH *curl_share = NULL;
+
+/* What the callbacks of one transfer write into (allocated before it). */
+typedef struct TransferState
+{
+	HttpResponse *resp;
+	size_t		keep_cap;
+	void	   *sha_ctx;		/* SHA-256 of the body, or NULL */
+	bool		sha_failed;
+	curl_off_t	last_bytes;		/* bytes moved (up + down) at last_move */
+	TimestampTz last_move;
+	bool		stalled;		/* aborted: nothing moved for too long */
+} TransferState;
+
+static void
+http_cleanup_at_exit(int code, Datum arg)
+{
+	if (curl_share != NULL)
+		curl_share_cleanup(curl_share);
+	curl_share = NULL;
+	if (curl_ready)
+		curl_global_cleanup();
+	curl_ready = false;
+}
+
+/* Initialises libcurl in this process, once. */
+static void
+http_init(void)
+{
+	if (curl_ready)
+		return;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialise libcurl")));
+	curl_ready = true;
+	curl_share = curl_share_init();
+	if (curl_share != NULL)
+	{
+		curl_share_setopt(curl_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+		curl_share_setopt(curl_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	}
+	on_proc_exit(http_cleanup_at_exit, (Datum) 0);
+}
+
+List *
+http_header(List *headers, const char *name, const char *value)
+{
+	return lappend(headers, psprintf("%s: %s", name, value));
+}
+
+char *
+http_encode_path(const char *key)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const unsigned char *p = (const unsigned char *) key; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
+			*p == '~' || *p == '/')
+			appendStringInfoChar(&buf, (char) *p);
+		else
+			appendStringInfo(&buf, "%%%02X", *p);
+	}
+	return buf.data;
+}
+
+/* Copies a header's value (trimmed) into dst, if line is that header. */
+static void
+header_value(const char *line, size_t len, const char *name, char *dst, size_t dstlen)
+{
+	size_t		n = strlen(name);
+	size_t		out = 0;
+
+	if (len <= n || pg_strncasecmp(line, name, n) != 0 || line[n] != ':')
+		return;
+	line += n + 1;
+	len -= n + 1;
+	while (len > 0 && (*line == ' ' || *line == '\t'))
+		line++, len--;
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
+		len--;
+	out = Min(len, dstlen - 1);
+	memcpy(dst, line, out);
+	dst[out] = '\0';
+}
+
+/* libcurl header callback: must not throw. */
+static size_t
+on_header(char *data, size_t size, size_t nitems, void *arg)
+{
+	TransferState *st = arg;
+	HttpResponse *resp = st->resp;
+	size_t		len = size * nitems;
+
+	if (len > 5 && strncmp(data, "HTTP/", 5) == 0)
+	{
+		/* a new response (after a 100 Continue, say): forget the last one */
+		const char *sp = memchr(data, ' ', len);
+		size_t		out = 0;
+
+		resp->etag[0] = resp->amz_checksum_sha256[0] = resp->location[0] = '\0';
+		resp->content_length = -1;
+		if (sp != NULL)
+		{
+			size_t		rest = len - (sp + 1 - data);
+
+			while (rest > 0 && (sp[rest] == '\r' || sp[rest] == '\n' || sp[rest] == '\0'))
+				rest--;
+			out = Min(rest, sizeof(resp->status_line) - 1);
+			memcpy(resp->status_line, sp + 1, out);
+		}
+		resp->status_line[out] = '\0';
+		return len;
+	}
+	header_value(data, len, "ETag", resp->etag, sizeof(resp->etag));
+	header_value(data, len, "x-amz-checksum-sha256", resp->amz_checksum_sha256,
+				 sizeof(resp->amz_checksum_sha256));
+	header_value(data, len, "Location", resp->location, sizeof(resp->location));
+	{
+		char		cl[32] = "";
+
+		header_value(data, len, "Content-Length", cl, sizeof(cl));
+		if (cl[0] != '\0')
+			resp->content_length = strtoll(cl, NULL, 10);
+	}
+	return len;
+}
+
+/* libcurl write callback: keeps the start of the body, hashes all of it. */
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	TransferState *st = arg;
+	HttpResponse *resp = st->resp;
+	size_t		len = size * nmemb;
+
+	if (resp->body_len < st->keep_cap)
+	{
+		size_t		n = Min(len, st->keep_cap - resp->body_len);
+
+		memcpy(resp->body + resp->body_len, data, n);
+		resp->body_len += n;
+		resp->body[resp->body_len] = '\0';
+	}
+	if (st->sha_ctx != NULL && !checksum_sha256_add(st->sha_ctx, data, len))
+	{
+		st->sha_failed = true;
+		return 0;				/* CURLE_WRITE_ERROR */
+	}
+	resp->body_bytes += len;
+	return len;
+}
+
+/*
+ * libcurl progress callback, called at least once a second.  Aborts the
+ * transfer when PostgreSQL wants this process to stop (SIGTERM, cancel):
+ * it only reads the flags, CHECK_FOR_INTERRUPTS runs after the transfer.
+ * Also aborts when no byte moved for publish.storage_low_speed_time:
+ * libcurl's own low-speed check averages over the last five seconds, so
+ * after a quick upload to a server that then says nothing it would wait
+ * up to five seconds longer than configured.
+ */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	TransferState *st = arg;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (InterruptPending && (ProcDiePending || QueryCancelPending))
+		return 1;
+	if (dlnow + ulnow != st->last_bytes || st->last_move == 0)
+	{
+		st->last_bytes = dlnow + ulnow;
+		st->last_move = now;
+	}
+	else if (now - st->last_move >= (TimestampTz) publish_storage_low_speed_time * USECS_PER_SEC)
+	{
+		st->stalled = true;
+		return 1;
+	}
+	return 0;
+}
+
+#define SETOPT(h, opt, val) \
+	do { \
+		if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) \
+			elog(ERROR, "publish: could not set libcurl option %s", #opt); \
+	} while (0)
+
+/* One attempt of req; fills resp.  Throws only on out-of-memory. */
+static void
+http_attempt(HttpRequest *req, HttpResponse *resp)
+{
+	CURL	   *volatile h = NULL;
+	struct curl_slist *volatile hdrs = NULL;
+	TransferState st;
+	char		errbuf[CURL_ERROR_SIZE];
+	ListCell   *lc;
+
+	memset(&st, 0, sizeof(st));
+	st.resp = resp;
+	st.keep_cap = req->body_limit > 0 ? req->body_limit : HTTP_BODY_KEEP;
+	resp->body = MemoryContextAllocHuge(CurrentMemoryContext, st.keep_cap + 1);
+	resp->body[0] = '\0';
+	resp->body_len = 0;
+	resp->body_bytes = 0;
+	resp->status = 0;
+	resp->status_line[0] = '\0';
+	resp->content_length = -1;
+	resp->etag[0] = resp->amz_checksum_sha256[0] = resp->location[0] = '\0';
+	resp->body_sha256[0] = '\0';
+	errbuf[0] = '\0';
+
+	if (req->hash_body)
+		st.sha_ctx = checksum_sha256_begin();
+
+	PG_TRY();
+	{
+		struct curl_slist *next;
+		CURLcode	rc;
+
+		h = curl_easy_init();
+		if (h == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+		foreach(lc, req->headers)
+		{
+			next = curl_slist_append(hdrs, (const char *) lfirst(lc));
+			if (next == NULL)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			hdrs = next;
+		}
+		/*
+		 * libcurl 7.88 sends "Expect: 100-continue" with uploads over 1 MB
+		 * and then waits for the server: not wanted.  The usual cure, an
+		 * empty "Expect:" header, cannot be used with SigV4: 7.88 signs it
+		 * as "expect:" although it sends no such header, and the signature
+		 * never matches.  There the wait is set to zero instead (below).
+		 */
+		if (req->aws_sigv4 == NULL)
+		{
+			next = curl_slist_append(hdrs, "Expect:");
+			if (next == NULL)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			hdrs = next;
+		}
+
+		if (curl_share != NULL)
+			SETOPT(h, CURLOPT_SHARE, curl_share);
+		SETOPT(h, CURLOPT_URL, req->url);
+		SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+		SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+		SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+		SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+		SETOPT(h, CURLOPT_USERAGENT, "publish/1.0 (PostgreSQL extension)");
+		SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, (long) publish_storage_connect_timeout);
+		SETOPT(h, CURLOPT_LOW_SPEED_LIMIT, (long) publish_storage_low_speed_limit);
+		SETOPT(h, CURLOPT_LOW_SPEED_TIME, (long) publish_storage_low_speed_time);
+		SETOPT(h, CURLOPT_TIMEOUT, (long) publish_storage_request_timeout);
+		SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		if (publish_storage_ca_file != NULL && publish_storage_ca_file[0] != '\0')
+			SETOPT(h, CURLOPT_CAINFO, publish_storage_ca_file);
+		SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
+		SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
+		SETOPT(h, CURLOPT_HEADERDATA, &st);
+		SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
+		SETOPT(h, CURLOPT_WRITEDATA, &st);
+		SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+		SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		SETOPT(h, CURLOPT_XFERINFODATA, &st);
+
+		if (req->aws_sigv4 != NULL)
+		{
+			SETOPT(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
+			SETOPT(h, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+			SETOPT(h, CURLOPT_USERNAME, req->username ? req->username : "");
+			SETOPT(h, CURLOPT_PASSWORD, req->password ? req->password : "");
+		}
+		else if (req->bearer != NULL)
+		{
+			SETOPT(h, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
+			SETOPT(h, CURLOPT_XOAUTH2_BEARER, req->bearer);
+		}
+		else if (req->username != NULL)
+		{
+			SETOPT(h, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+			SETOPT(h, CURLOPT_USERNAME, req->username);
+			SETOPT(h, CURLOPT_PASSWORD, req->password ? req->password : "");
+		}
+
+		if (strcmp(req->method, "HEAD") == 0)
+			SETOPT(h, CURLOPT_NOBODY, 1L);
+		else if (strcmp(req->method, "GET") == 0)
+			SETOPT(h, CURLOPT_HTTPGET, 1L);
+		else
+		{
+			SETOPT(h, CURLOPT_CUSTOMREQUEST, req->method);
+			if (req->body != NULL)
+			{
+				/* the body as POSTFIELDS: SigV4 then hashes exactly these bytes */
+				SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+				SETOPT(h, CURLOPT_POSTFIELDS, req->body);
+			}
+		}
+		SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
+
+		rc = curl_easy_perform(h);
+		resp->curl_code = (int) rc;
+		if (rc != CURLE_OK)
+			strlcpy(resp->curl_error, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+					sizeof(resp->curl_error));
+		else
+			resp->curl_error[0] = '\0';
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+	}
+	PG_FINALLY();
+	{
+		if (hdrs != NULL)
+			curl_slist_free_all(hdrs);
+		if (h != NULL)
+			curl_easy_cleanup(h);
+	}
+	PG_END_TRY();
+
+	if (st.sha_ctx != NULL)
+	{
+		checksum_sha256_finish(st.sha_ctx, resp->body_sha256);
+		if (st.sha_failed)
+			elog(ERROR, "publish: could not hash a response body");
+	}
+	if (st.stalled)
+	{
+		resp->curl_code = CURLE_OPERATION_TIMEDOUT;
+		snprintf(resp->curl_error, sizeof(resp->curl_error),
+				 "nothing was sent or received for %d s", publish_storage_low_speed_time);
+	}
+	/* a cancel or SIGTERM aborted the transfer: act on it now */
+	else if (resp->curl_code == CURLE_ABORTED_BY_CALLBACK)
+		CHECK_FOR_INTERRUPTS();
+}
+
+bool
+http_ok(HttpResponse *resp)
+{
+	return resp->curl_code == CURLE_OK && resp->status >= 200 && resp->status < 300;
+}
+
+static bool
+transient_failure(HttpResponse *resp)
+{
+	switch ((CURLcode) resp->curl_code)
+	{
+		case CURLE_OK:
+			return resp->status >= 500 || resp->status == 408 || resp->status == 429;
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_OPERATION_TIMEDOUT:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+		case CURLE_SSL_CONNECT_ERROR:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* Waits ms milliseconds, waking for interrupts (the latch may be set meanwhile). */
+static void
+http_sleep(long ms)
+{
+	TimestampTz end = GetCurrentTimestamp() + ms * 1000L;
+
+	for (;;)
+	{
+		long		left;
+
+		CHECK_FOR_INTERRUPTS();
+		left = (long) ((end - GetCurrentTimestamp()) / 1000);
+		if (left <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	/* the latch may have meant new work: the worker's loop looks anyway */
+}
+
+HttpResponse *
+http_perform(HttpRequest *req)
+{
+	HttpResponse *resp = palloc0(sizeof(HttpResponse));
+	int			max_attempts = Max(publish_storage_max_attempts, 1);
+
+	http_init();
+	for (int attempt = 1;; attempt++)
+	{
+		long		delay;
+		double		base;
+
+		if (resp->body != NULL)
+			pfree(resp->body);
+		http_attempt(req, resp);
+		resp->attempts = attempt;
+		if (!transient_failure(resp) || attempt >= max_attempts)
+			return resp;
+
+		/* exponential backoff, half of it random ("equal jitter") */
+		base = (double) publish_storage_retry_delay * (double) (1L << Min(attempt - 1, 20));
+		base = Min(base, (double) publish_storage_retry_max_delay);
+		delay = (long) (base / 2 + pg_prng_double(&pg_global_prng_state) * base / 2);
+		if (req->warn != NULL)
+			req->warn(req->warn_arg,
+					  psprintf("attempt %d of %d of the %s on target \"%s\" failed: %s; retrying in %.1f s",
+							   attempt, max_attempts, req->what, req->target_env,
+							   http_failure_text(req, resp), delay / 1000.0));
+		http_sleep(delay);
+	}
+}
+
+/* The text between <tag> and </tag> in body, or NULL. */
+static char *
+xml_element(const char *body, const char *tag)
+{
+	char	   *open = psprintf("<%s>", tag);
+	char	   *close = psprintf("</%s>", tag);
+	const char *start = strstr(body, open);
+	const char *end;
+
+	if (start == NULL)
+		return NULL;
+	start += strlen(open);
+	end = strstr(start, close);
+	if (end == NULL)
+		return NULL;
+	return pnstrdup(start, Min(end - start, 300));
+}
+
+char *
+http_s3_error_code(HttpResponse *resp)
+{
+	if (resp->body == NULL || strstr(resp->body, "<Error>") == NULL)
+		return NULL;
+	return xml_element(resp->body, "Code");
+}
+
+/* The first meaningful line of a body: an HTML title, else the first non-blank line. */
+static char *
+body_summary(HttpResponse *resp)
+{
+	char	   *title;
+	const char *p;
+	const char *end;
+
+	if (resp->body == NULL || resp->body_len == 0)
+		return NULL;
+	title = xml_element(resp->body, "title");
+	if (title != NULL)
+		return title;
+	p = resp->body;
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
+	end = p;
+	while (*end && *end != '\r' && *end != '\n')
+		end++;
+	if (end == p)
+		return NULL;
+	return pnstrdup(p, Min(end - p, 200));
+}
+
+/* Replaces every occurrence of secret in text (so a server echoing it cannot leak it). */
+static char *
+scrub(char *text, const char *secret)
+{
+	StringInfoData buf;
+	const char *p = text;
+	const char *hit;
+	size_t		n;
+
+	if (secret == NULL || (n = strlen(secret)) == 0 || strstr(text, secret) == NULL)
+		return text;
+	initStringInfo(&buf);
+	while ((hit = strstr(p, secret)) != NULL)
+	{
+		appendBinaryStringInfo(&buf, p, hit - p);
+		appendStringInfoString(&buf, "***");
+		p = hit + n;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+char *
+http_failure_text(HttpRequest *req, HttpResponse *resp)
+{
+	char	   *text;
+
+	if (resp->curl_code != CURLE_OK)
+	{
+		const char *kind;
+
+		switch ((CURLcode) resp->curl_code)
+		{
+			case CURLE_COULDNT_CONNECT:
+				kind = "could not connect";
+				break;
+			case CURLE_COULDNT_RESOLVE_HOST:
+				kind = "could not resolve the host";
+				break;
+			case CURLE_OPERATION_TIMEDOUT:
+				kind = "timed out";
+				break;
+			case CURLE_PEER_FAILED_VERIFICATION:
+			case CURLE_SSL_CACERT_BADFILE:
+				kind = "TLS verification failed";
+				break;
+			case CURLE_SEND_ERROR:
+			case CURLE_RECV_ERROR:
+			case CURLE_GOT_NOTHING:
+			case CURLE_PARTIAL_FILE:
+				kind = "connection lost";
+				break;
+			case CURLE_UNSUPPORTED_PROTOCOL:
+				kind = "protocol not allowed";
+				break;
+			default:
+				kind = "transfer failed";
+				break;
+		}
+		text = psprintf("%s (%s)", kind, resp->curl_error);
+	}
+	else
+	{
+		char	   *code = http_s3_error_code(resp);
+		char	   *status = resp->status_line[0] ? pstrdup(resp->status_line)
+			: psprintf("%ld", resp->status);
+
+		if (code != NULL)
+		{
+			char	   *message = xml_element(resp->body, "Message");
+
+			text = message ? psprintf("%s: %s — %s", status, code, message)
+				: psprintf("%s: %s", status, code);
+		}
+		else if (resp->status >= 300 && resp->status < 400)
+			text = psprintf("%s: redirected to \"%s\"; redirects are not followed",
+							status, resp->location);
+		else
+		{
+			char	   *summary = body_summary(resp);
+
+			text = (summary != NULL && strcmp(summary, status) != 0)
+				? psprintf("%s: %s", status, summary) : status;
+		}
+	}
+	text = scrub(text, req->password);
+	return scrub(text, req->bearer);
+}

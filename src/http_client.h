@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_client.h
+ *	  One HTTP request through libcurl, with retries; used by the http(s)://
+ *	  and s3:// storage backends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PUBLISH_HTTP_CLIENT_H
+#define PUBLISH_HTTP_CLIENT_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+
+/* Called between attempts (never inside libcurl), e.g. to log a retry. */
+typedef void (*HttpWarnFn) (void *arg, const char *message);
+
+typedef struct HttpRequest
+{
+	const char *method;			/* GET, HEAD, PUT, COPY, ... */
+	const char *url;			/* already percent-encoded */
+	List	   *headers;		/* of char *, "Name: value" */
+	const char *body;			/* request body (PUT), or NULL */
+	size_t		body_len;
+	/* authentication: at most one of these */
+	const char *username;		/* basic auth (with password), or */
+	const char *password;		/* the SigV4 key id / secret */
+	const char *bearer;			/* bearer token */
+	const char *aws_sigv4;		/* "aws:amz:REGION:s3" */
+	bool		hash_body;		/* compute the SHA-256 of the response body */
+	size_t		body_limit;		/* bytes of the response body to keep; 0: HTTP_BODY_KEEP */
+	const char *what;			/* for messages: "upload of env/slug/release.json" */
+	const char *target_env;		/* for messages: the target's environment */
+	HttpWarnFn	warn;			/* retry notices, or NULL */
+	void	   *warn_arg;
+} HttpRequest;
+
+#define HTTP_BODY_KEEP	16384	/* bytes of a response body kept for messages */
+
+typedef struct HttpResponse
+{
+	int			curl_code;		/* CURLcode; 0 when the exchange completed */
+	char		curl_error[256];	/* libcurl's words for curl_code */
+	long		status;			/* HTTP status, 0 when none */
+	char		status_line[128];	/* e.g. "503 Service Unavailable" */
+	int64		content_length; /* from the headers; -1 when not given */
+	char		etag[128];
+	char		amz_checksum_sha256[128];	/* x-amz-checksum-sha256 (base64) */
+	char		location[512];
+	char	   *body;			/* first HTTP_BODY_KEEP bytes, NUL-terminated */
+	size_t		body_len;
+	int64		body_bytes;		/* all the bytes received */
+	char		body_sha256[65];	/* with hash_body */
+	int			attempts;
+} HttpResponse;
+
+/*
+ * Performs req, retrying transient failures (connection refused or reset,
+ * timeouts, 5xx, 408, 429) with exponential backoff and jitter up to
+ * publish.storage_max_attempts.  Returns the last response: the caller
+ * interprets its status (a 404 may be an answer, not an error).  Throws only
+ * for cancellation (SIGTERM, query cancel) and out-of-memory.  Must not be
+ * called with a transaction open in the worker (it may sleep).
+ */
+extern HttpResponse *http_perform(HttpRequest *req);
+
+/* Did the exchange complete with a 2xx status? */
+extern bool http_ok(HttpResponse *resp);
+
+/*
+ * What went wrong, in words: libcurl's error, or the status with the S3
+ * error code and message, or the title / first line of the body.  Never
+ * contains the request's password or token.
+ */
+extern char *http_failure_text(HttpRequest *req, HttpResponse *resp);
+
+/* The S3 error <Code> of the body, or NULL. */
+extern char *http_s3_error_code(HttpResponse *resp);
+
+/* Percent-encodes a key for a URL path (unreserved characters and '/' kept). */
+extern char *http_encode_path(const char *key);
+
+extern List *http_header(List *headers, const char *name, const char *value);
+
+#endif							/* PUBLISH_HTTP_CLIENT_H */

@@ -1,0 +1,244 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_http.c
+ *	  The http:// and https:// backend: HTTP PUT, with WebDAV COPY where
+ *	  the server has it.
+ *
+ * An object key becomes {url}/{key}, percent-encoded.  put sends the bytes
+ * with Content-Type and Cache-Control and, once the server answered 2xx,
+ * checks with a HEAD that the object is there with the size sent.  stat is
+ * a HEAD (or, when a checksum is wanted, a GET whose body is hashed as it
+ * arrives: plain HTTP servers give no checksum).  copy is a WebDAV COPY,
+ * after MKCOL of the destination's missing parent collections (COPY does
+ * not create them, unlike PUT with nginx's create_full_put_path; the
+ * collections known to exist are remembered for the life of the target);
+ * a server without COPY (405 or 501) gets a GET and a PUT instead.
+ *
+ * Credentials: a key id and a secret are HTTP basic auth; a secret without
+ * key id is a bearer token.  Every 2xx is success; anything else is an
+ * error carrying the status and the first line (or title) of the body.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "storage.h"
+#include "http_client.h"
+
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+typedef struct HttpTarget
+{
+	List	   *collections;	/* keys of collections known to exist */
+	bool		no_mkcol;		/* the server has no MKCOL */
+	MemoryContext cxt;			/* the target's */
+} HttpTarget;
+
+static void
+http_open(StorageTarget *target)
+{
+	const char *url = target->url;
+	const char *host = strstr(url, "://") + 3;
+	size_t		hostlen = strcspn(host, "/");
+	HttpTarget *ht;
+
+	/* set_storage_target checks this too; a row edited by hand might not */
+	if (hostlen == 0 || memchr(host, '@', hostlen) != NULL || strpbrk(url, "?#") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("storage target of environment \"%s\" has an invalid URL", target->env),
+				 errhint("Use http(s)://host[:port]/prefix, with credentials set by publish.set_storage_credentials().")));
+	ht = palloc0(sizeof(HttpTarget));
+	ht->cxt = CurrentMemoryContext;
+	target->backend_state = ht;
+}
+
+static char *
+object_url(StorageTarget *target, const char *key)
+{
+	size_t		n = strlen(target->url);
+
+	return psprintf("%s%s%s", target->url, n > 0 && target->url[n - 1] == '/' ? "" : "/",
+					http_encode_path(key));
+}
+
+static HttpRequest *
+new_request(StorageTarget *target, const char *method, const char *url, const char *what)
+{
+	HttpRequest *req = storage_remote_request(target, method, url, what);
+
+	if (target->secret != NULL)
+	{
+		if (target->key_id != NULL)
+		{
+			req->username = target->key_id;
+			req->password = target->secret;
+		}
+		else
+			req->bearer = target->secret;
+	}
+	return req;
+}
+
+static void
+http_stat_url(StorageTarget *target, const char *url, const char *key,
+			  StorageObjectInfo *info, bool want_sha256)
+{
+	HttpRequest *req = new_request(target, want_sha256 ? "GET" : "HEAD", url,
+								   psprintf("check of %s", key));
+	HttpResponse *resp;
+
+	req->hash_body = want_sha256;
+	resp = http_perform(req);
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		return;
+	if (!http_ok(resp))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+	info->exists = true;
+	if (want_sha256)
+	{
+		info->size = resp->body_bytes;
+		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
+	}
+	else
+		info->size = resp->content_length;
+}
+
+static void
+http_put(StorageTarget *target, const char *key, const char *data, size_t len,
+		 const char *content_type, const char *cache_control)
+{
+	char	   *url = object_url(target, key);
+	HttpRequest *req = new_request(target, "PUT", url, psprintf("upload of %s", key));
+	HttpResponse *resp;
+	StorageObjectInfo info;
+
+	req->headers = http_header(req->headers, "Content-Type",
+							   content_type ? content_type : "application/octet-stream");
+	if (cache_control != NULL)
+		req->headers = http_header(req->headers, "Cache-Control", cache_control);
+	req->body = data;
+	req->body_len = len;
+	resp = http_perform(req);
+	if (!http_ok(resp))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+
+	/* the server said yes: check that the object is there, whole */
+	memset(&info, 0, sizeof(info));
+	http_stat_url(target, url, key, &info, false);
+	if (!info.exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("upload of %s to target \"%s\" did not land", key, target->env),
+				 errdetail("The server accepted %zu bytes but then had no such object.", len)));
+	if (info.size >= 0 && info.size != (int64) len)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("upload of %s to target \"%s\" did not land whole", key, target->env),
+				 errdetail("%zu bytes were sent; the server has %lld.", len, (long long) info.size)));
+}
+
+static void
+http_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	http_stat_url(target, object_url(target, key), key, info, want_sha256);
+}
+
+/* Makes sure the collection dir (a key, without trailing slash) exists. */
+static void
+ensure_collection(StorageTarget *target, const char *dir)
+{
+	HttpTarget *ht = target->backend_state;
+	MemoryContext old;
+	ListCell   *lc;
+	char	   *slash;
+	HttpRequest *req;
+	HttpResponse *resp;
+
+	if (ht->no_mkcol || dir[0] == '\0')
+		return;
+	foreach(lc, ht->collections)
+	{
+		if (strcmp((char *) lfirst(lc), dir) == 0)
+			return;
+	}
+	slash = strrchr(dir, '/');
+	if (slash != NULL)
+		ensure_collection(target, pnstrdup(dir, slash - dir));
+
+	req = new_request(target, "MKCOL", psprintf("%s/", object_url(target, dir)),
+					  psprintf("creation of the collection %s/", dir));
+	resp = http_perform(req);
+	/* 201 made, 405 already there; 501: no WebDAV (copy falls back) */
+	if (resp->curl_code == 0 && (resp->status == 501 || resp->status == 400))
+	{
+		ht->no_mkcol = true;
+		return;
+	}
+	if (!http_ok(resp) && !(resp->curl_code == 0 && resp->status == 405))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+	old = MemoryContextSwitchTo(ht->cxt);
+	ht->collections = lappend(ht->collections, pstrdup(dir));
+	MemoryContextSwitchTo(old);
+}
+
+static void
+http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		  const char *content_type, const char *cache_control)
+{
+	char	   *src = object_url(target, src_key);
+	char	   *dst = object_url(target, dst_key);
+	char	   *what = psprintf("copy of %s to %s", src_key, dst_key);
+	HttpRequest *req = new_request(target, "COPY", src, what);
+	HttpResponse *resp;
+	StorageObjectInfo info;
+
+	{
+		const char *slash = strrchr(dst_key, '/');
+
+		if (slash != NULL)
+			ensure_collection(target, pnstrdup(dst_key, slash - dst_key));
+	}
+	req->headers = http_header(req->headers, "Destination", dst);
+	req->headers = http_header(req->headers, "Overwrite", "T");
+	resp = http_perform(req);
+	if (http_ok(resp))
+		return;
+	if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+
+	/* no WebDAV here: download and upload */
+	memset(&info, 0, sizeof(info));
+	http_stat_url(target, src, src_key, &info, false);
+	if (!info.exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s failed on target \"%s\": the source does not exist", what, target->env)));
+	req = new_request(target, "GET", src, psprintf("download of %s", src_key));
+	req->body_limit = Max(info.size, 0) + 1;
+	resp = http_perform(req);
+	if (!http_ok(resp))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+	if (resp->body_bytes != (int64) resp->body_len)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s failed on target \"%s\": the source changed while it was copied",
+						what, target->env)));
+	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control);
+}
+
+const StorageBackend storage_http_backend = {
+	.scheme = "http",
+	.open = http_open,
+	.put = http_put,
+	.stat = http_stat,
+	.copy = http_copy,
+};
+
+const StorageBackend storage_https_backend = {
+	.scheme = "https",
+	.open = http_open,
+	.put = http_put,
+	.stat = http_stat,
+	.copy = http_copy,
+};

@@ -1,0 +1,286 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_s3.c
+ *	  The s3:// backend: S3-compatible object storage, requests signed with
+ *	  AWS Signature Version 4 by libcurl (CURLOPT_AWS_SIGV4).
+ *
+ * s3://bucket/prefix, with options endpoint (default
+ * https://s3.{region}.amazonaws.com), region (default us-east-1) and
+ * path_style (default: true when an endpoint is given, so that MinIO and
+ * friends work; false for AWS, which wants bucket.s3.region.amazonaws.com).
+ * The key id and secret come from publish.set_storage_credentials, with an
+ * optional session token; without them requests are anonymous.
+ *
+ * What libcurl 7.88 (Debian 12) does not do by itself, done here:
+ *   - x-amz-content-sha256: libcurl does not add it and S3 answers 400
+ *     without it; it carries the hex SHA-256 of the body, which also lets
+ *     the server check the bytes it got;
+ *   - canonical path and query: libcurl signs them exactly as written, so
+ *     keys are percent-encoded here the way SigV4 wants (unreserved
+ *     characters and '/' kept); no request has a query string;
+ *   - "Expect: 100-continue" on uploads: http_client.c turns it off;
+ *   - 4xx/5xx are CURLE_OK to libcurl: the status is checked, and S3's XML
+ *     error (Code, Message) becomes the error text.
+ *
+ * put is a PutObject, verified by its ETag (the MD5 of what the server
+ * stored, for a single-part upload) or else by a HEAD; copy is a
+ * server-side CopyObject that sets the copy's Content-Type and
+ * Cache-Control; stat is a HEAD, or a GET hashed as it arrives when a
+ * checksum is wanted and the server keeps no x-amz-checksum-sha256.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "storage.h"
+#include "http_client.h"
+
+#include <json-c/json.h>
+
+#include "common/base64.h"
+
+typedef struct S3Target
+{
+	char	   *bucket;
+	char	   *prefix;			/* without slashes around it; "" for none */
+	char	   *region;
+	char	   *base_url;		/* scheme://host[:port][/bucket] */
+	char	   *sigv4;			/* aws:amz:{region}:s3 */
+} S3Target;
+
+static const char *EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+static void
+bad_option(StorageTarget *target, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("storage target of environment \"%s\" has an invalid %s", target->env, what),
+			 errhint("Set it again with publish.set_storage_target('%s', 's3://bucket/prefix', "
+					 "'{\"endpoint\": \"https://host:port\", \"region\": \"us-east-1\", \"path_style\": true}').",
+					 target->env)));
+}
+
+static void
+s3_open(StorageTarget *target)
+{
+	S3Target   *s3 = palloc0(sizeof(S3Target));
+	const char *rest = target->url + strlen("s3://");
+	size_t		blen = strcspn(rest, "/");
+	json_object *opts = json_tokener_parse(target->options ? target->options : "{}");
+	json_object *v;
+	const char *endpoint = NULL;
+	bool		path_style;
+	char	   *p;
+
+	s3->bucket = pnstrdup(rest, blen);
+	if (blen == 0 || strspn(s3->bucket, "abcdefghijklmnopqrstuvwxyz0123456789.-") != blen)
+		bad_option(target, "bucket name");
+	p = pstrdup(rest[blen] == '/' ? rest + blen + 1 : "");
+	while (*p == '/')
+		p++;
+	for (size_t n = strlen(p); n > 0 && p[n - 1] == '/'; n--)
+		p[n - 1] = '\0';
+	s3->prefix = p;
+
+	s3->region = "us-east-1";
+	if (opts != NULL && json_object_object_get_ex(opts, "region", &v) && json_object_is_type(v, json_type_string))
+		s3->region = pstrdup(json_object_get_string(v));
+	if (opts != NULL && json_object_object_get_ex(opts, "endpoint", &v) && json_object_is_type(v, json_type_string))
+		endpoint = pstrdup(json_object_get_string(v));
+	path_style = (endpoint != NULL);
+	if (opts != NULL && json_object_object_get_ex(opts, "path_style", &v) && json_object_is_type(v, json_type_boolean))
+		path_style = json_object_get_boolean(v);
+	if (opts != NULL)
+		json_object_put(opts);
+
+	if (strspn(s3->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s3->region) ||
+		s3->region[0] == '\0')
+		bad_option(target, "region");
+	if (endpoint == NULL)
+		endpoint = psprintf("https://s3.%s.amazonaws.com", s3->region);
+	{
+		size_t		n = strlen(endpoint);
+		const char *host;
+
+		while (n > 0 && endpoint[n - 1] == '/')
+			n--;
+		endpoint = pnstrdup(endpoint, n);
+		if (pg_strncasecmp(endpoint, "http://", 7) != 0 && pg_strncasecmp(endpoint, "https://", 8) != 0)
+			bad_option(target, "endpoint (it must be an http or https URL)");
+		host = strstr(endpoint, "://") + 3;
+		if (*host == '\0' || strpbrk(host, "/?#@") != NULL)
+			bad_option(target, "endpoint (scheme://host[:port], no path or credentials)");
+		if (path_style)
+			s3->base_url = psprintf("%s/%s", endpoint, s3->bucket);
+		else
+			s3->base_url = psprintf("%.*s%s.%s", (int) (host - endpoint), endpoint, s3->bucket, host);
+	}
+	s3->sigv4 = psprintf("aws:amz:%s:s3", s3->region);
+	target->backend_state = s3;
+}
+
+/* The object's key in the bucket: prefix/key. */
+static char *
+bucket_key(S3Target *s3, const char *key)
+{
+	return s3->prefix[0] ? psprintf("%s/%s", s3->prefix, key) : pstrdup(key);
+}
+
+static char *
+object_url(S3Target *s3, const char *key)
+{
+	return psprintf("%s/%s", s3->base_url, http_encode_path(bucket_key(s3, key)));
+}
+
+/* A signed request (anonymous without credentials) carrying body's SHA-256. */
+static HttpRequest *
+new_request(StorageTarget *target, const char *method, const char *url, const char *what,
+			const char *body, size_t body_len)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = storage_remote_request(target, method, url, what);
+
+	if (target->secret != NULL)
+	{
+		req->aws_sigv4 = s3->sigv4;
+		req->username = target->key_id ? target->key_id : "";
+		req->password = target->secret;
+	}
+	req->headers = http_header(req->headers, "x-amz-content-sha256",
+							   body ? checksum_sha256_hex(body, body_len) : EMPTY_SHA256);
+	if (target->session_token != NULL)
+		req->headers = http_header(req->headers, "x-amz-security-token", target->session_token);
+	req->body = body;
+	req->body_len = body_len;
+	return req;
+}
+
+/* Hex of a base64 SHA-256 (x-amz-checksum-sha256) into hex[65]; false if malformed. */
+static bool
+checksum_header_hex(const char *b64, char *hex)
+{
+	uint8		digest[64];
+	int			n = pg_b64_decode(b64, strlen(b64), (char *) digest, sizeof(digest));
+
+	if (n != 32)
+		return false;
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	return true;
+}
+
+static void
+s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	S3Target   *s3 = target->backend_state;
+	char	   *url = object_url(s3, key);
+	HttpRequest *req = new_request(target, "HEAD", url, psprintf("check of %s", key), NULL, 0);
+	HttpResponse *resp = http_perform(req);
+
+	if (resp->curl_code == 0 && resp->status == 404)
+		return;
+	if (!http_ok(resp))
+		storage_remote_fail(target, "S3", req, resp);
+	info->exists = true;
+	info->size = resp->content_length;
+	if (!want_sha256 || checksum_header_hex(resp->amz_checksum_sha256, info->sha256))
+		return;
+
+	/* no checksum kept by the server: read the object and hash it */
+	req = new_request(target, "GET", url, psprintf("check of %s", key), NULL, 0);
+	req->hash_body = true;
+	resp = http_perform(req);
+	if (resp->curl_code == 0 && resp->status == 404)
+	{
+		info->exists = false;
+		return;
+	}
+	if (!http_ok(resp))
+		storage_remote_fail(target, "S3", req, resp);
+	info->size = resp->body_bytes;
+	strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
+}
+
+static void
+s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
+	   const char *content_type, const char *cache_control)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "PUT", object_url(s3, key),
+								   psprintf("upload of %s", key), data, len);
+	HttpResponse *resp;
+	char		md5[33];
+	char		quoted[40];
+
+	req->headers = http_header(req->headers, "Content-Type",
+							   content_type ? content_type : "application/octet-stream");
+	if (cache_control != NULL)
+		req->headers = http_header(req->headers, "Cache-Control", cache_control);
+	resp = http_perform(req);
+	if (!http_ok(resp))
+		storage_remote_fail(target, "S3", req, resp);
+
+	/* a single-part upload's ETag is the MD5 of what the server stored */
+	checksum_md5_hex(data, len, md5);
+	snprintf(quoted, sizeof(quoted), "\"%s\"", md5);
+	if (strlen(resp->etag) == 34 && resp->etag[0] == '"' && strchr(resp->etag + 1, '-') == NULL)
+	{
+		if (pg_strcasecmp(resp->etag, quoted) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("upload of %s to target \"%s\" did not land intact", key, target->env),
+					 errdetail("The server's ETag is %s; the MD5 of the bytes sent is %s.",
+							   resp->etag, quoted)));
+	}
+	else
+	{
+		StorageObjectInfo info;
+
+		memset(&info, 0, sizeof(info));
+		s3_stat(target, key, &info, false);
+		if (!info.exists || info.size != (int64) len)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("upload of %s to target \"%s\" did not land whole", key, target->env)));
+	}
+}
+
+static void
+s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		const char *content_type, const char *cache_control)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "PUT", object_url(s3, dst_key),
+								   psprintf("copy of %s to %s", src_key, dst_key), "", 0);
+	HttpResponse *resp;
+
+	req->headers = http_header(req->headers, "x-amz-copy-source",
+							   psprintf("/%s/%s", s3->bucket,
+										http_encode_path(bucket_key(s3, src_key))));
+	if (content_type != NULL || cache_control != NULL)
+	{
+		req->headers = http_header(req->headers, "x-amz-metadata-directive", "REPLACE");
+		req->headers = http_header(req->headers, "Content-Type",
+								   content_type ? content_type : "application/octet-stream");
+		if (cache_control != NULL)
+			req->headers = http_header(req->headers, "Cache-Control", cache_control);
+	}
+	else
+		req->headers = lappend(req->headers, pstrdup("Content-Type:"));
+	resp = http_perform(req);
+	/* CopyObject may answer 200 with an error in the body */
+	if (!http_ok(resp) || http_s3_error_code(resp) != NULL)
+	{
+		if (http_ok(resp))
+			resp->status = 500;
+		storage_remote_fail(target, "S3", req, resp);
+	}
+}
+
+const StorageBackend storage_s3_backend = {
+	.scheme = "s3",
+	.open = s3_open,
+	.put = s3_put,
+	.stat = s3_stat,
+	.copy = s3_copy,
+};
