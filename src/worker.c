@@ -198,6 +198,8 @@ publish_worker_main(Datum main_arg)
 		NextJob		next;
 		int			rc;
 
+		/* a query cancel only means something while a job runs */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
