@@ -46,6 +46,8 @@
 extern int	publish_sweep_interval;		/* seconds */
 extern int	publish_max_attempts;
 extern int	publish_launcher_restart_delay;	/* seconds */
+extern int	publish_max_release_size;	/* kB */
+extern int	publish_max_tiles;
 extern void publish_define_gucs(void);
 
 /* shmem.c */
@@ -106,6 +108,7 @@ typedef struct ReleaseOverlay
 	char	   *geometry_text;	/* as PostgreSQL wrote it */
 	char	   *properties_text;
 	struct json_object *geometry;	/* parsed for validation; NULL if it did not parse */
+	const char *geometry_error;	/* why it did not parse (json-c's words) */
 	bool		has_asset_id;	/* asset_id is set ... */
 	char	   *asset_key;		/* ... and names this asset of the version */
 } ReleaseOverlay;
