@@ -18,8 +18,9 @@ BEGIN
 END $$;
 DELETE FROM publish.projects WHERE slug LIKE 'hostile%';
 DELETE FROM publish.storage_targets WHERE env LIKE 'tap-hostile%';
+ALTER DATABASE publish_tap RESET publish.max_release_size;
 
-SELECT plan(132);
+SELECT plan(134);
 
 CREATE ROLE tap_hostile_admin NOLOGIN IN ROLE publish_admin;
 SELECT :'storage' || '/hostile' AS root \gset
@@ -246,6 +247,22 @@ SELECT is(test_helpers.sqlstate_as('tap_hostile_admin', $$SELECT publish.publish
           'PT413', 'a tileset over publish.max_tiles is refused (PT413)');
 RESET publish.max_tiles;
 SELECT is(count(*), :'jobs_before_limits'::bigint, 'no job was queued over a limit') FROM publish.job_queue;
+
+-- The worker checks again (content may grow after a job is queued): give
+-- this database's worker a small limit, then queue a job under the default.
+ALTER DATABASE publish_tap SET publish.max_release_size = '64kB';
+SELECT pg_terminate_backend(test_helpers.worker_pid()) \g /dev/null
+SELECT id AS big_job FROM publish.publish_version('hostile-geo', 1, 'tap-hostile') \gset
+SELECT ok(status = 'failed'
+          AND error ~ '^version 1 of project "hostile-geo" is too large to publish: .* over publish.max_release_size \(64 kB\)',
+          'the worker refuses a release over its limit before loading it: the job fails, saying why')
+  FROM test_helpers.wait_job(:'big_job', '60 s');
+ALTER DATABASE publish_tap RESET publish.max_release_size;
+SELECT ok(NOT test_helpers.file_exists(:'root' || '/tap-hostile/hostile-geo/release.json')
+          AND NOT test_helpers.file_exists(:'root' || '/tap-hostile/hostile-geo/releases/v1.json'),
+          '... and writes nothing');
+-- the next test gets a worker with the default limit
+SELECT pg_terminate_backend(test_helpers.worker_pid()) \g /dev/null
 
 -- ---------------------------------------------------------------------------
 -- The nastiest content that is allowed: every file lands under the root
