@@ -28,7 +28,7 @@ END $$;
 DROP SCHEMA IF EXISTS pgrst_test CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'rest-%';
 
-SELECT plan(56);
+SELECT plan(58);
 
 -- the role setup of docs/postgrest.md
 CREATE ROLE tap_authenticator LOGIN NOINHERIT;
@@ -158,6 +158,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgrst_test TO PUBLIC;
 \set viewer_claims '{"role":"tap_web_viewer","sub":"vera@example.com","exp":4102444800}'
 \set admin_claims '{"role":"tap_web_admin","sub":"alice@example.com","exp":4102444800}'
 SELECT count(*) AS jobs_before FROM publish.job_queue \gset
+-- every (SQLSTATE, HTTP status) a request got, checked against the README
+CREATE TEMP TABLE pgrst_seen (sqlstate text, http int);
 
 -- ---------------------------------------------------------------------------
 -- Anonymous: 401
@@ -172,6 +174,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous POST /rpc/publish_version: SQLSTATE 42501');
 SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_anon
 \set claims :anon_claims
 \set method GET
@@ -182,6 +185,7 @@ SELECT * FROM pgrst_test.get('jobs', 'id', '00000000-0000-0000-0000-000000000000
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous GET /jobs: SQLSTATE 42501');
 SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_anon
 \set claims :anon_claims
 \set method GET
@@ -192,6 +196,7 @@ SELECT * FROM pgrst_test.get('releases', 'project', 'rest-campus') \gset
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous GET /releases: SQLSTATE 42501');
 SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 
 -- ---------------------------------------------------------------------------
 -- A viewer: can poll, cannot publish (403)
@@ -206,6 +211,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/publish_version: SQLSTATE 42501');
 SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_viewer
 \set claims :viewer_claims
 \set method POST
@@ -216,6 +222,7 @@ SELECT * FROM pgrst_test.rpc('set_storage_target', '{"env":"tap-rest","url":"fil
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/set_storage_target: SQLSTATE 42501');
 SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_viewer
 \set claims :viewer_claims
 \set method GET
@@ -226,6 +233,7 @@ SELECT * FROM pgrst_test.get('jobs', 'id', 'not-a-uuid') \gset
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '22P02'::text, 'viewer GET /jobs?id=eq.not-a-uuid: SQLSTATE 22P02');
 SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 SELECT is(count(*), :'jobs_before'::bigint, 'no request so far queued a job') FROM publish.job_queue;
 
 -- ---------------------------------------------------------------------------
@@ -241,6 +249,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST without env (the default, production, has no target here): SQLSTATE PT404');
 SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -251,6 +260,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '22P02'::text, 'admin POST with a version that is not a number: SQLSTATE 22P02');
 SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -261,6 +271,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '22003'::text, 'admin POST with a version over 32 bits: SQLSTATE 22003');
 SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -271,6 +282,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":null,"version":1,"env":
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '22004'::text, 'admin POST with a null slug: SQLSTATE 22004');
 SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -281,6 +293,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"Rest Campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '22023'::text, 'admin POST with a malformed slug: SQLSTATE 22023');
 SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -291,6 +304,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '22023'::text, 'admin POST with env ../../etc: SQLSTATE 22023');
 SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -301,6 +315,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-nowhere","version
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST for an unknown project: SQLSTATE PT404');
 SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -311,6 +326,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST for an unknown version: SQLSTATE PT404');
 SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -321,6 +337,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, 'PT409'::text, 'admin POST for a draft: SQLSTATE PT409');
 SELECT is(:r_http, 409, '... HTTP 409');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 SELECT ok(:'r_message' ~ 'version 2 of project "rest-campus" is draft', '... and the message says why');
 \set role tap_web_admin
 \set claims :admin_claims
@@ -332,6 +349,7 @@ SELECT * FROM pgrst_test.rpc('set_storage_target', '{"env":"tap-rest","url":"fil
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin POST /rpc/set_storage_target: SQLSTATE 42501');
 SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
@@ -342,6 +360,7 @@ SELECT * FROM pgrst_test.rpc('set_storage_credentials', '{"env":"tap-rest","key_
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin POST /rpc/set_storage_credentials: SQLSTATE 42501');
 SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 \set role tap_web_admin
 \set claims :admin_claims
 \set method GET
@@ -352,6 +371,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '25006'::text, 'admin GET /rpc/publish_version (a read-only transaction): SQLSTATE 25006');
 SELECT is(:r_http, 405, '... HTTP 405');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 SELECT is(count(*), :'jobs_before'::bigint, 'none of the refused requests queued a job') FROM publish.job_queue;
 \set role tap_web_admin
 \set claims :admin_claims
@@ -363,6 +383,7 @@ SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version"
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '', 'admin POST /rpc/publish_version: no error');
 SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 SELECT (:'r_body')::json->>'id' AS job_id \gset
 SELECT is((:'r_body')::json->>'status', 'queued', 'the response is the queued job');
 SELECT is(status, 'completed', 'the worker ran it after COMMIT') FROM test_helpers.wait_job(:'job_id');
@@ -376,6 +397,7 @@ SELECT * FROM pgrst_test.get('jobs', 'id', :'job_id') \gset
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '', 'viewer GET /jobs?id=eq.<job>: no error');
 SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 SELECT is(json_array_length((:'r_body')::json), 1, '... one job');
 SELECT is((:'r_body')::json->0->>'status', 'completed', '... completed');
 SELECT is(((:'r_body')::json->0->>'progress')::int, 100, '... at 100%');
@@ -392,6 +414,7 @@ SELECT * FROM pgrst_test.get('releases', 'project', 'rest-campus') \gset
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '', 'viewer GET /releases?project=eq.rest-campus: no error');
 SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 SELECT is(((:'r_body')::json->0->>'version')::int, 1, '... version 1 is live');
 \set role tap_web_admin
 \set claims :admin_claims
@@ -403,6 +426,32 @@ SELECT * FROM pgrst_test.get('storage_credentials', 'env', 'tap-rest') \gset
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin GET /storage_credentials: SQLSTATE 42501');
 SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+
+-- ---------------------------------------------------------------------------
+-- The README's table says the same: for each SQLSTATE seen, a row of
+-- "Errors and HTTP statuses" lists it with the status PostgREST gave.
+-- ---------------------------------------------------------------------------
+CREATE TEMP TABLE readme_rows AS
+SELECT split_part(line, '|', 3) AS codes, split_part(line, '|', 4) AS statuses
+  FROM regexp_split_to_table(
+         substring(pg_read_file(:'demo_dir' || '/../README.md')
+                   FROM '## Errors and HTTP statuses(.*?)\n## '), E'\n') AS line
+ WHERE line ~ '^\| .*`[0-9A-Z]{5}`';
+CREATE TEMP TABLE readme_pairs AS
+SELECT c.code, h.status
+  FROM readme_rows r,
+       LATERAL (SELECT m[1] AS code, i FROM regexp_matches(r.codes, '`([0-9A-Z]{5})`', 'g') WITH ORDINALITY AS x(m, i)) AS c,
+       LATERAL (SELECT m[1]::int AS status, i FROM regexp_matches(r.statuses, '([0-9]{3})', 'g') WITH ORDINALITY AS y(m, i)) AS h
+ WHERE c.i = h.i
+    OR (SELECT count(*) FROM regexp_matches(r.codes, '`([0-9A-Z]{5})`', 'g'))
+       <> (SELECT count(*) FROM regexp_matches(r.statuses, '([0-9]{3})', 'g'));
+SELECT ok((SELECT count(*) FROM readme_rows) >= 10, 'the README has a table of SQLSTATEs and HTTP statuses');
+SELECT is(array_agg(DISTINCT s.sqlstate || ' -> ' || s.http), NULL,
+          'every SQLSTATE a request got is in the README''s table with the HTTP status PostgREST gave')
+  FROM pgrst_seen s
+ WHERE s.sqlstate <> ''
+   AND NOT EXISTS (SELECT 1 FROM readme_pairs p WHERE p.code = s.sqlstate AND p.status = s.http);
 
 -- ---------------------------------------------------------------------------
 -- Clean up
