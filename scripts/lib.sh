@@ -13,11 +13,16 @@ ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # checkouts can be tested side by side without sharing $libdir.  PostgreSQL
 # finds its share directory relative to its binaries, so the copy just works.
 use_private_pg() {
-	local dir=$1 src=/usr/lib/postgresql/15 share=/usr/share/postgresql/15
+	local dir=$1 src=/usr/lib/postgresql/15 share=/usr/share/postgresql/15 inc=/usr/include/postgresql
 	if [ ! -x "$dir$src/bin/postgres" ]; then
 		mkdir -p "$dir$src" "$dir$share"
 		cp -a "$src/." "$dir$src/"
 		cp -a "$share/." "$dir$share/"
+	fi
+	# pg_config of the copy names headers under the copy too
+	if [ ! -f "$dir$inc/15/server/postgres.h" ]; then
+		mkdir -p "$dir$inc"
+		cp -a "$inc/." "$dir$inc/"
 	fi
 	export PG_CONFIG=$dir$src/bin/pg_config
 	export PATH=$dir$src/bin:$PATH

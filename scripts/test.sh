@@ -10,6 +10,7 @@
 #
 # Usage: scripts/test.sh            (as root on a fresh Debian 12 machine)
 #        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
+#        PUBLISH_TEST_TMPDIR=DIR    where the test directory is made (default /tmp)
 #        PUBLISH_TEST_ONLY=regress|pgtap|tap   to run one layer
 set -euo pipefail
 
@@ -20,7 +21,7 @@ source "$ROOT_DIR/scripts/lib.sh"
 build_and_install
 
 PORT=${PUBLISH_TEST_PORT:-54329}
-WORK=$(mktemp -d /tmp/publish-test.XXXXXX)
+WORK=$(mktemp -d "${PUBLISH_TEST_TMPDIR:-/tmp}/publish-test.XXXXXX")
 chmod 755 "$WORK"
 PGDIR=$WORK/pg
 STORAGE=$WORK/storage

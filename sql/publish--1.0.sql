@@ -361,7 +361,7 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF slug !~ '^[a-z0-9]+(-[a-z0-9]+)*$' OR length(slug) > 63 THEN
-		RAISE EXCEPTION 'invalid project slug "%"', slug
+		RAISE EXCEPTION 'invalid project slug "%"', publish._shown(slug)
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'A slug is lowercase letters, digits and hyphens, such as "campus" or "city-center".';
 	END IF;
@@ -404,7 +404,7 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF env !~ '^[a-z0-9][a-z0-9_-]*$' OR length(env) > 63 THEN
-		RAISE EXCEPTION 'invalid environment name "%"', env
+		RAISE EXCEPTION 'invalid environment name "%"', publish._shown(env)
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'An environment name is lowercase letters, digits, "-" and "_", such as "staging".';
 	END IF;
@@ -446,6 +446,8 @@ DECLARE
 	dup    record;
 	job_id uuid;
 	job    publish.jobs;
+	requester text := publish._requesting_role();	-- SECURITY DEFINER: not current_user
+	sub    text := publish._requesting_sub();
 BEGIN
 	ver := publish._resolve_version(slug, version);
 	PERFORM publish._check_env(env);
@@ -457,6 +459,8 @@ BEGIN
 			             WHEN 'draft' THEN format('Mark it ready first: UPDATE publish.project_versions SET status = ''ready'' WHERE id = %L;', ver.id)
 			             ELSE 'An archived version stays archived; publish a newer version instead.' END;
 	END IF;
+
+	PERFORM publish._check_release_limits(ver.id);
 
 	-- Fails with a hint when publish is not in shared_preload_libraries,
 	-- before anything is written.
@@ -488,13 +492,15 @@ BEGIN
 			INSERT INTO publish.job_log (job_id, level, message, progress)
 			SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = dup.id;
 		END IF;
-		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env)
+		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env, created_by)
 		VALUES ('publish',
 		        jsonb_build_object('project_slug', slug,
 		                           'version_number', version,
 		                           'target_env', env,
-		                           'requested_by', current_user),
-		        ver.project_id, ver.id, env)
+		                           'requested_by', requester)
+		        || CASE WHEN sub IS NULL THEN '{}'::jsonb
+		                ELSE jsonb_build_object('requested_sub', sub) END,
+		        ver.project_id, ver.id, env, requester)
 		RETURNING q.id INTO job_id;
 	END IF;
 
@@ -503,7 +509,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION publish.publish_version(text, integer, text) IS
-	'Queues a job that publishes version N of project slug to environment env; returns the job. The worker starts it when the calling transaction commits.';
+	'Queues a job that publishes version N of project slug to environment env; returns the job. The worker starts it when the calling transaction commits. SECURITY DEFINER: publish_admin may call it.';
 
 CREATE FUNCTION publish.build_release(slug text, version integer, env text DEFAULT 'production',
                                       published_at timestamptz DEFAULT now())
@@ -556,15 +562,16 @@ BEGIN
 	IF jsonb_typeof(options) <> 'object' THEN
 		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	PERFORM publish._check_storage_url(url, options);	-- see "Security"
 
 	scheme := lower(substring(url FROM '^([A-Za-z][A-Za-z0-9+.-]*)://'));
 	IF scheme IS NULL THEN
-		RAISE EXCEPTION 'invalid storage URL "%"', url
+		RAISE EXCEPTION 'invalid storage URL "%"', publish._shown(url)
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Use file:///absolute/directory, http(s)://host/prefix or s3://bucket/prefix.';
 	ELSIF scheme = 'file' THEN
 		IF url !~* '^file:///' OR url ~ '(^|/)\.\.(/|$)' THEN
-			RAISE EXCEPTION 'invalid storage URL "%"', url
+			RAISE EXCEPTION 'invalid storage URL "%"', publish._shown(url)
 				USING ERRCODE = 'invalid_parameter_value',
 				      DETAIL = 'A file URL names an absolute directory on the database server, without "..".',
 				      HINT = 'Use file:///absolute/directory, such as file:///srv/maps.';
@@ -606,7 +613,7 @@ BEGIN
 				      HINT = 'path_style is true or false.';
 		END IF;
 	ELSE
-		RAISE EXCEPTION 'unsupported storage scheme "%"', scheme
+		RAISE EXCEPTION 'unsupported storage scheme "%"', publish._shown(scheme)
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Use file:///absolute/directory, http(s)://host/prefix or s3://bucket/prefix.';
 	END IF;
@@ -762,7 +769,7 @@ BEGIN
 	LOOP
 		-- listen first, then look: an end between the two still wakes us
 		PERFORM publish._job_event_prepare();
-		SELECT q.status INTO state FROM publish.job_queue q WHERE q.id = wait_job.id;
+		SELECT j.status INTO state FROM publish.jobs j WHERE j.id = wait_job.id;
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'job % does not exist', id USING ERRCODE = 'PT404';
 		END IF;
@@ -776,6 +783,297 @@ END
 $$;
 COMMENT ON FUNCTION publish.wait_job(uuid, interval) IS
 	'Returns the job once it has ended (completed, failed or cancelled), or as it is when timeout passes. Sleeps until the worker signals a job end: no polling.';
+
+-- ===========================================================================
+-- Security: roles, privileges, hostile input, resource limits
+-- ===========================================================================
+--
+-- Roles (cluster-wide, NOLOGIN, made here when missing and left in place by
+-- DROP EXTENSION):
+--   publish_viewer  reads content, publish.jobs and publish.releases, waits
+--                   for jobs (wait_job)
+--   publish_admin   a viewer that also manages content (plain INSERT/UPDATE/
+--                   DELETE), publishes, previews and validates versions and
+--                   reads the storage targets (never their secrets), cancels
+--                   jobs and purges old ones
+-- PUBLIC gets nothing: under PostgREST the anonymous role is a member of
+-- PUBLIC, so anything granted to PUBLIC would be open to the internet.
+-- Storage targets and secrets are set by superusers only (set_storage_target
+-- and set_storage_credentials are executable by no one else); a superuser
+-- may delegate with GRANT EXECUTE on them, knowing that a file:// target
+-- lets the grantee make the server write into any directory its OS user can.
+--
+-- SECURITY DEFINER (run as the extension's owner): publish_version (it
+-- inserts into job_queue and wakes the worker, which admins cannot do
+-- directly), cancel_job and purge_jobs (they change job_queue, which
+-- admins only read through publish.jobs), set_storage_target and
+-- set_storage_credentials (they write
+-- tables no caller can read or write, so validation cannot be bypassed and
+-- secrets stay write-only).  Everything else is SECURITY INVOKER.  Every
+-- function pins search_path to pg_catalog, pg_temp and names the
+-- extension's objects schema-qualified, so objects made by a user with
+-- CREATE on some schema (a public.lower(), an operator) are never found.
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'publish_viewer') THEN
+		CREATE ROLE publish_viewer NOLOGIN;
+		COMMENT ON ROLE publish_viewer IS
+			'publish extension: reads content, publish.jobs and publish.releases.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'publish_admin') THEN
+		CREATE ROLE publish_admin NOLOGIN;
+		COMMENT ON ROLE publish_admin IS
+			'publish extension: manages content, publishes versions, reads storage targets (not secrets).';
+	END IF;
+	IF NOT pg_catalog.pg_has_role('publish_admin', 'publish_viewer', 'MEMBER') THEN
+		GRANT publish_viewer TO publish_admin;
+	END IF;
+END
+$$;
+
+-- The text of a value for an error message: long input (a 10 MB slug) is
+-- cut, so that errors and the server log stay readable.
+CREATE FUNCTION publish._shown(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN pg_catalog.length(value) > 64
+	            THEN pg_catalog.left(value, 64) OPERATOR(pg_catalog.||) '...'
+	            ELSE value END
+$$;
+
+-- The role that asked, as seen from a SECURITY DEFINER function (where
+-- current_user is the function's owner): the role set by SET ROLE (which
+-- PostgREST does per request from the JWT), else the session's login role.
+CREATE FUNCTION publish._requesting_role()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
+	            THEN session_user::text
+	            ELSE pg_catalog.current_setting('role') END
+$$;
+
+-- The "sub" claim of the JWT of a PostgREST request, or NULL (no request,
+-- no sub, or claims that are not JSON).  Informational: a direct SQL client
+-- can set request.jwt.claims to anything.
+CREATE FUNCTION publish._requesting_sub()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims text := pg_catalog.current_setting('request.jwt.claims', true);
+BEGIN
+	IF claims IS NULL OR claims = '' THEN
+		RETURN NULL;
+	END IF;
+	BEGIN
+		RETURN pg_catalog.left(claims::jsonb ->> 'sub', 256);
+	EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
+		RETURN NULL;
+	END;
+END
+$$;
+
+-- Checks a storage URL (and the URLs in its options) for what no target
+-- may have, whatever its scheme: credentials (user:password@, readable by
+-- every role that reads the targets), control characters or spaces,
+-- percent-encoded dot segments (a reader's URL parser turns %2e%2e into
+-- ..), and absurd lengths.  Scheme-specific checks follow in the caller.
+CREATE FUNCTION publish._check_storage_url(url text, options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	u text;
+	what text;
+BEGIN
+	FOR what, u IN
+		SELECT 'storage URL', url
+		UNION ALL
+		SELECT format('option %s', k), options ->> k
+		  FROM unnest(ARRAY['public_url', 'endpoint']) AS k
+		 WHERE jsonb_typeof(options -> k) = 'string'
+	LOOP
+		IF length(u) > 2048 THEN
+			RAISE EXCEPTION 'invalid %: % characters, at most 2048 are allowed', what, length(u)
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF u ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@' THEN
+			RAISE EXCEPTION 'invalid storage URL: credentials do not belong in the URL'
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'Set them with publish.set_storage_credentials(env, user, password); the URL is readable by others.';
+		END IF;
+		IF u ~ '[[:cntrl:][:space:]\\]' THEN
+			RAISE EXCEPTION 'invalid %: it contains spaces, control characters or backslashes', what
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF u ~* '(^|/)(\.|%2e)*%2e(\.|%2e)*(/|[?#]|$)' THEN
+			RAISE EXCEPTION 'invalid %: it contains a percent-encoded "." or ".." segment', what
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF jsonb_typeof(options -> 'public_url') = 'string'
+	   AND options ->> 'public_url' !~* '^(https?://[^/?#]+(/.*)?|file:///.*)$' THEN
+		RAISE EXCEPTION 'invalid option public_url "%"', publish._shown(options ->> 'public_url')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'public_url is the http(s) URL readers use for the target''s root, such as https://cdn.example.com/maps.';
+	END IF;
+END
+$$;
+
+-- Content that could escape a path or break a reader is refused when it is
+-- written (23514, HTTP 400): keys are names a reader may use as file names;
+-- storage paths are relative paths without dot segments (plain or
+-- percent-encoded), empty segments, a scheme, backslashes or control
+-- characters; text has sane lengths; properties are nested at most 32
+-- levels (json-c, which many readers use, stops at 32).  Geometry is checked
+-- when a version is validated (it may be saved half-done).
+ALTER TABLE publish.projects
+	ADD CONSTRAINT projects_text_lengths
+	CHECK (length(name) <= 200 AND length(description) <= 10000);
+ALTER TABLE publish.project_versions
+	ADD CONSTRAINT project_versions_notes_length CHECK (length(notes) <= 10000);
+ALTER TABLE publish.assets
+	ADD CONSTRAINT assets_key_format
+	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
+	ADD CONSTRAINT assets_storage_path_safe
+	CHECK (length(storage_path) <= 1024
+	       AND storage_path !~ '[[:cntrl:]\\]'
+	       AND storage_path !~ '//'
+	       AND storage_path !~ '^[^/]*:'
+	       AND storage_path !~* '(^|/)(\.|%2e)+(/|$)'),
+	ADD CONSTRAINT assets_kind_format
+	CHECK (kind ~ '^[a-z0-9][a-z0-9_-]*$' AND length(kind) <= 64),
+	ADD CONSTRAINT assets_content_type_format
+	CHECK (length(content_type) <= 255
+	       AND content_type ~* '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*( *; *[a-z0-9_.-]+=[^;[:cntrl:]]+)*$');
+ALTER TABLE publish.overlays
+	ADD CONSTRAINT overlays_key_format
+	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
+	ADD CONSTRAINT overlays_name_length CHECK (length(name) <= 500),
+	ADD CONSTRAINT overlays_properties_depth
+	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{33 to last}'));
+ALTER TABLE publish.tilesets
+	ADD CONSTRAINT tilesets_source_path_safe
+	CHECK (source_path IS NULL
+	       OR (source_path <> ''
+	           AND length(source_path) <= 1024
+	           AND source_path !~ '[[:cntrl:]\\]'
+	           AND source_path !~ '//'
+	           AND source_path !~ '^[^/]*:'
+	           AND source_path !~* '(^|/)(\.|%2e)+(/|$)'));
+
+-- Resource limits: a release whose release.json would be larger than
+-- publish.max_release_size, or whose tileset has more tiles than
+-- publish.max_tiles, is refused with PT413 (HTTP 413) before anything is
+-- loaded into memory: at call time by publish_version, and again by the
+-- worker, build_release and validate_version (release_input.c), since the
+-- content can grow after a job is queued.  The size is an estimate from
+-- the text of the rows, computed row by row (no row set is held).
+CREATE FUNCTION publish._check_release_limits(version_id uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_bytes bigint := pg_size_bytes(coalesce(current_setting('publish.max_release_size', true), '16MB'));
+	max_tiles bigint := coalesce(current_setting('publish.max_tiles', true), '1000000')::bigint;
+	n_bytes   bigint;
+	n_tiles   bigint;
+	what      text;
+BEGIN
+	SELECT 1024
+	       + coalesce((SELECT sum(octet_length(o.key) + octet_length(o.name) + octet_length(o.overlay_type)
+	                              + octet_length(o.geometry::text) + octet_length(o.properties::text) + 128)
+	                     FROM publish.overlays o WHERE o.version_id = _check_release_limits.version_id), 0)
+	       + coalesce((SELECT sum(octet_length(a.key) + octet_length(a.kind) + 2 * octet_length(a.storage_path)
+	                              + octet_length(a.content_type) + 256)
+	                     FROM publish.assets a WHERE a.version_id = _check_release_limits.version_id), 0),
+	       (SELECT count(*) FROM publish.tiles t JOIN publish.tilesets s ON s.id = t.tileset_id
+	         WHERE s.version_id = _check_release_limits.version_id)
+	  INTO n_bytes, n_tiles;
+	IF n_bytes <= max_bytes AND n_tiles <= max_tiles THEN
+		RETURN;
+	END IF;
+	SELECT format('version %s of project "%s"', v.version_number, p.slug) INTO what
+	  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
+	 WHERE v.id = _check_release_limits.version_id;
+	IF n_bytes > max_bytes THEN
+		RAISE EXCEPTION '% is too large to publish: its release.json would be about %, over publish.max_release_size (%)',
+		                what, pg_size_pretty(n_bytes), pg_size_pretty(max_bytes)
+			USING ERRCODE = 'PT413',
+			      HINT = 'Split its overlays over projects, simplify their geometry, or ask a superuser to raise publish.max_release_size.';
+	END IF;
+	RAISE EXCEPTION '% is too large to publish: its tileset has % tiles, over publish.max_tiles (%)',
+	                what, n_tiles, max_tiles
+		USING ERRCODE = 'PT413',
+		      HINT = 'Reduce the zoom range or the bounds of the tileset, or ask a superuser to raise publish.max_tiles.';
+END
+$$;
+
+-- Elevated rights, and search_path pinned on every function (the C ones
+-- too; by name, so a changed signature keeps them).
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN
+		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+		 WHERE p.pronamespace = 'publish'::regnamespace
+		   AND p.proname IN ('publish_version', 'set_storage_target', 'set_storage_credentials',
+		                     'cancel_job', 'purge_jobs')
+	LOOP
+		EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', f);
+	END LOOP;
+	FOR f IN
+		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+		 WHERE p.pronamespace = 'publish'::regnamespace
+		   AND NOT coalesce(p.proconfig, '{}') && ARRAY['search_path=pg_catalog, pg_temp']
+	LOOP
+		EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
+	END LOOP;
+END
+$$;
+
+-- Privileges: nothing for PUBLIC, then what each role needs.
+REVOKE ALL ON SCHEMA publish FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA publish FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA publish FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA publish FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA publish TO publish_viewer, publish_admin;
+GRANT SELECT ON publish.projects, publish.project_versions, publish.assets, publish.overlays,
+                publish.tilesets, publish.tiles, publish.jobs, publish.releases
+	TO publish_viewer, publish_admin;
+GRANT INSERT, UPDATE, DELETE ON publish.projects, publish.project_versions, publish.assets,
+                                publish.overlays, publish.tilesets, publish.tiles
+	TO publish_admin;
+GRANT SELECT ON publish.storage_targets TO publish_admin;
+GRANT EXECUTE ON FUNCTION
+	publish.publish_version(text, integer, text),
+	publish.build_release(text, integer, text, timestamptz),
+	publish.validate_version(text, integer),
+	publish._resolve_version(text, integer),
+	publish._check_env_name(text),
+	publish._check_env(text),
+	publish._shown(text),
+	publish._check_release_limits(uuid),
+	publish._release_document(uuid, text, timestamptz),
+	publish._validation_problems(uuid),
+	publish.cancel_job(uuid),
+	publish.purge_jobs(interval)
+	TO publish_admin;
+GRANT EXECUTE ON FUNCTION
+	publish.wait_job(uuid, interval),
+	publish._job_event_prepare(),
+	publish._job_event_sleep(integer)
+	TO publish_viewer, publish_admin;
 
 -- ---------------------------------------------------------------------------
 -- Tell the launcher that this database now has the extension (at commit).

@@ -3,8 +3,11 @@
  * guc.c
  *	  Every setting of the publish extension, in one place.
  *
- * All are PGC_SIGHUP: the launcher and the workers read them, so they are
- * changed in postgresql.conf (or ALTER SYSTEM) and a reload.  The README's
+ * The worker settings are PGC_SIGHUP: the launcher and the workers read
+ * them, so they are changed in postgresql.conf (or ALTER SYSTEM) and a
+ * reload.  The resource limits are PGC_SUSET: a superuser may also set them
+ * per database or role (ALTER DATABASE ... SET, which the worker of that
+ * database reads too), and no other role can raise them.  The README's
  * settings table lists them with the same defaults.
  *
  *-------------------------------------------------------------------------
@@ -29,6 +32,8 @@ int			publish_storage_max_attempts = 5;
 int			publish_storage_retry_delay = 500;
 int			publish_storage_retry_max_delay = 30000;
 char	   *publish_storage_ca_file = NULL;
+int			publish_max_release_size = 16 * 1024;	/* kB */
+int			publish_max_tiles = 1000000;
 
 /*
  * Defines the GUCs; called once from _PG_init.
@@ -156,6 +161,31 @@ publish_define_gucs(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+
+	/*
+	 * Resource limits, checked by publish._check_release_limits() (SQL, it
+	 * reads them with current_setting) before a release is loaded.
+	 */
+	DefineCustomIntVariable("publish.max_release_size",
+							"Largest release.json a version may produce.",
+							"A version whose overlays and assets would make a larger "
+							"release.json is refused (SQLSTATE PT413) before it is loaded; "
+							"the worker needs several times this much memory to validate "
+							"and build a release.",
+							&publish_max_release_size,
+							16 * 1024, 64, MAX_KILOBYTES,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.max_tiles",
+							"Most tiles a version's tileset may have.",
+							"A version with more tiles in its manifest is refused (SQLSTATE "
+							"PT413); the worker holds the manifest in memory, about 100 "
+							"bytes per tile.",
+							&publish_max_tiles,
+							1000000, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("publish");
 }

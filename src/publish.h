@@ -62,6 +62,8 @@ extern int	publish_storage_max_attempts;
 extern int	publish_storage_retry_delay;	/* milliseconds */
 extern int	publish_storage_retry_max_delay;	/* milliseconds */
 extern char *publish_storage_ca_file;
+extern int	publish_max_release_size;	/* kB */
+extern int	publish_max_tiles;
 extern void publish_define_gucs(void);
 
 /* shmem.c */
@@ -129,6 +131,7 @@ typedef struct ReleaseOverlay
 	char	   *geometry_text;	/* as PostgreSQL wrote it */
 	char	   *properties_text;
 	struct json_object *geometry;	/* parsed for validation; NULL if it did not parse */
+	const char *geometry_error;	/* why it did not parse (json-c's words) */
 	bool		has_asset_id;	/* asset_id is set ... */
 	char	   *asset_key;		/* ... and names this asset of the version */
 } ReleaseOverlay;

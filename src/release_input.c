@@ -67,13 +67,21 @@ run_query(const char *sql, const char *version_id)
 	MemoryContextSwitchTo(mcxt);
 }
 
-/* Parses JSON text into a json-c object registered in refs; NULL if it does not parse. */
+/*
+ * Parses JSON text into a json-c object registered in refs; NULL if it does
+ * not parse, with the reason in *error (json-c refuses nesting deeper than
+ * JSON_TOKENER_DEFAULT_DEPTH, 32 levels, which jsonb allows: a hostile
+ * geometry of 10,000 levels ends here as a validation problem).
+ */
 static struct json_object *
-parse_json(const char *text, JsonRefs *refs, MemoryContext mcxt)
+parse_json(const char *text, JsonRefs *refs, MemoryContext mcxt, const char **error)
 {
 	struct json_object *obj;
+	struct json_tokener *tok;
+	enum json_tokener_error jerr;
 	MemoryContext oldcxt;
 
+	*error = NULL;
 	if (text == NULL)
 		return NULL;
 	/* make room first, so that an allocation failure cannot leak obj */
@@ -81,9 +89,26 @@ parse_json(const char *text, JsonRefs *refs, MemoryContext mcxt)
 	refs->objects = lappend(refs->objects, NULL);
 	MemoryContextSwitchTo(oldcxt);
 
-	obj = json_tokener_parse(text);
+	tok = json_tokener_new();
+	if (tok == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while reading geometry")));
+	obj = json_tokener_parse_ex(tok, text, -1);
+	jerr = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (obj != NULL && jerr != json_tokener_success)
+	{
+		json_object_put(obj);
+		obj = NULL;
+	}
 	if (obj == NULL)
+	{
 		refs->objects = list_delete_last(refs->objects);
+		*error = jerr == json_tokener_error_depth
+			? psprintf("geometry is nested deeper than %d levels", JSON_TOKENER_DEFAULT_DEPTH)
+			: pstrdup(json_tokener_error_desc(jerr));
+	}
 	else
 		llast(refs->objects) = obj;
 	return obj;
@@ -105,6 +130,16 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	refs->cb.func = release_json_refs;
 	refs->cb.arg = refs;
 	MemoryContextRegisterResetCallback(mcxt, &refs->cb);
+
+	/*
+	 * Refuse a release over the size limits (PT413) before loading it, so
+	 * that memory stays bounded whatever the content.
+	 */
+	args[0] = CStringGetTextDatum(version_id);
+	if (SPI_execute_with_args("SELECT publish._check_release_limits($1::uuid)",
+							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not check the release limits");
+	MemoryContextSwitchTo(mcxt);
 
 	in->version_id = pstrdup(version_id);
 	in->env = pstrdup(env);
@@ -180,7 +215,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		o->overlay_type = spi_text(row, 3, mcxt);
 		o->geometry_text = spi_text(row, 4, mcxt);
 		o->properties_text = spi_text(row, 5, mcxt);
-		o->geometry = parse_json(o->geometry_text, refs, mcxt);
+		o->geometry = parse_json(o->geometry_text, refs, mcxt, &o->geometry_error);
 		o->has_asset_id = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 6, &isnull));
 		o->asset_key = spi_text(row, 7, mcxt);
 		in->overlays = lappend(in->overlays, o);

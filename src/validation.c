@@ -202,6 +202,11 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	const char *expected;
 	bool		allowed;
 
+	if (o->geometry == NULL && o->geometry_error != NULL)
+	{
+		add_problem(p, "geometry could not be read: %s", o->geometry_error);
+		return;
+	}
 	if (o->geometry == NULL || !json_object_is_type(o->geometry, json_type_object))
 	{
 		add_problem(p, "geometry is not a GeoJSON geometry object");

@@ -184,6 +184,13 @@ publish_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);
 
+	/*
+	 * The worker runs as the bootstrap superuser: its queries must not find
+	 * objects of a schema someone put on the database's search_path (ALTER
+	 * DATABASE ... SET search_path), so only pg_catalog is searched.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
 	if (worker_number < 0 || worker_number >= PUBLISH_MAX_WORKERS_PER_DATABASE ||
 		!publish_shmem_attach_worker(worker_dboid, worker_number))
 		proc_exit(0);

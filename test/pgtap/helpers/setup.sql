@@ -467,5 +467,55 @@ BEGIN
 		n := n + 1;
 	END LOOP;
 	RETURN n;
+-- Running SQL as another role (test/pgtap/3*_*.sql)
+-- ---------------------------------------------------------------------------
+
+-- test_helpers.sqlstate_as(role, sql, path): runs sql as role (SET LOCAL
+-- ROLE, inside a subtransaction), with search_path path when given, and
+-- returns 'ok' or the SQLSTATE of the error it raised.  What a successful
+-- statement wrote stays written (the tests check that nothing was); the
+-- role and search_path are restored either way.  pgTAP itself keeps
+-- running as the caller (its temporary tables belong to it).
+CREATE FUNCTION test_helpers.sqlstate_as(r text, sql text, path text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	old_role text := current_setting('role');
+	old_path text := current_setting('search_path');
+	st text := 'ok';
+BEGIN
+	BEGIN
+		PERFORM set_config('role', r, true);
+		IF path IS NOT NULL THEN
+			PERFORM set_config('search_path', path, true);
+		END IF;
+		EXECUTE sql;
+		PERFORM set_config('search_path', old_path, true);
+		PERFORM set_config('role', old_role, true);
+	EXCEPTION WHEN OTHERS THEN
+		st := SQLSTATE;
+	END;
+	RETURN st;
+END
+$$;
+
+-- test_helpers.error_as(role, sql): as sqlstate_as, 'SQLSTATE: message'.
+CREATE FUNCTION test_helpers.error_as(r text, sql text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	old_role text := current_setting('role');
+	res text := 'ok';
+BEGIN
+	BEGIN
+		PERFORM set_config('role', r, true);
+		EXECUTE sql;
+		PERFORM set_config('role', old_role, true);
+	EXCEPTION WHEN OTHERS THEN
+		res := SQLSTATE || ': ' || SQLERRM;
+	END;
+	RETURN res;
 END
 $$;

@@ -1,0 +1,467 @@
+-- 32_postgrest.sql: PostgREST in front of schema publish, emulated request
+-- by request (PostgREST cannot run here).  Per request: BEGIN ISOLATION
+-- LEVEL READ COMMITTED READ WRITE (READ ONLY for GET), one set_config(...,
+-- true) statement for search_path, role, request.jwt.claims, request.method,
+-- request.path and request.headers, the call PostgREST generates, then
+-- COMMIT or ABORT.  POST /rpc/publish_version unpacks the JSON body with
+-- json_to_record() and calls the function with named arguments (a key left
+-- out of the body is left out of the call, so its default applies); GET
+-- /jobs?id=eq.X filters the view with the value untyped.  Each SQLSTATE is
+-- mapped to its HTTP status by PostgREST's rules (pgrst_test.http_status)
+-- and checked against the README's table.
+--
+-- Roles tap_authenticator (LOGIN NOINHERIT), tap_web_anon, tap_web_viewer
+-- (a publish_viewer), tap_web_admin (a publish_admin); schema pgrst_test;
+-- project rest-*, environment tap-rest.  All dropped at the end.
+
+SET client_min_messages = warning;
+DO $$
+DECLARE r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['tap_authenticator', 'tap_web_anon', 'tap_web_viewer', 'tap_web_admin'] LOOP
+		IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+			EXECUTE format('DROP OWNED BY %I CASCADE', r);
+			EXECUTE format('DROP ROLE %I', r);
+		END IF;
+	END LOOP;
+END $$;
+DROP SCHEMA IF EXISTS pgrst_test CASCADE;
+DELETE FROM publish.projects WHERE slug LIKE 'rest-%';
+
+SELECT plan(58);
+
+-- the role setup of docs/postgrest.md
+CREATE ROLE tap_authenticator LOGIN NOINHERIT;
+CREATE ROLE tap_web_anon NOLOGIN;
+CREATE ROLE tap_web_viewer NOLOGIN IN ROLE publish_viewer;
+CREATE ROLE tap_web_admin NOLOGIN IN ROLE publish_admin;
+GRANT tap_web_anon, tap_web_viewer, tap_web_admin TO tap_authenticator;
+
+SELECT :'storage' || '/rest' AS root \gset
+SELECT publish.set_storage_target('tap-rest', 'file://' || :'root') \g /dev/null
+SELECT test_helpers.make_project('rest-campus', 5) \g /dev/null
+INSERT INTO publish.project_versions (project_id, version_number, status)
+SELECT id, 2, 'draft' FROM publish.projects WHERE slug = 'rest-campus';
+
+-- ---------------------------------------------------------------------------
+-- What PostgREST sends, and how it maps SQLSTATEs to HTTP
+-- ---------------------------------------------------------------------------
+CREATE SCHEMA pgrst_test;
+GRANT USAGE ON SCHEMA pgrst_test TO PUBLIC;
+
+-- PostgREST's mapping (docs: "Errors", SQLSTATE -> HTTP status)
+CREATE FUNCTION pgrst_test.http_status(st text, anonymous boolean)
+RETURNS int
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT CASE
+	       WHEN st IS NULL THEN 200
+	       WHEN st ~ '^PT[0-9]{3}$' THEN substr(st, 3)::int
+	       WHEN st = '42501' THEN CASE WHEN anonymous THEN 401 ELSE 403 END
+	       WHEN st IN ('23503', '23505') THEN 409
+	       WHEN st = '25006' THEN 405
+	       WHEN st IN ('42883', '42P01') THEN 404
+	       WHEN st = 'P0001' THEN 400
+	       WHEN st ~ '^(08|53)' THEN 503
+	       WHEN st ~ '^(0L|0P|28)' THEN 403
+	       WHEN st ~ '^(09|25|2D|38|39|3B|40|54|55|57|58|F0|HV|P0|XX)' OR st = '42P17' THEN 500
+	       ELSE 400 END
+$$;
+
+-- POST /rpc/<fn> with a JSON body: the statement PostgREST generates, with
+-- the body as parameter $1.  argdefs are the function's parameters; only
+-- those that are keys of the body are unpacked and passed.
+CREATE FUNCTION pgrst_test.rpc(fn text, body text, argdefs text[],
+                               OUT r_ok boolean, OUT r_sqlstate text, OUT r_http int, OUT r_body text,
+                               OUT r_message text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	keys text[] := ARRAY(SELECT json_object_keys(body::json));
+	cols text;
+	names text;
+	call_args text;
+	stmt text;
+	total bigint;
+	n bigint;
+BEGIN
+	SELECT string_agg(format('%I %s', split_part(d, ' ', 1), substr(d, strpos(d, ' ') + 1)), ', '),
+	       string_agg(format('%I', split_part(d, ' ', 1)), ', '),
+	       string_agg(format('%1$I := pgrst_body.%1$I', split_part(d, ' ', 1)), ', ')
+	  INTO cols, names, call_args
+	  FROM unnest(argdefs) AS d
+	 WHERE split_part(d, ' ', 1) = ANY (keys);
+	stmt := format($s$
+		WITH pgrst_source AS (
+			SELECT pgrst_call.*
+			  FROM (SELECT $1::json AS json_data) pgrst_payload,
+			       LATERAL (SELECT %2$s FROM json_to_record(pgrst_payload.json_data) AS _(%1$s) LIMIT 1) pgrst_body,
+			       LATERAL "publish".%3$I(%4$s) pgrst_call
+		)
+		SELECT null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total,
+		       coalesce(json_agg(_postgrest_t)->0, 'null')::text AS body
+		  FROM (SELECT "pgrst_source".* FROM "pgrst_source") _postgrest_t$s$,
+		  cols, names, fn, call_args);
+	BEGIN
+		EXECUTE stmt INTO total, n, r_body USING body;
+		r_ok := true;
+	EXCEPTION WHEN OTHERS THEN
+		r_ok := false;
+		r_sqlstate := SQLSTATE;
+		r_message := SQLERRM;
+		r_body := NULL;
+	END;
+	r_http := pgrst_test.http_status(r_sqlstate, current_user = 'tap_web_anon');
+	-- psql's \gset leaves a NULL unset: send '' for "none"
+	r_sqlstate := coalesce(r_sqlstate, '');
+	r_message := coalesce(r_message, '');
+	r_body := coalesce(r_body, '');
+END
+$$;
+
+-- GET /<view>?<col>=eq.<value>: the value goes as an untyped literal, as
+-- PostgREST sends it (an unknown-typed parameter the server resolves).
+CREATE FUNCTION pgrst_test.get(relation text, col text, val text,
+                               OUT r_ok boolean, OUT r_sqlstate text, OUT r_http int, OUT r_body text,
+                               OUT r_message text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	stmt text := format($s$
+		WITH pgrst_source AS (SELECT %1$I.%2$I.* FROM %1$I.%2$I WHERE %1$I.%2$I.%3$I = %4$s)
+		SELECT null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total,
+		       coalesce(json_agg(_postgrest_t), '[]')::text AS body
+		  FROM (SELECT * FROM pgrst_source) _postgrest_t$s$,
+		'publish', relation, col, quote_literal(val));
+	total bigint;
+	n bigint;
+BEGIN
+	BEGIN
+		EXECUTE stmt INTO total, n, r_body;
+		r_ok := true;
+	EXCEPTION WHEN OTHERS THEN
+		r_ok := false;
+		r_sqlstate := SQLSTATE;
+		r_message := SQLERRM;
+	END;
+	r_http := pgrst_test.http_status(r_sqlstate, current_user = 'tap_web_anon');
+	-- psql's \gset leaves a NULL unset: send '' for "none"
+	r_sqlstate := coalesce(r_sqlstate, '');
+	r_message := coalesce(r_message, '');
+	r_body := coalesce(r_body, '');
+END
+$$;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgrst_test TO PUBLIC;
+
+\set publish_args 'ARRAY[''slug text'', ''version integer'', ''env text'']'
+\set anon_claims '{"role":"tap_web_anon"}'
+\set viewer_claims '{"role":"tap_web_viewer","sub":"vera@example.com","exp":4102444800}'
+\set admin_claims '{"role":"tap_web_admin","sub":"alice@example.com","exp":4102444800}'
+SELECT count(*) AS jobs_before FROM publish.job_queue \gset
+-- every (SQLSTATE, HTTP status) a request got, checked against the README
+CREATE TEMP TABLE pgrst_seen (sqlstate text, http int);
+
+-- ---------------------------------------------------------------------------
+-- Anonymous: 401
+-- ---------------------------------------------------------------------------
+\set role tap_web_anon
+\set claims :anon_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous POST /rpc/publish_version: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_anon
+\set claims :anon_claims
+\set method GET
+\set path /jobs
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('jobs', 'id', '00000000-0000-0000-0000-000000000000') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous GET /jobs: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_anon
+\set claims :anon_claims
+\set method GET
+\set path /releases
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('releases', 'project', 'rest-campus') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous GET /releases: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+
+-- ---------------------------------------------------------------------------
+-- A viewer: can poll, cannot publish (403)
+-- ---------------------------------------------------------------------------
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/publish_version: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method POST
+\set path /rpc/set_storage_target
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('set_storage_target', '{"env":"tap-rest","url":"file:///tmp/x"}', ARRAY['env text','url text','options jsonb']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/set_storage_target: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method GET
+\set path /jobs
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('jobs', 'id', 'not-a-uuid') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22P02'::text, 'viewer GET /jobs?id=eq.not-a-uuid: SQLSTATE 22P02');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(count(*), :'jobs_before'::bigint, 'no request so far queued a job') FROM publish.job_queue;
+
+-- ---------------------------------------------------------------------------
+-- An admin: bad requests first (each ABORTed, no job), then a publish
+-- ---------------------------------------------------------------------------
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":1}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST without env (the default, production, has no target here): SQLSTATE PT404');
+SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":"three","env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22P02'::text, 'admin POST with a version that is not a number: SQLSTATE 22P02');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":99999999999,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22003'::text, 'admin POST with a version over 32 bits: SQLSTATE 22003');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":null,"version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22004'::text, 'admin POST with a null slug: SQLSTATE 22004');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"Rest Campus","version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22023'::text, 'admin POST with a malformed slug: SQLSTATE 22023');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":1,"env":"../../etc"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22023'::text, 'admin POST with env ../../etc: SQLSTATE 22023');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-nowhere","version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST for an unknown project: SQLSTATE PT404');
+SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":7,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST for an unknown version: SQLSTATE PT404');
+SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":2,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT409'::text, 'admin POST for a draft: SQLSTATE PT409');
+SELECT is(:r_http, 409, '... HTTP 409');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT ok(:'r_message' ~ 'version 2 of project "rest-campus" is draft', '... and the message says why');
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/set_storage_target
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('set_storage_target', '{"env":"tap-rest","url":"file:///tmp/elsewhere"}', ARRAY['env text','url text','options jsonb']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin POST /rpc/set_storage_target: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/set_storage_credentials
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('set_storage_credentials', '{"env":"tap-rest","key_id":"k","secret":"s"}', ARRAY['env text','key_id text','secret text']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin POST /rpc/set_storage_credentials: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method GET
+\set path /rpc/publish_version
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '25006'::text, 'admin GET /rpc/publish_version (a read-only transaction): SQLSTATE 25006');
+SELECT is(:r_http, 405, '... HTTP 405');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(count(*), :'jobs_before'::bigint, 'none of the refused requests queued a job') FROM publish.job_queue;
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/publish_version
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('publish_version', '{"slug":"rest-campus","version":1,"env":"tap-rest"}', :publish_args) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'admin POST /rpc/publish_version: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT (:'r_body')::json->>'id' AS job_id \gset
+SELECT is((:'r_body')::json->>'status', 'queued', 'the response is the queued job');
+SELECT is(status, 'completed', 'the worker ran it after COMMIT') FROM test_helpers.wait_job(:'job_id');
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method GET
+\set path /jobs
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('jobs', 'id', :'job_id') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'viewer GET /jobs?id=eq.<job>: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(json_array_length((:'r_body')::json), 1, '... one job');
+SELECT is((:'r_body')::json->0->>'status', 'completed', '... completed');
+SELECT is(((:'r_body')::json->0->>'progress')::int, 100, '... at 100%');
+SELECT is((:'r_body')::json->0->>'created_by', 'tap_web_admin', '... created by the role PostgREST switched to, not the authenticator');
+SELECT is((:'r_body')::json->0->'params'->>'requested_sub', 'alice@example.com', '... with the JWT sub');
+SELECT ok(test_helpers.file_exists(:'root' || '/tap-rest/rest-campus/release.json'), 'release.json is on storage');
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method GET
+\set path /releases
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('releases', 'project', 'rest-campus') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'viewer GET /releases?project=eq.rest-campus: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(((:'r_body')::json->0->>'version')::int, 1, '... version 1 is live');
+\set role tap_web_admin
+\set claims :admin_claims
+\set method GET
+\set path /storage_credentials
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('storage_credentials', 'env', 'tap-rest') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin GET /storage_credentials: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+
+-- ---------------------------------------------------------------------------
+-- The README's table says the same: for each SQLSTATE seen, a row of
+-- "Errors and HTTP statuses" lists it with the status PostgREST gave.
+-- ---------------------------------------------------------------------------
+CREATE TEMP TABLE readme_rows AS
+SELECT split_part(line, '|', 3) AS codes, split_part(line, '|', 4) AS statuses
+  FROM regexp_split_to_table(
+         substring(pg_read_file(:'demo_dir' || '/../README.md')
+                   FROM '## Errors and HTTP statuses(.*?)\n## '), E'\n') AS line
+ WHERE line ~ '^\| .*`[0-9A-Z]{5}`';
+CREATE TEMP TABLE readme_pairs AS
+SELECT c.code, h.status
+  FROM readme_rows r,
+       LATERAL (SELECT m[1] AS code, i FROM regexp_matches(r.codes, '`([0-9A-Z]{5})`', 'g') WITH ORDINALITY AS x(m, i)) AS c,
+       LATERAL (SELECT m[1]::int AS status, i FROM regexp_matches(r.statuses, '([0-9]{3})', 'g') WITH ORDINALITY AS y(m, i)) AS h
+ WHERE c.i = h.i
+    OR (SELECT count(*) FROM regexp_matches(r.codes, '`([0-9A-Z]{5})`', 'g'))
+       <> (SELECT count(*) FROM regexp_matches(r.statuses, '([0-9]{3})', 'g'));
+SELECT ok((SELECT count(*) FROM readme_rows) >= 10, 'the README has a table of SQLSTATEs and HTTP statuses');
+SELECT is(array_agg(DISTINCT s.sqlstate || ' -> ' || s.http), NULL,
+          'every SQLSTATE a request got is in the README''s table with the HTTP status PostgREST gave')
+  FROM pgrst_seen s
+ WHERE s.sqlstate <> ''
+   AND NOT EXISTS (SELECT 1 FROM readme_pairs p WHERE p.code = s.sqlstate AND p.status = s.http);
+
+-- ---------------------------------------------------------------------------
+-- Clean up
+-- ---------------------------------------------------------------------------
+DELETE FROM publish.projects WHERE slug LIKE 'rest-%';
+DELETE FROM publish.storage_targets WHERE env = 'tap-rest';
+DROP SCHEMA pgrst_test CASCADE;
+DROP ROLE tap_authenticator;
+DROP ROLE tap_web_anon;
+DROP ROLE tap_web_viewer;
+DROP ROLE tap_web_admin;
+
+SELECT * FROM finish();
