@@ -1017,6 +1017,17 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION publish._shown(text) IS
+	'Internal: a value for an error message, cut after 64 characters.';
+COMMENT ON FUNCTION publish._requesting_role() IS
+	'Internal: the role that asked (SET ROLE, as PostgREST does, else the login role), as seen from a SECURITY DEFINER function.';
+COMMENT ON FUNCTION publish._requesting_sub() IS
+	'Internal: the sub claim of the PostgREST request''s JWT, or NULL.';
+COMMENT ON FUNCTION publish._check_storage_url(text, jsonb) IS
+	'Internal: refuses storage URLs with credentials, control characters, spaces or percent-encoded dot segments (22023).';
+COMMENT ON FUNCTION publish._check_release_limits(uuid) IS
+	'Internal: refuses a version over publish.max_release_size or publish.max_tiles (PT413) before it is loaded.';
+
 -- Elevated rights, and search_path pinned on every function (the C ones
 -- too; by name, so a changed signature keeps them).
 DO $$

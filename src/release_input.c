@@ -104,10 +104,12 @@ parse_json(const char *text, JsonRefs *refs, MemoryContext mcxt, const char **er
 	}
 	if (obj == NULL)
 	{
+		/* JSON null parses to NULL too, without an error */
 		refs->objects = list_delete_last(refs->objects);
-		*error = jerr == json_tokener_error_depth
-			? psprintf("geometry is nested deeper than %d levels", JSON_TOKENER_DEFAULT_DEPTH)
-			: pstrdup(json_tokener_error_desc(jerr));
+		if (jerr == json_tokener_error_depth)
+			*error = psprintf("geometry is nested deeper than %d levels", JSON_TOKENER_DEFAULT_DEPTH);
+		else if (jerr != json_tokener_success)
+			*error = pstrdup(json_tokener_error_desc(jerr));
 	}
 	else
 		llast(refs->objects) = obj;

@@ -72,10 +72,12 @@ INSERT INTO publish.overlays (version_id, key, overlay_type, geometry)
 SELECT id, 'deep', 'polyline',
        ('{"type":"LineString","coordinates":' || repeat('[', 10000) || '1' || repeat(']', 10000) || '}')::jsonb
   FROM sec_v;
+-- (JSON null is no geometry either, and no parse error)
+INSERT INTO publish.overlays (version_id, key, overlay_type, geometry) SELECT id, 'null', 'marker', 'null' FROM sec_v;
 SELECT * FROM publish.validate_version('sec', 1);
 
 -- limits: PT413 with what and by how much (a superuser may SET them in a session)
-DELETE FROM publish.overlays WHERE key = 'deep';
+DELETE FROM publish.overlays WHERE key IN ('deep', 'null');
 SELECT publish.set_storage_target('sec-env', 'file:///srv/publish-regress/sec') IS NOT NULL AS target_set;
 INSERT INTO publish.overlays (version_id, key, overlay_type, geometry)
 SELECT id, 'line', 'polyline', jsonb_build_object('type', 'LineString', 'coordinates',
