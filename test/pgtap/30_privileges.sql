@@ -58,8 +58,8 @@ SELECT is(array_agg(p.proname::text ORDER BY p.proname), NULL::text[],
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace
    AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp'];
 SELECT is(array_agg(p.proname::text ORDER BY p.proname),
-          ARRAY['publish_version', 'set_storage_credentials', 'set_storage_target'],
-          'only publish_version, set_storage_credentials and set_storage_target are SECURITY DEFINER')
+          ARRAY['cancel_job', 'publish_version', 'purge_jobs', 'set_storage_credentials', 'set_storage_target'],
+          'only cancel_job, publish_version, purge_jobs, set_storage_credentials and set_storage_target are SECURITY DEFINER')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace AND p.prosecdef;
 SELECT ok(NOT has_function_privilege(r, 'publish._wake_worker_at_commit()', 'EXECUTE'),
           format('%s cannot call publish._wake_worker_at_commit()', r))

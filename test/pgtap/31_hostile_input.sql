@@ -251,7 +251,8 @@ SELECT is(count(*), :'jobs_before_limits'::bigint, 'no job was queued over a lim
 -- The worker checks again (content may grow after a job is queued): give
 -- this database's worker a small limit, then queue a job under the default.
 ALTER DATABASE publish_tap SET publish.max_release_size = '64kB';
-SELECT pg_terminate_backend(test_helpers.worker_pid()) \g /dev/null
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE datname = current_database() AND application_name = 'publish worker' \g /dev/null
 SELECT id AS big_job FROM publish.publish_version('hostile-geo', 1, 'tap-hostile') \gset
 SELECT ok(status = 'failed'
           AND error ~ '^version 1 of project "hostile-geo" is too large to publish: .* over publish.max_release_size \(64 kB\)',
@@ -262,7 +263,8 @@ SELECT ok(NOT test_helpers.file_exists(:'root' || '/tap-hostile/hostile-geo/rele
           AND NOT test_helpers.file_exists(:'root' || '/tap-hostile/hostile-geo/releases/v1.json'),
           '... and writes nothing');
 -- the next test gets a worker with the default limit
-SELECT pg_terminate_backend(test_helpers.worker_pid()) \g /dev/null
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE datname = current_database() AND application_name = 'publish worker' \g /dev/null
 
 -- ---------------------------------------------------------------------------
 -- The nastiest content that is allowed: every file lands under the root
