@@ -61,6 +61,7 @@ typedef struct TransferState
 	bool		stalled;		/* aborted: nothing moved for too long */
 } TransferState;
 
+/* on_proc_exit: frees the share object and libcurl's global state. */
 static void
 http_cleanup_at_exit(int code, Datum arg)
 {
@@ -92,12 +93,14 @@ http_init(void)
 	on_proc_exit(http_cleanup_at_exit, (Datum) 0);
 }
 
+/* Appends "name: value" to headers. */
 List *
 http_header(List *headers, const char *name, const char *value)
 {
 	return lappend(headers, psprintf("%s: %s", name, value));
 }
 
+/* See http_client.h. */
 char *
 http_encode_path(const char *key)
 {
@@ -393,12 +396,14 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 		CHECK_FOR_INTERRUPTS();
 }
 
+/* See http_client.h. */
 bool
 http_ok(HttpResponse *resp)
 {
 	return resp->curl_code == CURLE_OK && resp->status >= 200 && resp->status < 300;
 }
 
+/* Worth another attempt: connection trouble, timeouts, 5xx, 408, 429. */
 static bool
 transient_failure(HttpResponse *resp)
 {
@@ -443,6 +448,7 @@ http_sleep(long ms)
 	/* the latch may have meant new work: the worker's loop looks anyway */
 }
 
+/* See http_client.h. */
 HttpResponse *
 http_perform(HttpRequest *req)
 {
@@ -493,6 +499,7 @@ xml_element(const char *body, const char *tag)
 	return pnstrdup(start, Min(end - start, 300));
 }
 
+/* See http_client.h. */
 char *
 http_s3_error_code(HttpResponse *resp)
 {
@@ -547,6 +554,7 @@ scrub(char *text, const char *secret)
 	return buf.data;
 }
 
+/* See http_client.h. */
 char *
 http_failure_text(HttpRequest *req, HttpResponse *resp)
 {

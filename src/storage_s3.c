@@ -49,6 +49,7 @@ typedef struct S3Target
 
 static const char *EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/* Throws: the target's URL or options are not usable. */
 static void
 bad_option(StorageTarget *target, const char *what)
 {
@@ -60,6 +61,7 @@ bad_option(StorageTarget *target, const char *what)
 					 target->env)));
 }
 
+/* Parses bucket, prefix and options into an S3Target; called by storage_target_load. */
 static void
 s3_open(StorageTarget *target)
 {
@@ -126,6 +128,7 @@ bucket_key(S3Target *s3, const char *key)
 	return s3->prefix[0] ? psprintf("%s/%s", s3->prefix, key) : pstrdup(key);
 }
 
+/* The object's URL: path style or virtual host, the key percent-encoded. */
 static char *
 object_url(S3Target *s3, const char *key)
 {
@@ -169,6 +172,7 @@ checksum_header_hex(const char *b64, char *hex)
 	return true;
 }
 
+/* HEAD; with want_sha256 and no checksum header, a GET hashed as it arrives. */
 static void
 s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
@@ -201,6 +205,7 @@ s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool wa
 	strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
 }
 
+/* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
 static void
 s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	   const char *content_type, const char *cache_control)
@@ -245,6 +250,7 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	}
 }
 
+/* CopyObject on the server; the copy gets content_type and cache_control. */
 static void
 s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		const char *content_type, const char *cache_control)
