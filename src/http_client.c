@@ -153,7 +153,7 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 		const char *sp = memchr(data, ' ', len);
 		size_t		out = 0;
 
-		resp->etag[0] = resp->amz_checksum_sha256[0] = resp->location[0] = '\0';
+		resp->etag[0] = resp->location[0] = '\0';
 		resp->content_length = -1;
 		if (sp != NULL)
 		{
@@ -168,8 +168,6 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 		return len;
 	}
 	header_value(data, len, "ETag", resp->etag, sizeof(resp->etag));
-	header_value(data, len, "x-amz-checksum-sha256", resp->amz_checksum_sha256,
-				 sizeof(resp->amz_checksum_sha256));
 	header_value(data, len, "Location", resp->location, sizeof(resp->location));
 	{
 		char		cl[32] = "";
@@ -262,7 +260,7 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 	resp->status = 0;
 	resp->status_line[0] = '\0';
 	resp->content_length = -1;
-	resp->etag[0] = resp->amz_checksum_sha256[0] = resp->location[0] = '\0';
+	resp->etag[0] = resp->location[0] = '\0';
 	resp->body_sha256[0] = '\0';
 	errbuf[0] = '\0';
 
