@@ -10,10 +10,11 @@
 #
 # Usage: scripts/storage-servers.sh start DIR     (prints the settings as VAR=value)
 #        scripts/storage-servers.sh stop DIR
-# Ports (override with the environment): PUBLISH_DAV_PORT 54371,
+# Ports (set them with the environment): PUBLISH_DAV_PORT 54371,
 # PUBLISH_S3RVER_PORT 54372, PUBLISH_S3_PORT 54373, PUBLISH_FAULT_PORT 54374,
 # PUBLISH_DAVS_PORT 54377 (https); PUBLISH_DOWN_PORT 54375 is one where
-# nothing listens.
+# nothing listens.  A default port that is taken is replaced by the next
+# free one 10 further on; the settings printed say which were used.
 set -euo pipefail
 
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,12 +22,23 @@ SERVERS=$ROOT_DIR/test/servers
 cmd=${1:?start or stop}
 DIR=${2:?directory}
 
-DAV_PORT=${PUBLISH_DAV_PORT:-54371}
-S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54372}
-S3_PORT=${PUBLISH_S3_PORT:-54373}
-FAULT_PORT=${PUBLISH_FAULT_PORT:-54374}
-DOWN_PORT=${PUBLISH_DOWN_PORT:-54375}
-DAVS_PORT=${PUBLISH_DAVS_PORT:-54377}
+# port VALUE DEFAULT: VALUE when set; else DEFAULT, or DEFAULT+10, +20, ...
+# if something listens there (another checkout's test run, say).  The
+# defaults differ in their last digit, so the ports picked never clash.
+port() {
+	local p=$2
+	if [ -n "$1" ]; then echo "$1"; return; fi
+	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 10)); done
+	echo "$p"
+}
+if [ "$cmd" = start ]; then
+	DAV_PORT=$(port "${PUBLISH_DAV_PORT:-}" 54371)
+	S3RVER_PORT=$(port "${PUBLISH_S3RVER_PORT:-}" 54372)
+	S3_PORT=$(port "${PUBLISH_S3_PORT:-}" 54373)
+	FAULT_PORT=$(port "${PUBLISH_FAULT_PORT:-}" 54374)
+	DOWN_PORT=$(port "${PUBLISH_DOWN_PORT:-}" 54375)
+	DAVS_PORT=$(port "${PUBLISH_DAVS_PORT:-}" 54377)
+fi
 DAV_USER=publisher
 DAV_PASSWORD=dav-pw-5b8e1c7a
 S3_KEY_ID=AKIAPUBLISHTEST0001

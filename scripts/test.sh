@@ -92,7 +92,7 @@ while IFS= read -r line; do
 	server_sets+=(--set "$line")
 done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
 if [ ${#server_sets[@]} -eq 0 ]; then
-	echo "test.sh: the storage servers did not start" >&2
+	echo "test.sh: the storage servers did not start (see scripts/storage-servers.sh for their ports)" >&2
 	exit 1
 fi
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE publish_tap"

@@ -5,7 +5,7 @@
  * storage targets and their secrets, the job queue with its log and the
  * publish.jobs view, the live releases, and the SQL entry points
  * (publish_version, build_release, validate_version, set_storage_target,
- * set_storage_credentials).  The background worker lives in publish.so and
+ * set_storage_credentials; publish._storage_put for the benchmark and tests).  The background worker lives in publish.so and
  * serves every database in which this script has run.
  *
  * SQLSTATEs raised for bad input are chosen so that a PostgREST front end

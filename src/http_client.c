@@ -61,6 +61,7 @@ typedef struct TransferState
 	bool		stalled;		/* aborted: nothing moved for too long */
 } TransferState;
 
+/* on_proc_exit: frees the share object and libcurl's global state. */
 static void
 http_cleanup_at_exit(int code, Datum arg)
 {
@@ -92,12 +93,14 @@ http_init(void)
 	on_proc_exit(http_cleanup_at_exit, (Datum) 0);
 }
 
+/* Appends "name: value" to headers. */
 List *
 http_header(List *headers, const char *name, const char *value)
 {
 	return lappend(headers, psprintf("%s: %s", name, value));
 }
 
+/* See http_client.h. */
 char *
 http_encode_path(const char *key)
 {
@@ -150,7 +153,7 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 		const char *sp = memchr(data, ' ', len);
 		size_t		out = 0;
 
-		resp->etag[0] = resp->amz_checksum_sha256[0] = resp->location[0] = '\0';
+		resp->etag[0] = resp->location[0] = '\0';
 		resp->content_length = -1;
 		if (sp != NULL)
 		{
@@ -165,8 +168,6 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 		return len;
 	}
 	header_value(data, len, "ETag", resp->etag, sizeof(resp->etag));
-	header_value(data, len, "x-amz-checksum-sha256", resp->amz_checksum_sha256,
-				 sizeof(resp->amz_checksum_sha256));
 	header_value(data, len, "Location", resp->location, sizeof(resp->location));
 	{
 		char		cl[32] = "";
@@ -259,7 +260,7 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 	resp->status = 0;
 	resp->status_line[0] = '\0';
 	resp->content_length = -1;
-	resp->etag[0] = resp->amz_checksum_sha256[0] = resp->location[0] = '\0';
+	resp->etag[0] = resp->location[0] = '\0';
 	resp->body_sha256[0] = '\0';
 	errbuf[0] = '\0';
 
@@ -393,12 +394,14 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 		CHECK_FOR_INTERRUPTS();
 }
 
+/* See http_client.h. */
 bool
 http_ok(HttpResponse *resp)
 {
 	return resp->curl_code == CURLE_OK && resp->status >= 200 && resp->status < 300;
 }
 
+/* Worth another attempt: connection trouble, timeouts, 5xx, 408, 429. */
 static bool
 transient_failure(HttpResponse *resp)
 {
@@ -443,6 +446,7 @@ http_sleep(long ms)
 	/* the latch may have meant new work: the worker's loop looks anyway */
 }
 
+/* See http_client.h. */
 HttpResponse *
 http_perform(HttpRequest *req)
 {
@@ -493,6 +497,7 @@ xml_element(const char *body, const char *tag)
 	return pnstrdup(start, Min(end - start, 300));
 }
 
+/* See http_client.h. */
 char *
 http_s3_error_code(HttpResponse *resp)
 {
@@ -547,6 +552,7 @@ scrub(char *text, const char *secret)
 	return buf.data;
 }
 
+/* See http_client.h. */
 char *
 http_failure_text(HttpRequest *req, HttpResponse *resp)
 {

@@ -46,7 +46,6 @@ typedef struct HttpResponse
 	char		status_line[128];	/* e.g. "503 Service Unavailable" */
 	int64		content_length; /* from the headers; -1 when not given */
 	char		etag[128];
-	char		amz_checksum_sha256[128];	/* x-amz-checksum-sha256 (base64) */
 	char		location[512];
 	char	   *body;			/* first HTTP_BODY_KEEP bytes, NUL-terminated */
 	size_t		body_len;

@@ -34,6 +34,7 @@ typedef struct HttpTarget
 	MemoryContext cxt;			/* the target's */
 } HttpTarget;
 
+/* Checks the URL (host, no credentials, no query); called by storage_target_load. */
 static void
 http_open(StorageTarget *target)
 {
@@ -53,6 +54,7 @@ http_open(StorageTarget *target)
 	target->backend_state = ht;
 }
 
+/* {url}/{key}, the key percent-encoded. */
 static char *
 object_url(StorageTarget *target, const char *key)
 {
@@ -62,6 +64,7 @@ object_url(StorageTarget *target, const char *key)
 					http_encode_path(key));
 }
 
+/* A request with the target's credentials: basic auth, or a bearer token without key id. */
 static HttpRequest *
 new_request(StorageTarget *target, const char *method, const char *url, const char *what)
 {
@@ -80,6 +83,7 @@ new_request(StorageTarget *target, const char *method, const char *url, const ch
 	return req;
 }
 
+/* HEAD (or, for a checksum, a hashed GET) of url; 404 and 410 mean "no such object". */
 static void
 http_stat_url(StorageTarget *target, const char *url, const char *key,
 			  StorageObjectInfo *info, bool want_sha256)
@@ -104,6 +108,7 @@ http_stat_url(StorageTarget *target, const char *url, const char *key,
 		info->size = resp->content_length;
 }
 
+/* PUT, then a HEAD that checks the object is there with the size sent. */
 static void
 http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 		 const char *content_type, const char *cache_control)
@@ -138,6 +143,7 @@ http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 				 errdetail("%zu bytes were sent; the server has %lld.", len, (long long) info.size)));
 }
 
+/* The object at key: exists, size, and with want_sha256 its SHA-256. */
 static void
 http_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
@@ -182,6 +188,7 @@ ensure_collection(StorageTarget *target, const char *dir)
 	MemoryContextSwitchTo(old);
 }
 
+/* WebDAV COPY (parents made with MKCOL), or GET + PUT where COPY is missing. */
 static void
 http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		  const char *content_type, const char *cache_control)

@@ -26,7 +26,7 @@
  * stored, for a single-part upload) or else by a HEAD; copy is a
  * server-side CopyObject that sets the copy's Content-Type and
  * Cache-Control; stat is a HEAD, or a GET hashed as it arrives when a
- * checksum is wanted and the server keeps no x-amz-checksum-sha256.
+ * checksum is wanted.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,7 +36,6 @@
 
 #include <json-c/json.h>
 
-#include "common/base64.h"
 
 typedef struct S3Target
 {
@@ -49,6 +48,7 @@ typedef struct S3Target
 
 static const char *EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/* Throws: the target's URL or options are not usable. */
 static void
 bad_option(StorageTarget *target, const char *what)
 {
@@ -60,6 +60,7 @@ bad_option(StorageTarget *target, const char *what)
 					 target->env)));
 }
 
+/* Parses bucket, prefix and options into an S3Target; called by storage_target_load. */
 static void
 s3_open(StorageTarget *target)
 {
@@ -126,6 +127,7 @@ bucket_key(S3Target *s3, const char *key)
 	return s3->prefix[0] ? psprintf("%s/%s", s3->prefix, key) : pstrdup(key);
 }
 
+/* The object's URL: path style or virtual host, the key percent-encoded. */
 static char *
 object_url(S3Target *s3, const char *key)
 {
@@ -155,52 +157,36 @@ new_request(StorageTarget *target, const char *method, const char *url, const ch
 	return req;
 }
 
-/* Hex of a base64 SHA-256 (x-amz-checksum-sha256) into hex[65]; false if malformed. */
-static bool
-checksum_header_hex(const char *b64, char *hex)
-{
-	uint8		digest[64];
-	int			n = pg_b64_decode(b64, strlen(b64), (char *) digest, sizeof(digest));
-
-	if (n != 32)
-		return false;
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	return true;
-}
-
+/*
+ * HEAD; with want_sha256, a GET hashed as it arrives instead (an S3 server
+ * keeps no SHA-256 of an object unless asked to at upload, and then shows
+ * it only on request: one GET is the one request that always works).
+ */
 static void
 s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
 	S3Target   *s3 = target->backend_state;
-	char	   *url = object_url(s3, key);
-	HttpRequest *req = new_request(target, "HEAD", url, psprintf("check of %s", key), NULL, 0);
-	HttpResponse *resp = http_perform(req);
+	HttpRequest *req = new_request(target, want_sha256 ? "GET" : "HEAD", object_url(s3, key),
+								   psprintf("check of %s", key), NULL, 0);
+	HttpResponse *resp;
 
+	req->hash_body = want_sha256;
+	resp = http_perform(req);
 	if (resp->curl_code == 0 && resp->status == 404)
 		return;
 	if (!http_ok(resp))
 		storage_remote_fail(target, "S3", req, resp);
 	info->exists = true;
-	info->size = resp->content_length;
-	if (!want_sha256 || checksum_header_hex(resp->amz_checksum_sha256, info->sha256))
-		return;
-
-	/* no checksum kept by the server: read the object and hash it */
-	req = new_request(target, "GET", url, psprintf("check of %s", key), NULL, 0);
-	req->hash_body = true;
-	resp = http_perform(req);
-	if (resp->curl_code == 0 && resp->status == 404)
+	if (want_sha256)
 	{
-		info->exists = false;
-		return;
+		info->size = resp->body_bytes;
+		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
 	}
-	if (!http_ok(resp))
-		storage_remote_fail(target, "S3", req, resp);
-	info->size = resp->body_bytes;
-	strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
+	else
+		info->size = resp->content_length;
 }
 
+/* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
 static void
 s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	   const char *content_type, const char *cache_control)
@@ -245,6 +231,7 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	}
 }
 
+/* CopyObject on the server; the copy gets content_type and cache_control. */
 static void
 s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		const char *content_type, const char *cache_control)

@@ -9,7 +9,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 's3-%';
 
-SELECT plan(21);
+SELECT plan(24);
 
 SELECT :'s3rver_url' || '/' || :'s3_bucket' || '/tap' AS bucket_url \gset
 SELECT publish.set_storage_target('tap-s3', 's3://' || :'s3_bucket' || '/tap',
@@ -41,6 +41,10 @@ SELECT is(result->>'release_url', 's3://' || :'s3_bucket' || '/tap/tap-s3/s3-one
 SELECT is(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json'),
           convert_to(publish._release_document(v.id, 'tap-s3', v.published_at), 'UTF8'),
           'release.json in the bucket is byte for byte what build_release() gives')
+  FROM publish.project_versions v WHERE v.project_id = :'project_id';
+SELECT is(convert_from(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json'), 'UTF8')::jsonb,
+          publish.build_release('s3-one', 1, 'tap-s3', v.published_at),
+          '... the same document as build_release()')
   FROM publish.project_versions v WHERE v.project_id = :'project_id';
 SELECT is(encode(sha256(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json')), 'hex'),
           result->>'release_sha256', 'its sha256 is the one the job reports') FROM d;
@@ -97,6 +101,26 @@ SELECT id AS job_anon FROM publish.publish_version('s3-anon', 1, 'tap-s3-anon') 
 CREATE TEMP TABLE n AS SELECT * FROM test_helpers.wait_job(:'job_anon');
 SELECT is(status, 'failed', 'without credentials (anonymous requests), the job fails') FROM n;
 SELECT ok(error ~ 'AccessDenied' AND error ~ 'target "tap-s3-anon"', 'the error says access was denied') FROM n;
+
+-- ---------------------------------------------------------------------------
+-- The S3 front itself checks what AWS checks (the curl command signs with
+-- the right key id and a wrong secret; the body checks come first).
+-- ---------------------------------------------------------------------------
+
+CREATE TEMP TABLE proxy_out (line text);
+SELECT format('curl -s -X PUT --aws-sigv4 aws:amz:eu-central-1:s3 -u %s:not-the-secret %s --data-binary hello %s',
+              :'s3_key_id', test_helpers.sh_quote('-Hx-amz-content-sha256: ' || repeat('0', 64)),
+              test_helpers.sh_quote(:'s3_endpoint' || '/' || :'s3_bucket' || '/tap/proxy-check.txt')) AS cmd_bad_sha,
+       format('curl -s -X PUT --aws-sigv4 aws:amz:eu-central-1:s3 -u %s:not-the-secret --data-binary hello %s',
+              :'s3_key_id',
+              test_helpers.sh_quote(:'s3_endpoint' || '/' || :'s3_bucket' || '/tap/proxy-check.txt')) AS cmd_no_sha \gset
+COPY proxy_out FROM PROGRAM :'cmd_bad_sha';
+SELECT ok(string_agg(line, ' ') ~ '<Code>XAmzContentSHA256Mismatch</Code>',
+          'the S3 front refuses a body whose SHA-256 is not its x-amz-content-sha256') FROM proxy_out;
+TRUNCATE proxy_out;
+COPY proxy_out FROM PROGRAM :'cmd_no_sha';
+SELECT ok(string_agg(line, ' ') ~ 'Missing required header for this request: x-amz-content-sha256',
+          '... and a request without x-amz-content-sha256') FROM proxy_out;
 
 DELETE FROM publish.projects WHERE slug LIKE 's3-%';
 
