@@ -468,6 +468,12 @@ BEGIN
 
 	-- Requests for one project and environment are taken one at a time
 	-- (until commit), so their jobs are created, and run, in request order.
+	-- That needs each request to see the ones committed before it.
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'publish_version needs READ COMMITTED isolation'
+			USING ERRCODE = 'feature_not_supported',
+			      DETAIL = 'With a snapshot older than other sessions'' requests it could not put this one after them.';
+	END IF;
 	PERFORM pg_advisory_xact_lock(1886741102, hashtext(ver.project_id::text || '/' || env));
 
 	-- The same version already queued or running, with nothing asked after
@@ -477,7 +483,7 @@ BEGIN
 	SELECT q.id, q.status, q.created_at INTO dup
 	  FROM publish.job_queue q
 	 WHERE q.job_type = 'publish' AND q.version_id = ver.id AND q.env = publish_version.env
-	   AND q.status IN ('queued', 'running')
+	   AND q.status IN ('queued', 'running') AND NOT q.cancel_requested
 	 ORDER BY q.created_at DESC LIMIT 1;
 	IF FOUND AND NOT EXISTS (SELECT 1 FROM publish.job_queue o
 	                          WHERE o.project_id = ver.project_id AND o.env = publish_version.env
@@ -485,12 +491,18 @@ BEGIN
 		job_id := dup.id;
 	ELSE
 		IF FOUND AND dup.status = 'queued' THEN
-			UPDATE publish.job_queue q
-			   SET status = 'cancelled', completed_at = clock_timestamp(),
-			       error = 'superseded: the same publish was asked for again after other publishes'
-			 WHERE q.id = dup.id;
+			-- unless a worker claimed it meanwhile: then it runs, and ours after
+			WITH superseded AS (
+				UPDATE publish.job_queue q
+				   SET status = 'cancelled', completed_at = clock_timestamp(),
+				       error = 'superseded: the same publish was asked for again after other publishes'
+				 WHERE q.id = dup.id AND q.status = 'queued'
+				RETURNING q.id, q.error, q.progress)
 			INSERT INTO publish.job_log (job_id, level, message, progress)
-			SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = dup.id;
+			SELECT id, 'warn', error, progress FROM superseded;
+			IF FOUND THEN
+				PERFORM publish._job_ended_at_commit();
+			END IF;
 		END IF;
 		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env, created_by)
 		VALUES ('publish',
@@ -696,6 +708,7 @@ BEGIN
 		 WHERE q.id = cancel_job.id;
 		INSERT INTO publish.job_log (job_id, level, message, progress)
 		SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = cancel_job.id;
+		PERFORM publish._job_ended_at_commit();
 	ELSIF state = 'running' AND NOT (SELECT q.cancel_requested FROM publish.job_queue q WHERE q.id = cancel_job.id) THEN
 		-- the worker stops at its next checkpoint and marks the job cancelled
 		UPDATE publish.job_queue q SET cancel_requested = true WHERE q.id = cancel_job.id;
@@ -720,7 +733,10 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
-	IF older_than IS NULL OR older_than < interval '0' THEN
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF older_than < interval '0' THEN
 		RAISE EXCEPTION 'older_than must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	DELETE FROM publish.job_queue q
@@ -732,6 +748,13 @@ END
 $$;
 COMMENT ON FUNCTION publish.purge_jobs(interval) IS
 	'Deletes finished jobs (and their logs) that ended more than older_than ago; returns how many. The worker does this by itself for jobs older than publish.job_retention.';
+
+CREATE FUNCTION publish._job_ended_at_commit()
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'publish_job_ended_at_commit_sql';
+COMMENT ON FUNCTION publish._job_ended_at_commit() IS
+	'Internal: wake wait_job() sleepers when this transaction commits (it ended a job without a worker).';
 
 CREATE FUNCTION publish._job_event_prepare()
 RETURNS void

@@ -29,7 +29,7 @@ extern void job_txn_commit(bool durable);
 
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);
-extern void job_recover_interrupted(void);
+extern uint64 job_recover_interrupted(void);
 extern PublishJob *job_claim_next(MemoryContext mcxt);
 extern void job_step_done(PublishJob *job, int progress, const char *message);
 extern void job_log(PublishJob *job, const char *level, const char *message);

@@ -39,7 +39,7 @@
 #define JOB_LOCK_CLASS		1886741101
 #define PURGE_BATCH_SIZE	500
 
-/* The job the worker is running, for the statement timeout of its transactions. */
+/* The job the worker is running, for the lock timeout of its transactions. */
 static PublishJob *current_job = NULL;
 
 static long
@@ -59,8 +59,10 @@ job_deadline_passed(PublishJob *job)
 
 /*
  * Starts a short transaction with SPI connected and a snapshot pushed.
- * While a job runs, its statements may not outlast the job's deadline (a
- * job blocked on a lock still times out).
+ * While a job runs, no lock wait may outlast the job's deadline: its
+ * transactions carry the time left as lock_timeout (statement_timeout is
+ * not armed in a background worker), so a job blocked on a lock still
+ * times out.
  */
 void
 job_txn_begin(const char *activity)
@@ -81,7 +83,7 @@ job_txn_begin(const char *activity)
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("job timed out")));
 		snprintf(ms, sizeof(ms), "%ld", Max(job_ms_left(current_job), 1));
-		(void) set_config_option("statement_timeout", ms,
+		(void) set_config_option("lock_timeout", ms,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 	}
@@ -122,7 +124,7 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
  * are queued again, or fail once they have had publish.max_attempts
  * attempts.
  */
-void
+uint64
 job_recover_interrupted(void)
 {
 	Oid			types[2] = {INT4OID, INT4OID};
@@ -160,6 +162,7 @@ job_recover_interrupted(void)
 		ereport(LOG,
 				(errmsg("publish worker recovered %llu interrupted job(s)",
 						(unsigned long long) SPI_processed)));
+	return SPI_processed;
 }
 
 /*

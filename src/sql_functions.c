@@ -32,6 +32,7 @@ PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
 PG_FUNCTION_INFO_V1(publish_release_document);
 PG_FUNCTION_INFO_V1(publish_validation_problems);
 PG_FUNCTION_INFO_V1(publish_job_event_prepare);
+PG_FUNCTION_INFO_V1(publish_job_ended_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_job_event_sleep);
 
 static void
@@ -162,5 +163,14 @@ publish_job_event_sleep(PG_FUNCTION_ARGS)
 		(void) ConditionVariableTimedSleep(cv, timeout_ms, PG_WAIT_EXTENSION);
 		ConditionVariableCancelSleep();
 	}
+	PG_RETURN_VOID();
+}
+
+/* publish._job_ended_at_commit(): wake wait_job() sleepers at commit. */
+Datum
+publish_job_ended_at_commit_sql(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	publish_job_ended_at_commit();
 	PG_RETURN_VOID();
 }

@@ -15,15 +15,20 @@
  * A publish_version() inside a savepoint that is rolled back still wakes the
  * worker at commit; it finds nothing to do and sleeps again.
  *
+ * The same callback wakes wait_job() sleepers when a transaction that ended
+ * a job without a worker (cancel_job, a superseded request) commits.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/condition_variable.h"
 
 static bool callback_registered = false;
 static bool wake_pending = false;
+static bool job_ended_pending = false;
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -36,13 +41,32 @@ wake_xact_callback(XactEvent event, void *arg)
 				wake_pending = false;
 				publish_shmem_wake_database(MyDatabaseId);
 			}
+			if (job_ended_pending)
+			{
+				ConditionVariable *cv = publish_shmem_job_ended_cv(MyDatabaseId);
+
+				job_ended_pending = false;
+				if (cv)
+					ConditionVariableBroadcast(cv);
+			}
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_pending = false;
+			job_ended_pending = false;
 			break;
 		default:
 			break;
+	}
+}
+
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		callback_registered = true;
 	}
 }
 
@@ -53,10 +77,18 @@ wake_xact_callback(XactEvent event, void *arg)
 void
 publish_wake_at_commit(void)
 {
-	if (!callback_registered)
-	{
-		RegisterXactCallback(wake_xact_callback, NULL);
-		callback_registered = true;
-	}
+	register_callback();
 	wake_pending = true;
+}
+
+/*
+ * Arranges for wait_job() sleepers of this database to be woken when the
+ * current transaction commits: it ended a job without a worker (cancel_job
+ * of a queued job, a superseded request).
+ */
+void
+publish_job_ended_at_commit(void)
+{
+	register_callback();
+	job_ended_pending = true;
 }

@@ -145,8 +145,8 @@ run_next_job(MemoryContext mcxt, bool sweep)
 		publish_shmem_detach_worker(worker_dboid, worker_number, true, wakes, false);
 		return NEXT_JOB_NO_EXTENSION;
 	}
-	if (sweep)
-		job_recover_interrupted();
+	if (sweep && job_recover_interrupted() > 0)
+		publish_job_ended_at_commit();	/* some may have failed: tell wait_job */
 	job = job_claim_next(mcxt);
 	/* durable: a job that crashes the server must see its attempts counted */
 	job_txn_commit(job != NULL);

@@ -523,3 +523,203 @@ BEGIN
 	RETURN res;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Other sessions (dblink), for the tests that need a second client: to hold
+-- a lock that pauses the worker, or to wait (or LISTEN) while this session
+-- acts.  Such a session belongs to the test's own backend, so whatever it
+-- holds is let go when the test ends, even if the test stops half-way (a
+-- PREPAREd transaction would stay).  Its application_name is its name.
+--
+--   test_helpers.session_open(name)             connects a session
+--   test_helpers.hold(name, sql)                BEGIN; sql (a LOCK, a DO block that
+--                                               locks rows: sql returns no rows)
+--                                               in that session (opened if needed)
+--   test_helpers.let_go(name)                   ROLLBACK there, and disconnect
+--   test_helpers.session_send(name, sql)        runs sql there without waiting
+--   test_helpers.session_wait(name, timeout)    waits until that sql has finished
+--   test_helpers.session_close(name)            drains and disconnects
+--   test_helpers.wait_session_event(name, type, timeout)
+--                                               waits until the session waits on
+--                                               wait_event_type type
+--   test_helpers.wait_workers_blocked(n, timeout)
+--                                               waits until n workers wait for a lock
+--   test_helpers.collect_notifications(name, until_regex, timeout)
+--                                               NOTIFYs the session received
+-- ---------------------------------------------------------------------------
+
+CREATE EXTENSION IF NOT EXISTS dblink SCHEMA test_helpers;
+
+CREATE FUNCTION test_helpers.session_open(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	IF name = ANY (coalesce(test_helpers.dblink_get_connections(), '{}')) THEN
+		RETURN;
+	END IF;
+	PERFORM test_helpers.dblink_connect(name,
+		format('host=%s port=%s dbname=%s user=%s application_name=%s',
+		       split_part(current_setting('unix_socket_directories'), ',', 1),
+		       current_setting('port'), current_database(), current_user, name));
+END
+$$;
+
+CREATE FUNCTION test_helpers.hold(name text, sql text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	PERFORM test_helpers.session_open(name);
+	PERFORM test_helpers.dblink_exec(name, 'BEGIN');
+	PERFORM test_helpers.dblink_exec(name, sql);
+END
+$$;
+
+CREATE FUNCTION test_helpers.session_send(name text, sql text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	PERFORM test_helpers.session_open(name);
+	IF test_helpers.dblink_send_query(name, sql) <> 1 THEN
+		RAISE EXCEPTION 'could not send a query to session %', name;
+	END IF;
+END
+$$;
+
+-- True once what session_send started has finished (its results are left
+-- for dblink_get_result).
+CREATE FUNCTION test_helpers.session_wait(name text, timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+	WHILE test_helpers.dblink_is_busy(name) = 1 LOOP
+		IF clock_timestamp() >= deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION test_helpers.session_close(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	IF NOT name = ANY (coalesce(test_helpers.dblink_get_connections(), '{}')) THEN
+		RETURN;
+	END IF;
+	IF test_helpers.dblink_is_busy(name) = 1 THEN
+		PERFORM test_helpers.dblink_cancel_query(name);
+	END IF;
+	-- drain what an asynchronous query left (one result per statement)
+	LOOP
+		BEGIN
+			EXIT WHEN NOT EXISTS (SELECT 1 FROM test_helpers.dblink_get_result(name, false) AS t(x text));
+		EXCEPTION WHEN OTHERS THEN
+			EXIT;
+		END;
+	END LOOP;
+	PERFORM test_helpers.dblink_disconnect(name);
+END
+$$;
+
+CREATE FUNCTION test_helpers.let_go(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	IF NOT name = ANY (coalesce(test_helpers.dblink_get_connections(), '{}')) THEN
+		RETURN;
+	END IF;
+	IF test_helpers.dblink_is_busy(name) = 0 THEN
+		PERFORM test_helpers.dblink_exec(name, 'ROLLBACK', false);
+	END IF;
+	PERFORM test_helpers.session_close(name);
+END
+$$;
+
+-- Waits until the backend of session name waits on an event of the given
+-- type (e.g. 'Extension' for wait_job's sleep, 'Lock').
+CREATE FUNCTION test_helpers.wait_session_event(name text, event_type text,
+                                                timeout interval DEFAULT '10 s')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		IF EXISTS (SELECT 1 FROM pg_stat_activity a
+		            WHERE a.datname = current_database() AND a.application_name = name
+		              AND a.state = 'active' AND a.wait_event_type = event_type) THEN
+			RETURN true;
+		END IF;
+		IF clock_timestamp() >= deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END
+$$;
+
+-- Waits until at least n of this database's workers wait for a lock.
+CREATE FUNCTION test_helpers.wait_workers_blocked(n int, timeout interval DEFAULT '10 s')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		IF (SELECT count(DISTINCT l.pid) FROM pg_locks l
+		      JOIN pg_stat_activity a ON a.pid = l.pid
+		     WHERE a.datname = current_database()
+		       AND a.application_name = 'publish worker' AND NOT l.granted) >= n THEN
+			RETURN true;
+		END IF;
+		IF clock_timestamp() >= deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END
+$$;
+
+-- The notifications session name has received (it must have run LISTEN),
+-- in order, collected until one's payload matches until_regex or the
+-- timeout passes.
+CREATE FUNCTION test_helpers.collect_notifications(name text, until_regex text,
+                                                   timeout interval DEFAULT '10 s')
+RETURNS TABLE (n int, channel text, sender int, payload text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	got record;
+	done boolean := false;
+	i int := 0;
+BEGIN
+	LOOP
+		FOR got IN SELECT * FROM test_helpers.dblink_get_notify(name) LOOP
+			i := i + 1;
+			n := i;
+			channel := got.notify_name;
+			sender := got.be_pid;
+			payload := got.extra;
+			RETURN NEXT;
+			done := done OR got.extra ~ until_regex;
+		END LOOP;
+		EXIT WHEN done OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END
+$$;
