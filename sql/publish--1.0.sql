@@ -704,17 +704,23 @@ BEGIN
 	IF state = 'queued' THEN
 		UPDATE publish.job_queue q
 		   SET status = 'cancelled', cancel_requested = true, completed_at = clock_timestamp(),
-		       error = format('cancelled by %s before it started', current_user)
+		       error = format('cancelled by %s before it started', publish._requesting_role())
 		 WHERE q.id = cancel_job.id;
 		INSERT INTO publish.job_log (job_id, level, message, progress)
 		SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = cancel_job.id;
 		PERFORM publish._job_ended_at_commit();
 	ELSIF state = 'running' AND NOT (SELECT q.cancel_requested FROM publish.job_queue q WHERE q.id = cancel_job.id) THEN
-		-- the worker stops at its next checkpoint and marks the job cancelled
+		-- the worker stops at its next checkpoint and marks the job cancelled;
+		-- one in the middle of a transfer is interrupted at commit
 		UPDATE publish.job_queue q SET cancel_requested = true WHERE q.id = cancel_job.id;
 		INSERT INTO publish.job_log (job_id, level, message, progress)
-		SELECT q.id, 'warn', format('cancel requested by %s', current_user), q.progress
+		SELECT q.id, 'warn', format('cancel requested by %s', publish._requesting_role()), q.progress
 		  FROM publish.job_queue q WHERE q.id = cancel_job.id;
+		PERFORM publish._cancel_worker_at_commit(l.pid)
+		   FROM pg_locks l
+		  WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		    AND l.classid = 1886741101 AND l.objsubid = 2
+		    AND l.objid = (hashtext(cancel_job.id::text) & 4294967295)::bigint::oid;
 	END IF;
 	-- a finished job stays as it is
 
@@ -755,6 +761,13 @@ LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'publish_job_ended_at_commit_sql';
 COMMENT ON FUNCTION publish._job_ended_at_commit() IS
 	'Internal: wake wait_job() sleepers when this transaction commits (it ended a job without a worker).';
+
+CREATE FUNCTION publish._cancel_worker_at_commit(pid integer)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'publish_cancel_worker_at_commit_sql';
+COMMENT ON FUNCTION publish._cancel_worker_at_commit(integer) IS
+	'Internal: interrupt the worker that runs a cancelled job when this transaction commits (cancel_job).';
 
 CREATE FUNCTION publish._job_event_prepare()
 RETURNS void

@@ -219,7 +219,8 @@ on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	TransferState *st = arg;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (InterruptPending && (ProcDiePending || QueryCancelPending))
+	if (InterruptPending &&
+		(ProcDiePending || (QueryCancelPending && QueryCancelHoldoffCount == 0)))
 		return 1;
 	if (dlnow + ulnow != st->last_bytes || st->last_move == 0)
 	{

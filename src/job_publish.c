@@ -336,7 +336,12 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
-	/* Step 5: go live, then record it durably (100%) */
+	/*
+	 * Step 5: go live, then record it durably (100%).  That was the last
+	 * checkpoint: from here a cancel would leave release.json switched but
+	 * not recorded, so cancels wait (an error still ends the job).
+	 */
+	HOLD_CANCEL_INTERRUPTS();
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
 	storage_put(target, live_key, doc, doc_len, "application/json", CACHE_LIVE);
 
@@ -392,5 +397,6 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		lock_version(job->version_id, false);
 	}
 	job_txn_commit(true);
+	RESUME_CANCEL_INTERRUPTS();
 	MemoryContextSwitchTo(mcxt);
 }

@@ -309,6 +309,40 @@ job_checkpoint(PublishJob *job)
 }
 
 /*
+ * Was the job's cancel requested?  For an interrupted job, outside any
+ * transaction; false if that cannot be told.
+ */
+bool
+job_cancel_was_requested(PublishJob *job)
+{
+	volatile bool cancel = false;
+
+	PG_TRY();
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(job->id)};
+
+		job_txn_begin("publish: was the job cancelled?");
+		if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
+								  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed > 0)
+		{
+			bool		isnull;
+
+			cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		job_txn_commit(false);
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+	}
+	PG_END_TRY();
+	return cancel;
+}
+
+/*
  * Records how the job ended when it did not publish: status 'failed' or
  * 'cancelled', the error text, and an error (or, cancelled, warn) log line.
  */

@@ -91,6 +91,7 @@ extern ConditionVariable *publish_shmem_job_ended_cv(Oid dboid);
 /* wakeup.c */
 extern void publish_wake_at_commit(void);
 extern void publish_job_ended_at_commit(void);
+extern void publish_cancel_worker_at_commit(int pid);
 
 /* utility_hook.c */
 extern void publish_install_utility_hook(void);

@@ -33,6 +33,7 @@ PG_FUNCTION_INFO_V1(publish_release_document);
 PG_FUNCTION_INFO_V1(publish_validation_problems);
 PG_FUNCTION_INFO_V1(publish_job_event_prepare);
 PG_FUNCTION_INFO_V1(publish_job_ended_at_commit_sql);
+PG_FUNCTION_INFO_V1(publish_cancel_worker_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_job_event_sleep);
 
 static void
@@ -172,5 +173,21 @@ publish_job_ended_at_commit_sql(PG_FUNCTION_ARGS)
 {
 	require_preloaded();
 	publish_job_ended_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * publish._cancel_worker_at_commit(pid): interrupt the worker that runs a
+ * cancelled job when this transaction commits.  Only a process that holds
+ * a publish job lock (in this database) is signalled.
+ */
+Datum
+publish_cancel_worker_at_commit_sql(PG_FUNCTION_ARGS)
+{
+	int32		pid = PG_GETARG_INT32(0);
+
+	require_preloaded();
+	if (pid > 0 && pid != MyProcPid)
+		publish_cancel_worker_at_commit(pid);
 	PG_RETURN_VOID();
 }

@@ -16,19 +16,23 @@
  * worker at commit; it finds nothing to do and sleeps again.
  *
  * The same callback wakes wait_job() sleepers when a transaction that ended
- * a job without a worker (cancel_job, a superseded request) commits.
+ * a job without a worker (cancel_job, a superseded request) commits, and
+ * interrupts the worker running a job that cancel_job() cancelled.
  *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
 
 #include "access/xact.h"
+#include <signal.h>
+
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 
 static bool callback_registered = false;
 static bool wake_pending = false;
 static bool job_ended_pending = false;
+static int	cancel_pid = 0;			/* a worker to interrupt at commit */
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -40,6 +44,11 @@ wake_xact_callback(XactEvent event, void *arg)
 			{
 				wake_pending = false;
 				publish_shmem_wake_database(MyDatabaseId);
+			}
+			if (cancel_pid != 0)
+			{
+				(void) kill(cancel_pid, SIGINT);
+				cancel_pid = 0;
 			}
 			if (job_ended_pending)
 			{
@@ -54,6 +63,7 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			wake_pending = false;
 			job_ended_pending = false;
+			cancel_pid = 0;
 			break;
 		default:
 			break;
@@ -91,4 +101,18 @@ publish_job_ended_at_commit(void)
 {
 	register_callback();
 	job_ended_pending = true;
+}
+
+/*
+ * Arranges for the worker with this pid, which runs a job whose cancel the
+ * current transaction requests, to be interrupted (SIGINT, as
+ * pg_cancel_backend) when the transaction commits: a transfer then stops
+ * within a second, and the worker, seeing the request committed, records
+ * the job as cancelled.  Caller has checked that pid runs a publish job.
+ */
+void
+publish_cancel_worker_at_commit(int pid)
+{
+	register_callback();
+	cancel_pid = pid;
 }

@@ -78,9 +78,12 @@ record_end(PublishJob *job, const char *status, const char *error, MemoryContext
 {
 	PG_TRY();
 	{
+		/* a late cancel_job() signal must not stop us recording the end */
+		HOLD_CANCEL_INTERRUPTS();
 		job_txn_begin("publish: recording the end of a job");
 		job_record_end(job, status, error);
 		job_txn_commit(true);
+		RESUME_CANCEL_INTERRUPTS();
 	}
 	PG_CATCH();
 	{
@@ -115,6 +118,10 @@ run_job(PublishJob *job, MemoryContext mcxt)
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		job_forget_current();
+
+		/* a cancel_job() signal interrupts whatever the job was doing */
+		if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			job->cancelled = job_cancel_was_requested(job);
 
 		if (job->cancelled)
 			record_end(job, "cancelled", "cancelled while running; nothing was published", mcxt);

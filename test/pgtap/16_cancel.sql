@@ -1,8 +1,9 @@
 -- 16_cancel.sql: publish.cancel_job(id).
 --
 --   * a queued job is cancelled at once, and the worker never starts it;
---   * a running job is asked to stop (cancel_requested): it goes on to its
---     next checkpoint, then ends 'cancelled' with nothing published: the
+--   * a running job is asked to stop (cancel_requested): when the cancel
+--     commits the worker is interrupted (here in a lock wait; otherwise at its
+--     next checkpoint) and ends it 'cancelled' with nothing published: the
 --     version, publish.releases and the live release.json stay as they were;
 --   * a finished job is returned unchanged; bad ids get PT404 / 22004.
 --
@@ -28,23 +29,13 @@ SELECT is(status, 'completed', 'version 1 is published first') FROM test_helpers
 SELECT test_helpers.file_sha256(:'out_dir' || '/release.json') AS live_sha \gset
 
 -- ---------------------------------------------------------------------------
--- A running job, held in step 1, is cancelled.
+-- A running job, held in step 1, and a job queued behind it, are cancelled.
 -- ---------------------------------------------------------------------------
 
 SELECT test_helpers.hold('creds', 'LOCK TABLE publish.storage_credentials IN ACCESS EXCLUSIVE MODE') \g /dev/null
 SELECT id AS job_run FROM publish.publish_version('cancel-one', 2, 'tap-cancel') \gset
 SELECT ok(test_helpers.wait_worker_blocked(), 'the job of version 2 is claimed and held in step 1');
 SELECT is(status, 'running', '... it is running') FROM publish.jobs WHERE id = :'job_run';
-
-CREATE TEMP TABLE asked AS SELECT * FROM publish.cancel_job(:'job_run');
-SELECT is(status, 'running', 'cancel_job on a running job returns it still running') FROM asked;
-SELECT is(cancel_requested, true, '... with cancel_requested') FROM asked;
-SELECT is(completed_at, NULL, '... not ended') FROM asked;
-SELECT is(logs->-1->>'level', 'warn', '... with a warn log entry') FROM asked;
-SELECT ok(logs->-1->>'message' ~ ('^cancel requested by ' || current_user), '... saying who asked') FROM asked;
-SELECT is(jsonb_array_length(c.logs), jsonb_array_length(asked.logs),
-          'asking again adds nothing to the log')
-  FROM publish.cancel_job(:'job_run') AS c, asked;
 
 -- A queued job behind it (the same project and environment wait their turn).
 SELECT id AS job_queued FROM publish.publish_version('cancel-one', 1, 'tap-cancel') \gset
@@ -65,10 +56,20 @@ SELECT is(status, 'cancelled', 'the cancel is committed: another session''s view
 	               current_setting('port'), current_database(), current_user)),
 	format('SELECT status FROM publish.job_queue WHERE id = %L', :'job_queued')) AS t(status text);
 
-SELECT test_helpers.let_go('creds') \g /dev/null
-
+-- The running job: cancel_job answers at once; when it commits, the worker
+-- is interrupted (here: in its wait for the lock) and ends the job.
+SELECT clock_timestamp() AS before_run_cancel \gset
+CREATE TEMP TABLE asked AS SELECT * FROM publish.cancel_job(:'job_run');
+SELECT is(status, 'running', 'cancel_job on a running job returns it still running') FROM asked;
+SELECT is(cancel_requested, true, '... with cancel_requested') FROM asked;
+SELECT is(completed_at, NULL, '... not ended') FROM asked;
+SELECT is(logs->-1->>'level', 'warn', '... with a warn log entry') FROM asked;
+SELECT ok(logs->-1->>'message' ~ ('^cancel requested by ' || current_user), '... saying who asked') FROM asked;
 CREATE TEMP TABLE ended AS SELECT * FROM test_helpers.wait_job(:'job_run', '20 s');
-SELECT is(status, 'cancelled', 'let go, the running job stops at its next checkpoint: cancelled') FROM ended;
+SELECT is(status, 'cancelled', 'the worker, interrupted at commit, ends the running job: cancelled') FROM ended;
+SELECT cmp_ok(extract(epoch FROM completed_at - :'before_run_cancel'::timestamptz)::numeric, '<', 1.5,
+              '... within a second, although the lock that held it is still held') FROM ended;
+SELECT test_helpers.let_go('creds') \g /dev/null
 SELECT ok(error ~* 'cancel' AND error ~* 'nothing was published', '... its error says nothing was published') FROM ended;
 SELECT ok(completed_at IS NOT NULL AND completed_at >= started_at, '... with completed_at') FROM ended;
 SELECT cmp_ok(progress, '<', 100, '... short of 100%') FROM ended;

@@ -8,7 +8,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'fault-%';
 
-SELECT plan(22);
+SELECT plan(25);
 
 SELECT current_setting('publish.storage_max_attempts')::int AS max_attempts,
        extract(epoch FROM current_setting('publish.storage_low_speed_time')::interval)::int AS stall_s \gset
@@ -103,6 +103,21 @@ SELECT ok(status = 'failed' AND error ~ 'canceling statement due to user request
           'pg_cancel_backend() on the worker fails the job in the middle of a transfer') FROM cj;
 SELECT cmp_ok(extract(epoch FROM completed_at - :'t_cancel'::timestamptz)::numeric, '<', 1.5,
               '... within a second') FROM cj;
+
+-- publish.cancel_job() on a job in the middle of a transfer: the worker is
+-- interrupted when the cancel commits, and the job ends 'cancelled' (not
+-- failed) within a second, nothing published, the worker going on.
+SELECT id AS job_cancel2 FROM publish.publish_version('fault-one', 1, 'tap-fault-hang') \gset
+SELECT test_helpers.wait_progress(:'job_cancel2', 30) \g /dev/null
+SELECT pg_sleep(0.3) \g /dev/null
+SELECT clock_timestamp() AS t_cancel2 \gset
+SELECT status AS cancel2_status FROM publish.cancel_job(:'job_cancel2') \gset
+CREATE TEMP TABLE cj2 AS SELECT * FROM test_helpers.wait_job(:'job_cancel2');
+SELECT is(:'cancel2_status'::text, 'running', 'cancel_job() of a job in the middle of a transfer answers at once: still running');
+SELECT ok(status = 'cancelled' AND cancel_requested,
+          '... and the worker, interrupted at commit, ends it cancelled') FROM cj2;
+SELECT cmp_ok(extract(epoch FROM completed_at - :'t_cancel2'::timestamptz)::numeric, '<', 1.5,
+              '... within a second') FROM cj2;
 
 -- ---------------------------------------------------------------------------
 -- The connection is cut in the middle of the upload: retried, then failed,
