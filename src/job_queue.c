@@ -287,23 +287,29 @@ job_log(PublishJob *job, const char *level, const char *message)
  * A checkpoint between transactions (in a long loop of I/O): throws if the
  * job was cancelled or has timed out.  Opens a short transaction of its own.
  */
-void
-job_checkpoint(PublishJob *job)
+/* cancel_requested of the job, read in the caller's transaction. */
+static bool
+read_cancel_requested(PublishJob *job)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(job->id)};
-	bool		cancel = false;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed == 0)
+		return false;
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void
+job_checkpoint(PublishJob *job)
+{
+	bool		cancel;
 
 	CHECK_FOR_INTERRUPTS();
 	job_txn_begin("publish: checkpoint");
-	if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
-							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed > 0)
-	{
-		bool		isnull;
-
-		cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
+	cancel = read_cancel_requested(job);
 	job_txn_commit(false);
 	stop_if_asked(job, cancel);
 }
@@ -319,18 +325,8 @@ job_cancel_was_requested(PublishJob *job)
 
 	PG_TRY();
 	{
-		Oid			types[1] = {TEXTOID};
-		Datum		values[1] = {CStringGetTextDatum(job->id)};
-
 		job_txn_begin("publish: was the job cancelled?");
-		if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
-								  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
-			SPI_processed > 0)
-		{
-			bool		isnull;
-
-			cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		}
+		cancel = read_cancel_requested(job);
 		job_txn_commit(false);
 	}
 	PG_CATCH();
