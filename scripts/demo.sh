@@ -29,9 +29,10 @@ cluster_start "$DEMO_DIR/pg" "$PORT"
 
 psql_demo() { psql -X -q -v ON_ERROR_STOP=1 -d demo "$@"; }
 
-psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'demo'" | grep -q 1 \
-	|| psql -X -q -d postgres -c "CREATE DATABASE demo"
-psql_demo -c "CREATE EXTENSION IF NOT EXISTS publish"
+# A fresh database each run: the sample is reloaded anyway, and the
+# extension's objects always match the library just installed.
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS demo" -c "CREATE DATABASE demo"
+psql_demo -c "CREATE EXTENSION publish"
 
 echo "== Loading the sample project"
 mkdir -p "$MAPS"
