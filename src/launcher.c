@@ -187,15 +187,13 @@ scan_databases(void)
 		db->seen = true;
 
 		/*
-		 * Worker 0 first: it is the one that finds out whether the database
-		 * has the extension.  The others follow once it is attached.
+		 * Worker 0 first: it finds out whether the database has the
+		 * extension; the others follow once it has (worker_wanted).
 		 */
 		for (int i = 0; i < publish_workers_per_database; i++)
 		{
 			if (db->handles[i] != NULL || !publish_shmem_worker_wanted(form->oid, i))
 				continue;
-			if (i > 0 && (db->handles[0] == NULL || publish_shmem_worker_wanted(form->oid, 0)))
-				break;
 			if (db->not_before[i] > now)
 			{
 				long		ms = TimestampDifferenceMilliseconds(now, db->not_before[i]);

@@ -83,6 +83,7 @@ extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension
 										uint64 seen_wakes, bool failed);
 extern bool publish_shmem_take_worker_failed(Oid dboid, int number);
 extern bool publish_shmem_worker_wanted(Oid dboid, int number);
+extern void publish_shmem_found_extension(Oid dboid);
 extern void publish_shmem_pause_database(Oid dboid);
 extern void publish_shmem_resume_database(Oid dboid);
 extern void publish_shmem_forget_databases(Oid *alive, int nalive);

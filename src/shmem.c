@@ -41,6 +41,7 @@ typedef struct PublishDbSlot
 {
 	Oid			dboid;			/* InvalidOid: slot is free */
 	bool		no_extension;	/* last worker found no extension here */
+	bool		has_extension;	/* a worker found the extension here */
 	int			paused;			/* >0: a utility command needs the database */
 	uint64		wake_count;		/* bumped by every wake-up request */
 	ConditionVariable job_ended;	/* broadcast when a job of this database ends */
@@ -108,6 +109,7 @@ find_slot(Oid dboid, bool create)
 	{
 		free_slot->dboid = dboid;
 		free_slot->no_extension = false;
+		free_slot->has_extension = false;
 		free_slot->paused = 0;
 		free_slot->wake_count = 0;
 		memset(free_slot->workers, 0, sizeof(free_slot->workers));
@@ -282,6 +284,7 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 		slot->workers[number].last_exit_failed = failed && slot->paused == 0;
 		if (no_extension)
 		{
+			slot->has_extension = false;
 			slot->no_extension = slot->wake_count == seen_wakes;
 			if (!slot->no_extension)
 				latch = request_rescan_locked();
@@ -310,20 +313,47 @@ publish_shmem_take_worker_failed(Oid dboid, int number)
 	return failed;
 }
 
-/* Should the launcher run worker `number` in this database now? */
+/*
+ * Should the launcher run worker `number` in this database now?  Worker 0
+ * finds out whether the database has the extension; the others start only
+ * once one has found it.
+ */
 bool
 publish_shmem_worker_wanted(Oid dboid, int number)
 {
 	PublishDbSlot *slot;
-	bool		wanted = true;
+	bool		wanted = (number == 0);
 
 	LWLockAcquire(shared->lock, LW_SHARED);
 	slot = find_slot(dboid, false);
 	if (slot != NULL)
 		wanted = slot->paused == 0 && !slot->no_extension &&
-			slot->workers[number].pid == 0;
+			slot->workers[number].pid == 0 &&
+			(number == 0 || slot->has_extension);
 	LWLockRelease(shared->lock);
 	return wanted;
+}
+
+/*
+ * A worker found the extension in its database: the launcher may start the
+ * other workers there (it is woken when this is news).
+ */
+void
+publish_shmem_found_extension(Oid dboid)
+{
+	PublishDbSlot *slot;
+	Latch	   *latch = NULL;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = find_slot(dboid, false);
+	if (slot != NULL && !slot->has_extension)
+	{
+		slot->has_extension = true;
+		latch = request_rescan_locked();
+	}
+	LWLockRelease(shared->lock);
+	if (latch)
+		SetLatch(latch);
 }
 
 /*

@@ -53,6 +53,7 @@ typedef enum NextJob
 
 static Oid	worker_dboid = InvalidOid;
 static int	worker_number = 0;
+static bool found_extension = false;	/* told the launcher it is here */
 
 static void
 worker_exit_callback(int code, Datum arg)
@@ -152,6 +153,12 @@ run_next_job(MemoryContext mcxt, bool sweep)
 		publish_shmem_detach_worker(worker_dboid, worker_number, true, wakes, false);
 		return NEXT_JOB_NO_EXTENSION;
 	}
+	if (!found_extension)
+	{
+		/* the extension is here: the launcher may start our siblings */
+		publish_shmem_found_extension(worker_dboid);
+		found_extension = true;
+	}
 	if (sweep && job_recover_interrupted() > 0)
 		publish_job_ended_at_commit();	/* some may have failed: tell wait_job */
 	job = job_claim_next(mcxt);
@@ -179,7 +186,6 @@ publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	bool		announced = false;
 	TimestampTz last_sweep = 0;
 
 	worker_dboid = DatumGetObjectId(main_arg);
@@ -233,13 +239,6 @@ publish_worker_main(Datum main_arg)
 
 		if (next == NEXT_JOB_NO_EXTENSION)
 			proc_exit(0);
-		if (!announced)
-		{
-			/* the extension is here: the launcher may start our siblings */
-			if (worker_number == 0 && publish_workers_per_database > 1)
-				publish_shmem_wake_launcher(true);
-			announced = true;
-		}
 		if (sweep && worker_number == 0)
 		{
 			MemoryContextSwitchTo(job_context);
