@@ -122,7 +122,10 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 /*
  * Jobs left 'running' by a worker that is gone (nobody holds their lock)
  * are queued again, or fail once they have had publish.max_attempts
- * attempts.
+ * attempts.  A job that fails past its last checkpoint (80%) may have
+ * switched release.json already: the live release of its target is queued
+ * to be published again, which puts storage back in line with
+ * publish.releases.
  */
 uint64
 job_recover_interrupted(void)
@@ -151,12 +154,31 @@ job_recover_interrupted(void)
 			 "                 ELSE format('interrupted: the worker stopped while the job was running,"
 			 " %s of %s attempts used', i.attempts, $1) END"
 			 "    FROM interrupted i WHERE j.id = i.id AND (i.attempts >= $1 OR i.superseded)"
-			 "  RETURNING j.id, j.error, j.progress"
+			 "  RETURNING j.id, j.error, j.progress, j.project_id, j.env"
+			 "), restore AS ("
+			 /*
+			  * A job that failed past its last checkpoint may have switched
+			  * release.json already: publish the live release again, so that
+			  * storage and publish.releases agree.
+			  */
+			 "  INSERT INTO publish.job_queue (job_type, params, project_id, version_id, env, created_by)"
+			 "  SELECT 'publish', jsonb_build_object('project_slug', p.slug,"
+			 "         'version_number', v.version_number, 'target_env', r.env,"
+			 "         'requested_by', 'publish', 'restores_after', f.id), r.project_id, r.version_id, r.env, 'publish'"
+			 "    FROM failed f"
+			 "    JOIN publish.live_releases r ON r.project_id = f.project_id AND r.env = f.env"
+			 "    JOIN publish.projects p ON p.id = r.project_id"
+			 "    JOIN publish.project_versions v ON v.id = r.version_id"
+			 "   WHERE f.progress >= 80"
+			 "  ON CONFLICT DO NOTHING"
+			 "  RETURNING id, params->>'restores_after' AS failed_id"
 			 ")"
 			 "INSERT INTO publish.job_log (job_id, level, message, progress)"
 			 " SELECT id, 'warn', format('interrupted: the worker stopped while the job was running"
 			 " (attempt %s of %s); queued again', attempts, $1), 0 FROM requeued"
-			 " UNION ALL SELECT id, 'error', error, progress FROM failed",
+			 " UNION ALL SELECT id, 'error', error, progress FROM failed"
+			 " UNION ALL SELECT id, 'info', format('Queued to publish the live release again: job %s"
+			 " may have switched release.json before it was interrupted', failed_id), 0 FROM restore",
 			 2, types, values, SPI_OK_INSERT);
 	if (SPI_processed > 0)
 		ereport(LOG,

@@ -1,0 +1,48 @@
+#!/usr/bin/perl
+# A job interrupted in step 5 -- after release.json was switched to the new
+# version, before the version/releases were recorded -- and then quarantined
+# (publish.max_attempts reached) fails; recovery queues the live release
+# again, so release.json on storage ends up agreeing with publish.releases.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $demo = $ENV{PUBLISH_DEMO_DIR} or plan skip_all => 'PUBLISH_DEMO_DIR is not set';
+my $storage = PostgreSQL::Test::Utils::tempdir();
+my $node = PostgreSQL::Test::Cluster->new('q5');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'publish'\nmax_worker_processes = 32\n"
+	  . "max_prepared_transactions = 10\npublish.workers_per_database = 1\npublish.max_attempts = 1\n"
+	  . "publish.launcher_restart_delay = 1\nrestart_after_crash = on\n");
+$node->start;
+my $db = 'postgres';
+$node->safe_psql($db, 'CREATE EXTENSION publish');
+$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
+command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ], 'sample');
+my $j = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 2, 'production')");
+$node->poll_query_until($db, "SELECT status = 'completed' FROM publish.job_queue WHERE id = '$j'");
+
+my $v3 = $node->safe_psql($db, "SELECT v.id FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'campus' AND v.version_number = 3");
+# a row lock on the version: only step 5's final UPDATE waits for it, after release.json was written
+$node->safe_psql($db, "BEGIN; SELECT 1 FROM publish.project_versions WHERE id = '$v3' FOR NO KEY UPDATE; PREPARE TRANSACTION 'row'");
+$j = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 3, 'production')");
+$node->poll_query_until($db, "SELECT progress = 80 FROM publish.job_queue WHERE id = '$j'");
+$node->poll_query_until($db, "SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.backend_type = 'publish worker' AND NOT l.granted");
+my $pid = $node->safe_psql($db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$db'");
+kill 'KILL', $pid;
+$node->poll_query_until($db, "SELECT status = 'failed' FROM publish.job_queue WHERE id = '$j'");
+$node->safe_psql($db, "ROLLBACK PREPARED 'row'");
+ok($node->poll_query_until($db,
+		"SELECT count(*) = 0 FROM publish.job_queue WHERE status IN ('queued', 'running')"),
+	'the job that restores the live release ran');
+like($node->safe_psql($db, "SELECT string_agg(status || ' ' || (params->>'version_number'), ',') FROM publish.job_queue WHERE params->>'restores_after' = '$j'"),
+	qr/^completed 2$/, 'it republished version 2, the live one, and completed');
+my $file = $node->safe_psql($db, "SELECT (pg_read_file('$storage/production/campus/release.json')::jsonb)->>'version'");
+my $live = $node->safe_psql($db, "SELECT version FROM publish.releases WHERE project = 'campus' AND env = 'production'");
+note("job: " . $node->safe_psql($db, "SELECT status || ' ' || error FROM publish.job_queue WHERE id = '$j'"));
+is($file, $live, "release.json on storage (v$file) agrees with publish.releases (v$live) after the job failed");
+done_testing();
