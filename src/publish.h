@@ -9,9 +9,9 @@
  *	  shmem.c          shared state: the launcher and one slot per database
  *	  wakeup.c         wake a database's worker when a transaction commits
  *	  utility_hook.c   stop a database's worker before DROP/RENAME/TEMPLATE
- *	  launcher.c       the launcher: starts one worker per database
- *	  worker.c         a database's worker: sleeps on its latch, runs jobs
- *	  job_queue.c      claim a job, record progress, logs, success, failure
+ *	  launcher.c       the launcher: starts the workers of each database
+ *	  worker.c         a worker: sleeps on its latch, runs jobs, recovers, purges
+ *	  job_queue.c      claim, progress, logs, cancel/timeout checks, ends, recovery
  *	  job_publish.c    the five steps of a publish job
  *	  release_input.c  read a version's content through SPI
  *	  validation.c     every problem that stops a version from publishing
