@@ -88,44 +88,7 @@ BOSS_VERSION=$(node -p "require('$PEERS_DIR/node_modules/pg-boss/package.json').
 PG_VERSION=$(psql -X -tA -d postgres -c "SHOW server_version")
 COMMIT=$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-# Plots: distribution (CDF, log x) and box-like percentiles.
-series=(publish graphile-worker pg-boss-notify)
-[ -s "$OUT/pg-boss-poll.dat" ] && series+=(pg-boss-poll)
-for s in "${series[@]}"; do
-	sort -g "$OUT/$s.dat" | awk -v n="$(wc -l <"$OUT/$s.dat")" '{print $1, NR / n}' >"$OUT/$s.cdf"
-done
-{
-	echo "set terminal pngcairo size 900,540 font ',10'"
-	echo "set output '$IMG/pickup-cdf.png'"
-	echo "set title 'Pickup latency, commit of the enqueuing transaction -> job started (one job at a time, idle worker)'"
-	echo "set xlabel 'latency (ms, log scale)'; set ylabel 'fraction of jobs'"
-	echo "set logscale x; set grid; set key bottom right; set yrange [0:1]"
-	echo "set xrange [0.05:*]"
-	printf "plot "
-	sep=""
-	for s in "${series[@]}"; do
-		n=$(wc -l <"$OUT/$s.dat")
-		printf "%s'%s' using 1:2 with lines lw 2 title '%s (n = %s)'" "$sep" "$OUT/$s.cdf" "$s" "$n"
-		sep=", "
-	done
-	echo
-} | gnuplot
-
-# percentiles bar chart, without the polling pg-boss (another scale)
-node -e '
-const s = require(process.argv[1]);
-for (const k of ["publish", "graphile-worker", "pg-boss-notify"])
-  console.log(k, s[k].median.toFixed(4), s[k].p90.toFixed(4), s[k].p99.toFixed(4));
-' "$OUT/summary.json" >"$OUT/percentiles.dat"
-gnuplot <<GP
-set terminal pngcairo size 900,480 font ',10'
-set output '$IMG/pickup-percentiles.png'
-set title 'Pickup latency percentiles (ms), commit -> started'
-set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
-set ylabel 'ms'; set grid y; set key top left
-set yrange [0:*]
-plot '$OUT/percentiles.dat' using 2:xtic(1) title 'median', '' using 3 title 'p90', '' using 4 title 'p99'
-GP
+bash "$PEERS_DIR/plot.sh"
 
 node - "$OUT/summary.json" >"$OUT/pickup.md" <<JS
 const s = require(process.argv[2]);
