@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/idle.sh: what an idle server with publish in BENCH_IDLE_DBS (10)
+# databases costs: CPU time and wake-ups (context switches) of the publish
+# launcher and workers over BENCH_IDLE_SECONDS (60), against PostgreSQL's own
+# background processes.  Not a test.
+#
+#   bash bench/idle.sh                     # as root
+#   BENCH_IDLE_SECONDS=120 bash bench/idle.sh
+#
+# Wake-ups are counted as voluntary context switches (/proc/<pid>/status):
+# a process that sleeps on its latch and wakes only for the safety sweep
+# (publish.sweep_interval, 30 s by default) makes one per sweep.  CPU time
+# is the time on the CPU from /proc/<pid>/schedstat (nanoseconds).
+# Writes bench/results/idle.md (git-ignored).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
+# shellcheck source=scripts/lib.sh
+source "$BENCH_DIR/../scripts/lib.sh"
+
+PORT=${PUBLISH_BENCH_PORT:-54452}
+NDB=${BENCH_IDLE_DBS:-10}
+SECS=${BENCH_IDLE_SECONDS:-60}
+SETTLE=${BENCH_IDLE_SETTLE:-15}
+OUT=$BENCH_DIR/results
+mkdir -p "$OUT"
+
+build_and_install
+WORK=$(mktemp -d /tmp/publish-idle.XXXXXX)
+chmod 755 "$WORK"
+cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
+trap cleanup EXIT
+cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning"
+for i in $(seq 1 "$NDB"); do
+	psql -X -q -d postgres -c "CREATE DATABASE idle$i"
+	psql -X -q -d "idle$i" -c "CREATE EXTENSION publish"
+done
+SWEEP=$(psql -X -tA -d idle1 -c "SHOW publish.sweep_interval")
+WPD=$(psql -X -tA -d idle1 -c "SHOW publish.workers_per_database")
+PM=$(head -n 1 "$WORK/pg/data/postmaster.pid")
+echo "== $NDB databases with publish; settling ${SETTLE}s, then measuring ${SECS}s"
+sleep "$SETTLE"
+
+# snapshot: "pid kind ticks ctxt" for every child of the postmaster
+snapshot() {
+	local pid kind
+	for pid in $(pgrep -P "$PM"); do
+		[ -r "/proc/$pid/stat" ] || continue
+		kind=$(tr '\0' ' ' <"/proc/$pid/cmdline" | sed -e 's/^postgres: //' -e 's/ for database .*//' -e 's/ [0-9]* *$//' -e 's/ *$//')
+		echo "$pid|$kind|$(awk '{print $1}' "/proc/$pid/schedstat")|$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status")"
+	done
+}
+snapshot >"$WORK/s0"
+sleep "$SECS"
+snapshot >"$WORK/s1"
+
+# per kind: processes, CPU ms, wake-ups per process per minute
+join -t'|' <(sort "$WORK/s0") <(sort "$WORK/s1") | awk -F'|' -v secs="$SECS" '
+	# joined: pid | kind | cpu_ns0 | switches0 | kind | cpu_ns1 | switches1
+	{ k = $2; n[k]++; cpu[k] += ($6 - $3) / 1e6; cs[k] += $7 - $4 }
+	END { for (k in n) printf "| %s | %d | %.1f | %.2f | %.1f |\n", k, n[k], cpu[k], cpu[k] / n[k] / (secs / 60), cs[k] / n[k] * 60 / secs }' \
+	| sort >"$WORK/rows"
+{
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs; $NDB databases with publish,"
+	echo "publish.workers_per_database = $WPD, publish.sweep_interval = $SWEEP; measured over $SECS s after ${SETTLE} s of settling."
+	echo
+	echo "| process | count | CPU ms in ${SECS} s (all of them together) | CPU ms per process per minute | wake-ups per process per minute |"
+	echo "|---|---:|---:|---:|---:|"
+	cat "$WORK/rows"
+	echo
+	echo "Wake-ups are voluntary context switches (each sleep that ends is one). A worker woken only by the"
+	echo "sweep wakes $(awk -v s="${SWEEP%s}" 'BEGIN { printf "%.0f", 60 / s }') times per minute."
+	echo "CPU time is the first field of /proc/<pid>/schedstat (nanoseconds on the CPU)."
+} >"$OUT/idle.md"
+cat "$OUT/idle.md"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# bench/lib/plot_release_size.sh: the plots of bench/release_size.sh from
+# bench/results/release_size.dat (release_size.sh calls it; run it alone to
+# redraw): docs/img/release-time.png and docs/img/release-memory.png.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$BENCH_DIR/results
+IMG=$(cd "$BENCH_DIR/.." && pwd)/docs/img
+mkdir -p "$IMG"
+gnuplot <<GP
+set terminal pngcairo size 900,520 font ',10' noenhanced
+set output '$IMG/release-time.png'
+set title 'release.json: time against the number of overlays'
+set xlabel 'overlays'; set ylabel 'ms'
+set logscale xy; set grid; set key top left
+set format x '%.0s%c'
+plot '$OUT/release_size.dat' using 1:3 with linespoints lw 2 pt 7 title 'backend: publish._release_document (load, validate, build)', \
+     '' using 1:5 with linespoints lw 2 pt 5 title 'worker: whole publish job (last run)', \
+     '' using 1:6 with linespoints lw 2 pt 9 title 'worker: build step only', \
+     1000 * x / 100000 with lines dt 2 lc rgb 'gray' title 'target: 100k overlays in 1 s'
+set output '$IMG/release-memory.png'
+set title 'release.json: peak private memory (RssAnon) against the number of overlays'
+set ylabel 'MB'
+plot '$OUT/release_size.dat' using 1:2 with linespoints lw 2 pt 1 lc rgb 'black' title 'release.json size', \
+     '' using 1:(3 * \$2) with lines dt 2 lc rgb 'gray' title 'target: 3 × release.json', \
+     '' using 1:4 with linespoints lw 2 pt 7 title 'backend: peak RssAnon growth', \
+     '' using 1:7 with linespoints lw 2 pt 5 title 'worker: peak RssAnon growth during a job', \\
+     '' using 1:8 with linespoints lw 2 pt 9 title 'worker: RssAnon after the last job (held between jobs)'
+GP

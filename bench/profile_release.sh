@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench/profile_release.sh: where the time of building release.json goes, by
+# perf: a backend runs publish._release_document() for BENCH_PROFILE_N
+# (100,000) overlays while `perf record` samples it.  Not a test.
+#
+#   bash bench/profile_release.sh        # as root (perf needs it)
+#
+# Writes bench/results/profile_release.txt: the top symbols (self time) and
+# the top shared objects.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
+# shellcheck source=scripts/lib.sh
+source "$BENCH_DIR/../scripts/lib.sh"
+PORT=${PUBLISH_BENCH_PORT:-54456}
+N=${BENCH_PROFILE_N:-100000}
+OUT=$BENCH_DIR/results
+mkdir -p "$OUT"
+command -v perf >/dev/null || { echo "perf is needed (linux-perf)" >&2; exit 1; }
+
+build_and_install
+WORK=$(mktemp -d /tmp/publish-prof.XXXXXX)
+chmod 755 "$WORK"
+cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
+trap cleanup EXIT
+cluster_start "$WORK/pg" "$PORT" "publish.max_release_size = '1GB'" "log_min_messages = warning"
+mkdir -p "$WORK/maps"; chmod 777 "$WORK/maps"
+psql -X -q -d postgres -c "CREATE DATABASE prof"
+psql -X -q -v ON_ERROR_STOP=1 -d prof <<SQL
+CREATE EXTENSION publish;
+SELECT publish.set_storage_target('prof', 'file://$WORK/maps') \g /dev/null
+INSERT INTO publish.projects (slug, name) VALUES ('prof', 'Profile');
+INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
+INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
+SELECT v.id, 'o-' || lpad(i::text, 7, '0'), 'Overlay ' || i, t.type,
+       CASE t.type
+       WHEN 'polyline' THEN jsonb_build_object('type', 'LineString', 'coordinates',
+            jsonb_build_array(jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y + 0.0005)))
+       WHEN 'polygon' THEN jsonb_build_object('type', 'Polygon', 'coordinates', jsonb_build_array(jsonb_build_array(
+            jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y), jsonb_build_array(x + 0.001, y + 0.001),
+            jsonb_build_array(x, y))))
+       ELSE jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(x, y))
+       END,
+       jsonb_build_object('rank', i, 'category', t.type)
+  FROM publish.project_versions v, generate_series(1, $N) i,
+       LATERAL (SELECT (ARRAY['marker', 'label', 'polyline', 'polygon'])[1 + i % 4] AS type,
+                       round((13.0 + (i % 1000) * 0.001)::numeric, 4) AS x,
+                       round((52.0 + (i / 1000) * 0.001)::numeric, 4) AS y) t;
+ANALYZE;
+SQL
+VID=$(psql -X -tA -d prof -c "SELECT id FROM publish.project_versions")
+psql -X -q -d prof -c "SET application_name = 'profile'" -c "SELECT pg_sleep(1)" \
+	-c "SELECT octet_length(publish._release_document('$VID', 'prof', now()))" >/dev/null &
+PSQL=$!
+for _ in $(seq 1 50); do
+	BPID=$(psql -X -tA -d prof -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'profile'")
+	[ -n "$BPID" ] && break
+	sleep 0.02
+done
+perf record -q -F 499 -g -p "$BPID" -o "$WORK/perf.data" 2>/dev/null &
+PERF=$!
+wait "$PSQL"
+kill -INT "$PERF" 2>/dev/null || true
+wait "$PERF" 2>/dev/null || true
+perf report -i "$WORK/perf.data" --stdio --no-children --sort dso -g none >"$WORK/dso.txt" 2>/dev/null
+perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol -g none >"$WORK/sym.txt" 2>/dev/null
+perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none >"$WORK/children.txt" 2>/dev/null
+strip() { grep -v -e '^#' -e '^$' "$1" | head -n "$2" || true; }
+{
+	echo "# perf, backend building release.json of $N overlays ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+	echo
+	echo "## shared objects (self time)"
+	strip "$WORK/dso.txt" 12
+	echo
+	echo "## symbols (self time)"
+	strip "$WORK/sym.txt" 40
+	echo
+	echo "## symbols (with callees)"
+	strip "$WORK/children.txt" 40
+} >"$OUT/profile_release.txt"
+cat "$OUT/profile_release.txt"

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# bench/throughput.sh: publishes completed per second with 1 and 2 workers
+# per database, from 1 and 8 clients, each job a different project (20
+# overlays, file:// target), so that no request is merged into a queued job
+# of the same version and jobs of different projects may run in parallel.
+# Not a test: it fails only when jobs fail or never finish.
+#
+#   bash bench/throughput.sh                       # as root, about 1 minute
+#   BENCH_TP_N=2000 bash bench/throughput.sh
+#
+# (bench/pickup_and_throughput.sh's throughput runs publish the same version
+# again and again: a request for a version that is already queued returns
+# that job, so there most requests make no job.)
+# Writes bench/results/throughput.md (git-ignored).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
+# shellcheck source=scripts/lib.sh
+source "$BENCH_DIR/../scripts/lib.sh"
+
+PORT=${PUBLISH_BENCH_PORT:-54454}
+N=${BENCH_TP_N:-1000}
+OUT=$BENCH_DIR/results
+DB=tp
+mkdir -p "$OUT"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T_START=$(date +%s)
+
+build_and_install
+PGBENCH=$PG_BIN/pgbench
+WORK=$(mktemp -d /tmp/publish-tp.XXXXXX)
+chmod 755 "$WORK"
+cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
+trap cleanup EXIT
+mkdir -p "$WORK/maps"
+if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/maps"; fi
+
+start() { cluster_start "$WORK/pg" "$PORT" "publish.workers_per_database = $1" "log_min_messages = warning"; }
+val() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tAc "$1"; }
+
+start 1
+psql -X -q -d postgres -c "CREATE DATABASE $DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
+CREATE EXTENSION publish;
+SELECT publish.set_storage_target('tp', 'file://$WORK/maps') \g /dev/null
+INSERT INTO publish.projects (slug, name) SELECT 'tp-' || p, 'Throughput ' || p FROM generate_series(1, $N) p;
+INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
+INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
+SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
+       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4 + i / 1000.0, 52.5)),
+       jsonb_build_object('rank', i)
+  FROM publish.project_versions v, generate_series(1, 20) i;
+CREATE SEQUENCE tp_seq;
+SQL
+# each call publishes the next project: N calls publish every project once
+printf "SELECT publish.publish_version('tp-' || ((nextval('tp_seq') - 1) %% %d + 1), 1, 'tp');\n" "$N" >"$WORK/enqueue.sql"
+
+wait_drained() {
+	local t0=$1 deadline=$((SECONDS + 600)) left
+	while :; do
+		left=$(val "SELECT count(*) FROM publish.job_queue WHERE created_at >= '$t0' AND status IN ('queued', 'running')")
+		[ "$left" -eq 0 ] && return 0
+		[ $SECONDS -lt $deadline ] || { echo "timed out: $left jobs left" >&2; return 1; }
+		sleep 0.2
+	done
+}
+
+ROWS=()
+ALL_OK=true
+run() {
+	local workers=$1 clients=$2 t0 row
+	val "VACUUM publish.job_queue" >/dev/null 2>&1 || true
+	t0=$(val "SELECT clock_timestamp()")
+	"$PGBENCH" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -t $((N / clients)) -f "$WORK/enqueue.sql" "$DB" >"$WORK/pgbench.log" 2>&1 \
+		|| { cat "$WORK/pgbench.log" >&2; exit 1; }
+	wait_drained "$t0"
+	row=$(val "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
+	                  round(extract(epoch FROM max(completed_at) - min(created_at))::numeric, 2),
+	                  round((count(*) FILTER (WHERE status = 'completed')
+	                         / extract(epoch FROM max(completed_at) - min(created_at)))::numeric, 1),
+	                  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at) * 1000)::numeric, 2)
+	             FROM publish.job_queue WHERE created_at >= '$t0'")
+	IFS='|' read -r total done failed elapsed rate runms <<<"$row"
+	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (job run median $runms ms)"
+	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $runms |")
+	[ "$done" -eq "$total" ] && [ "$failed" -eq 0 ] || ALL_OK=false
+}
+
+for workers in 1 2; do
+	if [ "$workers" -ne 1 ]; then cluster_stop "$WORK/pg"; start "$workers"; fi
+	echo "== $workers worker(s) per database; warm-up"
+	"$PGBENCH" -n -c 1 -t 20 -f "$WORK/enqueue.sql" "$DB" >/dev/null 2>&1
+	wait_drained "$(val "SELECT clock_timestamp() - interval '10 s'")"
+	for clients in 1 8; do run "$workers" "$clients"; done
+done
+
+{
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, fsync on, synchronous_commit on;"
+	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at)."
+	echo
+	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | job run median ms |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for r in "${ROWS[@]}"; do echo "$r"; done
+	echo
+	echo "Run took $(( $(date +%s) - T_START )) s."
+} >"$OUT/throughput.md"
+echo; cat "$OUT/throughput.md"
+[ "$ALL_OK" = true ] || { echo "some jobs did not complete" >&2; exit 1; }
