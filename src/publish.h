@@ -133,8 +133,6 @@ typedef struct ReleaseOverlay
 	char	   *overlay_type;
 	char	   *geometry_text;	/* as PostgreSQL wrote it */
 	char	   *properties_text;
-	struct json_object *geometry;	/* parsed for validation; NULL if it did not parse */
-	const char *geometry_error;	/* why it did not parse (json-c's words) */
 	bool		has_asset_id;	/* asset_id is set ... */
 	char	   *asset_key;		/* ... and names this asset of the version */
 } ReleaseOverlay;

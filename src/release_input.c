@@ -7,10 +7,8 @@
  * Rows come ordered by key in the "C" collation, so the same content gives
  * the same release.json whatever the database's collation.  Geometry and
  * properties are kept as the text PostgreSQL wrote (release.json embeds it
- * as is, so numbers are never rounded or clamped); geometry is also parsed
- * with json-c, once, for validation.  Parsed objects are released by a reset
- * callback on the memory context that holds the ReleaseInput, so they are
- * freed on every path, errors included.
+ * as is, so numbers are never rounded or clamped); validation.c parses each
+ * geometry in turn.
  *
  * Caller is in a transaction with SPI connected.
  *
@@ -22,28 +20,7 @@
 #include "executor/spi.h"
 #include "utils/memutils.h"
 
-/* fmgrprotos.h declares a function json_object, json-c a type: keep them apart */
-#define json_object pg_fmgr_json_object
 #include "utils/builtins.h"
-#undef json_object
-#include <json-c/json.h>
-
-typedef struct JsonRefs
-{
-	MemoryContextCallback cb;
-	List	   *objects;		/* of json_object *, each holding one reference */
-} JsonRefs;
-
-static void
-release_json_refs(void *arg)
-{
-	JsonRefs   *refs = (JsonRefs *) arg;
-	ListCell   *lc;
-
-	foreach(lc, refs->objects)
-		json_object_put((struct json_object *) lfirst(lc));
-	refs->objects = NIL;
-}
 
 static bool
 col_isnull(HeapTuple row, int col)
@@ -67,71 +44,17 @@ run_query(const char *sql, const char *version_id)
 	MemoryContextSwitchTo(mcxt);
 }
 
-/*
- * Parses JSON text into a json-c object registered in refs; NULL if it does
- * not parse, with the reason in *error (json-c refuses nesting deeper than
- * JSON_TOKENER_DEFAULT_DEPTH, 32 levels, which jsonb allows: a hostile
- * geometry of 10,000 levels ends here as a validation problem).
- */
-static struct json_object *
-parse_json(const char *text, JsonRefs *refs, MemoryContext mcxt, const char **error)
-{
-	struct json_object *obj;
-	struct json_tokener *tok;
-	enum json_tokener_error jerr;
-	MemoryContext oldcxt;
-
-	*error = NULL;
-	if (text == NULL)
-		return NULL;
-	/* make room first, so that an allocation failure cannot leak obj */
-	oldcxt = MemoryContextSwitchTo(mcxt);
-	refs->objects = lappend(refs->objects, NULL);
-	MemoryContextSwitchTo(oldcxt);
-
-	tok = json_tokener_new();
-	if (tok == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while reading geometry")));
-	obj = json_tokener_parse_ex(tok, text, -1);
-	jerr = json_tokener_get_error(tok);
-	json_tokener_free(tok);
-	if (obj != NULL && jerr != json_tokener_success)
-	{
-		json_object_put(obj);
-		obj = NULL;
-	}
-	if (obj == NULL)
-	{
-		/* JSON null parses to NULL too, without an error */
-		refs->objects = list_delete_last(refs->objects);
-		if (jerr == json_tokener_error_depth)
-			*error = psprintf("geometry is nested deeper than %d levels", JSON_TOKENER_DEFAULT_DEPTH);
-		else if (jerr != json_tokener_success)
-			*error = pstrdup(json_tokener_error_desc(jerr));
-	}
-	else
-		llast(refs->objects) = obj;
-	return obj;
-}
-
 ReleaseInput *
 release_input_load(const char *version_id, const char *env, const char *published_at_iso,
 				   MemoryContext mcxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(mcxt);
 	ReleaseInput *in;
-	JsonRefs   *refs;
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		args[2];
 	HeapTuple	row;
 
 	in = palloc0(sizeof(ReleaseInput));
-	refs = palloc0(sizeof(JsonRefs));
-	refs->cb.func = release_json_refs;
-	refs->cb.arg = refs;
-	MemoryContextRegisterResetCallback(mcxt, &refs->cb);
 
 	/*
 	 * Refuse a release over the size limits (PT413) before loading it, so
@@ -217,7 +140,6 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		o->overlay_type = spi_text(row, 3, mcxt);
 		o->geometry_text = spi_text(row, 4, mcxt);
 		o->properties_text = spi_text(row, 5, mcxt);
-		o->geometry = parse_json(o->geometry_text, refs, mcxt, &o->geometry_error);
 		o->has_asset_id = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 6, &isnull));
 		o->asset_key = spi_text(row, 7, mcxt);
 		in->overlays = lappend(in->overlays, o);

@@ -193,8 +193,75 @@ check_multi(Problems *p, json_object *coords, const char *type)
 	return true;
 }
 
+/*
+ * Parses an overlay's geometry text; NULL if it does not parse, with the
+ * reason in *error (json-c refuses nesting deeper than
+ * JSON_TOKENER_DEFAULT_DEPTH, 32 levels, which jsonb allows: a hostile
+ * geometry of 10,000 levels ends here as a validation problem).  The caller
+ * releases the object.
+ */
+static json_object *
+parse_geometry(const char *text, const char **error)
+{
+	json_object *obj;
+	struct json_tokener *tok;
+	enum json_tokener_error jerr;
+
+	*error = NULL;
+	if (text == NULL)
+		return NULL;
+	tok = json_tokener_new();
+	if (tok == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while reading geometry")));
+	obj = json_tokener_parse_ex(tok, text, -1);
+	jerr = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (obj != NULL && jerr != json_tokener_success)
+	{
+		json_object_put(obj);
+		obj = NULL;
+	}
+	/* JSON null parses to NULL too, without an error */
+	if (obj == NULL && jerr == json_tokener_error_depth)
+		*error = psprintf("geometry is nested deeper than %d levels", JSON_TOKENER_DEFAULT_DEPTH);
+	else if (obj == NULL && jerr != json_tokener_success)
+		*error = pstrdup(json_tokener_error_desc(jerr));
+	return obj;
+}
+
+static void check_geometry_object(Problems *p, ReleaseOverlay *o, json_object *geometry);
+
+/*
+ * Checks one overlay's geometry.  It is parsed here and freed at once, so
+ * that a version of many overlays never holds more than one parsed
+ * geometry (the release embeds the text, not the parsed object).
+ */
 static void
 check_geometry(Problems *p, ReleaseOverlay *o)
+{
+	const char *error;
+	json_object *geometry = parse_geometry(o->geometry_text, &error);
+
+	if (geometry == NULL && error != NULL)
+	{
+		add_problem(p, "geometry could not be read: %s", error);
+		return;
+	}
+	PG_TRY();
+	{
+		check_geometry_object(p, o, geometry);
+	}
+	PG_FINALLY();
+	{
+		json_object_put(geometry);
+	}
+	PG_END_TRY();
+}
+
+static void
+check_geometry_object(Problems *p, ReleaseOverlay *o, json_object *geometry)
 {
 	json_object *type_obj;
 	json_object *coords;
@@ -202,17 +269,12 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	const char *expected;
 	bool		allowed;
 
-	if (o->geometry == NULL && o->geometry_error != NULL)
-	{
-		add_problem(p, "geometry could not be read: %s", o->geometry_error);
-		return;
-	}
-	if (o->geometry == NULL || !json_object_is_type(o->geometry, json_type_object))
+	if (geometry == NULL || !json_object_is_type(geometry, json_type_object))
 	{
 		add_problem(p, "geometry is not a GeoJSON geometry object");
 		return;
 	}
-	if (!json_object_object_get_ex(o->geometry, "type", &type_obj) ||
+	if (!json_object_object_get_ex(geometry, "type", &type_obj) ||
 		!json_object_is_type(type_obj, json_type_string))
 	{
 		add_problem(p, "geometry has no \"type\"");
@@ -247,7 +309,7 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 		return;
 	}
 
-	if (!json_object_object_get_ex(o->geometry, "coordinates", &coords))
+	if (!json_object_object_get_ex(geometry, "coordinates", &coords))
 	{
 		add_problem(p, "%s geometry has no \"coordinates\"", type);
 		return;

@@ -30,6 +30,10 @@
 #include "publish.h"
 #include "job.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -43,6 +47,9 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+
+/* a job whose memory context grew past this hands its heap back after it */
+#define BIG_JOB_BYTES	(8 * 1024 * 1024)
 
 typedef enum NextJob
 {
@@ -187,6 +194,7 @@ publish_worker_main(Datum main_arg)
 	MemoryContext job_context;
 	bool		sweep = true;
 	TimestampTz last_sweep = 0;
+	bool		big_job;
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
@@ -234,8 +242,14 @@ publish_worker_main(Datum main_arg)
 		if (sweep)
 			last_sweep = GetCurrentTimestamp();
 		next = run_next_job(job_context, sweep);
+		big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
 		MemoryContextReset(job_context);
 		checksum_release_resources();
+#ifdef __GLIBC__
+		/* give a big release's heap (json-c's too) back to the system */
+		if (big_job)
+			malloc_trim(0);
+#endif
 
 		if (next == NEXT_JOB_NO_EXTENSION)
 			proc_exit(0);
