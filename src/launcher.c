@@ -276,7 +276,6 @@ publish_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		(void) publish_shmem_take_rescan();
 		delayed_ms = scan_databases();
 
 		timeout_ms = publish_sweep_interval * 1000L;

@@ -74,8 +74,6 @@ extern void publish_shmem_startup(void);
 extern bool publish_shmem_ready(void);
 extern void publish_shmem_set_launcher(void);
 extern void publish_shmem_clear_launcher(void);
-extern bool publish_shmem_take_rescan(void);
-extern void publish_shmem_wake_launcher(bool rescan);
 extern void publish_shmem_wake_database(Oid dboid);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
@@ -176,6 +174,5 @@ extern void release_report_problems(ReleaseInput *input, List *problems);
 
 /* release_builder.c */
 extern char *release_build_json(ReleaseInput *input, size_t *len);
-extern char *release_tile_url_template(ReleaseInput *input);
 
 #endif							/* PUBLISH_H */

@@ -102,7 +102,7 @@ release_url_of(ReleaseInput *in, const char *key)
 }
 
 /* The URL template of the version's tiles, e.g. .../tiles/v3/{z}/{x}/{y}.png */
-char *
+static char *
 release_tile_url_template(ReleaseInput *in)
 {
 	return psprintf("%s/%s/tiles/v%d/{z}/{x}/{y}.%s",

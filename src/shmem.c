@@ -53,7 +53,6 @@ typedef struct PublishShared
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
-	bool		rescan;			/* launcher should look at the databases */
 	PublishDbSlot dbs[PUBLISH_MAX_DATABASES];
 } PublishShared;
 
@@ -134,7 +133,6 @@ publish_shmem_set_launcher(void)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	shared->launcher_pid = MyProcPid;
 	shared->launcher_latch = &MyProc->procLatch;
-	shared->rescan = true;
 	LWLockRelease(shared->lock);
 }
 
@@ -150,42 +148,15 @@ publish_shmem_clear_launcher(void)
 	LWLockRelease(shared->lock);
 }
 
-/* Returns and clears the launcher's "look at the databases again" flag. */
-bool
-publish_shmem_take_rescan(void)
-{
-	bool		rescan;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	rescan = shared->rescan;
-	shared->rescan = false;
-	LWLockRelease(shared->lock);
-	return rescan;
-}
-
-/* Caller holds the lock exclusively; returns the latch to set after release. */
+/*
+ * Caller holds the lock; returns the launcher's latch (NULL when there is no
+ * launcher), to set after release.  The launcher looks at every database
+ * each time it wakes, so waking it is all a request takes.
+ */
 static Latch *
-request_rescan_locked(void)
+launcher_latch_locked(void)
 {
-	shared->rescan = true;
 	return shared->launcher_pid != 0 ? shared->launcher_latch : NULL;
-}
-
-void
-publish_shmem_wake_launcher(bool rescan)
-{
-	Latch	   *latch;
-
-	if (shared == NULL)
-		return;
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (rescan)
-		latch = request_rescan_locked();
-	else
-		latch = shared->launcher_pid != 0 ? shared->launcher_latch : NULL;
-	LWLockRelease(shared->lock);
-	if (latch)
-		SetLatch(latch);
 }
 
 /*
@@ -212,7 +183,7 @@ publish_shmem_wake_database(Oid dboid)
 			if (slot->workers[i].pid != 0)
 				latches[n++] = slot->workers[i].latch;
 	}
-	if (n == 0 && (latches[0] = request_rescan_locked()) != NULL)
+	if (n == 0 && (latches[0] = launcher_latch_locked()) != NULL)
 		n = 1;
 	LWLockRelease(shared->lock);
 	for (int i = 0; i < n; i++)
@@ -287,7 +258,7 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 			slot->has_extension = false;
 			slot->no_extension = slot->wake_count == seen_wakes;
 			if (!slot->no_extension)
-				latch = request_rescan_locked();
+				latch = launcher_latch_locked();
 		}
 	}
 	LWLockRelease(shared->lock);
@@ -349,7 +320,7 @@ publish_shmem_found_extension(Oid dboid)
 	if (slot != NULL && !slot->has_extension)
 	{
 		slot->has_extension = true;
-		latch = request_rescan_locked();
+		latch = launcher_latch_locked();
 	}
 	LWLockRelease(shared->lock);
 	if (latch)
@@ -393,7 +364,7 @@ publish_shmem_resume_database(Oid dboid)
 	if (slot != NULL && slot->paused > 0)
 	{
 		slot->paused--;
-		latch = request_rescan_locked();
+		latch = launcher_latch_locked();
 	}
 	LWLockRelease(shared->lock);
 	if (latch)

@@ -256,3 +256,27 @@ storage_remote_fail(StorageTarget *target, const char *service, HttpRequest *req
 			(errcode(ERRCODE_IO_ERROR),
 			 errmsg("%s failed on target \"%s\": %s", req->what, target->env, why)));
 }
+
+/*
+ * Fills info from the answer to a HEAD (size from Content-Length) or a
+ * hashed GET (size and SHA-256 of the body) of an object; a 404 or 410
+ * means it does not exist.  Any other failure is thrown as
+ * storage_remote_fail does.
+ */
+void
+storage_remote_stat_result(StorageTarget *target, const char *service, HttpRequest *req,
+						   HttpResponse *resp, StorageObjectInfo *info)
+{
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		return;
+	if (!http_ok(resp))
+		storage_remote_fail(target, service, req, resp);
+	info->exists = true;
+	if (req->hash_body)
+	{
+		info->size = resp->body_bytes;
+		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
+	}
+	else
+		info->size = resp->content_length;
+}

@@ -97,5 +97,8 @@ extern struct HttpRequest *storage_remote_request(StorageTarget *target, const c
 pg_attribute_noreturn()
 extern void storage_remote_fail(StorageTarget *target, const char *service,
 								struct HttpRequest *req, struct HttpResponse *resp);
+extern void storage_remote_stat_result(StorageTarget *target, const char *service,
+									   struct HttpRequest *req, struct HttpResponse *resp,
+									   StorageObjectInfo *info);
 
 #endif							/* PUBLISH_STORAGE_H */

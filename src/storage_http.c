@@ -94,18 +94,7 @@ http_stat_url(StorageTarget *target, const char *url, const char *key,
 
 	req->hash_body = want_sha256;
 	resp = http_perform(req);
-	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
-		return;
-	if (!http_ok(resp))
-		storage_remote_fail(target, "HTTP storage", req, resp);
-	info->exists = true;
-	if (want_sha256)
-	{
-		info->size = resp->body_bytes;
-		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
-	}
-	else
-		info->size = resp->content_length;
+	storage_remote_stat_result(target, "HTTP storage", req, resp, info);
 }
 
 /* PUT, then a HEAD that checks the object is there with the size sent. */

@@ -172,18 +172,7 @@ s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool wa
 
 	req->hash_body = want_sha256;
 	resp = http_perform(req);
-	if (resp->curl_code == 0 && resp->status == 404)
-		return;
-	if (!http_ok(resp))
-		storage_remote_fail(target, "S3", req, resp);
-	info->exists = true;
-	if (want_sha256)
-	{
-		info->size = resp->body_bytes;
-		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
-	}
-	else
-		info->size = resp->content_length;
+	storage_remote_stat_result(target, "S3", req, resp, info);
 }
 
 /* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
