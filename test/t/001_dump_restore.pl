@@ -19,6 +19,9 @@ use warnings;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
 use Test::More;
 
 my $demo = $ENV{PUBLISH_DEMO_DIR}
@@ -27,15 +30,7 @@ my $demo = $ENV{PUBLISH_DEMO_DIR}
 my $storage = PostgreSQL::Test::Utils::tempdir();
 my $tmp     = PostgreSQL::Test::Utils::tempdir();
 
-my $node = PostgreSQL::Test::Cluster->new('dump_restore');
-$node->init;
-$node->append_conf('postgresql.conf',
-	    "shared_preload_libraries = 'publish'\n"
-	  . "max_worker_processes = 32\n"
-	  . "publish.sweep_interval = 30\n"
-	  . "publish.launcher_restart_delay = 1\n"
-	  . "publish.workers_per_database = 1\n");
-$node->start;
+my $node = publish_node('dump_restore');
 
 # Waits until job $id (in $db) has finished; returns "status|error".
 sub wait_job

@@ -24,6 +24,9 @@ use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
 use Test::More;
 
 my $demo = $ENV{PUBLISH_DEMO_DIR}
@@ -32,16 +35,8 @@ my $demo = $ENV{PUBLISH_DEMO_DIR}
 my $storage = PostgreSQL::Test::Utils::tempdir();
 command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles written');
 
-my $node = PostgreSQL::Test::Cluster->new('concurrency');
-$node->init;
-$node->append_conf('postgresql.conf',
-	    "shared_preload_libraries = 'publish'\n"
-	  . "max_worker_processes = 32\n"
-	  . "max_connections = 40\n"
-	  . "publish.sweep_interval = 30\n"
-	  . "publish.launcher_restart_delay = 1\n"
-	  . "publish.workers_per_database = 3\n");
-$node->start;
+my $node = publish_node('concurrency',
+	conf => "max_connections = 40\n" . "publish.workers_per_database = 3\n");
 
 my $db = 'postgres';
 $node->safe_psql($db, 'CREATE EXTENSION publish');

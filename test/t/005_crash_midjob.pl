@@ -27,6 +27,9 @@ use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
 use Test::More;
 use Time::HiRes qw(usleep);
 
@@ -36,20 +39,11 @@ my $demo = $ENV{PUBLISH_DEMO_DIR}
 my $storage = PostgreSQL::Test::Utils::tempdir();
 command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles written');
 
-my $node = PostgreSQL::Test::Cluster->new('crash_midjob');
-$node->init;
-$node->append_conf('postgresql.conf',
-	    "shared_preload_libraries = 'publish'\n"
-	  . "max_worker_processes = 32\n"
-	  . "max_prepared_transactions = 10\n"
-	  . "publish.sweep_interval = 30\n"
-	  . "publish.launcher_restart_delay = 1\n"
-	  . "publish.workers_per_database = 1\n"
-	  . "publish.max_attempts = 3\n"
+my $node = publish_node('crash_midjob',
+	conf => "publish.max_attempts = 3\n"
 	  # PostgreSQL::Test::Cluster turns this off; a killed worker must
 	  # restart the cluster.
 	  . "restart_after_crash = on\n");
-$node->start;
 
 my $db = 'midjob';
 $node->safe_psql('postgres', "CREATE DATABASE $db");

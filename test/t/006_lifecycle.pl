@@ -21,6 +21,9 @@ use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
@@ -30,16 +33,7 @@ my $demo = $ENV{PUBLISH_DEMO_DIR}
 my $storage = PostgreSQL::Test::Utils::tempdir();
 command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles written');
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf',
-	    "shared_preload_libraries = 'publish'\n"
-	  . "max_worker_processes = 32\n"
-	  . "max_prepared_transactions = 10\n"
-	  . "publish.sweep_interval = 30\n"
-	  . "publish.launcher_restart_delay = 1\n"
-	  . "publish.workers_per_database = 1\n");
-$node->start;
+my $node = publish_node('primary', init => { allows_streaming => 1 });
 
 my $db = 'lc6';
 $node->safe_psql('postgres', "CREATE DATABASE $db");

@@ -7,17 +7,16 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
 use Test::More;
 use Time::HiRes qw(usleep);
 
 my $demo = $ENV{PUBLISH_DEMO_DIR} or plan skip_all => 'PUBLISH_DEMO_DIR is not set';
 my $storage = PostgreSQL::Test::Utils::tempdir();
-my $node = PostgreSQL::Test::Cluster->new('q5');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'publish'\nmax_worker_processes = 32\n"
-	  . "max_prepared_transactions = 10\npublish.workers_per_database = 1\npublish.max_attempts = 1\n"
-	  . "publish.launcher_restart_delay = 1\nrestart_after_crash = on\n");
-$node->start;
+my $node = publish_node('q5',
+	conf => "publish.max_attempts = 1\nrestart_after_crash = on\n");
 my $db = 'postgres';
 $node->safe_psql($db, 'CREATE EXTENSION publish');
 $node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
