@@ -300,33 +300,32 @@ BEGIN
 END
 $$;
 
+-- The tiles of a version's manifest: where each lies under the target's root
+-- ({source_path}/z/x/y.{format}) and its bytes (tile_bytes).
+CREATE FUNCTION test_helpers.manifest_tiles(slug text, version int)
+RETURNS TABLE (path text, bytes bytea)
+LANGUAGE sql STABLE
+AS $$
+	SELECT format('%s/%s/%s/%s.%s', s.source_path, tl.z, tl.x, tl.y, s.format),
+	       test_helpers.tile_bytes(slug, version, tl.z, tl.x, tl.y)
+	  FROM publish.projects p
+	  JOIN publish.project_versions v ON v.project_id = p.id
+	  JOIN publish.tilesets s ON s.version_id = v.id
+	  JOIN publish.tiles tl ON tl.tileset_id = s.id
+	 WHERE p.slug = manifest_tiles.slug AND v.version_number = manifest_tiles.version
+	 ORDER BY tl.z, tl.x, tl.y
+$$;
+
 -- Writes the tiles of a version's manifest under root (the directory of the
 -- file:// target), at root/<source_path>/z/x/y.<format>, with the bytes
 -- tile_bytes gives.  Returns how many it wrote.
 CREATE FUNCTION test_helpers.write_tiles(root text, slug text, version int)
 RETURNS int
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 AS $$
-DECLARE
-	t record;
-	n int := 0;
-BEGIN
-	FOR t IN
-		SELECT s.source_path, s.format, tl.z, tl.x, tl.y
-		  FROM publish.projects p
-		  JOIN publish.project_versions v ON v.project_id = p.id
-		  JOIN publish.tilesets s ON s.version_id = v.id
-		  JOIN publish.tiles tl ON tl.tileset_id = s.id
-		 WHERE p.slug = write_tiles.slug AND v.version_number = write_tiles.version
-		 ORDER BY tl.z, tl.x, tl.y
-	LOOP
-		PERFORM test_helpers.write_file(
-			format('%s/%s/%s/%s/%s.%s', root, t.source_path, t.z, t.x, t.y, t.format),
-			test_helpers.tile_bytes(slug, version, t.z, t.x, t.y));
-		n := n + 1;
-	END LOOP;
-	RETURN n;
-END
+	SELECT count(*)::int
+	  FROM (SELECT test_helpers.write_file(root || '/' || t.path, t.bytes)
+	          FROM test_helpers.manifest_tiles(slug, version) AS t) AS written
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -446,28 +445,11 @@ $$;
 -- on env's storage target, through the extension's storage code.
 CREATE FUNCTION test_helpers.upload_tiles(env text, slug text, version int)
 RETURNS int
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 AS $$
-DECLARE
-	t record;
-	n int := 0;
-BEGIN
-	FOR t IN
-		SELECT s.source_path, s.format, tl.z, tl.x, tl.y
-		  FROM publish.projects p
-		  JOIN publish.project_versions v ON v.project_id = p.id
-		  JOIN publish.tilesets s ON s.version_id = v.id
-		  JOIN publish.tiles tl ON tl.tileset_id = s.id
-		 WHERE p.slug = upload_tiles.slug AND v.version_number = upload_tiles.version
-		 ORDER BY tl.z, tl.x, tl.y
-	LOOP
-		PERFORM publish._storage_put(env,
-			format('%s/%s/%s/%s.%s', t.source_path, t.z, t.x, t.y, t.format),
-			test_helpers.tile_bytes(slug, version, t.z, t.x, t.y), 'image/png');
-		n := n + 1;
-	END LOOP;
-	RETURN n;
-END
+	SELECT count(*)::int
+	  FROM (SELECT publish._storage_put(env, t.path, t.bytes, 'image/png')
+	          FROM test_helpers.manifest_tiles(slug, version) AS t) AS uploaded
 $$;
 
 -- ---------------------------------------------------------------------------
