@@ -12,6 +12,8 @@
 #        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
 #        PUBLISH_TEST_TMPDIR=DIR    where the test directory is made (default /tmp)
 #        PUBLISH_TEST_ONLY=regress|pgtap|tap   to run one layer
+#        PUBLISH_TEST_MATCH=REGEX   only the pgTAP and Perl TAP files whose
+#                                   name matches (e.g. '^(14|30)_'), while working
 set -euo pipefail
 
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +63,11 @@ tap_failed_files() {
 }
 
 ONLY=${PUBLISH_TEST_ONLY:-all}
+MATCH=${PUBLISH_TEST_MATCH:-.}
+# test_files DIR EXT: the test files of DIR, narrowed by PUBLISH_TEST_MATCH
+test_files() {
+	find "$1" -maxdepth 1 -name "*.$2" -printf '%f\n' | grep -E -- "$MATCH" | sort || true
+}
 PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
 PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
 
@@ -103,11 +110,11 @@ set +e
 pg_prove -h "$PGDIR" -p "$PORT" -U postgres -d publish_tap \
 	--set storage="$STORAGE" --set demo_dir="$ROOT_DIR/demo" \
 	--set server_log="$PGDIR/server.log" "${server_sets[@]}" \
-	"$ROOT_DIR"/test/pgtap/*.sql >"$WORK/pgtap.out" 2>&1
+	$(test_files "$ROOT_DIR/test/pgtap" sql | sed "s|^|$ROOT_DIR/test/pgtap/|") >"$WORK/pgtap.out" 2>&1
 t_status=$?
 set -e
 cat "$WORK/pgtap.out"
-t_all=$(find "$ROOT_DIR/test/pgtap" -maxdepth 1 -name '*.sql' | wc -l)
+t_all=$(test_files "$ROOT_DIR/test/pgtap" sql | wc -l)
 t_bad=$(tap_failed_files "$WORK/pgtap.out" "$t_all" "$t_status")
 passed=$((passed + t_all - t_bad))
 failed=$((failed + t_bad))
@@ -124,11 +131,11 @@ if { [ "$ONLY" = all ] || [ "$ONLY" = tap ]; } && compgen -G "$ROOT_DIR/test/t/*
 	set +e
 	(cd "$WORK/tap" && as_server_user env PATH="$PG_BIN:$PATH" TESTDIR="$WORK/tap" \
 		PG_REGRESS="$PG_REGRESS" PUBLISH_DEMO_DIR="$WORK/tap/demo" \
-		prove -I "$PGXS_DIR/test/perl" t/*.pl) >"$WORK/prove.out" 2>&1
+		prove -I "$PGXS_DIR/test/perl" $(test_files "$ROOT_DIR/test/t" pl | sed 's|^|t/|')) >"$WORK/prove.out" 2>&1
 	p_status=$?
 	set -e
 	cat "$WORK/prove.out"
-	p_all=$(find "$ROOT_DIR/test/t" -maxdepth 1 -name '*.pl' | wc -l)
+	p_all=$(test_files "$ROOT_DIR/test/t" pl | wc -l)
 	p_bad=$(tap_failed_files "$WORK/prove.out" "$p_all" "$p_status")
 	passed=$((passed + p_all - p_bad))
 	failed=$((failed + p_bad))
