@@ -4,7 +4,7 @@
  *	  The five steps of a publish job.
  *
  *	  1  validate the version (every problem listed)          10%
- *	  2  build release.json (json-c)                          30%
+ *	  2  build release.json (json-c), in the same pass as 1  30%
  *	  3  upload it as {env}/{slug}/releases/v{N}.json         50%
  *	  4  tiles: verify each against the manifest, copy them
  *	     to {env}/{slug}/tiles/v{N}/{z}/{x}/{y}.{format}       80%
@@ -258,9 +258,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	ReleaseInput *in;
 	List	   *problems;
 	char	   *published_at;
-	char	   *doc;
-	size_t		doc_len;
-	char	   *doc_sha;
+	ReleaseDoc *doc;
 	char	   *prefix;
 	char	   *versioned_key;
 	char	   *live_key;
@@ -285,15 +283,23 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	target->warn = job_storage_warning;
 	target->warn_arg = job;
 	published_at = publish_time(mcxt);
+	MemoryContextSwitchTo(mcxt);
 	in = release_input_load(job->version_id, job->env, published_at, mcxt);
-	problems = release_validate(in);
+
+	/*
+	 * One pass over the overlays checks them and writes release.json (step
+	 * 2's work) in this transaction's snapshot: what is written is what was
+	 * checked.  The document lives in mcxt's mapping, freed with it.
+	 */
+	doc = release_doc_create(mcxt);
+	problems = release_build(in, doc);
 	if (problems != NIL)
 		release_report_problems(in, problems);
 	if (in->tileset != NULL)
 		tiles = load_tiles(in->tileset->id, &ntiles, mcxt);
 	job_step_done(job, 10,
-				  psprintf("Validated version %d of %s: %d overlays, %d assets, %lld tiles",
-						   in->version_number, in->project_slug, list_length(in->overlays),
+				  psprintf("Validated version %d of %s: %lld overlays, %d assets, %lld tiles",
+						   in->version_number, in->project_slug, (long long) in->overlay_count,
 						   list_length(in->assets), (long long) ntiles));
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
@@ -303,17 +309,15 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	live_key = psprintf("%s/release.json", prefix);
 	release_url = storage_public_url(target, live_key);
 
-	/* Step 2: build release.json (30%) */
-	doc = release_build_json(in, &doc_len);
-	doc_sha = checksum_sha256_hex(doc, doc_len);
+	/* Step 2: release.json was built with the validation pass (30%) */
 	job_txn_begin("publish: built release.json");
-	job_step_done(job, 30, psprintf("Built release.json: %zu bytes, sha256 %s", doc_len, doc_sha));
+	job_step_done(job, 30, psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256));
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
 	/* Step 3: upload the immutable copy (50%) */
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-	storage_put(target, versioned_key, doc, doc_len, "application/json", CACHE_IMMUTABLE);
+	storage_put(target, versioned_key, doc->data, doc->len, "application/json", CACHE_IMMUTABLE);
 	job_txn_begin("publish: uploaded release.json");
 	job_step_done(job, 50, psprintf("Uploaded release.json as %s", versioned_key));
 	job_txn_commit(false);
@@ -343,12 +347,12 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	 */
 	HOLD_CANCEL_INTERRUPTS();
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
-	storage_put(target, live_key, doc, doc_len, "application/json", CACHE_LIVE);
+	storage_put(target, live_key, doc->data, doc->len, "application/json", CACHE_LIVE);
 
 	job_txn_begin("publish: marking published");
 	{
 		Oid			types[13] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT4OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
+		INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
 		Datum		values[13];
 
 		values[0] = CStringGetTextDatum(job->id);
@@ -357,13 +361,13 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		values[3] = CStringGetTextDatum(in->env);
 		values[4] = CStringGetTextDatum(published_at);
 		values[5] = CStringGetTextDatum(release_url);
-		values[6] = Int32GetDatum(list_length(in->overlays));
+		values[6] = Int64GetDatum(in->overlay_count);
 		values[7] = Int32GetDatum(list_length(in->assets));
 		values[8] = Int64GetDatum(ntiles);
 		values[9] = Int64GetDatum(counts.copied);
 		values[10] = Int64GetDatum(counts.skipped);
-		values[11] = Int64GetDatum((int64) doc_len);
-		values[12] = CStringGetTextDatum(doc_sha);
+		values[11] = Int64GetDatum((int64) doc->len);
+		values[12] = CStringGetTextDatum(doc->sha256);
 
 		if (SPI_execute_with_args(
 								  "WITH v AS ("

@@ -15,7 +15,8 @@
  *	  job_publish.c    the five steps of a publish job
  *	  release_input.c  read a version's content through SPI
  *	  validation.c     every problem that stops a version from publishing
- *	  release_builder.c  release.json with json-c
+ *	  release_builder.c  release.json, streamed overlay by overlay (json-c)
+ *	  release_doc.c    the bytes of release.json and their SHA-256
  *	  storage.c        storage targets and the backend interface
  *	  storage_local.c  the file:// backend
  *	  storage_http.c   the http(s):// backend (HTTP PUT / WebDAV)
@@ -38,6 +39,7 @@
 #include "nodes/pg_list.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
+#include "utils/jsonb.h"
 #include "utils/palloc.h"
 
 #define PUBLISH_EXTENSION_NAME	"publish"
@@ -124,13 +126,17 @@ typedef struct ReleaseAsset
 	char	   *sha256;			/* NULL when unknown */
 } ReleaseAsset;
 
+/*
+ * One overlay, as release_input_scan_overlays hands it over: valid only
+ * during the callback (it lives in a context reset after each batch).
+ */
 typedef struct ReleaseOverlay
 {
 	char	   *key;
 	char	   *name;
 	char	   *overlay_type;
-	char	   *geometry_text;	/* as PostgreSQL wrote it */
-	char	   *properties_text;
+	Jsonb	   *geometry;		/* detoasted; never NULL (the column is NOT NULL) */
+	Jsonb	   *properties;
 	bool		has_asset_id;	/* asset_id is set ... */
 	char	   *asset_key;		/* ... and names this asset of the version */
 } ReleaseOverlay;
@@ -161,18 +167,41 @@ typedef struct ReleaseInput
 	char	   *base_url;		/* public URL of the target's root */
 	char	   *published_at;	/* ISO 8601, UTC */
 	List	   *assets;			/* of ReleaseAsset * */
-	List	   *overlays;		/* of ReleaseOverlay * */
+	int64		overlay_count;	/* set by the scan of the overlays */
 	ReleaseTileset *tileset;	/* NULL when the version has none */
 } ReleaseInput;
 
+typedef void (*ReleaseOverlayCallback) (ReleaseOverlay *overlay, void *arg);
+
 extern ReleaseInput *release_input_load(const char *version_id, const char *env,
 										const char *published_at_iso, MemoryContext mcxt);
+extern int64 release_input_scan_overlays(ReleaseInput *input,
+										 ReleaseOverlayCallback callback, void *arg);
 
 /* validation.c */
-extern List *release_validate(ReleaseInput *input);
+typedef struct ReleaseProblems ReleaseProblems;
+
+extern ReleaseProblems *release_problems_begin(ReleaseInput *input);
+extern void release_check_overlay(ReleaseProblems *problems, ReleaseOverlay *overlay);
+extern bool release_problems_found(ReleaseProblems *problems);
+extern List *release_problems_end(ReleaseProblems *problems, ReleaseInput *input);
 extern void release_report_problems(ReleaseInput *input, List *problems);
 
+/* release_doc.c: the document's bytes, in one growing mapping */
+typedef struct ReleaseDoc
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;			/* bytes mapped */
+	void	   *sha256_ctx;		/* while it is written */
+	char		sha256[65];		/* hex, once finished */
+} ReleaseDoc;
+
+extern ReleaseDoc *release_doc_create(MemoryContext mcxt);
+extern void release_doc_append(ReleaseDoc *doc, const char *data, size_t len);
+extern void release_doc_finish(ReleaseDoc *doc);
+
 /* release_builder.c */
-extern char *release_build_json(ReleaseInput *input, size_t *len);
+extern List *release_build(ReleaseInput *input, ReleaseDoc *doc);
 
 #endif							/* PUBLISH_H */

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * release_builder.c
- *	  release.json, built with json-c from a ReleaseInput.
+ *	  release.json, written overlay by overlay as they stream from the
+ *	  database, and checked on the way.
  *
  * The document is deterministic: keys in a fixed order, assets and overlays
  * ordered by key (release_input.c), numbers written as PostgreSQL wrote
@@ -13,10 +14,22 @@
  *	 "overlays": [{"key", "name", "type", "geometry", "properties", "asset"}],
  *	 "tileset": {"format", "tile_size", "min_zoom", "max_zoom", "bounds",
  *	             "tile_count", "url_template"} | null}
+ *	(written without spaces: json-c's JSON_C_TO_STRING_PLAIN).
  *
- * Geometry and properties are embedded as the text PostgreSQL wrote for the
- * jsonb values (raw_json), so they are byte-for-byte what the database holds.
- * json-c allocates with malloc: the root is released in PG_FINALLY.
+ * One pass over the overlays both validates and writes: each overlay is
+ * checked (validation.c) and, while no problem has been found, written.
+ * The head (project, assets) and the tileset are small json-c trees,
+ * serialized by json-c.  An overlay is written piece by piece: its strings
+ * are escaped by json-c (one reused string object, so no allocation per
+ * overlay), and its geometry and properties are the text PostgreSQL makes
+ * of the jsonb values (JsonbToCString, as jsonb's output function does),
+ * written straight into the staging buffer, so nested documents are
+ * neither parsed nor re-formatted and numbers are never rounded.  The
+ * staging buffer goes to the ReleaseDoc (release_doc.c) in 64 kB pieces.
+ * Peak memory: the document, one staging buffer and one batch of rows.
+ *
+ * json-c allocates with malloc: every json-c object is released in a
+ * PG_FINALLY.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,7 +37,21 @@
 
 #include <json-c/json.h>
 
+#include "lib/stringinfo.h"
+
 #define RELEASE_SCHEMA_VERSION 1
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define STAGING_FLUSH_AT 65536
+
+typedef struct Builder
+{
+	ReleaseInput *in;
+	ReleaseDoc *doc;			/* NULL: check only */
+	ReleaseProblems *problems;
+	StringInfoData buf;			/* staging, flushed into doc */
+	json_object *str;			/* reused to escape each string */
+	bool		first;			/* no overlay written yet */
+} Builder;
 
 /* json-c returns NULL when malloc fails; turn that into an error. */
 static json_object *
@@ -51,32 +78,6 @@ static json_object *
 str_or_null(const char *s)
 {
 	return s ? checked(json_object_new_string(s)) : NULL;
-}
-
-/* Writes a raw-JSON object: the text PostgreSQL produced, unchanged. */
-static int
-raw_json_serializer(json_object *jso, struct printbuf *pb, int level, int flags)
-{
-	const char *text = json_object_get_userdata(jso);
-
-	return printbuf_memappend(pb, text, strlen(text));
-}
-
-/*
- * A json-c object that serializes as the given JSON text (valid JSON from a
- * jsonb column), so nested documents are neither reparsed nor re-formatted.
- * The text must outlive the object.
- */
-static json_object *
-raw_json(char *text)
-{
-	json_object *obj;
-
-	if (text == NULL)
-		return NULL;
-	obj = checked(json_object_new_object());
-	json_object_set_serializer(obj, raw_json_serializer, text, NULL);
-	return obj;
 }
 
 static void
@@ -110,64 +111,132 @@ release_tile_url_template(ReleaseInput *in)
 					in->tileset->format);
 }
 
+/* Appends the JSON text of a json-c value (NULL: null) to the staging buffer. */
 static void
-build_document(json_object *root, ReleaseInput *in)
+put_json(Builder *b, json_object *value)
 {
-	json_object *project;
-	json_object *assets;
-	json_object *overlays;
-	ListCell   *lc;
+	size_t		len;
+	const char *text;
 
-	add(root, "schema_version", checked(json_object_new_int(RELEASE_SCHEMA_VERSION)));
-	project = checked(json_object_new_object());
-	add(root, "project", project);
-	add(project, "slug", str_or_null(in->project_slug));
-	add(project, "name", str_or_null(in->project_name));
-	add(root, "version", checked(json_object_new_int(in->version_number)));
-	add(root, "environment", str_or_null(in->env));
-	add(root, "published_at", str_or_null(in->published_at));
-
-	assets = checked(json_object_new_array_ext(list_length(in->assets)));
-	add(root, "assets", assets);
-	foreach(lc, in->assets)
+	if (value == NULL)
 	{
-		ReleaseAsset *a = lfirst(lc);
-		json_object *obj = checked(json_object_new_object());
-
-		append(assets, obj);
-		add(obj, "key", str_or_null(a->key));
-		add(obj, "kind", str_or_null(a->kind));
-		add(obj, "path", str_or_null(a->storage_path));
-		add(obj, "url", str_or_null(release_url_of(in, a->storage_path)));
-		add(obj, "content_type", str_or_null(a->content_type));
-		add(obj, "byte_size", a->has_size ? checked(json_object_new_int64(a->byte_size)) : NULL);
-		add(obj, "sha256", str_or_null(a->sha256));
+		appendBinaryStringInfo(&b->buf, "null", 4);
+		return;
 	}
+	text = json_object_to_json_string_length(value, JSON_FLAGS, &len);
+	if (text == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while writing release.json")));
+	appendBinaryStringInfo(&b->buf, text, len);
+}
 
-	overlays = checked(json_object_new_array_ext(list_length(in->overlays)));
-	add(root, "overlays", overlays);
-	foreach(lc, in->overlays)
+/* Appends a string as a JSON string, escaped by json-c (NULL: null). */
+static void
+put_string(Builder *b, const char *s)
+{
+	if (s == NULL)
 	{
-		ReleaseOverlay *o = lfirst(lc);
-		json_object *obj = checked(json_object_new_object());
-
-		append(overlays, obj);
-		add(obj, "key", str_or_null(o->key));
-		add(obj, "name", str_or_null(o->name));
-		add(obj, "type", str_or_null(o->overlay_type));
-		add(obj, "geometry", raw_json(o->geometry_text));
-		add(obj, "properties", raw_json(o->properties_text));
-		add(obj, "asset", str_or_null(o->asset_key));
+		appendBinaryStringInfo(&b->buf, "null", 4);
+		return;
 	}
+	if (!json_object_set_string(b->str, s))
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while writing release.json")));
+	put_json(b, b->str);
+}
 
-	if (in->tileset == NULL)
-		add(root, "tileset", NULL);
+/* Appends a jsonb value's text, as jsonb_out writes it (NULL: null). */
+static void
+put_jsonb(Builder *b, Jsonb *value)
+{
+	if (value == NULL)
+		appendBinaryStringInfo(&b->buf, "null", 4);
 	else
-	{
-		ReleaseTileset *ts = in->tileset;
-		json_object *obj = checked(json_object_new_object());
+		(void) JsonbToCString(&b->buf, &value->root, VARSIZE(value));
+}
 
-		add(root, "tileset", obj);
+static void
+flush(Builder *b)
+{
+	release_doc_append(b->doc, b->buf.data, b->buf.len);
+	resetStringInfo(&b->buf);
+}
+
+/*
+ * The document up to the overlays: the head object, serialized by json-c
+ * without its closing brace, then the key of the overlays.
+ */
+static void
+write_head(Builder *b)
+{
+	ReleaseInput *in = b->in;
+	json_object *root = checked(json_object_new_object());
+
+	PG_TRY();
+	{
+		json_object *project;
+		json_object *assets;
+		ListCell   *lc;
+		int			start = b->buf.len;
+
+		add(root, "schema_version", checked(json_object_new_int(RELEASE_SCHEMA_VERSION)));
+		project = checked(json_object_new_object());
+		add(root, "project", project);
+		add(project, "slug", str_or_null(in->project_slug));
+		add(project, "name", str_or_null(in->project_name));
+		add(root, "version", checked(json_object_new_int(in->version_number)));
+		add(root, "environment", str_or_null(in->env));
+		add(root, "published_at", str_or_null(in->published_at));
+
+		assets = checked(json_object_new_array_ext(list_length(in->assets)));
+		add(root, "assets", assets);
+		foreach(lc, in->assets)
+		{
+			ReleaseAsset *a = lfirst(lc);
+			json_object *obj = checked(json_object_new_object());
+
+			append(assets, obj);
+			add(obj, "key", str_or_null(a->key));
+			add(obj, "kind", str_or_null(a->kind));
+			add(obj, "path", str_or_null(a->storage_path));
+			add(obj, "url", str_or_null(release_url_of(in, a->storage_path)));
+			add(obj, "content_type", str_or_null(a->content_type));
+			add(obj, "byte_size", a->has_size ? checked(json_object_new_int64(a->byte_size)) : NULL);
+			add(obj, "sha256", str_or_null(a->sha256));
+		}
+		put_json(b, root);
+		/* drop the closing brace: the overlays and the tileset follow */
+		Assert(b->buf.len > start && b->buf.data[b->buf.len - 1] == '}');
+		(void) start;
+		b->buf.data[--b->buf.len] = '\0';
+		appendStringInfoString(&b->buf, ",\"overlays\":[");
+	}
+	PG_FINALLY();
+	{
+		json_object_put(root);
+	}
+	PG_END_TRY();
+}
+
+/* The end of the document: the overlays' closing bracket and the tileset. */
+static void
+write_tail(Builder *b)
+{
+	ReleaseInput *in = b->in;
+	ReleaseTileset *ts = in->tileset;
+	json_object *obj;
+
+	appendStringInfoString(&b->buf, "],\"tileset\":");
+	if (ts == NULL)
+	{
+		appendStringInfoString(&b->buf, "null}");
+		return;
+	}
+	obj = checked(json_object_new_object());
+	PG_TRY();
+	{
 		add(obj, "format", str_or_null(ts->format));
 		add(obj, "tile_size", checked(json_object_new_int(ts->tile_size)));
 		add(obj, "min_zoom", checked(json_object_new_int(ts->min_zoom)));
@@ -185,38 +254,89 @@ build_document(json_object *root, ReleaseInput *in)
 		}
 		add(obj, "tile_count", checked(json_object_new_int64(ts->tile_count)));
 		add(obj, "url_template", str_or_null(release_tile_url_template(in)));
-	}
-}
-
-/*
- * Builds release.json; returns it palloc'd in the current memory context
- * with its length in *len.  The input must have passed release_validate.
- */
-char *
-release_build_json(ReleaseInput *in, size_t *len)
-{
-	json_object *root = checked(json_object_new_object());
-	char	   *result = NULL;
-
-	PG_TRY();
-	{
-		const char *text;
-
-		build_document(root, in);
-		text = json_object_to_json_string_length(root,
-												 JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-												 len);
-		if (text == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory while writing release.json")));
-		result = palloc(*len + 1);
-		memcpy(result, text, *len + 1);
+		put_json(b, obj);
 	}
 	PG_FINALLY();
 	{
-		json_object_put(root);
+		json_object_put(obj);
 	}
 	PG_END_TRY();
-	return result;
+	appendStringInfoChar(&b->buf, '}');
+}
+
+/* One overlay from the scan: checked, then written while all is well. */
+static void
+overlay_callback(ReleaseOverlay *o, void *arg)
+{
+	Builder    *b = arg;
+
+	release_check_overlay(b->problems, o);
+	if (b->doc == NULL || release_problems_found(b->problems))
+		return;					/* no document will come of it */
+
+	appendStringInfoString(&b->buf, b->first ? "{\"key\":" : ",{\"key\":");
+	b->first = false;
+	put_string(b, o->key);
+	appendStringInfoString(&b->buf, ",\"name\":");
+	put_string(b, o->name);
+	appendStringInfoString(&b->buf, ",\"type\":");
+	put_string(b, o->overlay_type);
+	appendStringInfoString(&b->buf, ",\"geometry\":");
+	put_jsonb(b, o->geometry);
+	appendStringInfoString(&b->buf, ",\"properties\":");
+	put_jsonb(b, o->properties);
+	appendStringInfoString(&b->buf, ",\"asset\":");
+	put_string(b, o->asset_key);
+	appendStringInfoChar(&b->buf, '}');
+	if (b->buf.len >= STAGING_FLUSH_AT)
+		flush(b);
+}
+
+/*
+ * Checks the release and, with a doc, writes release.json into it, in one
+ * pass over the overlays.  Returns every problem (a List of palloc'd
+ * strings, see validation.c); when there is any, the doc holds no usable
+ * document.  The caller is in a transaction with SPI connected; problems
+ * are allocated in the current memory context.
+ */
+List *
+release_build(ReleaseInput *in, ReleaseDoc *doc)
+{
+	Builder		b;
+	List	   *problems;
+
+	memset(&b, 0, sizeof(b));
+	b.in = in;
+	b.doc = doc;
+	b.first = true;
+	b.problems = release_problems_begin(in);
+	if (doc != NULL)
+	{
+		initStringInfo(&b.buf);
+		enlargeStringInfo(&b.buf, STAGING_FLUSH_AT + 8192);
+		write_head(&b);
+		b.str = checked(json_object_new_string(""));
+	}
+	PG_TRY();
+	{
+		(void) release_input_scan_overlays(in, overlay_callback, &b);
+	}
+	PG_FINALLY();
+	{
+		if (b.str != NULL)
+			json_object_put(b.str);
+	}
+	PG_END_TRY();
+	problems = release_problems_end(b.problems, in);
+	if (doc != NULL)
+	{
+		if (problems == NIL)
+		{
+			write_tail(&b);
+			flush(&b);
+		}
+		release_doc_finish(doc);
+		pfree(b.buf.data);
+	}
+	return problems;
 }

@@ -4,11 +4,19 @@
  *	  Read what goes into a release: a version's project, assets, overlays
  *	  and tileset, through SPI.
  *
+ * release_input_load reads the small part (project, version, assets,
+ * tileset) into a ReleaseInput; release_input_scan_overlays then streams
+ * the overlays through an SPI cursor, a batch at a time, and hands each to
+ * a callback (validation.c checks it, release_builder.c writes it), so
+ * memory stays bounded by a batch whatever the number of overlays.
+ * Geometry and properties arrive as jsonb values, not text: validation
+ * walks their binary form and the builder writes their text straight into
+ * the document.
+ *
  * Rows come ordered by key in the "C" collation, so the same content gives
- * the same release.json whatever the database's collation.  Geometry and
- * properties are kept as the text PostgreSQL wrote (release.json embeds it
- * as is, so numbers are never rounded or clamped); validation.c parses each
- * geometry in turn.
+ * the same release.json whatever the database's collation.  Both queries
+ * run read-only, with the transaction's active snapshot: the caller sees
+ * one state of the version, from the limit check to the last overlay.
  *
  * Caller is in a transaction with SPI connected.
  *
@@ -18,9 +26,13 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 #include "utils/builtins.h"
+
+/* overlays fetched from the cursor at a time */
+#define OVERLAY_BATCH	1000
 
 static bool
 col_isnull(HeapTuple row, int col)
@@ -122,29 +134,6 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		in->assets = lappend(in->assets, a);
 	}
 
-	/* overlays, with the key of their asset when it belongs to this version */
-	run_query("SELECT o.key, o.name, o.overlay_type, o.geometry::text, o.properties::text, "
-			  "       o.asset_id IS NOT NULL, a.key "
-			  "  FROM publish.overlays o "
-			  "  LEFT JOIN publish.assets a ON a.id = o.asset_id AND a.version_id = o.version_id "
-			  " WHERE o.version_id = $1::uuid "
-			  " ORDER BY o.key COLLATE \"C\"", version_id);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		ReleaseOverlay *o = palloc0(sizeof(ReleaseOverlay));
-		bool		isnull;
-
-		row = SPI_tuptable->vals[i];
-		o->key = spi_text(row, 1, mcxt);
-		o->name = spi_text(row, 2, mcxt);
-		o->overlay_type = spi_text(row, 3, mcxt);
-		o->geometry_text = spi_text(row, 4, mcxt);
-		o->properties_text = spi_text(row, 5, mcxt);
-		o->has_asset_id = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 6, &isnull));
-		o->asset_key = spi_text(row, 7, mcxt);
-		in->overlays = lappend(in->overlays, o);
-	}
-
 	/* tileset */
 	run_query("SELECT t.id, t.format, t.tile_size, t.min_zoom, t.max_zoom, "
 			  "       t.bounds[1]::text, t.bounds[2]::text, t.bounds[3]::text, t.bounds[4]::text, "
@@ -173,4 +162,77 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return in;
+}
+
+/*
+ * Streams the overlays of the version, ordered by key, to callback; returns
+ * how many there were (also stored in input->overlay_count).  Each overlay
+ * lives in a memory context reset after each batch: the callback copies
+ * what it keeps.
+ */
+int64
+release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext batch = AllocSetContextCreate(caller, "publish overlay batch",
+												ALLOCSET_DEFAULT_SIZES);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(in->version_id)};
+	Portal		portal;
+	int64		count = 0;
+
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT o.key, o.name, o.overlay_type, o.geometry, o.properties, "
+									   "       o.asset_id IS NOT NULL, a.key "
+									   "  FROM publish.overlays o "
+									   "  LEFT JOIN publish.assets a ON a.id = o.asset_id AND a.version_id = o.version_id "
+									   " WHERE o.version_id = $1::uuid "
+									   " ORDER BY o.key COLLATE \"C\"",
+									   1, argtypes, args, NULL, true, 0);
+	if (portal == NULL)
+		elog(ERROR, "publish: could not read the overlays");
+	for (;;)
+	{
+		SPITupleTable *tuptable;
+		TupleDesc	desc;
+
+		SPI_cursor_fetch(portal, true, OVERLAY_BATCH);
+		if (SPI_processed == 0)
+			break;
+		tuptable = SPI_tuptable;
+		desc = tuptable->tupdesc;
+		MemoryContextSwitchTo(batch);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	row = tuptable->vals[i];
+			ReleaseOverlay o;
+			bool		isnull;
+			Datum		d;
+
+			d = SPI_getbinval(row, desc, 1, &isnull);
+			o.key = TextDatumGetCString(d);
+			d = SPI_getbinval(row, desc, 2, &isnull);
+			o.name = isnull ? NULL : TextDatumGetCString(d);
+			d = SPI_getbinval(row, desc, 3, &isnull);
+			o.overlay_type = TextDatumGetCString(d);
+			d = SPI_getbinval(row, desc, 4, &isnull);
+			o.geometry = isnull ? NULL : DatumGetJsonbP(d);
+			d = SPI_getbinval(row, desc, 5, &isnull);
+			o.properties = isnull ? NULL : DatumGetJsonbP(d);
+			o.has_asset_id = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+			d = SPI_getbinval(row, desc, 7, &isnull);
+			o.asset_key = isnull ? NULL : TextDatumGetCString(d);
+			count++;
+			callback(&o, arg);
+		}
+		SPI_freetuptable(tuptable);
+		MemoryContextSwitchTo(caller);
+		MemoryContextReset(batch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(batch);
+	in->overlay_count = count;
+	return count;
 }

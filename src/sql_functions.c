@@ -85,20 +85,20 @@ publish_release_document(PG_FUNCTION_ARGS)
 	char	   *published_at = iso_utc(PG_GETARG_TIMESTAMPTZ(2));
 	MemoryContext mcxt = CurrentMemoryContext;
 	ReleaseInput *in;
+	ReleaseDoc *doc;
 	List	   *problems;
-	char	   *doc;
-	size_t		len;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "publish: SPI_connect failed");
 	in = release_input_load(version_id, env, published_at, mcxt);
+	MemoryContextSwitchTo(mcxt);
+	doc = release_doc_create(mcxt);
+	problems = release_build(in, doc);
 	SPI_finish();
 
-	problems = release_validate(in);
 	if (problems != NIL)
 		release_report_problems(in, problems);
-	doc = release_build_json(in, &len);
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(doc, len));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(doc->data, doc->len));
 }
 
 Datum
@@ -117,9 +117,10 @@ publish_validation_problems(PG_FUNCTION_ARGS)
 		elog(ERROR, "publish: SPI_connect failed");
 	/* the environment only matters for URLs; any configured one will do */
 	in = release_input_load(version_id, "", "", mcxt);
+	MemoryContextSwitchTo(mcxt);
+	problems = release_build(in, NULL);
 	SPI_finish();
 
-	problems = release_validate(in);
 	foreach(lc, problems)
 	{
 		Datum		value = CStringGetTextDatum((char *) lfirst(lc));

@@ -17,29 +17,49 @@
  *	  - a tileset that was never built, has no tiles, or has tiles outside
  *	    its zoom range.
  *
+ * Overlays are checked one at a time as release_input_scan_overlays streams
+ * them (release_build drives the scan).  A geometry is checked on its jsonb
+ * binary form, by looking members and elements up in place: nothing is
+ * parsed or copied.  Numbers are jsonb numerics; they are compared with
+ * numeric_cmp in the common case and converted to double where the old
+ * json-c checks did (near 1e15, and for unequal ring ends), so the verdicts
+ * are those of a double-precision GeoJSON reader.  A geometry nested deeper
+ * than 32 levels (json-c's default limit, which earlier versions parsed
+ * geometries with) is reported as such instead of any other problem.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
 
 #include <math.h>
-#include <json-c/json.h>
 
 #include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #define MAX_REPORTED_PROBLEMS 100
 #define MAX_COORDINATE 1e15
+#define GEOMETRY_MAX_DEPTH 32
 
-typedef struct Problems
+struct ReleaseProblems
 {
 	List	   *list;
 	const char *overlay;		/* key of the overlay being checked */
-} Problems;
+	MemoryContext mcxt;			/* where the list and its strings live */
+	Datum		fast_max;		/* numeric 1e14: below it, no double needed */
+	Datum		fast_min;		/* numeric -1e14 */
+};
+
+typedef ReleaseProblems Problems;
 
 static void add_problem(Problems *p, const char *fmt,...) pg_attribute_printf(2, 3);
 
 static void
 add_problem(Problems *p, const char *fmt,...)
 {
+	MemoryContext old = MemoryContextSwitchTo(p->mcxt);
 	StringInfoData buf;
 	va_list		args;
 
@@ -58,42 +78,87 @@ add_problem(Problems *p, const char *fmt,...)
 		enlargeStringInfo(&buf, needed);
 	}
 	p->list = lappend(p->list, buf.data);
+	MemoryContextSwitchTo(old);
 }
 
 static bool
-is_number(json_object *v)
+is_number(JsonbValue *v)
 {
-	return json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int);
+	return v != NULL && v->type == jbvNumeric;
+}
+
+static bool
+is_array(JsonbValue *v)
+{
+	return v != NULL && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
+}
+
+static size_t
+jarray_length(JsonbValue *v)
+{
+	return JsonContainerSize(v->val.binary.data);
+}
+
+static JsonbValue *
+jarray_get(JsonbValue *v, size_t i)
+{
+	return getIthJsonbValueFromContainer(v->val.binary.data, i);
+}
+
+/* A jsonb number as a GeoJSON reader's double (strtod: huge ones are inf). */
+static double
+number_double(JsonbValue *v)
+{
+	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
+														   NumericGetDatum(v->val.numeric)));
+
+	return strtod(text, NULL);
+}
+
+static bool
+number_in_range(Problems *p, JsonbValue *v)
+{
+	Datum		d = NumericGetDatum(v->val.numeric);
+	double		x;
+
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->fast_max)) < 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->fast_min)) > 0)
+		return true;
+	x = number_double(v);
+	return isfinite(x) && fabs(x) < MAX_COORDINATE;
+}
+
+static bool
+numbers_equal(JsonbValue *a, JsonbValue *b)
+{
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a->val.numeric),
+										  NumericGetDatum(b->val.numeric))) == 0)
+		return true;
+	/* unequal numbers may still be the same double */
+	return number_double(a) == number_double(b);
 }
 
 /* A position: [x, y] or [x, y, z] of finite numbers. */
 static bool
-check_position(Problems *p, json_object *pos, const char *where)
+check_position(Problems *p, JsonbValue *pos, const char *where)
 {
 	size_t		n;
 
-	if (!json_object_is_type(pos, json_type_array) ||
-		(n = json_object_array_length(pos)) < 2 || n > 3)
+	if (!is_array(pos) || (n = jarray_length(pos)) < 2 || n > 3)
 	{
 		add_problem(p, "%s is not a position of 2 or 3 numbers", where);
 		return false;
 	}
 	for (size_t i = 0; i < n; i++)
 	{
-		json_object *c = json_object_array_get_idx(pos, i);
+		JsonbValue *c = jarray_get(pos, i);
 
 		if (!is_number(c))
 		{
 			add_problem(p, "%s has a coordinate that is not a number", where);
 			return false;
 		}
-		/*
-		 * json-c turns numbers too large for a double into infinity and
-		 * integers too large for 64 bits into the largest one: both are out
-		 * of range here.
-		 */
-		if (!isfinite(json_object_get_double(c)) ||
-			fabs(json_object_get_double(c)) >= MAX_COORDINATE)
+		if (!number_in_range(p, c))
 		{
 			add_problem(p, "%s has a coordinate that is not a finite number below 1e15", where);
 			return false;
@@ -104,16 +169,16 @@ check_position(Problems *p, json_object *pos, const char *where)
 
 /* An array of at least min positions; with closed, first equals last. */
 static bool
-check_positions(Problems *p, json_object *arr, size_t min, bool closed, const char *what)
+check_positions(Problems *p, JsonbValue *arr, size_t min, bool closed, const char *what)
 {
 	size_t		n;
 
-	if (!json_object_is_type(arr, json_type_array))
+	if (!is_array(arr))
 	{
 		add_problem(p, "%s is not an array of positions", what);
 		return false;
 	}
-	n = json_object_array_length(arr);
+	n = jarray_length(arr);
 	if (n < min)
 	{
 		add_problem(p, "%s has %zu position%s, at least %zu are needed",
@@ -125,19 +190,18 @@ check_positions(Problems *p, json_object *arr, size_t min, bool closed, const ch
 		char		where[128];
 
 		snprintf(where, sizeof(where), "position %zu of %s", i + 1, what);
-		if (!check_position(p, json_object_array_get_idx(arr, i), where))
+		if (!check_position(p, jarray_get(arr, i), where))
 			return false;
 	}
 	if (closed)
 	{
-		json_object *first = json_object_array_get_idx(arr, 0);
-		json_object *last = json_object_array_get_idx(arr, n - 1);
+		JsonbValue *first = jarray_get(arr, 0);
+		JsonbValue *last = jarray_get(arr, n - 1);
 
-		for (size_t i = 0; i < json_object_array_length(first); i++)
+		for (size_t i = 0; i < jarray_length(first); i++)
 		{
-			if (i >= json_object_array_length(last) ||
-				json_object_get_double(json_object_array_get_idx(first, i)) !=
-				json_object_get_double(json_object_array_get_idx(last, i)))
+			if (i >= jarray_length(last) ||
+				!numbers_equal(jarray_get(first, i), jarray_get(last, i)))
 			{
 				add_problem(p, "%s is not closed (its first and last positions differ)", what);
 				return false;
@@ -149,11 +213,11 @@ check_positions(Problems *p, json_object *arr, size_t min, bool closed, const ch
 
 /* Polygon coordinates: one or more closed rings of four or more positions. */
 static bool
-check_polygon(Problems *p, json_object *rings, const char *what)
+check_polygon(Problems *p, JsonbValue *rings, const char *what)
 {
 	size_t		n;
 
-	if (!json_object_is_type(rings, json_type_array) || (n = json_object_array_length(rings)) == 0)
+	if (!is_array(rings) || (n = jarray_length(rings)) == 0)
 	{
 		add_problem(p, "%s needs an array of one or more linear rings", what);
 		return false;
@@ -163,7 +227,7 @@ check_polygon(Problems *p, json_object *rings, const char *what)
 		char		ring[128];
 
 		snprintf(ring, sizeof(ring), "ring %zu of %s", i + 1, what);
-		if (!check_positions(p, json_object_array_get_idx(rings, i), 4, true, ring))
+		if (!check_positions(p, jarray_get(rings, i), 4, true, ring))
 			return false;
 	}
 	return true;
@@ -171,11 +235,11 @@ check_polygon(Problems *p, json_object *rings, const char *what)
 
 /* Each element of a Multi* geometry's coordinates, checked by kind. */
 static bool
-check_multi(Problems *p, json_object *coords, const char *type)
+check_multi(Problems *p, JsonbValue *coords, const char *type)
 {
 	size_t		n;
 
-	if (!json_object_is_type(coords, json_type_array) || (n = json_object_array_length(coords)) == 0)
+	if (!is_array(coords) || (n = jarray_length(coords)) == 0)
 	{
 		add_problem(p, "%s needs one or more parts", type);
 		return false;
@@ -183,7 +247,7 @@ check_multi(Problems *p, json_object *coords, const char *type)
 	for (size_t i = 0; i < n; i++)
 	{
 		char		part[64];
-		json_object *c = json_object_array_get_idx(coords, i);
+		JsonbValue *c = jarray_get(coords, i);
 
 		snprintf(part, sizeof(part), "part %zu of the %s", i + 1, type);
 		if (strcmp(type, "MultiPolygon") == 0 ? !check_polygon(p, c, part)
@@ -194,93 +258,64 @@ check_multi(Problems *p, json_object *coords, const char *type)
 }
 
 /*
- * Parses an overlay's geometry text; NULL if it does not parse, with the
- * reason in *error (json-c refuses nesting deeper than
- * JSON_TOKENER_DEFAULT_DEPTH, 32 levels, which jsonb allows: a hostile
- * geometry of 10,000 levels ends here as a validation problem).  The caller
- * releases the object.
+ * Is a value in the container (depth: the container's own, the root's
+ * being 1) deeper than GEOMETRY_MAX_DEPTH?  The walk stops at the first
+ * value too deep, so a hostile geometry costs no more than the limit.
  */
-static json_object *
-parse_geometry(const char *text, const char **error)
+static bool
+deeper_than_limit(JsonbContainer *root)
 {
-	json_object *obj;
-	struct json_tokener *tok;
-	enum json_tokener_error jerr;
+	JsonbIterator *it = JsonbIteratorInit(root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			depth = 0;
 
-	*error = NULL;
-	if (text == NULL)
-		return NULL;
-	tok = json_tokener_new();
-	if (tok == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while reading geometry")));
-	obj = json_tokener_parse_ex(tok, text, -1);
-	jerr = json_tokener_get_error(tok);
-	json_tokener_free(tok);
-	if (obj != NULL && jerr != json_tokener_success)
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
-		json_object_put(obj);
-		obj = NULL;
+		switch (tok)
+		{
+			case WJB_BEGIN_ARRAY:
+			case WJB_BEGIN_OBJECT:
+				if (++depth > GEOMETRY_MAX_DEPTH)
+					return true;
+				break;
+			case WJB_END_ARRAY:
+			case WJB_END_OBJECT:
+				depth--;
+				break;
+			case WJB_ELEM:
+			case WJB_VALUE:
+				if (depth + 1 > GEOMETRY_MAX_DEPTH)
+					return true;
+				break;
+			default:
+				break;
+		}
 	}
-	/* JSON null parses to NULL too, without an error */
-	if (obj == NULL && jerr == json_tokener_error_depth)
-		*error = psprintf("geometry is nested deeper than %d levels", JSON_TOKENER_DEFAULT_DEPTH);
-	else if (obj == NULL && jerr != json_tokener_success)
-		*error = pstrdup(json_tokener_error_desc(jerr));
-	return obj;
-}
-
-static void check_geometry_object(Problems *p, ReleaseOverlay *o, json_object *geometry);
-
-/*
- * Checks one overlay's geometry.  It is parsed here and freed at once, so
- * that a version of many overlays never holds more than one parsed
- * geometry (the release embeds the text, not the parsed object).
- */
-static void
-check_geometry(Problems *p, ReleaseOverlay *o)
-{
-	const char *error;
-	json_object *geometry = parse_geometry(o->geometry_text, &error);
-
-	if (geometry == NULL && error != NULL)
-	{
-		add_problem(p, "geometry could not be read: %s", error);
-		return;
-	}
-	PG_TRY();
-	{
-		check_geometry_object(p, o, geometry);
-	}
-	PG_FINALLY();
-	{
-		json_object_put(geometry);
-	}
-	PG_END_TRY();
+	return false;
 }
 
 static void
-check_geometry_object(Problems *p, ReleaseOverlay *o, json_object *geometry)
+check_geometry_object(Problems *p, ReleaseOverlay *o, Jsonb *geometry)
 {
-	json_object *type_obj;
-	json_object *coords;
-	const char *type;
+	JsonbValue *type_val;
+	JsonbValue *coords;
+	char	   *type;
 	const char *expected;
 	bool		allowed;
 
-	if (geometry == NULL || !json_object_is_type(geometry, json_type_object))
+	if (geometry == NULL || !JB_ROOT_IS_OBJECT(geometry))
 	{
 		add_problem(p, "geometry is not a GeoJSON geometry object");
 		return;
 	}
-	if (!json_object_object_get_ex(geometry, "type", &type_obj) ||
-		!json_object_is_type(type_obj, json_type_string))
+	type_val = getKeyJsonValueFromContainer(&geometry->root, "type", 4, NULL);
+	if (type_val == NULL || type_val->type != jbvString)
 	{
 		add_problem(p, "geometry has no \"type\"");
 		return;
 	}
-	type = json_object_get_string(type_obj);
+	type = pnstrdup(type_val->val.string.val, type_val->val.string.len);
 
 	if (strcmp(o->overlay_type, "marker") == 0 || strcmp(o->overlay_type, "label") == 0)
 	{
@@ -309,7 +344,8 @@ check_geometry_object(Problems *p, ReleaseOverlay *o, json_object *geometry)
 		return;
 	}
 
-	if (!json_object_object_get_ex(geometry, "coordinates", &coords))
+	coords = getKeyJsonValueFromContainer(&geometry->root, "coordinates", 11, NULL);
+	if (coords == NULL)
 	{
 		add_problem(p, "%s geometry has no \"coordinates\"", type);
 		return;
@@ -325,53 +361,108 @@ check_geometry_object(Problems *p, ReleaseOverlay *o, json_object *geometry)
 }
 
 /*
- * Returns every problem of the input as a List of palloc'd strings; NIL
- * when the version can be published.
+ * Checks one overlay's geometry.  A geometry too deep is reported as that
+ * alone.  The checks above reach at most 5 levels, so the depth is walked
+ * only when they found a problem or the object has other members than
+ * "type" and "coordinates".
  */
-List *
-release_validate(ReleaseInput *in)
+static void
+check_geometry(Problems *p, ReleaseOverlay *o)
 {
-	Problems	p = {NIL, NULL};
+	Jsonb	   *g = o->geometry;
+	int			before = list_length(p->list);
+	bool		plain = g != NULL && JB_ROOT_IS_OBJECT(g) && JB_ROOT_COUNT(g) <= 2;
+
+	if (!plain && g != NULL && deeper_than_limit(&g->root))
+	{
+		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
+					GEOMETRY_MAX_DEPTH);
+		return;
+	}
+	check_geometry_object(p, o, g);
+	if (plain && list_length(p->list) > before && deeper_than_limit(&g->root))
+	{
+		p->list = list_truncate(p->list, before);
+		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
+					GEOMETRY_MAX_DEPTH);
+	}
+}
+
+/*
+ * Starts the problems of a release: those of its assets.  The list and its
+ * strings live in the current memory context.
+ */
+ReleaseProblems *
+release_problems_begin(ReleaseInput *in)
+{
+	Problems   *p = palloc0(sizeof(Problems));
 	ListCell   *lc;
 
-	if (in->overlays == NIL)
-		add_problem(&p, "the version has no overlays");
-
+	p->mcxt = CurrentMemoryContext;
+	p->fast_max = DirectFunctionCall3(numeric_in, CStringGetDatum("1e14"),
+									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	p->fast_min = DirectFunctionCall3(numeric_in, CStringGetDatum("-1e14"),
+									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	foreach(lc, in->assets)
 	{
 		ReleaseAsset *a = lfirst(lc);
 
 		if (!a->has_size)
-			add_problem(&p, "asset \"%s\" has no byte_size", a->key);
+			add_problem(p, "asset \"%s\" has no byte_size", a->key);
 		if (a->sha256 == NULL)
-			add_problem(&p, "asset \"%s\" has no sha256", a->key);
+			add_problem(p, "asset \"%s\" has no sha256", a->key);
 	}
+	return p;
+}
 
-	foreach(lc, in->overlays)
+/* Adds the problems of one overlay (called in key order). */
+void
+release_check_overlay(ReleaseProblems *p, ReleaseOverlay *o)
+{
+	p->overlay = o->key;
+	check_geometry(p, o);
+	if (o->has_asset_id && o->asset_key == NULL)
+		add_problem(p, "refers to an asset that is not an asset of this version");
+	else if (strcmp(o->overlay_type, "image") == 0 && !o->has_asset_id)
+		add_problem(p, "an image overlay needs an asset");
+	p->overlay = NULL;
+}
+
+bool
+release_problems_found(ReleaseProblems *p)
+{
+	return p->list != NIL;
+}
+
+/*
+ * Ends the problems after the overlays were scanned: returns every problem
+ * of the input as a List of palloc'd strings, NIL when the version can be
+ * published.  A version without overlays says so first.
+ */
+List *
+release_problems_end(ReleaseProblems *p, ReleaseInput *in)
+{
+	if (in->overlay_count == 0)
 	{
-		ReleaseOverlay *o = lfirst(lc);
+		List	   *rest = p->list;
 
-		p.overlay = o->key;
-		check_geometry(&p, o);
-		if (o->has_asset_id && o->asset_key == NULL)
-			add_problem(&p, "refers to an asset that is not an asset of this version");
-		else if (strcmp(o->overlay_type, "image") == 0 && !o->has_asset_id)
-			add_problem(&p, "an image overlay needs an asset");
+		p->list = NIL;
+		add_problem(p, "the version has no overlays");
+		p->list = list_concat(p->list, rest);
 	}
-	p.overlay = NULL;
 
 	if (in->tileset != NULL)
 	{
 		if (in->tileset->source_path == NULL)
-			add_problem(&p, "the tileset has not been built (its source_path is not set)");
+			add_problem(p, "the tileset has not been built (its source_path is not set)");
 		if (in->tileset->tile_count == 0)
-			add_problem(&p, "the tileset has no tiles in its manifest");
+			add_problem(p, "the tileset has no tiles in its manifest");
 		if (in->tileset->tiles_outside_zoom > 0)
-			add_problem(&p, "%lld tiles of the manifest are outside the tileset's zoom range %d-%d",
+			add_problem(p, "%lld tiles of the manifest are outside the tileset's zoom range %d-%d",
 						(long long) in->tileset->tiles_outside_zoom,
 						in->tileset->min_zoom, in->tileset->max_zoom);
 	}
-	return p.list;
+	return p->list;
 }
 
 /*

@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * release_doc.c
+ *	  The bytes of release.json while it is written, and their SHA-256.
+ *
+ * The document lives in one anonymous memory mapping that grows by
+ * doubling with mremap: the kernel moves page tables, not bytes, so growing
+ * never copies the document nor holds two copies of it, and only the pages
+ * written are resident (peak memory: the document itself, rounded up to a
+ * page).  The SHA-256 is computed as the bytes are appended (callers append
+ * in pieces of tens of kilobytes); it must be finished in the transaction
+ * (or outside any) that began it, whose resource owner holds it.  The mapping
+ * is returned to the system (munmap) when the memory context the document
+ * was created in is reset or deleted, on success and on error alike: the
+ * worker keeps nothing of a big release between jobs.
+ *
+ * Where mremap does not exist, the buffer is malloc'd and grown by realloc.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#include "utils/memutils.h"
+
+#define RELEASE_DOC_INITIAL	(1024 * 1024)
+
+static void
+out_of_memory(size_t want)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("out of memory while writing release.json"),
+			 errdetail("Failed to map %zu bytes.", want)));
+}
+
+/* Frees the mapping; a memory context reset callback. */
+static void
+release_doc_free(void *arg)
+{
+	ReleaseDoc *doc = arg;
+
+	if (doc->data != NULL)
+	{
+#ifdef __linux__
+		(void) munmap(doc->data, doc->cap);
+#else
+		free(doc->data);
+#endif
+		doc->data = NULL;
+	}
+	/* an unfinished SHA-256 went with the resource owner that holds it */
+	doc->sha256_ctx = NULL;
+}
+
+/* Makes room for at least need bytes in all. */
+static void
+grow(ReleaseDoc *doc, size_t need)
+{
+	size_t		cap = doc->cap;
+	void	   *data;
+
+	while (cap < need)
+		cap *= 2;
+#ifdef __linux__
+	data = mremap(doc->data, doc->cap, cap, MREMAP_MAYMOVE);
+	if (data == MAP_FAILED)
+		out_of_memory(cap);
+#else
+	data = realloc(doc->data, cap);
+	if (data == NULL)
+		out_of_memory(cap);
+#endif
+	doc->data = data;
+	doc->cap = cap;
+}
+
+/*
+ * An empty document whose memory lives until mcxt is reset or deleted.
+ * Callers may throw while it is written: the reset frees it.
+ */
+ReleaseDoc *
+release_doc_create(MemoryContext mcxt)
+{
+	ReleaseDoc *doc = MemoryContextAllocZero(mcxt, sizeof(ReleaseDoc));
+	MemoryContextCallback *cb = MemoryContextAllocZero(mcxt, sizeof(MemoryContextCallback));
+
+#ifdef __linux__
+	doc->data = mmap(NULL, RELEASE_DOC_INITIAL, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (doc->data == MAP_FAILED)
+	{
+		doc->data = NULL;
+		out_of_memory(RELEASE_DOC_INITIAL);
+	}
+#else
+	doc->data = malloc(RELEASE_DOC_INITIAL);
+	if (doc->data == NULL)
+		out_of_memory(RELEASE_DOC_INITIAL);
+#endif
+	doc->cap = RELEASE_DOC_INITIAL;
+	cb->func = release_doc_free;
+	cb->arg = doc;
+	MemoryContextRegisterResetCallback(mcxt, cb);
+	doc->sha256_ctx = checksum_sha256_begin();
+	return doc;
+}
+
+void
+release_doc_append(ReleaseDoc *doc, const char *data, size_t len)
+{
+	if (doc->len + len > doc->cap)
+		grow(doc, doc->len + len);
+	memcpy(doc->data + doc->len, data, len);
+	if (!checksum_sha256_add(doc->sha256_ctx, data, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the SHA-256 of release.json")));
+	doc->len += len;
+}
+
+/* Ends the document: its SHA-256 is then in doc->sha256. */
+void
+release_doc_finish(ReleaseDoc *doc)
+{
+	checksum_sha256_finish(doc->sha256_ctx, doc->sha256);
+	doc->sha256_ctx = NULL;
+}
