@@ -284,7 +284,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	target->warn_arg = job;
 	published_at = publish_time(mcxt);
 	MemoryContextSwitchTo(mcxt);
-	in = release_input_load(job->version_id, job->env, published_at, mcxt);
+	in = release_input_load(job->version_id, job->env, published_at, false, mcxt);
 
 	/*
 	 * One pass over the overlays checks them and writes release.json (step

@@ -48,6 +48,7 @@
 /* SQLSTATEs that PostgREST maps to HTTP statuses (PTxyz -> xyz). */
 #define ERRCODE_PUBLISH_NOT_FOUND	MAKE_SQLSTATE('P','T','4','0','4')
 #define ERRCODE_PUBLISH_CONFLICT	MAKE_SQLSTATE('P','T','4','0','9')
+#define ERRCODE_PUBLISH_TOO_LARGE	MAKE_SQLSTATE('P','T','4','1','3')
 
 /* guc.c */
 extern int	publish_sweep_interval;		/* seconds */
@@ -174,7 +175,8 @@ typedef struct ReleaseInput
 typedef void (*ReleaseOverlayCallback) (ReleaseOverlay *overlay, void *arg);
 
 extern ReleaseInput *release_input_load(const char *version_id, const char *env,
-										const char *published_at_iso, MemoryContext mcxt);
+										const char *published_at_iso, bool estimate_size,
+										MemoryContext mcxt);
 extern int64 release_input_scan_overlays(ReleaseInput *input,
 										 ReleaseOverlayCallback callback, void *arg);
 
@@ -193,6 +195,7 @@ typedef struct ReleaseDoc
 	char	   *data;
 	size_t		len;
 	size_t		cap;			/* bytes mapped */
+	size_t		max_len;		/* publish.max_release_size in bytes; 0: none */
 	void	   *sha256_ctx;		/* while it is written */
 	char		sha256[65];		/* hex, once finished */
 } ReleaseDoc;
@@ -200,6 +203,7 @@ typedef struct ReleaseDoc
 extern ReleaseDoc *release_doc_create(MemoryContext mcxt);
 extern void release_doc_append(ReleaseDoc *doc, const char *data, size_t len);
 extern void release_doc_finish(ReleaseDoc *doc);
+extern void release_doc_check_size(ReleaseDoc *doc, size_t pending, ReleaseInput *input);
 
 /* release_builder.c */
 extern List *release_build(ReleaseInput *input, ReleaseDoc *doc);

@@ -160,6 +160,7 @@ put_jsonb(Builder *b, Jsonb *value)
 static void
 flush(Builder *b)
 {
+	release_doc_check_size(b->doc, b->buf.len, b->in);
 	release_doc_append(b->doc, b->buf.data, b->buf.len);
 	resetStringInfo(&b->buf);
 }

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #define RELEASE_DOC_INITIAL	(1024 * 1024)
@@ -102,6 +103,7 @@ release_doc_create(MemoryContext mcxt)
 		out_of_memory(RELEASE_DOC_INITIAL);
 #endif
 	doc->cap = RELEASE_DOC_INITIAL;
+	doc->max_len = (size_t) publish_max_release_size * 1024;
 	cb->func = release_doc_free;
 	cb->arg = doc;
 	MemoryContextRegisterResetCallback(mcxt, cb);
@@ -128,4 +130,25 @@ release_doc_finish(ReleaseDoc *doc)
 {
 	checksum_sha256_finish(doc->sha256_ctx, doc->sha256);
 	doc->sha256_ctx = NULL;
+}
+
+/*
+ * PT413 when the document, with pending bytes still to come, is over
+ * publish.max_release_size (as the document grows: memory stays bounded
+ * by the limit).
+ */
+void
+release_doc_check_size(ReleaseDoc *doc, size_t pending, ReleaseInput *in)
+{
+	char	   *shown;
+
+	if (doc->max_len == 0 || doc->len + pending <= doc->max_len)
+		return;
+	shown = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
+															   Int64GetDatum((int64) doc->max_len))));
+	ereport(ERROR,
+			(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+			 errmsg("version %d of project \"%s\" is too large to publish: its release.json went over publish.max_release_size (%s)",
+					in->version_number, in->project_slug, shown),
+			 errhint("Split its overlays over projects, simplify their geometry, or ask a superuser to raise publish.max_release_size.")));
 }

@@ -58,7 +58,7 @@ run_query(const char *sql, const char *version_id)
 
 ReleaseInput *
 release_input_load(const char *version_id, const char *env, const char *published_at_iso,
-				   MemoryContext mcxt)
+				   bool estimate_size, MemoryContext mcxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(mcxt);
 	ReleaseInput *in;
@@ -69,14 +69,21 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	in = palloc0(sizeof(ReleaseInput));
 
 	/*
-	 * Refuse a release over the size limits (PT413) before loading it, so
-	 * that memory stays bounded whatever the content.
+	 * With estimate_size, refuse a release over the limits (PT413) from an
+	 * estimate of its size, before anything is read: what the SQL entry
+	 * points promise.  The worker passes false: the estimate costs a pass
+	 * over every overlay's text, and release_build enforces
+	 * publish.max_release_size exactly on the bytes it writes (memory stays
+	 * bounded by the limit either way); the tile limit is checked below.
 	 */
-	args[0] = CStringGetTextDatum(version_id);
-	if (SPI_execute_with_args("SELECT publish._check_release_limits($1::uuid)",
-							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "publish: could not check the release limits");
-	MemoryContextSwitchTo(mcxt);
+	if (estimate_size)
+	{
+		args[0] = CStringGetTextDatum(version_id);
+		if (SPI_execute_with_args("SELECT publish._check_release_limits($1::uuid)",
+								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "publish: could not check the release limits");
+		MemoryContextSwitchTo(mcxt);
+	}
 
 	in->version_id = pstrdup(version_id);
 	in->env = pstrdup(env);
@@ -159,6 +166,13 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		ts->tile_count = pg_strtoint64(SPI_getvalue(row, desc, 11));
 		ts->tiles_outside_zoom = pg_strtoint64(SPI_getvalue(row, desc, 12));
 		in->tileset = ts;
+		if (ts->tile_count > publish_max_tiles)
+			ereport(ERROR,
+					(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+					 errmsg("version %d of project \"%s\" is too large to publish: its tileset has %lld tiles, over publish.max_tiles (%d)",
+							in->version_number, in->project_slug,
+							(long long) ts->tile_count, publish_max_tiles),
+					 errhint("Reduce the zoom range or the bounds of the tileset, or ask a superuser to raise publish.max_tiles.")));
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return in;

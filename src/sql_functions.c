@@ -90,7 +90,7 @@ publish_release_document(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "publish: SPI_connect failed");
-	in = release_input_load(version_id, env, published_at, mcxt);
+	in = release_input_load(version_id, env, published_at, true, mcxt);
 	MemoryContextSwitchTo(mcxt);
 	doc = release_doc_create(mcxt);
 	problems = release_build(in, doc);
@@ -116,7 +116,7 @@ publish_validation_problems(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "publish: SPI_connect failed");
 	/* the environment only matters for URLs; any configured one will do */
-	in = release_input_load(version_id, "", "", mcxt);
+	in = release_input_load(version_id, "", "", true, mcxt);
 	MemoryContextSwitchTo(mcxt);
 	problems = release_build(in, NULL);
 	SPI_finish();

@@ -256,7 +256,7 @@ SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 SELECT id AS big_job FROM publish.publish_version('hostile-geo', 1, 'tap-hostile') \gset
 SELECT ok(status = 'failed'
           AND error ~ '^version 1 of project "hostile-geo" is too large to publish: .* over publish.max_release_size \(64 kB\)',
-          'the worker refuses a release over its limit before loading it: the job fails, saying why')
+          'the worker refuses a release over its limit while writing it: the job fails, saying why')
   FROM test_helpers.wait_job(:'big_job', '60 s');
 ALTER DATABASE publish_tap RESET publish.max_release_size;
 SELECT ok(NOT test_helpers.file_exists(:'root' || '/tap-hostile/hostile-geo/release.json')
