@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# bench/profile_release.sh: where the time of building release.json goes, by
-# perf: a backend runs publish._release_document() for BENCH_PROFILE_N
-# (100,000) overlays while `perf record` samples it.  Not a test.
+# bench/profile_release.sh: where the time of a big publish job goes, by
+# perf: the database's publish worker publishes a version of BENCH_PROFILE_N
+# (100,000) overlays to a file:// target while `perf record -e cpu-clock -g`
+# samples it (cpu-clock: hardware counters are not available in the VM).
+# Not a test.
 #
 #   bash bench/profile_release.sh        # as root (perf needs it)
 #
-# Writes bench/results/profile_release.txt: the top symbols (self time) and
-# the top shared objects.
+# Writes bench/results/profile_release.txt: the top shared objects, the top
+# symbols (self time) and the top symbols with their callees.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
@@ -23,7 +25,8 @@ WORK=$(mktemp -d /tmp/publish-prof.XXXXXX)
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
-cluster_start "$WORK/pg" "$PORT" "publish.max_release_size = '1GB'" "log_min_messages = warning"
+cluster_start "$WORK/pg" "$PORT" "publish.max_release_size = '1GB'" "log_min_messages = warning" \
+	"publish.workers_per_database = 1"
 mkdir -p "$WORK/maps"; chmod 777 "$WORK/maps"
 psql -X -q -d postgres -c "CREATE DATABASE prof"
 psql -X -q -v ON_ERROR_STOP=1 -d prof <<SQL
@@ -48,18 +51,25 @@ SELECT v.id, 'o-' || lpad(i::text, 7, '0'), 'Overlay ' || i, t.type,
                        round((52.0 + (i / 1000) * 0.001)::numeric, 4) AS y) t;
 ANALYZE;
 SQL
-VID=$(psql -X -tA -d prof -c "SELECT id FROM publish.project_versions")
-psql -X -q -d prof -c "SET application_name = 'profile'" -c "SELECT pg_sleep(1)" \
-	-c "SELECT octet_length(publish._release_document('$VID', 'prof', now()))" >/dev/null &
-PSQL=$!
-for _ in $(seq 1 50); do
-	BPID=$(psql -X -tA -d prof -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'profile'")
-	[ -n "$BPID" ] && break
-	sleep 0.02
-done
-perf record -q -F 499 -g -p "$BPID" -o "$WORK/perf.data" 2>/dev/null &
+q() { psql -X -q -tA -v ON_ERROR_STOP=1 -d prof -c "$1"; }
+# wait_job ID: until the job has ended; fails unless it completed
+wait_job() {
+	local st=
+	for _ in $(seq 1 3000); do
+		st=$(q "SELECT status FROM publish.job_queue WHERE id = '$1'")
+		[ "$st" = completed ] || [ "$st" = failed ] && break
+		sleep 0.02
+	done
+	[ "$st" = completed ] || { q "SELECT error FROM publish.job_queue WHERE id = '$1'" >&2; exit 1; }
+}
+# a first job warms the worker (caches, plans) and the table's pages
+wait_job "$(q "SELECT (publish.publish_version('prof', 1, 'prof')).id")"
+WPID=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'prof'")
+[ -n "$WPID" ] || { echo "no publish worker" >&2; exit 1; }
+perf record -q -e cpu-clock -F 999 -g -p "$WPID" -o "$WORK/perf.data" 2>/dev/null &
 PERF=$!
-wait "$PSQL"
+sleep 0.5
+wait_job "$(q "SELECT (publish.publish_version('prof', 1, 'prof')).id")"
 kill -INT "$PERF" 2>/dev/null || true
 wait "$PERF" 2>/dev/null || true
 perf report -i "$WORK/perf.data" --stdio --no-children --sort dso -g none >"$WORK/dso.txt" 2>/dev/null
@@ -67,7 +77,7 @@ perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol -g none
 perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none >"$WORK/children.txt" 2>/dev/null
 strip() { grep -v -e '^#' -e '^$' "$1" | head -n "$2" || true; }
 {
-	echo "# perf, backend building release.json of $N overlays ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+	echo "# perf -e cpu-clock, the publish worker running a publish job of $N overlays to file:// ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 	echo
 	echo "## shared objects (self time)"
 	strip "$WORK/dso.txt" 12

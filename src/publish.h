@@ -118,6 +118,7 @@ extern void checksum_release_resources(void);
 /* release_input.c: a version's content, read through SPI */
 typedef struct ReleaseAsset
 {
+	char		id[16];			/* the uuid's bytes */
 	char	   *key;
 	char	   *kind;
 	char	   *storage_path;

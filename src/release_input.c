@@ -27,6 +27,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "utils/builtins.h"
@@ -65,6 +66,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		args[2];
 	HeapTuple	row;
+	bool		isnull;
 
 	in = palloc0(sizeof(ReleaseInput));
 
@@ -122,7 +124,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 				 errhint("Configure one with publish.set_storage_target().")));
 
 	/* assets */
-	run_query("SELECT key, kind, storage_path, content_type, byte_size, sha256 "
+	run_query("SELECT key, kind, storage_path, content_type, byte_size, sha256, id "
 			  "  FROM publish.assets WHERE version_id = $1::uuid "
 			  " ORDER BY key COLLATE \"C\"", version_id);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -138,6 +140,8 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		if (a->has_size)
 			a->byte_size = pg_strtoint64(SPI_getvalue(row, SPI_tuptable->tupdesc, 5));
 		a->sha256 = spi_text(row, 6, mcxt);
+		memcpy(a->id, DatumGetPointer(SPI_getbinval(row, SPI_tuptable->tupdesc, 7, &isnull)),
+			   sizeof(a->id));
 		in->assets = lappend(in->assets, a);
 	}
 
@@ -178,6 +182,50 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	return in;
 }
 
+typedef struct AssetEntry
+{
+	char		id[16];			/* hash key: the uuid's bytes */
+	char	   *key;
+} AssetEntry;
+
+/*
+ * The version's assets by id, to name an overlay's asset without joining
+ * (a join's plan rescanned the assets for every overlay); NULL without
+ * assets.
+ */
+static HTAB *
+asset_index(ReleaseInput *in)
+{
+	HASHCTL		ctl;
+	HTAB	   *index;
+	ListCell   *lc;
+
+	if (in->assets == NIL)
+		return NULL;
+	ctl.keysize = sizeof(((AssetEntry *) NULL)->id);
+	ctl.entrysize = sizeof(AssetEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	index = hash_create("publish release assets", list_length(in->assets), &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	foreach(lc, in->assets)
+	{
+		ReleaseAsset *a = lfirst(lc);
+		AssetEntry *e = hash_search(index, a->id, HASH_ENTER, NULL);
+
+		e->key = a->key;
+	}
+	return index;
+}
+
+/* The key of the asset with this uuid if it is one of the version's, or NULL. */
+static char *
+asset_key_of(HTAB *index, const void *uuid)
+{
+	AssetEntry *e = index ? hash_search(index, uuid, HASH_FIND, NULL) : NULL;
+
+	return e ? e->key : NULL;
+}
+
 /*
  * Streams the overlays of the version, ordered by key, to callback; returns
  * how many there were (also stored in input->overlay_count).  Each overlay
@@ -194,12 +242,11 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 	Datum		args[1] = {CStringGetTextDatum(in->version_id)};
 	Portal		portal;
 	int64		count = 0;
+	HTAB	   *assets = asset_index(in);
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT o.key, o.name, o.overlay_type, o.geometry, o.properties, "
-									   "       o.asset_id IS NOT NULL, a.key "
+									   "SELECT o.key, o.name, o.overlay_type, o.geometry, o.properties, o.asset_id "
 									   "  FROM publish.overlays o "
-									   "  LEFT JOIN publish.assets a ON a.id = o.asset_id AND a.version_id = o.version_id "
 									   " WHERE o.version_id = $1::uuid "
 									   " ORDER BY o.key COLLATE \"C\"",
 									   1, argtypes, args, NULL, true, 0);
@@ -233,9 +280,9 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 			o.geometry = isnull ? NULL : DatumGetJsonbP(d);
 			d = SPI_getbinval(row, desc, 5, &isnull);
 			o.properties = isnull ? NULL : DatumGetJsonbP(d);
-			o.has_asset_id = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
-			d = SPI_getbinval(row, desc, 7, &isnull);
-			o.asset_key = isnull ? NULL : TextDatumGetCString(d);
+			d = SPI_getbinval(row, desc, 6, &isnull);
+			o.has_asset_id = !isnull;
+			o.asset_key = isnull ? NULL : asset_key_of(assets, DatumGetPointer(d));
 			count++;
 			callback(&o, arg);
 		}
@@ -247,6 +294,8 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 	SPI_cursor_close(portal);
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(batch);
+	if (assets != NULL)
+		hash_destroy(assets);
 	in->overlay_count = count;
 	return count;
 }
