@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# bench/release_size.sh: build time and peak memory of release.json against
-# the number of overlays (1k, 10k, 100k; 1M with BENCH_RELEASE_1M=1).  Not a
-# test: it measures, and fails only when a build or a publish fails.
+# bench/release_size.sh: release.json against the number of overlays (1k,
+# 10k, 100k and 1M): build time, whole-job time, document size, the
+# worker's peak memory and the memory it keeps after a job.  Not a test: it
+# measures, and fails only when a build or a publish fails.
 #
 # For each size, on a private cluster (port $PUBLISH_BENCH_PORT, 54451):
 #   backend  a fresh session runs publish._release_document(version, env,
-#            now()), the function the worker calls to build the document
-#            (load the rows, validate, build with json-c, serialize); its
-#            time is clock_timestamp() around the call, its memory the peak
-#            RssAnon of that backend, sampled every millisecond from
-#            /proc/<pid>/status, minus the RssAnon just before the call.
-#   worker   publish.publish_version() BENCH_RELEASE_JOBS (3) times through the database's single
-#            publish worker (file:// target): the job's times from
-#            publish.job_queue and publish.job_log, and the worker's peak
-#            RssAnon during each job, and its RssAnon after each job (growth
-#            from one job to the next).
+#            now()) (load, validate, write the document, as the worker does,
+#            plus the estimate of the size limit and the copy into a text
+#            value); time by clock_timestamp() around the call.
+#   worker   BENCH_RELEASE_JOBS (3) publishes of the version through the
+#            database's single publish worker, to a file:// target:
+#            - build: job_queue.started_at -> the "Validated" log line (the
+#              one pass that reads, checks and writes the document);
+#            - job: started_at -> completed_at (also the upload of the two
+#              copies, fsync'd, and the final commit);
+#            - CPU: the worker's utime + stime over the job (/proc/PID/stat),
+#              which the other processes of a busy machine do not inflate;
+#            - peak memory: before each job the worker's high-water mark is
+#              reset to its current RSS (echo 5 > /proc/PID/clear_refs);
+#              peak = VmHWM after the job - VmRSS before it (KiB, from
+#              /proc/PID/status);
+#            - kept: RssAnon (private memory: malloc, palloc, mappings)
+#              after each job - RssAnon of the idle worker before the first
+#              job of the run (after a 20-overlay warm-up job).  RSS also
+#              counts the shared buffers the worker has touched, which grow
+#              to shared_buffers whatever the job keeps.
+#            The table shows the last job's figures (the first job of a size
+#            also maps the overlays' shared-buffer pages into the worker,
+#            shared memory the job does not allocate; its peak is printed on
+#            the job's line).
 #
-#   bash bench/release_size.sh                     # as root
+#   bash bench/release_size.sh                        # as root: 1k, 10k, 100k, 1M (~3 min)
 #   BENCH_RELEASE_SIZES="1000 10000" bash bench/release_size.sh
-#   BENCH_RELEASE_1M=1 bash bench/release_size.sh  # adds 1,000,000 overlays
 #
-# Writes bench/results/release_size.md (git-ignored) and the plots
-# docs/img/release-time.png and docs/img/release-memory.png.
+# Writes bench/results/release_size.md and release_size.dat (git-ignored)
+# and the plots docs/img/release-time.png and docs/img/release-memory.png.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -30,13 +44,10 @@ export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 source "$BENCH_DIR/../scripts/lib.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54451}
-SIZES=${BENCH_RELEASE_SIZES:-1000 10000 100000}
+SIZES=${BENCH_RELEASE_SIZES:-1000 10000 100000 1000000}
 JOBS=${BENCH_RELEASE_JOBS:-3}
-if [ "${BENCH_RELEASE_1M:-0}" = 1 ]; then SIZES="$SIZES 1000000"; fi
 OUT=$BENCH_DIR/results
 IMG=$ROOT_DIR/docs/img
-SAMPLER=$BENCH_DIR/lib/rss_sampler.py
-PYTHON=$(command -v /usr/bin/python3 || command -v python3)
 DB=rel
 T_START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -105,17 +116,10 @@ ANALYZE publish.overlays;
 SQL
 }
 
-# sample_start PID: starts the RSS sampler on PID; sample_stop prints its line.
-# (python3 may be a slow pyenv shim: wait for the sampler's first sample.)
-sample_start() {
-	rm -f "$WORK/stop" "$WORK/stop.ready"
-	"$PYTHON" "$SAMPLER" "$1" "$WORK/stop" 1 >"$WORK/sample" &
-	SAMPLER_PID=$!
-	for _ in $(seq 1 500); do [ -e "$WORK/stop.ready" ] && return 0; sleep 0.01; done
-	echo "the RSS sampler did not start" >&2; exit 1
-}
-sample_stop() { touch "$WORK/stop"; wait "$SAMPLER_PID"; cat "$WORK/sample"; }
-
+# status_kb PID FIELD: a field of /proc/PID/status, in kB
+status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+# cpu_ms PID: utime + stime of PID so far, in ms
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"; }
 kb_to_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # Warm-up: starts the worker, loads the library's caches.
@@ -130,6 +134,7 @@ WORKER_PID=$(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish
 
 : >"$OUT/release_size.dat"
 ROWS=()
+IDLE_ANON=$(status_kb "$WORKER_PID" RssAnon)
 for n in $SIZES; do
 	echo "== $n overlays"
 	t0=$(date +%s.%N)
@@ -138,67 +143,47 @@ for n in $SIZES; do
 	VID=$(val "SELECT v.id FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'size-$n'")
 	echo "   loaded in $SETUP_S s"
 
-	# backend: a fresh session; the sampler attaches during its pg_sleep
-	psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tA -F' ' \
-		-c "SET application_name = 'release-size'" \
-		-c "SELECT pg_sleep(1)" -o /dev/null \
-		-c "\\o $WORK/build.out" -c "SELECT * FROM bench_build('$VID')" -c "\\o" \
-		-c "SELECT pg_sleep(0.05)" >/dev/null &
-	PSQL_PID=$!
-	BPID=
-	for _ in $(seq 1 50); do
-		BPID=$(val "SELECT pid FROM pg_stat_activity WHERE application_name = 'release-size' LIMIT 1")
-		[ -n "$BPID" ] && break
-		sleep 0.01
-	done
-	[ -n "$BPID" ] || { echo "backend not found" >&2; exit 1; }
-	sample_start "$BPID"
-	wait "$PSQL_PID"
-	read -r _ B_FIRST B_PEAK _ _ <<<"$(sample_stop)"
-	read -r B_BYTES B_MS <<<"$(grep -v '^$' "$WORK/build.out")"
-	B_DELTA=$((B_PEAK - B_FIRST))
-	echo "   backend: $B_BYTES bytes in $B_MS ms, peak private memory +$(kb_to_mb $B_DELTA) MB"
+	# backend: a fresh session
+	read -r B_BYTES B_MS <<<"$(psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tA -F' ' -c "SELECT * FROM bench_build('$VID')")"
+	echo "   backend: $B_BYTES bytes in $B_MS ms"
 
 	# worker: JOBS publishes of the same version
-	W_AFTER=()
-	W_DELTA=0
+	KEPT=()
 	for job in $(seq 1 "$JOBS"); do
-		BEFORE=$(awk '/^RssAnon:/ {print $2}' "/proc/$WORKER_PID/status")
-		[ "$job" -gt 1 ] || W_AFTER+=("$BEFORE")
-		sample_start "$WORKER_PID"
+		BEFORE=$(status_kb "$WORKER_PID" VmRSS)
+		SHM0=$(status_kb "$WORKER_PID" RssShmem)
+		echo 5 >"/proc/$WORKER_PID/clear_refs"
+		CPU0=$(cpu_ms "$WORKER_PID")
 		JOB=$(val "SELECT (publish.publish_version('size-$n', 1, 'size')).id")
-		for _ in $(seq 1 6000); do
+		for _ in $(seq 1 60000); do
 			st=$(val "SELECT status FROM publish.job_queue WHERE id = '$JOB'")
 			[ "$st" = completed ] || [ "$st" = failed ] && break
-			sleep 0.05
+			sleep 0.01
 		done
-		read -r _ _ W_PEAK _ _ <<<"$(sample_stop)"
+		CPU=$(awk -v a="$CPU0" -v b="$(cpu_ms "$WORKER_PID")" 'BEGIN { printf "%.0f", b - a }')
+		HWM=$(status_kb "$WORKER_PID" VmHWM)
 		sleep 0.2
-		AFTER=$(awk '/^RssAnon:/ {print $2}' "/proc/$WORKER_PID/status")
+		AFTER=$(status_kb "$WORKER_PID" VmRSS)
+		AFTER_ANON=$(status_kb "$WORKER_PID" RssAnon)
 		[ "$st" = completed ] || { q -c "SELECT status, error FROM publish.job_queue WHERE id = '$JOB'" >&2; exit 1; }
-		# load+validate = started -> "Validated" log; build = "Validated" -> "Built"
-		read -r J_TOTAL J_LOAD J_BUILD J_BYTES <<<"$(val "
+		read -r J_TOTAL J_BUILD J_BYTES <<<"$(val "
 			SELECT round(extract(epoch FROM q.completed_at - q.started_at)::numeric * 1000, 1),
 			       round(extract(epoch FROM v.logged_at - q.started_at)::numeric * 1000, 1),
-			       round(extract(epoch FROM b.logged_at - v.logged_at)::numeric * 1000, 1),
 			       q.result->>'release_bytes'
 			  FROM publish.job_queue q
 			  JOIN publish.job_log v ON v.job_id = q.id AND v.message LIKE 'Validated%'
-			  JOIN publish.job_log b ON b.job_id = q.id AND b.message LIKE 'Built release.json%'
 			 WHERE q.id = '$JOB'" | tr '|' ' ')"
-		echo "   worker job $job: $J_TOTAL ms (load+validate $J_LOAD ms, build $J_BUILD ms), $J_BYTES bytes;" \
-			"RssAnon $(kb_to_mb "$BEFORE") MB before, peak $(kb_to_mb "$W_PEAK") MB, $(kb_to_mb "$AFTER") MB after"
-		W_AFTER+=("$AFTER")
-		[ $((W_PEAK - BEFORE)) -le "$W_DELTA" ] || W_DELTA=$((W_PEAK - BEFORE))
-		if [ "$job" -eq 1 ]; then W1_TOTAL=$J_TOTAL; fi
+		PEAK=$((HWM - BEFORE))
+		echo "   worker job $job: $J_TOTAL ms (build $J_BUILD ms), CPU $CPU ms, $J_BYTES bytes;" \
+			"VmRSS $(kb_to_mb "$BEFORE") MB before, peak +$(kb_to_mb $PEAK) MB (VmHWM $(kb_to_mb "$HWM") MB), $(kb_to_mb "$AFTER") MB after;" \
+			"RssShmem $(kb_to_mb "$SHM0") -> $(kb_to_mb "$(status_kb "$WORKER_PID" RssShmem)") MB, RssAnon after $(kb_to_mb "$AFTER_ANON") MB"
+		KEPT+=("$(kb_to_mb $((AFTER_ANON - IDLE_ANON)))")
 	done
-	DOC_MB=$(awk -v b="$B_BYTES" 'BEGIN { printf "%.2f", b / 1048576 }')
-	# gnuplot data: n doc_MB backend_ms backend_delta_MB worker_total_ms worker_build_ms worker_peak_delta_MB worker_after_last_MB
-	echo "$n $DOC_MB $B_MS $(kb_to_mb $B_DELTA) $J_TOTAL $J_BUILD $(kb_to_mb $W_DELTA) $(kb_to_mb "${W_AFTER[-1]}")" >>"$OUT/release_size.dat"
-	RATIO_B=$(awk -v d="$B_DELTA" -v b="$B_BYTES" 'BEGIN { printf "%.1f", d * 1024 / b }')
-	RATIO_W=$(awk -v d="$W_DELTA" -v b="$B_BYTES" 'BEGIN { printf "%.1f", d * 1024 / b }')
-	AFTERS=$(for a in "${W_AFTER[@]}"; do kb_to_mb "$a"; echo; done | paste -sd' ' | sed 's/ / → /g')
-	ROWS+=("| $(printf "%'d" "$n") | $DOC_MB | $(printf '%.1f' "$B_MS") | $(kb_to_mb $B_DELTA) ($RATIO_B×) | $W1_TOTAL | $J_TOTAL ($J_LOAD + $J_BUILD) | $(kb_to_mb $W_DELTA) ($RATIO_W×) | $AFTERS |")
+	DOC_MB=$(awk -v b="$J_BYTES" 'BEGIN { printf "%.2f", b / 1048576 }')
+	RATIO=$(awk -v d="$PEAK" -v b="$J_BYTES" 'BEGIN { printf "%.2f", d * 1024 / b }')
+	# gnuplot data: n doc_MB backend_ms worker_build_ms worker_job_ms worker_cpu_ms peak_MB kept_after_last_MB
+	echo "$n $DOC_MB $B_MS $J_BUILD $J_TOTAL $CPU $(kb_to_mb $PEAK) ${KEPT[-1]}" >>"$OUT/release_size.dat"
+	ROWS+=("| $(printf "%'d" "$n") | $DOC_MB | $(printf '%.1f' "$B_MS") | $J_BUILD | **$J_TOTAL** | $CPU | $(kb_to_mb $PEAK) | **$RATIO×** | $(IFS=' '; echo "${KEPT[*]}" | sed 's/ / → /g') |")
 	# drop the project's rows so the next size starts from a small table
 	q -c "DELETE FROM publish.job_queue WHERE version_id = '$VID'" -c "DELETE FROM publish.live_releases WHERE version_id = '$VID'" \
 		-c "DELETE FROM publish.overlays WHERE version_id = '$VID'" -c "VACUUM publish.overlays"
@@ -210,8 +195,8 @@ COMMIT=$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $COMMIT, PostgreSQL $PG_VERSION, $(nproc) CPUs, glibc malloc;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo
-	echo "| overlays | release.json MB | backend: _release_document ms | backend: peak private memory MB (× doc) | worker: job 1 ms | worker: last job ms (load+validate + build) | worker: peak private memory MB during a job (× doc) | worker RssAnon MB: before → after each of $JOBS jobs |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| overlays | release.json MB | backend: _release_document ms | worker: build ms (read, check, write) | worker: whole job ms | worker CPU ms | worker peak MB over the RSS before the job (VmHWM) | peak ÷ release.json | worker private MB kept after each of $JOBS jobs (RssAnon − idle $(kb_to_mb "$IDLE_ANON") MB) |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for r in "${ROWS[@]}"; do echo "$r"; done
 	echo
 	echo "Run took $(( $(date +%s) - T_START )) s (mostly loading the overlays)."
