@@ -34,7 +34,7 @@
 #   bash bench/release_size.sh                        # as root: 1k, 10k, 100k, 1M (~3 min)
 #   BENCH_RELEASE_SIZES="1000 10000" bash bench/release_size.sh
 #
-# Writes bench/results/release_size.md and release_size.dat (git-ignored)
+# Writes bench/results/release_size.md, .dat and .log (git-ignored)
 # and the plots docs/img/release-time.png and docs/img/release-memory.png.
 set -euo pipefail
 
@@ -60,6 +60,8 @@ chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+mkdir -p "$OUT"
+exec > >(tee "$OUT/release_size.log") 2>&1
 cluster_start "$WORK/pg" "$PORT" \
 	"publish.workers_per_database = 1" \
 	"publish.max_release_size = '1GB'" \

@@ -164,14 +164,14 @@ publish_define_gucs(void)
 
 	/*
 	 * Resource limits, checked by publish._check_release_limits() (SQL, it
-	 * reads them with current_setting) before a release is loaded.
+	 * reads them with current_setting) before a release is loaded, and by
+	 * the worker (release_input.c, release_doc.c) as it reads and writes.
 	 */
 	DefineCustomIntVariable("publish.max_release_size",
 							"Largest release.json a version may produce.",
 							"A version whose overlays and assets would make a larger "
-							"release.json is refused (SQLSTATE PT413) before it is loaded; "
-							"the worker needs several times this much memory to validate "
-							"and build a release.",
+							"release.json is refused (SQLSTATE PT413); the worker needs "
+							"about this much memory to build a release of this size.",
 							&publish_max_release_size,
 							16 * 1024, 64, MAX_KILOBYTES,
 							PGC_SUSET, GUC_UNIT_KB,

@@ -130,7 +130,7 @@ typedef struct ReleaseAsset
 
 /*
  * One overlay, as release_input_scan_overlays hands it over: valid only
- * during the callback (it lives in a context reset after each batch).
+ * during the callback (it lives in a context reset after each overlay).
  */
 typedef struct ReleaseOverlay
 {

@@ -32,8 +32,12 @@
 
 #include "utils/builtins.h"
 
-/* overlays fetched from the cursor at a time */
-#define OVERLAY_BATCH	1000
+/*
+ * Overlays fetched from the cursor at a time: enough to make the cost of a
+ * fetch negligible, few enough that a batch of rows is small beside the
+ * document (about 100 kB).
+ */
+#define OVERLAY_BATCH	250
 
 static bool
 col_isnull(HeapTuple row, int col)
@@ -228,16 +232,16 @@ asset_key_of(HTAB *index, const void *uuid)
 
 /*
  * Streams the overlays of the version, ordered by key, to callback; returns
- * how many there were (also stored in input->overlay_count).  Each overlay
- * lives in a memory context reset after each batch: the callback copies
- * what it keeps.
+ * how many there were (also stored in input->overlay_count).  Each overlay,
+ * and what the callback allocates in the current memory context, lives in
+ * a context reset after the callback: the callback copies what it keeps.
  */
 int64
 release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, void *arg)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext batch = AllocSetContextCreate(caller, "publish overlay batch",
-												ALLOCSET_DEFAULT_SIZES);
+	MemoryContext row_cxt = AllocSetContextCreate(caller, "publish overlay",
+												  ALLOCSET_DEFAULT_SIZES);
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(in->version_id)};
 	Portal		portal;
@@ -262,7 +266,7 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 			break;
 		tuptable = SPI_tuptable;
 		desc = tuptable->tupdesc;
-		MemoryContextSwitchTo(batch);
+		MemoryContextSwitchTo(row_cxt);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	row = tuptable->vals[i];
@@ -285,15 +289,16 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 			o.asset_key = isnull ? NULL : asset_key_of(assets, DatumGetPointer(d));
 			count++;
 			callback(&o, arg);
+			MemoryContextReset(row_cxt);
 		}
 		SPI_freetuptable(tuptable);
 		MemoryContextSwitchTo(caller);
-		MemoryContextReset(batch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	SPI_freetuptable(SPI_tuptable);
 	SPI_cursor_close(portal);
 	MemoryContextSwitchTo(caller);
-	MemoryContextDelete(batch);
+	MemoryContextDelete(row_cxt);
 	if (assets != NULL)
 		hash_destroy(assets);
 	in->overlay_count = count;
