@@ -15,7 +15,7 @@ set output '$IMG/release-time.png'
 set title 'release.json: time against the number of overlays'
 set xlabel 'overlays'; set ylabel 'ms'
 set logscale xy; set grid; set key top left
-set format x '%.0s%c'
+set format x '%.0s%c'; set xrange [500:2000000]
 plot '$OUT/release_size.dat' using 1:5 with linespoints lw 2 pt 7 title 'worker: whole publish job (file:// target)', \
      '' using 1:4 with linespoints lw 2 pt 5 title 'worker: build (read, check, write release.json)', \
      '' using 1:6 with linespoints lw 2 pt 9 title 'worker: CPU time of the job', \
@@ -27,5 +27,5 @@ set ylabel 'MB'
 plot '$OUT/release_size.dat' using 1:2 with linespoints lw 2 pt 1 lc rgb 'black' title 'release.json size', \
      '' using 1:(3 * \$2) with lines dt 2 lc rgb 'gray' title 'target: 3 × release.json', \
      '' using 1:7 with linespoints lw 2 pt 5 title 'worker: peak during a job (VmHWM − RSS before it)', \
-     '' using 1:(\$8 > 0.1 ? \$8 : 0.1) with linespoints lw 2 pt 9 title 'worker: kept after the job (RSS − idle RSS; floor 0.1)'
+     '' using 1:(\$8 > 0.1 ? \$8 : 0.1) with linespoints lw 2 pt 9 title 'worker: private memory kept after the job (RssAnon − idle RssAnon; floor 0.1)'
 GP
