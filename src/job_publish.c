@@ -26,6 +26,7 @@
 #include "publish.h"
 #include "job.h"
 #include "storage.h"
+#include "tile.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -268,7 +269,13 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	TileEntry  *tiles = NULL;
 	int64		ntiles = 0;
 	TileCounts	counts = {0, 0, 0};
+	bool		build_first;
 
+	if (strcmp(job->job_type, "build_tiles") == 0)
+	{
+		tile_build_job_run(job, mcxt);
+		return;
+	}
 	if (strcmp(job->job_type, "publish") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -286,6 +293,10 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	target->warn_arg = job;
 	published_at = publish_time(mcxt);
 	in = release_input_load(job->version_id, job->env, published_at, mcxt);
+	/* tiles to build first (step 4): the tileset is checked once built */
+	build_first = tile_build_needed(job->version_id, job->env);
+	if (build_first)
+		in->tileset = NULL;
 	problems = release_validate(in);
 	if (problems != NIL)
 		release_report_problems(in, problems);
@@ -319,7 +330,34 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
-	/* Step 4: tiles (80%) */
+	/*
+	 * Step 4: tiles (80%).  Built first when the version has a base_map
+	 * and no tileset built for this environment (50-75%); release.json
+	 * then describes the new tileset, so it is built and its versioned copy
+	 * uploaded again (no release.json points at that copy yet).
+	 */
+	if (build_first)
+	{
+		tile_build_for_publish(job, target, 50, 75);
+		job_txn_begin("publish: validating the built tiles");
+		check_version_publishable(job->version_id);
+		in = release_input_load(job->version_id, job->env, published_at, mcxt);
+		problems = release_validate(in);
+		if (problems != NIL)
+			release_report_problems(in, problems);
+		if (in->tileset != NULL)
+			tiles = load_tiles(in->tileset->id, &ntiles, mcxt);
+		job_txn_commit(false);
+		MemoryContextSwitchTo(mcxt);
+		doc = release_build_json(in, &doc_len);
+		doc_sha = checksum_sha256_hex(doc, doc_len);
+		storage_put(target, versioned_key, doc, doc_len, "application/json", CACHE_IMMUTABLE);
+		job_txn_begin("publish: uploaded release.json with the tiles");
+		job_step_done(job, 76, psprintf("Uploaded release.json with the built tileset as %s: %zu bytes, sha256 %s",
+										versioned_key, doc_len, doc_sha));
+		job_txn_commit(false);
+		MemoryContextSwitchTo(mcxt);
+	}
 	if (in->tileset != NULL)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
