@@ -256,7 +256,7 @@ tile_vips_cut(const char *path, const char *what, const char *out_dir,
 	const int	tile_size = plan->tile_size;
 
 	if (strcmp(format, "png") == 0)
-		suffix = ".png[compression=6,strip]";
+		suffix = ".png[compression=3,strip]";
 	else if (strcmp(format, "webp") == 0)
 		suffix = ".webp[Q=80,strip]";
 	else if (jpg)
