@@ -6,7 +6,9 @@
  *	  1  validate the version (every problem listed)          10%
  *	  2  build release.json (json-c)                          30%
  *	  3  upload it as {env}/{slug}/releases/v{N}.json         50%
- *	  4  tiles: verify each against the manifest, copy them
+ *	  4  tiles: built first from the base_map asset when none are
+ *	     built for this environment (tile_build.c, 50-75%); verify
+ *	     each against the manifest, copy them
  *	     to {env}/{slug}/tiles/v{N}/{z}/{x}/{y}.{format}       80%
  *	  5  switch {env}/{slug}/release.json to this version,
  *	     mark the version published, record the live release 100%

@@ -82,12 +82,6 @@ typedef struct TileBuildResult
 	char	   *source_path;
 } TileBuildResult;
 
-static char *
-row_text(HeapTuple row, int col, MemoryContext mcxt)
-{
-	return spi_text(row, col, mcxt);
-}
-
 /*
  * Does the version need its tiles built before it is published to env?
  * Yes when it has a base_map asset and no tileset with tiles built for env:
@@ -152,16 +146,16 @@ load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
 	desc = SPI_tuptable->tupdesc;
 	bi->version_id = MemoryContextStrdup(mcxt, version_id);
 	bi->env = MemoryContextStrdup(mcxt, env);
-	bi->slug = row_text(row, 1, mcxt);
+	bi->slug = spi_text(row, 1, mcxt);
 	bi->version_number = pg_strtoint32(SPI_getvalue(row, desc, 2));
 	status = SPI_getvalue(row, desc, 3);
 	n_maps = pg_strtoint64(SPI_getvalue(row, desc, 4));
-	bi->asset_key = row_text(row, 5, mcxt);
-	bi->source_key = row_text(row, 6, mcxt);
+	bi->asset_key = spi_text(row, 5, mcxt);
+	bi->source_key = spi_text(row, 6, mcxt);
 	bi->has_tileset = strcmp(SPI_getvalue(row, desc, 7), "t") == 0;
 	if (bi->has_tileset)
 	{
-		bi->format = row_text(row, 8, mcxt);
+		bi->format = spi_text(row, 8, mcxt);
 		bi->tile_size = pg_strtoint32(SPI_getvalue(row, desc, 9));
 		bi->min_zoom = pg_strtoint32(SPI_getvalue(row, desc, 10));
 		bi->max_zoom = pg_strtoint32(SPI_getvalue(row, desc, 11));
@@ -200,7 +194,7 @@ format_content_type(const char *format)
 
 /* Creates the build's temporary directory under base/pgsql_tmp. */
 static char *
-make_temp_dir(PublishJob *job)
+make_temp_dir(void)
 {
 	static int	counter = 0;
 	char	   *dir;
@@ -516,7 +510,7 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
-	tmpdir = make_temp_dir(job);
+	tmpdir = make_temp_dir();
 	PG_TRY();
 	{
 		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res,

@@ -10,7 +10,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'build-%';
 
-SELECT plan(43);
+SELECT plan(48);
 
 SELECT :'storage' || '/build' AS root \gset
 SELECT publish.set_storage_target('tap-build', 'file://' || :'root') \g /dev/null
@@ -148,6 +148,42 @@ SELECT id AS pjob2 FROM publish.publish_version('build-pub', 1, 'tap-build') \gs
 SELECT is(status, 'completed', 'publishing again completes') FROM test_helpers.wait_job(:'pjob2', '60 s');
 SELECT ok(logs::text !~ 'Built [0-9]+ tiles', '... without building the tiles again')
   FROM publish.jobs WHERE id = :'pjob2';
+
+-- ---------------------------------------------------------------------------
+-- The tileset decides: webp tiles of 512 px, zooms 1-2 of a 1000 x 600
+-- image whose own maximum at 512 px is zoom 1 (so it is scaled up 2x).
+-- ---------------------------------------------------------------------------
+
+SELECT test_helpers.make_project('build-webp', 1) AS webp_project \gset
+SELECT id AS webp_version FROM publish.project_versions WHERE project_id = :'webp_project' \gset
+SELECT test_helpers.add_base_map(:'webp_version', :'root', 'assets/build-one/map.png') \g /dev/null
+INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom)
+VALUES (:'webp_version', 'webp', 512, 1, 2);
+SELECT id AS wjob FROM publish.build_tiles('build-webp', 1, 'tap-build') \gset
+CREATE TEMP TABLE w AS SELECT * FROM test_helpers.wait_job(:'wjob', '60 s');
+SELECT is(status, 'completed', 'a webp build of zooms 1-2 completes') FROM w;
+SELECT is(result->'tiles_per_zoom',
+          (SELECT jsonb_object_agg(z::text, n) FROM test_helpers.expected_tiles(2000, 1200, 512, 2) WHERE z >= 1),
+          'zooms 1-2 only, of the image scaled up to 2000 x 1200: {"1": 4, "2": 12}') FROM w;
+SELECT is(test_helpers.run(format('vipsheader -f vips-loader %1$s; vipsheader -f width %1$s',
+                                  :'root' || '/tap-build/build-webp/builds/v1/tiles/2/3/2.webp')),
+          E'webpload\n512', 'the tiles are 512 px WebP images');
+
+-- ---------------------------------------------------------------------------
+-- cancel_job stops a build while it uploads, and nothing is recorded.
+-- ---------------------------------------------------------------------------
+
+SELECT test_helpers.make_project('build-cancel', 1) AS cancel_project \gset
+SELECT test_helpers.make_image(:'root' || '/assets/build-cancel/map.png', 4000, 4000) \g /dev/null
+SELECT test_helpers.add_base_map(v.id, :'root', 'assets/build-cancel/map.png')
+  FROM publish.project_versions v WHERE v.project_id = :'cancel_project' \g /dev/null
+SELECT id AS cjob FROM publish.build_tiles('build-cancel', 1, 'tap-build') \gset
+SELECT test_helpers.wait_progress(:'cjob', 29, '60 s') \g /dev/null
+SELECT publish.cancel_job(:'cjob') \g /dev/null
+SELECT is(status, 'cancelled', 'a build cancelled after the cut stops (at its next progress commit)')
+  FROM test_helpers.wait_job(:'cjob', '60 s');
+SELECT is((SELECT count(*) FROM publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+            WHERE v.project_id = :'cancel_project'), 0::bigint, '... and records no tileset');
 
 -- ---------------------------------------------------------------------------
 -- Bad sources fail the build with a clear error.
