@@ -10,7 +10,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'build-%';
 
-SELECT plan(48);
+SELECT plan(51);
 
 SELECT :'storage' || '/build' AS root \gset
 SELECT publish.set_storage_target('tap-build', 'file://' || :'root') \g /dev/null
@@ -148,6 +148,20 @@ SELECT id AS pjob2 FROM publish.publish_version('build-pub', 1, 'tap-build') \gs
 SELECT is(status, 'completed', 'publishing again completes') FROM test_helpers.wait_job(:'pjob2', '60 s');
 SELECT ok(logs::text !~ 'Built [0-9]+ tiles', '... without building the tiles again')
   FROM publish.jobs WHERE id = :'pjob2';
+
+-- tiles built for one environment are built again for another: the build
+-- records where it put them (tilesets.built_env)
+SELECT :'storage' || '/build2' AS root2 \gset
+SELECT publish.set_storage_target('tap-build2', 'file://' || :'root2') \g /dev/null
+SELECT test_helpers.make_image(:'root2' || '/assets/build-pub/map.png', 700, 300) \g /dev/null
+SELECT id AS pjob3 FROM publish.publish_version('build-pub', 1, 'tap-build2') \gset
+SELECT is(status, 'completed', 'publishing to another environment completes') FROM test_helpers.wait_job(:'pjob3', '60 s');
+SELECT ok(logs::text ~ 'Built 9 tiles', '... after building the tiles on that target')
+  FROM publish.jobs WHERE id = :'pjob3';
+SELECT is(s.built_env || ' ' || s.source_path, 'tap-build2 tap-build2/build-pub/builds/v1/tiles',
+          '... which the tileset now records')
+  FROM publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+ WHERE v.project_id = :'pub_project';
 
 -- ---------------------------------------------------------------------------
 -- The tileset decides: webp tiles of 512 px, zooms 1-2 of a 1000 x 600
