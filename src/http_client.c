@@ -61,6 +61,7 @@ typedef struct TransferState
 	TimestampTz last_move;
 	bool		stalled;		/* aborted: nothing moved for too long */
 	FILE	   *sink;			/* req->body_file */
+	int64		sink_max;		/* req->body_file_max */
 	int			sink_errno;		/* a write to sink failed with this */
 } TransferState;
 
@@ -203,6 +204,11 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 		st->sha_failed = true;
 		return 0;				/* CURLE_WRITE_ERROR */
 	}
+	if (st->sink != NULL && st->sink_max > 0 && resp->body_bytes + (int64) len > st->sink_max)
+	{
+		st->sink_errno = EFBIG;
+		return 0;				/* CURLE_WRITE_ERROR */
+	}
 	if (st->sink != NULL && len > 0 && fwrite(data, 1, len, st->sink) != len)
 	{
 		st->sink_errno = errno ? errno : EIO;
@@ -279,6 +285,7 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 	{
 		/* a retry starts the file again */
 		st.sink = req->body_file;
+		st.sink_max = req->body_file_max;
 		if (fflush(st.sink) != 0 || ftruncate(fileno(st.sink), 0) != 0 ||
 			fseeko(st.sink, 0, SEEK_SET) != 0)
 			ereport(ERROR,
@@ -402,6 +409,11 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 		if (st.sha_failed)
 			elog(ERROR, "publish: could not hash a response body");
 	}
+	if (st.sink_errno == EFBIG)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+				 errmsg("the %s was stopped: it is larger than %lld bytes",
+						req->what, (long long) req->body_file_max)));
 	if (st.sink_errno != 0)
 	{
 		errno = st.sink_errno;

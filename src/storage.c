@@ -283,12 +283,13 @@ storage_remote_stat_result(StorageTarget *target, const char *service, HttpReque
 
 /*
  * Downloads the object at key into a new file at path (on the database
- * server, e.g. a temporary file) and returns its size.  Outside any
+ * server, e.g. a temporary file) and returns its size; one longer than
+ * max_bytes (0: no limit) fails with PT413.  Outside any
  * transaction: a remote download may take a while.  The file is removed
  * again when the download fails.
  */
 int64
-storage_get_file(StorageTarget *target, const char *key, const char *path)
+storage_get_file(StorageTarget *target, const char *key, const char *path, int64 max_bytes)
 {
 	MemoryContext caller;
 	FILE	   *f;
@@ -306,7 +307,7 @@ storage_get_file(StorageTarget *target, const char *key, const char *path)
 	caller = op_begin();
 	PG_TRY();
 	{
-		size = target->backend->get(target, key, f);
+		size = target->backend->get(target, key, f, max_bytes);
 		if (fflush(f) != 0 || ferror(f))
 			ereport(ERROR,
 					(errcode_for_file_access(),

@@ -71,9 +71,10 @@ struct StorageBackend
 	void		(*sync) (StorageTarget *target);
 	/*
 	 * Downloads the object at key into the open file f (emptied first);
-	 * errors if it does not exist.  Returns its size.
+	 * errors if it does not exist or is longer than max_bytes (PT413; 0: no
+	 * limit).  Returns its size.
 	 */
-	int64		(*get) (StorageTarget *target, const char *key, FILE *f);
+	int64		(*get) (StorageTarget *target, const char *key, FILE *f, int64 max_bytes);
 };
 
 extern const StorageBackend storage_local_backend;
@@ -93,7 +94,8 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
 extern void storage_sync(StorageTarget *target);
-extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path);
+extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
+							   int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */

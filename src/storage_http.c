@@ -225,13 +225,14 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 
 /* GET of the object at key, written into f. */
 static int64
-http_get(StorageTarget *target, const char *key, FILE *f)
+http_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 {
 	HttpRequest *req = new_request(target, "GET", object_url(target, key),
 								   psprintf("download of %s", key));
 	HttpResponse *resp;
 
 	req->body_file = f;
+	req->body_file_max = max_bytes;
 	resp = http_perform(req);
 	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
 		ereport(ERROR,

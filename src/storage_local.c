@@ -329,7 +329,7 @@ local_sync(StorageTarget *target)
 
 /* Copies the file at key into f. */
 static int64
-local_get(StorageTarget *target, const char *key, FILE *f)
+local_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 {
 	char	   *path = key_path(target, key);
 	int			in = open(path, O_RDONLY | PG_BINARY);
@@ -357,6 +357,13 @@ local_get(StorageTarget *target, const char *key, FILE *f)
 					 errmsg("could not copy \"%s\": %m", path)));
 		}
 		total += n;
+		if (max_bytes > 0 && total > max_bytes)
+		{
+			close(in);
+			ereport(ERROR,
+					(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+					 errmsg("\"%s\" is larger than %lld bytes", path, (long long) max_bytes)));
+		}
 	}
 	close(in);
 	pfree(buf);

@@ -255,7 +255,7 @@ s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 
 /* GetObject, written into f. */
 static int64
-s3_get(StorageTarget *target, const char *key, FILE *f)
+s3_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 {
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, "GET", object_url(s3, key),
@@ -263,6 +263,7 @@ s3_get(StorageTarget *target, const char *key, FILE *f)
 	HttpResponse *resp;
 
 	req->body_file = f;
+	req->body_file_max = max_bytes;
 	resp = http_perform(req);
 	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
 		ereport(ERROR,

@@ -281,8 +281,14 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	}
 	else
 	{
+		/*
+		 * At most 8 bytes a pixel of publish.max_source_pixels (16-bit RGBA,
+		 * uncompressed): no image within the limit is larger, and a bigger
+		 * file does not fill the disk first.
+		 */
 		source = psprintf("%s/source", tmpdir);
-		res->source_bytes = storage_get_file(target, bi->source_key, source);
+		res->source_bytes = storage_get_file(target, bi->source_key, source,
+											 (int64) publish_max_source_pixels * 1000000 * 8);
 	}
 
 	tile_vips_probe(source, what, &info);

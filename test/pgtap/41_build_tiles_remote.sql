@@ -10,7 +10,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'rbuild-%';
 
-SELECT plan(12);
+SELECT plan(14);
 
 -- the expected tiles of a 700 x 300 source (zooms 0-2): 1 + 2 + 6
 SELECT sum(n) AS n_tiles FROM test_helpers.expected_tiles(700, 300, 256, 2) \gset
@@ -44,6 +44,23 @@ SELECT is((SELECT count(*) FROM dav_tiles WHERE pg_read_binary_file(published) =
           :'n_tiles'::bigint, 'WebDAV: every published tile is on the server, byte-identical');
 SELECT is(test_helpers.pixel(:'dav_root' || '/tap-build-dav/rbuild-dav/tiles/v1/2/2/1.png', 5, 6),
           '5 6 128 255', 'WebDAV: pixel (5, 6) of tile 2/2/1 is pixel (517, 262) of the source');
+
+-- a download is capped at 8 bytes a pixel of publish.max_source_pixels (1
+-- megapixel here: 8 MB): a bigger object stops the download (PT413)
+SELECT test_helpers.run(format('head -c 9000000 /dev/urandom > %s; echo ok',
+                               test_helpers.sh_quote(:'dav_root' || '/assets/rbuild-dav/huge.png'))) \g /dev/null
+UPDATE publish.assets SET storage_path = 'assets/rbuild-dav/huge.png'
+ WHERE version_id = (SELECT id FROM publish.project_versions WHERE project_id = :'dav_project');
+ALTER SYSTEM SET publish.max_source_pixels = 1;
+SELECT pg_reload_conf() \g /dev/null
+SELECT pg_sleep(0.5) \g /dev/null
+SELECT id AS huge FROM publish.build_tiles('rbuild-dav', 1, 'tap-build-dav') \gset
+SELECT is(status, 'failed', 'WebDAV: a source larger than the download cap fails the build')
+  FROM test_helpers.wait_job(:'huge', '60 s');
+SELECT matches(error, '^the download of assets/rbuild-dav/huge.png was stopped: it is larger than 8000000 bytes',
+               '... stopping the download at the cap') FROM publish.jobs WHERE id = :'huge';
+ALTER SYSTEM RESET publish.max_source_pixels;
+SELECT pg_reload_conf() \g /dev/null
 
 -- ---------------------------------------------------------------------------
 -- S3
