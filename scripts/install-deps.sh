@@ -8,6 +8,8 @@ PKGS=(
 	postgresql-server-dev-15        # pg_config, PGXS, server headers, PostgreSQL::Test::Cluster
 	libcurl4-openssl-dev            # storage backends (HTTP/WebDAV/S3)
 	libjson-c-dev                   # release.json builder
+	libvips-dev                     # tile builder (libvips 8.14: dzsave, png/jpeg/tiff/webp)
+	libvips-tools                   # tests, bench: the vips command makes and reads test images
 	pkg-config
 	postgresql-15-pgtap             # pgTAP extension
 	libtap-parser-sourcehandler-pgtap-perl  # pg_prove

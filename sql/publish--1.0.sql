@@ -132,10 +132,13 @@ CREATE TABLE publish.tilesets (
 	            CONSTRAINT tilesets_source_path_relative
 	            CHECK (source_path IS NULL OR (source_path !~ '^/' AND source_path !~ '(^|/)\.\.(/|$)')),
 	built_at    timestamptz,
+	built_env   text,		-- the environment whose target build_tiles put the tiles on
 	CONSTRAINT tilesets_zoom_range CHECK (min_zoom >= 0 AND max_zoom <= 30 AND min_zoom <= max_zoom)
 );
 COMMENT ON TABLE publish.tilesets IS
 	'The tileset of a version: built tiles are at {source_path}/{z}/{x}/{y}.{format} under the target''s root.';
+COMMENT ON COLUMN publish.tilesets.built_env IS
+	'The environment on whose storage target publish built the tiles (build_tiles, or publish_version from a base_map asset); NULL when they were put there by other means.';
 
 CREATE TABLE publish.tiles (
 	tileset_id uuid NOT NULL REFERENCES publish.tilesets (id) ON DELETE CASCADE,
@@ -526,6 +529,77 @@ END
 $$;
 COMMENT ON FUNCTION publish.publish_version(text, integer, text) IS
 	'Queues a job that publishes version N of project slug to environment env; returns the job. The worker starts it when the calling transaction commits. SECURITY DEFINER: publish_admin may call it.';
+
+-- Tiles are built onto a storage target: the source image (the version's
+-- base_map asset) is read from env's target and the tiles land there, at
+-- {env}/{slug}/builds/v{N}/tiles/ (see README, "Building tiles").
+CREATE FUNCTION publish.build_tiles(slug text, version integer, env text DEFAULT 'production')
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ver    publish.project_versions;
+	n_maps bigint;
+	job_id uuid;
+	job    publish.jobs;
+	requester text := publish._requesting_role();	-- SECURITY DEFINER: not current_user
+	sub    text := publish._requesting_sub();
+BEGIN
+	ver := publish._resolve_version(slug, version);
+	PERFORM publish._check_env(env);
+	IF ver.status = 'archived' THEN
+		RAISE EXCEPTION 'version % of project "%" is archived, so its tiles cannot be built', version, slug
+			USING ERRCODE = 'PT409',
+			      DETAIL = 'Tiles are built for draft, ready and published versions.',
+			      HINT = 'An archived version stays archived; build the tiles of a newer version instead.';
+	END IF;
+	SELECT count(*) INTO n_maps FROM publish.assets a
+	 WHERE a.version_id = ver.id AND a.kind = 'base_map';
+	IF n_maps = 0 THEN
+		RAISE EXCEPTION 'version % of project "%" has no source image to build tiles from', version, slug
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Add the image (PNG, JPEG or TIFF, on the storage target) as an asset of kind base_map.';
+	ELSIF n_maps > 1 THEN
+		RAISE EXCEPTION 'version % of project "%" has % assets of kind base_map', version, slug, n_maps
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Tiles are built from exactly one source image: keep one base_map asset.';
+	END IF;
+
+	PERFORM publish._wake_worker_at_commit();
+
+	-- Ordered with the publishes of the same project and environment, as
+	-- publish_version orders them (see there).
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'build_tiles needs READ COMMITTED isolation'
+			USING ERRCODE = 'feature_not_supported',
+			      DETAIL = 'With a snapshot older than other sessions'' requests it could not put this one after them.';
+	END IF;
+	PERFORM pg_advisory_xact_lock(1886741102, hashtext(ver.project_id::text || '/' || env));
+
+	-- the same build already waiting is the answer
+	SELECT q.id INTO job_id FROM publish.job_queue q
+	 WHERE q.job_type = 'build_tiles' AND q.version_id = ver.id AND q.env = build_tiles.env
+	   AND q.status = 'queued' AND NOT q.cancel_requested;
+	IF NOT FOUND THEN
+		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env, created_by)
+		VALUES ('build_tiles',
+		        jsonb_build_object('project_slug', slug,
+		                           'version_number', version,
+		                           'target_env', env,
+		                           'requested_by', requester)
+		        || CASE WHEN sub IS NULL THEN '{}'::jsonb
+		                ELSE jsonb_build_object('requested_sub', sub) END,
+		        ver.project_id, ver.id, env, requester)
+		RETURNING q.id INTO job_id;
+	END IF;
+
+	SELECT * INTO job FROM publish.jobs j WHERE j.id = job_id;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION publish.build_tiles(text, integer, text) IS
+	'Queues a job that builds the tiles of version N of project slug from its base_map asset, on env''s storage target; returns the job. SECURITY DEFINER: publish_admin may call it.';
 
 CREATE FUNCTION publish.build_release(slug text, version integer, env text DEFAULT 'production',
                                       published_at timestamptz DEFAULT now())
@@ -1080,8 +1154,8 @@ BEGIN
 	FOR f IN
 		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
 		 WHERE p.pronamespace = 'publish'::regnamespace
-		   AND p.proname IN ('publish_version', 'set_storage_target', 'set_storage_credentials',
-		                     'cancel_job', 'purge_jobs')
+		   AND p.proname IN ('publish_version', 'build_tiles', 'set_storage_target',
+		                     'set_storage_credentials', 'cancel_job', 'purge_jobs')
 	LOOP
 		EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', f);
 	END LOOP;
@@ -1111,6 +1185,7 @@ GRANT INSERT, UPDATE, DELETE ON publish.projects, publish.project_versions, publ
 GRANT SELECT ON publish.storage_targets TO publish_admin;
 GRANT EXECUTE ON FUNCTION
 	publish.publish_version(text, integer, text),
+	publish.build_tiles(text, integer, text),
 	publish.build_release(text, integer, text, timestamptz),
 	publish.validate_version(text, integer),
 	publish._resolve_version(text, integer),

@@ -34,6 +34,8 @@ int			publish_storage_retry_max_delay = 30000;
 char	   *publish_storage_ca_file = NULL;
 int			publish_max_release_size = 16 * 1024;	/* kB */
 int			publish_max_tiles = 1000000;
+int			publish_max_source_pixels = 256;	/* megapixels */
+int			publish_tile_build_threads = 2;
 
 /*
  * Defines the GUCs; called once from _PG_init.
@@ -184,6 +186,24 @@ publish_define_gucs(void)
 							"bytes per tile.",
 							&publish_max_tiles,
 							1000000, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.max_source_pixels",
+							"Largest source image a tile build accepts, in megapixels.",
+							"A source image with more pixels (width times height, read "
+							"from its header before any pixel is decoded) is refused "
+							"(SQLSTATE PT413).",
+							&publish_max_source_pixels,
+							256, 1, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.tile_build_threads",
+							"Threads libvips may use to cut a tile pyramid.",
+							"Each worker building tiles uses up to this many threads.",
+							&publish_tile_build_threads,
+							2, 1, 64,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 

@@ -36,6 +36,7 @@
 #include "http_client.h"
 
 #include <curl/curl.h>
+#include <unistd.h>
 
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
@@ -59,6 +60,9 @@ typedef struct TransferState
 	curl_off_t	last_bytes;		/* bytes moved (up + down) at last_move */
 	TimestampTz last_move;
 	bool		stalled;		/* aborted: nothing moved for too long */
+	FILE	   *sink;			/* req->body_file */
+	int64		sink_max;		/* req->body_file_max */
+	int			sink_errno;		/* a write to sink failed with this */
 } TransferState;
 
 /* on_proc_exit: frees the share object and libcurl's global state. */
@@ -200,6 +204,16 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 		st->sha_failed = true;
 		return 0;				/* CURLE_WRITE_ERROR */
 	}
+	if (st->sink != NULL && st->sink_max > 0 && resp->body_bytes + (int64) len > st->sink_max)
+	{
+		st->sink_errno = EFBIG;
+		return 0;				/* CURLE_WRITE_ERROR */
+	}
+	if (st->sink != NULL && len > 0 && fwrite(data, 1, len, st->sink) != len)
+	{
+		st->sink_errno = errno ? errno : EIO;
+		return 0;				/* CURLE_WRITE_ERROR */
+	}
 	resp->body_bytes += len;
 	return len;
 }
@@ -267,6 +281,17 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 
 	if (req->hash_body)
 		st.sha_ctx = checksum_sha256_begin();
+	if (req->body_file != NULL)
+	{
+		/* a retry starts the file again */
+		st.sink = req->body_file;
+		st.sink_max = req->body_file_max;
+		if (fflush(st.sink) != 0 || ftruncate(fileno(st.sink), 0) != 0 ||
+			fseeko(st.sink, 0, SEEK_SET) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not empty the download file: %m")));
+	}
 
 	PG_TRY();
 	{
@@ -383,6 +408,18 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 		checksum_sha256_finish(st.sha_ctx, resp->body_sha256);
 		if (st.sha_failed)
 			elog(ERROR, "publish: could not hash a response body");
+	}
+	if (st.sink_errno == EFBIG)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+				 errmsg("the %s was stopped: it is larger than %lld bytes",
+						req->what, (long long) req->body_file_max)));
+	if (st.sink_errno != 0)
+	{
+		errno = st.sink_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write the %s to a file: %m", req->what)));
 	}
 	if (st.stalled)
 	{

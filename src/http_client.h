@@ -30,6 +30,10 @@ typedef struct HttpRequest
 	const char *aws_sigv4;		/* "aws:amz:REGION:s3" */
 	bool		hash_body;		/* compute the SHA-256 of the response body */
 	size_t		body_limit;		/* bytes of the response body to keep; 0: HTTP_BODY_KEEP */
+	FILE	   *body_file;		/* the whole body is also written here (emptied
+								 * before each attempt), or NULL */
+	int64		body_file_max;	/* with body_file: a longer body fails the
+								 * request (EFBIG); 0: no limit */
 	const char *what;			/* for messages: "upload of env/slug/release.json" */
 	const char *target_env;		/* for messages: the target's environment */
 	HttpWarnFn	warn;			/* retry notices, or NULL */

@@ -6,7 +6,9 @@
  *	  1  validate the version (every problem listed)          10%
  *	  2  build release.json (json-c), in the same pass as 1  30%
  *	  3  upload it as {env}/{slug}/releases/v{N}.json         50%
- *	  4  tiles: verify each against the manifest, copy them
+ *	  4  tiles: built first from the base_map asset when none are
+ *	     built for this environment (tile_build.c, 50-75%); verify
+ *	     each against the manifest, copy them
  *	     to {env}/{slug}/tiles/v{N}/{z}/{x}/{y}.{format}       80%
  *	  5  switch {env}/{slug}/release.json to this version,
  *	     mark the version published, record the live release 100%
@@ -26,6 +28,7 @@
 #include "publish.h"
 #include "job.h"
 #include "storage.h"
+#include "tile.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -266,7 +269,13 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	TileEntry  *tiles = NULL;
 	int64		ntiles = 0;
 	TileCounts	counts = {0, 0, 0};
+	bool		build_first;
 
+	if (strcmp(job->job_type, "build_tiles") == 0)
+	{
+		tile_build_job_run(job, mcxt);
+		return;
+	}
 	if (strcmp(job->job_type, "publish") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -289,9 +298,14 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	/*
 	 * One pass over the overlays checks them and writes release.json (step
 	 * 2's work) in this transaction's snapshot: what is written is what was
-	 * checked.  The document lives in mcxt's mapping, freed with it.
+	 * checked.  The document lives in mcxt's mapping, freed with it.  When
+	 * tiles must be built first (step 4), this pass only checks: the
+	 * document, which describes the tileset, is written once they are.
 	 */
-	doc = release_doc_create(mcxt);
+	build_first = tile_build_needed(job->version_id, job->env);
+	if (build_first)
+		in->tileset = NULL;
+	doc = build_first ? NULL : release_doc_create(mcxt);
 	problems = release_build(in, doc);
 	if (problems != NIL)
 		release_report_problems(in, problems);
@@ -311,19 +325,54 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 
 	/* Step 2: release.json was built with the validation pass (30%) */
 	job_txn_begin("publish: built release.json");
-	job_step_done(job, 30, psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256));
+	job_step_done(job, 30, build_first ?
+				  pstrdup("Checked the content of release.json; it is built once the tiles are") :
+				  psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256));
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
 	/* Step 3: upload the immutable copy (50%) */
-	pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-	storage_put(target, versioned_key, doc->data, doc->len, "application/json", CACHE_IMMUTABLE);
+	if (!build_first)
+	{
+		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
+		storage_put(target, versioned_key, doc->data, doc->len, "application/json", CACHE_IMMUTABLE);
+	}
 	job_txn_begin("publish: uploaded release.json");
-	job_step_done(job, 50, psprintf("Uploaded release.json as %s", versioned_key));
+	job_step_done(job, 50, build_first ?
+				  psprintf("Tiles to build first: release.json is uploaded as %s once they are", versioned_key) :
+				  psprintf("Uploaded release.json as %s", versioned_key));
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
-	/* Step 4: tiles (80%) */
+	/*
+	 * Step 4: tiles (80%).  Built first when the version has a base_map
+	 * and no tileset built for this environment (50-75%); then release.json,
+	 * which describes the new tileset, is built and its immutable copy
+	 * uploaded (step 3 left that until now, so it is written once).
+	 */
+	if (build_first)
+	{
+		tile_build_for_publish(job, target, 50, 75);
+		job_txn_begin("publish: describing the built tiles");
+		check_version_publishable(job->version_id);
+		MemoryContextSwitchTo(mcxt);
+		in = release_input_load(job->version_id, job->env, published_at, false, mcxt);
+		doc = release_doc_create(mcxt);
+		problems = release_build(in, doc);
+		if (problems != NIL)
+			release_report_problems(in, problems);
+		if (in->tileset != NULL)
+			tiles = load_tiles(in->tileset->id, &ntiles, mcxt);
+		job_txn_commit(false);
+		MemoryContextSwitchTo(mcxt);
+		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
+		storage_put(target, versioned_key, doc->data, doc->len, "application/json", CACHE_IMMUTABLE);
+		job_txn_begin("publish: uploaded release.json with the tiles");
+		job_step_done(job, 76, psprintf("Built release.json with the new tileset and uploaded it as %s: %zu bytes, sha256 %s",
+										versioned_key, doc->len, doc->sha256));
+		job_txn_commit(false);
+		MemoryContextSwitchTo(mcxt);
+	}
 	if (in->tileset != NULL)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");

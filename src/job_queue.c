@@ -154,7 +154,7 @@ job_recover_interrupted(void)
 			 "                 ELSE format('interrupted: the worker stopped while the job was running,"
 			 " %s of %s attempts used', i.attempts, $1) END"
 			 "    FROM interrupted i WHERE j.id = i.id AND (i.attempts >= $1 OR i.superseded)"
-			 "  RETURNING j.id, j.error, j.progress, j.project_id, j.env"
+			 "  RETURNING j.id, j.error, j.progress, j.project_id, j.env, j.job_type"
 			 "), restore AS ("
 			 /*
 			  * A job that failed past its last checkpoint may have switched
@@ -169,7 +169,7 @@ job_recover_interrupted(void)
 			 "    JOIN publish.live_releases r ON r.project_id = f.project_id AND r.env = f.env"
 			 "    JOIN publish.projects p ON p.id = r.project_id"
 			 "    JOIN publish.project_versions v ON v.id = r.version_id"
-			 "   WHERE f.progress >= 80"
+			 "   WHERE f.progress >= 80 AND f.job_type = 'publish'"
 			 "  ON CONFLICT DO NOTHING"
 			 "  RETURNING id, params->>'restores_after' AS failed_id"
 			 ")"
@@ -414,4 +414,29 @@ job_purge_expired(void)
 		deleted = SPI_processed;
 		job_txn_commit(false);
 	} while (deleted == PURGE_BATCH_SIZE);
+}
+
+/*
+ * Records the job's progress without a log line, in a short transaction of
+ * its own (between two pieces of I/O of a long step); a checkpoint: throws
+ * if the job was cancelled or has timed out.  Callers limit how often they
+ * call it (a few times a second at most).
+ */
+void
+job_progress(PublishJob *job, int progress)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(job->id), Int32GetDatum(progress)};
+	bool		cancel = false;
+	bool		isnull;
+
+	CHECK_FOR_INTERRUPTS();
+	job_txn_begin("publish: progress");
+	exec_sql("UPDATE publish.job_queue SET progress = greatest(progress, $2)"
+			 " WHERE id = $1::uuid AND status = 'running' RETURNING cancel_requested",
+			 2, types, values, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed > 0)
+		cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	job_txn_commit(false);
+	stop_if_asked(job, cancel);
 }

@@ -23,6 +23,8 @@
  *	  storage_s3.c     the s3:// backend (AWS Signature V4)
  *	  storage_sql.c    publish._storage_put, the storage code from SQL
  *	  http_client.c    libcurl: one request, retries, error text
+ *	  tile_build.c     build_tiles jobs: source image, upload, manifest
+ *	  tile_vips.c      libvips: read a source image, cut the tile pyramid
  *	  checksum.c       SHA-256 of buffers and files
  *	  spi_util.c       small helpers for reading SPI results
  *	  sql_functions.c  SQL-callable functions
@@ -67,6 +69,8 @@ extern int	publish_storage_retry_max_delay;	/* milliseconds */
 extern char *publish_storage_ca_file;
 extern int	publish_max_release_size;	/* kB */
 extern int	publish_max_tiles;
+extern int	publish_max_source_pixels;	/* megapixels */
+extern int	publish_tile_build_threads;
 extern void publish_define_gucs(void);
 
 /* shmem.c */

@@ -280,3 +280,50 @@ storage_remote_stat_result(StorageTarget *target, const char *service, HttpReque
 	else
 		info->size = resp->content_length;
 }
+
+/*
+ * Downloads the object at key into a new file at path (on the database
+ * server, e.g. a temporary file) and returns its size; one longer than
+ * max_bytes (0: no limit) fails with PT413.  Outside any
+ * transaction: a remote download may take a while.  The file is removed
+ * again when the download fails.
+ */
+int64
+storage_get_file(StorageTarget *target, const char *key, const char *path, int64 max_bytes)
+{
+	MemoryContext caller;
+	FILE	   *f;
+	int64		size = 0;
+
+	if (target->backend->get == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("storage target \"%s\" cannot download objects", target->env)));
+	f = AllocateFile(path, PG_BINARY_W);
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create \"%s\": %m", path)));
+	caller = op_begin();
+	PG_TRY();
+	{
+		size = target->backend->get(target, key, f, max_bytes);
+		if (fflush(f) != 0 || ferror(f))
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write \"%s\": %m", path)));
+	}
+	PG_CATCH();
+	{
+		FreeFile(f);
+		unlink(path);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	op_end(caller);
+	if (FreeFile(f) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write \"%s\": %m", path)));
+	return size;
+}

@@ -4,7 +4,8 @@
  *	  The storage interface: a target (one per environment) and the backend
  *	  that writes to it.
  *
- * The publish steps call only storage_put, storage_stat and storage_copy.
+ * The publish steps call only storage_put, storage_stat and storage_copy;
+ * the tile builder also storage_get_file (a source image to a local file).
  * A backend implements them for one URL scheme; adding a backend touches
  * its own file and the table in storage.c.  Every function reports failure
  * with ereport(ERROR) and is called outside any transaction (in the worker:
@@ -68,6 +69,12 @@ struct StorageBackend
 						 const char *cache_control);
 	/* Makes what was written so far durable (a no-op where puts already are). */
 	void		(*sync) (StorageTarget *target);
+	/*
+	 * Downloads the object at key into the open file f (emptied first);
+	 * errors if it does not exist or is longer than max_bytes (PT413; 0: no
+	 * limit).  Returns its size.
+	 */
+	int64		(*get) (StorageTarget *target, const char *key, FILE *f, int64 max_bytes);
 };
 
 extern const StorageBackend storage_local_backend;
@@ -87,6 +94,8 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
 extern void storage_sync(StorageTarget *target);
+extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
+							   int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */

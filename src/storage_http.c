@@ -223,12 +223,33 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control);
 }
 
+/* GET of the object at key, written into f. */
+static int64
+http_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
+{
+	HttpRequest *req = new_request(target, "GET", object_url(target, key),
+								   psprintf("download of %s", key));
+	HttpResponse *resp;
+
+	req->body_file = f;
+	req->body_file_max = max_bytes;
+	resp = http_perform(req);
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("%s failed on target \"%s\": there is no such object", req->what, target->env)));
+	if (!http_ok(resp))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+	return resp->body_bytes;
+}
+
 const StorageBackend storage_http_backend = {
 	.scheme = "http",
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,
 	.copy = http_copy,
+	.get = http_get,
 };
 
 const StorageBackend storage_https_backend = {
@@ -237,4 +258,5 @@ const StorageBackend storage_https_backend = {
 	.put = http_put,
 	.stat = http_stat,
 	.copy = http_copy,
+	.get = http_get,
 };

@@ -327,10 +327,54 @@ local_sync(StorageTarget *target)
 	target->unsynced = false;
 }
 
+/* Copies the file at key into f. */
+static int64
+local_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
+{
+	char	   *path = key_path(target, key);
+	int			in = open(path, O_RDONLY | PG_BINARY);
+	char	   *buf;
+	int64		total = 0;
+	ssize_t		n;
+
+	if (in < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open \"%s\": %m", path)));
+	buf = palloc(LOCAL_IO_CHUNK);
+	while ((n = read(in, buf, LOCAL_IO_CHUNK)) != 0)
+	{
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || fwrite(buf, 1, n, f) != (size_t) n)
+		{
+			int			save_errno = errno;
+
+			close(in);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not copy \"%s\": %m", path)));
+		}
+		total += n;
+		if (max_bytes > 0 && total > max_bytes)
+		{
+			close(in);
+			ereport(ERROR,
+					(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+					 errmsg("\"%s\" is larger than %lld bytes", path, (long long) max_bytes)));
+		}
+	}
+	close(in);
+	pfree(buf);
+	return total;
+}
+
 const StorageBackend storage_local_backend = {
 	.scheme = "file",
 	.put = local_put,
 	.stat = local_stat,
 	.copy = local_copy,
 	.sync = local_sync,
+	.get = local_get,
 };

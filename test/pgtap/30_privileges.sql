@@ -22,7 +22,7 @@ DROP SCHEMA IF EXISTS tap_mallory CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'sec-%';
 ALTER DATABASE publish_tap RESET search_path;
 
-SELECT plan(68);
+SELECT plan(69);
 
 CREATE ROLE tap_sec_admin NOLOGIN IN ROLE publish_admin;
 CREATE ROLE tap_sec_viewer NOLOGIN IN ROLE publish_viewer;
@@ -58,8 +58,8 @@ SELECT is(array_agg(p.proname::text ORDER BY p.proname), NULL::text[],
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace
    AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp'];
 SELECT is(array_agg(p.proname::text ORDER BY p.proname),
-          ARRAY['cancel_job', 'publish_version', 'purge_jobs', 'set_storage_credentials', 'set_storage_target'],
-          'only cancel_job, publish_version, purge_jobs, set_storage_credentials and set_storage_target are SECURITY DEFINER')
+          ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'set_storage_credentials', 'set_storage_target'],
+          'only build_tiles, cancel_job, publish_version, purge_jobs, set_storage_credentials and set_storage_target are SECURITY DEFINER')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace AND p.prosecdef;
 SELECT ok(NOT has_function_privilege(r, 'publish._wake_worker_at_commit()', 'EXECUTE'),
           format('%s cannot call publish._wake_worker_at_commit()', r))
@@ -86,6 +86,7 @@ SELECT is(test_helpers.sqlstate_as('tap_sec_viewer', format('SELECT %s FROM publ
 SELECT is(test_helpers.sqlstate_as('tap_sec_viewer', sql), '42501', what)
   FROM (VALUES
 	($$SELECT publish.publish_version('sec-campus', 1, 'tap-sec')$$, 'a viewer cannot publish'),
+	($$SELECT publish.build_tiles('sec-campus', 1, 'tap-sec')$$, 'a viewer cannot build tiles'),
 	($$SELECT publish.build_release('sec-campus', 1, 'tap-sec')$$, 'a viewer cannot build a release'),
 	($$INSERT INTO publish.projects (slug, name) VALUES ('sec-viewer', 'x')$$, 'a viewer cannot add content'),
 	($$UPDATE publish.project_versions SET status = 'archived'$$, 'a viewer cannot change a version'),

@@ -705,3 +705,85 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Source images for tile builds (test/pgtap/40_build_tiles*.sql), made and
+-- read with the vips command (libvips-tools), independently of the
+-- extension's own libvips code.
+-- ---------------------------------------------------------------------------
+
+-- The output of a shell command, its lines joined with newlines.
+CREATE FUNCTION test_helpers.run(command text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+DECLARE
+	out text;
+BEGIN
+	DELETE FROM test_helpers.command_output;
+	EXECUTE format('COPY test_helpers.command_output FROM PROGRAM %L', command);
+	SELECT string_agg(line, E'\n') INTO out FROM test_helpers.command_output;
+	RETURN out;
+END
+$$;
+
+-- Writes a width x height RGB image at path (png, jpg or tif by its
+-- extension; its directory is made) whose pixel (x, y) is
+-- (x mod 256, y mod 256, 128): any pixel of a tile tells where it came from.
+CREATE FUNCTION test_helpers.make_image(path text, width int, height int)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT
+AS $$
+	SELECT test_helpers.run(format(
+		'set -e; d=$(mktemp -d); mkdir -p "$(dirname %1$s)";'
+		' vips xyz "$d/xy.v" %2$s %3$s; vips remainder_const "$d/xy.v" "$d/r.v" 256;'
+		' vips bandjoin_const "$d/r.v" "$d/rgb.v" 128; vips cast "$d/rgb.v" "$d/u.v" uchar;'
+		' vips copy "$d/u.v" %1$s;'
+		' rm -rf "$d"; echo ok',
+		test_helpers.sh_quote(path), width, height))
+$$;
+
+-- The pixel at (x, y) of the image at path, as vips getpoint prints it
+-- (band values separated by spaces, e.g. '10 20 128 255').
+CREATE FUNCTION test_helpers.pixel(path text, x int, y int)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT
+AS $$
+	SELECT regexp_replace(btrim(test_helpers.run(format('vips getpoint %s %s %s 2>&1',
+	                                                    test_helpers.sh_quote(path), x, y))),
+	                      '\s+', ' ', 'g')
+$$;
+
+-- width x height of the image at path, as vipsheader reads it.
+CREATE FUNCTION test_helpers.image_size(path text)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT
+AS $$
+	SELECT test_helpers.run(format('vipsheader -f width %1$s; vipsheader -f height %1$s',
+	                               test_helpers.sh_quote(path)))
+$$;
+
+-- The tiles an image of width x height cuts into at each zoom of a pyramid
+-- whose top zoom is max_zoom: ceil(w / (tile_size * 2^(max_zoom - z))) columns
+-- by as many rows of the height (README, "Building tiles").
+CREATE FUNCTION test_helpers.expected_tiles(width int, height int, tile_size int, max_zoom int)
+RETURNS TABLE (z int, n bigint)
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT z, (ceil(width / (tile_size * 2.0 ^ (max_zoom - z)))
+	           * ceil(height / (tile_size * 2.0 ^ (max_zoom - z))))::bigint
+	  FROM generate_series(0, max_zoom) AS z
+$$;
+
+-- Adds the file at root/storage_path as the base_map asset of the version
+-- (with its size and sha256, as validation wants).
+CREATE FUNCTION test_helpers.add_base_map(version_id uuid, root text, storage_path text)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+AS $$
+	INSERT INTO publish.assets (version_id, key, kind, storage_path, content_type, byte_size, sha256)
+	VALUES (version_id, 'map', 'base_map', storage_path, 'image/png',
+	        (pg_stat_file(root || '/' || storage_path)).size,
+	        test_helpers.file_sha256(root || '/' || storage_path))
+	RETURNING id
+$$;

@@ -1,0 +1,590 @@
+/*-------------------------------------------------------------------------
+ *
+ * tile_build.c
+ *	  Building a version's tiles from its source image: build_tiles jobs,
+ *	  and the build a publish job does first when it needs one.
+ *
+ * The source image is the version's asset of kind base_map, read from the
+ * job's storage target: opened in place on a file:// target, downloaded to
+ * a temporary file first on the others.  libvips (tile_vips.c) cuts the
+ * pyramid into a temporary directory under base/pgsql_tmp (removed when
+ * the build ends, and by PostgreSQL at start-up after a crash); each tile
+ * is then hashed and uploaded to the version's build location
+ *
+ *	  {env}/{slug}/builds/v{N}/tiles/{z}/{x}/{y}.{format}
+ *
+ * which never collides with the published tiles at
+ * {env}/{slug}/tiles/v{N}/... (step 4 of a publish copies them there).  At
+ * last, one short transaction writes the manifest (publish.tiles, all rows
+ * in one INSERT from arrays) and the tileset (created with defaults when
+ * missing; source_path, zoom range, built_at and built_env set).
+ *
+ * No transaction is open while the source is downloaded, the pyramid is cut
+ * or tiles are uploaded.  Progress is committed after the cut, after each
+ * zoom level and at most four times a second while tiles are uploaded;
+ * each of those commits is a checkpoint where a cancel or the job's
+ * timeout stops the build.  The cut itself (one libvips call) is not
+ * interruptible: a cancel is noticed when it returns.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "publish.h"
+#include "job.h"
+#include "storage.h"
+#include "tile.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog/pg_type.h"
+#include "common/file_perm.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+
+#define TILE_PROGRESS_INTERVAL_MS	250
+#define TILE_TEMP_ROOT	"base/" PG_TEMP_FILES_DIR
+
+/* What a build needs to know about the version, read in one transaction. */
+typedef struct TileBuildInput
+{
+	char	   *version_id;
+	char	   *slug;
+	int			version_number;
+	char	   *env;
+	char	   *asset_key;		/* the base_map asset */
+	char	   *source_key;		/* its storage_path */
+	bool		has_tileset;
+	char	   *format;
+	int			tile_size;
+	int			min_zoom;
+	int			max_zoom;		/* -1: from the image */
+} TileBuildInput;
+
+/* What a build did, for the job's result and log. */
+typedef struct TileBuildResult
+{
+	int			width;			/* of the source image */
+	int			height;
+	int			min_zoom;
+	int			max_zoom;
+	int64		tiles;
+	int64		bytes;
+	int64		per_zoom[31];
+	int64		source_bytes;
+	long		cut_ms;
+	long		total_ms;
+	char	   *source_path;
+} TileBuildResult;
+
+/*
+ * Does the version need its tiles built before it is published to env?
+ * Yes when it has a base_map asset and no tileset with tiles built for env:
+ * none at all, one without source_path or tiles, or one built by publish
+ * for another environment.  A tileset whose tiles were put on storage by
+ * other means (built_env NULL, source_path and tiles set) is used as it is.
+ * Caller is in a transaction.
+ */
+bool
+tile_build_needed(const char *version_id, const char *env)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(version_id), CStringGetTextDatum(env)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT 1 FROM publish.assets a"
+							  "                WHERE a.version_id = $1::uuid AND a.kind = 'base_map')"
+							  "   AND NOT EXISTS (SELECT 1 FROM publish.tilesets t"
+							  "                    WHERE t.version_id = $1::uuid AND t.source_path IS NOT NULL"
+							  "                      AND (t.built_env IS NULL OR t.built_env = $2)"
+							  "                      AND EXISTS (SELECT 1 FROM publish.tiles m WHERE m.tileset_id = t.id))",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not read the version's tileset");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Reads the version, its base_map asset and its tileset (caller in a
+ * transaction).  Errors as build_tiles() does at call time: the version
+ * must exist and not be archived, and have exactly one base_map asset.
+ */
+static TileBuildInput *
+load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(version_id)};
+	TileBuildInput *bi = MemoryContextAllocZero(mcxt, sizeof(TileBuildInput));
+	HeapTuple	row;
+	TupleDesc	desc;
+	char	   *status;
+	int64		n_maps;
+
+	if (SPI_execute_with_args("SELECT p.slug, v.version_number, v.status,"
+							  "       (SELECT count(*) FROM publish.assets a"
+							  "         WHERE a.version_id = v.id AND a.kind = 'base_map'),"
+							  "       a.key, a.storage_path,"
+							  "       t.id IS NOT NULL, t.format, t.tile_size, t.min_zoom, t.max_zoom"
+							  "  FROM publish.project_versions v"
+							  "  JOIN publish.projects p ON p.id = v.project_id"
+							  "  LEFT JOIN LATERAL (SELECT key, storage_path FROM publish.assets a"
+							  "                      WHERE a.version_id = v.id AND a.kind = 'base_map'"
+							  "                      ORDER BY a.key LIMIT 1) a ON true"
+							  "  LEFT JOIN publish.tilesets t ON t.version_id = v.id"
+							  " WHERE v.id = $1::uuid",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not read the version to build tiles for");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("the version was deleted before its tiles were built")));
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	bi->version_id = MemoryContextStrdup(mcxt, version_id);
+	bi->env = MemoryContextStrdup(mcxt, env);
+	bi->slug = spi_text(row, 1, mcxt);
+	bi->version_number = pg_strtoint32(SPI_getvalue(row, desc, 2));
+	status = SPI_getvalue(row, desc, 3);
+	n_maps = pg_strtoint64(SPI_getvalue(row, desc, 4));
+	bi->asset_key = spi_text(row, 5, mcxt);
+	bi->source_key = spi_text(row, 6, mcxt);
+	bi->has_tileset = strcmp(SPI_getvalue(row, desc, 7), "t") == 0;
+	if (bi->has_tileset)
+	{
+		bi->format = spi_text(row, 8, mcxt);
+		bi->tile_size = pg_strtoint32(SPI_getvalue(row, desc, 9));
+		bi->min_zoom = pg_strtoint32(SPI_getvalue(row, desc, 10));
+		bi->max_zoom = pg_strtoint32(SPI_getvalue(row, desc, 11));
+	}
+	else
+	{
+		bi->format = MemoryContextStrdup(mcxt, "png");
+		bi->tile_size = 256;
+		bi->min_zoom = 0;
+		bi->max_zoom = -1;
+	}
+
+	if (strcmp(status, "archived") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_CONFLICT),
+				 errmsg("version %d of project \"%s\" was archived before its tiles were built",
+						bi->version_number, bi->slug)));
+	if (n_maps != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version %d of project \"%s\" has %lld assets of kind base_map; tiles are built from exactly one",
+						bi->version_number, bi->slug, (long long) n_maps)));
+	return bi;
+}
+
+/* The Content-Type of a tile format. */
+static const char *
+format_content_type(const char *format)
+{
+	if (strcmp(format, "webp") == 0)
+		return "image/webp";
+	if (strcmp(format, "jpg") == 0)
+		return "image/jpeg";
+	return "image/png";
+}
+
+/* Creates the build's temporary directory under base/pgsql_tmp. */
+static char *
+make_temp_dir(void)
+{
+	static int	counter = 0;
+	char	   *dir;
+
+	if (MakePGDirectory(TILE_TEMP_ROOT) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", TILE_TEMP_ROOT)));
+	dir = psprintf("%s/%spublish_tiles.%d.%d", TILE_TEMP_ROOT, PG_TEMP_FILE_PREFIX,
+				   MyProcPid, ++counter);
+	if (MakePGDirectory(dir) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", dir)));
+	return dir;
+}
+
+/*
+ * A storage backend's retry notice becomes a warn line of the job, in a
+ * short transaction of its own (it comes between two attempts, when none
+ * is open).
+ */
+static void
+storage_warning(void *arg, const char *message)
+{
+	PublishJob *job = arg;
+	MemoryContext saved = CurrentMemoryContext;
+
+	job_txn_begin("publish: storage request failed, retrying");
+	job_log(job, "warn", message);
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+}
+
+/* Progress figure of a fraction of the band from..to. */
+static int
+band(int from, int to, double fraction)
+{
+	return from + (int) ((to - from) * Min(Max(fraction, 0.0), 1.0));
+}
+
+static long
+ms_since(TimestampTz start)
+{
+	return (long) ((GetCurrentTimestamp() - start) / 1000);
+}
+
+/*
+ * The I/O of a build, outside any transaction: fetch the source, cut it,
+ * upload the tiles; fills the manifest arrays and res.  Progress moves from
+ * progress_from to progress_to.
+ */
+static void
+build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
+			   const char *tmpdir, int progress_from, int progress_to,
+			   TileBuildResult *res, Datum **zs, Datum **xs, Datum **ys,
+			   Datum **sizes, Datum **shas)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz last_progress;
+	char	   *what = psprintf("\"%s\" (asset %s)", bi->source_key, bi->asset_key);
+	char	   *source;
+	char	   *pyramid = psprintf("%s/pyramid", tmpdir);
+	const char *ext = bi->format;
+	TileSourceInfo info;
+	TilePlan	plan;
+	int64		expected = 0;
+	int64		n = 0;
+	int			cut_progress = band(progress_from, progress_to, 0.3);
+
+	/* the source image: in place on a local target, else downloaded */
+	pgstat_report_activity(STATE_RUNNING, "publish: reading the source image");
+	if (target->root != NULL)
+	{
+		struct stat st;
+
+		source = psprintf("%s/%s", target->root, bi->source_key);
+		if (stat(source, &st) != 0 || !S_ISREG(st.st_mode))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("the source image %s is not on target \"%s\"", what, target->env),
+					 errdetail("There is no file at \"%s\".", source)));
+		res->source_bytes = st.st_size;
+	}
+	else
+	{
+		/*
+		 * At most 8 bytes a pixel of publish.max_source_pixels (16-bit RGBA,
+		 * uncompressed): no image within the limit is larger, and a bigger
+		 * file does not fill the disk first.
+		 */
+		source = psprintf("%s/source", tmpdir);
+		res->source_bytes = storage_get_file(target, bi->source_key, source,
+											 (int64) publish_max_source_pixels * 1000000 * 8);
+	}
+
+	tile_vips_probe(source, what, &info);
+	res->width = info.width;
+	res->height = info.height;
+	if (bi->max_zoom < 0)
+		bi->max_zoom = tile_native_max_zoom(info.width, info.height, bi->tile_size);
+	if (bi->min_zoom > bi->max_zoom)
+		bi->min_zoom = bi->max_zoom;
+	tile_plan_make(info.width, info.height, bi->tile_size, bi->max_zoom, &plan);
+	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
+	{
+		int			cols,
+					rows;
+
+		expected += tile_plan_level(&plan, z, &cols, &rows);
+	}
+	if (expected > publish_max_tiles)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+				 errmsg("the tiles of version %d of project \"%s\" would be %lld, over publish.max_tiles (%d)",
+						bi->version_number, bi->slug, (long long) expected, publish_max_tiles),
+				 errhint("Lower the tileset's max_zoom, or ask a superuser to raise publish.max_tiles.")));
+	res->min_zoom = bi->min_zoom;
+	res->max_zoom = bi->max_zoom;
+	res->source_path = psprintf("%s/%s/builds/v%d/tiles", bi->env, bi->slug, bi->version_number);
+
+	job_txn_begin("publish: cutting tiles");
+	job_log(job, "info",
+			psprintf("Source image %s: %d x %d pixels, %lld bytes; cutting zooms %d-%d into %lld %s tiles of %d px",
+					 what, info.width, info.height, (long long) res->source_bytes,
+					 bi->min_zoom, bi->max_zoom, (long long) expected, bi->format, bi->tile_size));
+	job_txn_commit(false);
+	job_checkpoint(job);
+
+	/* the cut: one libvips call, signals held off until it returns */
+	pgstat_report_activity(STATE_RUNNING, "publish: cutting tiles");
+	tile_vips_cut(source, what, pyramid, bi->format, &plan);
+	res->cut_ms = ms_since(start);
+	CHECK_FOR_INTERRUPTS();
+	job_txn_begin("publish: tiles cut");
+	job_step_done(job, cut_progress,
+				  psprintf("Cut %lld tiles in %.1f s", (long long) expected, res->cut_ms / 1000.0));
+	job_txn_commit(false);
+
+	/* upload, level by level; the manifest is kept in arrays */
+	*zs = palloc(sizeof(Datum) * Max(expected, 1));
+	*xs = palloc(sizeof(Datum) * Max(expected, 1));
+	*ys = palloc(sizeof(Datum) * Max(expected, 1));
+	*sizes = palloc(sizeof(Datum) * Max(expected, 1));
+	*shas = palloc(sizeof(Datum) * Max(expected, 1));
+	last_progress = GetCurrentTimestamp();
+	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
+	/*
+	 * TODO(tilexfer): upload through the parallel batch API once it is
+	 * merged; one storage_put_file per tile until then.
+	 */
+	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
+	{
+		int			cols,
+					rows;
+		int64		level_bytes = 0;
+
+		res->per_zoom[z] = tile_plan_level(&plan, z, &cols, &rows);
+		for (int y = 0; y < rows; y++)
+		{
+			for (int x = 0; x < cols; x++)
+			{
+				char	   *file = psprintf("%s/%d/%d/%d.%s", pyramid, z, y, x, ext);
+				char	   *key = psprintf("%s/%d/%d/%d.%s", res->source_path, z, x, y, ext);
+				char		sha[65];
+				struct stat st;
+
+				CHECK_FOR_INTERRUPTS();
+				if (stat(file, &st) != 0 || !checksum_sha256_file(file, sha))
+					ereport(ERROR,
+							(errcode(ERRCODE_INTERNAL_ERROR),
+							 errmsg("libvips did not write tile %d/%d/%d of the source image %s: %m",
+									z, x, y, what)));
+				storage_put_file(target, key, file, format_content_type(bi->format), NULL);
+				(*zs)[n] = Int32GetDatum(z);
+				(*xs)[n] = Int32GetDatum(x);
+				(*ys)[n] = Int32GetDatum(y);
+				(*sizes)[n] = Int64GetDatum((int64) st.st_size);
+				(*shas)[n] = CStringGetTextDatum(sha);
+				n++;
+				level_bytes += st.st_size;
+				pfree(file);
+				pfree(key);
+
+				if (TimestampDifferenceExceeds(last_progress, GetCurrentTimestamp(),
+											   TILE_PROGRESS_INTERVAL_MS))
+				{
+					job_progress(job, band(cut_progress, progress_to - 1, (double) n / expected));
+					last_progress = GetCurrentTimestamp();
+				}
+			}
+		}
+		res->bytes += level_bytes;
+		job_txn_begin("publish: uploaded a zoom level");
+		job_step_done(job, band(cut_progress, progress_to - 1, (double) n / expected),
+					  psprintf("Zoom %d: %lld tiles (%d x %d), %lld bytes, uploaded under %s/%d",
+							   z, (long long) res->per_zoom[z], cols, rows,
+							   (long long) level_bytes, res->source_path, z));
+		job_txn_commit(false);
+		last_progress = GetCurrentTimestamp();
+	}
+	storage_sync(target);
+	res->tiles = n;
+}
+
+/*
+ * Writes the manifest and the tileset of a build, in the caller's
+ * transaction: the tileset is created with the defaults when missing; its
+ * tiles are replaced by the built ones, inserted in one statement.
+ */
+static void
+write_manifest(TileBuildInput *bi, TileBuildResult *res, Datum *zs, Datum *xs,
+			   Datum *ys, Datum *sizes, Datum *shas)
+{
+	Oid			types[7] = {TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[7];
+	Oid			mtypes[6] = {TEXTOID, INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+	Datum		mvalues[6];
+	char	   *tileset_id;
+	int			n = (int) res->tiles;
+
+	values[0] = CStringGetTextDatum(bi->version_id);
+	values[1] = CStringGetTextDatum(bi->format);
+	values[2] = Int32GetDatum(bi->tile_size);
+	values[3] = Int32GetDatum(res->min_zoom);
+	values[4] = Int32GetDatum(res->max_zoom);
+	values[5] = CStringGetTextDatum(res->source_path);
+	values[6] = CStringGetTextDatum(bi->env);
+	if (SPI_execute_with_args("INSERT INTO publish.tilesets AS t"
+							  "       (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at, built_env)"
+							  " SELECT v.id, $2, $3, $4, $5, $6, clock_timestamp(), $7"
+							  "   FROM publish.project_versions v WHERE v.id = $1::uuid"
+							  " ON CONFLICT (version_id) DO UPDATE"
+							  "    SET min_zoom = excluded.min_zoom, max_zoom = excluded.max_zoom,"
+							  "        source_path = excluded.source_path, built_at = excluded.built_at,"
+							  "        built_env = excluded.built_env"
+							  " RETURNING t.id",
+							  7, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "publish: could not record the tileset");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("the version was deleted while its tiles were built")));
+	tileset_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	mvalues[0] = CStringGetTextDatum(tileset_id);
+	if (SPI_execute_with_args("DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
+							  1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "publish: could not replace the tile manifest");
+	mvalues[1] = PointerGetDatum(construct_array(zs, n, INT4OID, 4, true, TYPALIGN_INT));
+	mvalues[2] = PointerGetDatum(construct_array(xs, n, INT4OID, 4, true, TYPALIGN_INT));
+	mvalues[3] = PointerGetDatum(construct_array(ys, n, INT4OID, 4, true, TYPALIGN_INT));
+	mvalues[4] = PointerGetDatum(construct_array(sizes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	mvalues[5] = PointerGetDatum(construct_array(shas, n, TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_with_args("INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)"
+							  " SELECT $1::uuid, m.z, m.x, m.y, m.byte_size, m.sha256"
+							  "   FROM unnest($2, $3, $4, $5, $6) AS m (z, x, y, byte_size, sha256)",
+							  6, mtypes, mvalues, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "publish: could not write the tile manifest");
+}
+
+/* The job's result of a build, as JSON text. */
+static char *
+result_json(TileBuildInput *bi, TileBuildResult *res)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"tile_count\": %lld, \"tiles_per_zoom\": {", (long long) res->tiles);
+	for (int z = res->min_zoom; z <= res->max_zoom; z++)
+		appendStringInfo(&buf, "%s\"%d\": %lld", z > res->min_zoom ? ", " : "", z,
+						 (long long) res->per_zoom[z]);
+	appendStringInfo(&buf, "}, \"bytes\": %lld, \"duration_ms\": %ld, \"cut_ms\": %ld,"
+					 " \"min_zoom\": %d, \"max_zoom\": %d, \"format\": ",
+					 (long long) res->bytes, res->total_ms, res->cut_ms, res->min_zoom, res->max_zoom);
+	escape_json(&buf, bi->format);
+	appendStringInfo(&buf, ", \"tile_size\": %d, \"source_width\": %d, \"source_height\": %d,"
+					 " \"source_bytes\": %lld, \"source\": ",
+					 bi->tile_size, res->width, res->height, (long long) res->source_bytes);
+	escape_json(&buf, bi->source_key);
+	appendStringInfoString(&buf, ", \"source_path\": ");
+	escape_json(&buf, res->source_path);
+	appendStringInfoString(&buf, ", \"env\": ");
+	escape_json(&buf, bi->env);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/*
+ * A whole build: read what it needs, do the I/O in a temporary directory
+ * (removed however it ends), then the manifest.  With complete, the same
+ * transaction completes the (build_tiles) job with its result; otherwise
+ * it records a step of a publish job at progress_to.
+ */
+static void
+build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress_to,
+	  bool complete, MemoryContext mcxt)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	StorageTarget *target = target_in;
+	TileBuildInput *bi;
+	TileBuildResult res;
+	Datum	   *zs = NULL,
+			   *xs = NULL,
+			   *ys = NULL,
+			   *sizes = NULL,
+			   *shas = NULL;
+	char	   *tmpdir;
+
+	memset(&res, 0, sizeof(res));
+	job_txn_begin("publish: reading the version to build tiles for");
+	bi = load_build_input(job->version_id, job->env, mcxt);
+	if (target == NULL)
+	{
+		target = storage_target_load(job->env, mcxt);
+		target->warn = storage_warning;
+		target->warn_arg = job;
+	}
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+
+	tmpdir = make_temp_dir();
+	PG_TRY();
+	{
+		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res,
+					   &zs, &xs, &ys, &sizes, &shas);
+	}
+	PG_FINALLY();
+	{
+		if (!rmtree(tmpdir, true))
+			ereport(WARNING,
+					(errmsg("could not remove the temporary directory \"%s\" of a tile build", tmpdir)));
+	}
+	PG_END_TRY();
+	res.total_ms = ms_since(start);
+
+	job_txn_begin("publish: writing the tile manifest");
+	write_manifest(bi, &res, zs, xs, ys, sizes, shas);
+	if (complete)
+	{
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+		Datum		values[3];
+
+		values[0] = CStringGetTextDatum(job->id);
+		values[1] = CStringGetTextDatum(result_json(bi, &res));
+		values[2] = CStringGetTextDatum(psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
+												 (long long) res.tiles, (long long) res.bytes,
+												 res.min_zoom, res.max_zoom, res.total_ms / 1000.0,
+												 res.source_path));
+		if (SPI_execute_with_args("WITH done AS ("
+								  "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
+								  "         completed_at = clock_timestamp(), result = $2::jsonb"
+								  "   WHERE id = $1::uuid AND status = 'running' RETURNING id"
+								  ")"
+								  "INSERT INTO publish.job_log (job_id, level, message, progress)"
+								  " SELECT id, 'info', $3, 100 FROM done",
+								  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "publish: could not record the end of the build");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("job %s is no longer running", job->id)));
+	}
+	else
+		job_step_done(job, progress_to,
+					  psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
+							   (long long) res.tiles, (long long) res.bytes,
+							   res.min_zoom, res.max_zoom, res.total_ms / 1000.0, res.source_path));
+	job_txn_commit(true);
+	MemoryContextSwitchTo(mcxt);
+}
+
+/* Runs a build_tiles job to completion, or throws (worker.c records it). */
+void
+tile_build_job_run(PublishJob *job, MemoryContext mcxt)
+{
+	if (job->version_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("the version was deleted before the job started")));
+	build(job, NULL, 0, 99, true, mcxt);
+}
+
+/*
+ * A publish job's build of the tiles it needs (see tile_build_needed),
+ * with progress from progress_from to progress_to.
+ */
+void
+tile_build_for_publish(PublishJob *job, StorageTarget *target,
+					   int progress_from, int progress_to)
+{
+	build(job, target, progress_from, progress_to, false, CurrentMemoryContext);
+}
