@@ -110,10 +110,11 @@ job_extension_present(void)
 	return OidIsValid(get_extension_oid(PUBLISH_EXTENSION_NAME, true));
 }
 
+/* Runs sql through the plan kept in *plan (spi_util.c); errors unless rc is expected. */
 static void
-exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	int			rc = spi_execute_cached(plan, sql, nargs, types, values, NULL, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "publish: SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
@@ -130,10 +131,11 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 uint64
 job_recover_interrupted(void)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(publish_max_attempts), Int32GetDatum(JOB_LOCK_CLASS)};
 
-	exec_sql("WITH interrupted AS ("
+	exec_sql(&plan, "WITH interrupted AS ("
 			 "  SELECT id, attempts,"
 			 "         EXISTS (SELECT 1 FROM publish.job_queue d"
 			 "                  WHERE d.status = 'queued' AND d.job_type = q.job_type"
@@ -195,13 +197,14 @@ job_recover_interrupted(void)
 PublishJob *
 job_claim_next(MemoryContext mcxt)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
 	Datum		values[3] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts),
 	Int32GetDatum(JOB_LOCK_CLASS)};
 	PublishJob *job;
 	HeapTuple	row;
 
-	exec_sql("WITH next AS ("
+	exec_sql(&plan, "WITH next AS ("
 			 "  SELECT q.id FROM publish.job_queue q"
 			 "   WHERE q.status = 'queued'"
 			 "     AND NOT EXISTS (SELECT 1 FROM publish.job_queue o"
@@ -258,6 +261,7 @@ stop_if_asked(PublishJob *job, bool cancel_requested)
 static void
 insert_log(PublishJob *job, int progress, const char *level, const char *message)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {TEXTOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', progress < 0 ? 'n' : ' ', ' ', ' '};
@@ -268,7 +272,7 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 	values[2] = CStringGetTextDatum(level);
 	values[3] = CStringGetTextDatum(message);
 
-	if (SPI_execute_with_args("WITH j AS ("
+	if (spi_execute_cached(&plan, "WITH j AS ("
 							  "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
 							  "   WHERE id = $1::uuid AND status = 'running'"
 							  "  RETURNING id, progress, cancel_requested"
@@ -313,12 +317,13 @@ job_log(PublishJob *job, const char *level, const char *message)
 static bool
 read_cancel_requested(PublishJob *job)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(job->id)};
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+	if (spi_execute_cached(&plan, "SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
+						   1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed == 0)
 		return false;
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -367,11 +372,12 @@ job_cancel_was_requested(PublishJob *job)
 void
 job_record_end(PublishJob *job, const char *status, const char *error)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3] = {CStringGetTextDatum(job->id), CStringGetTextDatum(error),
 	CStringGetTextDatum(status)};
 
-	exec_sql("WITH j AS ("
+	exec_sql(&plan, "WITH j AS ("
 			 "  UPDATE publish.job_queue SET status = $3, error = $2,"
 			 "         completed_at = clock_timestamp()"
 			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
@@ -395,6 +401,7 @@ job_forget_current(void)
 void
 job_purge_expired(void)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(publish_job_retention), Int32GetDatum(PURGE_BATCH_SIZE)};
 	uint64		deleted;
@@ -405,7 +412,7 @@ job_purge_expired(void)
 	{
 		CHECK_FOR_INTERRUPTS();
 		job_txn_begin("publish: deleting old jobs");
-		exec_sql("DELETE FROM publish.job_queue WHERE id IN ("
+		exec_sql(&plan, "DELETE FROM publish.job_queue WHERE id IN ("
 				 "  SELECT id FROM publish.job_queue"
 				 "   WHERE status IN ('completed', 'failed', 'cancelled')"
 				 "     AND completed_at < now() - make_interval(mins => $1)"
