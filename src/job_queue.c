@@ -193,6 +193,12 @@ job_recover_interrupted(void)
  * Claims the oldest job that may run now (FOR UPDATE SKIP LOCKED), marks it
  * running and takes its lock; NULL when there is none.  The job is
  * allocated in mcxt and becomes the current job.
+ *
+ * The plan (kept, spi_util.c) walks job_queue_queued_idx in order and, for
+ * each queued job, probes job_queue_target_idx for an older job of its
+ * project and environment, stopping at the first job that may run: OFFSET 0
+ * keeps the NOT EXISTS a per-row probe rather than an anti join, whose
+ * shape would depend on the queue's size when the plan was made.
  */
 PublishJob *
 job_claim_next(MemoryContext mcxt)
@@ -210,7 +216,8 @@ job_claim_next(MemoryContext mcxt)
 			 "     AND NOT EXISTS (SELECT 1 FROM publish.job_queue o"
 			 "                      WHERE o.project_id = q.project_id AND o.env = q.env"
 			 "                        AND o.status IN ('queued', 'running')"
-			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id)))"
+			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id))"
+			 "                     OFFSET 0)"
 			 "   ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED"
 			 "), claimed AS ("
 			 "  UPDATE publish.job_queue j"

@@ -15,12 +15,21 @@
  * or ANALYZE that updates the table's statistics), and re-analyses the
  * query text when the objects are dropped and created again.
  *
+ * A plan kept for the life of a worker must stay good while the tables
+ * grow: one made while the queue was empty would otherwise scan it
+ * sequentially (and the claim, once per queued job: quadratic), long after
+ * it holds thousands of rows.  These queries all find rows by key, so they
+ * are planned (and run) with enable_seqscan and enable_sort off, set for
+ * the query alone as a function's SET clause would: the plans then walk the
+ * indexes whatever the tables' sizes when they were made.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
 
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 /*
@@ -45,6 +54,9 @@ int
 spi_execute_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 				   Datum *values, const char *nulls, bool read_only, long count)
 {
+	int			nestlevel;
+	int			rc;
+
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
@@ -55,5 +67,14 @@ spi_execute_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 			elog(ERROR, "publish: SPI_keepplan failed");
 		*plan = p;
 	}
-	return SPI_execute_plan(*plan, values, nulls, read_only, count);
+
+	/* planned (on first use, or again after an invalidation) by key only */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(*plan, values, nulls, read_only, count);
+	AtEOXact_GUC(true, nestlevel);
+	return rc;
 }

@@ -14,6 +14,8 @@
  *	  - at start and at every sweep it recovers jobs left 'running' by a
  *		worker that is gone (job_recover_interrupted), and worker 0 deletes
  *		finished jobs older than publish.job_retention, in small batches.
+ *		Only worker 0 sweeps on a timer; the others sweep at start and are
+ *		woken by commits, or by worker 0 when its sweep finds a job.
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
@@ -172,6 +174,10 @@ run_next_job(MemoryContext mcxt, bool sweep)
 	/* durable: a job that crashes the server must see its attempts counted */
 	job_txn_commit(job != NULL);
 
+	/* a sweep found work no wake-up announced: the siblings may help */
+	if (sweep && job != NULL && publish_workers_per_database > 1)
+		publish_shmem_wake_database(worker_dboid);
+
 	if (job == NULL)
 		return NEXT_JOB_NONE;
 	run_job(job, mcxt);
@@ -263,7 +269,14 @@ publish_worker_main(Datum main_arg)
 		if (next == NEXT_JOB_RAN)
 			continue;
 
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		/*
+		 * Only worker 0 keeps the sweep's timer: one worker per database is
+		 * enough to find what no wake-up announced (its siblings are woken
+		 * when its sweep finds work), and the others cost nothing while
+		 * idle.
+		 */
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
 					   publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		sweep = (rc & WL_TIMEOUT) != 0;
