@@ -29,6 +29,7 @@ extern void job_txn_commit(bool durable);
 
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);
+extern void job_sweep_needed(bool *queue_busy, bool *purge_due);
 extern uint64 job_recover_interrupted(void);
 extern PublishJob *job_claim_next(MemoryContext mcxt);
 extern void job_step_done(PublishJob *job, int progress, const char *message);

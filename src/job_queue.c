@@ -26,13 +26,14 @@
 #include "job.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -103,11 +104,19 @@ job_txn_commit(bool durable)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Is the extension installed in this database (as of this transaction)? */
+/*
+ * Is the extension installed in this database (as of this transaction)?
+ * Asked before every claim, so it is answered from the system caches: the
+ * queue table publish.job_queue is a member of the extension, created and
+ * dropped with it (a scan of pg_extension cost a quarter of an idle
+ * sweep).
+ */
 bool
 job_extension_present(void)
 {
-	return OidIsValid(get_extension_oid(PUBLISH_EXTENSION_NAME, true));
+	Oid			nsp = get_namespace_oid(PUBLISH_SCHEMA_NAME, true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("job_queue", nsp));
 }
 
 /* Runs sql through the plan kept in *plan (spi_util.c); errors unless rc is expected. */
@@ -187,6 +196,32 @@ job_recover_interrupted(void)
 				(errmsg("publish worker recovered %llu interrupted job(s)",
 						(unsigned long long) SPI_processed)));
 	return SPI_processed;
+}
+
+/*
+ * What a sweep has to do, in one cheap query (index-only probes of the
+ * queue's partial indexes): is any job queued or running (then recovery and
+ * a claim are worth running), and is any finished job older than
+ * publish.job_retention (then job_purge_expired is)?  An idle database's
+ * sweep is this query and nothing else.
+ */
+void
+job_sweep_needed(bool *queue_busy, bool *purge_due)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(Max(publish_job_retention, 0))};
+	bool		isnull;
+
+	exec_sql(&plan, "SELECT EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'queued')"
+			 "    OR EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'running'),"
+			 "       EXISTS (SELECT 1 FROM publish.job_queue"
+			 "                WHERE status IN ('completed', 'failed', 'cancelled')"
+			 "                  AND completed_at < now() - make_interval(mins => $1))",
+			 1, types, values, SPI_OK_SELECT);
+	*queue_busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*purge_due = publish_job_retention > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
 
 /*

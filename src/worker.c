@@ -150,10 +150,11 @@ run_job(PublishJob *job, MemoryContext mcxt)
 
 /* Claims the next job and runs it. */
 static NextJob
-run_next_job(MemoryContext mcxt, bool sweep)
+run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 {
 	PublishJob *job = NULL;
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
+	bool		queue_busy = true;
 
 	job_txn_begin("publish: looking for jobs");
 	if (!job_extension_present())
@@ -167,6 +168,14 @@ run_next_job(MemoryContext mcxt, bool sweep)
 		/* the extension is here: the launcher may start our siblings */
 		publish_shmem_found_extension(worker_dboid);
 		found_extension = true;
+	}
+	if (sweep)
+		job_sweep_needed(&queue_busy, purge_due);
+	if (!queue_busy)
+	{
+		/* nothing queued or running: the sweep is done */
+		job_txn_commit(false);
+		return NEXT_JOB_NONE;
 	}
 	if (sweep && job_recover_interrupted() > 0)
 		publish_job_ended_at_commit();	/* some may have failed: tell wait_job */
@@ -201,6 +210,7 @@ publish_worker_main(Datum main_arg)
 	bool		sweep = true;
 	TimestampTz last_sweep = 0;
 	bool		big_job;
+	bool		purge_due;
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
@@ -247,7 +257,8 @@ publish_worker_main(Datum main_arg)
 													  publish_sweep_interval * 1000);
 		if (sweep)
 			last_sweep = GetCurrentTimestamp();
-		next = run_next_job(job_context, sweep);
+		purge_due = false;
+		next = run_next_job(job_context, sweep, &purge_due);
 		big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
 		MemoryContextReset(job_context);
 		checksum_release_resources();
@@ -259,7 +270,7 @@ publish_worker_main(Datum main_arg)
 
 		if (next == NEXT_JOB_NO_EXTENSION)
 			proc_exit(0);
-		if (sweep && worker_number == 0)
+		if (sweep && purge_due && worker_number == 0)
 		{
 			MemoryContextSwitchTo(job_context);
 			job_purge_expired();
