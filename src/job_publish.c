@@ -405,7 +405,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 					 errmsg("the version or the job changed while it was being published")));
 		lock_version(job->version_id, false);
 	}
-	job_txn_commit(true);
+	/* durable; claims the next job in the same commit when there is one */
+	job_txn_commit_claiming_next(job);
 	RESUME_CANCEL_INTERRUPTS();
 	MemoryContextSwitchTo(mcxt);
 }

@@ -20,6 +20,12 @@
  * order they were asked for; a claim skips a job while an older job of the
  * same project and environment is queued or running.
  *
+ * Claiming ahead: a job's final transaction may claim the next job before
+ * it commits (job_txn_commit_claiming_next), so that the claim is durable
+ * with the same WAL flush; the ended job's lock is released after that
+ * commit, the next job's kept, and the worker runs it without a claim
+ * transaction of its own.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
@@ -27,13 +33,16 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -42,6 +51,15 @@
 
 /* The job the worker is running, for the lock timeout of its transactions. */
 static PublishJob *current_job = NULL;
+
+/*
+ * The next job, claimed in the previous job's final transaction (see
+ * job_txn_commit_claiming_next), in its own memory context until the worker
+ * takes it; whether the worker allows that claim for the job it runs now.
+ */
+static PublishJob *claimed_next = NULL;
+static MemoryContext claimed_next_cxt = NULL;
+static bool claim_ahead_allowed = false;
 
 static long
 job_ms_left(PublishJob *job)
@@ -434,6 +452,82 @@ void
 job_forget_current(void)
 {
 	current_job = NULL;
+}
+
+/*
+ * Whether the final transaction of the job about to run may claim the next
+ * job (the worker says no when it is about to exit or to sweep).
+ */
+void
+job_allow_claim_ahead(bool allowed)
+{
+	claim_ahead_allowed = allowed;
+}
+
+/*
+ * Commits a job's final transaction durably, having claimed the next job in
+ * it when allowed, so that one WAL flush makes both durable: the job's end
+ * and the next claim's attempt.  Then releases the ended job's session lock
+ * (after the commit: until then its row says running, and a worker that
+ * finds a running job's lock free takes it for interrupted).  The next job,
+ * if any, waits for job_take_claimed_next.  Caller is in the job's final
+ * transaction (job_txn_begin), which publishes the job.
+ */
+void
+job_txn_commit_claiming_next(PublishJob *job)
+{
+	PublishJob *next = NULL;
+	LOCKTAG		tag;
+	int32		key;
+
+	Assert(claimed_next == NULL);
+	if (claim_ahead_allowed)
+	{
+		if (claimed_next_cxt == NULL)
+			claimed_next_cxt = AllocSetContextCreate(TopMemoryContext, "publish next job",
+													 ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(claimed_next_cxt);
+		next = job_claim_next(claimed_next_cxt);
+		current_job = job;		/* still this job's transaction */
+	}
+	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, C_COLLATION_OID,
+												CStringGetTextDatum(job->id)));
+	job_txn_commit(true);
+	claimed_next = next;
+
+	/* what pg_advisory_unlock(JOB_LOCK_CLASS, hashtext(id)) releases */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) JOB_LOCK_CLASS, (uint32) key, 2);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* Is a job claimed ahead waiting to run? */
+bool
+job_has_claimed_next(void)
+{
+	return claimed_next != NULL;
+}
+
+/*
+ * The job claimed ahead, copied into mcxt, as the current job (its
+ * deadline counts from its claim); NULL when there is none.
+ */
+PublishJob *
+job_take_claimed_next(MemoryContext mcxt)
+{
+	PublishJob *job;
+
+	if (claimed_next == NULL)
+		return NULL;
+	job = MemoryContextAlloc(mcxt, sizeof(PublishJob));
+	*job = *claimed_next;
+	job->id = MemoryContextStrdup(mcxt, claimed_next->id);
+	job->job_type = MemoryContextStrdup(mcxt, claimed_next->job_type);
+	job->version_id = claimed_next->version_id ? MemoryContextStrdup(mcxt, claimed_next->version_id) : NULL;
+	job->env = claimed_next->env ? MemoryContextStrdup(mcxt, claimed_next->env) : NULL;
+	claimed_next = NULL;
+	MemoryContextReset(claimed_next_cxt);
+	current_job = job;
+	return job;
 }
 
 /*

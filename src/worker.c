@@ -8,7 +8,10 @@
  * committing transactions can set its latch), then loops:
  *
  *	  - it claims and runs jobs one at a time until none is ready; the
- *		workers of a database race for jobs with SKIP LOCKED;
+ *		workers of a database race for jobs with SKIP LOCKED.  A job that
+ *		publishes claims the next one in its final, durable transaction
+ *		(job_txn_commit_claiming_next): one WAL flush for both, and no
+ *		claim transaction of its own, while jobs are queued;
  *	  - it sleeps until its latch is set (a publish committed, SIGHUP,
  *		SIGTERM) or the safety sweep (publish.sweep_interval) is due;
  *	  - at start and at every sweep it recovers jobs left 'running' by a
@@ -61,6 +64,7 @@ typedef enum NextJob
 } NextJob;
 
 static Oid	worker_dboid = InvalidOid;
+static TimestampTz last_sweep = 0;
 static int	worker_number = 0;
 static bool found_extension = false;	/* told the launcher it is here */
 
@@ -68,6 +72,14 @@ static void
 worker_exit_callback(int code, Datum arg)
 {
 	publish_shmem_detach_worker(worker_dboid, worker_number, false, 0, code != 0);
+}
+
+/* Has a sweep interval passed since the last sweep? */
+static bool
+sweep_due(void)
+{
+	return TimestampDifferenceExceeds(last_sweep, GetCurrentTimestamp(),
+									  publish_sweep_interval * 1000);
 }
 
 /* Flattens an error into the job's error text: message, then detail. */
@@ -156,6 +168,11 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
 	bool		queue_busy = true;
 
+	/* claimed in the previous job's final transaction? */
+	job = job_take_claimed_next(mcxt);
+	if (job != NULL)
+		goto run;
+
 	job_txn_begin("publish: looking for jobs");
 	if (!job_extension_present())
 	{
@@ -189,11 +206,24 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 
 	if (job == NULL)
 		return NEXT_JOB_NONE;
+
+run:
+	/*
+	 * A job that publishes may claim the next one in its final, durable
+	 * transaction (one flush for both), unless a sweep is due (it needs a
+	 * claim transaction of its own) or this worker is to exit.
+	 */
+	job_allow_claim_ahead(!sweep_due() && worker_number < publish_workers_per_database);
 	run_job(job, mcxt);
 	job_forget_current();
 
-	/* the job's session locks (job_queue.c, job_publish.c) go with it */
-	LockReleaseSession(USER_LOCKMETHOD);
+	/*
+	 * The job's session locks (job_queue.c, job_publish.c) go with it; when
+	 * it claimed the next job, it released its own, and the next job's lock
+	 * must stay.
+	 */
+	if (!job_has_claimed_next())
+		LockReleaseSession(USER_LOCKMETHOD);
 	{
 		ConditionVariable *cv = publish_shmem_job_ended_cv(worker_dboid);
 
@@ -208,7 +238,6 @@ publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	TimestampTz last_sweep = 0;
 	bool		big_job;
 	bool		purge_due;
 
@@ -250,13 +279,16 @@ publish_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (worker_number >= publish_workers_per_database)
+		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
 			proc_exit(0);
 
-		sweep = sweep || TimestampDifferenceExceeds(last_sweep, GetCurrentTimestamp(),
-													  publish_sweep_interval * 1000);
-		if (sweep)
-			last_sweep = GetCurrentTimestamp();
+		/* a job claimed ahead runs first; the sweep waits for the next claim */
+		if (!job_has_claimed_next())
+		{
+			sweep = sweep || sweep_due();
+			if (sweep)
+				last_sweep = GetCurrentTimestamp();
+		}
 		purge_due = false;
 		next = run_next_job(job_context, sweep, &purge_due);
 		big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
