@@ -3,7 +3,9 @@
 # per database, from 1 and 8 clients, each job a different project (20
 # overlays, file:// target), so that no request is merged into a queued job
 # of the same version and jobs of different projects may run in parallel.
-# Not a test: it fails only when jobs fail or never finish.
+# Not a test: it fails only when jobs fail or never finish.  Besides the
+# rate, it reports the workers' CPU time per job (/proc/<pid>/schedstat),
+# which depends much less on what else runs on the machine.
 #
 #   bash bench/throughput.sh                       # as root, about 1 minute
 #   BENCH_TP_N=2000 bash bench/throughput.sh
@@ -66,11 +68,21 @@ wait_drained() {
 	done
 }
 
+# CPU time (ns, /proc/<pid>/schedstat) of the database's workers together
+workers_cpu() {
+	local t=0 p
+	for p in $(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB'"); do
+		t=$((t + $(cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 ROWS=()
 ALL_OK=true
 run() {
-	local workers=$1 clients=$2 t0 row
+	local workers=$1 clients=$2 t0 row cpu0 cpums
 	val "VACUUM publish.job_queue" >/dev/null 2>&1 || true
+	cpu0=$(workers_cpu)
 	t0=$(val "SELECT clock_timestamp()")
 	"$PGBENCH" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -t $((N / clients)) -f "$WORK/enqueue.sql" "$DB" >"$WORK/pgbench.log" 2>&1 \
 		|| { cat "$WORK/pgbench.log" >&2; exit 1; }
@@ -82,8 +94,9 @@ run() {
 	                  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at) * 1000)::numeric, 2)
 	             FROM publish.job_queue WHERE created_at >= '$t0'")
 	IFS='|' read -r total done failed elapsed rate runms <<<"$row"
-	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (job run median $runms ms)"
-	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $runms |")
+	cpums=$(awk -v a="$cpu0" -v b="$(workers_cpu)" -v n="$total" 'BEGIN { printf "%.2f", (b - a) / 1e6 / n }')
+	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (job run median $runms ms, worker CPU $cpums ms per job)"
+	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $runms | $cpums |")
 	[ "$done" -eq "$total" ] && [ "$failed" -eq 0 ] || ALL_OK=false
 }
 
@@ -100,8 +113,8 @@ done
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at)."
 	echo
-	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | job run median ms |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | job run median ms | worker CPU ms per job |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for r in "${ROWS[@]}"; do echo "$r"; done
 	echo
 	echo "Run took $(( $(date +%s) - T_START )) s."

@@ -109,8 +109,7 @@ med() { sort -g | awk '{a[NR] = $1} END { if (NR) print (NR % 2 ? a[(NR + 1) / 2
 	echo "| worker awake → claim's clock_timestamp() (started_at) | $(cut -d' ' -f5 "$WORK/steps" | med) |"
 	echo "| total, commit timestamp → started_at | $(cut -d' ' -f6 "$WORK/steps" | med) |"
 	echo
-	echo "strace stops the traced processes at every system call (tens of µs each), so every step, and"
-	echo "most of all the worker's (it makes dozens of calls, lseek for relation sizes among them, before"
-	echo "its claim), is longer than without it; compare with bench/peers/run.sh's untraced figures."
+	echo "strace stops the traced processes at every system call (tens of µs each), so every step is"
+	echo "longer than without it; compare with bench/peers/run.sh's untraced figures."
 } >"$OUT/trace_wakeup.md"
 cat "$OUT/trace_wakeup.md"

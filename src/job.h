@@ -26,9 +26,16 @@ typedef struct PublishJob
 /* A short transaction with SPI connected and a snapshot pushed. */
 extern void job_txn_begin(const char *activity);
 extern void job_txn_commit(bool durable);
+extern void job_txn_commit_claiming_next(PublishJob *job);
+
+/* A job claimed ahead, in the previous job's final transaction. */
+extern void job_allow_claim_ahead(bool allowed);
+extern bool job_has_claimed_next(void);
+extern PublishJob *job_take_claimed_next(MemoryContext mcxt);
 
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);
+extern void job_sweep_needed(bool *queue_busy, bool *purge_due);
 extern uint64 job_recover_interrupted(void);
 extern PublishJob *job_claim_next(MemoryContext mcxt);
 extern void job_step_done(PublishJob *job, int progress, const char *message);

@@ -60,8 +60,11 @@ typedef struct TileCounts
 static char *
 publish_time(MemoryContext mcxt)
 {
-	if (SPI_execute("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
-					" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", true, 1) != SPI_OK_SELECT)
+	static SPIPlanPtr plan = NULL;
+
+	if (spi_execute_cached(&plan, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
+						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", 0, NULL, NULL, NULL,
+						   true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the clock");
 	return MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 }
@@ -77,9 +80,10 @@ check_version_publishable(const char *version_id)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(version_id)};
 	char	   *status;
+	static SPIPlanPtr plan = NULL;
 
-	if (SPI_execute_with_args("SELECT status FROM publish.project_versions WHERE id = $1::uuid",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (spi_execute_cached(&plan, "SELECT status FROM publish.project_versions WHERE id = $1::uuid",
+						   1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the version");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -108,10 +112,13 @@ lock_version(const char *version_id, bool lock)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(VERSION_LOCK_CLASS), CStringGetTextDatum(version_id)};
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr unlock_plan = NULL;
 
-	if (SPI_execute_with_args(lock ? "SELECT pg_advisory_lock($1, hashtext($2))"
-							  : "SELECT pg_advisory_unlock($1, hashtext($2))",
-							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (spi_execute_cached(lock ? &lock_plan : &unlock_plan,
+						   lock ? "SELECT pg_advisory_lock($1, hashtext($2))"
+						   : "SELECT pg_advisory_unlock($1, hashtext($2))",
+						   2, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not %s the version", lock ? "lock" : "unlock");
 }
 
@@ -122,10 +129,11 @@ load_tiles(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(tileset_id)};
 	TileEntry  *tiles;
+	static SPIPlanPtr plan = NULL;
 
-	if (SPI_execute_with_args("SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
-							  " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (spi_execute_cached(&plan, "SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
+						   " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
+						   1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the tile manifest");
 	*ntiles = SPI_processed;
 	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(SPI_processed, 1));
@@ -403,6 +411,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		Oid			types[13] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
 		Datum		values[13];
+		static SPIPlanPtr plan = NULL;
 
 		values[0] = CStringGetTextDatum(job->id);
 		values[1] = CStringGetTextDatum(job->version_id);
@@ -418,8 +427,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		values[11] = Int64GetDatum((int64) doc->len);
 		values[12] = CStringGetTextDatum(doc->sha256);
 
-		if (SPI_execute_with_args(
-								  "WITH v AS ("
+		if (spi_execute_cached(&plan,
+							   "WITH v AS ("
 								  "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
 								  "   WHERE id = $2::uuid AND status IN ('ready', 'published') RETURNING id"
 								  "), live AS ("
@@ -449,7 +458,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 					 errmsg("the version or the job changed while it was being published")));
 		lock_version(job->version_id, false);
 	}
-	job_txn_commit(true);
+	/* durable; claims the next job in the same commit when there is one */
+	job_txn_commit_claiming_next(job);
 	RESUME_CANCEL_INTERRUPTS();
 	MemoryContextSwitchTo(mcxt);
 }

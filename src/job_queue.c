@@ -20,19 +20,29 @@
  * order they were asked for; a claim skips a job while an older job of the
  * same project and environment is queued or running.
  *
+ * Claiming ahead: a job's final transaction may claim the next job before
+ * it commits (job_txn_commit_claiming_next), so that the claim is durable
+ * with the same WAL flush; the ended job's lock is released after that
+ * commit, the next job's kept, and the worker runs it without a claim
+ * transaction of its own.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
 #include "job.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -41,6 +51,15 @@
 
 /* The job the worker is running, for the lock timeout of its transactions. */
 static PublishJob *current_job = NULL;
+
+/*
+ * The next job, claimed in the previous job's final transaction (see
+ * job_txn_commit_claiming_next), in its own memory context until the worker
+ * takes it; whether the worker allows that claim for the job it runs now.
+ */
+static PublishJob *claimed_next = NULL;
+static MemoryContext claimed_next_cxt = NULL;
+static bool claim_ahead_allowed = false;
 
 static long
 job_ms_left(PublishJob *job)
@@ -103,17 +122,26 @@ job_txn_commit(bool durable)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Is the extension installed in this database (as of this transaction)? */
+/*
+ * Is the extension installed in this database (as of this transaction)?
+ * Asked before every claim, so it is answered from the system caches: the
+ * queue table publish.job_queue is a member of the extension, created and
+ * dropped with it (a scan of pg_extension cost a quarter of an idle
+ * sweep).
+ */
 bool
 job_extension_present(void)
 {
-	return OidIsValid(get_extension_oid(PUBLISH_EXTENSION_NAME, true));
+	Oid			nsp = get_namespace_oid(PUBLISH_SCHEMA_NAME, true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("job_queue", nsp));
 }
 
+/* Runs sql through the plan kept in *plan (spi_util.c); errors unless rc is expected. */
 static void
-exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	int			rc = spi_execute_cached(plan, sql, nargs, types, values, NULL, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "publish: SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
@@ -130,10 +158,11 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 uint64
 job_recover_interrupted(void)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(publish_max_attempts), Int32GetDatum(JOB_LOCK_CLASS)};
 
-	exec_sql("WITH interrupted AS ("
+	exec_sql(&plan, "WITH interrupted AS ("
 			 "  SELECT id, attempts,"
 			 "         EXISTS (SELECT 1 FROM publish.job_queue d"
 			 "                  WHERE d.status = 'queued' AND d.job_type = q.job_type"
@@ -188,26 +217,60 @@ job_recover_interrupted(void)
 }
 
 /*
+ * What a sweep has to do, in one cheap query (index-only probes of the
+ * queue's partial indexes): is any job queued or running (then recovery and
+ * a claim are worth running), and is any finished job older than
+ * publish.job_retention (then job_purge_expired is)?  An idle database's
+ * sweep is this query and nothing else.
+ */
+void
+job_sweep_needed(bool *queue_busy, bool *purge_due)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(Max(publish_job_retention, 0))};
+	bool		isnull;
+
+	exec_sql(&plan, "SELECT EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'queued')"
+			 "    OR EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'running'),"
+			 "       EXISTS (SELECT 1 FROM publish.job_queue"
+			 "                WHERE status IN ('completed', 'failed', 'cancelled')"
+			 "                  AND completed_at < now() - make_interval(mins => $1))",
+			 1, types, values, SPI_OK_SELECT);
+	*queue_busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*purge_due = publish_job_retention > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+/*
  * Claims the oldest job that may run now (FOR UPDATE SKIP LOCKED), marks it
  * running and takes its lock; NULL when there is none.  The job is
  * allocated in mcxt and becomes the current job.
+ *
+ * The plan (kept, spi_util.c) walks job_queue_queued_idx in order and, for
+ * each queued job, probes job_queue_target_idx for an older job of its
+ * project and environment, stopping at the first job that may run: OFFSET 0
+ * keeps the NOT EXISTS a per-row probe rather than an anti join, whose
+ * shape would depend on the queue's size when the plan was made.
  */
 PublishJob *
 job_claim_next(MemoryContext mcxt)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
 	Datum		values[3] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts),
 	Int32GetDatum(JOB_LOCK_CLASS)};
 	PublishJob *job;
 	HeapTuple	row;
 
-	exec_sql("WITH next AS ("
+	exec_sql(&plan, "WITH next AS ("
 			 "  SELECT q.id FROM publish.job_queue q"
 			 "   WHERE q.status = 'queued'"
 			 "     AND NOT EXISTS (SELECT 1 FROM publish.job_queue o"
 			 "                      WHERE o.project_id = q.project_id AND o.env = q.env"
 			 "                        AND o.status IN ('queued', 'running')"
-			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id)))"
+			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id))"
+			 "                     OFFSET 0)"
 			 "   ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED"
 			 "), claimed AS ("
 			 "  UPDATE publish.job_queue j"
@@ -258,6 +321,7 @@ stop_if_asked(PublishJob *job, bool cancel_requested)
 static void
 insert_log(PublishJob *job, int progress, const char *level, const char *message)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {TEXTOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', progress < 0 ? 'n' : ' ', ' ', ' '};
@@ -268,7 +332,7 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 	values[2] = CStringGetTextDatum(level);
 	values[3] = CStringGetTextDatum(message);
 
-	if (SPI_execute_with_args("WITH j AS ("
+	if (spi_execute_cached(&plan, "WITH j AS ("
 							  "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
 							  "   WHERE id = $1::uuid AND status = 'running'"
 							  "  RETURNING id, progress, cancel_requested"
@@ -313,12 +377,13 @@ job_log(PublishJob *job, const char *level, const char *message)
 static bool
 read_cancel_requested(PublishJob *job)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(job->id)};
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+	if (spi_execute_cached(&plan, "SELECT cancel_requested FROM publish.job_queue WHERE id = $1::uuid",
+						   1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed == 0)
 		return false;
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -367,11 +432,12 @@ job_cancel_was_requested(PublishJob *job)
 void
 job_record_end(PublishJob *job, const char *status, const char *error)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3] = {CStringGetTextDatum(job->id), CStringGetTextDatum(error),
 	CStringGetTextDatum(status)};
 
-	exec_sql("WITH j AS ("
+	exec_sql(&plan, "WITH j AS ("
 			 "  UPDATE publish.job_queue SET status = $3, error = $2,"
 			 "         completed_at = clock_timestamp()"
 			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
@@ -389,12 +455,89 @@ job_forget_current(void)
 }
 
 /*
+ * Whether the final transaction of the job about to run may claim the next
+ * job (the worker says no when it is about to exit or to sweep).
+ */
+void
+job_allow_claim_ahead(bool allowed)
+{
+	claim_ahead_allowed = allowed;
+}
+
+/*
+ * Commits a job's final transaction durably, having claimed the next job in
+ * it when allowed, so that one WAL flush makes both durable: the job's end
+ * and the next claim's attempt.  Then releases the ended job's session lock
+ * (after the commit: until then its row says running, and a worker that
+ * finds a running job's lock free takes it for interrupted).  The next job,
+ * if any, waits for job_take_claimed_next.  Caller is in the job's final
+ * transaction (job_txn_begin), which publishes the job.
+ */
+void
+job_txn_commit_claiming_next(PublishJob *job)
+{
+	PublishJob *next = NULL;
+	LOCKTAG		tag;
+	int32		key;
+
+	Assert(claimed_next == NULL);
+	if (claim_ahead_allowed)
+	{
+		if (claimed_next_cxt == NULL)
+			claimed_next_cxt = AllocSetContextCreate(TopMemoryContext, "publish next job",
+													 ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(claimed_next_cxt);
+		next = job_claim_next(claimed_next_cxt);
+		current_job = job;		/* still this job's transaction */
+	}
+	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, C_COLLATION_OID,
+												CStringGetTextDatum(job->id)));
+	job_txn_commit(true);
+	claimed_next = next;
+
+	/* what pg_advisory_unlock(JOB_LOCK_CLASS, hashtext(id)) releases */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) JOB_LOCK_CLASS, (uint32) key, 2);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* Is a job claimed ahead waiting to run? */
+bool
+job_has_claimed_next(void)
+{
+	return claimed_next != NULL;
+}
+
+/*
+ * The job claimed ahead, copied into mcxt, as the current job (its
+ * deadline counts from its claim); NULL when there is none.
+ */
+PublishJob *
+job_take_claimed_next(MemoryContext mcxt)
+{
+	PublishJob *job;
+
+	if (claimed_next == NULL)
+		return NULL;
+	job = MemoryContextAlloc(mcxt, sizeof(PublishJob));
+	*job = *claimed_next;
+	job->id = MemoryContextStrdup(mcxt, claimed_next->id);
+	job->job_type = MemoryContextStrdup(mcxt, claimed_next->job_type);
+	job->version_id = claimed_next->version_id ? MemoryContextStrdup(mcxt, claimed_next->version_id) : NULL;
+	job->env = claimed_next->env ? MemoryContextStrdup(mcxt, claimed_next->env) : NULL;
+	claimed_next = NULL;
+	MemoryContextReset(claimed_next_cxt);
+	current_job = job;
+	return job;
+}
+
+/*
  * Deletes finished jobs older than publish.job_retention, a batch per
  * transaction, so that no lock is held for long.  Outside a transaction.
  */
 void
 job_purge_expired(void)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(publish_job_retention), Int32GetDatum(PURGE_BATCH_SIZE)};
 	uint64		deleted;
@@ -405,7 +548,7 @@ job_purge_expired(void)
 	{
 		CHECK_FOR_INTERRUPTS();
 		job_txn_begin("publish: deleting old jobs");
-		exec_sql("DELETE FROM publish.job_queue WHERE id IN ("
+		exec_sql(&plan, "DELETE FROM publish.job_queue WHERE id IN ("
 				 "  SELECT id FROM publish.job_queue"
 				 "   WHERE status IN ('completed', 'failed', 'cancelled')"
 				 "     AND completed_at < now() - make_interval(mins => $1)"
@@ -429,10 +572,11 @@ job_progress(PublishJob *job, int progress)
 	Datum		values[2] = {CStringGetTextDatum(job->id), Int32GetDatum(progress)};
 	bool		cancel = false;
 	bool		isnull;
+	static SPIPlanPtr plan = NULL;
 
 	CHECK_FOR_INTERRUPTS();
 	job_txn_begin("publish: progress");
-	exec_sql("UPDATE publish.job_queue SET progress = greatest(progress, $2)"
+	exec_sql(&plan, "UPDATE publish.job_queue SET progress = greatest(progress, $2)"
 			 " WHERE id = $1::uuid AND status = 'running' RETURNING cancel_requested",
 			 2, types, values, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed > 0)

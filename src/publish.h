@@ -26,7 +26,7 @@
  *	  tile_build.c     build_tiles jobs: source image, upload, manifest
  *	  tile_vips.c      libvips: read a source image, cut the tile pyramid
  *	  checksum.c       SHA-256 of buffers and files
- *	  spi_util.c       small helpers for reading SPI results
+ *	  spi_util.c       SPI helpers: reading results, plans kept per process
  *	  sql_functions.c  SQL-callable functions
  *
  *-------------------------------------------------------------------------
@@ -109,6 +109,10 @@ PGDLLEXPORT void publish_worker_main(Datum main_arg);
 
 /* spi_util.c */
 extern char *spi_text(HeapTuple row, int col, MemoryContext mcxt);
+struct _SPI_plan;
+extern int	spi_execute_cached(struct _SPI_plan **plan, const char *sql, int nargs,
+							   Oid *argtypes, Datum *values, const char *nulls,
+							   bool read_only, long count);
 
 /* checksum.c */
 extern char *checksum_sha256_hex(const char *data, size_t len);

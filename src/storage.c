@@ -56,9 +56,10 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	Datum		args[1];
 	StorageTarget *target;
 	HeapTuple	tuple;
+	static SPIPlanPtr plan = NULL;
 
 	args[0] = CStringGetTextDatum(env);
-	if (SPI_execute_with_args("SELECT t.url, coalesce(t.options->>'public_url', t.url), "
+	if (spi_execute_cached(&plan, "SELECT t.url, coalesce(t.options->>'public_url', t.url), "
 							  "       c.key_id, c.secret, c.session_token, t.options::text "
 							  "  FROM publish.storage_targets t "
 							  "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "

@@ -132,6 +132,39 @@ fsync_dir(const char *dir)
 	close(fd);
 }
 
+/*
+ * mkdir -p for the directory that will hold path, made durable: each
+ * directory it creates is fsync'd into its parent, so that after a crash
+ * of the machine a file put under a new directory (a project's first
+ * release.json) is not lost with the directory's entry.  Only directories
+ * that did not exist cost an fsync.
+ */
+static void
+make_parent_dirs_durable(const char *path)
+{
+	char	   *dir = parent_dir(path);
+	struct stat st;
+
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return;
+	if (strcmp(dir, "/") == 0 || strchr(dir, '/') == NULL)
+		return;
+	make_parent_dirs_durable(dir);
+	if (mkdir(dir, LOCAL_DIR_MODE) == 0)
+	{
+		(void) chmod(dir, LOCAL_DIR_MODE);
+		fsync_dir(parent_dir(dir));
+	}
+	else if (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+	{
+		if (errno == EEXIST)
+			errno = ENOTDIR;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", dir)));
+	}
+}
+
 /* Reports a failed write of path after removing the temporary file. */
 static void
 fail_write(int fd, const char *tmp, const char *path)
@@ -156,7 +189,7 @@ local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	size_t		done = 0;
 	int			fd;
 
-	make_parent_dirs(path);
+	make_parent_dirs_durable(path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
 	if (fd < 0)
 		fail_write(fd, tmp, path);

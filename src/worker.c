@@ -8,12 +8,17 @@
  * committing transactions can set its latch), then loops:
  *
  *	  - it claims and runs jobs one at a time until none is ready; the
- *		workers of a database race for jobs with SKIP LOCKED;
+ *		workers of a database race for jobs with SKIP LOCKED.  A job that
+ *		publishes claims the next one in its final, durable transaction
+ *		(job_txn_commit_claiming_next): one WAL flush for both, and no
+ *		claim transaction of its own, while jobs are queued;
  *	  - it sleeps until its latch is set (a publish committed, SIGHUP,
  *		SIGTERM) or the safety sweep (publish.sweep_interval) is due;
  *	  - at start and at every sweep it recovers jobs left 'running' by a
  *		worker that is gone (job_recover_interrupted), and worker 0 deletes
  *		finished jobs older than publish.job_retention, in small batches.
+ *		Only worker 0 sweeps on a timer; the others sweep at start and are
+ *		woken by commits, or by worker 0 when its sweep finds a job.
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
@@ -59,6 +64,7 @@ typedef enum NextJob
 } NextJob;
 
 static Oid	worker_dboid = InvalidOid;
+static TimestampTz last_sweep = 0;
 static int	worker_number = 0;
 static bool found_extension = false;	/* told the launcher it is here */
 
@@ -66,6 +72,14 @@ static void
 worker_exit_callback(int code, Datum arg)
 {
 	publish_shmem_detach_worker(worker_dboid, worker_number, false, 0, code != 0);
+}
+
+/* Has a sweep interval passed since the last sweep? */
+static bool
+sweep_due(void)
+{
+	return TimestampDifferenceExceeds(last_sweep, GetCurrentTimestamp(),
+									  publish_sweep_interval * 1000);
 }
 
 /* Flattens an error into the job's error text: message, then detail. */
@@ -148,10 +162,16 @@ run_job(PublishJob *job, MemoryContext mcxt)
 
 /* Claims the next job and runs it. */
 static NextJob
-run_next_job(MemoryContext mcxt, bool sweep)
+run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 {
 	PublishJob *job = NULL;
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
+	bool		queue_busy = true;
+
+	/* claimed in the previous job's final transaction? */
+	job = job_take_claimed_next(mcxt);
+	if (job != NULL)
+		goto run;
 
 	job_txn_begin("publish: looking for jobs");
 	if (!job_extension_present())
@@ -166,19 +186,44 @@ run_next_job(MemoryContext mcxt, bool sweep)
 		publish_shmem_found_extension(worker_dboid);
 		found_extension = true;
 	}
+	if (sweep)
+		job_sweep_needed(&queue_busy, purge_due);
+	if (!queue_busy)
+	{
+		/* nothing queued or running: the sweep is done */
+		job_txn_commit(false);
+		return NEXT_JOB_NONE;
+	}
 	if (sweep && job_recover_interrupted() > 0)
 		publish_job_ended_at_commit();	/* some may have failed: tell wait_job */
 	job = job_claim_next(mcxt);
 	/* durable: a job that crashes the server must see its attempts counted */
 	job_txn_commit(job != NULL);
 
+	/* a sweep found work no wake-up announced: the siblings may help */
+	if (sweep && job != NULL && publish_workers_per_database > 1)
+		publish_shmem_wake_database(worker_dboid);
+
 	if (job == NULL)
 		return NEXT_JOB_NONE;
+
+run:
+	/*
+	 * A job that publishes may claim the next one in its final, durable
+	 * transaction (one flush for both), unless a sweep is due (it needs a
+	 * claim transaction of its own) or this worker is to exit.
+	 */
+	job_allow_claim_ahead(!sweep_due() && worker_number < publish_workers_per_database);
 	run_job(job, mcxt);
 	job_forget_current();
 
-	/* the job's session locks (job_queue.c, job_publish.c) go with it */
-	LockReleaseSession(USER_LOCKMETHOD);
+	/*
+	 * The job's session locks (job_queue.c, job_publish.c) go with it; when
+	 * it claimed the next job, it released its own, and the next job's lock
+	 * must stay.
+	 */
+	if (!job_has_claimed_next())
+		LockReleaseSession(USER_LOCKMETHOD);
 	{
 		ConditionVariable *cv = publish_shmem_job_ended_cv(worker_dboid);
 
@@ -193,8 +238,8 @@ publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	TimestampTz last_sweep = 0;
 	bool		big_job;
+	bool		purge_due;
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
@@ -234,14 +279,18 @@ publish_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (worker_number >= publish_workers_per_database)
+		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
 			proc_exit(0);
 
-		sweep = sweep || TimestampDifferenceExceeds(last_sweep, GetCurrentTimestamp(),
-													  publish_sweep_interval * 1000);
-		if (sweep)
-			last_sweep = GetCurrentTimestamp();
-		next = run_next_job(job_context, sweep);
+		/* a job claimed ahead runs first; the sweep waits for the next claim */
+		if (!job_has_claimed_next())
+		{
+			sweep = sweep || sweep_due();
+			if (sweep)
+				last_sweep = GetCurrentTimestamp();
+		}
+		purge_due = false;
+		next = run_next_job(job_context, sweep, &purge_due);
 		big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
 		MemoryContextReset(job_context);
 		checksum_release_resources();
@@ -253,7 +302,7 @@ publish_worker_main(Datum main_arg)
 
 		if (next == NEXT_JOB_NO_EXTENSION)
 			proc_exit(0);
-		if (sweep && worker_number == 0)
+		if (sweep && purge_due && worker_number == 0)
 		{
 			MemoryContextSwitchTo(job_context);
 			job_purge_expired();
@@ -263,7 +312,14 @@ publish_worker_main(Datum main_arg)
 		if (next == NEXT_JOB_RAN)
 			continue;
 
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		/*
+		 * Only worker 0 keeps the sweep's timer: one worker per database is
+		 * enough to find what no wake-up announced (its siblings are woken
+		 * when its sweep finds work), and the others cost nothing while
+		 * idle.
+		 */
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
 					   publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		sweep = (rc & WL_TIMEOUT) != 0;
