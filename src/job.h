@@ -33,6 +33,7 @@ extern uint64 job_recover_interrupted(void);
 extern PublishJob *job_claim_next(MemoryContext mcxt);
 extern void job_step_done(PublishJob *job, int progress, const char *message);
 extern void job_log(PublishJob *job, const char *level, const char *message);
+extern void job_progress(PublishJob *job, int progress);
 extern void job_record_end(PublishJob *job, const char *status, const char *error);
 extern void job_purge_expired(void);
 extern void job_forget_current(void);

@@ -306,6 +306,32 @@ job_log(PublishJob *job, const char *level, const char *message)
 }
 
 /*
+ * Moves the job's progress within a step, without a log line (a loop
+ * calls it a few times a second at most).  A checkpoint, like
+ * job_step_done.
+ */
+void
+job_progress(PublishJob *job, int progress)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(job->id), Int32GetDatum(progress)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("UPDATE publish.job_queue SET progress = $2"
+							  " WHERE id = $1::uuid AND status = 'running'"
+							  " RETURNING cancel_requested",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "publish: could not record job progress");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job %s is no longer running", job->id),
+				 errdetail("Its row was changed or deleted by someone else.")));
+	stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull)));
+}
+
+/*
  * A checkpoint between transactions (in a long loop of I/O): throws if the
  * job was cancelled or has timed out.  Opens a short transaction of its own.
  */

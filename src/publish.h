@@ -21,6 +21,7 @@
  *	  storage_http.c   the http(s):// backend (HTTP PUT / WebDAV)
  *	  storage_s3.c     the s3:// backend (AWS Signature V4)
  *	  storage_sql.c    publish._storage_put, the storage code from SQL
+ *	  tile_publish.c   step 4: tiles verified and copied, in parallel
  *	  http_client.c    libcurl: one request, retries, error text
  *	  checksum.c       SHA-256 of buffers and files
  *	  spi_util.c       small helpers for reading SPI results
@@ -62,6 +63,7 @@ extern int	publish_storage_max_attempts;
 extern int	publish_storage_retry_delay;	/* milliseconds */
 extern int	publish_storage_retry_max_delay;	/* milliseconds */
 extern char *publish_storage_ca_file;
+extern int	publish_storage_concurrency;
 extern int	publish_max_release_size;	/* kB */
 extern int	publish_max_tiles;
 extern void publish_define_gucs(void);

@@ -20,6 +20,8 @@
 #include "postgres.h"
 
 typedef struct StorageBackend StorageBackend;
+struct HttpRequest;
+struct HttpResponse;
 
 typedef struct StorageTarget
 {
@@ -68,6 +70,27 @@ struct StorageBackend
 						 const char *cache_control);
 	/* Makes what was written so far durable (a no-op where puts already are). */
 	void		(*sync) (StorageTarget *target);
+
+	/*
+	 * Parallel transfers of tiles (tile_publish.c runs the requests through
+	 * http_multi); NULL for a backend without them (file://).  stat_request
+	 * is stat's request; its answer goes to storage_remote_stat_result.
+	 * copy_request is copy's request, giving the copy the checksum sha256
+	 * where the protocol keeps one; it may first make requests of its own
+	 * (WebDAV: MKCOL of the parents).  copy_result throws on failure, or
+	 * returns false when the server cannot copy (use copy instead).
+	 * head_has_sha256: a HEAD tells an object's checksum (S3, from the
+	 * x-amz-meta-sha256 that put and copy set), so the skip check of a
+	 * destination needs no download.
+	 */
+	struct HttpRequest *(*stat_request) (StorageTarget *target, const char *key,
+										 bool want_sha256);
+	struct HttpRequest *(*copy_request) (StorageTarget *target, const char *src_key,
+										 const char *dst_key, const char *content_type,
+										 const char *cache_control, const char *sha256);
+	bool		(*copy_result) (StorageTarget *target, struct HttpRequest *req,
+								struct HttpResponse *resp);
+	bool		head_has_sha256;
 };
 
 extern const StorageBackend storage_local_backend;
@@ -90,8 +113,6 @@ extern void storage_sync(StorageTarget *target);
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
-struct HttpRequest;
-struct HttpResponse;
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,
 												  const char *url, const char *what);
 pg_attribute_noreturn()
