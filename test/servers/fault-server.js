@@ -8,6 +8,9 @@
 //   /ok/TAG/...            a plain HTTP PUT server (PUT, GET, HEAD; no COPY: 501)
 //   /fail503-N/TAG/...     the first N requests under /fail503-N/TAG answer
 //                          503, then it behaves as /ok
+//   /fail503tiles-N/TAG/...  the first N requests under it whose path has
+//                          "/tiles/v" (published tiles) answer 503, then it
+//                          behaves as /ok
 //   /hang/TAG/...          reads the request, then never answers
 //   /cut/TAG/...           reads part of the request body, then drops the connection
 //   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
@@ -54,9 +57,16 @@ http.createServer((req, res) => {
       return res.end();
     }
     const m = /^fail503-(\d+)$/.exec(mode);
-    if (m && n <= Number(m[1])) {
+    const mt = /^fail503tiles-(\d+)$/.exec(mode);
+    let failing = m && n <= Number(m[1]);
+    if (mt && req.url.includes('/tiles/v')) {
+      const nt = (counters.get(`${key}/tiles`) || 0) + 1;
+      counters.set(`${key}/tiles`, nt);
+      failing = nt <= Number(mt[1]);
+    }
+    if (failing) {
       res.writeHead(503, { 'Content-Type': 'text/plain' });
-      return res.end(`Service Unavailable (request ${n} of ${m[1]} that fail)\n`);
+      return res.end(`Service Unavailable (request ${n} of ${(m || mt)[1]} that fail)\n`);
     }
     const path = parts.slice(3).join('/');
     const store = `${tag}/${path}`;
