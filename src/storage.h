@@ -91,6 +91,13 @@ struct StorageBackend
 	bool		(*copy_result) (StorageTarget *target, struct HttpRequest *req,
 								struct HttpResponse *resp);
 	bool		head_has_sha256;
+
+	/*
+	 * Is there surely no object under prefix (a key ending in '/')?  false
+	 * when it cannot tell.  Lets a first publish skip the check of each
+	 * tile's destination; may be NULL.
+	 */
+	bool		(*prefix_empty) (StorageTarget *target, const char *prefix);
 };
 
 extern const StorageBackend storage_local_backend;

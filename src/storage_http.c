@@ -162,6 +162,20 @@ http_stat_request(StorageTarget *target, const char *key, bool want_sha256)
 	return stat_url_request(target, object_url(target, key), key, want_sha256);
 }
 
+/*
+ * A HEAD of the collection prefix: only a 404 or 410 says it does not
+ * exist (anything else: cannot tell).
+ */
+static bool
+http_prefix_empty(StorageTarget *target, const char *prefix)
+{
+	HttpRequest *req = new_request(target, "HEAD", object_url(target, prefix),
+								   psprintf("check of %s", prefix));
+	HttpResponse *resp = http_perform(req);
+
+	return resp->curl_code == 0 && (resp->status == 404 || resp->status == 410);
+}
+
 /* Makes sure the collection dir (a key, without trailing slash) exists. */
 static void
 ensure_collection(StorageTarget *target, const char *dir)
@@ -283,6 +297,7 @@ const StorageBackend storage_http_backend = {
 	.stat_request = http_stat_request,
 	.copy_request = http_copy_request,
 	.copy_result = http_copy_result,
+	.prefix_empty = http_prefix_empty,
 };
 
 const StorageBackend storage_https_backend = {
@@ -294,4 +309,5 @@ const StorageBackend storage_https_backend = {
 	.stat_request = http_stat_request,
 	.copy_request = http_copy_request,
 	.copy_result = http_copy_result,
+	.prefix_empty = http_prefix_empty,
 };

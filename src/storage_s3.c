@@ -17,7 +17,8 @@
  *     the server check the bytes it got;
  *   - canonical path and query: libcurl signs them exactly as written, so
  *     keys are percent-encoded here the way SigV4 wants (unreserved
- *     characters and '/' kept); no request has a query string;
+ *     characters and '/' kept); the one query string (a listing) is
+ *     written sorted and encoded;
  *   - "Expect: 100-continue" on uploads: http_client.c turns it off;
  *   - 4xx/5xx are CURLE_OK to libcurl: the status is checked, and S3's XML
  *     error (Code, Message) becomes the error text.
@@ -37,6 +38,8 @@
 #include "http_client.h"
 
 #include <json-c/json.h>
+
+#include "lib/stringinfo.h"
 
 
 typedef struct S3Target
@@ -287,6 +290,42 @@ s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	(void) s3_copy_result(target, req, http_perform(req));
 }
 
+/* Percent-encodes every byte but the unreserved ones (a SigV4 query value). */
+static char *
+encode_query_value(const char *value)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(&buf, (char) *p);
+		else
+			appendStringInfo(&buf, "%%%02X", *p);
+	}
+	return buf.data;
+}
+
+/*
+ * ListObjectsV2 of prefix with max-keys 1: no <Contents> means no object.
+ * The query is written sorted and encoded, as SigV4 signs it.  Any
+ * failure means "cannot tell".
+ */
+static bool
+s3_prefix_empty(StorageTarget *target, const char *prefix)
+{
+	S3Target   *s3 = target->backend_state;
+	char	   *url = psprintf("%s/?list-type=2&max-keys=1&prefix=%s", s3->base_url,
+							   encode_query_value(bucket_key(s3, prefix)));
+	HttpRequest *req = new_request(target, "GET", url, psprintf("listing of %s", prefix), NULL, 0);
+	HttpResponse *resp = http_perform(req);
+
+	return http_ok(resp) && resp->body != NULL && strstr(resp->body, "<ListBucketResult") != NULL &&
+		strstr(resp->body, "<Contents>") == NULL && resp->body_bytes == (int64) resp->body_len;
+}
+
 const StorageBackend storage_s3_backend = {
 	.scheme = "s3",
 	.open = s3_open,
@@ -297,4 +336,5 @@ const StorageBackend storage_s3_backend = {
 	.copy_request = s3_copy_request,
 	.copy_result = s3_copy_result,
 	.head_has_sha256 = true,
+	.prefix_empty = s3_prefix_empty,
 };

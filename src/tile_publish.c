@@ -6,7 +6,8 @@
  *	  to the release's immutable place ({env}/{slug}/tiles/v{N}/...).
  *
  * Per tile, in this order:
- *	  1  the destination: already there with the manifest's size and
+ *	  1  the destination (unless a listing showed nothing under the
+ *		 version's tile prefix: a first publish): already there with the manifest's size and
  *		 sha256?  Then it is skipped (and counts as verified: readers get
  *		 those bytes).  S3 tells the checksum in a HEAD (x-amz-meta-sha256,
  *		 set by our put and copy); WebDAV and file:// hash the bytes.
@@ -80,6 +81,7 @@ typedef struct TileRun
 	TileCounts *counts;
 	const char *content_type;
 	const char *service;		/* for messages: "S3", "HTTP storage" */
+	bool		dst_empty;		/* nothing under the destination prefix yet */
 	int64		done;			/* tiles finished */
 	int64		bad;
 	StringInfoData problems;	/* the first BAD_TILES_NAMED, each "\n..." */
@@ -402,7 +404,7 @@ tiles_in_parallel(TileRun *run)
 					break;
 				task->busy = true;
 				task->index = next++;
-				task->step = TILE_DST_CHECK;
+				task->step = run->dst_empty ? TILE_SRC_CHECK : TILE_DST_CHECK;
 				MemoryContextSwitchTo(task->cxt);
 				tile_keys(run, task->index, &task->src, &task->dst);
 				MemoryContextSwitchTo(runcxt);
@@ -449,7 +451,14 @@ tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 
 	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
 	if (target->backend->stat_request != NULL && target->backend->copy_request != NULL)
+	{
+		/* a first publish: no destination to check, tile by tile */
+		if (target->backend->prefix_empty != NULL)
+			run.dst_empty = target->backend->prefix_empty(target,
+														  psprintf("%s/%s/tiles/v%d/", in->env, in->project_slug,
+																   in->version_number));
 		tiles_in_parallel(&run);
+	}
 	else
 		tiles_one_by_one(&run);
 

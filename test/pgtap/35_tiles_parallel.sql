@@ -20,7 +20,7 @@ SELECT publish.set_storage_target('tap-par-dav', :'dav_open_url') \g /dev/null
 SELECT publish.set_storage_target('tap-par-s3', 's3://' || :'s3_bucket' || '/par',
        jsonb_build_object('endpoint', :'s3_endpoint', 'region', 'eu-central-1')) \g /dev/null
 SELECT publish.set_storage_credentials('tap-par-s3', :'s3_key_id', :'s3_secret') \g /dev/null
-SELECT publish.set_storage_target('tap-par-fault', :'fault_url' || '/fail503tiles-3/tpar') \g /dev/null
+SELECT publish.set_storage_target('tap-par-fault', :'fault_url' || '/fail503get-3/tpar') \g /dev/null
 
 SELECT test_helpers.make_project('par-local', 3, true, 4) \g /dev/null
 SELECT test_helpers.make_project('par-dav', 3, true, 4) \g /dev/null
@@ -169,8 +169,8 @@ CREATE TEMP TABLE f AS SELECT * FROM test_helpers.wait_job(:'job_f', '60 s');
 SELECT is(status, 'completed', 'three 503s on tiles: the job completes') FROM f;
 SELECT is((SELECT count(*)::int FROM jsonb_array_elements(logs) e
             WHERE e->>'level' = 'warn'
-              AND e->>'message' ~ '^attempt 1 of \d+ of the check of tap-par-fault/par-fault/tiles/v1/.* failed: 503 Service Unavailable.*retrying in'),
-          3, 'each 503 is a warn line of the job, naming the tile') FROM f;
+              AND e->>'message' ~ '^attempt 1 of \d+ of the check of builds/par-fault/v1/tiles/.* failed: 503 Service Unavailable.*retrying in'),
+          3, 'each 503 (on the first reads of build tiles, in the parallel loop) is a warn line of the job, naming the tile') FROM f;
 SELECT ok((SELECT bool_and((e->>'progress')::int BETWEEN 50 AND 79) FROM jsonb_array_elements(logs) e WHERE e->>'level' = 'warn'),
           'the retries were logged while in step 4') FROM f;
 SELECT is((result->>'tiles_copied')::int, 21, 'every tile was copied (GET + PUT: this server has no COPY)') FROM f;

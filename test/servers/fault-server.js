@@ -8,9 +8,8 @@
 //   /ok/TAG/...            a plain HTTP PUT server (PUT, GET, HEAD; no COPY: 501)
 //   /fail503-N/TAG/...     the first N requests under /fail503-N/TAG answer
 //                          503, then it behaves as /ok
-//   /fail503tiles-N/TAG/...  the first N requests under it whose path has
-//                          "/tiles/v" (published tiles) answer 503, then it
-//                          behaves as /ok
+//   /fail503get-N/TAG/...  the first N GET requests under it whose path has
+//                          "/tiles/" answer 503, then it behaves as /ok
 //   /hang/TAG/...          reads the request, then never answers
 //   /cut/TAG/...           reads part of the request body, then drops the connection
 //   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
@@ -57,9 +56,9 @@ http.createServer((req, res) => {
       return res.end();
     }
     const m = /^fail503-(\d+)$/.exec(mode);
-    const mt = /^fail503tiles-(\d+)$/.exec(mode);
+    const mt = /^fail503get-(\d+)$/.exec(mode);
     let failing = m && n <= Number(m[1]);
-    if (mt && req.url.includes('/tiles/v')) {
+    if (mt && req.method === 'GET' && req.url.includes('/tiles/')) {
       const nt = (counters.get(`${key}/tiles`) || 0) + 1;
       counters.set(`${key}/tiles`, nt);
       failing = nt <= Number(mt[1]);
