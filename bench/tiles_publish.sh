@@ -203,7 +203,7 @@ mkdir -p "$RESULTS_DIR"
 {
 	echo "$(date -u +%Y-%m-%d), tiles of $BYTES bytes, publish.storage_concurrency = $CONC, $(nproc) CPUs, loopback; $(curl --version | head -1 | cut -d' ' -f1-2)"
 	echo
-	echo "| target | tiles | publish, tiles/s (check + hashed GET + server-side copy) | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish |"
+	echo "| target | tiles | publish, tiles/s (hashed GET of the build tile + server-side copy) | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish |"
 	echo "|---|---:|---:|---:|---:|---:|---|"
 	printf '%s\n' "${rows[@]}"
 } | tee "$RESULTS_DIR/tiles_publish.md"

@@ -90,31 +90,60 @@ typedef struct TileRun
 	TimestampTz last_check;
 } TileRun;
 
-/* See tile_publish.h. */
+#define MANIFEST_BATCH		1000
+
+/*
+ * See tile_publish.h.  The manifest is counted, then read through a cursor
+ * MANIFEST_BATCH rows at a time as binary values, so that besides the
+ * array (about 90 bytes a tile) only one batch is in memory: reading it
+ * whole would hold every row, and its text, until the transaction ends.
+ */
 TileEntry *
 tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(tileset_id)};
 	TileEntry  *tiles;
+	Portal		portal;
+	int64		count;
+	int64		n = 0;
+	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
-							  " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "publish: could not read the tile manifest");
-	*ntiles = SPI_processed;
-	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	if (SPI_execute_with_args("SELECT count(*) FROM publish.tiles WHERE tileset_id = $1::uuid",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "publish: could not count the tile manifest");
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+
+	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(count, 1));
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
+									   " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
+									   1, types, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+	for (;;)
 	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		SPI_cursor_fetch(portal, true, MANIFEST_BATCH);
+		if (SPI_processed == 0)
+			break;
+		if (n + (int64) SPI_processed > count)
+			elog(ERROR, "publish: the tile manifest changed while it was read");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	row = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			TileEntry  *t = &tiles[n++];
 
-		tiles[i].z = pg_strtoint32(SPI_getvalue(row, desc, 1));
-		tiles[i].x = pg_strtoint32(SPI_getvalue(row, desc, 2));
-		tiles[i].y = pg_strtoint32(SPI_getvalue(row, desc, 3));
-		tiles[i].byte_size = pg_strtoint64(SPI_getvalue(row, desc, 4));
-		strlcpy(tiles[i].sha256, SPI_getvalue(row, desc, 5), sizeof(tiles[i].sha256));
+			t->z = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+			t->x = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
+			t->y = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+			t->byte_size = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 5, &isnull)),
+								   t->sha256, sizeof(t->sha256));
+		}
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
+	*ntiles = n;
 	return tiles;
 }
 
