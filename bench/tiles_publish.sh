@@ -9,12 +9,14 @@
 # For the extension: tiles per second of step 4 (from its log: the 50 %
 # entry to the 80 % entry) for a first publish (each tile: a destination
 # check, a hashed GET of the source, a server-side copy) and for a
-# re-publish (all skipped), and the worker's peak memory (VmHWM of a worker
-# started just before the job).  Prints a Markdown table and writes it to
+# re-publish (all skipped), and the worker's peak memory: VmHWM of a worker
+# started just before the job (it includes the shared buffers the worker
+# touched, which grow with the manifest's pages), and its peak private
+# memory (RssAnon, sampled every 5 ms by bench/lib/rss_sampler.py).  Prints a Markdown table and writes it to
 # docs/results/tiles_publish.md.
 #
 #   bash bench/tiles_publish.sh
-#   BENCH_TILE_COUNTS="1000 10000" BENCH_TILE_BYTES=4096 BENCH_CONCURRENCY=8 bash bench/tiles_publish.sh
+#   BENCH_TILE_COUNTS="1000 10000" BENCH_TILE_BYTES=4096 BENCH_CONCURRENCY=8 BENCH_TARGETS="dav s3" bash bench/tiles_publish.sh
 #
 # Private cluster on $PUBLISH_BENCH_PORT (54380); servers on the ports of
 # scripts/storage-servers.sh (PUBLISH_DAV_PORT, ...); all stopped by pid on
@@ -139,6 +141,19 @@ fresh_worker() {
 
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
+# sampled PID CMD...: runs CMD while bench/lib/rss_sampler.py samples PID
+# every 5 ms; CMD's output goes to $WORK/out, the peak RssAnon (kB) to stdout
+sampled() {
+	local pid=$1 stop=$WORK/stop.$RANDOM i
+	shift
+	python3 "$BENCH_DIR/lib/rss_sampler.py" "$pid" "$stop" 5 >"$stop.out" &
+	for i in $(seq 1 500); do [ -f "$stop.ready" ] && break; sleep 0.01; done
+	"$@" >"$WORK/out"
+	touch "$stop"
+	wait
+	awk '{ print $3 }' "$stop.out"
+}
+
 # publish SLUG ENV: runs a job to its end; prints step4_seconds|copied|skipped|verified|status|error
 publish() {
 	local job st i
@@ -160,7 +175,7 @@ publish() {
 rows=()
 for n in $COUNTS; do
 	maxz=$(gen "$n")
-	for target in dav s3; do
+	for target in ${BENCH_TARGETS:-dav s3}; do
 		curl1=$(timed curl -K "$WORK/curl-$target-src-$n.cfg")
 		curlp=$(timed curl -s --parallel --parallel-max "$CONC" -K "$WORK/curl-$target-cli-$n.cfg")
 		psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
@@ -183,19 +198,23 @@ SQL
 		pid=$(fresh_worker)
 		sleep 0.5
 		hwm0=$(hwm "$pid")
-		IFS='|' read -r t1 c1 s1 v1 st1 err1 <<<"$(publish "$target-$n" "$target")"
+		anon0=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
+		anon1=$(sampled "$pid" publish "$target-$n" "$target")
+		IFS='|' read -r t1 c1 s1 v1 st1 err1 <"$WORK/out"
 		hwm1=$(hwm "$pid")
-		IFS='|' read -r t2 c2 s2 v2 st2 err2 <<<"$(publish "$target-$n" "$target")"
+		anon2=$(sampled "$pid" publish "$target-$n" "$target")
+		IFS='|' read -r t2 c2 s2 v2 st2 err2 <"$WORK/out"
 		hwm2=$(hwm "$pid")
 		if [ "$st1" != completed ] || [ "$c1" != "$n" ] || [ "$st2" != completed ] || [ "$s2" != "$n" ]; then
 			echo "$target $n: unexpected result: $st1 copied=$c1 $err1 / $st2 skipped=$s2 $err2" >&2
 			exit 1
 		fi
 		rows+=("$(awk -v t="$target" -v n="$n" -v t1="$t1" -v t2="$t2" -v c1="$curl1" -v cp="$curlp" \
-			-v h0="$hwm0" -v h1="$hwm1" -v h2="$hwm2" 'BEGIN {
+			-v h0="$hwm0" -v h1="$hwm1" -v h2="$hwm2" -v a0="$anon0" -v a1="$anon1" -v a2="$anon2" 'BEGIN {
 			name = (t == "dav") ? "WebDAV (nginx)" : "S3 (s3rver + SigV4 check)";
-			printf "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f / %.1f / %.1f MB |\n",
-				name, n, n / t1, n / t2, n / c1, n / cp, h0 / 1024, h1 / 1024, h2 / 1024 }')")
+			printf "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f / %.1f / %.1f MB | %.1f / %.1f / %.1f MB |\n",
+				name, n, n / t1, n / t2, n / c1, n / cp, h0 / 1024, h1 / 1024, h2 / 1024,
+				a0 / 1024, a1 / 1024, a2 / 1024 }')")
 	done
 done
 
@@ -203,7 +222,7 @@ mkdir -p "$RESULTS_DIR"
 {
 	echo "$(date -u +%Y-%m-%d), tiles of $BYTES bytes, publish.storage_concurrency = $CONC, $(nproc) CPUs, loopback; $(curl --version | head -1 | cut -d' ' -f1-2)"
 	echo
-	echo "| target | tiles | publish, tiles/s (hashed GET of the build tile + server-side copy) | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish |"
-	echo "|---|---:|---:|---:|---:|---:|---|"
+	echo "| target | tiles | publish, tiles/s (hashed GET of the build tile + server-side copy) | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish | worker private memory (RssAnon): idle / peak in publish / peak in re-publish |"
+	echo "|---|---:|---:|---:|---:|---:|---|---|"
 	printf '%s\n' "${rows[@]}"
 } | tee "$RESULTS_DIR/tiles_publish.md"
