@@ -9,7 +9,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'par-%';
 
-SELECT plan(30);
+SELECT plan(33);
 
 SELECT 341 AS ntiles \gset
 SELECT :'storage' || '/par' AS root,
@@ -21,12 +21,14 @@ SELECT publish.set_storage_target('tap-par-s3', 's3://' || :'s3_bucket' || '/par
        jsonb_build_object('endpoint', :'s3_endpoint', 'region', 'eu-central-1')) \g /dev/null
 SELECT publish.set_storage_credentials('tap-par-s3', :'s3_key_id', :'s3_secret') \g /dev/null
 SELECT publish.set_storage_target('tap-par-fault', :'fault_url' || '/fail503get-3/tpar') \g /dev/null
+SELECT publish.set_storage_target('tap-par-hang', :'fault_url' || '/hangget/tparhang') \g /dev/null
 
 SELECT test_helpers.make_project('par-local', 3, true, 4) \g /dev/null
 SELECT test_helpers.make_project('par-dav', 3, true, 4) \g /dev/null
 SELECT test_helpers.make_project('par-s3', 3, true, 4) \g /dev/null
 SELECT test_helpers.make_project('par-bad', 3, true, 2) \g /dev/null
 SELECT test_helpers.make_project('par-fault', 3, true, 2) \g /dev/null
+SELECT test_helpers.make_project('par-hang', 3, true, 2) \g /dev/null
 
 -- Where each tile of a project's manifest is published, with its bytes.
 CREATE FUNCTION pg_temp.published(slug text, env text)
@@ -177,6 +179,24 @@ SELECT is((result->>'tiles_copied')::int, 21, 'every tile was copied (GET + PUT:
 SELECT is(count(*) FILTER (WHERE test_helpers.http_get(:'fault_url' || '/ok/tpar/' || key) = bytes), 21::bigint,
           'every tile is on the server, byte for byte')
   FROM pg_temp.published('par-fault', 'tap-par-fault');
+
+-- ---------------------------------------------------------------------------
+-- A cancel while every transfer of the loop hangs: noticed at once.
+-- ---------------------------------------------------------------------------
+
+SELECT test_helpers.upload_tiles('tap-par-hang', 'par-hang', 1) \g /dev/null
+SELECT id AS job_h FROM publish.publish_version('par-hang', 1, 'tap-par-hang') \gset
+SELECT test_helpers.wait_progress(:'job_h', 50) \g /dev/null
+SELECT pg_sleep(0.5) \g /dev/null
+SELECT clock_timestamp() AS cancel_at \gset
+SELECT publish.cancel_job(:'job_h') \g /dev/null
+CREATE TEMP TABLE h AS SELECT * FROM test_helpers.wait_job(:'job_h', '30 s');
+SELECT is(status, 'cancelled', 'a cancel during hanging tile transfers cancels the job') FROM h;
+SELECT ok(completed_at - :'cancel_at'::timestamptz < interval '3 s',
+          format('... within seconds (%s), not after the stalled transfers have timed out and been retried',
+                 completed_at - :'cancel_at'::timestamptz)) FROM h;
+SELECT id AS job_after FROM publish.publish_version('par-local', 1, 'tap-par-local') \gset
+SELECT is(status, 'completed', 'the worker goes on with the next job') FROM test_helpers.wait_job(:'job_after', '60 s');
 
 -- ---------------------------------------------------------------------------
 DELETE FROM publish.projects WHERE slug LIKE 'par-%';

@@ -11,6 +11,8 @@
 //   /fail503get-N/TAG/...  the first N GET requests under it whose path has
 //                          "/tiles/" answer 503, then it behaves as /ok
 //   /hang/TAG/...          reads the request, then never answers
+//   /hangget/TAG/...       as /ok, but GET requests whose path has "/tiles/"
+//                          never answer
 //   /cut/TAG/...           reads part of the request body, then drops the connection
 //   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
 //   /bearer/TAG/...        as /ok, for requests with "Authorization: Bearer
@@ -47,6 +49,7 @@ http.createServer((req, res) => {
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     if (mode === 'hang') return;                      // never answer
+    if (mode === 'hangget' && req.method === 'GET' && req.url.includes('/tiles/')) return;
     if (mode === 'bearer' && req.headers.authorization !== 'Bearer bearer-token-6a0f2c') {
       res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Bearer' });
       return res.end('Unauthorized: a bearer token is required\n');
