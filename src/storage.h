@@ -4,7 +4,9 @@
  *	  The storage interface: a target (one per environment) and the backend
  *	  that writes to it.
  *
- * The publish steps call only storage_put, storage_stat and storage_copy.
+ * The publish steps call only storage_put, storage_stat and storage_copy;
+ * step 4 (tile_publish.c) also runs a remote backend's stat and copy
+ * requests in parallel, built by its stat_request and copy_request.
  * A backend implements them for one URL scheme; adding a backend touches
  * its own file and the table in storage.c.  Every function reports failure
  * with ereport(ERROR) and is called outside any transaction (in the worker:
