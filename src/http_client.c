@@ -2,7 +2,8 @@
  *
  * http_client.c
  *	  HTTP requests through libcurl for the remote storage backends: one
- *	  request with retries, and the error text a person reads.
+ *	  request with retries, many in parallel, and the error text a person
+ *	  reads.
  *
  * libcurl is initialised lazily, on the first request of a process (the
  * worker, or a backend calling publish._storage_put), never in the
@@ -29,6 +30,13 @@
  * publish.storage_retry_delay doubled per retry (at most
  * publish.storage_retry_max_delay), of which a random half is jitter.
  * Each retry is announced through req->warn before the wait.
+ *
+ * Two ways to run requests: http_perform, one request at a time with a
+ * fresh easy handle; and the multi runner (http_multi_*), many at once
+ * through a libcurl multi handle and a fixed pool of reused easy handles,
+ * for step 4's tiles.  Both share the option setting (configure_handle)
+ * and the end of a transfer (attempt_finish), so timeouts, stall
+ * detection, retries and error texts are the same.
  *
  *-------------------------------------------------------------------------
  */

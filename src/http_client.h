@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * http_client.h
- *	  One HTTP request through libcurl, with retries; used by the http(s)://
- *	  and s3:// storage backends.
+ *	  HTTP requests through libcurl, with retries, one at a time or many in
+ *	  parallel; used by the http(s):// and s3:// storage backends.
  *
  *-------------------------------------------------------------------------
  */

@@ -6,10 +6,10 @@
  *	  to the release's immutable place ({env}/{slug}/tiles/v{N}/...).
  *
  * Per tile, in this order:
- *	  1  the destination (unless a listing showed nothing under the
- *		 version's tile prefix: a first publish): already there with the manifest's size and
- *		 sha256?  Then it is skipped (and counts as verified: readers get
- *		 those bytes).  S3 tells the checksum in a HEAD (x-amz-meta-sha256,
+ *	  1  the destination, unless one request showed nothing under the
+ *		 version's tile prefix (a first publish): already there with the
+ *		 manifest's size and sha256?  Then it is skipped (and counts as
+ *		 verified: readers get those bytes).  S3 tells the checksum in a HEAD (x-amz-meta-sha256,
  *		 set by our put and copy); WebDAV and file:// hash the bytes.
  *	  2  the source, hashed as it is read: missing, or another size or
  *		 sha256 than the manifest's, makes the tile bad.
