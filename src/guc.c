@@ -32,6 +32,7 @@ int			publish_storage_max_attempts = 5;
 int			publish_storage_retry_delay = 500;
 int			publish_storage_retry_max_delay = 30000;
 char	   *publish_storage_ca_file = NULL;
+int			publish_storage_concurrency = 8;
 int			publish_max_release_size = 16 * 1024;	/* kB */
 int			publish_max_tiles = 1000000;
 int			publish_max_source_pixels = 256;	/* megapixels */
@@ -154,6 +155,16 @@ publish_define_gucs(void)
 							&publish_storage_retry_max_delay,
 							30000, 0, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.storage_concurrency",
+							"Most storage requests a job runs at once while publishing tiles.",
+							"Tiles are checked and copied through this many parallel "
+							"transfers (and at most as many connections) per job; 1 "
+							"publishes them one at a time.",
+							&publish_storage_concurrency,
+							8, 1, 256,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("publish.storage_ca_file",

@@ -2,7 +2,8 @@
  *
  * http_client.c
  *	  HTTP requests through libcurl for the remote storage backends: one
- *	  request with retries, and the error text a person reads.
+ *	  request with retries, many in parallel, and the error text a person
+ *	  reads.
  *
  * libcurl is initialised lazily, on the first request of a process (the
  * worker, or a backend calling publish._storage_put), never in the
@@ -30,6 +31,13 @@
  * publish.storage_retry_max_delay), of which a random half is jitter.
  * Each retry is announced through req->warn before the wait.
  *
+ * Two ways to run requests: http_perform, one request at a time with a
+ * fresh easy handle; and the multi runner (http_multi_*), many at once
+ * through a libcurl multi handle and a fixed pool of reused easy handles,
+ * for step 4's tiles.  Both share the option setting (configure_handle)
+ * and the end of a transfer (attempt_finish), so timeouts, stall
+ * detection, retries and error texts are the same.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
@@ -42,8 +50,10 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/pmsignal.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -63,6 +73,7 @@ typedef struct TransferState
 	FILE	   *sink;			/* req->body_file */
 	int64		sink_max;		/* req->body_file_max */
 	int			sink_errno;		/* a write to sink failed with this */
+	const char *req_what;		/* req->what, for messages */
 } TransferState;
 
 /* on_proc_exit: frees the share object and libcurl's global state. */
@@ -157,7 +168,7 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 		const char *sp = memchr(data, ' ', len);
 		size_t		out = 0;
 
-		resp->etag[0] = resp->location[0] = '\0';
+		resp->etag[0] = resp->location[0] = resp->meta_sha256[0] = '\0';
 		resp->content_length = -1;
 		if (sp != NULL)
 		{
@@ -173,6 +184,7 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 	}
 	header_value(data, len, "ETag", resp->etag, sizeof(resp->etag));
 	header_value(data, len, "Location", resp->location, sizeof(resp->location));
+	header_value(data, len, "x-amz-meta-sha256", resp->meta_sha256, sizeof(resp->meta_sha256));
 	{
 		char		cl[32] = "";
 
@@ -255,20 +267,17 @@ on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 			elog(ERROR, "publish: could not set libcurl option %s", #opt); \
 	} while (0)
 
-/* One attempt of req; fills resp.  Throws only on out-of-memory. */
+/* Resets resp and st for a new attempt of req; the body buffer goes in cxt. */
 static void
-http_attempt(HttpRequest *req, HttpResponse *resp)
+attempt_reset(HttpRequest *req, HttpResponse *resp, TransferState *st, MemoryContext cxt)
 {
-	CURL	   *volatile h = NULL;
-	struct curl_slist *volatile hdrs = NULL;
-	TransferState st;
-	char		errbuf[CURL_ERROR_SIZE];
-	ListCell   *lc;
-
-	memset(&st, 0, sizeof(st));
-	st.resp = resp;
-	st.keep_cap = req->body_limit > 0 ? req->body_limit : HTTP_BODY_KEEP;
-	resp->body = MemoryContextAllocHuge(CurrentMemoryContext, st.keep_cap + 1);
+	if (resp->body != NULL)
+		pfree(resp->body);
+	memset(st, 0, sizeof(TransferState));
+	st->resp = resp;
+	st->req_what = req->what;
+	st->keep_cap = req->body_limit > 0 ? req->body_limit : HTTP_BODY_KEEP;
+	resp->body = MemoryContextAllocHuge(cxt, st->keep_cap + 1);
 	resp->body[0] = '\0';
 	resp->body_len = 0;
 	resp->body_bytes = 0;
@@ -276,26 +285,182 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 	resp->status_line[0] = '\0';
 	resp->content_length = -1;
 	resp->etag[0] = resp->location[0] = '\0';
+	resp->meta_sha256[0] = '\0';
 	resp->body_sha256[0] = '\0';
-	errbuf[0] = '\0';
-
 	if (req->hash_body)
-		st.sha_ctx = checksum_sha256_begin();
+		st->sha_ctx = checksum_sha256_begin();
 	if (req->body_file != NULL)
 	{
 		/* a retry starts the file again */
-		st.sink = req->body_file;
-		st.sink_max = req->body_file_max;
-		if (fflush(st.sink) != 0 || ftruncate(fileno(st.sink), 0) != 0 ||
-			fseeko(st.sink, 0, SEEK_SET) != 0)
+		st->sink = req->body_file;
+		st->sink_max = req->body_file_max;
+		if (fflush(st->sink) != 0 || ftruncate(fileno(st->sink), 0) != 0 ||
+			fseeko(st->sink, 0, SEEK_SET) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not empty the download file: %m")));
 	}
+}
 
+/*
+ * Sets every option of h for req (h fresh or curl_easy_reset); *hdrs gets
+ * the header list to free after the transfer.  Throws on out-of-memory
+ * (the caller frees h and *hdrs).
+ */
+static void
+configure_handle(CURL *h, HttpRequest *req, TransferState *st, char *errbuf,
+				 struct curl_slist *volatile *hdrs)
+{
+	struct curl_slist *next;
+	ListCell   *lc;
+
+	errbuf[0] = '\0';
+	foreach(lc, req->headers)
+	{
+		next = curl_slist_append(*hdrs, (const char *) lfirst(lc));
+		if (next == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		*hdrs = next;
+	}
+	/*
+	 * libcurl 7.88 sends "Expect: 100-continue" with uploads over 1 MB
+	 * and then waits for the server: not wanted.  The usual cure, an
+	 * empty "Expect:" header, cannot be used with SigV4: 7.88 signs it
+	 * as "expect:" although it sends no such header, and the signature
+	 * never matches.  There the wait is set to zero instead (below).
+	 */
+	if (req->aws_sigv4 == NULL)
+	{
+		next = curl_slist_append(*hdrs, "Expect:");
+		if (next == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		*hdrs = next;
+	}
+
+	if (curl_share != NULL)
+		SETOPT(h, CURLOPT_SHARE, curl_share);
+	SETOPT(h, CURLOPT_URL, req->url);
+	SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(h, CURLOPT_USERAGENT, "publish/1.0 (PostgreSQL extension)");
+	SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, (long) publish_storage_connect_timeout);
+	SETOPT(h, CURLOPT_LOW_SPEED_LIMIT, (long) publish_storage_low_speed_limit);
+	SETOPT(h, CURLOPT_LOW_SPEED_TIME, (long) publish_storage_low_speed_time);
+	SETOPT(h, CURLOPT_TIMEOUT, (long) publish_storage_request_timeout);
+	SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (publish_storage_ca_file != NULL && publish_storage_ca_file[0] != '\0')
+		SETOPT(h, CURLOPT_CAINFO, publish_storage_ca_file);
+	SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
+	SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
+	SETOPT(h, CURLOPT_HEADERDATA, st);
+	SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
+	SETOPT(h, CURLOPT_WRITEDATA, st);
+	SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+	SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	SETOPT(h, CURLOPT_XFERINFODATA, st);
+
+	if (req->aws_sigv4 != NULL)
+	{
+		SETOPT(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
+		SETOPT(h, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+		SETOPT(h, CURLOPT_USERNAME, req->username ? req->username : "");
+		SETOPT(h, CURLOPT_PASSWORD, req->password ? req->password : "");
+	}
+	else if (req->bearer != NULL)
+	{
+		SETOPT(h, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
+		SETOPT(h, CURLOPT_XOAUTH2_BEARER, req->bearer);
+	}
+	else if (req->username != NULL)
+	{
+		SETOPT(h, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		SETOPT(h, CURLOPT_USERNAME, req->username);
+		SETOPT(h, CURLOPT_PASSWORD, req->password ? req->password : "");
+	}
+
+	if (strcmp(req->method, "HEAD") == 0)
+		SETOPT(h, CURLOPT_NOBODY, 1L);
+	else if (strcmp(req->method, "GET") == 0)
+		SETOPT(h, CURLOPT_HTTPGET, 1L);
+	else
+	{
+		SETOPT(h, CURLOPT_CUSTOMREQUEST, req->method);
+		if (req->body != NULL)
+		{
+			/* the body as POSTFIELDS: SigV4 then hashes exactly these bytes */
+			SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+			SETOPT(h, CURLOPT_POSTFIELDS, req->body);
+		}
+	}
+	SETOPT(h, CURLOPT_HTTPHEADER, *hdrs);
+}
+
+/*
+ * After a transfer of h ended with rc: the response's libcurl code and
+ * words, the HTTP status, the body's hash; a stall or an interrupt said
+ * as such.  May throw (a cancel, SIGTERM), so the caller must be ready to
+ * free h.
+ */
+static void
+attempt_finish(CURL *h, CURLcode rc, TransferState *st, const char *errbuf)
+{
+	HttpResponse *resp = st->resp;
+
+	resp->curl_code = (int) rc;
+	if (rc != CURLE_OK)
+		strlcpy(resp->curl_error, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+				sizeof(resp->curl_error));
+	else
+		resp->curl_error[0] = '\0';
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+
+	if (st->sha_ctx != NULL)
+	{
+		void	   *ctx = st->sha_ctx;
+
+		st->sha_ctx = NULL;
+		checksum_sha256_finish(ctx, resp->body_sha256);
+		if (st->sha_failed)
+			elog(ERROR, "publish: could not hash a response body");
+	}
+	if (st->sink_errno == EFBIG)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+				 errmsg("the %s was stopped: it is larger than %lld bytes",
+						st->req_what, (long long) st->sink_max)));
+	if (st->sink_errno != 0)
+	{
+		errno = st->sink_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write the %s to a file: %m", st->req_what)));
+	}
+	if (st->stalled)
+	{
+		resp->curl_code = CURLE_OPERATION_TIMEDOUT;
+		snprintf(resp->curl_error, sizeof(resp->curl_error),
+				 "nothing was sent or received for %d s", publish_storage_low_speed_time);
+	}
+	/* a cancel or SIGTERM aborted the transfer: act on it now */
+	else if (resp->curl_code == CURLE_ABORTED_BY_CALLBACK)
+		CHECK_FOR_INTERRUPTS();
+}
+
+/* One attempt of req; fills resp.  Throws only on out-of-memory or an interrupt. */
+static void
+http_attempt(HttpRequest *req, HttpResponse *resp)
+{
+	CURL	   *volatile h = NULL;
+	struct curl_slist *volatile hdrs = NULL;
+	TransferState st;
+	char		errbuf[CURL_ERROR_SIZE];
+
+	attempt_reset(req, resp, &st, CurrentMemoryContext);
 	PG_TRY();
 	{
-		struct curl_slist *next;
 		CURLcode	rc;
 
 		h = curl_easy_init();
@@ -303,96 +468,9 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not create a libcurl handle")));
-		foreach(lc, req->headers)
-		{
-			next = curl_slist_append(hdrs, (const char *) lfirst(lc));
-			if (next == NULL)
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-			hdrs = next;
-		}
-		/*
-		 * libcurl 7.88 sends "Expect: 100-continue" with uploads over 1 MB
-		 * and then waits for the server: not wanted.  The usual cure, an
-		 * empty "Expect:" header, cannot be used with SigV4: 7.88 signs it
-		 * as "expect:" although it sends no such header, and the signature
-		 * never matches.  There the wait is set to zero instead (below).
-		 */
-		if (req->aws_sigv4 == NULL)
-		{
-			next = curl_slist_append(hdrs, "Expect:");
-			if (next == NULL)
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-			hdrs = next;
-		}
-
-		if (curl_share != NULL)
-			SETOPT(h, CURLOPT_SHARE, curl_share);
-		SETOPT(h, CURLOPT_URL, req->url);
-		SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
-		SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-		SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
-		SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-		SETOPT(h, CURLOPT_USERAGENT, "publish/1.0 (PostgreSQL extension)");
-		SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, (long) publish_storage_connect_timeout);
-		SETOPT(h, CURLOPT_LOW_SPEED_LIMIT, (long) publish_storage_low_speed_limit);
-		SETOPT(h, CURLOPT_LOW_SPEED_TIME, (long) publish_storage_low_speed_time);
-		SETOPT(h, CURLOPT_TIMEOUT, (long) publish_storage_request_timeout);
-		SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
-		SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
-		if (publish_storage_ca_file != NULL && publish_storage_ca_file[0] != '\0')
-			SETOPT(h, CURLOPT_CAINFO, publish_storage_ca_file);
-		SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
-		SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
-		SETOPT(h, CURLOPT_HEADERDATA, &st);
-		SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
-		SETOPT(h, CURLOPT_WRITEDATA, &st);
-		SETOPT(h, CURLOPT_NOPROGRESS, 0L);
-		SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-		SETOPT(h, CURLOPT_XFERINFODATA, &st);
-
-		if (req->aws_sigv4 != NULL)
-		{
-			SETOPT(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
-			SETOPT(h, CURLOPT_AWS_SIGV4, req->aws_sigv4);
-			SETOPT(h, CURLOPT_USERNAME, req->username ? req->username : "");
-			SETOPT(h, CURLOPT_PASSWORD, req->password ? req->password : "");
-		}
-		else if (req->bearer != NULL)
-		{
-			SETOPT(h, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
-			SETOPT(h, CURLOPT_XOAUTH2_BEARER, req->bearer);
-		}
-		else if (req->username != NULL)
-		{
-			SETOPT(h, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-			SETOPT(h, CURLOPT_USERNAME, req->username);
-			SETOPT(h, CURLOPT_PASSWORD, req->password ? req->password : "");
-		}
-
-		if (strcmp(req->method, "HEAD") == 0)
-			SETOPT(h, CURLOPT_NOBODY, 1L);
-		else if (strcmp(req->method, "GET") == 0)
-			SETOPT(h, CURLOPT_HTTPGET, 1L);
-		else
-		{
-			SETOPT(h, CURLOPT_CUSTOMREQUEST, req->method);
-			if (req->body != NULL)
-			{
-				/* the body as POSTFIELDS: SigV4 then hashes exactly these bytes */
-				SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
-				SETOPT(h, CURLOPT_POSTFIELDS, req->body);
-			}
-		}
-		SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
-
+		configure_handle(h, req, &st, errbuf, &hdrs);
 		rc = curl_easy_perform(h);
-		resp->curl_code = (int) rc;
-		if (rc != CURLE_OK)
-			strlcpy(resp->curl_error, errbuf[0] ? errbuf : curl_easy_strerror(rc),
-					sizeof(resp->curl_error));
-		else
-			resp->curl_error[0] = '\0';
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+		attempt_finish(h, rc, &st, errbuf);
 	}
 	PG_FINALLY();
 	{
@@ -402,34 +480,6 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 			curl_easy_cleanup(h);
 	}
 	PG_END_TRY();
-
-	if (st.sha_ctx != NULL)
-	{
-		checksum_sha256_finish(st.sha_ctx, resp->body_sha256);
-		if (st.sha_failed)
-			elog(ERROR, "publish: could not hash a response body");
-	}
-	if (st.sink_errno == EFBIG)
-		ereport(ERROR,
-				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
-				 errmsg("the %s was stopped: it is larger than %lld bytes",
-						req->what, (long long) req->body_file_max)));
-	if (st.sink_errno != 0)
-	{
-		errno = st.sink_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write the %s to a file: %m", req->what)));
-	}
-	if (st.stalled)
-	{
-		resp->curl_code = CURLE_OPERATION_TIMEDOUT;
-		snprintf(resp->curl_error, sizeof(resp->curl_error),
-				 "nothing was sent or received for %d s", publish_storage_low_speed_time);
-	}
-	/* a cancel or SIGTERM aborted the transfer: act on it now */
-	else if (resp->curl_code == CURLE_ABORTED_BY_CALLBACK)
-		CHECK_FOR_INTERRUPTS();
 }
 
 /* See http_client.h. */
@@ -484,6 +534,32 @@ http_sleep(long ms)
 	/* the latch may have meant new work: the worker's loop looks anyway */
 }
 
+/*
+ * The wait before retry number attempt (1-based): publish.storage_retry_delay
+ * doubled per retry, at most publish.storage_retry_max_delay, half of it
+ * random ("equal jitter").
+ */
+static long
+retry_delay(int attempt)
+{
+	double		base;
+
+	base = (double) publish_storage_retry_delay * (double) (1L << Min(attempt - 1, 20));
+	base = Min(base, (double) publish_storage_retry_max_delay);
+	return (long) (base / 2 + pg_prng_double(&pg_global_prng_state) * base / 2);
+}
+
+/* Announces a retry through req->warn (never from a libcurl callback). */
+static void
+announce_retry(HttpRequest *req, HttpResponse *resp, int attempt, int max_attempts, long delay)
+{
+	if (req->warn != NULL)
+		req->warn(req->warn_arg,
+				  psprintf("attempt %d of %d of the %s on target \"%s\" failed: %s; retrying in %.1f s",
+						   attempt, max_attempts, req->what, req->target_env,
+						   http_failure_text(req, resp), delay / 1000.0));
+}
+
 /* See http_client.h. */
 HttpResponse *
 http_perform(HttpRequest *req)
@@ -495,25 +571,283 @@ http_perform(HttpRequest *req)
 	for (int attempt = 1;; attempt++)
 	{
 		long		delay;
-		double		base;
 
-		if (resp->body != NULL)
-			pfree(resp->body);
 		http_attempt(req, resp);
 		resp->attempts = attempt;
 		if (!transient_failure(resp) || attempt >= max_attempts)
 			return resp;
-
-		/* exponential backoff, half of it random ("equal jitter") */
-		base = (double) publish_storage_retry_delay * (double) (1L << Min(attempt - 1, 20));
-		base = Min(base, (double) publish_storage_retry_max_delay);
-		delay = (long) (base / 2 + pg_prng_double(&pg_global_prng_state) * base / 2);
-		if (req->warn != NULL)
-			req->warn(req->warn_arg,
-					  psprintf("attempt %d of %d of the %s on target \"%s\" failed: %s; retrying in %.1f s",
-							   attempt, max_attempts, req->what, req->target_env,
-							   http_failure_text(req, resp), delay / 1000.0));
+		delay = retry_delay(attempt);
+		announce_retry(req, resp, attempt, max_attempts, delay);
 		http_sleep(delay);
+	}
+}
+
+/*
+ * The multi runner: many requests at once through one libcurl multi handle.
+ *
+ * A fixed pool of slots, each with an easy handle made once and reused
+ * (curl_easy_reset keeps its connection), so the number of connections and
+ * the memory held are bounded by the pool's size, whatever the number of
+ * requests.  A request that fails transiently stays in its slot, out of
+ * the multi handle, until its retry time; its retry notice is written by
+ * http_multi_wait (the caller's loop), never by a callback.  The response
+ * of a request is allocated in the memory context of the request itself,
+ * so the caller frees both by resetting the context it made them in.
+ */
+typedef struct HttpSlot
+{
+	CURL	   *h;
+	struct curl_slist *hdrs;
+	HttpRequest *req;			/* NULL: the slot is free */
+	HttpResponse *resp;
+	void	   *tag;
+	TransferState st;
+	char		errbuf[CURL_ERROR_SIZE];
+	int			attempt;
+	bool		in_multi;		/* added to the multi handle */
+	bool		done;			/* finished, waiting to be returned */
+	TimestampTz retry_at;		/* waiting for a retry until then */
+} HttpSlot;
+
+struct HttpMulti
+{
+	CURLM	   *multi;
+	int			nslots;
+	int			busy;			/* slots with a request */
+	HttpSlot   *slots;
+};
+
+/* See http_client.h. */
+HttpMulti *
+http_multi_begin(int max_parallel)
+{
+	HttpMulti  *m = palloc0(sizeof(HttpMulti));
+
+	http_init();
+	m->nslots = Max(max_parallel, 1);
+	m->slots = palloc0(sizeof(HttpSlot) * m->nslots);
+	m->multi = curl_multi_init();
+	if (m->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) m->nslots);
+	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long) m->nslots);
+	return m;
+}
+
+/* See http_client.h. */
+void
+http_multi_end(HttpMulti *m)
+{
+	if (m == NULL)
+		return;
+	for (int i = 0; i < m->nslots; i++)
+	{
+		HttpSlot   *s = &m->slots[i];
+
+		if (s->h != NULL)
+		{
+			if (s->in_multi && m->multi != NULL)
+				curl_multi_remove_handle(m->multi, s->h);
+			curl_easy_cleanup(s->h);
+		}
+		if (s->hdrs != NULL)
+			curl_slist_free_all(s->hdrs);
+		s->h = NULL;
+		s->hdrs = NULL;
+		s->in_multi = false;
+	}
+	if (m->multi != NULL)
+		curl_multi_cleanup(m->multi);
+	m->multi = NULL;
+}
+
+/* See http_client.h. */
+bool
+http_multi_full(HttpMulti *m)
+{
+	return m->busy >= m->nslots;
+}
+
+/* See http_client.h. */
+bool
+http_multi_idle(HttpMulti *m)
+{
+	return m->busy == 0;
+}
+
+/* Starts (or restarts) the transfer of the slot's request. */
+static void
+slot_start(HttpMulti *m, HttpSlot *s)
+{
+	MemoryContext cxt = GetMemoryChunkContext(s->req);
+	CURLMcode	mc;
+
+	if (s->hdrs != NULL)
+		curl_slist_free_all(s->hdrs);
+	s->hdrs = NULL;
+	if (s->h == NULL)
+	{
+		s->h = curl_easy_init();
+		if (s->h == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+	}
+	else
+		curl_easy_reset(s->h);
+	attempt_reset(s->req, s->resp, &s->st, cxt);
+	s->attempt++;
+	s->retry_at = 0;
+	configure_handle(s->h, s->req, &s->st, s->errbuf, &s->hdrs);
+	SETOPT(s->h, CURLOPT_PRIVATE, s);
+	mc = curl_multi_add_handle(m->multi, s->h);
+	if (mc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not start a transfer: %s", curl_multi_strerror(mc))));
+	s->in_multi = true;
+}
+
+/* See http_client.h. */
+void
+http_multi_add(HttpMulti *m, HttpRequest *req, void *tag)
+{
+	HttpSlot   *s = NULL;
+
+	for (int i = 0; i < m->nslots; i++)
+	{
+		if (m->slots[i].req == NULL)
+		{
+			s = &m->slots[i];
+			break;
+		}
+	}
+	if (s == NULL)
+		elog(ERROR, "publish: no free transfer slot");
+	s->req = req;
+	s->resp = MemoryContextAllocZero(GetMemoryChunkContext(req), sizeof(HttpResponse));
+	s->tag = tag;
+	s->attempt = 0;
+	s->done = false;
+	m->busy++;
+	slot_start(m, s);
+}
+
+/* Returns a finished slot's request to the caller and frees the slot. */
+static void
+slot_return(HttpMulti *m, HttpSlot *s, HttpRequest **req, HttpResponse **resp, void **tag)
+{
+	*req = s->req;
+	*resp = s->resp;
+	*tag = s->tag;
+	s->resp->attempts = s->attempt;
+	s->req = NULL;
+	s->resp = NULL;
+	s->tag = NULL;
+	s->done = false;
+	m->busy--;
+}
+
+/* See http_client.h. */
+bool
+http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse **resp, void **tag)
+{
+	TimestampTz end = GetCurrentTimestamp() + timeout_ms * 1000L;
+	int			max_attempts = Max(publish_storage_max_attempts, 1);
+
+	*req = NULL;
+	*resp = NULL;
+	*tag = NULL;
+	for (;;)
+	{
+		TimestampTz now;
+		TimestampTz wake;
+		int			running;
+		CURLMsg    *msg;
+		int			left;
+		CURLMcode	mc;
+
+		CHECK_FOR_INTERRUPTS();
+
+		/* a finished request first */
+		for (int i = 0; i < m->nslots; i++)
+		{
+			if (m->slots[i].req != NULL && m->slots[i].done)
+			{
+				slot_return(m, &m->slots[i], req, resp, tag);
+				return true;
+			}
+		}
+
+		/* requests whose retry time came */
+		now = GetCurrentTimestamp();
+		wake = end;
+		for (int i = 0; i < m->nslots; i++)
+		{
+			HttpSlot   *s = &m->slots[i];
+
+			if (s->req == NULL || s->in_multi || s->done)
+				continue;
+			if (s->retry_at <= now)
+				slot_start(m, s);
+			else
+				wake = Min(wake, s->retry_at);
+		}
+		if (m->busy == 0 || now >= end)
+			return false;
+
+		mc = curl_multi_perform(m->multi, &running);
+		if (mc != CURLM_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("libcurl failed: %s", curl_multi_strerror(mc))));
+		while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
+		{
+			HttpSlot   *s = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &s);
+			curl_multi_remove_handle(m->multi, s->h);
+			s->in_multi = false;
+			attempt_finish(s->h, msg->data.result, &s->st, s->errbuf);
+			if (transient_failure(s->resp) && s->attempt < max_attempts)
+			{
+				long		delay = retry_delay(s->attempt);
+
+				/* written now, from this loop: the caller's warn may commit */
+				announce_retry(s->req, s->resp, s->attempt, max_attempts, delay);
+				s->retry_at = GetCurrentTimestamp() + delay * 1000L;
+			}
+			else
+				s->done = true;
+		}
+		for (int i = 0; i < m->nslots; i++)
+		{
+			if (m->slots[i].req != NULL && m->slots[i].done)
+			{
+				slot_return(m, &m->slots[i], req, resp, tag);
+				return true;
+			}
+		}
+
+		/* sleep until a socket is ready, a retry is due, or 100 ms (interrupts) */
+		now = GetCurrentTimestamp();
+		if (running > 0 || wake > now)
+		{
+			long		ms = (long) ((wake - now) / 1000);
+
+			ms = Max(Min(ms, 100), 0);
+			mc = curl_multi_poll(m->multi, NULL, 0, (int) ms, NULL);
+			if (mc != CURLM_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("libcurl failed: %s", curl_multi_strerror(mc))));
+		}
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 	}
 }
 

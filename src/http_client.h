@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * http_client.h
- *	  One HTTP request through libcurl, with retries; used by the http(s)://
- *	  and s3:// storage backends.
+ *	  HTTP requests through libcurl, with retries, one at a time or many in
+ *	  parallel; used by the http(s):// and s3:// storage backends.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,6 +51,7 @@ typedef struct HttpResponse
 	int64		content_length; /* from the headers; -1 when not given */
 	char		etag[128];
 	char		location[512];
+	char		meta_sha256[65];	/* x-amz-meta-sha256, when the server sent it */
 	char	   *body;			/* first HTTP_BODY_KEEP bytes, NUL-terminated */
 	size_t		body_len;
 	int64		body_bytes;		/* all the bytes received */
@@ -67,6 +68,27 @@ typedef struct HttpResponse
  * called with a transaction open in the worker (it may sleep).
  */
 extern HttpResponse *http_perform(HttpRequest *req);
+
+/*
+ * Many requests at once (libcurl's multi interface), at most max_parallel
+ * in flight, each retried like http_perform's.  http_multi_add starts a
+ * request (the runner must not be full); its response is allocated in the
+ * request's memory context.  http_multi_wait runs the transfers for up to
+ * timeout_ms and returns true with one finished request (after its
+ * retries: the caller interprets the status), false when the time is up or
+ * nothing is in flight; it writes the retry notices and throws for
+ * interrupts.  http_multi_end frees every handle: call it on every path
+ * (PG_FINALLY), also after an error.  No transaction may be open.
+ */
+typedef struct HttpMulti HttpMulti;
+
+extern HttpMulti *http_multi_begin(int max_parallel);
+extern void http_multi_add(HttpMulti *m, HttpRequest *req, void *tag);
+extern bool http_multi_full(HttpMulti *m);
+extern bool http_multi_idle(HttpMulti *m);
+extern bool http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req,
+							HttpResponse **resp, void **tag);
+extern void http_multi_end(HttpMulti *m);
 
 /* Did the exchange complete with a 2xx status? */
 extern bool http_ok(HttpResponse *resp);

@@ -17,7 +17,7 @@
  * progress and log line, so a poller sees the job move; file and network I/O
  * happens between them, with no transaction or snapshot open.  Each step's
  * commit is a checkpoint: a cancelled or timed-out job stops there (and
- * every second in the tile loop), before release.json is switched.  What readers
+ * every second in the tile loop, tile_publish.c), before release.json is switched.  What readers
  * see is always complete: the versioned copy and the tiles land before
  * release.json, and release.json is replaced atomically.  Any error ends the
  * job (worker.c records it); the version and publish.releases change only in
@@ -29,6 +29,7 @@
 #include "job.h"
 #include "storage.h"
 #include "tile.h"
+#include "tile_publish.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -39,22 +40,6 @@
 
 #define CACHE_LIVE		"no-cache"
 #define CACHE_IMMUTABLE	"public, max-age=31536000, immutable"
-
-typedef struct TileEntry
-{
-	int			z;
-	int			x;
-	int			y;
-	int64		byte_size;
-	char		sha256[65];
-} TileEntry;
-
-typedef struct TileCounts
-{
-	int64		verified;
-	int64		copied;
-	int64		skipped;
-} TileCounts;
 
 /* The publish time of this attempt, as ISO 8601 UTC text (caller in a transaction). */
 static char *
@@ -122,50 +107,6 @@ lock_version(const char *version_id, bool lock)
 		elog(ERROR, "publish: could not %s the version", lock ? "lock" : "unlock");
 }
 
-/* The tile manifest, ordered z/x/y, in mcxt (caller in a transaction). */
-static TileEntry *
-load_tiles(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(tileset_id)};
-	TileEntry  *tiles;
-	static SPIPlanPtr plan = NULL;
-
-	if (spi_execute_cached(&plan, "SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
-						   " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
-						   1, types, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "publish: could not read the tile manifest");
-	*ntiles = SPI_processed;
-	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		tiles[i].z = pg_strtoint32(SPI_getvalue(row, desc, 1));
-		tiles[i].x = pg_strtoint32(SPI_getvalue(row, desc, 2));
-		tiles[i].y = pg_strtoint32(SPI_getvalue(row, desc, 3));
-		tiles[i].byte_size = pg_strtoint64(SPI_getvalue(row, desc, 4));
-		strlcpy(tiles[i].sha256, SPI_getvalue(row, desc, 5), sizeof(tiles[i].sha256));
-	}
-	return tiles;
-}
-
-/* The Content-Type of tiles of a tileset format. */
-static const char *
-tile_content_type(const char *format)
-{
-	if (pg_strcasecmp(format, "png") == 0)
-		return "image/png";
-	if (pg_strcasecmp(format, "jpg") == 0 || pg_strcasecmp(format, "jpeg") == 0)
-		return "image/jpeg";
-	if (pg_strcasecmp(format, "webp") == 0)
-		return "image/webp";
-	if (pg_strcasecmp(format, "pbf") == 0 || pg_strcasecmp(format, "mvt") == 0)
-		return "application/vnd.mapbox-vector-tile";
-	return "application/octet-stream";
-}
-
 /*
  * The storage backends' retry notices become warn lines of the job.  They
  * come between two attempts of a request, when no transaction is open, so
@@ -183,78 +124,6 @@ job_storage_warning(void *arg, const char *message)
 	job_txn_commit(false);
 	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");
-}
-
-/*
- * Step 4's I/O: every tile of the manifest must be at the build location with
- * the manifest's size and checksum; it is then copied to the release's
- * versioned tile location unless the same content is already there.  All
- * bad tiles are counted and the first few named before the job fails.
- */
-static void
-publish_tiles(PublishJob *job, StorageTarget *target, ReleaseInput *in,
-			  TileEntry *tiles, int64 ntiles, TileCounts *counts)
-{
-	const char *fmt = in->tileset->format;
-	int64		bad = 0;
-	StringInfoData problems;
-	TimestampTz last_checkpoint = GetCurrentTimestamp();
-
-	initStringInfo(&problems);
-	for (int64 i = 0; i < ntiles; i++)
-	{
-		TileEntry  *t = &tiles[i];
-		char	   *src = psprintf("%s/%d/%d/%d.%s", in->tileset->source_path, t->z, t->x, t->y, fmt);
-		char	   *dst = psprintf("%s/%s/tiles/v%d/%d/%d/%d.%s", in->env, in->project_slug,
-								   in->version_number, t->z, t->x, t->y, fmt);
-		StorageObjectInfo info;
-		const char *problem = NULL;
-
-		CHECK_FOR_INTERRUPTS();
-		/* a cancel or the job's deadline is noticed within a second */
-		if (TimestampDifferenceExceeds(last_checkpoint, GetCurrentTimestamp(), 1000))
-		{
-			job_checkpoint(job);
-			last_checkpoint = GetCurrentTimestamp();
-		}
-		storage_stat(target, src, &info, true);
-		if (!info.exists)
-			problem = "is missing";
-		else if (info.size != t->byte_size)
-			problem = psprintf("has %lld bytes, the manifest says %lld",
-							   (long long) info.size, (long long) t->byte_size);
-		else if (strcmp(info.sha256, t->sha256) != 0)
-			problem = "does not match its sha256 in the manifest";
-
-		if (problem != NULL)
-		{
-			if (++bad <= 5)
-				appendStringInfo(&problems, "\ntile %d/%d/%d (%s) %s", t->z, t->x, t->y, src, problem);
-			continue;
-		}
-		counts->verified++;
-		if (bad > 0)
-			continue;			/* the job fails anyway: copy nothing more */
-
-		storage_stat(target, dst, &info, true);
-		if (info.exists && info.size == t->byte_size && strcmp(info.sha256, t->sha256) == 0)
-			counts->skipped++;
-		else
-		{
-			storage_copy(target, src, dst, tile_content_type(fmt), CACHE_IMMUTABLE);
-			counts->copied++;
-		}
-		pfree(src);
-		pfree(dst);
-	}
-	if (bad > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg_plural("%lld tile of version %d of project \"%s\" is missing or corrupt",
-							   "%lld tiles of version %d of project \"%s\" are missing or corrupt",
-							   bad, (long long) bad, in->version_number, in->project_slug),
-				 errdetail("%s%s", problems.data + 1, bad > 5 ? "\n..." : "")));
-	storage_sync(target);
 }
 
 /*
@@ -318,7 +187,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	if (problems != NIL)
 		release_report_problems(in, problems);
 	if (in->tileset != NULL)
-		tiles = load_tiles(in->tileset->id, &ntiles, mcxt);
+		tiles = tile_manifest_load(in->tileset->id, &ntiles, mcxt);
 	job_step_done(job, 10,
 				  psprintf("Validated version %d of %s: %lld overlays, %d assets, %lld tiles",
 						   in->version_number, in->project_slug, (long long) in->overlay_count,
@@ -370,7 +239,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		if (problems != NIL)
 			release_report_problems(in, problems);
 		if (in->tileset != NULL)
-			tiles = load_tiles(in->tileset->id, &ntiles, mcxt);
+			tiles = tile_manifest_load(in->tileset->id, &ntiles, mcxt);
 		job_txn_commit(false);
 		MemoryContextSwitchTo(mcxt);
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
@@ -383,8 +252,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	}
 	if (in->tileset != NULL)
 	{
-		pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
-		publish_tiles(job, target, in, tiles, ntiles, &counts);
+		tile_publish(job, target, in, tiles, ntiles, build_first ? 76 : 50, &counts);
 	}
 	job_txn_begin("publish: tiles done");
 	lock_version(job->version_id, true);
@@ -408,9 +276,9 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 
 	job_txn_begin("publish: marking published");
 	{
-		Oid			types[13] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
-		Datum		values[13];
+		Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID};
+		Datum		values[14];
 		static SPIPlanPtr plan = NULL;
 
 		values[0] = CStringGetTextDatum(job->id);
@@ -426,6 +294,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		values[10] = Int64GetDatum(counts.skipped);
 		values[11] = Int64GetDatum((int64) doc->len);
 		values[12] = CStringGetTextDatum(doc->sha256);
+		values[13] = Int64GetDatum(counts.verified);
 
 		if (spi_execute_cached(&plan,
 							   "WITH v AS ("
@@ -444,13 +313,13 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 								  "         result = jsonb_build_object('release_url', $6, 'overlay_count', $7,"
 								  "                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10,"
 								  "                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12,"
-								  "                  'release_sha256', $13)"
+								  "                  'release_sha256', $13, 'tiles_verified', $14)"
 								  "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
 								  "  RETURNING id"
 								  ")"
 								  "INSERT INTO publish.job_log (job_id, level, message, progress)"
 								  " SELECT id, 'info', 'Version marked published; publish completed successfully', 100 FROM done",
-								  13, types, values, NULL, false, 0) != SPI_OK_INSERT)
+								  14, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "publish: could not record the release");
 		if (SPI_processed == 0)
 			ereport(ERROR,

@@ -579,8 +579,12 @@ job_progress(PublishJob *job, int progress)
 	exec_sql(&plan, "UPDATE publish.job_queue SET progress = greatest(progress, $2)"
 			 " WHERE id = $1::uuid AND status = 'running' RETURNING cancel_requested",
 			 2, types, values, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed > 0)
-		cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job %s is no longer running", job->id),
+				 errdetail("Its row was changed or deleted by someone else.")));
+	cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	job_txn_commit(false);
 	stop_if_asked(job, cancel);
 }

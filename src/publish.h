@@ -22,6 +22,7 @@
  *	  storage_http.c   the http(s):// backend (HTTP PUT / WebDAV)
  *	  storage_s3.c     the s3:// backend (AWS Signature V4)
  *	  storage_sql.c    publish._storage_put, the storage code from SQL
+ *	  tile_publish.c   step 4: tiles verified and copied, in parallel
  *	  http_client.c    libcurl: one request, retries, error text
  *	  tile_build.c     build_tiles jobs: source image, upload, manifest
  *	  tile_vips.c      libvips: read a source image, cut the tile pyramid
@@ -67,6 +68,7 @@ extern int	publish_storage_max_attempts;
 extern int	publish_storage_retry_delay;	/* milliseconds */
 extern int	publish_storage_retry_max_delay;	/* milliseconds */
 extern char *publish_storage_ca_file;
+extern int	publish_storage_concurrency;
 extern int	publish_max_release_size;	/* kB */
 extern int	publish_max_tiles;
 extern int	publish_max_source_pixels;	/* megapixels */

@@ -259,8 +259,8 @@ storage_remote_fail(StorageTarget *target, const char *service, HttpRequest *req
 }
 
 /*
- * Fills info from the answer to a HEAD (size from Content-Length) or a
- * hashed GET (size and SHA-256 of the body) of an object; a 404 or 410
+ * Fills info from the answer to a HEAD (size from Content-Length, and the
+ * checksum from x-amz-meta-sha256 when the server keeps one) or a hashed GET (size and SHA-256 of the body) of an object; a 404 or 410
  * means it does not exist.  Any other failure is thrown as
  * storage_remote_fail does.
  */
@@ -279,7 +279,12 @@ storage_remote_stat_result(StorageTarget *target, const char *service, HttpReque
 		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
 	}
 	else
+	{
 		info->size = resp->content_length;
+		/* S3: the checksum put or copy stored with the object */
+		if (strlen(resp->meta_sha256) == 64)
+			strlcpy(info->sha256, resp->meta_sha256, sizeof(info->sha256));
+	}
 }
 
 /*

@@ -5,7 +5,9 @@
  *	  that writes to it.
  *
  * The publish steps call only storage_put, storage_stat and storage_copy;
- * the tile builder also storage_get_file (a source image to a local file).
+ * the tile builder also storage_get_file (a source image to a local file);
+ * step 4 (tile_publish.c) also runs a remote backend's stat and copy
+ * requests in parallel, built by its stat_request and copy_request.
  * A backend implements them for one URL scheme; adding a backend touches
  * its own file and the table in storage.c.  Every function reports failure
  * with ereport(ERROR) and is called outside any transaction (in the worker:
@@ -21,6 +23,8 @@
 #include "postgres.h"
 
 typedef struct StorageBackend StorageBackend;
+struct HttpRequest;
+struct HttpResponse;
 
 typedef struct StorageTarget
 {
@@ -75,6 +79,34 @@ struct StorageBackend
 	 * limit).  Returns its size.
 	 */
 	int64		(*get) (StorageTarget *target, const char *key, FILE *f, int64 max_bytes);
+
+	/*
+	 * Parallel transfers of tiles (tile_publish.c runs the requests through
+	 * http_multi); NULL for a backend without them (file://).  stat_request
+	 * is stat's request; its answer goes to storage_remote_stat_result.
+	 * copy_request is copy's request, giving the copy the checksum sha256
+	 * where the protocol keeps one; it may first make requests of its own
+	 * (WebDAV: MKCOL of the parents).  copy_result throws on failure, or
+	 * returns false when the server cannot copy (use copy instead).
+	 * head_has_sha256: a HEAD tells an object's checksum (S3, from the
+	 * x-amz-meta-sha256 that put and copy set), so the skip check of a
+	 * destination needs no download.
+	 */
+	struct HttpRequest *(*stat_request) (StorageTarget *target, const char *key,
+										 bool want_sha256);
+	struct HttpRequest *(*copy_request) (StorageTarget *target, const char *src_key,
+										 const char *dst_key, const char *content_type,
+										 const char *cache_control, const char *sha256);
+	bool		(*copy_result) (StorageTarget *target, struct HttpRequest *req,
+								struct HttpResponse *resp);
+	bool		head_has_sha256;
+
+	/*
+	 * Is there surely no object under prefix (a key ending in '/')?  false
+	 * when it cannot tell.  Lets a first publish skip the check of each
+	 * tile's destination; may be NULL.
+	 */
+	bool		(*prefix_empty) (StorageTarget *target, const char *prefix);
 };
 
 extern const StorageBackend storage_local_backend;
@@ -99,8 +131,6 @@ extern int64 storage_get_file(StorageTarget *target, const char *key, const char
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
-struct HttpRequest;
-struct HttpResponse;
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,
 												  const char *url, const char *what);
 pg_attribute_noreturn()

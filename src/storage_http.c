@@ -14,6 +14,11 @@
  * collections known to exist are remembered for the life of the target);
  * a server without COPY (405 or 501) gets a GET and a PUT instead.
  *
+ * Checksums: WebDAV keeps none with an object (nginx's module has no
+ * PROPPATCH or dead properties, ETags are mtime-size), so telling whether
+ * a tile in place has the same content takes a GET hashed as it arrives:
+ * a re-publish downloads the tiles in place but uploads and copies nothing.
+ *
  * Credentials: a key id and a secret are HTTP basic auth; a secret without
  * key id is a bearer token.  Every 2xx is success; anything else is an
  * error carrying the status and the first line (or title) of the body.
@@ -31,6 +36,7 @@ typedef struct HttpTarget
 {
 	List	   *collections;	/* keys of collections known to exist */
 	bool		no_mkcol;		/* the server has no MKCOL */
+	bool		no_copy;		/* the server has no COPY (405/501 seen) */
 	MemoryContext cxt;			/* the target's */
 } HttpTarget;
 
@@ -83,16 +89,27 @@ new_request(StorageTarget *target, const char *method, const char *url, const ch
 	return req;
 }
 
+/* HEAD (or, for a checksum, a hashed GET) of url. */
+static HttpRequest *
+stat_url_request(StorageTarget *target, const char *url, const char *key, bool want_sha256)
+{
+	HttpRequest *req = new_request(target, want_sha256 ? "GET" : "HEAD", url,
+								   psprintf("check of %s", key));
+
+	req->hash_body = want_sha256;
+	if (want_sha256)
+		req->body_limit = 1024; /* enough for an error's words */
+	return req;
+}
+
 /* HEAD (or, for a checksum, a hashed GET) of url; 404 and 410 mean "no such object". */
 static void
 http_stat_url(StorageTarget *target, const char *url, const char *key,
 			  StorageObjectInfo *info, bool want_sha256)
 {
-	HttpRequest *req = new_request(target, want_sha256 ? "GET" : "HEAD", url,
-								   psprintf("check of %s", key));
+	HttpRequest *req = stat_url_request(target, url, key, want_sha256);
 	HttpResponse *resp;
 
-	req->hash_body = want_sha256;
 	resp = http_perform(req);
 	storage_remote_stat_result(target, "HTTP storage", req, resp, info);
 }
@@ -139,6 +156,26 @@ http_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool 
 	http_stat_url(target, object_url(target, key), key, info, want_sha256);
 }
 
+static HttpRequest *
+http_stat_request(StorageTarget *target, const char *key, bool want_sha256)
+{
+	return stat_url_request(target, object_url(target, key), key, want_sha256);
+}
+
+/*
+ * A HEAD of the collection prefix: only a 404 or 410 says it does not
+ * exist (anything else: cannot tell).
+ */
+static bool
+http_prefix_empty(StorageTarget *target, const char *prefix)
+{
+	HttpRequest *req = new_request(target, "HEAD", object_url(target, prefix),
+								   psprintf("check of %s", prefix));
+	HttpResponse *resp = http_perform(req);
+
+	return resp->curl_code == 0 && (resp->status == 404 || resp->status == 410);
+}
+
 /* Makes sure the collection dir (a key, without trailing slash) exists. */
 static void
 ensure_collection(StorageTarget *target, const char *dir)
@@ -177,31 +214,59 @@ ensure_collection(StorageTarget *target, const char *dir)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * A WebDAV COPY of src_key to dst_key, after making sure (with MKCOL,
+ * synchronously, once per collection) that the destination's parent
+ * exists.  WebDAV keeps no checksum with an object (nginx has no
+ * PROPPATCH): sha256 is not sent.
+ */
+static HttpRequest *
+http_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
+				  const char *content_type, const char *cache_control, const char *sha256)
+{
+	HttpRequest *req = new_request(target, "COPY", object_url(target, src_key),
+								   psprintf("copy of %s to %s", src_key, dst_key));
+	const char *slash = strrchr(dst_key, '/');
+
+	if (slash != NULL)
+		ensure_collection(target, pnstrdup(dst_key, slash - dst_key));
+	req->headers = http_header(req->headers, "Destination", object_url(target, dst_key));
+	req->headers = http_header(req->headers, "Overwrite", "T");
+	return req;
+}
+
+/* true: copied; false: the server has no COPY (405, 501); throws otherwise. */
+static bool
+http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp)
+{
+	HttpTarget *ht = target->backend_state;
+
+	if (http_ok(resp))
+		return true;
+	if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
+		storage_remote_fail(target, "HTTP storage", req, resp);
+	ht->no_copy = true;
+	return false;
+}
+
 /* WebDAV COPY (parents made with MKCOL), or GET + PUT where COPY is missing. */
 static void
 http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		  const char *content_type, const char *cache_control)
 {
+	HttpTarget *ht = target->backend_state;
 	char	   *src = object_url(target, src_key);
-	char	   *dst = object_url(target, dst_key);
 	char	   *what = psprintf("copy of %s to %s", src_key, dst_key);
-	HttpRequest *req = new_request(target, "COPY", src, what);
+	HttpRequest *req;
 	HttpResponse *resp;
 	StorageObjectInfo info;
 
+	if (!ht->no_copy)
 	{
-		const char *slash = strrchr(dst_key, '/');
-
-		if (slash != NULL)
-			ensure_collection(target, pnstrdup(dst_key, slash - dst_key));
+		req = http_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
+		if (http_copy_result(target, req, http_perform(req)))
+			return;
 	}
-	req->headers = http_header(req->headers, "Destination", dst);
-	req->headers = http_header(req->headers, "Overwrite", "T");
-	resp = http_perform(req);
-	if (http_ok(resp))
-		return;
-	if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
-		storage_remote_fail(target, "HTTP storage", req, resp);
 
 	/* no WebDAV here: download and upload */
 	memset(&info, 0, sizeof(info));
@@ -250,6 +315,10 @@ const StorageBackend storage_http_backend = {
 	.stat = http_stat,
 	.copy = http_copy,
 	.get = http_get,
+	.stat_request = http_stat_request,
+	.copy_request = http_copy_request,
+	.copy_result = http_copy_result,
+	.prefix_empty = http_prefix_empty,
 };
 
 const StorageBackend storage_https_backend = {
@@ -259,4 +328,8 @@ const StorageBackend storage_https_backend = {
 	.stat = http_stat,
 	.copy = http_copy,
 	.get = http_get,
+	.stat_request = http_stat_request,
+	.copy_request = http_copy_request,
+	.copy_result = http_copy_result,
+	.prefix_empty = http_prefix_empty,
 };

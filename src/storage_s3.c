@@ -17,7 +17,8 @@
  *     the server check the bytes it got;
  *   - canonical path and query: libcurl signs them exactly as written, so
  *     keys are percent-encoded here the way SigV4 wants (unreserved
- *     characters and '/' kept); no request has a query string;
+ *     characters and '/' kept); the one query string (a listing) is
+ *     written sorted and encoded;
  *   - "Expect: 100-continue" on uploads: http_client.c turns it off;
  *   - 4xx/5xx are CURLE_OK to libcurl: the status is checked, and S3's XML
  *     error (Code, Message) becomes the error text.
@@ -26,7 +27,9 @@
  * stored, for a single-part upload) or else by a HEAD; copy is a
  * server-side CopyObject that sets the copy's Content-Type and
  * Cache-Control; stat is a HEAD, or a GET hashed as it arrives when a
- * checksum is wanted.
+ * checksum is wanted.  put and the tile copies store the object's SHA-256
+ * as user metadata (x-amz-meta-sha256), which a HEAD returns: a re-publish
+ * tells an unchanged tile without downloading it.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +38,8 @@
 #include "http_client.h"
 
 #include <json-c/json.h>
+
+#include "lib/stringinfo.h"
 
 
 typedef struct S3Target
@@ -158,19 +163,29 @@ new_request(StorageTarget *target, const char *method, const char *url, const ch
 }
 
 /*
- * HEAD; with want_sha256, a GET hashed as it arrives instead (an S3 server
- * keeps no SHA-256 of an object unless asked to at upload, and then shows
- * it only on request: one GET is the one request that always works).
+ * HEAD (with the x-amz-meta-sha256 that put and copy set, when there);
+ * with want_sha256, a GET hashed as it arrives instead: the bytes
+ * themselves, whoever wrote them.
  */
-static void
-s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+static HttpRequest *
+s3_stat_request(StorageTarget *target, const char *key, bool want_sha256)
 {
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, want_sha256 ? "GET" : "HEAD", object_url(s3, key),
 								   psprintf("check of %s", key), NULL, 0);
-	HttpResponse *resp;
 
 	req->hash_body = want_sha256;
+	if (want_sha256)
+		req->body_limit = 1024; /* enough for an error's words */
+	return req;
+}
+
+static void
+s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	HttpRequest *req = s3_stat_request(target, key, want_sha256);
+	HttpResponse *resp;
+
 	resp = http_perform(req);
 	storage_remote_stat_result(target, "S3", req, resp, info);
 }
@@ -191,6 +206,8 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 							   content_type ? content_type : "application/octet-stream");
 	if (cache_control != NULL)
 		req->headers = http_header(req->headers, "Cache-Control", cache_control);
+	/* the checksum a later HEAD reads (skip checks of tiles) */
+	req->headers = http_header(req->headers, "x-amz-meta-sha256", checksum_sha256_hex(data, len));
 	resp = http_perform(req);
 	if (!http_ok(resp))
 		storage_remote_fail(target, "S3", req, resp);
@@ -220,37 +237,93 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	}
 }
 
-/* CopyObject on the server; the copy gets content_type and cache_control. */
-static void
-s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
-		const char *content_type, const char *cache_control)
+/*
+ * CopyObject on the server; the copy gets content_type and cache_control
+ * and, when given, sha256 as x-amz-meta-sha256 (otherwise the source's
+ * metadata is copied along, or replaced when a type or cache is given).
+ */
+static HttpRequest *
+s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
+				const char *content_type, const char *cache_control, const char *sha256)
 {
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, "PUT", object_url(s3, dst_key),
 								   psprintf("copy of %s to %s", src_key, dst_key), "", 0);
-	HttpResponse *resp;
 
 	req->headers = http_header(req->headers, "x-amz-copy-source",
 							   psprintf("/%s/%s", s3->bucket,
 										http_encode_path(bucket_key(s3, src_key))));
-	if (content_type != NULL || cache_control != NULL)
+	if (content_type != NULL || cache_control != NULL || sha256 != NULL)
 	{
 		req->headers = http_header(req->headers, "x-amz-metadata-directive", "REPLACE");
 		req->headers = http_header(req->headers, "Content-Type",
 								   content_type ? content_type : "application/octet-stream");
 		if (cache_control != NULL)
 			req->headers = http_header(req->headers, "Cache-Control", cache_control);
+		if (sha256 != NULL)
+			req->headers = http_header(req->headers, "x-amz-meta-sha256", sha256);
 	}
 	else
 		req->headers = lappend(req->headers, pstrdup("Content-Type:"));
-	resp = http_perform(req);
-	/* CopyObject may answer 200 with an error in the body */
+	return req;
+}
+
+/* Throws unless CopyObject succeeded (it may answer 200 with an error in the body). */
+static bool
+s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp)
+{
 	if (!http_ok(resp) || http_s3_error_code(resp) != NULL)
 	{
 		if (http_ok(resp))
 			resp->status = 500;
 		storage_remote_fail(target, "S3", req, resp);
 	}
+	return true;
+}
+
+static void
+s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		const char *content_type, const char *cache_control)
+{
+	HttpRequest *req = s3_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
+
+	(void) s3_copy_result(target, req, http_perform(req));
+}
+
+/* Percent-encodes every byte but the unreserved ones (a SigV4 query value). */
+static char *
+encode_query_value(const char *value)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(&buf, (char) *p);
+		else
+			appendStringInfo(&buf, "%%%02X", *p);
+	}
+	return buf.data;
+}
+
+/*
+ * ListObjectsV2 of prefix with max-keys 1: no <Contents> means no object.
+ * The query is written sorted and encoded, as SigV4 signs it.  Any
+ * failure means "cannot tell".
+ */
+static bool
+s3_prefix_empty(StorageTarget *target, const char *prefix)
+{
+	S3Target   *s3 = target->backend_state;
+	char	   *url = psprintf("%s/?list-type=2&max-keys=1&prefix=%s", s3->base_url,
+							   encode_query_value(bucket_key(s3, prefix)));
+	HttpRequest *req = new_request(target, "GET", url, psprintf("listing of %s", prefix), NULL, 0);
+	HttpResponse *resp = http_perform(req);
+
+	return http_ok(resp) && resp->body != NULL && strstr(resp->body, "<ListBucketResult") != NULL &&
+		strstr(resp->body, "<Contents>") == NULL && resp->body_bytes == (int64) resp->body_len;
 }
 
 /* GetObject, written into f. */
@@ -281,4 +354,9 @@ const StorageBackend storage_s3_backend = {
 	.stat = s3_stat,
 	.copy = s3_copy,
 	.get = s3_get,
+	.stat_request = s3_stat_request,
+	.copy_request = s3_copy_request,
+	.copy_result = s3_copy_result,
+	.head_has_sha256 = true,
+	.prefix_empty = s3_prefix_empty,
 };

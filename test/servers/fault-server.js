@@ -8,7 +8,11 @@
 //   /ok/TAG/...            a plain HTTP PUT server (PUT, GET, HEAD; no COPY: 501)
 //   /fail503-N/TAG/...     the first N requests under /fail503-N/TAG answer
 //                          503, then it behaves as /ok
+//   /fail503get-N/TAG/...  the first N GET requests under it whose path has
+//                          "/tiles/" answer 503, then it behaves as /ok
 //   /hang/TAG/...          reads the request, then never answers
+//   /hangget/TAG/...       as /ok, but GET requests whose path has "/tiles/"
+//                          never answer
 //   /cut/TAG/...           reads part of the request body, then drops the connection
 //   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
 //   /bearer/TAG/...        as /ok, for requests with "Authorization: Bearer
@@ -45,6 +49,7 @@ http.createServer((req, res) => {
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     if (mode === 'hang') return;                      // never answer
+    if (mode === 'hangget' && req.method === 'GET' && req.url.includes('/tiles/')) return;
     if (mode === 'bearer' && req.headers.authorization !== 'Bearer bearer-token-6a0f2c') {
       res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Bearer' });
       return res.end('Unauthorized: a bearer token is required\n');
@@ -54,9 +59,16 @@ http.createServer((req, res) => {
       return res.end();
     }
     const m = /^fail503-(\d+)$/.exec(mode);
-    if (m && n <= Number(m[1])) {
+    const mt = /^fail503get-(\d+)$/.exec(mode);
+    let failing = m && n <= Number(m[1]);
+    if (mt && req.method === 'GET' && req.url.includes('/tiles/')) {
+      const nt = (counters.get(`${key}/tiles`) || 0) + 1;
+      counters.set(`${key}/tiles`, nt);
+      failing = nt <= Number(mt[1]);
+    }
+    if (failing) {
       res.writeHead(503, { 'Content-Type': 'text/plain' });
-      return res.end(`Service Unavailable (request ${n} of ${m[1]} that fail)\n`);
+      return res.end(`Service Unavailable (request ${n} of ${(m || mt)[1]} that fail)\n`);
     }
     const path = parts.slice(3).join('/');
     const store = `${tag}/${path}`;

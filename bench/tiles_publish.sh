@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# tiles_publish.sh: step 4 of a publish (tiles verified and copied,
+# tile_publish.c) on the WebDAV (nginx) and S3 (s3rver behind the SigV4
+# check) test servers on loopback, for 1,000 and 10,000 tiles, side by side
+# in the same run with the curl command-line tool uploading the same files:
+#   - curl, one process, one reused connection (-K with one entry per file);
+#     this upload puts the build tiles where the publish reads them;
+#   - curl --parallel (--parallel-max = publish.storage_concurrency).
+# For the extension: tiles per second of step 4 (from its log: the 50 %
+# entry to the 80 % entry) for a first publish (each tile: a destination
+# check, a hashed GET of the source, a server-side copy) and for a
+# re-publish (all skipped), and the worker's peak memory: VmHWM of a worker
+# started just before the job (it includes the shared buffers the worker
+# touched, which grow with the manifest's pages), and its peak private
+# memory (RssAnon, sampled every 5 ms by bench/lib/rss_sampler.py).  Prints a Markdown table and writes it to
+# docs/results/tiles_publish.md.
+#
+#   bash bench/tiles_publish.sh
+#   BENCH_TILE_COUNTS="1000 10000" BENCH_TILE_BYTES=4096 BENCH_CONCURRENCY=8 BENCH_TARGETS="dav s3" bash bench/tiles_publish.sh
+#
+# Private cluster on $PUBLISH_BENCH_PORT (54380); servers on the ports of
+# scripts/storage-servers.sh (PUBLISH_DAV_PORT, ...); all stopped by pid on
+# exit.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT_DIR/scripts/lib.sh"
+
+COUNTS=${BENCH_TILE_COUNTS:-"1000 10000"}
+BYTES=${BENCH_TILE_BYTES:-4096}
+CONC=${BENCH_CONCURRENCY:-8}
+PORT=${PUBLISH_BENCH_PORT:-54380}
+export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54381}
+export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54382}
+export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54383}
+export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54384}
+export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54385}
+export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
+RESULTS_DIR=$ROOT_DIR/docs/results
+CACHE="public, max-age=31536000, immutable"
+
+build_and_install
+WORK=$(mktemp -d /tmp/publish-bench-tiles.XXXXXX)
+chmod 755 "$WORK"
+cleanup() {
+	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
+	cluster_stop "$WORK/pg"
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+declare -A S
+while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+# one worker, restarted quickly: its VmHWM is the peak of one job
+cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning" \
+	"publish.workers_per_database = 1" "publish.launcher_restart_delay = 1" \
+	"publish.storage_concurrency = $CONC"
+
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench"
+psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
+CREATE EXTENSION publish;
+SELECT publish.set_storage_target('dav', '${S[dav_url]}/open/bench');
+SELECT publish.set_storage_target('s3', 's3://${S[s3_bucket]}/bench', '{"endpoint": "${S[s3_endpoint]}"}');
+SELECT publish.set_storage_credentials('s3', '${S[s3_key_id]}', '${S[s3_secret]}');
+SQL
+
+# gen N: N tiles of BYTES random bytes (zoom 0 up, row by row) under
+# $WORK/tiles-N, their manifest (z,x,y,size,sha256) and curl configs
+gen() {
+	python3 - "$WORK" "$1" "$BYTES" "${S[dav_url]}" "${S[s3_endpoint]}/${S[s3_bucket]}" \
+		"${S[s3_key_id]}:${S[s3_secret]}" "$CACHE" <<'PY'
+import hashlib, os, sys
+work, n, size, dav, s3, cred, cache = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:]
+root = f"{work}/tiles-{n}"
+tiles = []
+z = 0
+while len(tiles) < n:
+    for x in range(1 << z):
+        for y in range(1 << z):
+            if len(tiles) < n:
+                tiles.append((z, x, y))
+    z += 1
+cfg = {k: open(f"{work}/curl-{k}-{n}.cfg", "w") for k in ("dav-src", "dav-cli", "s3-src", "s3-cli")}
+with open(f"{work}/manifest-{n}.csv", "w") as man:
+    for (z, x, y) in tiles:
+        d = f"{root}/{z}/{x}"
+        os.makedirs(d, exist_ok=True)
+        data = os.urandom(size)
+        path = f"{d}/{y}.png"
+        with open(path, "wb") as f:
+            f.write(data)
+        h = hashlib.sha256(data).hexdigest()
+        man.write(f"{z},{x},{y},{size},{h}\n")
+        for k, f in cfg.items():
+            if f.tell() > 0:
+                f.write("next\n")
+            base = (dav + "/open/bench") if k.startswith("dav") else (s3 + "/bench")
+            prefix = f"builds/b{n}" if k.endswith("src") else f"cli/b{n}"
+            f.write(f'url = "{base}/{prefix}/{z}/{x}/{y}.png"\nupload-file = "{path}"\n'
+                    f'output = "/dev/null"\nsilent\nfail\n'
+                    f'header = "Content-Type: image/png"\nheader = "Cache-Control: {cache}"\n')
+            if k.startswith("s3"):
+                f.write(f'aws-sigv4 = "aws:amz:us-east-1:s3"\nuser = "{cred}"\n'
+                        f'header = "x-amz-content-sha256: {h}"\n')
+            else:
+                f.write('header = "Expect:"\n')
+for f in cfg.values():
+    f.close()
+print(max(z for z, _, _ in tiles))
+PY
+}
+
+# timed CMD...: seconds CMD took
+timed() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	"$@" 2>/dev/null || true
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -d bench -c "$1"; }
+
+worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'bench' LIMIT 1"; }
+
+# fresh_worker: terminates the worker and waits for its successor; prints its pid
+fresh_worker() {
+	local old new i
+	old=$(worker_pid)
+	if [ -n "$old" ]; then q "SELECT pg_terminate_backend($old)" >/dev/null; fi
+	for i in $(seq 1 200); do
+		new=$(worker_pid)
+		if [ -n "$new" ] && [ "$new" != "$old" ]; then echo "$new"; return; fi
+		sleep 0.1
+	done
+	echo "no publish worker started" >&2
+	exit 1
+}
+
+hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# sampled PID CMD...: runs CMD while bench/lib/rss_sampler.py samples PID
+# every 5 ms; CMD's output goes to $WORK/out, the peak RssAnon (kB) to stdout
+sampled() {
+	local pid=$1 stop=$WORK/stop.$RANDOM i
+	shift
+	python3 "$BENCH_DIR/lib/rss_sampler.py" "$pid" "$stop" 5 >"$stop.out" &
+	for i in $(seq 1 500); do [ -f "$stop.ready" ] && break; sleep 0.01; done
+	"$@" >"$WORK/out"
+	touch "$stop"
+	wait
+	awk '{ print $3 }' "$stop.out"
+}
+
+# publish SLUG ENV: runs a job to its end; prints step4_seconds|copied|skipped|verified|status|error
+publish() {
+	local job st i
+	job=$(q "SELECT id FROM publish.publish_version('$1', 1, '$2')")
+	for i in $(seq 1 6000); do
+		st=$(q "SELECT status FROM publish.jobs WHERE id = '$job'")
+		case $st in completed|failed|cancelled) break ;; esac
+		sleep 0.1
+	done
+	q "SELECT extract(epoch FROM
+	            min((e->>'timestamp')::timestamptz) FILTER (WHERE (e->>'progress')::int = 80)
+	          - min((e->>'timestamp')::timestamptz) FILTER (WHERE (e->>'progress')::int = 50))::numeric(10,3),
+	          result->>'tiles_copied', result->>'tiles_skipped', result->>'tiles_verified', status,
+	          coalesce(error, '')
+	     FROM publish.jobs, jsonb_array_elements(logs) e WHERE id = '$job'
+	    GROUP BY result, status, error"
+}
+
+rows=()
+for n in $COUNTS; do
+	maxz=$(gen "$n")
+	for target in ${BENCH_TARGETS:-dav s3}; do
+		curl1=$(timed curl -K "$WORK/curl-$target-src-$n.cfg")
+		curlp=$(timed curl -s --parallel --parallel-max "$CONC" -K "$WORK/curl-$target-cli-$n.cfg")
+		psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
+INSERT INTO publish.projects (slug, name) VALUES ('$target-$n', 'Bench $target $n');
+INSERT INTO publish.project_versions (project_id, version_number, status)
+SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$target-$n';
+INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
+SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
+  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
+INSERT INTO publish.tilesets (version_id, format, min_zoom, max_zoom, source_path, built_at)
+SELECT v.id, 'png', 0, $maxz, 'builds/b$n', now()
+  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
+CREATE TEMP TABLE m (z int, x int, y int, byte_size bigint, sha256 text);
+\copy m FROM '$WORK/manifest-$n.csv' WITH (FORMAT csv)
+INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)
+SELECT s.id, m.z, m.x, m.y, m.byte_size, m.sha256
+  FROM m, publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+  JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
+SQL
+		pid=$(fresh_worker)
+		sleep 0.5
+		hwm0=$(hwm "$pid")
+		anon0=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
+		anon1=$(sampled "$pid" publish "$target-$n" "$target")
+		IFS='|' read -r t1 c1 s1 v1 st1 err1 <"$WORK/out"
+		hwm1=$(hwm "$pid")
+		anon2=$(sampled "$pid" publish "$target-$n" "$target")
+		IFS='|' read -r t2 c2 s2 v2 st2 err2 <"$WORK/out"
+		hwm2=$(hwm "$pid")
+		if [ "$st1" != completed ] || [ "$c1" != "$n" ] || [ "$st2" != completed ] || [ "$s2" != "$n" ]; then
+			echo "$target $n: unexpected result: $st1 copied=$c1 $err1 / $st2 skipped=$s2 $err2" >&2
+			exit 1
+		fi
+		rows+=("$(awk -v t="$target" -v n="$n" -v t1="$t1" -v t2="$t2" -v c1="$curl1" -v cp="$curlp" \
+			-v h0="$hwm0" -v h1="$hwm1" -v h2="$hwm2" -v a0="$anon0" -v a1="$anon1" -v a2="$anon2" 'BEGIN {
+			name = (t == "dav") ? "WebDAV (nginx)" : "S3 (s3rver + SigV4 check)";
+			printf "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f / %.1f / %.1f MB | %.1f / %.1f / %.1f MB |\n",
+				name, n, n / t1, n / t2, n / c1, n / cp, h0 / 1024, h1 / 1024, h2 / 1024,
+				a0 / 1024, a1 / 1024, a2 / 1024 }')")
+	done
+done
+
+mkdir -p "$RESULTS_DIR"
+{
+	echo "$(date -u +%Y-%m-%d), tiles of $BYTES bytes, publish.storage_concurrency = $CONC, $(nproc) CPUs, loopback; $(curl --version | head -1 | cut -d' ' -f1-2)"
+	echo
+	echo "| target | tiles | publish, tiles/s (hashed GET of the build tile + server-side copy) | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish | worker private memory (RssAnon): idle / peak in publish / peak in re-publish |"
+	echo "|---|---:|---:|---:|---:|---:|---|---|"
+	printf '%s\n' "${rows[@]}"
+} | tee "$RESULTS_DIR/tiles_publish.md"

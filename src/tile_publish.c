@@ -1,0 +1,501 @@
+/*-------------------------------------------------------------------------
+ *
+ * tile_publish.c
+ *	  Step 4 of a publish job: every tile of the manifest verified and
+ *	  copied from the build location ({source_path}/{z}/{x}/{y}.{format})
+ *	  to the release's immutable place ({env}/{slug}/tiles/v{N}/...).
+ *
+ * Per tile, in this order:
+ *	  1  the destination, unless one request showed nothing under the
+ *		 version's tile prefix (a first publish): already there with the
+ *		 manifest's size and sha256?  Then it is skipped (and counts as
+ *		 verified: readers get those bytes).  S3 tells the checksum in a HEAD (x-amz-meta-sha256,
+ *		 set by our put and copy); WebDAV and file:// hash the bytes.
+ *	  2  the source, hashed as it is read: missing, or another size or
+ *		 sha256 than the manifest's, makes the tile bad.
+ *	  3  a server-side copy (S3 CopyObject carrying the sha256, WebDAV
+ *		 COPY, a kernel copy on file://), or GET + PUT where the server
+ *		 has no COPY.
+ * Bad tiles are counted and the first few named when the job fails; once
+ * one is found nothing more is copied, but every tile is still checked.
+ *
+ * Remote targets run the requests in parallel through http_client.c's
+ * multi runner, at most publish.storage_concurrency at once, each tile
+ * with one request in flight; file:// runs them one by one (local file
+ * operations need no waiting).  The memory held does not grow with the
+ * tile count: besides the manifest array, each in-flight tile has a
+ * memory context of its own, reset when it is done.
+ *
+ * Progress moves from 50 (76 after a tile build) to 79 % with the tiles
+ * done, written at most four times a second (job_progress, no log line),
+ * and every second at the latest the job's cancel and deadline are checked (job_checkpoint): a
+ * cancel, a timeout or SIGTERM stops the loop between batches.  Retry
+ * notices are written by the multi runner's loop, not by a callback.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "tile_publish.h"
+#include "http_client.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#define CACHE_IMMUTABLE		"public, max-age=31536000, immutable"
+#define TILES_LAST_PCT		79	/* 80 is the end of step 4 */
+#define PROGRESS_EVERY_MS	250
+#define CHECKPOINT_EVERY_MS	1000
+#define BAD_TILES_NAMED		5
+
+/* What a tile in flight is waiting for. */
+typedef enum TileStep
+{
+	TILE_DST_CHECK,				/* HEAD (S3) or hashed GET of the destination */
+	TILE_DST_HASH,				/* hashed GET of the destination (no checksum in the HEAD) */
+	TILE_SRC_CHECK,				/* hashed GET of the source */
+	TILE_COPY					/* the server-side copy */
+} TileStep;
+
+typedef struct TileTask
+{
+	bool		busy;
+	int64		index;			/* in the manifest */
+	TileStep	step;
+	char	   *src;
+	char	   *dst;
+	MemoryContext cxt;			/* this tile's allocations; reset when done */
+} TileTask;
+
+typedef struct TileRun
+{
+	PublishJob *job;
+	StorageTarget *target;
+	ReleaseInput *in;
+	TileEntry  *tiles;
+	int64		ntiles;
+	TileCounts *counts;
+	const char *content_type;
+	const char *service;		/* for messages: "S3", "HTTP storage" */
+	bool		dst_empty;		/* nothing under the destination prefix yet */
+	int64		done;			/* tiles finished */
+	int64		bad;
+	StringInfoData problems;	/* the first BAD_TILES_NAMED, each "\n..." */
+	int			first_pct;		/* progress when the loop starts (50, or after a build) */
+	int			last_pct;
+	TimestampTz last_report;
+	TimestampTz last_check;
+} TileRun;
+
+#define MANIFEST_BATCH		1000
+
+/*
+ * See tile_publish.h.  The manifest is counted, then read through a cursor
+ * MANIFEST_BATCH rows at a time as binary values, so that besides the
+ * array (about 90 bytes a tile) only one batch is in memory: reading it
+ * whole would hold every row, and its text, until the transaction ends.
+ */
+TileEntry *
+tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(tileset_id)};
+	TileEntry  *tiles;
+	Portal		portal;
+	int64		count;
+	int64		n = 0;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT count(*) FROM publish.tiles WHERE tileset_id = $1::uuid",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "publish: could not count the tile manifest");
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+
+	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(count, 1));
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
+									   " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
+									   1, types, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, MANIFEST_BATCH);
+		if (SPI_processed == 0)
+			break;
+		if (n + (int64) SPI_processed > count)
+			elog(ERROR, "publish: the tile manifest changed while it was read");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	row = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			TileEntry  *t = &tiles[n++];
+
+			t->z = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+			t->x = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
+			t->y = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+			t->byte_size = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 5, &isnull)),
+								   t->sha256, sizeof(t->sha256));
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	*ntiles = n;
+	return tiles;
+}
+
+/* The Content-Type of tiles of a tileset format. */
+static const char *
+tile_content_type(const char *format)
+{
+	if (pg_strcasecmp(format, "png") == 0)
+		return "image/png";
+	if (pg_strcasecmp(format, "jpg") == 0 || pg_strcasecmp(format, "jpeg") == 0)
+		return "image/jpeg";
+	if (pg_strcasecmp(format, "webp") == 0)
+		return "image/webp";
+	if (pg_strcasecmp(format, "pbf") == 0 || pg_strcasecmp(format, "mvt") == 0)
+		return "application/vnd.mapbox-vector-tile";
+	return "application/octet-stream";
+}
+
+/* Source and destination keys of tile i (palloc'd). */
+static void
+tile_keys(TileRun *run, int64 i, char **src, char **dst)
+{
+	TileEntry  *t = &run->tiles[i];
+	ReleaseInput *in = run->in;
+	const char *fmt = in->tileset->format;
+
+	*src = psprintf("%s/%d/%d/%d.%s", in->tileset->source_path, t->z, t->x, t->y, fmt);
+	*dst = psprintf("%s/%s/tiles/v%d/%d/%d/%d.%s", in->env, in->project_slug,
+					in->version_number, t->z, t->x, t->y, fmt);
+}
+
+/* Does info show the tile's content (size and sha256 of the manifest)? */
+static bool
+tile_matches(TileEntry *t, StorageObjectInfo *info)
+{
+	return info->exists && info->size == t->byte_size && strcmp(info->sha256, t->sha256) == 0;
+}
+
+/* Checks the source's info; false (the tile recorded as bad) when it is wrong. */
+static bool
+tile_source_ok(TileRun *run, int64 i, const char *src, StorageObjectInfo *info)
+{
+	TileEntry  *t = &run->tiles[i];
+	const char *problem = NULL;
+
+	if (!info->exists)
+		problem = "is missing";
+	else if (info->size != t->byte_size)
+		problem = psprintf("has %lld bytes, the manifest says %lld",
+						   (long long) info->size, (long long) t->byte_size);
+	else if (strcmp(info->sha256, t->sha256) != 0)
+		problem = "does not match its sha256 in the manifest";
+	if (problem == NULL)
+		return true;
+	if (++run->bad <= BAD_TILES_NAMED)
+	{
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(run->problems.data));
+
+		appendStringInfo(&run->problems, "\ntile %d/%d/%d (%s) %s", t->z, t->x, t->y, src, problem);
+		MemoryContextSwitchTo(old);
+	}
+	return false;
+}
+
+/*
+ * Progress and checkpoints, called often from the loops: the progress at
+ * most every PROGRESS_EVERY_MS when it changed, a checkpoint at least
+ * every CHECKPOINT_EVERY_MS.  Each is a short transaction of its own.
+ */
+static void
+tiles_report(TileRun *run)
+{
+	TimestampTz now;
+	MemoryContext saved;
+	int			pct;
+
+	CHECK_FOR_INTERRUPTS();
+	now = GetCurrentTimestamp();
+	if (!TimestampDifferenceExceeds(run->last_report, now, PROGRESS_EVERY_MS))
+		return;
+	run->last_report = now;
+	pct = run->first_pct +
+		(int) ((TILES_LAST_PCT - run->first_pct) * (double) run->done / Max(run->ntiles, 1));
+	saved = CurrentMemoryContext;
+	if (pct != run->last_pct)
+	{
+		job_progress(run->job, pct);
+		run->last_pct = pct;
+		run->last_check = now;
+	}
+	else if (TimestampDifferenceExceeds(run->last_check, now, CHECKPOINT_EVERY_MS))
+	{
+		job_checkpoint(run->job);
+		run->last_check = now;
+	}
+	MemoryContextSwitchTo(saved);
+	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
+}
+
+/* file://: one tile after the other. */
+static void
+tiles_one_by_one(TileRun *run)
+{
+	MemoryContext tilecxt = AllocSetContextCreate(CurrentMemoryContext, "publish tile",
+												  ALLOCSET_SMALL_SIZES);
+	MemoryContext saved = MemoryContextSwitchTo(tilecxt);
+
+	for (int64 i = 0; i < run->ntiles; i++)
+	{
+		TileEntry  *t = &run->tiles[i];
+		StorageObjectInfo info;
+		char	   *src;
+		char	   *dst;
+
+		tile_keys(run, i, &src, &dst);
+		storage_stat(run->target, dst, &info, true);
+		if (tile_matches(t, &info))
+		{
+			run->counts->verified++;
+			run->counts->skipped++;
+		}
+		else
+		{
+			storage_stat(run->target, src, &info, true);
+			if (tile_source_ok(run, i, src, &info))
+			{
+				run->counts->verified++;
+				if (run->bad == 0)
+				{
+					storage_copy(run->target, src, dst, run->content_type, CACHE_IMMUTABLE);
+					run->counts->copied++;
+				}
+			}
+		}
+		run->done++;
+		MemoryContextReset(tilecxt);
+		tiles_report(run);
+	}
+	MemoryContextSwitchTo(saved);
+	MemoryContextDelete(tilecxt);
+}
+
+/* Starts the next request of task: one for its step. */
+static void
+task_request(TileRun *run, HttpMulti *m, TileTask *task)
+{
+	const StorageBackend *be = run->target->backend;
+	TileEntry  *t = &run->tiles[task->index];
+	MemoryContext old = MemoryContextSwitchTo(task->cxt);
+	HttpRequest *req = NULL;
+
+	switch (task->step)
+	{
+		case TILE_DST_CHECK:
+			req = be->stat_request(run->target, task->dst, !be->head_has_sha256);
+			break;
+		case TILE_DST_HASH:
+			req = be->stat_request(run->target, task->dst, true);
+			break;
+		case TILE_SRC_CHECK:
+			req = be->stat_request(run->target, task->src, true);
+			break;
+		case TILE_COPY:
+			/* may make requests of its own first (WebDAV MKCOL) */
+			req = be->copy_request(run->target, task->src, task->dst, run->content_type,
+								   CACHE_IMMUTABLE, t->sha256);
+			break;
+	}
+	http_multi_add(m, req, task);
+	MemoryContextSwitchTo(old);
+}
+
+/* The tile of task is done: count it, free its memory. */
+static void
+task_done(TileRun *run, TileTask *task)
+{
+	task->busy = false;
+	MemoryContextReset(task->cxt);
+	run->done++;
+}
+
+/* The request of task finished: the next step, or the tile is done. */
+static void
+task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpResponse *resp)
+{
+	TileEntry  *t = &run->tiles[task->index];
+	MemoryContext old = MemoryContextSwitchTo(task->cxt);
+	StorageObjectInfo info;
+
+	memset(&info, 0, sizeof(info));
+	switch (task->step)
+	{
+		case TILE_DST_CHECK:
+		case TILE_DST_HASH:
+			storage_remote_stat_result(run->target, run->service, req, resp, &info);
+			if (info.exists && info.size == t->byte_size && info.sha256[0] == '\0' &&
+				task->step == TILE_DST_CHECK)
+			{
+				/* the right size, the checksum unknown: hash the bytes */
+				task->step = TILE_DST_HASH;
+				break;
+			}
+			if (tile_matches(t, &info))
+			{
+				run->counts->verified++;
+				run->counts->skipped++;
+				task_done(run, task);
+				MemoryContextSwitchTo(old);
+				return;
+			}
+			task->step = TILE_SRC_CHECK;
+			break;
+		case TILE_SRC_CHECK:
+			storage_remote_stat_result(run->target, run->service, req, resp, &info);
+			if (!tile_source_ok(run, task->index, task->src, &info))
+			{
+				task_done(run, task);
+				MemoryContextSwitchTo(old);
+				return;
+			}
+			run->counts->verified++;
+			if (run->bad > 0)
+			{
+				/* the job fails anyway: copy nothing more */
+				task_done(run, task);
+				MemoryContextSwitchTo(old);
+				return;
+			}
+			task->step = TILE_COPY;
+			break;
+		case TILE_COPY:
+			if (!run->target->backend->copy_result(run->target, req, resp))
+			{
+				/* no server-side copy here: the backend's own way (GET + PUT) */
+				storage_copy(run->target, task->src, task->dst, run->content_type,
+							 CACHE_IMMUTABLE);
+			}
+			run->counts->copied++;
+			task_done(run, task);
+			MemoryContextSwitchTo(old);
+			return;
+	}
+	MemoryContextSwitchTo(old);
+	task_request(run, m, task);
+}
+
+/* Remote targets: publish.storage_concurrency tiles at once. */
+static void
+tiles_in_parallel(TileRun *run)
+{
+	int			n = Max(publish_storage_concurrency, 1);
+	MemoryContext runcxt = AllocSetContextCreate(CurrentMemoryContext, "publish tile transfers",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext saved = MemoryContextSwitchTo(runcxt);
+	TileTask   *tasks = palloc0(sizeof(TileTask) * n);
+	HttpMulti  *volatile m = NULL;
+	int64		next = 0;
+
+	for (int i = 0; i < n; i++)
+		tasks[i].cxt = AllocSetContextCreate(runcxt, "publish tile", ALLOCSET_SMALL_SIZES);
+
+	PG_TRY();
+	{
+		m = http_multi_begin(n);
+		for (;;)
+		{
+			HttpRequest *req;
+			HttpResponse *resp;
+			void	   *tag;
+
+			/* as many tiles in flight as there are transfer slots */
+			while (next < run->ntiles && !http_multi_full(m))
+			{
+				TileTask   *task = NULL;
+
+				for (int i = 0; i < n; i++)
+				{
+					if (!tasks[i].busy)
+					{
+						task = &tasks[i];
+						break;
+					}
+				}
+				if (task == NULL)
+					break;
+				task->busy = true;
+				task->index = next++;
+				task->step = run->dst_empty ? TILE_SRC_CHECK : TILE_DST_CHECK;
+				MemoryContextSwitchTo(task->cxt);
+				tile_keys(run, task->index, &task->src, &task->dst);
+				MemoryContextSwitchTo(runcxt);
+				task_request(run, m, task);
+			}
+			if (next >= run->ntiles && http_multi_idle(m))
+				break;
+			if (http_multi_wait(m, PROGRESS_EVERY_MS, &req, &resp, &tag))
+				task_advance(run, m, (TileTask *) tag, req, resp);
+			MemoryContextSwitchTo(runcxt);
+			tiles_report(run);
+			MemoryContextSwitchTo(runcxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		/* every easy handle and the multi handle, on every path */
+		http_multi_end(m);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(saved);
+	MemoryContextDelete(runcxt);
+}
+
+/* See tile_publish.h. */
+void
+tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
+			 TileEntry *tiles, int64 ntiles, int first_pct, TileCounts *counts)
+{
+	TileRun		run;
+
+	memset(&run, 0, sizeof(run));
+	run.job = job;
+	run.target = target;
+	run.in = in;
+	run.tiles = tiles;
+	run.ntiles = ntiles;
+	run.counts = counts;
+	run.content_type = tile_content_type(in->tileset->format);
+	run.service = target->backend == &storage_s3_backend ? "S3" : "HTTP storage";
+	run.first_pct = Min(first_pct, TILES_LAST_PCT);
+	run.last_pct = run.first_pct;
+	run.last_report = run.last_check = GetCurrentTimestamp();
+	initStringInfo(&run.problems);
+
+	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
+	if (target->backend->stat_request != NULL && target->backend->copy_request != NULL)
+	{
+		/* a first publish: no destination to check, tile by tile */
+		if (target->backend->prefix_empty != NULL)
+			run.dst_empty = target->backend->prefix_empty(target,
+														  psprintf("%s/%s/tiles/v%d/", in->env, in->project_slug,
+																   in->version_number));
+		tiles_in_parallel(&run);
+	}
+	else
+		tiles_one_by_one(&run);
+
+	if (run.bad > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_plural("%lld tile of version %d of project \"%s\" is missing or corrupt",
+							   "%lld tiles of version %d of project \"%s\" are missing or corrupt",
+							   run.bad, (long long) run.bad, in->version_number, in->project_slug),
+				 errdetail("%s%s", run.problems.data + 1, run.bad > BAD_TILES_NAMED ? "\n..." : "")));
+	storage_sync(target);
+}
