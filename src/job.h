@@ -46,6 +46,9 @@ extern void job_forget_current(void);
 
 /* Outside a transaction: stops the job if it was cancelled or timed out. */
 extern void job_checkpoint(PublishJob *job);
+
+/* A storage target's warn callback (arg: the PublishJob): a warn line, at once. */
+extern void job_storage_warning(void *arg, const char *message);
 extern void job_progress(PublishJob *job, int progress);
 extern bool job_deadline_passed(PublishJob *job);
 extern bool job_cancel_was_requested(PublishJob *job);

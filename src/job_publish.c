@@ -108,25 +108,6 @@ lock_version(const char *version_id, bool lock)
 }
 
 /*
- * The storage backends' retry notices become warn lines of the job.  They
- * come between two attempts of a request, when no transaction is open, so
- * each is written (and committed) at once in a short transaction of its
- * own: a poller sees the retries while they happen, not after the step.
- */
-static void
-job_storage_warning(void *arg, const char *message)
-{
-	PublishJob *job = arg;
-	MemoryContext saved = CurrentMemoryContext;
-
-	job_txn_begin("publish: storage request failed, retrying");
-	job_log(job, "warn", message);
-	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
-	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");
-}
-
-/*
  * Runs a publish job to completion, or throws; worker.c records a throw
  * as the job's failure.  Everything is allocated in mcxt, reset after the
  * job.

@@ -333,3 +333,27 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 				 errmsg("could not write \"%s\": %m", path)));
 	return size;
 }
+
+/*
+ * Runs req, a GET, writing the body into f (emptied before each attempt);
+ * a body over max_bytes stops it (PT413; 0: no limit).  Returns the body's
+ * size; a 404 or 410 is "no such object", any other failure is thrown as
+ * storage_remote_fail does.
+ */
+int64
+storage_remote_get(StorageTarget *target, const char *service, HttpRequest *req,
+				   FILE *f, int64 max_bytes)
+{
+	HttpResponse *resp;
+
+	req->body_file = f;
+	req->body_file_max = max_bytes;
+	resp = http_perform(req);
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("%s failed on target \"%s\": there is no such object", req->what, target->env)));
+	if (!http_ok(resp))
+		storage_remote_fail(target, service, req, resp);
+	return resp->body_bytes;
+}

@@ -139,5 +139,7 @@ extern void storage_remote_fail(StorageTarget *target, const char *service,
 extern void storage_remote_stat_result(StorageTarget *target, const char *service,
 									   struct HttpRequest *req, struct HttpResponse *resp,
 									   StorageObjectInfo *info);
+extern int64 storage_remote_get(StorageTarget *target, const char *service,
+								struct HttpRequest *req, FILE *f, int64 max_bytes);
 
 #endif							/* PUBLISH_STORAGE_H */

@@ -294,18 +294,8 @@ http_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 {
 	HttpRequest *req = new_request(target, "GET", object_url(target, key),
 								   psprintf("download of %s", key));
-	HttpResponse *resp;
 
-	req->body_file = f;
-	req->body_file_max = max_bytes;
-	resp = http_perform(req);
-	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("%s failed on target \"%s\": there is no such object", req->what, target->env)));
-	if (!http_ok(resp))
-		storage_remote_fail(target, "HTTP storage", req, resp);
-	return resp->body_bytes;
+	return storage_remote_get(target, "HTTP storage", req, f, max_bytes);
 }
 
 const StorageBackend storage_http_backend = {

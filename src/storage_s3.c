@@ -333,18 +333,8 @@ s3_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, "GET", object_url(s3, key),
 								   psprintf("download of %s", key), NULL, 0);
-	HttpResponse *resp;
 
-	req->body_file = f;
-	req->body_file_max = max_bytes;
-	resp = http_perform(req);
-	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("%s failed on target \"%s\": there is no such object", req->what, target->env)));
-	if (!http_ok(resp))
-		storage_remote_fail(target, "S3", req, resp);
-	return resp->body_bytes;
+	return storage_remote_get(target, "S3", req, f, max_bytes);
 }
 
 const StorageBackend storage_s3_backend = {

@@ -212,23 +212,6 @@ make_temp_dir(void)
 	return dir;
 }
 
-/*
- * A storage backend's retry notice becomes a warn line of the job, in a
- * short transaction of its own (it comes between two attempts, when none
- * is open).
- */
-static void
-storage_warning(void *arg, const char *message)
-{
-	PublishJob *job = arg;
-	MemoryContext saved = CurrentMemoryContext;
-
-	job_txn_begin("publish: storage request failed, retrying");
-	job_log(job, "warn", message);
-	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
-}
-
 /* Progress figure of a fraction of the band from..to. */
 static int
 band(int from, int to, double fraction)
@@ -510,7 +493,7 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	if (target == NULL)
 	{
 		target = storage_target_load(job->env, mcxt);
-		target->warn = storage_warning;
+		target->warn = job_storage_warning;
 		target->warn_arg = job;
 	}
 	job_txn_commit(false);
