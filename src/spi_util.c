@@ -71,12 +71,21 @@ cached_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
  * Sets enable_seqscan and enable_sort off for what follows (planned, on
  * first use or again after an invalidation, by key only); returns the GUC
  * nest level to pass to AtEOXact_GUC once the plan is chosen.
+ *
+ * jit goes off with them: a node the planner cannot avoid (a sort or a
+ * sequential scan of a table without a fitting index) keeps its disable
+ * cost, 1e10, far over jit_above_cost, and the plan, which carries its JIT
+ * flags, would then be compiled by LLVM on every execution: 72 % of a
+ * worker's CPU under load, and a 20-overlay publish took 60 ms instead of
+ * 3.  These queries read a handful of rows; compiling never pays.
  */
 static int
 plan_by_key(void)
 {
 	int			nestlevel = NewGUCNestLevel();
 
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
