@@ -19,9 +19,11 @@
  * grow: one made while the queue was empty would otherwise scan it
  * sequentially (and the claim, once per queued job: quadratic), long after
  * it holds thousands of rows.  These queries all find rows by key, so they
- * are planned (and run) with enable_seqscan and enable_sort off, set for
- * the query alone as a function's SET clause would: the plans then walk the
- * indexes whatever the tables' sizes when they were made.
+ * are planned (and run) with enable_seqscan, enable_sort and
+ * enable_bitmapscan off, and jit off, set for the query alone as a
+ * function's SET clause would: the plans then walk the indexes (plain index
+ * scans) whatever the tables' sizes when they were made, and are never
+ * compiled.
  *
  *-------------------------------------------------------------------------
  */
@@ -68,9 +70,16 @@ cached_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * Sets enable_seqscan and enable_sort off for what follows (planned, on
- * first use or again after an invalidation, by key only); returns the GUC
- * nest level to pass to AtEOXact_GUC once the plan is chosen.
+ * Sets enable_seqscan, enable_sort, enable_bitmapscan and jit off for
+ * what follows (planned, on first use or again after an invalidation, by
+ * key only); returns the GUC nest level to pass to AtEOXact_GUC once the
+ * plan is chosen.
+ *
+ * Bitmap scans go off too: a worker's kept plan for the progress update (a
+ * lookup of one job_queue row by id) was a bitmap scan, and under load the
+ * progress updates took a quarter of the worker's CPU, much of it in the
+ * bitmap index scan; a bitmap scan, unlike a plain index scan, never marks
+ * the dead index entries it meets, which the rows' frequent updates leave.
  *
  * jit goes off with them: a node the planner cannot avoid (a sort or a
  * sequential scan of a table without a fitting index) keeps its disable
@@ -89,6 +98,8 @@ plan_by_key(void)
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
 }
