@@ -115,6 +115,9 @@ struct _SPI_plan;
 extern int	spi_execute_cached(struct _SPI_plan **plan, const char *sql, int nargs,
 							   Oid *argtypes, Datum *values, const char *nulls,
 							   bool read_only, long count);
+extern struct PortalData *spi_cursor_open_cached(struct _SPI_plan **plan, const char *sql,
+												 int nargs, Oid *argtypes, Datum *values,
+												 const char *nulls, bool read_only);
 
 /* checksum.c */
 extern char *checksum_sha256_hex(const char *data, size_t len);

@@ -48,15 +48,19 @@ col_isnull(HeapTuple row, int col)
 	return isnull;
 }
 
+/*
+ * Runs sql, with the version's id as $1, through the plan kept in *plan
+ * (spi_execute_cached: these queries run for every job).
+ */
 static void
-run_query(const char *sql, const char *version_id)
+run_query(SPIPlanPtr *plan, const char *sql, const char *version_id)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(version_id)};
 
 	MemoryContext mcxt = CurrentMemoryContext;
 
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (spi_execute_cached(plan, sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read release content");
 	MemoryContextSwitchTo(mcxt);
 }
@@ -71,6 +75,10 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	Datum		args[2];
 	HeapTuple	row;
 	bool		isnull;
+	static SPIPlanPtr limits_plan = NULL;
+	static SPIPlanPtr version_plan = NULL;
+	static SPIPlanPtr assets_plan = NULL;
+	static SPIPlanPtr tileset_plan = NULL;
 
 	in = palloc0(sizeof(ReleaseInput));
 
@@ -85,8 +93,8 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	if (estimate_size)
 	{
 		args[0] = CStringGetTextDatum(version_id);
-		if (SPI_execute_with_args("SELECT publish._check_release_limits($1::uuid)",
-								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (spi_execute_cached(&limits_plan, "SELECT publish._check_release_limits($1::uuid)",
+							   1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "publish: could not check the release limits");
 		MemoryContextSwitchTo(mcxt);
 	}
@@ -98,13 +106,14 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	/* project, version and the target's public base URL */
 	args[0] = CStringGetTextDatum(version_id);
 	args[1] = CStringGetTextDatum(env);
-	if (SPI_execute_with_args("SELECT p.id, p.slug, p.name, v.version_number, v.status, "
-							  "       (SELECT coalesce(t.options->>'public_url', t.url) "
-							  "          FROM publish.storage_targets t WHERE t.env = $2) "
-							  "  FROM publish.project_versions v "
-							  "  JOIN publish.projects p ON p.id = v.project_id "
-							  " WHERE v.id = $1::uuid",
-							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (spi_execute_cached(&version_plan,
+						   "SELECT p.id, p.slug, p.name, v.version_number, v.status, "
+						   "       (SELECT coalesce(t.options->>'public_url', t.url) "
+						   "          FROM publish.storage_targets t WHERE t.env = $2) "
+						   "  FROM publish.project_versions v "
+						   "  JOIN publish.projects p ON p.id = v.project_id "
+						   " WHERE v.id = $1::uuid",
+						   2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the version");
 	MemoryContextSwitchTo(mcxt);
 	if (SPI_processed == 0)
@@ -128,7 +137,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 				 errhint("Configure one with publish.set_storage_target().")));
 
 	/* assets */
-	run_query("SELECT key, kind, storage_path, content_type, byte_size, sha256, id "
+	run_query(&assets_plan, "SELECT key, kind, storage_path, content_type, byte_size, sha256, id "
 			  "  FROM publish.assets WHERE version_id = $1::uuid "
 			  " ORDER BY key COLLATE \"C\"", version_id);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -150,7 +159,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	}
 
 	/* tileset */
-	run_query("SELECT t.id, t.format, t.tile_size, t.min_zoom, t.max_zoom, "
+	run_query(&tileset_plan, "SELECT t.id, t.format, t.tile_size, t.min_zoom, t.max_zoom, "
 			  "       t.bounds[1]::text, t.bounds[2]::text, t.bounds[3]::text, t.bounds[4]::text, "
 			  "       t.source_path, (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id), "
 			  "       (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id "
@@ -247,15 +256,15 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 	Portal		portal;
 	int64		count = 0;
 	HTAB	   *assets = asset_index(in);
+	static SPIPlanPtr plan = NULL;
 
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT o.key, o.name, o.overlay_type, o.geometry, o.properties, o.asset_id "
-									   "  FROM publish.overlays o "
-									   " WHERE o.version_id = $1::uuid "
-									   " ORDER BY o.key COLLATE \"C\"",
-									   1, argtypes, args, NULL, true, 0);
-	if (portal == NULL)
-		elog(ERROR, "publish: could not read the overlays");
+	/* kept plan, walking overlays_release_order_idx (no sort, no seqscan) */
+	portal = spi_cursor_open_cached(&plan,
+									"SELECT o.key, o.name, o.overlay_type, o.geometry, o.properties, o.asset_id "
+									"  FROM publish.overlays o "
+									" WHERE o.version_id = $1::uuid "
+									" ORDER BY o.key COLLATE \"C\"",
+									1, argtypes, args, NULL, true);
 	for (;;)
 	{
 		SPITupleTable *tuptable;

@@ -82,6 +82,14 @@ typedef struct TileBuildResult
 	char	   *source_path;
 } TileBuildResult;
 
+/* Plans kept for the life of the process (spi_execute_cached). */
+static SPIPlanPtr needed_plan = NULL;
+static SPIPlanPtr input_plan = NULL;
+static SPIPlanPtr tileset_plan = NULL;
+static SPIPlanPtr delete_tiles_plan = NULL;
+static SPIPlanPtr insert_tiles_plan = NULL;
+static SPIPlanPtr done_plan = NULL;
+
 /*
  * Does the version need its tiles built before it is published to env?
  * Yes when it has a base_map asset and no tileset with tiles built for env:
@@ -97,7 +105,7 @@ tile_build_needed(const char *version_id, const char *env)
 	Datum		values[2] = {CStringGetTextDatum(version_id), CStringGetTextDatum(env)};
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT 1 FROM publish.assets a"
+	if (spi_execute_cached(&needed_plan, "SELECT EXISTS (SELECT 1 FROM publish.assets a"
 							  "                WHERE a.version_id = $1::uuid AND a.kind = 'base_map')"
 							  "   AND NOT EXISTS (SELECT 1 FROM publish.tilesets t"
 							  "                    WHERE t.version_id = $1::uuid AND t.source_path IS NOT NULL"
@@ -124,7 +132,7 @@ load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
 	char	   *status;
 	int64		n_maps;
 
-	if (SPI_execute_with_args("SELECT p.slug, v.version_number, v.status,"
+	if (spi_execute_cached(&input_plan, "SELECT p.slug, v.version_number, v.status,"
 							  "       (SELECT count(*) FROM publish.assets a"
 							  "         WHERE a.version_id = v.id AND a.kind = 'base_map'),"
 							  "       a.key, a.storage_path,"
@@ -406,7 +414,7 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, Datum *zs, Datum *xs,
 	values[4] = Int32GetDatum(res->max_zoom);
 	values[5] = CStringGetTextDatum(res->source_path);
 	values[6] = CStringGetTextDatum(bi->env);
-	if (SPI_execute_with_args("INSERT INTO publish.tilesets AS t"
+	if (spi_execute_cached(&tileset_plan, "INSERT INTO publish.tilesets AS t"
 							  "       (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at, built_env)"
 							  " SELECT v.id, $2, $3, $4, $5, $6, clock_timestamp(), $7"
 							  "   FROM publish.project_versions v WHERE v.id = $1::uuid"
@@ -424,7 +432,7 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, Datum *zs, Datum *xs,
 	tileset_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	mvalues[0] = CStringGetTextDatum(tileset_id);
-	if (SPI_execute_with_args("DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
+	if (spi_execute_cached(&delete_tiles_plan, "DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
 							  1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "publish: could not replace the tile manifest");
 	mvalues[1] = PointerGetDatum(construct_array(zs, n, INT4OID, 4, true, TYPALIGN_INT));
@@ -432,7 +440,7 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, Datum *zs, Datum *xs,
 	mvalues[3] = PointerGetDatum(construct_array(ys, n, INT4OID, 4, true, TYPALIGN_INT));
 	mvalues[4] = PointerGetDatum(construct_array(sizes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	mvalues[5] = PointerGetDatum(construct_array(shas, n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (SPI_execute_with_args("INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)"
+	if (spi_execute_cached(&insert_tiles_plan, "INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)"
 							  " SELECT $1::uuid, m.z, m.x, m.y, m.byte_size, m.sha256"
 							  "   FROM unnest($2, $3, $4, $5, $6) AS m (z, x, y, byte_size, sha256)",
 							  6, mtypes, mvalues, NULL, false, 0) != SPI_OK_INSERT)
@@ -527,7 +535,7 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 												 (long long) res.tiles, (long long) res.bytes,
 												 res.min_zoom, res.max_zoom, res.total_ms / 1000.0,
 												 res.source_path));
-		if (SPI_execute_with_args("WITH done AS ("
+		if (spi_execute_cached(&done_plan, "WITH done AS ("
 								  "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
 								  "         completed_at = clock_timestamp(), result = $2::jsonb"
 								  "   WHERE id = $1::uuid AND status = 'running' RETURNING id"

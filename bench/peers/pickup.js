@@ -1,6 +1,6 @@
 // pickup.js: pickup latency (enqueuing transaction's commit -> job picked up)
 // of publish, graphile-worker and pg-boss, one job at a time with the worker
-// idle.  Run by bench/peers/run.sh, which starts the cluster
+// idle, measured from two starting points (see below).  Run by bench/peers/run.sh, which starts the cluster
 // (track_commit_timestamp = on) and creates the databases; see
 // bench/peers/README.md for the method.
 //
@@ -18,6 +18,13 @@
 //   graphile-worker, pg-boss: the wall clock in the task handler's first line
 //     (Node, performance.timeOrigin + performance.now()), corrected by the
 //     offset between the Node and PostgreSQL clocks measured at the start.
+// Second measure, from the moment the enqueuing client's COMMIT returned
+// (Node's clock, right after the query's promise resolves; for publish
+// corrected by the same offset, since started_at is PostgreSQL's clock):
+// it leaves out the enqueuer's WAL flush, which the commit timestamp (taken
+// before the flush) includes, and includes the reply's trip to the client.
+// It can be negative: the worker may start the job before the client has
+// read the server's reply.
 'use strict'
 
 const fs = require('fs')
@@ -88,26 +95,42 @@ function latencies (commits, starts, offset) {
   return out
 }
 
+// Start (Node clock) minus the moment the client's COMMIT returned (Node clock).
+function fromReturn (returned, starts) {
+  const out = []
+  for (const [seq, start] of starts) out.push(start - returned.get(seq))
+  return out
+}
+
 async function benchPublish () {
   const c = new Client(conn('bench')); await c.connect()
   await c.query('TRUNCATE bench_enq')
+  const returned = new Map()
   // warm-up: starts the worker, fills caches
-  for (let i = 0; i < 20; i++) await publishOne(c, -1 - i)
+  for (let i = 0; i < 20; i++) await publishOne(c, -1 - i, returned)
   await c.query('DELETE FROM bench_enq')
-  for (let i = 1; i <= N; i++) await publishOne(c, i)
-  const r = await c.query(`SELECT extract(epoch FROM q.started_at - pg_xact_commit_timestamp(xid(e.x))) * 1000 AS ms,
+  const off = await clockOffset(c)
+  for (let i = 1; i <= N; i++) await publishOne(c, i, returned)
+  const off2 = await clockOffset(c)
+  const r = await c.query(`SELECT e.seq, extract(epoch FROM q.started_at - pg_xact_commit_timestamp(xid(e.x))) * 1000 AS ms,
+                                  extract(epoch FROM q.started_at) * 1000 AS started,
                                   extract(epoch FROM q.completed_at - q.started_at) * 1000 AS run_ms, q.status
                              FROM bench_enq e JOIN publish.job_queue q ON q.id = e.job_id ORDER BY e.seq`)
   await c.end()
   const bad = r.rows.filter(x => x.status !== 'completed').length
   if (bad) throw new Error(`publish: ${bad} job(s) did not complete`)
-  return { ms: r.rows.map(x => parseFloat(x.ms)), run: stats(r.rows.map(x => parseFloat(x.run_ms))) }
+  // started_at is PostgreSQL's clock, the return of COMMIT Node's
+  const ret = r.rows.map(x => parseFloat(x.started) - off.offset - returned.get(x.seq))
+  return { ms: r.rows.map(x => parseFloat(x.ms)), ret, run: stats(r.rows.map(x => parseFloat(x.run_ms))), offset: off, offsetEnd: off2 }
 }
 
-async function publishOne (c, seq) {
+// One publish request, in its own (autocommitted) transaction: the query
+// returns once its COMMIT is done.
+async function publishOne (c, seq, returned) {
   const r = await c.query(`INSERT INTO bench_enq (seq, job_id, x)
                            SELECT $1, (publish.publish_version('bench', 1, 'bench')).id, pg_current_xact_id()
                            RETURNING job_id`, [seq])
+  returned.set(seq, nowMs())
   const id = r.rows[0].job_id
   const deadline = Date.now() + TIMEOUT_MS
   for (;;) { // wait until the job is finished (its final commit done)
@@ -142,12 +165,14 @@ async function benchGraphile () {
     }
   })
   const off = await clockOffset(c)
+  const returned = new Map()
   const one = async (seq) => {
     waiter = nextStart()
     await c.query('BEGIN')
     await c.query("SELECT graphile_worker.add_job('noop', json_build_object('seq', $1::int))", [seq])
     await c.query('INSERT INTO bench_enq (seq, x) VALUES ($1, pg_current_xact_id())', [seq])
     await c.query('COMMIT')
+    returned.set(seq, nowMs())
     await waiter.p
     await sleep(SLEEP_MS)
   }
@@ -160,7 +185,7 @@ async function benchGraphile () {
   for (const k of [...starts.keys()]) if (k < 0) starts.delete(k)
   const off2 = await clockOffset(c)
   await c.end()
-  return { ms: latencies(commits, starts, off.offset), offset: off, offsetEnd: off2 }
+  return { ms: latencies(commits, starts, off.offset), ret: fromReturn(returned, starts), offset: off, offsetEnd: off2 }
 }
 
 async function benchBoss (n, notify) {
@@ -181,12 +206,14 @@ async function benchBoss (n, notify) {
   })
   const db = { executeSql: (text, values) => c.query(text, values) }
   const off = await clockOffset(c)
+  const returned = new Map()
   const one = async (seq) => {
     waiter = nextStart()
     await c.query('BEGIN')
     await boss.send(queue, { seq }, { db })
     await c.query('INSERT INTO bench_enq (seq, x) VALUES ($1, pg_current_xact_id())', [seq])
     await c.query('COMMIT')
+    returned.set(seq, nowMs())
     if (notify) boss.notifyWorker(workerId)
     await waiter.p
     await sleep(SLEEP_MS)
@@ -199,17 +226,20 @@ async function benchBoss (n, notify) {
   for (const k of [...starts.keys()]) if (k < 0) starts.delete(k)
   const off2 = await clockOffset(c)
   await c.end()
-  return { ms: latencies(commits, starts, off.offset), offset: off, offsetEnd: off2 }
+  return { ms: latencies(commits, starts, off.offset), ret: fromReturn(returned, starts), offset: off, offsetEnd: off2 }
 }
 
 async function main () {
   const results = {}
   const save = (name, r) => {
     fs.writeFileSync(path.join(OUT, `${name}.dat`), r.ms.map(x => x.toFixed(4)).join('\n') + '\n')
-    results[name] = { ...stats(r.ms), run: r.run, offset: r.offset, offsetEnd: r.offsetEnd }
+    fs.writeFileSync(path.join(OUT, `${name}-returned.dat`), r.ret.map(x => x.toFixed(4)).join('\n') + '\n')
+    results[name] = { ...stats(r.ms), returned: stats(r.ret), run: r.run, offset: r.offset, offsetEnd: r.offsetEnd }
     const s = results[name]
-    console.log(`  ${name}: n=${s.n} median ${s.median.toFixed(3)} ms, p90 ${s.p90.toFixed(3)}, p99 ${s.p99.toFixed(3)}, max ${s.max.toFixed(3)}` +
+    const t = s.returned
+    console.log(`  ${name}: n=${s.n} from the commit timestamp: median ${s.median.toFixed(3)} ms, p90 ${s.p90.toFixed(3)}, p99 ${s.p99.toFixed(3)}, max ${s.max.toFixed(3)}` +
       (r.offset ? ` (clock offset ${r.offset.offset.toFixed(3)} ms at start, ${r.offsetEnd.offset.toFixed(3)} ms at end, rtt ${r.offset.rtt.toFixed(3)} ms)` : ''))
+    console.log(`  ${name}: from the return of COMMIT: median ${t.median.toFixed(3)} ms, p90 ${t.p90.toFixed(3)}, p99 ${t.p99.toFixed(3)}, max ${t.max.toFixed(3)}, min ${t.min.toFixed(3)}`)
   }
   console.log(`== publish: ${N} jobs`); save('publish', await benchPublish())
   console.log(`== graphile-worker: ${N} jobs`); save('graphile-worker', await benchGraphile())
