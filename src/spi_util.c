@@ -46,12 +46,6 @@ spi_text(HeapTuple row, int col, MemoryContext mcxt)
 	return value ? MemoryContextStrdup(mcxt, value) : NULL;
 }
 
-/*
- * Runs sql (nargs parameters of types argtypes) with SPI, through the plan
- * kept in *plan: prepared and kept on the first call.  *plan must be a
- * static variable, always used with the same sql.  Returns what
- * SPI_execute_plan returns.  Caller has SPI connected.
- */
 /* The plan kept in *plan, prepared and kept on the first call. */
 static SPIPlanPtr
 cached_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
