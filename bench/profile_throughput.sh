@@ -17,7 +17,8 @@ OUT=$BENCH_DIR/results/profile_throughput
 PORT=${PUBLISH_BENCH_PORT:-54454}
 SECS=${BENCH_PROF_SECONDS:-8}
 export BENCH_TP_N=${BENCH_TP_N:-2000}
-command -v perf >/dev/null || { echo "perf (linux-perf) is needed" >&2; exit 1; }
+command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
+command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
 rm -rf "$OUT"
 mkdir -p "$OUT"
 

@@ -12,7 +12,7 @@
 # re-publish (all skipped), and the worker's peak memory: VmHWM of a worker
 # started just before the job (it includes the shared buffers the worker
 # touched, which grow with the manifest's pages), and its peak private
-# memory (RssAnon, sampled every 5 ms by bench/lib/rss_sampler.py).  Prints a Markdown table and writes it to
+# memory (RssAnon, sampled every 5 ms by peak_anon below).  Prints a Markdown table and writes it to
 # docs/results/tiles_publish.md.
 #
 #   bash bench/tiles_publish.sh
@@ -42,6 +42,8 @@ RESULTS_DIR=$ROOT_DIR/docs/results
 CACHE="public, max-age=31536000, immutable"
 
 build_and_install
+# python3 writes the tiles and the curl configs (not on every new machine)
+command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
 WORK=$(mktemp -d /tmp/publish-bench-tiles.XXXXXX)
 chmod 755 "$WORK"
 cleanup() {
@@ -141,17 +143,37 @@ fresh_worker() {
 
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
-# sampled PID CMD...: runs CMD while bench/lib/rss_sampler.py samples PID
-# every 5 ms; CMD's output goes to $WORK/out, the peak RssAnon (kB) to stdout
+# peak_anon PID STOP: samples PID's RssAnon every 5 ms until the file STOP
+# exists (or PID ends); prints the peak (kB).  Bash builtins only, so the
+# sampling forks nothing and costs little CPU beside the worker.
+peak_anon() {
+	local pid=$1 stop=$2 peak=0 k v rest sfd
+	exec {sfd}<> <(:)
+	touch "$stop.ready"
+	while [ ! -e "$stop" ] && [ -r "/proc/$pid/status" ]; do
+		while read -r k v rest; do
+			if [ "$k" = RssAnon: ]; then
+				[ "$v" -gt "$peak" ] && peak=$v
+				break
+			fi
+		done <"/proc/$pid/status"
+		read -r -t 0.005 -u "$sfd" _ || true
+	done
+	exec {sfd}>&-
+	echo "$peak"
+}
+
+# sampled PID CMD...: runs CMD while peak_anon samples PID every 5 ms;
+# CMD's output goes to $WORK/out, the peak RssAnon (kB) to stdout
 sampled() {
 	local pid=$1 stop=$WORK/stop.$RANDOM i
 	shift
-	python3 "$BENCH_DIR/lib/rss_sampler.py" "$pid" "$stop" 5 >"$stop.out" &
+	peak_anon "$pid" "$stop" >"$stop.out" &
 	for i in $(seq 1 500); do [ -f "$stop.ready" ] && break; sleep 0.01; done
 	"$@" >"$WORK/out"
 	touch "$stop"
 	wait
-	awk '{ print $3 }' "$stop.out"
+	cat "$stop.out"
 }
 
 # publish SLUG ENV: runs a job to its end; prints step4_seconds|copied|skipped|verified|status|error
