@@ -72,7 +72,7 @@ s3_open(StorageTarget *target)
 	S3Target   *s3 = palloc0(sizeof(S3Target));
 	const char *rest = target->url + strlen("s3://");
 	size_t		blen = strcspn(rest, "/");
-	json_object *opts = json_tokener_parse(target->options ? target->options : "{}");
+	json_object *opts;
 	json_object *v;
 	const char *endpoint = NULL;
 	bool		path_style;
@@ -88,6 +88,8 @@ s3_open(StorageTarget *target)
 		p[n - 1] = '\0';
 	s3->prefix = p;
 
+	/* parsed after the bucket check, which throws: json-c is malloc'd */
+	opts = json_tokener_parse(target->options ? target->options : "{}");
 	s3->region = "us-east-1";
 	if (opts != NULL && json_object_object_get_ex(opts, "region", &v) && json_object_is_type(v, json_type_string))
 		s3->region = pstrdup(json_object_get_string(v));
