@@ -54,7 +54,7 @@ for s in samples:
             inc[f] += 1
             seen.add(f)
 print("%d samples" % len(samples))
-for k in ["publish_job_run", "storage_put", "fsync", "make_parent_dirs_durable", "__GI___mkdir",
+for k in ["publish_job_run", "storage_put", "fsync", "make_parent_dirs", "__GI___mkdir",
           "insert_log", "btgetbitmap", "AfterTriggerEndQuery", "job_txn_commit",
           "job_txn_commit_claiming_next", "XLogFlush", "job_claim_next", "release_build",
           "release_input_load", "tile_build_needed"]:

@@ -80,39 +80,6 @@ parent_dir(const char *path)
 	return dir;
 }
 
-/* mkdir -p for the directory that will hold path. */
-static void
-make_parent_dirs(const char *path)
-{
-	char	   *dir = parent_dir(path);
-	struct stat st;
-
-	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-		return;
-
-	for (char *p = dir + 1;; p++)
-	{
-		bool		last = (*p == '\0');
-
-		if (*p != '/' && !last)
-			continue;
-		*p = '\0';
-		if (mkdir(dir, LOCAL_DIR_MODE) == 0)
-			(void) chmod(dir, LOCAL_DIR_MODE);
-		else if (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-		{
-			if (errno == EEXIST)
-				errno = ENOTDIR;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create directory \"%s\": %m", dir)));
-		}
-		if (last)
-			break;
-		*p = '/';
-	}
-}
-
 static void
 fsync_dir(const char *dir)
 {
@@ -133,14 +100,15 @@ fsync_dir(const char *dir)
 }
 
 /*
- * mkdir -p for the directory that will hold path, made durable: each
+ * mkdir -p for the directory that will hold path.  With durable, each
  * directory it creates is fsync'd into its parent, so that after a crash
  * of the machine a file put under a new directory (a project's first
- * release.json) is not lost with the directory's entry.  Only directories
- * that did not exist cost an fsync.
+ * release.json) is not lost with the directory's entry; only directories
+ * that did not exist cost an fsync.  Copies (tiles) skip that: storage_sync
+ * makes them, and their directories, durable at once.
  */
 static void
-make_parent_dirs_durable(const char *path)
+make_parent_dirs(const char *path, bool durable)
 {
 	char	   *dir = parent_dir(path);
 	struct stat st;
@@ -149,11 +117,12 @@ make_parent_dirs_durable(const char *path)
 		return;
 	if (strcmp(dir, "/") == 0 || strchr(dir, '/') == NULL)
 		return;
-	make_parent_dirs_durable(dir);
+	make_parent_dirs(dir, durable);
 	if (mkdir(dir, LOCAL_DIR_MODE) == 0)
 	{
 		(void) chmod(dir, LOCAL_DIR_MODE);
-		fsync_dir(parent_dir(dir));
+		if (durable)
+			fsync_dir(parent_dir(dir));
 	}
 	else if (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 	{
@@ -189,7 +158,7 @@ local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	size_t		done = 0;
 	int			fd;
 
-	make_parent_dirs_durable(path);
+	make_parent_dirs(path, true);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
 	if (fd < 0)
 		fail_write(fd, tmp, path);
@@ -329,7 +298,7 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	char	   *dst = key_path(target, dst_key);
 	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
 
-	make_parent_dirs(dst);
+	make_parent_dirs(dst, false);
 	copy_file(src, tmp, dst);
 	if (rename(tmp, dst) != 0)
 		fail_write(-1, tmp, dst);
