@@ -334,8 +334,10 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	last_progress = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
 	/*
-	 * TODO(tilexfer): upload through the parallel batch API once it is
-	 * merged; one storage_put_file per tile until then.
+	 * One storage_put_file per tile.  TODO: remote targets would upload
+	 * faster through http_multi as step 4 copies (tile_publish.c), once
+	 * the backends have put request builders beside stat_request and
+	 * copy_request.
 	 */
 	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
 	{
