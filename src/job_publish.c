@@ -38,8 +38,6 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#define CACHE_LIVE		"no-cache"
-#define CACHE_IMMUTABLE	"public, max-age=31536000, immutable"
 
 /* The publish time of this attempt, as ISO 8601 UTC text (caller in a transaction). */
 static char *
@@ -108,6 +106,35 @@ lock_version(const char *version_id, bool lock)
 }
 
 /*
+ * Loads the version and checks every overlay, writing release.json into a
+ * new document (in mcxt's mapping, freed with it) in the same pass, in the
+ * caller's transaction and snapshot: what is written is what was checked.
+ * Throws listing every problem.  Loads the tile manifest too.  With
+ * tiles_pending (tiles to build first, step 4) the tileset is left out and
+ * nothing is written (*doc NULL): release.json describes the tileset, so it
+ * is written once the tiles are built.
+ */
+static ReleaseInput *
+load_release(PublishJob *job, const char *published_at, bool tiles_pending,
+			 MemoryContext mcxt, ReleaseDoc **doc, TileEntry **tiles, int64 *ntiles)
+{
+	ReleaseInput *in;
+	List	   *problems;
+
+	MemoryContextSwitchTo(mcxt);
+	in = release_input_load(job->version_id, job->env, published_at, false, mcxt);
+	if (tiles_pending)
+		in->tileset = NULL;
+	*doc = tiles_pending ? NULL : release_doc_create(mcxt);
+	problems = release_build(in, *doc);
+	if (problems != NIL)
+		release_report_problems(in, problems);
+	if (in->tileset != NULL)
+		*tiles = tile_manifest_load(in->tileset->id, ntiles, mcxt);
+	return in;
+}
+
+/*
  * Runs a publish job to completion, or throws; worker.c records a throw
  * as the job's failure.  Everything is allocated in mcxt, reset after the
  * job.
@@ -117,7 +144,6 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 {
 	StorageTarget *target;
 	ReleaseInput *in;
-	List	   *problems;
 	char	   *published_at;
 	ReleaseDoc *doc;
 	char	   *prefix;
@@ -150,25 +176,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	target->warn = job_storage_warning;
 	target->warn_arg = job;
 	published_at = publish_time(mcxt);
-	MemoryContextSwitchTo(mcxt);
-	in = release_input_load(job->version_id, job->env, published_at, false, mcxt);
-
-	/*
-	 * One pass over the overlays checks them and writes release.json (step
-	 * 2's work) in this transaction's snapshot: what is written is what was
-	 * checked.  The document lives in mcxt's mapping, freed with it.  When
-	 * tiles must be built first (step 4), this pass only checks: the
-	 * document, which describes the tileset, is written once they are.
-	 */
 	build_first = tile_build_needed(job->version_id, job->env);
-	if (build_first)
-		in->tileset = NULL;
-	doc = build_first ? NULL : release_doc_create(mcxt);
-	problems = release_build(in, doc);
-	if (problems != NIL)
-		release_report_problems(in, problems);
-	if (in->tileset != NULL)
-		tiles = tile_manifest_load(in->tileset->id, &ntiles, mcxt);
+	in = load_release(job, published_at, build_first, mcxt, &doc, &tiles, &ntiles);
 	job_step_done(job, 10,
 				  psprintf("Validated version %d of %s: %lld overlays, %d assets, %lld tiles",
 						   in->version_number, in->project_slug, (long long) in->overlay_count,
@@ -193,7 +202,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	if (!build_first)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_put(target, versioned_key, doc->data, doc->len, "application/json", CACHE_IMMUTABLE);
+		storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
 	}
 	job_txn_begin("publish: uploaded release.json");
 	job_step_done(job, 50, build_first ?
@@ -213,18 +222,11 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		tile_build_for_publish(job, target, 50, 75);
 		job_txn_begin("publish: describing the built tiles");
 		check_version_publishable(job->version_id);
-		MemoryContextSwitchTo(mcxt);
-		in = release_input_load(job->version_id, job->env, published_at, false, mcxt);
-		doc = release_doc_create(mcxt);
-		problems = release_build(in, doc);
-		if (problems != NIL)
-			release_report_problems(in, problems);
-		if (in->tileset != NULL)
-			tiles = tile_manifest_load(in->tileset->id, &ntiles, mcxt);
+		in = load_release(job, published_at, false, mcxt, &doc, &tiles, &ntiles);
 		job_txn_commit(false);
 		MemoryContextSwitchTo(mcxt);
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_put(target, versioned_key, doc->data, doc->len, "application/json", CACHE_IMMUTABLE);
+		storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
 		job_txn_begin("publish: uploaded release.json with the tiles");
 		job_step_done(job, 76, psprintf("Built release.json with the new tileset and uploaded it as %s: %zu bytes, sha256 %s",
 										versioned_key, doc->len, doc->sha256));
@@ -232,9 +234,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		MemoryContextSwitchTo(mcxt);
 	}
 	if (in->tileset != NULL)
-	{
 		tile_publish(job, target, in, tiles, ntiles, build_first ? 76 : 50, &counts);
-	}
 	job_txn_begin("publish: tiles done");
 	lock_version(job->version_id, true);
 	check_version_publishable(job->version_id);
@@ -253,7 +253,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	 */
 	HOLD_CANCEL_INTERRUPTS();
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
-	storage_put(target, live_key, doc->data, doc->len, "application/json", CACHE_LIVE);
+	storage_put(target, live_key, doc->data, doc->len, "application/json", STORAGE_CACHE_LIVE);
 
 	job_txn_begin("publish: marking published");
 	{

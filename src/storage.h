@@ -23,6 +23,10 @@
 #include "postgres.h"
 
 typedef struct StorageBackend StorageBackend;
+
+/* Cache-Control of what publish writes: release.json, and everything versioned */
+#define STORAGE_CACHE_LIVE		"no-cache"
+#define STORAGE_CACHE_IMMUTABLE	"public, max-age=31536000, immutable"
 struct HttpRequest;
 struct HttpResponse;
 

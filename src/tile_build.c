@@ -32,6 +32,7 @@
 #include "job.h"
 #include "storage.h"
 #include "tile.h"
+#include "tile_publish.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -187,17 +188,6 @@ load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
 				 errmsg("version %d of project \"%s\" has %lld assets of kind base_map; tiles are built from exactly one",
 						bi->version_number, bi->slug, (long long) n_maps)));
 	return bi;
-}
-
-/* The Content-Type of a tile format. */
-static const char *
-format_content_type(const char *format)
-{
-	if (strcmp(format, "webp") == 0)
-		return "image/webp";
-	if (strcmp(format, "jpg") == 0)
-		return "image/jpeg";
-	return "image/png";
 }
 
 /* Creates the build's temporary directory under base/pgsql_tmp. */
@@ -361,7 +351,7 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 							(errcode(ERRCODE_INTERNAL_ERROR),
 							 errmsg("libvips did not write tile %d/%d/%d of the source image %s: %m",
 									z, x, y, what)));
-				storage_put_file(target, key, file, format_content_type(bi->format), NULL);
+				storage_put_file(target, key, file, tile_content_type(bi->format), NULL);
 				(*zs)[n] = Int32GetDatum(z);
 				(*xs)[n] = Int32GetDatum(x);
 				(*ys)[n] = Int32GetDatum(y);

@@ -45,7 +45,6 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#define CACHE_IMMUTABLE		"public, max-age=31536000, immutable"
 #define TILES_LAST_PCT		79	/* 80 is the end of step 4 */
 #define PROGRESS_EVERY_MS	250
 #define CHECKPOINT_EVERY_MS	1000
@@ -147,8 +146,8 @@ tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 	return tiles;
 }
 
-/* The Content-Type of tiles of a tileset format. */
-static const char *
+/* See tile_publish.h. */
+const char *
 tile_content_type(const char *format)
 {
 	if (pg_strcasecmp(format, "png") == 0)
@@ -273,7 +272,7 @@ tiles_one_by_one(TileRun *run)
 				run->counts->verified++;
 				if (run->bad == 0)
 				{
-					storage_copy(run->target, src, dst, run->content_type, CACHE_IMMUTABLE);
+					storage_copy(run->target, src, dst, run->content_type, STORAGE_CACHE_IMMUTABLE);
 					run->counts->copied++;
 				}
 			}
@@ -309,7 +308,7 @@ task_request(TileRun *run, HttpMulti *m, TileTask *task)
 		case TILE_COPY:
 			/* may make requests of its own first (WebDAV MKCOL) */
 			req = be->copy_request(run->target, task->src, task->dst, run->content_type,
-								   CACHE_IMMUTABLE, t->sha256);
+								   STORAGE_CACHE_IMMUTABLE, t->sha256);
 			break;
 	}
 	http_multi_add(m, req, task);
@@ -379,7 +378,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			{
 				/* no server-side copy here: the backend's own way (GET + PUT) */
 				storage_copy(run->target, task->src, task->dst, run->content_type,
-							 CACHE_IMMUTABLE);
+							 STORAGE_CACHE_IMMUTABLE);
 			}
 			run->counts->copied++;
 			task_done(run, task);

@@ -30,6 +30,9 @@ typedef struct TileCounts
 	int64		skipped;		/* already in place with the same content */
 } TileCounts;
 
+/* The Content-Type of tiles of a tileset format (png, jpg, webp). */
+extern const char *tile_content_type(const char *format);
+
 /* The tile manifest, ordered z/x/y, in mcxt (caller in a transaction). */
 extern TileEntry *tile_manifest_load(const char *tileset_id, int64 *ntiles,
 									 MemoryContext mcxt);
