@@ -7,9 +7,8 @@
 #     this upload puts the build tiles where the publish reads them;
 #   - curl --parallel (--parallel-max = publish.storage_concurrency).
 # For the extension: tiles per second of step 4 (from its log: the 50 %
-# entry to the 80 % entry) for a first publish (each tile: a destination
-# check, a hashed GET of the source, a server-side copy) and for a
-# re-publish (all skipped), and the worker's peak memory: VmHWM of a worker
+# entry to the 80 % entry) for a first publish and for a re-publish (all
+# skipped), and the worker's peak memory: VmHWM of a worker
 # started just before the job (it includes the shared buffers the worker
 # touched, which grow with the manifest's pages), and its peak private
 # memory (RssAnon, sampled every 5 ms by peak_anon below).  Prints a Markdown table and writes it to
@@ -17,6 +16,12 @@
 #
 #   bash bench/tiles_publish.sh
 #   BENCH_TILE_COUNTS="1000 10000" BENCH_TILE_BYTES=4096 BENCH_CONCURRENCY=8 BENCH_TARGETS="dav s3" bash bench/tiles_publish.sh
+#
+# The manifest has each tile's MD5, as build_tiles records it: on S3 a
+# first publish is then one CopyObject per tile, verified by its ETag;
+# BENCH_MD5=0 leaves it out (tiles registered without one: a hashed GET of
+# each build tile, then the copy).  On WebDAV each tile is a hashed GET
+# and a COPY either way.
 #
 # Private cluster on $PUBLISH_BENCH_PORT (54380); servers on the ports of
 # scripts/storage-servers.sh (PUBLISH_DAV_PORT, ...); all stopped by pid on
@@ -31,6 +36,7 @@ source "$ROOT_DIR/scripts/lib.sh"
 COUNTS=${BENCH_TILE_COUNTS:-"1000 10000"}
 BYTES=${BENCH_TILE_BYTES:-4096}
 CONC=${BENCH_CONCURRENCY:-8}
+MD5=${BENCH_MD5:-1}
 PORT=${PUBLISH_BENCH_PORT:-54380}
 export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54381}
 export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54382}
@@ -69,7 +75,7 @@ SELECT publish.set_storage_credentials('s3', '${S[s3_key_id]}', '${S[s3_secret]}
 SQL
 
 # gen N: N tiles of BYTES random bytes (zoom 0 up, row by row) under
-# $WORK/tiles-N, their manifest (z,x,y,size,sha256) and curl configs
+# $WORK/tiles-N, their manifest (z,x,y,size,sha256,md5) and curl configs
 gen() {
 	python3 - "$WORK" "$1" "$BYTES" "${S[dav_url]}" "${S[s3_endpoint]}/${S[s3_bucket]}" \
 		"${S[s3_key_id]}:${S[s3_secret]}" "$CACHE" <<'PY'
@@ -94,7 +100,7 @@ with open(f"{work}/manifest-{n}.csv", "w") as man:
         with open(path, "wb") as f:
             f.write(data)
         h = hashlib.sha256(data).hexdigest()
-        man.write(f"{z},{x},{y},{size},{h}\n")
+        man.write(f"{z},{x},{y},{size},{h},{hashlib.md5(data).hexdigest()}\n")
         for k, f in cfg.items():
             if f.tell() > 0:
                 f.write("next\n")
@@ -210,10 +216,10 @@ SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52
 INSERT INTO publish.tilesets (version_id, format, min_zoom, max_zoom, source_path, built_at)
 SELECT v.id, 'png', 0, $maxz, 'builds/b$n', now()
   FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
-CREATE TEMP TABLE m (z int, x int, y int, byte_size bigint, sha256 text);
+CREATE TEMP TABLE m (z int, x int, y int, byte_size bigint, sha256 text, md5 text);
 \copy m FROM '$WORK/manifest-$n.csv' WITH (FORMAT csv)
-INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)
-SELECT s.id, m.z, m.x, m.y, m.byte_size, m.sha256
+INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
+SELECT s.id, m.z, m.x, m.y, m.byte_size, m.sha256, CASE WHEN $MD5 = 1 THEN m.md5 END
   FROM m, publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
   JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
 SQL
@@ -242,9 +248,9 @@ done
 
 mkdir -p "$RESULTS_DIR"
 {
-	echo "$(date -u +%Y-%m-%d), tiles of $BYTES bytes, publish.storage_concurrency = $CONC, $(nproc) CPUs, loopback; $(curl --version | head -1 | cut -d' ' -f1-2)"
+	echo "$(date -u +%Y-%m-%d), commit $(git -C "$ROOT_DIR" rev-parse --short HEAD), tiles of $BYTES bytes, publish.storage_concurrency = $CONC, manifest MD5s: $([ "$MD5" = 1 ] && echo yes || echo no), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), loopback; $(curl --version | head -1 | cut -d' ' -f1-2)"
 	echo
-	echo "| target | tiles | publish, tiles/s (hashed GET of the build tile + server-side copy) | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish | worker private memory (RssAnon): idle / peak in publish / peak in re-publish |"
+	echo "| target | tiles | publish, tiles/s | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish | worker private memory (RssAnon): idle / peak in publish / peak in re-publish |"
 	echo "|---|---:|---:|---:|---:|---:|---|---|"
 	printf '%s\n' "${rows[@]}"
 } | tee "$RESULTS_DIR/tiles_publish.md"

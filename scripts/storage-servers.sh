@@ -5,7 +5,8 @@
 #                with basic auth; files in DIR/dav; also over https with a
 #                self-signed certificate (DIR/tls.crt)
 #   s3rver       S3 (npm, pinned by test/servers/package-lock.json), behind
-#   s3 proxy     test/servers/s3-sigv4-proxy.js: checks SigV4 with aws4
+#   s3 proxy     test/servers/s3-sigv4-proxy.js: checks SigV4 with aws4, logs
+#                each request it passes on (s3_log)
 #   fault server test/servers/fault-server.js: 503s, hangs, cut transfers
 #
 # Usage: scripts/storage-servers.sh start DIR     (prints the settings as VAR=value)
@@ -142,7 +143,7 @@ NGINX
 		--silent --configure-bucket "$S3_BUCKET" >"$DIR/logs/s3rver.log" 2>&1 &
 	echo $! >"$DIR/s3rver.pid"
 	node "$SERVERS/s3-sigv4-proxy.js" "$S3_PORT" "$S3RVER_PORT" "$S3_KEY_ID" "$S3_SECRET" \
-		>"$DIR/logs/s3-proxy.log" 2>&1 &
+		"$DIR/logs/s3-access.log" >"$DIR/logs/s3-proxy.log" 2>&1 &
 	echo $! >"$DIR/s3proxy.pid"
 	node "$SERVERS/fault-server.js" "$FAULT_PORT" >"$DIR/logs/fault.log" 2>&1 &
 	echo $! >"$DIR/fault.pid"
@@ -164,6 +165,7 @@ dav_password=$DAV_PASSWORD
 s3_endpoint=http://127.0.0.1:$S3_PORT
 s3rver_url=http://127.0.0.1:$S3RVER_PORT
 s3_bucket=$S3_BUCKET
+s3_log=$DIR/logs/s3-access.log
 s3_key_id=$S3_KEY_ID
 s3_secret=$S3_SECRET
 fault_url=http://127.0.0.1:$FAULT_PORT

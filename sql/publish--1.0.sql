@@ -147,10 +147,13 @@ CREATE TABLE publish.tiles (
 	y          integer NOT NULL,
 	byte_size  bigint NOT NULL CONSTRAINT tiles_byte_size_nonnegative CHECK (byte_size >= 0),
 	sha256     text NOT NULL CONSTRAINT tiles_sha256_hex CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+	md5        text CONSTRAINT tiles_md5_hex CHECK (md5 ~ '^[0-9a-f]{32}$'),
 	PRIMARY KEY (tileset_id, z, x, y),
 	CONSTRAINT tiles_xy_in_zoom CHECK (x >= 0 AND y >= 0 AND x::bigint < (1::bigint << z) AND y::bigint < (1::bigint << z))
 );
 COMMENT ON TABLE publish.tiles IS 'Manifest of the built tiles of a tileset.';
+COMMENT ON COLUMN publish.tiles.md5 IS
+	'Optional MD5 of the same bytes as sha256 (build_tiles fills it): an S3 copy is then verified by its ETag, without downloading the tile.';
 
 -- ---------------------------------------------------------------------------
 -- Storage targets

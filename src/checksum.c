@@ -2,7 +2,7 @@
  *
  * checksum.c
  *	  SHA-256 of a buffer or a file (or of a stream, piece by piece), and
- *	  the MD5 of a buffer, as lowercase hex.
+ *	  the MD5 of a buffer or a file, as lowercase hex.
  *
  * PostgreSQL's cryptohash (OpenSSL underneath) registers each context with
  * CurrentResourceOwner, which is NULL in the worker between transactions,
@@ -85,14 +85,16 @@ checksum_sha256_hex(const char *data, size_t len)
 }
 
 /*
- * Hex SHA-256 of a file into hex[65].  Returns false with errno set when
- * the file cannot be opened or read.
+ * Hex SHA-256 of a file into hex[65] and, when md5_hex is not NULL, its hex
+ * MD5 into md5_hex[33], in one read.  Returns false with errno set when the
+ * file cannot be opened or read.
  */
 bool
-checksum_sha256_file(const char *path, char *hex)
+checksum_file(const char *path, char *hex, char *md5_hex)
 {
 	ResourceOwner saved;
 	pg_cryptohash_ctx *ctx;
+	pg_cryptohash_ctx *md5 = NULL;
 	char	   *buf;
 	int			fd;
 	ssize_t		n;
@@ -103,16 +105,26 @@ checksum_sha256_file(const char *path, char *hex)
 
 	saved = borrow_owner();
 	ctx = sha256_begin();
+	if (md5_hex != NULL)
+	{
+		md5 = pg_cryptohash_create(PG_MD5);
+		if (md5 == NULL || pg_cryptohash_init(md5) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not start an MD5 computation: %s", pg_cryptohash_error(md5))));
+	}
 	buf = palloc(CHECKSUM_IO_CHUNK);
 	while ((n = read(fd, buf, CHECKSUM_IO_CHUNK)) != 0)
 	{
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0)
+		if (n < 0 || pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0 ||
+			(md5 != NULL && pg_cryptohash_update(md5, (uint8 *) buf, n) < 0))
 		{
 			int			save_errno = errno;
 
 			pg_cryptohash_free(ctx);
+			pg_cryptohash_free(md5);
 			close(fd);
 			pfree(buf);
 			CurrentResourceOwner = saved;
@@ -123,6 +135,18 @@ checksum_sha256_file(const char *path, char *hex)
 	close(fd);
 	pfree(buf);
 	sha256_end(ctx, hex);
+	if (md5 != NULL)
+	{
+		uint8		digest[MD5_DIGEST_LENGTH];
+
+		if (pg_cryptohash_final(md5, digest, sizeof(digest)) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not finish an MD5 computation: %s", pg_cryptohash_error(md5))));
+		pg_cryptohash_free(md5);
+		hex_encode((char *) digest, sizeof(digest), md5_hex);
+		md5_hex[MD5_DIGEST_LENGTH * 2] = '\0';
+	}
 	CurrentResourceOwner = saved;
 	return true;
 }

@@ -851,9 +851,9 @@ http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse *
 	}
 }
 
-/* The text between <tag> and </tag> in body, or NULL. */
-static char *
-xml_element(const char *body, const char *tag)
+/* See http_client.h. */
+char *
+http_xml_element(const char *body, const char *tag)
 {
 	char	   *open = psprintf("<%s>", tag);
 	char	   *close = psprintf("</%s>", tag);
@@ -875,7 +875,7 @@ http_s3_error_code(HttpResponse *resp)
 {
 	if (resp->body == NULL || strstr(resp->body, "<Error>") == NULL)
 		return NULL;
-	return xml_element(resp->body, "Code");
+	return http_xml_element(resp->body, "Code");
 }
 
 /* The first meaningful line of a body: an HTML title, else the first non-blank line. */
@@ -888,7 +888,7 @@ body_summary(HttpResponse *resp)
 
 	if (resp->body == NULL || resp->body_len == 0)
 		return NULL;
-	title = xml_element(resp->body, "title");
+	title = http_xml_element(resp->body, "title");
 	if (title != NULL)
 		return title;
 	p = resp->body;
@@ -972,7 +972,7 @@ http_failure_text(HttpRequest *req, HttpResponse *resp)
 
 		if (code != NULL)
 		{
-			char	   *message = xml_element(resp->body, "Message");
+			char	   *message = http_xml_element(resp->body, "Message");
 
 			text = message ? psprintf("%s: %s — %s", status, code, message)
 				: psprintf("%s: %s", status, code);

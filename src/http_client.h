@@ -100,6 +100,9 @@ extern bool http_ok(HttpResponse *resp);
  */
 extern char *http_failure_text(HttpRequest *req, HttpResponse *resp);
 
+/* The text between <tag> and </tag> in body (at most 300 bytes), or NULL. */
+extern char *http_xml_element(const char *body, const char *tag);
+
 /* The S3 error <Code> of the body, or NULL. */
 extern char *http_s3_error_code(HttpResponse *resp);
 

@@ -121,7 +121,7 @@ extern struct PortalData *spi_cursor_open_cached(struct _SPI_plan **plan, const 
 
 /* checksum.c */
 extern char *checksum_sha256_hex(const char *data, size_t len);
-extern bool checksum_sha256_file(const char *path, char *hex);
+extern bool checksum_file(const char *path, char *hex, char *md5_hex);
 extern void *checksum_sha256_begin(void);
 extern bool checksum_sha256_add(void *ctx, const char *data, size_t len);
 extern void checksum_sha256_finish(void *ctx, char *hex);

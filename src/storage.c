@@ -285,6 +285,36 @@ storage_remote_stat_result(StorageTarget *target, const char *service, HttpReque
 		if (strlen(resp->meta_sha256) == 64)
 			strlcpy(info->sha256, resp->meta_sha256, sizeof(info->sha256));
 	}
+	if (target->backend->etag_is_md5)
+		(void) storage_etag_md5(resp->etag, info->md5);
+}
+
+/*
+ * Is etag a plain MD5 ("<32 hex digits>", quotes optional, or XML's
+ * &quot;)?  Then md5[33] gets it in lowercase; else md5 is "".  A
+ * multipart upload's ETag ("...-N") is not one.
+ */
+bool
+storage_etag_md5(const char *etag, char *md5)
+{
+	const char *p = etag;
+	int			n = 0;
+
+	md5[0] = '\0';
+	if (strncmp(p, "&quot;", 6) == 0)
+		p += 6;
+	else if (*p == '"')
+		p++;
+	for (; n < 32 && isxdigit((unsigned char) p[n]); n++)
+		md5[n] = pg_tolower((unsigned char) p[n]);
+	p += n;
+	if (n != 32 || !(*p == '\0' || strcmp(p, "\"") == 0 || strcmp(p, "&quot;") == 0))
+	{
+		md5[0] = '\0';
+		return false;
+	}
+	md5[32] = '\0';
+	return true;
 }
 
 /*

@@ -53,6 +53,7 @@ typedef struct StorageObjectInfo
 	bool		exists;
 	int64		size;
 	char		sha256[65];		/* hex; empty when not computed */
+	char		md5[33];		/* hex, when the server told it (S3's ETag); else empty */
 } StorageObjectInfo;
 
 struct StorageBackend
@@ -91,10 +92,15 @@ struct StorageBackend
 	 * copy_request is copy's request, giving the copy the checksum sha256
 	 * where the protocol keeps one; it may first make requests of its own
 	 * (WebDAV: MKCOL of the parents).  copy_result throws on failure, or
-	 * returns false when the server cannot copy (use copy instead).
+	 * returns false when the server cannot copy (use copy instead); it fills
+	 * md5[33] with the copy's MD5 when the server tells it, else "".
 	 * head_has_sha256: a HEAD tells an object's checksum (S3, from the
 	 * x-amz-meta-sha256 that put and copy set), so the skip check of a
-	 * destination needs no download.
+	 * destination needs no download.  etag_is_md5: a plain ETag (one
+	 * quoted 32-digit hex) is the MD5 of the object's bytes, computed by
+	 * the server (S3 for objects written in one part, unencrypted or
+	 * SSE-S3), so a tile whose MD5 the manifest knows is verified by the
+	 * copy's answer, or by a HEAD.
 	 */
 	struct HttpRequest *(*stat_request) (StorageTarget *target, const char *key,
 										 bool want_sha256);
@@ -102,8 +108,9 @@ struct StorageBackend
 										 const char *dst_key, const char *content_type,
 										 const char *cache_control, const char *sha256);
 	bool		(*copy_result) (StorageTarget *target, struct HttpRequest *req,
-								struct HttpResponse *resp);
+								struct HttpResponse *resp, char *md5);
 	bool		head_has_sha256;
+	bool		etag_is_md5;
 
 	/*
 	 * Is there surely no object under prefix (a key ending in '/')?  false
@@ -143,6 +150,7 @@ extern void storage_remote_fail(StorageTarget *target, const char *service,
 extern void storage_remote_stat_result(StorageTarget *target, const char *service,
 									   struct HttpRequest *req, struct HttpResponse *resp,
 									   StorageObjectInfo *info);
+extern bool storage_etag_md5(const char *etag, char *md5);
 extern int64 storage_remote_get(StorageTarget *target, const char *service,
 								struct HttpRequest *req, FILE *f, int64 max_bytes);
 

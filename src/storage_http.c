@@ -237,10 +237,11 @@ http_copy_request(StorageTarget *target, const char *src_key, const char *dst_ke
 
 /* true: copied; false: the server has no COPY (405, 501); throws otherwise. */
 static bool
-http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp)
+http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char *md5)
 {
 	HttpTarget *ht = target->backend_state;
 
+	md5[0] = '\0';					/* a WebDAV server's ETag is no checksum */
 	if (http_ok(resp))
 		return true;
 	if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
@@ -263,8 +264,10 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 
 	if (!ht->no_copy)
 	{
+		char		md5[33];
+
 		req = http_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
-		if (http_copy_result(target, req, http_perform(req)))
+		if (http_copy_result(target, req, http_perform(req), md5))
 			return;
 	}
 

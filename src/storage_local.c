@@ -203,7 +203,7 @@ local_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool
 		return;
 	info->exists = true;
 	info->size = st.st_size;
-	if (want_sha256 && !checksum_sha256_file(path, info->sha256))
+	if (want_sha256 && !checksum_file(path, info->sha256, NULL))
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not read \"%s\": %m", path)));

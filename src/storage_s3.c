@@ -202,7 +202,7 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 								   psprintf("upload of %s", key), data, len);
 	HttpResponse *resp;
 	char		md5[33];
-	char		quoted[40];
+	char		etag_md5[33];
 
 	req->headers = http_header(req->headers, "Content-Type",
 							   content_type ? content_type : "application/octet-stream");
@@ -216,15 +216,14 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 
 	/* a single-part upload's ETag is the MD5 of what the server stored */
 	checksum_md5_hex(data, len, md5);
-	snprintf(quoted, sizeof(quoted), "\"%s\"", md5);
-	if (strlen(resp->etag) == 34 && resp->etag[0] == '"' && strchr(resp->etag + 1, '-') == NULL)
+	if (storage_etag_md5(resp->etag, etag_md5))
 	{
-		if (pg_strcasecmp(resp->etag, quoted) != 0)
+		if (strcmp(etag_md5, md5) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_IO_ERROR),
 					 errmsg("upload of %s to target \"%s\" did not land intact", key, target->env),
-					 errdetail("The server's ETag is %s; the MD5 of the bytes sent is %s.",
-							   resp->etag, quoted)));
+					 errdetail("The server's ETag is %s; the MD5 of the bytes sent is \"%s\".",
+							   resp->etag, md5)));
 	}
 	else
 	{
@@ -270,16 +269,24 @@ s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
 	return req;
 }
 
-/* Throws unless CopyObject succeeded (it may answer 200 with an error in the body). */
+/*
+ * Throws unless CopyObject succeeded (it may answer 200 with an error in
+ * the body); md5 gets the copy's ETag from the answer's CopyObjectResult
+ * when it is a plain MD5.
+ */
 static bool
-s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp)
+s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char *md5)
 {
+	char	   *etag;
+
 	if (!http_ok(resp) || http_s3_error_code(resp) != NULL)
 	{
 		if (http_ok(resp))
 			resp->status = 500;
 		storage_remote_fail(target, "S3", req, resp);
 	}
+	etag = resp->body ? http_xml_element(resp->body, "ETag") : NULL;
+	(void) storage_etag_md5(etag ? etag : "", md5);
 	return true;
 }
 
@@ -288,8 +295,9 @@ s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		const char *content_type, const char *cache_control)
 {
 	HttpRequest *req = s3_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
+	char		md5[33];
 
-	(void) s3_copy_result(target, req, http_perform(req));
+	(void) s3_copy_result(target, req, http_perform(req), md5);
 }
 
 /* Percent-encodes every byte but the unreserved ones (a SigV4 query value). */
@@ -350,5 +358,6 @@ const StorageBackend storage_s3_backend = {
 	.copy_request = s3_copy_request,
 	.copy_result = s3_copy_result,
 	.head_has_sha256 = true,
+	.etag_is_md5 = true,
 	.prefix_empty = s3_prefix_empty,
 };

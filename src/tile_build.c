@@ -83,6 +83,17 @@ typedef struct TileBuildResult
 	char	   *source_path;
 } TileBuildResult;
 
+/* The manifest of a build, one array per column, res->tiles entries each. */
+typedef struct BuiltManifest
+{
+	Datum	   *z;
+	Datum	   *x;
+	Datum	   *y;
+	Datum	   *size;
+	Datum	   *sha256;			/* text */
+	Datum	   *md5;			/* text: lets S3 verify a copy by its ETag */
+} BuiltManifest;
+
 /* Plans kept for the life of the process (spi_execute_cached). */
 static SPIPlanPtr needed_plan = NULL;
 static SPIPlanPtr input_plan = NULL;
@@ -231,8 +242,7 @@ ms_since(TimestampTz start)
 static void
 build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 			   const char *tmpdir, int progress_from, int progress_to,
-			   TileBuildResult *res, Datum **zs, Datum **xs, Datum **ys,
-			   Datum **sizes, Datum **shas)
+			   TileBuildResult *res, BuiltManifest *m)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz last_progress;
@@ -316,11 +326,12 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	job_txn_commit(false);
 
 	/* upload, level by level; the manifest is kept in arrays */
-	*zs = palloc(sizeof(Datum) * Max(expected, 1));
-	*xs = palloc(sizeof(Datum) * Max(expected, 1));
-	*ys = palloc(sizeof(Datum) * Max(expected, 1));
-	*sizes = palloc(sizeof(Datum) * Max(expected, 1));
-	*shas = palloc(sizeof(Datum) * Max(expected, 1));
+	m->z = palloc(sizeof(Datum) * Max(expected, 1));
+	m->x = palloc(sizeof(Datum) * Max(expected, 1));
+	m->y = palloc(sizeof(Datum) * Max(expected, 1));
+	m->size = palloc(sizeof(Datum) * Max(expected, 1));
+	m->sha256 = palloc(sizeof(Datum) * Max(expected, 1));
+	m->md5 = palloc(sizeof(Datum) * Max(expected, 1));
 	last_progress = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
 	/*
@@ -343,20 +354,22 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 				char	   *file = psprintf("%s/%d/%d/%d.%s", pyramid, z, y, x, ext);
 				char	   *key = psprintf("%s/%d/%d/%d.%s", res->source_path, z, x, y, ext);
 				char		sha[65];
+				char		md5[33];
 				struct stat st;
 
 				CHECK_FOR_INTERRUPTS();
-				if (stat(file, &st) != 0 || !checksum_sha256_file(file, sha))
+				if (stat(file, &st) != 0 || !checksum_file(file, sha, md5))
 					ereport(ERROR,
 							(errcode(ERRCODE_INTERNAL_ERROR),
 							 errmsg("libvips did not write tile %d/%d/%d of the source image %s: %m",
 									z, x, y, what)));
 				storage_put_file(target, key, file, tile_content_type(bi->format), NULL);
-				(*zs)[n] = Int32GetDatum(z);
-				(*xs)[n] = Int32GetDatum(x);
-				(*ys)[n] = Int32GetDatum(y);
-				(*sizes)[n] = Int64GetDatum((int64) st.st_size);
-				(*shas)[n] = CStringGetTextDatum(sha);
+				m->z[n] = Int32GetDatum(z);
+				m->x[n] = Int32GetDatum(x);
+				m->y[n] = Int32GetDatum(y);
+				m->size[n] = Int64GetDatum((int64) st.st_size);
+				m->sha256[n] = CStringGetTextDatum(sha);
+				m->md5[n] = CStringGetTextDatum(md5);
 				n++;
 				level_bytes += st.st_size;
 				pfree(file);
@@ -389,13 +402,13 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
  * tiles are replaced by the built ones, inserted in one statement.
  */
 static void
-write_manifest(TileBuildInput *bi, TileBuildResult *res, Datum *zs, Datum *xs,
-			   Datum *ys, Datum *sizes, Datum *shas)
+write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 {
 	Oid			types[7] = {TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[7];
-	Oid			mtypes[6] = {TEXTOID, INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
-	Datum		mvalues[6];
+	Oid			mtypes[7] = {TEXTOID, INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID};
+	Datum		mvalues[7];
 	char	   *tileset_id;
 	int			n = (int) res->tiles;
 
@@ -427,15 +440,16 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, Datum *zs, Datum *xs,
 	if (spi_execute_cached(&delete_tiles_plan, "DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
 							  1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "publish: could not replace the tile manifest");
-	mvalues[1] = PointerGetDatum(construct_array(zs, n, INT4OID, 4, true, TYPALIGN_INT));
-	mvalues[2] = PointerGetDatum(construct_array(xs, n, INT4OID, 4, true, TYPALIGN_INT));
-	mvalues[3] = PointerGetDatum(construct_array(ys, n, INT4OID, 4, true, TYPALIGN_INT));
-	mvalues[4] = PointerGetDatum(construct_array(sizes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	mvalues[5] = PointerGetDatum(construct_array(shas, n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (spi_execute_cached(&insert_tiles_plan, "INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256)"
-							  " SELECT $1::uuid, m.z, m.x, m.y, m.byte_size, m.sha256"
-							  "   FROM unnest($2, $3, $4, $5, $6) AS m (z, x, y, byte_size, sha256)",
-							  6, mtypes, mvalues, NULL, false, 0) != SPI_OK_INSERT)
+	mvalues[1] = PointerGetDatum(construct_array(m->z, n, INT4OID, 4, true, TYPALIGN_INT));
+	mvalues[2] = PointerGetDatum(construct_array(m->x, n, INT4OID, 4, true, TYPALIGN_INT));
+	mvalues[3] = PointerGetDatum(construct_array(m->y, n, INT4OID, 4, true, TYPALIGN_INT));
+	mvalues[4] = PointerGetDatum(construct_array(m->size, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	mvalues[5] = PointerGetDatum(construct_array(m->sha256, n, TEXTOID, -1, false, TYPALIGN_INT));
+	mvalues[6] = PointerGetDatum(construct_array(m->md5, n, TEXTOID, -1, false, TYPALIGN_INT));
+	if (spi_execute_cached(&insert_tiles_plan, "INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)"
+							  " SELECT $1::uuid, m.z, m.x, m.y, m.byte_size, m.sha256, m.md5"
+							  "   FROM unnest($2, $3, $4, $5, $6, $7) AS m (z, x, y, byte_size, sha256, md5)",
+							  7, mtypes, mvalues, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "publish: could not write the tile manifest");
 }
 
@@ -480,14 +494,11 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	StorageTarget *target = target_in;
 	TileBuildInput *bi;
 	TileBuildResult res;
-	Datum	   *zs = NULL,
-			   *xs = NULL,
-			   *ys = NULL,
-			   *sizes = NULL,
-			   *shas = NULL;
+	BuiltManifest manifest;
 	char	   *tmpdir;
 
 	memset(&res, 0, sizeof(res));
+	memset(&manifest, 0, sizeof(manifest));
 	job_txn_begin("publish: reading the version to build tiles for");
 	bi = load_build_input(job->version_id, job->env, mcxt);
 	if (target == NULL)
@@ -502,8 +513,7 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	tmpdir = make_temp_dir();
 	PG_TRY();
 	{
-		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res,
-					   &zs, &xs, &ys, &sizes, &shas);
+		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res, &manifest);
 	}
 	PG_FINALLY();
 	{
@@ -515,7 +525,7 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	res.total_ms = ms_since(start);
 
 	job_txn_begin("publish: writing the tile manifest");
-	write_manifest(bi, &res, zs, xs, ys, sizes, shas);
+	write_manifest(bi, &res, &manifest);
 	if (complete)
 	{
 		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};

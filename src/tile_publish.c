@@ -16,6 +16,13 @@
  *	  3  a server-side copy (S3 CopyObject carrying the sha256, WebDAV
  *		 COPY, a kernel copy on file://), or GET + PUT where the server
  *		 has no COPY.
+ * On S3, a tile whose MD5 the manifest knows (build_tiles records it)
+ * skips step 2: the CopyObject answers with the copy's ETag, the MD5 the
+ * server computed of the bytes it wrote, so one request copies and
+ * verifies.  Such a copy carries no x-amz-meta-sha256 (it is not checked
+ * when it is made); a later skip check compares the ETag.  An ETag that is
+ * not the manifest's MD5 (a corrupt source, or a server whose ETags are no
+ * MD5: SSE-KMS) is settled by hashing the copy, as in step 2.
  * Bad tiles are counted and the first few named when the job fails; once
  * one is found nothing more is copied, but every tile is still checked.
  *
@@ -56,7 +63,8 @@ typedef enum TileStep
 	TILE_DST_CHECK,				/* HEAD (S3) or hashed GET of the destination */
 	TILE_DST_HASH,				/* hashed GET of the destination (no checksum in the HEAD) */
 	TILE_SRC_CHECK,				/* hashed GET of the source */
-	TILE_COPY					/* the server-side copy */
+	TILE_COPY,					/* the server-side copy */
+	TILE_COPY_CHECK				/* hashed GET of a copy its ETag did not verify */
 } TileStep;
 
 typedef struct TileTask
@@ -64,6 +72,7 @@ typedef struct TileTask
 	bool		busy;
 	int64		index;			/* in the manifest */
 	TileStep	step;
+	bool		unverified;		/* copied without step 2: the copy's ETag verifies it */
 	char	   *src;
 	char	   *dst;
 	MemoryContext cxt;			/* this tile's allocations; reset when done */
@@ -116,7 +125,7 @@ tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 
 	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(count, 1));
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT z, x, y, byte_size, sha256 FROM publish.tiles"
+									   "SELECT z, x, y, byte_size, sha256, md5 FROM publish.tiles"
 									   " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
 									   1, types, values, NULL, true, CURSOR_OPT_NO_SCROLL);
 	for (;;)
@@ -131,6 +140,7 @@ tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 			HeapTuple	row = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			TileEntry  *t = &tiles[n++];
+			Datum		md5;
 
 			t->z = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
 			t->x = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
@@ -138,6 +148,11 @@ tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
 			t->byte_size = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
 			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 5, &isnull)),
 								   t->sha256, sizeof(t->sha256));
+			md5 = SPI_getbinval(row, desc, 6, &isnull);
+			if (isnull)
+				t->md5[0] = '\0';
+			else
+				text_to_cstring_buffer(DatumGetTextPP(md5), t->md5, sizeof(t->md5));
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
@@ -174,11 +189,33 @@ tile_keys(TileRun *run, int64 i, char **src, char **dst)
 					in->version_number, t->z, t->x, t->y, fmt);
 }
 
-/* Does info show the tile's content (size and sha256 of the manifest)? */
+/*
+ * Does info show the tile's content: the manifest's size and sha256, or,
+ * when info has no sha256, the manifest's MD5 as the server computed it?
+ */
 static bool
 tile_matches(TileEntry *t, StorageObjectInfo *info)
 {
-	return info->exists && info->size == t->byte_size && strcmp(info->sha256, t->sha256) == 0;
+	if (!info->exists || info->size != t->byte_size)
+		return false;
+	if (info->sha256[0] != '\0')
+		return strcmp(info->sha256, t->sha256) == 0;
+	return t->md5[0] != '\0' && strcmp(info->md5, t->md5) == 0;
+}
+
+/*
+ * The step after a destination check that found no copy of the tile: the
+ * copy itself when its answer will verify it (an S3 ETag against the
+ * manifest's MD5; not once a bad tile was found: then nothing more is
+ * copied), else the source's check.
+ */
+static TileStep
+source_step(TileRun *run, TileTask *task)
+{
+	TileEntry  *t = &run->tiles[task->index];
+
+	task->unverified = run->target->backend->etag_is_md5 && t->md5[0] != '\0' && run->bad == 0;
+	return task->unverified ? TILE_COPY : TILE_SRC_CHECK;
 }
 
 /* Checks the source's info; false (the tile recorded as bad) when it is wrong. */
@@ -300,6 +337,7 @@ task_request(TileRun *run, HttpMulti *m, TileTask *task)
 			req = be->stat_request(run->target, task->dst, !be->head_has_sha256);
 			break;
 		case TILE_DST_HASH:
+		case TILE_COPY_CHECK:
 			req = be->stat_request(run->target, task->dst, true);
 			break;
 		case TILE_SRC_CHECK:
@@ -308,7 +346,7 @@ task_request(TileRun *run, HttpMulti *m, TileTask *task)
 		case TILE_COPY:
 			/* may make requests of its own first (WebDAV MKCOL) */
 			req = be->copy_request(run->target, task->src, task->dst, run->content_type,
-								   STORAGE_CACHE_IMMUTABLE, t->sha256);
+								   STORAGE_CACHE_IMMUTABLE, task->unverified ? NULL : t->sha256);
 			break;
 	}
 	http_multi_add(m, req, task);
@@ -331,6 +369,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 	TileEntry  *t = &run->tiles[task->index];
 	MemoryContext old = MemoryContextSwitchTo(task->cxt);
 	StorageObjectInfo info;
+	char		copy_md5[33];
 
 	memset(&info, 0, sizeof(info));
 	switch (task->step)
@@ -338,13 +377,6 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 		case TILE_DST_CHECK:
 		case TILE_DST_HASH:
 			storage_remote_stat_result(run->target, run->service, req, resp, &info);
-			if (info.exists && info.size == t->byte_size && info.sha256[0] == '\0' &&
-				task->step == TILE_DST_CHECK)
-			{
-				/* the right size, the checksum unknown: hash the bytes */
-				task->step = TILE_DST_HASH;
-				break;
-			}
 			if (tile_matches(t, &info))
 			{
 				run->counts->verified++;
@@ -353,7 +385,15 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 				MemoryContextSwitchTo(old);
 				return;
 			}
-			task->step = TILE_SRC_CHECK;
+			if (info.exists && info.size == t->byte_size && info.sha256[0] == '\0' &&
+				task->step == TILE_DST_CHECK &&
+				!(t->md5[0] != '\0' && info.md5[0] != '\0'))
+			{
+				/* the right size, no checksum to compare: hash the bytes */
+				task->step = TILE_DST_HASH;
+				break;
+			}
+			task->step = source_step(run, task);
 			break;
 		case TILE_SRC_CHECK:
 			storage_remote_stat_result(run->target, run->service, req, resp, &info);
@@ -374,13 +414,40 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			task->step = TILE_COPY;
 			break;
 		case TILE_COPY:
-			if (!run->target->backend->copy_result(run->target, req, resp))
+			if (task->unverified && resp->curl_code == 0 && resp->status == 404)
+			{
+				/* nothing to copy: the source is missing */
+				(void) tile_source_ok(run, task->index, task->src, &info);
+				task_done(run, task);
+				MemoryContextSwitchTo(old);
+				return;
+			}
+			if (!run->target->backend->copy_result(run->target, req, resp, copy_md5))
 			{
 				/* no server-side copy here: the backend's own way (GET + PUT) */
 				storage_copy(run->target, task->src, task->dst, run->content_type,
 							 STORAGE_CACHE_IMMUTABLE);
+				copy_md5[0] = '\0';
 			}
+			if (task->unverified && strcmp(copy_md5, t->md5) != 0)
+			{
+				/* the ETag does not say the copy is right: hash it */
+				task->step = TILE_COPY_CHECK;
+				break;
+			}
+			if (task->unverified)
+				run->counts->verified++;
 			run->counts->copied++;
+			task_done(run, task);
+			MemoryContextSwitchTo(old);
+			return;
+		case TILE_COPY_CHECK:
+			storage_remote_stat_result(run->target, run->service, req, resp, &info);
+			if (tile_source_ok(run, task->index, task->src, &info))
+			{
+				run->counts->verified++;
+				run->counts->copied++;
+			}
 			task_done(run, task);
 			MemoryContextSwitchTo(old);
 			return;
@@ -430,7 +497,8 @@ tiles_in_parallel(TileRun *run)
 					break;
 				task->busy = true;
 				task->index = next++;
-				task->step = run->dst_empty ? TILE_SRC_CHECK : TILE_DST_CHECK;
+				task->unverified = false;
+				task->step = run->dst_empty ? source_step(run, task) : TILE_DST_CHECK;
 				MemoryContextSwitchTo(task->cxt);
 				tile_keys(run, task->index, &task->src, &task->dst);
 				MemoryContextSwitchTo(runcxt);

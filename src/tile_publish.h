@@ -13,7 +13,7 @@
 #include "job.h"
 #include "storage.h"
 
-/* One tile of the manifest: about 90 bytes, the only per-tile memory kept. */
+/* One tile of the manifest: about 120 bytes, the only per-tile memory kept. */
 typedef struct TileEntry
 {
 	int			z;
@@ -21,6 +21,7 @@ typedef struct TileEntry
 	int			y;
 	int64		byte_size;
 	char		sha256[65];
+	char		md5[33];		/* "" when the manifest has none */
 } TileEntry;
 
 typedef struct TileCounts

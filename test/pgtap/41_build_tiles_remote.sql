@@ -10,7 +10,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'rbuild-%';
 
-SELECT plan(14);
+SELECT plan(15);
 
 -- the expected tiles of a 700 x 300 source (zooms 0-2): 1 + 2 + 6
 SELECT sum(n) AS n_tiles FROM test_helpers.expected_tiles(700, 300, 256, 2) \gset
@@ -84,7 +84,7 @@ SELECT is(status, 'completed', 'S3: publish_version downloads the source, builds
 SELECT is((result->>'tile_count')::bigint, :'n_tiles'::bigint, 'S3: all 9 tiles are published') FROM s3;
 
 CREATE TEMP TABLE s3_tiles AS
-SELECT t.z, t.x, t.y, t.sha256, t.byte_size,
+SELECT t.z, t.x, t.y, t.sha256, t.md5, t.byte_size,
        test_helpers.http_get(format('%s/tap-build-s3/rbuild-s3/builds/v1/tiles/%s/%s/%s.png', :'bucket_url', t.z, t.x, t.y)) AS built,
        test_helpers.http_get(format('%s/tap-build-s3/rbuild-s3/tiles/v1/%s/%s/%s.png', :'bucket_url', t.z, t.x, t.y)) AS published
   FROM publish.tiles t JOIN publish.tilesets s ON s.id = t.tileset_id
@@ -92,6 +92,8 @@ SELECT t.z, t.x, t.y, t.sha256, t.byte_size,
 SELECT is((SELECT count(*) FROM s3_tiles
             WHERE encode(sha256(built), 'hex') = sha256 AND octet_length(built) = byte_size),
           :'n_tiles'::bigint, 'S3: the build location in the bucket matches the manifest');
+SELECT is((SELECT count(*) FROM s3_tiles WHERE md5 = md5(built)), :'n_tiles'::bigint,
+          'S3: the manifest has the MD5 of each built tile (its copy is verified by the ETag)');
 SELECT is((SELECT count(*) FROM s3_tiles WHERE published = built),
           :'n_tiles'::bigint, 'S3: every published tile is in the bucket, byte-identical');
 SELECT test_helpers.write_file(:'src_root' || '/check/2-2-1.png', published)

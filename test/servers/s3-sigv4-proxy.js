@@ -2,7 +2,11 @@
 // AWS does, with an independent signer (the npm package aws4), and passes
 // good ones on to s3rver (which itself accepts anything).
 //
-//   node s3-sigv4-proxy.js PORT UPSTREAM_PORT ACCESS_KEY_ID SECRET_ACCESS_KEY
+//   node s3-sigv4-proxy.js PORT UPSTREAM_PORT ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCESS_LOG]
+//
+// With ACCESS_LOG, each request it passes on is a line there:
+// "METHOD PATH" and, for a CopyObject, " copy-from SOURCE" (the tests count
+// the requests of a publish with it).
 //
 // Refuses, with S3's XML error body:
 //   403 AccessDenied           no Authorization header (anonymous)
@@ -16,7 +20,10 @@ const http = require('http');
 const crypto = require('crypto');
 const aws4 = require('aws4');
 
-const [port, upstreamPort, keyId, secret] = process.argv.slice(2);
+const fs = require('fs');
+
+const [port, upstreamPort, keyId, secret, accessLog] = process.argv.slice(2);
+const log = accessLog ? fs.createWriteStream(accessLog, { flags: 'a' }) : null;
 
 function s3Error(res, status, code, message) {
   const body = '<?xml version="1.0" encoding="UTF-8"?>\n' +
@@ -62,6 +69,10 @@ http.createServer((req, res) => {
     const body = Buffer.concat(chunks);
     const bad = check(req, body);
     if (bad) return s3Error(res, ...bad);
+    if (log) {
+      const src = req.headers['x-amz-copy-source'];
+      log.write(`${req.method} ${req.url}${src ? ' copy-from ' + src : ''}\n`);
+    }
     const headers = Object.assign({}, req.headers);
     delete headers.authorization;     // s3rver gets an anonymous request
     delete headers['x-amz-content-sha256'];
