@@ -103,7 +103,7 @@ typedef struct TileRun
 /*
  * See tile_publish.h.  The manifest is counted, then read through a cursor
  * MANIFEST_BATCH rows at a time as binary values, so that besides the
- * array (about 90 bytes a tile) only one batch is in memory: reading it
+ * array (128 bytes a tile) only one batch is in memory: reading it
  * whole would hold every row, and its text, until the transaction ends.
  */
 TileEntry *

@@ -13,7 +13,7 @@
 #include "job.h"
 #include "storage.h"
 
-/* One tile of the manifest: about 120 bytes, the only per-tile memory kept. */
+/* One tile of the manifest: 128 bytes, the only per-tile memory kept. */
 typedef struct TileEntry
 {
 	int			z;
