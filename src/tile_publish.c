@@ -192,15 +192,22 @@ tile_keys(TileRun *run, int64 i, char **src, char **dst)
 /*
  * Does info show the tile's content: the manifest's size and sha256, or,
  * when info has no sha256, the manifest's MD5 as the server computed it?
+ * An MD5 of the server's that differs from the manifest's says no even
+ * when a stored x-amz-meta-sha256 agrees: that is only a claim, kept
+ * through changes of the bytes that the ETag follows.
  */
 static bool
 tile_matches(TileEntry *t, StorageObjectInfo *info)
 {
+	bool		md5_known = t->md5[0] != '\0' && info->md5[0] != '\0';
+
 	if (!info->exists || info->size != t->byte_size)
+		return false;
+	if (md5_known && strcmp(info->md5, t->md5) != 0)
 		return false;
 	if (info->sha256[0] != '\0')
 		return strcmp(info->sha256, t->sha256) == 0;
-	return t->md5[0] != '\0' && strcmp(info->md5, t->md5) == 0;
+	return md5_known;
 }
 
 /*

@@ -4,14 +4,15 @@
 -- The requests are counted in the access log of the SigV4 proxy in front
 -- of s3rver (:s3_log).  A corrupt or missing build tile still fails the job
 -- naming it, a corrupt copy is not taken for a good one by the next
--- publish, and an ETag that is not the manifest's MD5 (a server whose ETags
--- are no MD5) falls back to hashing the copy.
+-- publish, a copy changed behind publish's back is noticed by its ETag even
+-- with its sha256 metadata kept, and an ETag that is not the manifest's MD5
+-- (a server whose ETags are no MD5) falls back to hashing the copy.
 --
 -- Environment tap-etag (bucket prefix etag).  Projects etag-*.
 
 DELETE FROM publish.projects WHERE slug LIKE 'etag-%';
 
-SELECT plan(20);
+SELECT plan(22);
 
 SELECT 21 AS ntiles \gset
 SELECT :'s3rver_url' || '/' || :'s3_bucket' || '/etag' AS bucket_url,
@@ -90,6 +91,24 @@ SELECT is(ARRAY[(result->>'tiles_copied')::int, (result->>'tiles_skipped')::int,
           ARRAY[0, :ntiles, :ntiles], 'a re-publish copies none, skips all 21, verifies all 21') FROM ok2;
 SELECT is(pg_temp.requests('^HEAD ' || :'bucket_path' || '/tap-etag/etag-ok/tiles/v1/'), :ntiles::bigint,
           '... by one HEAD of each copy (its ETag is the manifest''s MD5)');
+
+-- A published tile changed behind publish's back, its x-amz-meta-sha256
+-- claiming the manifest's sha256: the ETag tells, the tile is copied again.
+SELECT :'storage' || '/etag-tampered.png' AS tampered_file \gset
+SELECT test_helpers.write_file(:'tampered_file', test_helpers.tile_bytes('etag-ok', 9, 2, 1, 3)) \g /dev/null
+SELECT test_helpers.run(format(
+         'curl -sSf -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 --user %s -T %s -H %s -H %s -H %s %s && echo ok',
+         test_helpers.sh_quote(:'s3_key_id' || ':' || :'s3_secret'), test_helpers.sh_quote(:'tampered_file'),
+         test_helpers.sh_quote('Content-Type: image/png'),
+         test_helpers.sh_quote('x-amz-content-sha256: ' || encode(sha256(test_helpers.tile_bytes('etag-ok', 9, 2, 1, 3)), 'hex')),
+         test_helpers.sh_quote('x-amz-meta-sha256: ' || encode(sha256(test_helpers.tile_bytes('etag-ok', 1, 2, 1, 3)), 'hex')),
+         test_helpers.sh_quote(:'s3_endpoint' || '/' || :'s3_bucket' || '/etag/tap-etag/etag-ok/tiles/v1/2/1/3.png'))) \g /dev/null
+SELECT id AS job_ok3 FROM publish.publish_version('etag-ok', 1, 'tap-etag') \gset
+CREATE TEMP TABLE ok3 AS SELECT * FROM test_helpers.wait_job(:'job_ok3', '60 s');
+SELECT is(ARRAY[(result->>'tiles_copied')::int, (result->>'tiles_skipped')::int],
+          ARRAY[1, :ntiles - 1], 'a tile changed in place with its sha256 metadata kept is not skipped: its ETag differs') FROM ok3;
+SELECT is(test_helpers.http_get(:'bucket_url' || '/tap-etag/etag-ok/tiles/v1/2/1/3.png'),
+          test_helpers.tile_bytes('etag-ok', 1, 2, 1, 3), '... and has its right bytes again');
 
 -- ---------------------------------------------------------------------------
 -- A corrupt build tile: the copy's ETag is not the MD5, the copy is hashed,
