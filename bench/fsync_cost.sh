@@ -46,7 +46,9 @@ row() {
 	row file
 	row dir
 	row old
+	row batched
 	row new
 	row old repeat
+	row batched repeat
 	row new repeat
 } | tee "$OUT/fsync_cost.md"
