@@ -247,6 +247,8 @@ local_link(StorageTarget *target, const char *src_key, const char *dst_key)
 		return false;
 	if (rename(tmp, dst) != 0)
 		fail_write(-1, tmp, dst);
+	/* when dst already was this file, rename succeeds and leaves tmp */
+	(void) unlink(tmp);
 	defer_dir_sync(target, parent_dir(dst));
 	return true;
 }
