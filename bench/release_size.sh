@@ -14,7 +14,8 @@
 #            - build: job_queue.started_at -> the "Validated" log line (the
 #              one pass that reads, checks and writes the document);
 #            - job: started_at -> completed_at (also the upload of the two
-#              copies, fsync'd, and the final commit);
+#              copies (file://: the versioned copy written and fsync'd, release.json
+#              a hard link to it) and the final commit);
 #            - CPU: the worker's utime + stime over the job (/proc/PID/stat),
 #              which the other processes of a busy machine do not inflate;
 #            - peak memory: before each job the worker's high-water mark is

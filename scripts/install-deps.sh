@@ -18,6 +18,7 @@ PKGS=(
 	nginx                           # tests: WebDAV server (its dav module is built in)
 	nodejs                          # tests: s3rver, the SigV4 check, the fault server
 	curl openssl                    # tests: fetching objects back; the htpasswd line
+	strace                          # tests: the order of the file:// target's syncs (t/009)
 )
 
 missing=()

@@ -247,13 +247,20 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	MemoryContextSwitchTo(mcxt);
 
 	/*
-	 * Step 5: go live, then record it durably (100%).  That was the last
-	 * checkpoint: from here a cancel would leave release.json switched but
-	 * not recorded, so cancels wait (an error still ends the job).
+	 * Step 5: go live, then record it durably (100%).  release.json is the
+	 * versioned copy again (file://: a hard link to it, no second write);
+	 * storage_sync then makes both names durable (file://: the fsyncs of
+	 * their directories, left until now so that each is synced once).
+	 * That was the last checkpoint: from here a cancel would leave
+	 * release.json switched but not recorded, so cancels wait (an error
+	 * still ends the job).
 	 */
 	HOLD_CANCEL_INTERRUPTS();
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
-	storage_put(target, live_key, doc->data, doc->len, "application/json", STORAGE_CACHE_LIVE);
+	storage_put_same(target, live_key, versioned_key, doc->data, doc->len,
+					 "application/json", STORAGE_CACHE_LIVE);
+	/* every file of the release, and its name, durable before the commit */
+	storage_sync(target);
 
 	job_txn_begin("publish: marking published");
 	{

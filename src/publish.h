@@ -203,12 +203,13 @@ extern bool release_problems_found(ReleaseProblems *problems);
 extern List *release_problems_end(ReleaseProblems *problems, ReleaseInput *input);
 extern void release_report_problems(ReleaseInput *input, List *problems);
 
-/* release_doc.c: the document's bytes, in one growing mapping */
+/* release_doc.c: the document's bytes, small in palloc'd memory, big in one growing mapping */
 typedef struct ReleaseDoc
 {
 	char	   *data;
 	size_t		len;
-	size_t		cap;			/* bytes mapped */
+	size_t		cap;			/* bytes allocated or mapped */
+	bool		mapped;			/* data is the mapping (else palloc'd) */
 	size_t		max_len;		/* publish.max_release_size in bytes; 0: none */
 	void	   *sha256_ctx;		/* while it is written */
 	char		sha256[65];		/* hex, once finished */

@@ -3,11 +3,15 @@
  * release_doc.c
  *	  The bytes of release.json while it is written, and their SHA-256.
  *
- * The document lives in one anonymous memory mapping that grows by
+ * A document starts in a palloc'd buffer of RELEASE_DOC_SMALL bytes (most
+ * releases fit: 20 overlays make 6 kB), which costs no system call.  Past
+ * that it moves, once, into an anonymous memory mapping that grows by
  * doubling with mremap: the kernel moves page tables, not bytes, so growing
  * never copies the document nor holds two copies of it, and only the pages
  * written are resident (peak memory: the document itself, rounded up to a
- * page).  The SHA-256 is computed as the bytes are appended (callers append
+ * page, plus the small buffer).  A mapping per document cost a small
+ * publish its mmap, page faults, munmap and TLB flush: about 3% of the
+ * worker's CPU in bench/throughput.sh.  The SHA-256 is computed as the bytes are appended (callers append
  * in pieces of tens of kilobytes); it must be finished in the transaction
  * (or outside any) that began it, whose resource owner holds it.  The mapping
  * is returned to the system (munmap) when the memory context the document
@@ -27,7 +31,8 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#define RELEASE_DOC_INITIAL	(1024 * 1024)
+#define RELEASE_DOC_SMALL	(64 * 1024)
+#define RELEASE_DOC_INITIAL	(1024 * 1024)	/* the mapping's first size */
 
 static void
 out_of_memory(size_t want)
@@ -38,13 +43,16 @@ out_of_memory(size_t want)
 			 errdetail("Failed to map %zu bytes.", want)));
 }
 
-/* Frees the mapping; a memory context reset callback. */
+/*
+ * Frees the mapping; a memory context reset callback (a palloc'd buffer
+ * goes with the context).
+ */
 static void
 release_doc_free(void *arg)
 {
 	ReleaseDoc *doc = arg;
 
-	if (doc->data != NULL)
+	if (doc->data != NULL && doc->mapped)
 	{
 #ifdef __linux__
 		(void) munmap(doc->data, doc->cap);
@@ -61,20 +69,39 @@ release_doc_free(void *arg)
 static void
 grow(ReleaseDoc *doc, size_t need)
 {
-	size_t		cap = doc->cap;
+	size_t		cap = doc->mapped ? doc->cap : RELEASE_DOC_INITIAL;
 	void	   *data;
 
 	while (cap < need)
 		cap *= 2;
+	if (!doc->mapped)
+	{
+		/* out of the small buffer: into a mapping, the one copy */
 #ifdef __linux__
-	data = mremap(doc->data, doc->cap, cap, MREMAP_MAYMOVE);
-	if (data == MAP_FAILED)
-		out_of_memory(cap);
+		data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (data == MAP_FAILED)
+			out_of_memory(cap);
 #else
-	data = realloc(doc->data, cap);
-	if (data == NULL)
-		out_of_memory(cap);
+		data = malloc(cap);
+		if (data == NULL)
+			out_of_memory(cap);
 #endif
+		memcpy(data, doc->data, doc->len);
+		pfree(doc->data);
+		doc->mapped = true;
+	}
+	else
+	{
+#ifdef __linux__
+		data = mremap(doc->data, doc->cap, cap, MREMAP_MAYMOVE);
+		if (data == MAP_FAILED)
+			out_of_memory(cap);
+#else
+		data = realloc(doc->data, cap);
+		if (data == NULL)
+			out_of_memory(cap);
+#endif
+	}
 	doc->data = data;
 	doc->cap = cap;
 }
@@ -89,20 +116,9 @@ release_doc_create(MemoryContext mcxt)
 	ReleaseDoc *doc = MemoryContextAllocZero(mcxt, sizeof(ReleaseDoc));
 	MemoryContextCallback *cb = MemoryContextAllocZero(mcxt, sizeof(MemoryContextCallback));
 
-#ifdef __linux__
-	doc->data = mmap(NULL, RELEASE_DOC_INITIAL, PROT_READ | PROT_WRITE,
-					 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (doc->data == MAP_FAILED)
-	{
-		doc->data = NULL;
-		out_of_memory(RELEASE_DOC_INITIAL);
-	}
-#else
-	doc->data = malloc(RELEASE_DOC_INITIAL);
-	if (doc->data == NULL)
-		out_of_memory(RELEASE_DOC_INITIAL);
-#endif
-	doc->cap = RELEASE_DOC_INITIAL;
+	doc->data = MemoryContextAlloc(mcxt, RELEASE_DOC_SMALL);
+	doc->cap = RELEASE_DOC_SMALL;
+	doc->mapped = false;
 	doc->max_len = (size_t) publish_max_release_size * 1024;
 	cb->func = release_doc_free;
 	cb->arg = doc;

@@ -147,6 +147,27 @@ storage_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bo
 	op_end(caller);
 }
 
+/*
+ * Writes data at key, where the caller has just put the same data at
+ * same_as_key and will not change it: a backend that can (file://) makes
+ * key the same object instead of writing it again.  Used for release.json,
+ * the same document as its versioned copy.
+ */
+void
+storage_put_same(StorageTarget *target, const char *key, const char *same_as_key,
+				 const char *data, size_t len, const char *content_type,
+				 const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+	bool		linked = false;
+
+	if (target->backend->link)
+		linked = target->backend->link(target, same_as_key, key);
+	if (!linked)
+		target->backend->put(target, key, data, len, content_type, cache_control);
+	op_end(caller);
+}
+
 /* Uploads the file at path (on the database server) as key. */
 void
 storage_put_file(StorageTarget *target, const char *key, const char *path,

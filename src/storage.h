@@ -4,7 +4,10 @@
  *	  The storage interface: a target (one per environment) and the backend
  *	  that writes to it.
  *
- * The publish steps call only storage_put, storage_stat and storage_copy;
+ * The publish steps call storage_put, storage_put_same, storage_stat,
+ * storage_copy and storage_sync (whose return makes every earlier put and
+ * copy durable, names included: the publish job calls it before its final
+ * commit);
  * the tile builder also storage_get_file (a source image to a local file);
  * step 4 (tile_publish.c) also runs a remote backend's stat and copy
  * requests in parallel, built by its stat_request and copy_request.
@@ -21,6 +24,8 @@
 #define PUBLISH_STORAGE_H
 
 #include "postgres.h"
+
+#include "nodes/pg_list.h"
 
 typedef struct StorageBackend StorageBackend;
 
@@ -43,6 +48,8 @@ typedef struct StorageTarget
 	const StorageBackend *backend;
 	void	   *backend_state;	/* what the backend's open made of url and options */
 	bool		unsynced;		/* copies made since the last storage_sync */
+	List	   *unsynced_dirs;	/* file://: directories whose new entries wait
+								 * for storage_sync (in the target's context) */
 	/* retry notices (called between attempts, outside libcurl), or NULL */
 	void		(*warn) (void *arg, const char *message);
 	void	   *warn_arg;
@@ -61,10 +68,23 @@ struct StorageBackend
 	const char *scheme;
 	/* Checks url and options and prepares backend_state; may be NULL. */
 	void		(*open) (StorageTarget *target);
-	/* Writes data at key, atomically: readers see the old or the new object. */
+	/*
+	 * Writes data at key, atomically: readers see the old or the new object,
+	 * never a part of it, even after a crash of the machine.  The new
+	 * object's name may be durable only after the next sync (file://
+	 * defers its directory fsyncs to it).
+	 */
 	void		(*put) (StorageTarget *target, const char *key,
 						const char *data, size_t len,
 						const char *content_type, const char *cache_control);
+	/*
+	 * Makes dst_key the same object as src_key, which the caller has just
+	 * put and will not change, without writing it again (file://: a hard
+	 * link, renamed over dst_key); false when it cannot (then the caller
+	 * puts the data).  Same atomicity as put.  NULL where the protocol has
+	 * no such thing.
+	 */
+	bool		(*link) (StorageTarget *target, const char *src_key, const char *dst_key);
 	/* Fills info about the object at key; with want_sha256, its checksum. */
 	void		(*stat) (StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
@@ -76,7 +96,10 @@ struct StorageBackend
 	void		(*copy) (StorageTarget *target, const char *src_key,
 						 const char *dst_key, const char *content_type,
 						 const char *cache_control);
-	/* Makes what was written so far durable (a no-op where puts already are). */
+	/*
+	 * Makes what was written so far durable, names included (a no-op where
+	 * puts and copies already are).
+	 */
 	void		(*sync) (StorageTarget *target);
 	/*
 	 * Downloads the object at key into the open file f (emptied first);
@@ -132,6 +155,9 @@ extern void storage_put(StorageTarget *target, const char *key, const char *data
 						size_t len, const char *content_type, const char *cache_control);
 extern void storage_stat(StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
+extern void storage_put_same(StorageTarget *target, const char *key, const char *same_as_key,
+							 const char *data, size_t len, const char *content_type,
+							 const char *cache_control);
 extern void storage_put_file(StorageTarget *target, const char *key, const char *path,
 							 const char *content_type, const char *cache_control);
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,

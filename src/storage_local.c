@@ -5,13 +5,23 @@
  *
  * Objects are files under the target's root directory; keys are relative
  * paths.  Writes are atomic: a temporary file beside the destination is
- * written, fsync'd and renamed over it, then the directory is fsync'd, so a
- * reader sees the old file or the new one, never a part.  Copies are real
- * copies, never hard links (a published tile must not change when its build
- * file is rewritten, and must get the published mode): copy_file_range lets
- * the kernel do the work (a reflink on file systems that have them).  They
- * are made durable together by storage_sync, one syncfs of the target's file
- * system, instead of an fsync per tile.
+ * written, fsync'd and renamed over it, so a reader sees the old file or
+ * the new one, never a part, even after a crash of the machine.  The fsyncs
+ * of the directories whose entries changed (the renamed file's, and the
+ * parents of directories made for it) wait for storage_sync, which the
+ * publish job calls once before its final commit: each directory is synced
+ * once per job, not once per file or directory made in it (and on a
+ * journalling file system the first fsync commits the others' changes
+ * too).  release.json is a hard link to the versioned copy just written
+ * (local_link): the same inode, its data already durable, so switching it
+ * costs no write and no data fsync; nothing writes either file in place,
+ * so they cannot drift apart.
+ *
+ * Copies are real copies, never hard links (a published tile must not
+ * change when its build file is rewritten, and must get the published
+ * mode): copy_file_range lets the kernel do the work (a reflink on file
+ * systems that have them).  They are made durable together by storage_sync,
+ * one syncfs of the target's file system, instead of an fsync per tile.
  *
  * The server runs with umask 077; published files are for other readers (a
  * web server, a CDN origin), so files get mode 0644 and directories 0755.
@@ -33,6 +43,8 @@
 #define LOCAL_FILE_MODE		0644
 #define LOCAL_DIR_MODE		0755
 #define LOCAL_IO_CHUNK		65536
+/* beyond this many directories to fsync, storage_sync makes one syncfs */
+#define LOCAL_MAX_UNSYNCED_DIRS	32
 
 /* Does path have ".." as one of its /-separated segments? */
 static bool
@@ -100,15 +112,45 @@ fsync_dir(const char *dir)
 }
 
 /*
- * mkdir -p for the directory that will hold path.  With durable, each
- * directory it creates is fsync'd into its parent, so that after a crash
- * of the machine a file put under a new directory (a project's first
- * release.json) is not lost with the directory's entry; only directories
- * that did not exist cost an fsync.  Copies (tiles) skip that: storage_sync
- * makes them, and their directories, durable at once.
+ * Leaves the fsync of dir, whose entries changed, to storage_sync (the
+ * list lives in the target's context).  Past LOCAL_MAX_UNSYNCED_DIRS (a
+ * tile build puts many files) storage_sync makes one syncfs instead.
  */
 static void
-make_parent_dirs(const char *path, bool durable)
+defer_dir_sync(StorageTarget *target, const char *dir)
+{
+	MemoryContext old;
+	ListCell   *lc;
+
+	if (target->unsynced)
+		return;					/* the syncfs will cover it */
+	foreach(lc, target->unsynced_dirs)
+	{
+		if (strcmp((char *) lfirst(lc), dir) == 0)
+			return;
+	}
+	if (list_length(target->unsynced_dirs) >= LOCAL_MAX_UNSYNCED_DIRS)
+	{
+		list_free_deep(target->unsynced_dirs);
+		target->unsynced_dirs = NIL;
+		target->unsynced = true;
+		return;
+	}
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(target));
+	target->unsynced_dirs = lappend(target->unsynced_dirs, pstrdup(dir));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * mkdir -p for the directory that will hold path.  With durable, each
+ * directory it creates is to be fsync'd into its parent by storage_sync,
+ * so that after a crash of the machine a file put under a new directory (a
+ * project's first release.json) is not lost with the directory's entry;
+ * only directories that did not exist add one.  Copies (tiles) skip that:
+ * their syncfs makes them, and their directories, durable at once.
+ */
+static void
+make_parent_dirs(StorageTarget *target, const char *path, bool durable)
 {
 	char	   *dir = parent_dir(path);
 	struct stat st;
@@ -117,12 +159,12 @@ make_parent_dirs(const char *path, bool durable)
 		return;
 	if (strcmp(dir, "/") == 0 || strchr(dir, '/') == NULL)
 		return;
-	make_parent_dirs(dir, durable);
+	make_parent_dirs(target, dir, durable);
 	if (mkdir(dir, LOCAL_DIR_MODE) == 0)
 	{
 		(void) chmod(dir, LOCAL_DIR_MODE);
 		if (durable)
-			fsync_dir(parent_dir(dir));
+			defer_dir_sync(target, parent_dir(dir));
 	}
 	else if (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 	{
@@ -158,7 +200,7 @@ local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	size_t		done = 0;
 	int			fd;
 
-	make_parent_dirs(path, true);
+	make_parent_dirs(target, path, true);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
 	if (fd < 0)
 		fail_write(fd, tmp, path);
@@ -182,7 +224,33 @@ local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 		fail_write(-1, tmp, path);
 	if (rename(tmp, path) != 0)
 		fail_write(-1, tmp, path);
-	fsync_dir(parent_dir(path));
+	defer_dir_sync(target, parent_dir(path));
+}
+
+/*
+ * Makes dst_key a hard link to src_key's file, which local_put wrote (its
+ * data fsync'd) and nothing changes in place: linked to a temporary name,
+ * renamed over dst_key (atomic, like a put), its directory left to
+ * storage_sync.  false when the file system cannot link (then the caller
+ * puts the data), or src_key is gone.
+ */
+static bool
+local_link(StorageTarget *target, const char *src_key, const char *dst_key)
+{
+	char	   *src = key_path(target, src_key);
+	char	   *dst = key_path(target, dst_key);
+	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
+
+	make_parent_dirs(target, dst, true);
+	(void) unlink(tmp);			/* left by a worker of the same pid that died */
+	if (link(src, tmp) != 0)
+		return false;
+	if (rename(tmp, dst) != 0)
+		fail_write(-1, tmp, dst);
+	/* when dst already was this file, rename succeeds and leaves tmp */
+	(void) unlink(tmp);
+	defer_dir_sync(target, parent_dir(dst));
+	return true;
 }
 
 static void
@@ -298,21 +366,35 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	char	   *dst = key_path(target, dst_key);
 	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
 
-	make_parent_dirs(dst, false);
+	make_parent_dirs(target, dst, false);
 	copy_file(src, tmp, dst);
 	if (rename(tmp, dst) != 0)
 		fail_write(-1, tmp, dst);
 	target->unsynced = true;
 }
 
-/* Makes every copy so far durable: one syncfs of the target's file system. */
+/*
+ * Makes every put and copy so far durable, names included: one syncfs of
+ * the target's file system after copies (or many puts), otherwise an fsync
+ * of each directory whose entries changed.
+ */
 static void
 local_sync(StorageTarget *target)
 {
 	int			fd;
 
 	if (!target->unsynced)
+	{
+		while (target->unsynced_dirs != NIL)
+		{
+			char	   *dir = linitial(target->unsynced_dirs);
+
+			fsync_dir(dir);
+			target->unsynced_dirs = list_delete_first(target->unsynced_dirs);
+			pfree(dir);
+		}
 		return;
+	}
 	fd = open(target->root, O_RDONLY | PG_BINARY);
 	if (fd < 0 || (enableFsync && syncfs(fd) != 0))
 	{
@@ -327,6 +409,8 @@ local_sync(StorageTarget *target)
 	}
 	close(fd);
 	target->unsynced = false;
+	list_free_deep(target->unsynced_dirs);
+	target->unsynced_dirs = NIL;
 }
 
 /* Copies the file at key into f. */
@@ -376,6 +460,7 @@ const StorageBackend storage_local_backend = {
 	.scheme = "file",
 	.put = local_put,
 	.stat = local_stat,
+	.link = local_link,
 	.copy = local_copy,
 	.sync = local_sync,
 	.get = local_get,

@@ -62,5 +62,6 @@ publish_storage_put(PG_FUNCTION_ARGS)
 	storage_put(target, key, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
 				PG_ARGISNULL(3) ? "application/octet-stream" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
 				PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	storage_sync(target);		/* durable, name included, on return */
 	PG_RETURN_VOID();
 }

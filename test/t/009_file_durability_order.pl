@@ -1,0 +1,248 @@
+#!/usr/bin/perl
+#
+# 009_file_durability_order.pl: the file:// target's syncs come in an order
+# that survives a crash of the machine at any point.  A crash of the machine
+# cannot be made in a test, so the worker's file-system calls are traced
+# (strace) during real publishes and the order checked:
+#
+#  (a) a .json file is renamed into place (or linked) only after its data
+#      was fsync'd: a reader never sees a partial release.json
+#  (b) release.json is switched only after the tiles it points at were
+#      made durable (syncfs)
+#  (c) every directory whose entries changed (mkdir, rename, link) is
+#      fsync'd (or covered by a syncfs) before the final commit's WAL flush:
+#      once publish.releases says a release is live, its files are on disk
+#
+# Run for a project's first publish to a new environment (its directories
+# made), with tiles (the syncfs path) and without (the directory fsyncs), and
+# for a publish over an existing release.json.  Skipped where strace may
+# not attach to the worker (ptrace restricted by kernel.yama.ptrace_scope).
+#
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
+use Test::More;
+use IPC::Run;
+use File::Basename qw(dirname);
+
+my $demo = $ENV{PUBLISH_DEMO_DIR}
+  or plan skip_all => 'PUBLISH_DEMO_DIR is not set (run through scripts/test.sh)';
+plan skip_all => 'strace is not installed (scripts/install-deps.sh)'
+  unless system('strace -V >/dev/null 2>&1') == 0;
+
+my $storage = PostgreSQL::Test::Utils::tempdir();
+command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles written');
+
+# fsync on (PostgreSQL::Test::Cluster turns it off, and then publish makes
+# no sync calls either); the final commit's flush made by the worker itself,
+# not by the WAL writer
+my $node = publish_node('durability',
+	conf => "fsync = on\nwal_sync_method = fdatasync\nwal_writer_delay = 10s\n");
+my $db = 'durdb';
+$node->safe_psql('postgres', "CREATE DATABASE $db");
+$node->safe_psql($db, 'CREATE EXTENSION publish');
+$node->command_ok(
+	[
+		'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+		'-d', $node->connstr($db),
+		'-f', "$demo/sample_project.sql"
+	],
+	'sample project loaded');
+# a project without tiles: version 3's overlays, no tileset
+$node->safe_psql($db, q{
+	INSERT INTO publish.projects (slug, name) VALUES ('plain', 'Plain');
+	INSERT INTO publish.project_versions (project_id, version_number, status)
+	SELECT id, 1, 'ready' FROM publish.projects WHERE slug = 'plain';
+	INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
+	SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
+	       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4, 52.5)), '{}'
+	  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id,
+	       generate_series(1, 5) i
+	 WHERE p.slug = 'plain';
+});
+
+my $worker = $node->safe_psql($db,
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$db'");
+like($worker, qr/^\d+$/, 'the worker runs');
+
+my $traces = 0;
+
+# Publishes slug/version to env with the worker traced; returns the trace's lines.
+sub traced_publish
+{
+	my ($slug, $version, $env) = @_;
+	my $trace = "$storage/../strace-" . ++$traces . ".txt";
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			'strace', '-y', '-s', '4096', '-o', $trace, '-p', $worker,
+			'-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,mkdir,mkdirat'
+		],
+		'>', \$out, '2>', \$err);
+	# wait until strace is attached
+	my $deadline = time + 30;
+	while ($err !~ /attached/ && time < $deadline)
+	{
+		$h->pump_nb;
+		select(undef, undef, undef, 0.05);
+	}
+	my $id = $node->safe_psql($db,
+		"SELECT id FROM publish.publish_version('$slug', $version, '$env')");
+	$node->poll_query_until($db,
+		"SELECT status IN ('completed', 'failed') FROM publish.job_queue WHERE id = '$id'");
+	my $status = $node->safe_psql($db,
+		"SELECT status || coalesce(' ' || error, '') FROM publish.job_queue WHERE id = '$id'");
+	is($status, 'completed', "$slug v$version to $env: completed");
+	$h->signal('INT');
+	$h->finish;
+	open(my $fh, '<', $trace) or die "no trace: $!";
+	my @lines = <$fh>;
+	close($fh);
+	return @lines;
+}
+
+# Checks (a)-(c) on a trace of one publish under $root (the storage
+# directory, which holds the targets' roots).
+sub check_order
+{
+	my ($what, $root, @lines) = @_;
+	my %durable;		# path => its data is durable
+	my %changed;		# directory => entries changed since its last fsync
+	my $tiles_unsynced = 0;
+	my ($switched, $flushed, $stray) = (0, 0, 0);
+	my ($data_ok, $link_ok, $tiles_ok) = (1, 1, 1);
+	my $storage_syncs = 0;
+	my @bad;
+
+	for my $l (@lines)
+	{
+		next unless $l =~ /= 0$/;
+		my @paths = $l =~ /"([^"]*)"/g;
+		if ($l =~ /^fdatasync\(\d+<([^>]*)>/ && $1 =~ m{/pg_wal/})
+		{
+			# the final commit's flush, once release.json is switched
+			next unless $switched && !$flushed;
+			$flushed = 1;
+			push @bad, "not fsync'd before the final commit: " . join(', ', sort keys %changed)
+			  if %changed;
+			next;
+		}
+		if ($l =~ /^(?:fsync|syncfs)\(\d+<([^>]*)>/)
+		{
+			my $p = $1;
+			next unless index($p, $root) == 0;
+			$storage_syncs++;
+			$stray++ if $flushed;
+			if ($l =~ /^syncfs/)
+			{
+				%changed = ();
+				$tiles_unsynced = 0;
+				$durable{$_} = 1 for keys %durable;
+				next;
+			}
+			delete $changed{$p};
+			$durable{$p} = 1;
+			next;
+		}
+		next unless @paths && index($paths[0], $root) == 0;
+		$stray++ if $flushed;
+		if ($l =~ /^mkdir/)
+		{
+			$changed{ dirname($paths[0]) } = 1;
+		}
+		elsif ($l =~ /^rename/)
+		{
+			my ($from, $to) = @paths;
+			$changed{ dirname($to) } = 1;
+			if ($to =~ /\.json$/)
+			{
+				# a linked temporary name shares its source's durable data
+				unless ($durable{$from})
+				{
+					$data_ok = 0;
+					push @bad, "renamed before its data was fsync'd: $to";
+				}
+				$durable{$to} = 1;
+				delete $durable{$from};
+				if ($to =~ m{/release\.json$})
+				{
+					$switched = 1;
+					if ($tiles_unsynced)
+					{
+						$tiles_ok = 0;
+						push @bad, "release.json switched before the tiles were synced";
+					}
+				}
+			}
+			else
+			{
+				$tiles_unsynced = 1;
+			}
+		}
+		elsif ($l =~ /^link/)
+		{
+			my ($from, $to) = @paths;
+			$changed{ dirname($to) } = 1;
+			if ($durable{$from}) { $durable{$to} = 1; }
+			else
+			{
+				$link_ok = 0;
+				push @bad, "linked before its data was fsync'd: $from";
+			}
+		}
+	}
+	ok($switched, "$what: release.json was switched");
+	ok($data_ok && $link_ok, "$what: (a) json data fsync'd before each rename or link");
+	ok($tiles_ok, "$what: (b) tiles synced before release.json is switched");
+	ok($flushed, "$what: the worker flushed the final commit after the switch");
+	ok($flushed && !%changed && !grep(/not fsync'd/, @bad),
+		"$what: (c) every changed directory fsync'd before the final commit");
+	is($stray, 0, "$what: no storage call after the final commit's flush");
+	diag($_) for @bad;
+	note("$what: $storage_syncs fsync/syncfs calls on storage");
+	return;
+}
+
+# strace may attach to the worker (same user) unless ptrace is restricted
+# (kernel.yama.ptrace_scope >= 1 allows only descendants)
+my ($probe_out, $probe_err) = ('', '');
+my $probe = IPC::Run::start([ 'strace', '-e', 'trace=none', '-p', $worker ],
+	'>', \$probe_out, '2>', \$probe_err);
+my $probe_deadline = time + 10;
+while ($probe_err !~ /attached|not permitted|denied/i && $probe->pumpable && time < $probe_deadline)
+{
+	$probe->pump_nb;
+	select(undef, undef, undef, 0.05);
+}
+$probe->signal('INT') if $probe->pumpable;
+$probe->finish;
+my $can_trace = $probe_err =~ /attached/;
+
+SKIP:
+{
+	skip "strace cannot attach to the worker: $probe_err", 1 unless $can_trace;
+
+	$node->safe_psql($db, "SELECT publish.set_storage_target('fresh', 'file://$storage/fresh-root')");
+	$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
+
+	check_order('first publish, no tiles', $storage,
+		traced_publish('plain', 1, 'fresh'));
+	ok(-f "$storage/fresh-root/fresh/plain/release.json", 'release.json written');
+	check_order('publish over an existing release.json', $storage,
+		traced_publish('plain', 1, 'fresh'));
+	check_order('first publish to the environment, with tiles', "$storage",
+		traced_publish('campus', 3, 'production'));
+	is(slurp_file("$storage/production/campus/release.json"),
+		slurp_file("$storage/production/campus/releases/v3.json"),
+		'release.json is the versioned copy');
+	like(slurp_file("$storage/production/campus/release.json"), qr/"version"\s*:\s*3\b/,
+		'release.json describes version 3');
+}
+
+$node->stop;
+done_testing();
