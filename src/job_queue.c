@@ -217,29 +217,41 @@ job_recover_interrupted(void)
 }
 
 /*
- * What a sweep has to do, in one cheap query (index-only probes of the
- * queue's partial indexes): is any job queued or running (then recovery and
- * a claim are worth running), and is any finished job older than
- * publish.job_retention (then job_purge_expired is)?  An idle database's
- * sweep is this query and nothing else.
+ * What a sweep has to do, in one cheap query (index probes of the queue's
+ * partial indexes): is any job queued or running (then recovery and a claim
+ * are worth running), has this database prepared transactions (they may
+ * hold jobs that no wake-up will announce), and when does the oldest
+ * finished job pass publish.job_retention (at or after that time,
+ * job_purge_expired has work)?  An idle database's full sweep is this query
+ * and nothing else; the sweep gate (worker_sweep.c) keeps what it found.
  */
 void
-job_sweep_needed(bool *queue_busy, bool *purge_due)
+job_sweep_needed(SweepFindings *found)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(Max(publish_job_retention, 0))};
+	Oid			types[2] = {INT4OID, OIDOID};
+	Datum		values[2] = {Int32GetDatum(Max(publish_job_retention, 0)),
+	ObjectIdGetDatum(MyDatabaseId)};
+	HeapTuple	row;
+	TupleDesc	desc;
 	bool		isnull;
+	Datum		purge_at;
 
 	exec_sql(&plan, "SELECT EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'queued')"
 			 "    OR EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'running'),"
-			 "       EXISTS (SELECT 1 FROM publish.job_queue"
-			 "                WHERE status IN ('completed', 'failed', 'cancelled')"
-			 "                  AND completed_at < now() - make_interval(mins => $1))",
-			 1, types, values, SPI_OK_SELECT);
-	*queue_busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*purge_due = publish_job_retention > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			 "       EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xact() WHERE dbid = $2),"
+			 "       (SELECT min(completed_at) FROM publish.job_queue"
+			 "         WHERE status IN ('completed', 'failed', 'cancelled'))"
+			 "       + make_interval(mins => $1)",
+			 2, types, values, SPI_OK_SELECT);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	found->queue_busy = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+	found->prepared = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+	purge_at = SPI_getbinval(row, desc, 3, &isnull);
+	found->purge_at = (isnull || publish_job_retention <= 0) ? DT_NOEND : DatumGetTimestampTz(purge_at);
+	/* job_purge_expired deletes what ended before now() - retention */
+	found->purge_due = found->purge_at < GetCurrentTransactionStartTimestamp();
 }
 
 /*

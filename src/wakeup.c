@@ -9,8 +9,11 @@
  * XACT_EVENT_COMMIT, which runs after the commit is visible to other
  * backends, so the woken worker finds the job.  An abort (or PREPARE
  * TRANSACTION) forgets the note: nobody is woken for work that does not
- * exist yet.  A job committed with COMMIT PREPARED is picked up by the
- * worker's safety sweep (publish.sweep_interval).
+ * exist yet.  PREPARE moves the database's wake count without waking
+ * anyone, so that the worker's sweeps stay full while the transaction is
+ * prepared (worker_sweep.c); COMMIT PREPARED wakes the worker
+ * (utility_hook.c), and the safety sweep (publish.sweep_interval) is the
+ * net under both.
  *
  * A publish_version() inside a savepoint that is rolled back still wakes the
  * worker at commit; it finds nothing to do and sleeps again.
@@ -59,8 +62,12 @@ wake_xact_callback(XactEvent event, void *arg)
 					ConditionVariableBroadcast(cv);
 			}
 			break;
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* the job is invisible until COMMIT PREPARED: keep sweeps full */
+			if (wake_pending)
+				publish_shmem_note_work(MyDatabaseId);
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
 			wake_pending = false;
 			job_ended_pending = false;
 			cancel_pid = 0;

@@ -19,6 +19,10 @@
  *		finished jobs older than publish.job_retention, in small batches.
  *		Only worker 0 sweeps on a timer; the others sweep at start and are
  *		woken by commits, or by worker 0 when its sweep finds a job.
+ *	  - a timed sweep that can find nothing (the sweep gate, worker_sweep.c:
+ *		no wake-up since the last full sweep, which saw no job queued or
+ *		running, no prepared transaction, no purge due, and not the
+ *		backstop's turn) is skipped: no transaction, back to sleep.
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
@@ -187,7 +191,14 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 		found_extension = true;
 	}
 	if (sweep)
-		job_sweep_needed(&queue_busy, purge_due);
+	{
+		SweepFindings found;
+
+		job_sweep_needed(&found);
+		worker_sweep_record(&found);
+		queue_busy = found.queue_busy;
+		*purge_due = found.purge_due;
+	}
 	if (!queue_busy)
 	{
 		/* nothing queued or running: the sweep is done */
@@ -233,13 +244,45 @@ run:
 	return NEXT_JOB_RAN;
 }
 
+/*
+ * Runs the next job, or a sweep (sweep), then resets the job's memory;
+ * after a sweep that found finished jobs past publish.job_retention, worker
+ * 0 deletes them.  Exits when the extension is gone.
+ */
+static NextJob
+look_for_work(MemoryContext job_context, bool sweep)
+{
+	NextJob		next;
+	bool		purge_due = false;
+	bool		big_job;
+
+	next = run_next_job(job_context, sweep, &purge_due);
+	big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
+	MemoryContextReset(job_context);
+	checksum_release_resources();
+#ifdef __GLIBC__
+	/* give a big release's heap (json-c's too) back to the system */
+	if (big_job)
+		malloc_trim(0);
+#endif
+
+	if (next == NEXT_JOB_NO_EXTENSION)
+		proc_exit(0);
+	if (sweep && purge_due && worker_number == 0)
+	{
+		MemoryContextSwitchTo(job_context);
+		job_purge_expired();
+		MemoryContextReset(job_context);
+	}
+	return next;
+}
+
 void
 publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	bool		big_job;
-	bool		purge_due;
+	bool		timer_only = false;	/* woken by the sweep's timer, nothing else */
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
@@ -278,6 +321,7 @@ publish_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			worker_sweep_forget();	/* publish.job_retention may have changed */
 		}
 		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
 			proc_exit(0);
@@ -287,28 +331,18 @@ publish_worker_main(Datum main_arg)
 		{
 			sweep = sweep || sweep_due();
 			if (sweep)
+			{
 				last_sweep = GetCurrentTimestamp();
+				/* can it find anything?  (worker_sweep.c) */
+				sweep = worker_sweep_gate(worker_dboid);
+			}
 		}
-		purge_due = false;
-		next = run_next_job(job_context, sweep, &purge_due);
-		big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
-		MemoryContextReset(job_context);
-		checksum_release_resources();
-#ifdef __GLIBC__
-		/* give a big release's heap (json-c's too) back to the system */
-		if (big_job)
-			malloc_trim(0);
-#endif
-
-		if (next == NEXT_JOB_NO_EXTENSION)
-			proc_exit(0);
-		if (sweep && purge_due && worker_number == 0)
-		{
-			MemoryContextSwitchTo(job_context);
-			job_purge_expired();
-			MemoryContextReset(job_context);
-		}
+		if (timer_only && !sweep)
+			next = NEXT_JOB_NONE;	/* an idle sweep that can find nothing: no transaction */
+		else
+			next = look_for_work(job_context, sweep);
 		sweep = false;
+		timer_only = false;
 		if (next == NEXT_JOB_RAN)
 			continue;
 
@@ -322,6 +356,7 @@ publish_worker_main(Datum main_arg)
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
 					   publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		sweep = (rc & WL_TIMEOUT) != 0;
+		/* WaitLatch reports one event: the timer, or the latch (which wins) */
+		sweep = timer_only = (rc & WL_TIMEOUT) != 0;
 	}
 }
