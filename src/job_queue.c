@@ -38,12 +38,14 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #define JOB_LOCK_CLASS		1886741101
@@ -127,14 +129,24 @@ job_txn_commit(bool durable)
  * Asked before every claim, so it is answered from the system caches: the
  * queue table publish.job_queue is a member of the extension, created and
  * dropped with it (a scan of pg_extension cost a quarter of an idle
- * sweep).
+ * sweep).  The table is locked, as the queries that follow would lock it:
+ * DROP EXTENSION wakes the worker at commit (utility_hook.c), before it
+ * sends its cache invalidations and releases its lock, so the caches may
+ * still show the table; once the lock is ours they are current.
  */
 bool
 job_extension_present(void)
 {
 	Oid			nsp = get_namespace_oid(PUBLISH_SCHEMA_NAME, true);
+	Oid			rel;
 
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("job_queue", nsp));
+	if (!OidIsValid(nsp))
+		return false;
+	rel = get_relname_relid("job_queue", nsp);
+	if (!OidIsValid(rel))
+		return false;
+	LockRelationOid(rel, AccessShareLock);
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel));
 }
 
 /* Runs sql through the plan kept in *plan (spi_util.c); errors unless rc is expected. */

@@ -87,6 +87,7 @@ extern void publish_shmem_set_launcher(void);
 extern void publish_shmem_clear_launcher(void);
 extern void publish_shmem_wake_database(Oid dboid);
 extern void publish_shmem_note_work(Oid dboid);
+extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
 extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
@@ -103,6 +104,7 @@ extern ConditionVariable *publish_shmem_job_ended_cv(Oid dboid);
 extern void publish_wake_at_commit(void);
 extern void publish_job_ended_at_commit(void);
 extern void publish_cancel_worker_at_commit(int pid);
+extern void publish_wake_launcher_at_commit(void);
 
 /* utility_hook.c */
 extern void publish_install_utility_hook(void);

@@ -163,6 +163,24 @@ launcher_latch_locked(void)
 }
 
 /*
+ * Wakes the launcher: the list of databases may have changed (CREATE or
+ * ALTER DATABASE committed).  Called from a commit callback: must not throw.
+ */
+void
+publish_shmem_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	latch = launcher_latch_locked();
+	LWLockRelease(shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
  * Wakes the workers of a database (they race for the jobs with SKIP
  * LOCKED), or, when it has none, asks the launcher to start them.  Called
  * from a commit callback: must not throw.

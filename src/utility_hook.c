@@ -13,7 +13,9 @@
  * was running is queued again when the worker comes back.  When the command
  * ends, successfully or not, the launcher is told to look again.
  *
- * Two statements wake the database's worker at commit: COMMIT PREPARED (a
+ * CREATE DATABASE and ALTER DATABASE wake the launcher at commit (the
+ * databases it serves may have changed).  Two statements wake the
+ * database's worker at commit: COMMIT PREPARED (a
  * prepared transaction's jobs become visible, and PREPARE woke nobody) and
  * DROP EXTENSION publish (the worker notices and exits).  Both would
  * otherwise wait for a full safety sweep.
@@ -128,7 +130,17 @@ publish_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Oid			dboid = InvalidOid;
 
 	if (publish_shmem_ready())
+	{
 		dboid = database_needing_exclusive_use(pstmt->utilityStmt);
+
+		/*
+		 * The launcher scans pg_database when woken: a new database (maybe
+		 * copied from one with the extension), or one that now accepts
+		 * connections, is served at once, not at its backstop timer.
+		 */
+		if (IsA(pstmt->utilityStmt, CreatedbStmt) || IsA(pstmt->utilityStmt, AlterDatabaseStmt))
+			publish_wake_launcher_at_commit();
+	}
 
 	if (!OidIsValid(dboid))
 	{

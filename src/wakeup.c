@@ -18,9 +18,11 @@
  * A publish_version() inside a savepoint that is rolled back still wakes the
  * worker at commit; it finds nothing to do and sleeps again.
  *
- * The same callback wakes wait_job() sleepers when a transaction that ended
- * a job without a worker (cancel_job, a superseded request) commits, and
- * interrupts the worker running a job that cancel_job() cancelled.
+ * The same callback wakes the launcher when a transaction that created or
+ * altered a database commits (utility_hook.c), wakes wait_job() sleepers
+ * when a transaction that ended a job without a worker (cancel_job, a
+ * superseded request) commits, and interrupts the worker running a job
+ * that cancel_job() cancelled.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +37,7 @@
 static bool callback_registered = false;
 static bool wake_pending = false;
 static bool job_ended_pending = false;
+static bool launcher_pending = false;	/* the list of databases changed */
 static int	cancel_pid = 0;			/* a worker to interrupt at commit */
 
 static void
@@ -47,6 +50,11 @@ wake_xact_callback(XactEvent event, void *arg)
 			{
 				wake_pending = false;
 				publish_shmem_wake_database(MyDatabaseId);
+			}
+			if (launcher_pending)
+			{
+				launcher_pending = false;
+				publish_shmem_wake_launcher();
 			}
 			if (cancel_pid != 0)
 			{
@@ -70,6 +78,7 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 			wake_pending = false;
 			job_ended_pending = false;
+			launcher_pending = false;
 			cancel_pid = 0;
 			break;
 		default:
@@ -122,4 +131,17 @@ publish_cancel_worker_at_commit(int pid)
 {
 	register_callback();
 	cancel_pid = pid;
+}
+
+/*
+ * Arranges for the launcher to be woken when the current transaction
+ * commits: it created or altered a database, and the launcher may have
+ * workers to start (a database copied from one with the extension, one
+ * that now allows connections).
+ */
+void
+publish_wake_launcher_at_commit(void)
+{
+	register_callback();
+	launcher_pending = true;
 }
