@@ -62,10 +62,11 @@ extern void job_progress(PublishJob *job, int progress);
 extern bool job_deadline_passed(PublishJob *job);
 extern bool job_cancel_was_requested(PublishJob *job);
 
-/* worker_sweep.c: may a timed sweep be skipped? */
+/* worker_sweep.c: may a timed sweep be skipped, and how long to sleep */
 extern bool worker_sweep_gate(Oid dboid);
 extern void worker_sweep_record(const SweepFindings *found);
 extern void worker_sweep_forget(void);
+extern long worker_sweep_timeout(Oid dboid);
 
 /* job_publish.c */
 extern void publish_job_run(PublishJob *job, MemoryContext mcxt);

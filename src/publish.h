@@ -86,7 +86,6 @@ extern bool publish_shmem_ready(void);
 extern void publish_shmem_set_launcher(void);
 extern void publish_shmem_clear_launcher(void);
 extern void publish_shmem_wake_database(Oid dboid);
-extern void publish_shmem_note_work(Oid dboid);
 extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);

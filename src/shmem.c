@@ -45,8 +45,7 @@ typedef struct PublishDbSlot
 	bool		no_extension;	/* last worker found no extension here */
 	bool		has_extension;	/* a worker found the extension here */
 	int			paused;			/* >0: a utility command needs the database */
-	uint64		wake_count;		/* bumped by every wake-up request, and when
-								 * work may appear unannounced (a PREPARE) */
+	uint64		wake_count;		/* bumped by every wake-up request */
 	ConditionVariable job_ended;	/* broadcast when a job of this database ends */
 	PublishWorkerSlot workers[PUBLISH_MAX_WORKERS_PER_DATABASE];
 } PublishDbSlot;
@@ -209,27 +208,6 @@ publish_shmem_wake_database(Oid dboid)
 	LWLockRelease(shared->lock);
 	for (int i = 0; i < n; i++)
 		SetLatch(latches[i]);
-}
-
-/*
- * Notes that work may appear in a database without waking anyone: the wake
- * count moves, so its worker's next sweep is a full one (worker_sweep.c).
- * For PREPARE TRANSACTION of a transaction that queued a job, whose job
- * no worker can see yet.  Called from a transaction callback: must not
- * throw.
- */
-void
-publish_shmem_note_work(Oid dboid)
-{
-	PublishDbSlot *slot;
-
-	if (shared == NULL)
-		return;
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot = find_slot(dboid, false);
-	if (slot != NULL)
-		slot->wake_count++;
-	LWLockRelease(shared->lock);
 }
 
 /*

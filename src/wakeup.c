@@ -9,11 +9,11 @@
  * XACT_EVENT_COMMIT, which runs after the commit is visible to other
  * backends, so the woken worker finds the job.  An abort (or PREPARE
  * TRANSACTION) forgets the note: nobody is woken for work that does not
- * exist yet.  PREPARE moves the database's wake count without waking
- * anyone, so that the worker's sweeps stay full while the transaction is
- * prepared (worker_sweep.c); COMMIT PREPARED wakes the worker
- * (utility_hook.c), and the safety sweep (publish.sweep_interval) is the
- * net under both.
+ * exist yet, except that PREPARE of a transaction that queued a job wakes
+ * the worker too: it finds nothing yet, but its sweeps stay full while the
+ * transaction is prepared (worker_sweep.c).  COMMIT PREPARED wakes the
+ * worker (utility_hook.c), and the safety sweep (publish.sweep_interval) is
+ * the net under both.
  *
  * A publish_version() inside a savepoint that is rolled back still wakes the
  * worker at commit; it finds nothing to do and sleeps again.
@@ -71,9 +71,12 @@ wake_xact_callback(XactEvent event, void *arg)
 			}
 			break;
 		case XACT_EVENT_PREPARE:
-			/* the job is invisible until COMMIT PREPARED: keep sweeps full */
+			/*
+			 * The job is invisible until COMMIT PREPARED, but the worker's
+			 * next sweep must be full, and see the prepared transaction.
+			 */
 			if (wake_pending)
-				publish_shmem_note_work(MyDatabaseId);
+				publish_shmem_wake_database(MyDatabaseId);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 			wake_pending = false;

@@ -22,7 +22,9 @@
  *	  - a timed sweep that can find nothing (the sweep gate, worker_sweep.c:
  *		no wake-up since the last full sweep, which saw no job queued or
  *		running, no prepared transaction, no purge due, and not the
- *		backstop's turn) is skipped: no transaction, back to sleep.
+ *		backstop's turn) is skipped: no transaction, back to sleep.  So is
+ *		a latch set with no wake-up counted since the worker last looked
+ *		(the server's cache catch-up signal wakes idle processes too).
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
@@ -282,7 +284,10 @@ publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	bool		timer_only = false;	/* woken by the sweep's timer, nothing else */
+	bool		woke = false;	/* back from WaitLatch */
+	bool		reloaded;
+	uint64		looked_wakes = 0;	/* wake count read before we last looked */
+	int			rc = 0;			/* what ended the last WaitLatch */
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
@@ -312,11 +317,11 @@ publish_worker_main(Datum main_arg)
 	for (;;)
 	{
 		NextJob		next;
-		int			rc;
 
 		/* a query cancel only means something while a job runs */
 		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
+		reloaded = ConfigReloadPending;
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -337,12 +342,31 @@ publish_worker_main(Datum main_arg)
 				sweep = worker_sweep_gate(worker_dboid);
 			}
 		}
-		if (timer_only && !sweep)
-			next = NEXT_JOB_NONE;	/* an idle sweep that can find nothing: no transaction */
+
+		/*
+		 * Woken, but no wake-up was counted since we last looked, and no
+		 * sweep is to be made: a timed sweep the gate skipped, or the latch
+		 * set by something other than work (a reload is looked at; the
+		 * server's cache catch-up signals are not).  Every wake-up for work
+		 * moves the count before it sets the latch, so nothing is missed:
+		 * back to sleep without a transaction.
+		 */
+		if (woke && !sweep && !reloaded && !job_has_claimed_next() &&
+			publish_shmem_wake_count(worker_dboid) == looked_wakes)
+		{
+			if (!(rc & WL_TIMEOUT))
+				ereport(DEBUG1,
+						(errmsg_internal("publish worker woken without a wake-up: not looking for work")));
+			next = NEXT_JOB_NONE;
+		}
 		else
+		{
+			/* read before the transaction's snapshot: a later wake-up is counted next time */
+			looked_wakes = publish_shmem_wake_count(worker_dboid);
 			next = look_for_work(job_context, sweep);
+		}
 		sweep = false;
-		timer_only = false;
+		woke = false;
 		if (next == NEXT_JOB_RAN)
 			continue;
 
@@ -350,13 +374,16 @@ publish_worker_main(Datum main_arg)
 		 * Only worker 0 keeps the sweep's timer: one worker per database is
 		 * enough to find what no wake-up announced (its siblings are woken
 		 * when its sweep finds work), and the others cost nothing while
-		 * idle.
+		 * idle.  When its last full sweep left nothing to watch, it sleeps
+		 * until the purge or the backstop is due (worker_sweep_timeout).
 		 */
 		rc = WaitLatch(MyLatch,
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
-					   publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
+					   worker_number == 0 ? worker_sweep_timeout(worker_dboid) : -1L,
+					   PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		/* WaitLatch reports one event: the timer, or the latch (which wins) */
-		sweep = timer_only = (rc & WL_TIMEOUT) != 0;
+		sweep = (rc & WL_TIMEOUT) != 0;
+		woke = true;
 	}
 }

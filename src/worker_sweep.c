@@ -28,8 +28,8 @@
  *		computes the next time);
  *	  - anything else (a superuser's INSERT or UPDATE of publish.job_queue,
  *		a restore of the table's data, a job queued in a prepared transaction
- *		by hand): the backstop, one full sweep in every SWEEP_BACKSTOP timed
- *		sweeps (5 minutes at the default 30 s interval).
+ *		by hand): the backstop, a full sweep at least every SWEEP_BACKSTOP
+ *		sweep intervals (5 minutes at the default 30 s interval).
  *
  * So a sweep is full when: no full sweep has run in this process yet (start,
  * restart after a crash, promotion: recovery of jobs left running needs it,
@@ -38,6 +38,16 @@
  * the last full sweep saw queued or running jobs or prepared transactions,
  * a purge is due, or the backstop says so.  Otherwise it is skipped: a read
  * of the wake count under the shared lock, and back to sleep.
+ *
+ * Better still, an idle worker does not wake for a sweep it would skip.
+ * Every bump of the wake count also sets the workers' latches, so between
+ * two full sweeps that saw nothing to watch only time can open the gate:
+ * the purge time or the backstop.  worker_sweep_timeout tells worker 0 to
+ * sleep until then; after a wake-up it sleeps one sweep interval again, and
+ * the sweep that follows is full.  An idle database's worker wakes once per
+ * backstop period, for one full sweep (each wake-up from a long sleep costs
+ * about as much CPU as a query, cold caches: skipping the sweep is not
+ * enough).
  *
  * The wake count is read before the full sweep's transaction takes its
  * snapshot, and a bump happens after the commit it announces is visible:
@@ -55,26 +65,34 @@
 
 #include "utils/timestamp.h"
 
-/* one timed sweep in this many is full even when nothing says it must be */
+/* a full sweep at least every this many sweep intervals, whatever happens */
 #define SWEEP_BACKSTOP	10
 
 static bool known = false;		/* a full sweep has run since start/reload */
-static uint64 counted_wakes;	/* wake count read before that sweep */
+static TimestampTz last_full;	/* when it ran */
+static uint64 counted_wakes;	/* wake count read before it */
 static uint64 pending_wakes;	/* read before the full sweep now running */
 static bool saw_work;			/* it saw jobs queued or running */
 static bool saw_prepared;		/* it saw prepared transactions here */
 static TimestampTz purge_at;	/* when the oldest finished job expires */
-static int	skipped;			/* sweeps skipped since it */
+
+static TimestampTz
+backstop_at(void)
+{
+	return TimestampTzPlusMilliseconds(last_full,
+									   (int64) SWEEP_BACKSTOP * publish_sweep_interval * 1000);
+}
 
 /*
  * Must the sweep now due be a full one?  Reads the database's wake count
- * (to be recorded by worker_sweep_record when the full sweep has run), and
- * counts a skipped sweep.  Says which at DEBUG1.
+ * (to be recorded by worker_sweep_record when the full sweep has run).
+ * Says which at DEBUG1.
  */
 bool
 worker_sweep_gate(Oid dboid)
 {
 	const char *why = NULL;
+	TimestampTz now = GetCurrentTimestamp();
 
 	pending_wakes = publish_shmem_wake_count(dboid);
 	if (!known)
@@ -85,14 +103,13 @@ worker_sweep_gate(Oid dboid)
 		why = "jobs were queued or running at the last full sweep";
 	else if (saw_prepared)
 		why = "prepared transactions at the last full sweep";
-	else if (GetCurrentTimestamp() >= purge_at)
+	else if (now >= purge_at)
 		why = "finished jobs are due for deletion (publish.job_retention)";
-	else if (skipped >= SWEEP_BACKSTOP - 1)
-		why = "backstop (one sweep in " CppAsString2(SWEEP_BACKSTOP) " is full)";
+	else if (now >= backstop_at())
+		why = "backstop (a full sweep at least every " CppAsString2(SWEEP_BACKSTOP) " sweep intervals)";
 
 	if (why == NULL)
 	{
-		skipped++;
 		ereport(DEBUG1,
 				(errmsg_internal("publish sweep skipped: nothing changed since the last full sweep")));
 		return false;
@@ -106,12 +123,12 @@ void
 worker_sweep_record(const SweepFindings *found)
 {
 	known = true;
+	last_full = GetCurrentTimestamp();
 	counted_wakes = pending_wakes;
 	saw_work = found->queue_busy;
 	saw_prepared = found->prepared;
 	/* a purge runs now: the next sweep computes the next expiry */
 	purge_at = found->purge_due ? 0 : found->purge_at;
-	skipped = 0;
 }
 
 /* The configuration was reloaded: the next sweep is full. */
@@ -119,4 +136,25 @@ void
 worker_sweep_forget(void)
 {
 	known = false;
+}
+
+/*
+ * How long worker 0 may sleep before its next timed sweep, in
+ * milliseconds.  publish.sweep_interval while the gate has something to
+ * watch (no full sweep yet, wake-ups since the last one, jobs queued or
+ * running, prepared transactions).  When it has nothing to watch, until the
+ * first time it opens by itself: the retention purge or the backstop.  In
+ * between, only a wake-up could open it, and every wake-up sets the latch.
+ */
+long
+worker_sweep_timeout(Oid dboid)
+{
+	long		interval = publish_sweep_interval * 1000L;
+	TimestampTz until;
+
+	if (!known || saw_work || saw_prepared ||
+		publish_shmem_wake_count(dboid) != counted_wakes)
+		return interval;
+	until = Min(purge_at, backstop_at());
+	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until), 10);
 }
