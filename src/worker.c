@@ -24,7 +24,8 @@
  *		running, no prepared transaction, no purge due, and not the
  *		backstop's turn) is skipped: no transaction, back to sleep.  So is
  *		a latch set with no wake-up counted since the worker last looked
- *		(the server's cache catch-up signal wakes idle processes too).
+ *		(the server's cache catch-up signal wakes idle processes too; it is
+ *		answered with an empty transaction, as an idle backend does).
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
@@ -54,6 +55,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -347,9 +349,9 @@ publish_worker_main(Datum main_arg)
 		 * Woken, but no wake-up was counted since we last looked, and no
 		 * sweep is to be made: a timed sweep the gate skipped, or the latch
 		 * set by something other than work (a reload is looked at; the
-		 * server's cache catch-up signals are not).  Every wake-up for work
-		 * moves the count before it sets the latch, so nothing is missed:
-		 * back to sleep without a transaction.
+		 * server's cache catch-up signal is answered, below).  Every
+		 * wake-up for work moves the count before it sets the latch, so
+		 * nothing is missed: back to sleep without looking for work.
 		 */
 		if (woke && !sweep && !reloaded && !job_has_claimed_next() &&
 			publish_shmem_wake_count(worker_dboid) == looked_wakes)
@@ -357,6 +359,15 @@ publish_worker_main(Datum main_arg)
 			if (!(rc & WL_TIMEOUT))
 				ereport(DEBUG1,
 						(errmsg_internal("publish worker woken without a wake-up: not looking for work")));
+			/*
+			 * PostgreSQL's cache catch-up signal: answered as an idle backend
+			 * answers it (an empty transaction reads the invalidations).  A
+			 * worker that ignored it fell behind while asleep, had its caches
+			 * reset, and paid for rebuilding them and re-planning at its next
+			 * sweep: half of an idle worker's CPU (docs/performance.md, Idle).
+			 */
+			if (catchupInterruptPending)
+				ProcessCatchupInterrupt();
 			next = NEXT_JOB_NONE;
 		}
 		else
