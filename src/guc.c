@@ -47,8 +47,10 @@ publish_define_gucs(void)
 	DefineCustomIntVariable("publish.sweep_interval",
 							"Seconds between safety sweeps of the job queue.",
 							"Workers are woken at commit of each publish; the sweep only "
-							"picks up what a wake-up could not reach (for example jobs "
-							"committed with COMMIT PREPARED).",
+							"picks up what a wake-up could not reach (for example a job "
+							"row inserted by hand). An idle worker sleeps through sweeps "
+							"that could find nothing; a full sweep runs at least every "
+							"10 intervals.",
 							&publish_sweep_interval,
 							30, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,

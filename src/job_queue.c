@@ -38,12 +38,14 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #define JOB_LOCK_CLASS		1886741101
@@ -127,14 +129,24 @@ job_txn_commit(bool durable)
  * Asked before every claim, so it is answered from the system caches: the
  * queue table publish.job_queue is a member of the extension, created and
  * dropped with it (a scan of pg_extension cost a quarter of an idle
- * sweep).
+ * sweep).  The table is locked, as the queries that follow would lock it:
+ * DROP EXTENSION wakes the worker at commit (utility_hook.c), before it
+ * sends its cache invalidations and releases its lock, so the caches may
+ * still show the table; once the lock is ours they are current.
  */
 bool
 job_extension_present(void)
 {
 	Oid			nsp = get_namespace_oid(PUBLISH_SCHEMA_NAME, true);
+	Oid			rel;
 
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("job_queue", nsp));
+	if (!OidIsValid(nsp))
+		return false;
+	rel = get_relname_relid("job_queue", nsp);
+	if (!OidIsValid(rel))
+		return false;
+	LockRelationOid(rel, AccessShareLock);
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel));
 }
 
 /* Runs sql through the plan kept in *plan (spi_util.c); errors unless rc is expected. */
@@ -217,29 +229,41 @@ job_recover_interrupted(void)
 }
 
 /*
- * What a sweep has to do, in one cheap query (index-only probes of the
- * queue's partial indexes): is any job queued or running (then recovery and
- * a claim are worth running), and is any finished job older than
- * publish.job_retention (then job_purge_expired is)?  An idle database's
- * sweep is this query and nothing else.
+ * What a sweep has to do, in one cheap query (index probes of the queue's
+ * partial indexes): is any job queued or running (then recovery and a claim
+ * are worth running), has this database prepared transactions (they may
+ * hold jobs that no wake-up will announce), and when does the oldest
+ * finished job pass publish.job_retention (at or after that time,
+ * job_purge_expired has work)?  An idle database's full sweep is this query
+ * and nothing else; the sweep gate (worker_sweep.c) keeps what it found.
  */
 void
-job_sweep_needed(bool *queue_busy, bool *purge_due)
+job_sweep_needed(SweepFindings *found)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(Max(publish_job_retention, 0))};
+	Oid			types[2] = {INT4OID, OIDOID};
+	Datum		values[2] = {Int32GetDatum(Max(publish_job_retention, 0)),
+	ObjectIdGetDatum(MyDatabaseId)};
+	HeapTuple	row;
+	TupleDesc	desc;
 	bool		isnull;
+	Datum		purge_at;
 
 	exec_sql(&plan, "SELECT EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'queued')"
 			 "    OR EXISTS (SELECT 1 FROM publish.job_queue WHERE status = 'running'),"
-			 "       EXISTS (SELECT 1 FROM publish.job_queue"
-			 "                WHERE status IN ('completed', 'failed', 'cancelled')"
-			 "                  AND completed_at < now() - make_interval(mins => $1))",
-			 1, types, values, SPI_OK_SELECT);
-	*queue_busy = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*purge_due = publish_job_retention > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			 "       EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xact() WHERE dbid = $2),"
+			 "       (SELECT min(completed_at) FROM publish.job_queue"
+			 "         WHERE status IN ('completed', 'failed', 'cancelled'))"
+			 "       + make_interval(mins => $1)",
+			 2, types, values, SPI_OK_SELECT);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	found->queue_busy = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+	found->prepared = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+	purge_at = SPI_getbinval(row, desc, 3, &isnull);
+	found->purge_at = (isnull || publish_job_retention <= 0) ? DT_NOEND : DatumGetTimestampTz(purge_at);
+	/* job_purge_expired deletes what ended before now() - retention */
+	found->purge_due = found->purge_at < GetCurrentTransactionStartTimestamp();
 }
 
 /*

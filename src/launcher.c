@@ -11,13 +11,15 @@
  * its database says so in its slot and exits; the launcher leaves that
  * database alone until a wake-up for it arrives (CREATE EXTENSION and
  * publish_version both send one at commit).  New databases are noticed at
- * the next wake-up or sweep.  A worker that exits with an error is started
- * again after publish.launcher_restart_delay.
+ * the next wake-up (CREATE DATABASE and ALTER DATABASE send one at
+ * commit).  A worker that exits with an error is started again after
+ * publish.launcher_restart_delay.
  *
  * The launcher sleeps on its latch; it is woken by wake-ups, by its workers
- * starting and stopping (bgw_notify_pid), by SIGHUP, and every
- * publish.sweep_interval.  Registered with BgWorkerStart_RecoveryFinished, it
- * does not run on a standby and starts after promotion.
+ * starting and stopping (bgw_notify_pid), by SIGHUP, and, as a backstop,
+ * every 10 publish.sweep_intervals.  Registered with
+ * BgWorkerStart_RecoveryFinished, it does not run on a standby and starts
+ * after promotion.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,6 +54,9 @@ typedef struct LauncherDb
 } LauncherDb;
 
 static HTAB *launcher_dbs = NULL;
+
+/* the launcher's timer: this many sweep intervals */
+#define LAUNCHER_BACKSTOP_SWEEPS	10
 
 void
 publish_register_launcher(void)
@@ -278,7 +283,14 @@ publish_launcher_main(Datum main_arg)
 
 		delayed_ms = scan_databases();
 
-		timeout_ms = publish_sweep_interval * 1000L;
+		/*
+		 * Everything that changes what the launcher should run wakes it: a
+		 * wake-up for a database without workers, CREATE EXTENSION, CREATE
+		 * and ALTER DATABASE (utility_hook.c), its workers starting and
+		 * stopping, SIGHUP.  The timer is only a backstop, at the rhythm of
+		 * the workers' backstop sweeps (worker_sweep.c).
+		 */
+		timeout_ms = publish_sweep_interval * 1000L * LAUNCHER_BACKSTOP_SWEEPS;
 		if (delayed_ms >= 0 && delayed_ms < timeout_ms)
 			timeout_ms = Max(delayed_ms, 10);
 

@@ -8,9 +8,11 @@
  *	  guc.c            every GUC of the extension
  *	  shmem.c          shared state: the launcher and one slot per database
  *	  wakeup.c         wake a database's worker when a transaction commits
- *	  utility_hook.c   stop a database's worker before DROP/RENAME/TEMPLATE
+ *	  utility_hook.c   stop a database's worker before DROP/RENAME/TEMPLATE,
+ *	                   wake it after COMMIT PREPARED and DROP EXTENSION
  *	  launcher.c       the launcher: starts the workers of each database
  *	  worker.c         a worker: sleeps on its latch, runs jobs, recovers, purges
+ *	  worker_sweep.c   the sweep gate: skip a sweep that can find nothing
  *	  job_queue.c      claim, progress, logs, cancel/timeout checks, ends, recovery
  *	  job_publish.c    the five steps of a publish job
  *	  release_input.c  read a version's content through SPI
@@ -84,6 +86,7 @@ extern bool publish_shmem_ready(void);
 extern void publish_shmem_set_launcher(void);
 extern void publish_shmem_clear_launcher(void);
 extern void publish_shmem_wake_database(Oid dboid);
+extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
 extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
@@ -100,6 +103,7 @@ extern ConditionVariable *publish_shmem_job_ended_cv(Oid dboid);
 extern void publish_wake_at_commit(void);
 extern void publish_job_ended_at_commit(void);
 extern void publish_cancel_worker_at_commit(int pid);
+extern void publish_wake_launcher_at_commit(void);
 
 /* utility_hook.c */
 extern void publish_install_utility_hook(void);

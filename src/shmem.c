@@ -6,9 +6,11 @@
  * A database slot holds its workers (pid and latch of each, by worker
  * number), whether the last worker found no extension there (so the
  * launcher leaves the database alone until someone asks again), whether a
- * utility command (DROP DATABASE, ...) needs the database to itself, and a
- * condition variable broadcast whenever one of its jobs ends (wait_job
- * sleeps on it).
+ * utility command (DROP DATABASE, ...) needs the database to itself, a
+ * count of wake-up requests (its worker skips a sweep when the count has
+ * not moved and nothing else says the sweep can find work: worker_sweep.c),
+ * and a condition variable broadcast whenever one of its jobs ends
+ * (wait_job sleeps on it).
  *
  * Locking: one LWLock guards everything here but the condition variables.
  * Latches are set after the lock is released.  A worker's pid is cleared by
@@ -157,6 +159,24 @@ static Latch *
 launcher_latch_locked(void)
 {
 	return shared->launcher_pid != 0 ? shared->launcher_latch : NULL;
+}
+
+/*
+ * Wakes the launcher: the list of databases may have changed (CREATE or
+ * ALTER DATABASE committed).  Called from a commit callback: must not throw.
+ */
+void
+publish_shmem_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	latch = launcher_latch_locked();
+	LWLockRelease(shared->lock);
+	if (latch)
+		SetLatch(latch);
 }
 
 /*

@@ -2,7 +2,7 @@
  *
  * utility_hook.c
  *	  Stop a database's worker before a command that needs the database
- *	  to itself.
+ *	  to itself; wake it after a command that changes what it can find.
  *
  * DROP DATABASE, ALTER DATABASE ... RENAME, ALTER DATABASE ... SET
  * TABLESPACE and CREATE DATABASE ... TEMPLATE fail with "database is being
@@ -13,11 +13,19 @@
  * was running is queued again when the worker comes back.  When the command
  * ends, successfully or not, the launcher is told to look again.
  *
+ * CREATE DATABASE and ALTER DATABASE wake the launcher at commit (the
+ * databases it serves may have changed).  Two statements wake the
+ * database's worker at commit: COMMIT PREPARED (a
+ * prepared transaction's jobs become visible, and PREPARE woke nobody) and
+ * DROP EXTENSION publish (the worker notices and exits).  Both would
+ * otherwise wait for a full safety sweep.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
 
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "commands/defrem.h"
 #include "nodes/parsenodes.h"
 #include "storage/ipc.h"
@@ -79,6 +87,34 @@ call_previous(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 }
 
+/*
+ * Does this statement change what the database's worker can find, without
+ * a wake-up of its own?  COMMIT PREPARED makes the jobs of a prepared
+ * transaction visible (a PREPARE wakes nobody), and after DROP EXTENSION
+ * publish the worker should notice and exit.  COMMIT PREPARED always runs
+ * in the database of the prepared transaction.
+ */
+static bool
+wakes_worker(Node *parsetree)
+{
+	ListCell   *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_TransactionStmt:
+			return ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED;
+		case T_DropStmt:
+			if (((DropStmt *) parsetree)->removeType != OBJECT_EXTENSION)
+				return false;
+			foreach(lc, ((DropStmt *) parsetree)->objects)
+				if (strcmp(strVal(lfirst(lc)), PUBLISH_EXTENSION_NAME) == 0)
+					return true;
+			return false;
+		default:
+			return false;
+	}
+}
+
 static void
 resume_database_callback(int code, Datum arg)
 {
@@ -94,11 +130,31 @@ publish_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Oid			dboid = InvalidOid;
 
 	if (publish_shmem_ready())
+	{
 		dboid = database_needing_exclusive_use(pstmt->utilityStmt);
+
+		/*
+		 * The launcher scans pg_database when woken: a new database (maybe
+		 * copied from one with the extension), or one that now accepts
+		 * connections, is served at once, not at its backstop timer.
+		 */
+		if (IsA(pstmt->utilityStmt, CreatedbStmt) || IsA(pstmt->utilityStmt, AlterDatabaseStmt))
+			publish_wake_launcher_at_commit();
+	}
 
 	if (!OidIsValid(dboid))
 	{
+		bool		wake = publish_shmem_ready() && wakes_worker(pstmt->utilityStmt);
+
 		call_previous(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+
+		/*
+		 * At the commit of the statement's transaction, when the extension
+		 * is (or was) here: a database without it has no worker to wake.
+		 */
+		if (wake && (IsA(pstmt->utilityStmt, DropStmt) ||
+					 OidIsValid(get_extension_oid(PUBLISH_EXTENSION_NAME, true))))
+			publish_wake_at_commit();
 		return;
 	}
 

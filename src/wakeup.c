@@ -9,15 +9,20 @@
  * XACT_EVENT_COMMIT, which runs after the commit is visible to other
  * backends, so the woken worker finds the job.  An abort (or PREPARE
  * TRANSACTION) forgets the note: nobody is woken for work that does not
- * exist yet.  A job committed with COMMIT PREPARED is picked up by the
- * worker's safety sweep (publish.sweep_interval).
+ * exist yet, except that PREPARE of a transaction that queued a job wakes
+ * the worker too: it finds nothing yet, but its sweeps stay full while the
+ * transaction is prepared (worker_sweep.c).  COMMIT PREPARED wakes the
+ * worker (utility_hook.c), and the safety sweep (publish.sweep_interval) is
+ * the net under both.
  *
  * A publish_version() inside a savepoint that is rolled back still wakes the
  * worker at commit; it finds nothing to do and sleeps again.
  *
- * The same callback wakes wait_job() sleepers when a transaction that ended
- * a job without a worker (cancel_job, a superseded request) commits, and
- * interrupts the worker running a job that cancel_job() cancelled.
+ * The same callback wakes the launcher when a transaction that created or
+ * altered a database commits (utility_hook.c), wakes wait_job() sleepers
+ * when a transaction that ended a job without a worker (cancel_job, a
+ * superseded request) commits, and interrupts the worker running a job
+ * that cancel_job() cancelled.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +37,7 @@
 static bool callback_registered = false;
 static bool wake_pending = false;
 static bool job_ended_pending = false;
+static bool launcher_pending = false;	/* the list of databases changed */
 static int	cancel_pid = 0;			/* a worker to interrupt at commit */
 
 static void
@@ -44,6 +50,11 @@ wake_xact_callback(XactEvent event, void *arg)
 			{
 				wake_pending = false;
 				publish_shmem_wake_database(MyDatabaseId);
+			}
+			if (launcher_pending)
+			{
+				launcher_pending = false;
+				publish_shmem_wake_launcher();
 			}
 			if (cancel_pid != 0)
 			{
@@ -59,10 +70,18 @@ wake_xact_callback(XactEvent event, void *arg)
 					ConditionVariableBroadcast(cv);
 			}
 			break;
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/*
+			 * The job is invisible until COMMIT PREPARED, but the worker's
+			 * next sweep must be full, and see the prepared transaction.
+			 */
+			if (wake_pending)
+				publish_shmem_wake_database(MyDatabaseId);
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
 			wake_pending = false;
 			job_ended_pending = false;
+			launcher_pending = false;
 			cancel_pid = 0;
 			break;
 		default:
@@ -115,4 +134,17 @@ publish_cancel_worker_at_commit(int pid)
 {
 	register_callback();
 	cancel_pid = pid;
+}
+
+/*
+ * Arranges for the launcher to be woken when the current transaction
+ * commits: it created or altered a database, and the launcher may have
+ * workers to start (a database copied from one with the extension, one
+ * that now allows connections).
+ */
+void
+publish_wake_launcher_at_commit(void)
+{
+	register_callback();
+	launcher_pending = true;
 }

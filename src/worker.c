@@ -19,6 +19,13 @@
  *		finished jobs older than publish.job_retention, in small batches.
  *		Only worker 0 sweeps on a timer; the others sweep at start and are
  *		woken by commits, or by worker 0 when its sweep finds a job.
+ *	  - a timed sweep that can find nothing (the sweep gate, worker_sweep.c:
+ *		no wake-up since the last full sweep, which saw no job queued or
+ *		running, no prepared transaction, no purge due, and not the
+ *		backstop's turn) is skipped: no transaction, back to sleep.  So is
+ *		a latch set with no wake-up counted since the worker last looked
+ *		(the server's cache catch-up signal wakes idle processes too; it is
+ *		answered with an empty transaction, as an idle backend does).
  *
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
@@ -48,6 +55,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -187,7 +195,14 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 		found_extension = true;
 	}
 	if (sweep)
-		job_sweep_needed(&queue_busy, purge_due);
+	{
+		SweepFindings found;
+
+		job_sweep_needed(&found);
+		worker_sweep_record(&found);
+		queue_busy = found.queue_busy;
+		*purge_due = found.purge_due;
+	}
 	if (!queue_busy)
 	{
 		/* nothing queued or running: the sweep is done */
@@ -233,13 +248,48 @@ run:
 	return NEXT_JOB_RAN;
 }
 
+/*
+ * Runs the next job, or a sweep (sweep), then resets the job's memory;
+ * after a sweep that found finished jobs past publish.job_retention, worker
+ * 0 deletes them.  Exits when the extension is gone.
+ */
+static NextJob
+look_for_work(MemoryContext job_context, bool sweep)
+{
+	NextJob		next;
+	bool		purge_due = false;
+	bool		big_job;
+
+	next = run_next_job(job_context, sweep, &purge_due);
+	big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
+	MemoryContextReset(job_context);
+	checksum_release_resources();
+#ifdef __GLIBC__
+	/* give a big release's heap (json-c's too) back to the system */
+	if (big_job)
+		malloc_trim(0);
+#endif
+
+	if (next == NEXT_JOB_NO_EXTENSION)
+		proc_exit(0);
+	if (sweep && purge_due && worker_number == 0)
+	{
+		MemoryContextSwitchTo(job_context);
+		job_purge_expired();
+		MemoryContextReset(job_context);
+	}
+	return next;
+}
+
 void
 publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	bool		big_job;
-	bool		purge_due;
+	bool		woke = false;	/* back from WaitLatch */
+	bool		reloaded;
+	uint64		looked_wakes = 0;	/* wake count read before we last looked */
+	int			rc = 0;			/* what ended the last WaitLatch */
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	memcpy(&worker_number, MyBgworkerEntry->bgw_extra, sizeof(worker_number));
@@ -269,15 +319,16 @@ publish_worker_main(Datum main_arg)
 	for (;;)
 	{
 		NextJob		next;
-		int			rc;
 
 		/* a query cancel only means something while a job runs */
 		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
+		reloaded = ConfigReloadPending;
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			worker_sweep_forget();	/* publish.job_retention may have changed */
 		}
 		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
 			proc_exit(0);
@@ -287,28 +338,46 @@ publish_worker_main(Datum main_arg)
 		{
 			sweep = sweep || sweep_due();
 			if (sweep)
+			{
 				last_sweep = GetCurrentTimestamp();
+				/* can it find anything?  (worker_sweep.c) */
+				sweep = worker_sweep_gate(worker_dboid);
+			}
 		}
-		purge_due = false;
-		next = run_next_job(job_context, sweep, &purge_due);
-		big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
-		MemoryContextReset(job_context);
-		checksum_release_resources();
-#ifdef __GLIBC__
-		/* give a big release's heap (json-c's too) back to the system */
-		if (big_job)
-			malloc_trim(0);
-#endif
 
-		if (next == NEXT_JOB_NO_EXTENSION)
-			proc_exit(0);
-		if (sweep && purge_due && worker_number == 0)
+		/*
+		 * Woken, but no wake-up was counted since we last looked, and no
+		 * sweep is to be made: a timed sweep the gate skipped, or the latch
+		 * set by something other than work (a reload is looked at; the
+		 * server's cache catch-up signal is answered, below).  Every
+		 * wake-up for work moves the count before it sets the latch, so
+		 * nothing is missed: back to sleep without looking for work.
+		 */
+		if (woke && !sweep && !reloaded && !job_has_claimed_next() &&
+			publish_shmem_wake_count(worker_dboid) == looked_wakes)
 		{
-			MemoryContextSwitchTo(job_context);
-			job_purge_expired();
-			MemoryContextReset(job_context);
+			if (!(rc & WL_TIMEOUT))
+				ereport(DEBUG1,
+						(errmsg_internal("publish worker woken without a wake-up: not looking for work")));
+			/*
+			 * PostgreSQL's cache catch-up signal: answered as an idle backend
+			 * answers it (an empty transaction reads the invalidations).  A
+			 * worker that ignored it fell behind while asleep, had its caches
+			 * reset, and paid for rebuilding them and re-planning at its next
+			 * sweep: half of an idle worker's CPU (docs/performance.md, Idle).
+			 */
+			if (catchupInterruptPending)
+				ProcessCatchupInterrupt();
+			next = NEXT_JOB_NONE;
+		}
+		else
+		{
+			/* read before the transaction's snapshot: a later wake-up is counted next time */
+			looked_wakes = publish_shmem_wake_count(worker_dboid);
+			next = look_for_work(job_context, sweep);
 		}
 		sweep = false;
+		woke = false;
 		if (next == NEXT_JOB_RAN)
 			continue;
 
@@ -316,12 +385,16 @@ publish_worker_main(Datum main_arg)
 		 * Only worker 0 keeps the sweep's timer: one worker per database is
 		 * enough to find what no wake-up announced (its siblings are woken
 		 * when its sweep finds work), and the others cost nothing while
-		 * idle.
+		 * idle.  When its last full sweep left nothing to watch, it sleeps
+		 * until the purge or the backstop is due (worker_sweep_timeout).
 		 */
 		rc = WaitLatch(MyLatch,
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
-					   publish_sweep_interval * 1000L, PG_WAIT_EXTENSION);
+					   worker_number == 0 ? worker_sweep_timeout(worker_dboid) : -1L,
+					   PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* WaitLatch reports one event: the timer, or the latch (which wins) */
 		sweep = (rc & WL_TIMEOUT) != 0;
+		woke = true;
 	}
 }

@@ -8,8 +8,8 @@
 #      RENAME on databases with a running worker succeed promptly (< 5 s; PG
 #      waits 5 s for other backends before giving up), and the worker of the
 #      renamed database comes back
-#  (c) DROP EXTENSION while the worker runs: it exits quietly (no ERROR loop),
-#      and CREATE EXTENSION again works
+#  (c) DROP EXTENSION while the worker runs: it is woken and exits quietly
+#      (no ERROR loop), and CREATE EXTENSION again works
 #  (d) without shared_preload_libraries: a clear error with a hint
 #  (e) pg_stat_activity shows 'publish worker' and 'publish launcher'
 #  (f) an idle worker sleeps on its latch (wait_event_type Extension)
@@ -129,11 +129,15 @@ is( $node->safe_psql('postgres',
 # --- (b) CREATE DATABASE ... TEMPLATE, DROP DATABASE, ALTER DATABASE RENAME ---
 
 my ($rc, $secs, $err) = timed('CREATE DATABASE lc_copy TEMPLATE lc_a');
+my $t_copy = time();
 is($rc, 0, '(b) CREATE DATABASE ... TEMPLATE a database with a worker succeeds')
   or diag($err);
 cmp_ok($secs, '<', 5, sprintf('(b) ... promptly (%.2f s)', $secs));
 ok(wait_worker('lc_a'), '(b) the template database gets its worker back');
 ok(wait_worker('lc_copy'), '(b) the copy gets a worker of its own');
+# CREATE DATABASE wakes the launcher at commit (its timer is 10 sweeps)
+my $copy_secs = time() - $t_copy;
+cmp_ok($copy_secs, '<', 5, sprintf('(b) ... at once (%.2f s)', $copy_secs));
 
 ($rc, $secs, $err) = timed('DROP DATABASE lc_copy');
 is($rc, 0, '(b) DROP DATABASE of a database with a worker succeeds')
@@ -157,13 +161,15 @@ is(publish_and_wait('lc_b'), 'completed|',
 
 ok(wait_worker('lc_b'), '(c) worker running before DROP EXTENSION');
 my $log_offset = -s $node->logfile;
+my $t_drop = time();
 $node->safe_psql('lc_b', 'DROP EXTENSION publish');
-# Nothing wakes the worker at DROP EXTENSION; a configuration reload sets its
-# latch, so it looks for work now instead of at the next sweep.
-$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+# DROP EXTENSION wakes the worker at commit (utility_hook.c): it exits at
+# once, not at a full sweep (30 s here, and idle sweeps are skipped).
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'lc_b'"),
 	'(c) the worker exits once its extension is gone');
+my $drop_secs = time() - $t_drop;
+cmp_ok($drop_secs, '<', 5, sprintf('(c) ... woken by DROP EXTENSION (%.2f s)', $drop_secs));
 # Give a restart loop, if any, time to show up in the log.
 sleep(2);
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
