@@ -3,7 +3,8 @@
 # whose postmaster (and so every process it forks: backends, the launcher,
 # the worker) runs under memcheck, one worker per database, does ROUNDS rounds
 # of real jobs: a publish with tiles to a file:// target, to WebDAV (nginx)
-# and to S3 (s3rver behind the SigV4 proxy), a build_tiles of a generated
+# and to S3 (s3rver behind the SigV4 proxy; once more with MD5s in the
+# manifest, so that tiles are copied by CopyObject alone), a build_tiles of a generated
 # 600 x 400 PNG, a publish that fails validation, and a running publish that
 # is cancelled.  It does so twice, with a fresh worker each time: 1 round,
 # then ROUNDS rounds; the worker's leak summary at exit (SIGTERM of the
@@ -142,6 +143,17 @@ SELECT test_helpers.make_project(:'p' || '-s3', 6, true, 2) \g /dev/null
 SELECT test_helpers.upload_tiles('vg-s3', :'p' || '-s3', 1) \g /dev/null
 SELECT id AS job FROM publish.publish_version(:'p' || '-s3', 1, 'vg-s3') \gset
 SELECT 's3 ' || status || coalesce(' ' || error, '') FROM test_helpers.wait_job(:'job', '600 s');
+
+-- 3b. to S3 again, with MD5s in the manifest (tiles copied by one CopyObject,
+-- verified by its ETag): a version of its own, so nothing is skipped
+SELECT test_helpers.make_project(:'p' || '-s3md5', 6, true, 2) \g /dev/null
+UPDATE publish.tiles tl SET md5 = md5(test_helpers.tile_bytes(p.slug, 1, tl.z, tl.x, tl.y))
+  FROM publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+  JOIN publish.projects p ON p.id = v.project_id
+ WHERE tl.tileset_id = s.id AND p.slug = :'p' || '-s3md5';
+SELECT test_helpers.upload_tiles('vg-s3', :'p' || '-s3md5', 1) \g /dev/null
+SELECT id AS job FROM publish.publish_version(:'p' || '-s3md5', 1, 'vg-s3') \gset
+SELECT 's3md5 ' || status || coalesce(' ' || error, '') FROM test_helpers.wait_job(:'job', '600 s');
 
 -- 4. build_tiles of a generated 600 x 400 PNG
 SELECT test_helpers.make_project(:'p' || '-build', 3) AS project_id \gset
