@@ -41,30 +41,37 @@ borrow_owner(void)
 	return saved;
 }
 
+#define hash_name(type)		((type) == PG_MD5 ? "MD5" : "SHA-256")
+#define hash_length(type)	((type) == PG_MD5 ? MD5_DIGEST_LENGTH : PG_SHA256_DIGEST_LENGTH)
+
 static pg_cryptohash_ctx *
-sha256_begin(void)
+hash_begin(pg_cryptohash_type type)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(type);
 
 	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not start a SHA-256 computation: %s", pg_cryptohash_error(ctx))));
+				 errmsg("could not start a %s computation: %s", hash_name(type),
+						pg_cryptohash_error(ctx))));
 	return ctx;
 }
 
+/* Writes the digest of ctx (of type) as hex into hex, and frees ctx. */
 static void
-sha256_end(pg_cryptohash_ctx *ctx, char *hex)
+hash_end(pg_cryptohash_ctx *ctx, pg_cryptohash_type type, char *hex)
 {
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	int			len = hash_length(type);
 
-	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	if (pg_cryptohash_final(ctx, digest, len) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not finish a SHA-256 computation: %s", pg_cryptohash_error(ctx))));
+				 errmsg("could not finish a %s computation: %s", hash_name(type),
+						pg_cryptohash_error(ctx))));
 	pg_cryptohash_free(ctx);
-	hex_encode((char *) digest, sizeof(digest), hex);
-	hex[PG_SHA256_DIGEST_LENGTH * 2] = '\0';
+	hex_encode((char *) digest, len, hex);
+	hex[len * 2] = '\0';
 }
 
 /* Hex SHA-256 of a buffer, palloc'd. */
@@ -73,13 +80,13 @@ checksum_sha256_hex(const char *data, size_t len)
 {
 	ResourceOwner saved = borrow_owner();
 	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
-	pg_cryptohash_ctx *ctx = sha256_begin();
+	pg_cryptohash_ctx *ctx = hash_begin(PG_SHA256);
 
 	if (pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not compute SHA-256: %s", pg_cryptohash_error(ctx))));
-	sha256_end(ctx, hex);
+	hash_end(ctx, PG_SHA256, hex);
 	CurrentResourceOwner = saved;
 	return hex;
 }
@@ -104,15 +111,9 @@ checksum_file(const char *path, char *hex, char *md5_hex)
 		return false;
 
 	saved = borrow_owner();
-	ctx = sha256_begin();
+	ctx = hash_begin(PG_SHA256);
 	if (md5_hex != NULL)
-	{
-		md5 = pg_cryptohash_create(PG_MD5);
-		if (md5 == NULL || pg_cryptohash_init(md5) < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not start an MD5 computation: %s", pg_cryptohash_error(md5))));
-	}
+		md5 = hash_begin(PG_MD5);
 	buf = palloc(CHECKSUM_IO_CHUNK);
 	while ((n = read(fd, buf, CHECKSUM_IO_CHUNK)) != 0)
 	{
@@ -134,19 +135,9 @@ checksum_file(const char *path, char *hex, char *md5_hex)
 	}
 	close(fd);
 	pfree(buf);
-	sha256_end(ctx, hex);
+	hash_end(ctx, PG_SHA256, hex);
 	if (md5 != NULL)
-	{
-		uint8		digest[MD5_DIGEST_LENGTH];
-
-		if (pg_cryptohash_final(md5, digest, sizeof(digest)) < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not finish an MD5 computation: %s", pg_cryptohash_error(md5))));
-		pg_cryptohash_free(md5);
-		hex_encode((char *) digest, sizeof(digest), md5_hex);
-		md5_hex[MD5_DIGEST_LENGTH * 2] = '\0';
-	}
+		hash_end(md5, PG_MD5, md5_hex);
 	CurrentResourceOwner = saved;
 	return true;
 }
@@ -160,7 +151,7 @@ void *
 checksum_sha256_begin(void)
 {
 	ResourceOwner saved = borrow_owner();
-	pg_cryptohash_ctx *ctx = sha256_begin();
+	pg_cryptohash_ctx *ctx = hash_begin(PG_SHA256);
 
 	CurrentResourceOwner = saved;
 	return ctx;
@@ -178,7 +169,7 @@ checksum_sha256_finish(void *ctx, char *hex)
 {
 	ResourceOwner saved = borrow_owner();
 
-	sha256_end((pg_cryptohash_ctx *) ctx, hex);
+	hash_end((pg_cryptohash_ctx *) ctx, PG_SHA256, hex);
 	CurrentResourceOwner = saved;
 }
 
