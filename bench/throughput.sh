@@ -9,6 +9,8 @@
 #
 #   bash bench/throughput.sh                       # as root, about 1 minute
 #   BENCH_TP_N=2000 bash bench/throughput.sh
+#   BENCH_TP_STRACE=1 bash bench/throughput.sh     # + the workers' system calls
+#                     per job (strace -c -w -f), in bench/results/throughput-strace.txt
 #
 # (bench/pickup_and_throughput.sh's throughput runs publish the same version
 # again and again: a request for a version that is already queued returns
@@ -79,11 +81,20 @@ workers_cpu() {
 
 ROWS=()
 ALL_OK=true
+[ -z "${BENCH_TP_STRACE:-}" ] || : >"$OUT/throughput-strace.txt"
 run() {
 	local workers=$1 clients=$2 t0 row cpu0 cpums
 	val "VACUUM publish.job_queue" >/dev/null 2>&1 || true
 	cpu0=$(workers_cpu)
 	t0=$(val "SELECT clock_timestamp()")
+	local spid=
+	if [ -n "${BENCH_TP_STRACE:-}" ]; then
+		local pids=()
+		for p in $(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB'"); do pids+=(-p "$p"); done
+		strace -c -w -f "${pids[@]}" -o "$WORK/strace.txt" 2>/dev/null &
+		spid=$!
+		sleep 0.5
+	fi
 	"$PGBENCH" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -t $((N / clients)) -f "$WORK/enqueue.sql" "$DB" >"$WORK/pgbench.log" 2>&1 \
 		|| { cat "$WORK/pgbench.log" >&2; exit 1; }
 	wait_drained "$t0"
@@ -95,6 +106,14 @@ run() {
 	             FROM publish.job_queue WHERE created_at >= '$t0'")
 	IFS='|' read -r total done failed elapsed rate runms <<<"$row"
 	cpums=$(awk -v a="$cpu0" -v b="$(workers_cpu)" -v n="$total" 'BEGIN { printf "%.2f", (b - a) / 1e6 / n }')
+	if [ -n "$spid" ]; then
+		kill -INT "$spid"; wait "$spid" || true
+		{
+			echo "== $workers worker(s), $clients client(s): $total jobs; calls per job:"
+			awk -v n="$total" '$1 ~ /^[0-9.]+$/ && NF >= 5 { printf "   %-16s %8.2f per job, %8.3f ms per job (wall)\n", $NF, $4 / n, $2 * 1000 / n }' "$WORK/strace.txt" \
+				| grep -E ' (fsync|fdatasync|syncfs|rename|link|mkdir|openat|epoll_wait|futex|semop|pwrite64|write|sendto|recvfrom|kill) ' || true
+		} >>"$OUT/throughput-strace.txt"
+	fi
 	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (job run median $runms ms, worker CPU $cpums ms per job)"
 	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $runms | $cpums |")
 	[ "$done" -eq "$total" ] && [ "$failed" -eq 0 ] || ALL_OK=false

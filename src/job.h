@@ -21,7 +21,34 @@ typedef struct PublishJob
 	int			attempts;		/* including this one */
 	TimestampTz started;		/* when this worker claimed it */
 	bool		cancelled;		/* cancel_job() asked, and we noticed */
+	bool		version_locked; /* holds its version's session lock (job_publish.c) */
+	bool		pending;		/* switched: its group records it (job_group.c) */
 } PublishJob;
+
+/*
+ * A publish that has switched release.json and waits, with the others of
+ * its group, for the group's sync and durable commit (job_group.c): what
+ * its final transaction records.
+ */
+typedef struct PendingRelease
+{
+	PublishJob *job;
+	char	   *project_id;
+	char	   *env;
+	char	   *published_at;
+	char	   *release_url;
+	char	   *release_sha256;
+	int64		overlay_count;
+	int32		asset_count;
+	int64		tile_count;
+	int64		tiles_copied;
+	int64		tiles_skipped;
+	int64		tiles_verified;
+	int64		release_bytes;
+} PendingRelease;
+
+/* at most this many jobs are claimed, run and recorded together */
+#define PUBLISH_GROUP_MAX	8
 
 /* What a sweep found (job_sweep_needed), for the worker and the sweep gate. */
 typedef struct SweepFindings
@@ -35,18 +62,19 @@ typedef struct SweepFindings
 /* A short transaction with SPI connected and a snapshot pushed. */
 extern void job_txn_begin(const char *activity);
 extern void job_txn_commit(bool durable);
-extern void job_txn_commit_claiming_next(PublishJob *job);
 
-/* A job claimed ahead, in the previous job's final transaction. */
-extern void job_allow_claim_ahead(bool allowed);
+/* Jobs claimed together, waiting to run (job_queue.c). */
 extern bool job_has_claimed_next(void);
 extern PublishJob *job_take_claimed_next(MemoryContext mcxt);
+extern void job_release_lock(PublishJob *job);
+extern void job_drop_claimed(void);
+extern void job_set_current(PublishJob *job);
 
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);
 extern void job_sweep_needed(SweepFindings *found);
 extern uint64 job_recover_interrupted(void);
-extern PublishJob *job_claim_next(MemoryContext mcxt);
+extern int	job_claim(int max);
 extern void job_step_done(PublishJob *job, int progress, const char *message);
 extern void job_log(PublishJob *job, const char *level, const char *message);
 extern void job_record_end(PublishJob *job, const char *status, const char *error);
@@ -70,5 +98,13 @@ extern long worker_sweep_timeout(Oid dboid);
 
 /* job_publish.c */
 extern void publish_job_run(PublishJob *job, MemoryContext mcxt);
+extern bool publish_record_release(const PendingRelease *rel);
+extern void publish_unlock_version(PublishJob *job);
+
+/* job_group.c: publishes switched, recorded together */
+struct StorageTarget;
+extern void job_group_defer(const PendingRelease *rel, struct StorageTarget *target);
+extern bool job_group_pending(void);
+extern int	job_group_commit(bool claim);
 
 #endif							/* PUBLISH_JOB_H */

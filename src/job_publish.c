@@ -21,7 +21,8 @@
  * see is always complete: the versioned copy and the tiles land before
  * release.json, and release.json is replaced atomically.  Any error ends the
  * job (worker.c records it); the version and publish.releases change only in
- * the last, durable transaction.
+ * the last, durable transaction, which the job shares with the others of
+ * its group (job_group.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -31,10 +32,12 @@
 #include "tile.h"
 #include "tile_publish.h"
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -84,25 +87,22 @@ check_version_publishable(const char *version_id)
  * Session advisory lock on the version, held from the last status check
  * until the release is recorded, across the write of release.json (a
  * session lock, not a transaction).  project_versions_wait_for_worker makes
- * an archive or delete of the version wait for it.  Released with
- * lock_version(..., false) in the final transaction, or by worker.c when
- * the job fails.
+ * an archive or delete of the version wait for it.  Released
+ * (publish_unlock_version) after the commit that records how the job
+ * ended: its group's (job_group.c), or its failure's (worker.c).
  */
 #define VERSION_LOCK_CLASS 1886741100
 
 static void
-lock_version(const char *version_id, bool lock)
+lock_version(const char *version_id)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(VERSION_LOCK_CLASS), CStringGetTextDatum(version_id)};
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr unlock_plan = NULL;
+	static SPIPlanPtr plan = NULL;
 
-	if (spi_execute_cached(lock ? &lock_plan : &unlock_plan,
-						   lock ? "SELECT pg_advisory_lock($1, hashtext($2))"
-						   : "SELECT pg_advisory_unlock($1, hashtext($2))",
+	if (spi_execute_cached(&plan, "SELECT pg_advisory_lock($1, hashtext($2))",
 						   2, types, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "publish: could not %s the version", lock ? "lock" : "unlock");
+		elog(ERROR, "publish: could not lock the version");
 }
 
 /*
@@ -236,7 +236,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	if (in->tileset != NULL)
 		tile_publish(job, target, in, tiles, ntiles, build_first ? 76 : 50, &counts);
 	job_txn_begin("publish: tiles done");
-	lock_version(job->version_id, true);
+	lock_version(job->version_id);
+	job->version_locked = true;
 	check_version_publishable(job->version_id);
 	job_step_done(job, 80,
 				  in->tileset == NULL ? pstrdup("No tileset: no tiles to publish") :
@@ -247,10 +248,13 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	MemoryContextSwitchTo(mcxt);
 
 	/*
-	 * Step 5: go live, then record it durably (100%).  release.json is the
-	 * versioned copy again (file://: a hard link to it, no second write);
-	 * storage_sync then makes both names durable (file://: the fsyncs of
-	 * their directories, left until now so that each is synced once).
+	 * Step 5: go live (100%), recorded durably with the group (job_group.c).
+	 * release.json is the versioned copy again (file://: a hard link to it,
+	 * no second write).  Then the job waits, switched, for its group's one
+	 * sync (file://: the fsyncs of every directory whose entries changed,
+	 * each once for the whole group) and one durable transaction that
+	 * records every job of the group and claims the next ones; the worker
+	 * makes them once no claimed job is left to run (alone: at once).
 	 * That was the last checkpoint: from here a cancel would leave
 	 * release.json switched but not recorded, so cancels wait (an error
 	 * still ends the job).
@@ -259,64 +263,103 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
 	storage_put_same(target, live_key, versioned_key, doc->data, doc->len,
 					 "application/json", STORAGE_CACHE_LIVE);
-	/* every file of the release, and its name, durable before the commit */
-	storage_sync(target);
-
-	job_txn_begin("publish: marking published");
 	{
-		Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID};
-		Datum		values[14];
-		static SPIPlanPtr plan = NULL;
+		PendingRelease rel;
 
-		values[0] = CStringGetTextDatum(job->id);
-		values[1] = CStringGetTextDatum(job->version_id);
-		values[2] = CStringGetTextDatum(in->project_id);
-		values[3] = CStringGetTextDatum(in->env);
-		values[4] = CStringGetTextDatum(published_at);
-		values[5] = CStringGetTextDatum(release_url);
-		values[6] = Int64GetDatum(in->overlay_count);
-		values[7] = Int32GetDatum(list_length(in->assets));
-		values[8] = Int64GetDatum(ntiles);
-		values[9] = Int64GetDatum(counts.copied);
-		values[10] = Int64GetDatum(counts.skipped);
-		values[11] = Int64GetDatum((int64) doc->len);
-		values[12] = CStringGetTextDatum(doc->sha256);
-		values[13] = Int64GetDatum(counts.verified);
-
-		if (spi_execute_cached(&plan,
-							   "WITH v AS ("
-								  "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
-								  "   WHERE id = $2::uuid AND status IN ('ready', 'published') RETURNING id"
-								  "), live AS ("
-								  "  INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
-								  "  SELECT $3::uuid, $4, id, $5::timestamptz, $6, $1::uuid FROM v"
-								  "  ON CONFLICT (project_id, env) DO UPDATE"
-								  "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
-								  "         release_url = excluded.release_url, job_id = excluded.job_id"
-								  "  RETURNING r.version_id"
-								  "), done AS ("
-								  "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
-								  "         completed_at = clock_timestamp(),"
-								  "         result = jsonb_build_object('release_url', $6, 'overlay_count', $7,"
-								  "                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10,"
-								  "                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12,"
-								  "                  'release_sha256', $13, 'tiles_verified', $14)"
-								  "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
-								  "  RETURNING id"
-								  ")"
-								  "INSERT INTO publish.job_log (job_id, level, message, progress)"
-								  " SELECT id, 'info', 'Version marked published; publish completed successfully', 100 FROM done",
-								  14, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "publish: could not record the release");
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the version or the job changed while it was being published")));
-		lock_version(job->version_id, false);
+		rel.job = job;
+		rel.project_id = in->project_id;
+		rel.env = in->env;
+		rel.published_at = published_at;
+		rel.release_url = release_url;
+		rel.release_sha256 = doc->sha256;
+		rel.overlay_count = in->overlay_count;
+		rel.asset_count = list_length(in->assets);
+		rel.tile_count = ntiles;
+		rel.tiles_copied = counts.copied;
+		rel.tiles_skipped = counts.skipped;
+		rel.tiles_verified = counts.verified;
+		rel.release_bytes = (int64) doc->len;
+		job_group_defer(&rel, target);
 	}
-	/* durable; claims the next job in the same commit when there is one */
-	job_txn_commit_claiming_next(job);
 	RESUME_CANCEL_INTERRUPTS();
 	MemoryContextSwitchTo(mcxt);
+}
+
+/*
+ * Records a switched publish (job_group.c, in the group's final
+ * transaction): the version published, the live release, the job completed
+ * with its result and its last log line.  false, with nothing changed, when
+ * the version or the job changed meanwhile (then the caller records the
+ * job failed in the same transaction).
+ */
+bool
+publish_record_release(const PendingRelease *rel)
+{
+	Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID};
+	Datum		values[14];
+	static SPIPlanPtr plan = NULL;
+
+	values[0] = CStringGetTextDatum(rel->job->id);
+	values[1] = CStringGetTextDatum(rel->job->version_id);
+	values[2] = CStringGetTextDatum(rel->project_id);
+	values[3] = CStringGetTextDatum(rel->env);
+	values[4] = CStringGetTextDatum(rel->published_at);
+	values[5] = CStringGetTextDatum(rel->release_url);
+	values[6] = Int64GetDatum(rel->overlay_count);
+	values[7] = Int32GetDatum(rel->asset_count);
+	values[8] = Int64GetDatum(rel->tile_count);
+	values[9] = Int64GetDatum(rel->tiles_copied);
+	values[10] = Int64GetDatum(rel->tiles_skipped);
+	values[11] = Int64GetDatum(rel->release_bytes);
+	values[12] = CStringGetTextDatum(rel->release_sha256);
+	values[13] = Int64GetDatum(rel->tiles_verified);
+
+	if (spi_execute_cached(&plan,
+						   "WITH v AS ("
+						   "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
+						   "   WHERE id = $2::uuid AND status IN ('ready', 'published') RETURNING id"
+						   "), live AS ("
+						   "  INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
+						   "  SELECT $3::uuid, $4, id, $5::timestamptz, $6, $1::uuid FROM v"
+						   "  ON CONFLICT (project_id, env) DO UPDATE"
+						   "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
+						   "         release_url = excluded.release_url, job_id = excluded.job_id"
+						   "  RETURNING r.version_id"
+						   "), done AS ("
+						   "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
+						   "         completed_at = clock_timestamp(),"
+						   "         result = jsonb_build_object('release_url', $6, 'overlay_count', $7,"
+						   "                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10,"
+						   "                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12,"
+						   "                  'release_sha256', $13, 'tiles_verified', $14)"
+						   "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
+						   "  RETURNING id"
+						   ")"
+						   "INSERT INTO publish.job_log (job_id, level, message, progress)"
+						   " SELECT id, 'info', 'Version marked published; publish completed successfully', 100 FROM done",
+						   14, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "publish: could not record the release");
+	return SPI_processed > 0;
+}
+
+/*
+ * Releases the job's version lock (lock_version), if it holds it: after
+ * the commit that recorded how the job ended.  Outside a transaction or in
+ * one.
+ */
+void
+publish_unlock_version(PublishJob *job)
+{
+	LOCKTAG		tag;
+	int32		key;
+
+	if (!job->version_locked)
+		return;
+	/* what pg_advisory_unlock(VERSION_LOCK_CLASS, hashtext(version_id)) releases */
+	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, C_COLLATION_OID,
+												CStringGetTextDatum(job->version_id)));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) VERSION_LOCK_CLASS, (uint32) key, 2);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+	job->version_locked = false;
 }

@@ -20,11 +20,11 @@
  * order they were asked for; a claim skips a job while an older job of the
  * same project and environment is queued or running.
  *
- * Claiming ahead: a job's final transaction may claim the next job before
- * it commits (job_txn_commit_claiming_next), so that the claim is durable
- * with the same WAL flush; the ended job's lock is released after that
- * commit, the next job's kept, and the worker runs it without a claim
- * transaction of its own.
+ * Claiming several: while jobs are queued, a worker claims a few at once
+ * (job_claim, at most its share), in one durable commit, and runs them one
+ * after the other; the final transaction of a group of publishes (job_group.c)
+ * records them all and claims the next few.  Each job's lock is released
+ * after the commit that records how it ended (job_release_lock).
  *
  *-------------------------------------------------------------------------
  */
@@ -55,13 +55,11 @@
 static PublishJob *current_job = NULL;
 
 /*
- * The next job, claimed in the previous job's final transaction (see
- * job_txn_commit_claiming_next), in its own memory context until the worker
- * takes it; whether the worker allows that claim for the job it runs now.
+ * Jobs claimed together (job_claim), in order, in their own memory context
+ * until the worker takes each (job_take_claimed_next).
  */
-static PublishJob *claimed_next = NULL;
-static MemoryContext claimed_next_cxt = NULL;
-static bool claim_ahead_allowed = false;
+static List *claimed = NIL;
+static MemoryContext claimed_cxt = NULL;
 
 static long
 job_ms_left(PublishJob *job)
@@ -267,25 +265,37 @@ job_sweep_needed(SweepFindings *found)
 }
 
 /*
- * Claims the oldest job that may run now (FOR UPDATE SKIP LOCKED), marks it
- * running and takes its lock; NULL when there is none.  The job is
- * allocated in mcxt and becomes the current job.
+ * Claims the oldest jobs that may run now (FOR UPDATE SKIP LOCKED), at
+ * most max and at most this worker's share of the queue (below), marks
+ * them running and takes their locks; they wait in claimed (their own
+ * memory context) for job_take_claimed_next, in order.  Returns how many.
+ * The caller commits durably: every claimed job's attempt is counted
+ * before it runs.
+ *
+ * The share: of the jobs queued (counted up to max per worker), a worker
+ * takes its part, rounded up, as if the database's other workers were idle
+ * and would take theirs; so one job queued is one job claimed, and two
+ * workers split a short queue instead of one taking it all.  A job claimed
+ * with others is 'running' at progress 0 until its turn comes: max is
+ * small (PUBLISH_GROUP_MAX) to keep that short.
  *
  * The plan (kept, spi_util.c) walks job_queue_queued_idx in order and, for
  * each queued job, probes job_queue_target_idx for an older job of its
- * project and environment, stopping at the first job that may run: OFFSET 0
- * keeps the NOT EXISTS a per-row probe rather than an anti join, whose
- * shape would depend on the queue's size when the plan was made.
+ * project and environment, stopping once enough may run: OFFSET 0 keeps the
+ * NOT EXISTS a per-row probe rather than an anti join, whose shape would
+ * depend on the queue's size when the plan was made.  One statement sees
+ * every job of a project and environment still queued, so it claims at
+ * most one of them: they still run one at a time, in order.
  */
-PublishJob *
-job_claim_next(MemoryContext mcxt)
+int
+job_claim(int max)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
-	Datum		values[3] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts),
-	Int32GetDatum(JOB_LOCK_CLASS)};
-	PublishJob *job;
-	HeapTuple	row;
+	Oid			types[5] = {INT4OID, INT4OID, INT4OID, INT4OID, INT4OID};
+	Datum		values[5] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts),
+		Int32GetDatum(JOB_LOCK_CLASS), Int32GetDatum(Max(max, 1)),
+	Int32GetDatum(Max(publish_workers_per_database, 1))};
+	MemoryContext old;
 
 	exec_sql(&plan, "WITH next AS ("
 			 "  SELECT q.id FROM publish.job_queue q"
@@ -295,34 +305,47 @@ job_claim_next(MemoryContext mcxt)
 			 "                        AND o.status IN ('queued', 'running')"
 			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id))"
 			 "                     OFFSET 0)"
-			 "   ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED"
+			 "   ORDER BY q.created_at, q.id"
+			 "   LIMIT least($4, (SELECT (count(*) + $5 - 1) / $5 FROM"
+			 "                    (SELECT 1 FROM publish.job_queue WHERE status = 'queued'"
+			 "                      LIMIT $4 * $5) queued))"
+			 "   FOR UPDATE SKIP LOCKED"
 			 "), claimed AS ("
 			 "  UPDATE publish.job_queue j"
 			 "     SET status = 'running', started_at = clock_timestamp(),"
 			 "         attempts = j.attempts + 1, progress = 0"
 			 "    FROM next WHERE j.id = next.id"
-			 "  RETURNING j.id, j.job_type, j.version_id, j.env, j.attempts"
+			 "  RETURNING j.id, j.job_type, j.version_id, j.env, j.attempts, j.created_at"
 			 "), logged AS ("
 			 "  INSERT INTO publish.job_log (job_id, level, message, progress)"
 			 "  SELECT id, 'info', format('Started by the publish worker (pid %s), attempt %s of %s',"
 			 "                            $1, attempts, $2), 0 FROM claimed"
 			 ")"
 			 "SELECT id, job_type, version_id, env, attempts,"
-			 "       pg_advisory_lock($3, hashtext(id::text)) FROM claimed",
-			 3, types, values, SPI_OK_SELECT);
+			 "       pg_advisory_lock($3, hashtext(id::text)) FROM claimed"
+			 " ORDER BY created_at, id",
+			 5, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		return NULL;
+		return 0;
 
-	row = SPI_tuptable->vals[0];
-	job = MemoryContextAllocZero(mcxt, sizeof(PublishJob));
-	job->id = spi_text(row, 1, mcxt);
-	job->job_type = spi_text(row, 2, mcxt);
-	job->version_id = spi_text(row, 3, mcxt);
-	job->env = spi_text(row, 4, mcxt);
-	job->attempts = pg_strtoint32(SPI_getvalue(row, SPI_tuptable->tupdesc, 5));
-	job->started = GetCurrentTimestamp();
-	current_job = job;
-	return job;
+	if (claimed_cxt == NULL)
+		claimed_cxt = AllocSetContextCreate(TopMemoryContext, "publish claimed jobs",
+											ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(claimed_cxt);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		PublishJob *job = palloc0(sizeof(PublishJob));
+
+		job->id = spi_text(row, 1, claimed_cxt);
+		job->job_type = spi_text(row, 2, claimed_cxt);
+		job->version_id = spi_text(row, 3, claimed_cxt);
+		job->env = spi_text(row, 4, claimed_cxt);
+		job->attempts = pg_strtoint32(SPI_getvalue(row, SPI_tuptable->tupdesc, 5));
+		claimed = lappend(claimed, job);
+	}
+	MemoryContextSwitchTo(old);
+	return (int) SPI_processed;
 }
 
 /* Stops the job (by throwing) if cancel_job() asked for it or time is up. */
@@ -478,80 +501,80 @@ job_forget_current(void)
 	current_job = NULL;
 }
 
-/*
- * Whether the final transaction of the job about to run may claim the next
- * job (the worker says no when it is about to exit or to sweep).
- */
-void
-job_allow_claim_ahead(bool allowed)
-{
-	claim_ahead_allowed = allowed;
-}
-
-/*
- * Commits a job's final transaction durably, having claimed the next job in
- * it when allowed, so that one WAL flush makes both durable: the job's end
- * and the next claim's attempt.  Then releases the ended job's session lock
- * (after the commit: until then its row says running, and a worker that
- * finds a running job's lock free takes it for interrupted).  The next job,
- * if any, waits for job_take_claimed_next.  Caller is in the job's final
- * transaction (job_txn_begin), which publishes the job.
- */
-void
-job_txn_commit_claiming_next(PublishJob *job)
-{
-	PublishJob *next = NULL;
-	LOCKTAG		tag;
-	int32		key;
-
-	Assert(claimed_next == NULL);
-	if (claim_ahead_allowed)
-	{
-		if (claimed_next_cxt == NULL)
-			claimed_next_cxt = AllocSetContextCreate(TopMemoryContext, "publish next job",
-													 ALLOCSET_SMALL_SIZES);
-		MemoryContextReset(claimed_next_cxt);
-		next = job_claim_next(claimed_next_cxt);
-		current_job = job;		/* still this job's transaction */
-	}
-	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, C_COLLATION_OID,
-												CStringGetTextDatum(job->id)));
-	job_txn_commit(true);
-	claimed_next = next;
-
-	/* what pg_advisory_unlock(JOB_LOCK_CLASS, hashtext(id)) releases */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) JOB_LOCK_CLASS, (uint32) key, 2);
-	(void) LockRelease(&tag, ExclusiveLock, true);
-}
-
-/* Is a job claimed ahead waiting to run? */
+/* Is a claimed job waiting to run? */
 bool
 job_has_claimed_next(void)
 {
-	return claimed_next != NULL;
+	return claimed != NIL;
 }
 
 /*
- * The job claimed ahead, copied into mcxt, as the current job (its
- * deadline counts from its claim); NULL when there is none.
+ * The next claimed job, copied into mcxt, as the current job (its deadline
+ * counts from now, when it starts); NULL when there is none.
  */
 PublishJob *
 job_take_claimed_next(MemoryContext mcxt)
 {
+	PublishJob *next;
 	PublishJob *job;
 
-	if (claimed_next == NULL)
+	if (claimed == NIL)
 		return NULL;
+	next = linitial(claimed);
 	job = MemoryContextAlloc(mcxt, sizeof(PublishJob));
-	*job = *claimed_next;
-	job->id = MemoryContextStrdup(mcxt, claimed_next->id);
-	job->job_type = MemoryContextStrdup(mcxt, claimed_next->job_type);
-	job->version_id = claimed_next->version_id ? MemoryContextStrdup(mcxt, claimed_next->version_id) : NULL;
-	job->env = claimed_next->env ? MemoryContextStrdup(mcxt, claimed_next->env) : NULL;
-	claimed_next = NULL;
-	MemoryContextReset(claimed_next_cxt);
+	*job = *next;
+	job->id = MemoryContextStrdup(mcxt, next->id);
+	job->job_type = MemoryContextStrdup(mcxt, next->job_type);
+	job->version_id = next->version_id ? MemoryContextStrdup(mcxt, next->version_id) : NULL;
+	job->env = next->env ? MemoryContextStrdup(mcxt, next->env) : NULL;
+	job->started = GetCurrentTimestamp();
+	claimed = list_delete_first(claimed);
+	if (claimed == NIL)
+		MemoryContextReset(claimed_cxt);
 	current_job = job;
 	return job;
+}
+
+/*
+ * Forgets the jobs just claimed in a transaction that then failed (their
+ * claim is rolled back; their locks, session locks, are not: released
+ * here).
+ */
+void
+job_drop_claimed(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, claimed)
+		job_release_lock((PublishJob *) lfirst(lc));
+	claimed = NIL;
+	if (claimed_cxt != NULL)
+		MemoryContextReset(claimed_cxt);
+}
+
+/* The job runs (again): its deadline applies to our transactions. */
+void
+job_set_current(PublishJob *job)
+{
+	current_job = job;
+}
+
+/*
+ * Releases the job's session lock, what pg_advisory_unlock(JOB_LOCK_CLASS,
+ * hashtext(id)) releases.  Only after the commit that recorded how the job
+ * ended: until then its row says running, and a worker that finds a
+ * running job's lock free takes it for interrupted.
+ */
+void
+job_release_lock(PublishJob *job)
+{
+	LOCKTAG		tag;
+	int32		key;
+
+	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, C_COLLATION_OID,
+												CStringGetTextDatum(job->id)));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) JOB_LOCK_CLASS, (uint32) key, 2);
+	(void) LockRelease(&tag, ExclusiveLock, true);
 }
 
 /*

@@ -222,6 +222,31 @@ storage_sync(StorageTarget *target)
 	}
 }
 
+/*
+ * Hands what storage_sync would sync to set (in mcxt), to be synced with
+ * other targets' by storage_sync_deferred: file:// defers its directory
+ * fsyncs and syncfs; a backend whose writes are durable when they return
+ * has nothing to defer, and any other syncs now.
+ */
+void
+storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
+{
+	if (target->backend == &storage_local_backend)
+		storage_local_defer_sync(target, set, mcxt);
+	else
+		storage_sync(target);
+}
+
+/* Makes every sync deferred to set, and empties it. */
+void
+storage_sync_deferred(StorageSyncSet *set)
+{
+	MemoryContext caller = op_begin();
+
+	storage_local_sync_set(set);
+	op_end(caller);
+}
+
 /* The URL under which readers find key (palloc'd). */
 char *
 storage_public_url(StorageTarget *target, const char *key)

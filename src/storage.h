@@ -7,7 +7,8 @@
  * The publish steps call storage_put, storage_put_same, storage_stat,
  * storage_copy and storage_sync (whose return makes every earlier put and
  * copy durable, names included: the publish job calls it before its final
- * commit);
+ * commit; or storage_defer_sync, which hands that sync to a set that
+ * storage_sync_deferred makes once for a group of jobs);
  * the tile builder also storage_get_file (a source image to a local file);
  * step 4 (tile_publish.c) also runs a remote backend's stat and copy
  * requests in parallel, built by its stat_request and copy_request.
@@ -54,6 +55,18 @@ typedef struct StorageTarget
 	void		(*warn) (void *arg, const char *message);
 	void	   *warn_arg;
 } StorageTarget;
+
+/*
+ * Syncs deferred from several targets (storage_defer_sync), made together
+ * by storage_sync_deferred: file://'s directories whose entries changed,
+ * each once, and the file systems that need a syncfs.  Zeroed to start;
+ * the lists live in the context given to storage_defer_sync.
+ */
+typedef struct StorageSyncSet
+{
+	List	   *dirs;			/* directories to fsync */
+	List	   *roots;			/* roots of targets whose file system to syncfs */
+} StorageSyncSet;
 
 typedef struct StorageObjectInfo
 {
@@ -163,9 +176,16 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
 extern void storage_sync(StorageTarget *target);
+extern void storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt);
+extern void storage_sync_deferred(StorageSyncSet *set);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
 							   int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
+
+/* storage_local.c: file://'s deferred syncs (storage_defer_sync) */
+extern void storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set,
+									 MemoryContext mcxt);
+extern void storage_local_sync_set(StorageSyncSet *set);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,

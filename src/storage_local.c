@@ -45,6 +45,10 @@
 #define LOCAL_IO_CHUNK		65536
 /* beyond this many directories to fsync, storage_sync makes one syncfs */
 #define LOCAL_MAX_UNSYNCED_DIRS	32
+/* the same for the syncs of a group of jobs (storage_local_sync_set) */
+#ifndef LOCAL_GROUP_MAX_DIRS
+#define LOCAL_GROUP_MAX_DIRS	LOCAL_MAX_UNSYNCED_DIRS
+#endif
 
 /* Does path have ".." as one of its /-separated segments? */
 static bool
@@ -373,6 +377,26 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	target->unsynced = true;
 }
 
+/* syncfs of the file system that holds dir */
+static void
+syncfs_of(const char *dir)
+{
+	int			fd = open(dir, O_RDONLY | PG_BINARY);
+
+	if (fd < 0 || (enableFsync && syncfs(fd) != 0))
+	{
+		int			save_errno = errno;
+
+		if (fd >= 0)
+			close(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not sync the file system of \"%s\": %m", dir)));
+	}
+	close(fd);
+}
+
 /*
  * Makes every put and copy so far durable, names included: one syncfs of
  * the target's file system after copies (or many puts), otherwise an fsync
@@ -381,8 +405,6 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 static void
 local_sync(StorageTarget *target)
 {
-	int			fd;
-
 	if (!target->unsynced)
 	{
 		while (target->unsynced_dirs != NIL)
@@ -395,22 +417,108 @@ local_sync(StorageTarget *target)
 		}
 		return;
 	}
-	fd = open(target->root, O_RDONLY | PG_BINARY);
-	if (fd < 0 || (enableFsync && syncfs(fd) != 0))
-	{
-		int			save_errno = errno;
-
-		if (fd >= 0)
-			close(fd);
-		errno = save_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not sync the file system of \"%s\": %m", target->root)));
-	}
-	close(fd);
+	syncfs_of(target->root);
 	target->unsynced = false;
 	list_free_deep(target->unsynced_dirs);
 	target->unsynced_dirs = NIL;
+}
+
+/* Appends a copy of s (in the current context) to list unless it is there. */
+static List *
+append_unique(List *list, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		if (strcmp((char *) lfirst(lc), s) == 0)
+			return list;
+	}
+	return lappend(list, pstrdup(s));
+}
+
+/*
+ * Hands what local_sync would do to set (in mcxt), instead of doing it:
+ * the directories to fsync, merged with those of the other jobs of a group
+ * (a directory that several jobs changed is synced once), or the target's
+ * root when its file system is to be syncfs'd.  The target is left as
+ * synced.
+ */
+void
+storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	ListCell   *lc;
+
+	if (target->unsynced)
+		set->roots = append_unique(set->roots, target->root);
+	else
+	{
+		foreach(lc, target->unsynced_dirs)
+			set->dirs = append_unique(set->dirs, (char *) lfirst(lc));
+	}
+	MemoryContextSwitchTo(old);
+	list_free_deep(target->unsynced_dirs);
+	target->unsynced_dirs = NIL;
+	target->unsynced = false;
+}
+
+/* The device (file system) of path; false when stat fails. */
+static bool
+device_of(const char *path, dev_t *dev)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return false;
+	*dev = st.st_dev;
+	return true;
+}
+
+/*
+ * Makes every sync deferred to set: a syncfs of each root's file system,
+ * then an fsync of each directory on none of those; past
+ * LOCAL_GROUP_MAX_DIRS directories, a syncfs of their file system instead
+ * (one per file system).  Empties set.
+ */
+void
+storage_local_sync_set(StorageSyncSet *set)
+{
+	ListCell   *lc;
+	dev_t		synced[8];
+	int			nsynced = 0;
+	bool		many = list_length(set->dirs) > LOCAL_GROUP_MAX_DIRS;
+
+	foreach(lc, set->roots)
+	{
+		syncfs_of((char *) lfirst(lc));
+		if (nsynced < lengthof(synced) && device_of((char *) lfirst(lc), &synced[nsynced]))
+			nsynced++;
+	}
+	foreach(lc, set->dirs)
+	{
+		char	   *dir = lfirst(lc);
+		dev_t		dev;
+		bool		covered = false;
+
+		if ((nsynced > 0 || many) && device_of(dir, &dev))
+		{
+			for (int i = 0; i < nsynced; i++)
+				covered = covered || synced[i] == dev;
+			if (!covered && many && nsynced < lengthof(synced))
+			{
+				syncfs_of(dir);
+				synced[nsynced++] = dev;
+				covered = true;
+			}
+		}
+		if (!covered)
+			fsync_dir(dir);
+	}
+	list_free_deep(set->dirs);
+	list_free_deep(set->roots);
+	set->dirs = NIL;
+	set->roots = NIL;
 }
 
 /* Copies the file at key into f. */

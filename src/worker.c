@@ -7,11 +7,13 @@
  * numbered from 0.  A worker attaches to its database's slot (so that
  * committing transactions can set its latch), then loops:
  *
- *	  - it claims and runs jobs one at a time until none is ready; the
- *		workers of a database race for jobs with SKIP LOCKED.  A job that
- *		publishes claims the next one in its final, durable transaction
- *		(job_txn_commit_claiming_next): one WAL flush for both, and no
- *		claim transaction of its own, while jobs are queued;
+ *	  - it claims jobs and runs them one at a time until none is ready;
+ *		the workers of a database race for jobs with SKIP LOCKED.  While
+ *		jobs are queued it claims a few at once (job_claim: at most
+ *		PUBLISH_GROUP_MAX, and its share of the queue) and records the
+ *		publishes among them together once the last has run: one sync and
+ *		one durable transaction for the group, which claims the next few
+ *		(job_group.c), so no claim transaction of its own either;
  *	  - it sleeps until its latch is set (a publish committed, SIGHUP,
  *		SIGTERM) or the safety sweep (publish.sweep_interval) is due;
  *	  - at start and at every sweep it recovers jobs left 'running' by a
@@ -130,53 +132,106 @@ record_end(PublishJob *job, const char *status, const char *error, MemoryContext
 	PG_END_TRY();
 }
 
-/* Runs one job; any error becomes the job's failure, cancellation or timeout. */
+/* a job interrupted by a cancel meant for another job of its group runs again, this often */
+#define MAX_STRAY_CANCELS	3
+
+/*
+ * Runs one job; any error becomes the job's failure, cancellation or
+ * timeout.  A publish that switched release.json ends pending, recorded
+ * with its group (job_group.c).
+ *
+ * cancel_job() interrupts the worker that holds the job's lock, which for a
+ * job claimed with others may not be the job running now (one waiting its
+ * turn, or one switched and waiting for its group's commit).  Such an
+ * interrupt, a cancel that this job was not asked for, while other jobs are
+ * claimed or pending, stops the job before its switch (a checkpoint or an
+ * interrupted transfer): it runs again from its first step, as a retry
+ * would (every step is idempotent).  The cancelled job stops at its own
+ * checkpoint, or is recorded by its group if it had switched.
+ */
 static void
 run_job(PublishJob *job, MemoryContext mcxt)
 {
-	MemoryContextSwitchTo(mcxt);
-	PG_TRY();
+	for (int strays = 0;; strays++)
 	{
-		publish_job_run(job, mcxt);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+		volatile bool again = false;
 
 		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		job_forget_current();
+		PG_TRY();
+		{
+			publish_job_run(job, mcxt);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
 
-		/* a cancel_job() signal interrupts whatever the job was doing */
-		if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			job->cancelled = job_cancel_was_requested(job);
+			MemoryContextSwitchTo(mcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			job_forget_current();
 
-		if (job->cancelled)
-			record_end(job, "cancelled", "cancelled while running; nothing was published", mcxt);
-		else if (job_deadline_passed(job))
-			record_end(job, "failed",
-					   psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
-								publish_job_timeout), mcxt);
-		else
-			record_end(job, "failed", error_text(edata), mcxt);
-		ereport(LOG,
-				(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
+			/* a cancel_job() signal interrupts whatever the job was doing */
+			if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				job->cancelled = job_cancel_was_requested(job);
+
+			if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+				!job_deadline_passed(job) && strays < MAX_STRAY_CANCELS &&
+				(job_has_claimed_next() || job_group_pending()))
+			{
+				ereport(LOG,
+						(errmsg("publish job %s was interrupted by a cancel meant for another job claimed with it: running it again",
+								job->id)));
+				publish_unlock_version(job);
+				job_set_current(job);
+				again = true;
+			}
+			else if (job->cancelled)
+				record_end(job, "cancelled", "cancelled while running; nothing was published", mcxt);
+			else if (job_deadline_passed(job))
+				record_end(job, "failed",
+						   psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
+									publish_job_timeout), mcxt);
+			else
+				record_end(job, "failed", error_text(edata), mcxt);
+			if (!again)
+				ereport(LOG,
+						(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
+		}
+		PG_END_TRY();
+		if (!again)
+			break;
+		QueryCancelPending = false;
 	}
-	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Claims the next job and runs it. */
+/* Wakes wait_job() sleepers of this database: jobs ended. */
+static void
+broadcast_job_ended(void)
+{
+	ConditionVariable *cv = publish_shmem_job_ended_cv(worker_dboid);
+
+	if (cv)
+		ConditionVariableBroadcast(cv);
+}
+
+/*
+ * Claims the next jobs (a few at once while jobs are queued: job_claim)
+ * and runs one.  After the last job claimed, the group of publishes that
+ * switched is synced and recorded in one durable transaction, which claims
+ * the next jobs (job_group_commit).
+ */
 static NextJob
 run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 {
 	PublishJob *job = NULL;
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
 	bool		queue_busy = true;
+	int			claimed;
+	int			ended = 0;
 
-	/* claimed in the previous job's final transaction? */
+	/* claimed with the jobs before it? */
 	job = job_take_claimed_next(mcxt);
 	if (job != NULL)
 		goto run;
@@ -211,40 +266,42 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 	}
 	if (sweep && job_recover_interrupted() > 0)
 		publish_job_ended_at_commit();	/* some may have failed: tell wait_job */
-	job = job_claim_next(mcxt);
+	claimed = job_claim(PUBLISH_GROUP_MAX);
 	/* durable: a job that crashes the server must see its attempts counted */
-	job_txn_commit(job != NULL);
+	job_txn_commit(claimed > 0);
 
 	/* a sweep found work no wake-up announced: the siblings may help */
-	if (sweep && job != NULL && publish_workers_per_database > 1)
+	if (sweep && claimed > 0 && publish_workers_per_database > 1)
 		publish_shmem_wake_database(worker_dboid);
 
+	job = job_take_claimed_next(mcxt);
 	if (job == NULL)
 		return NEXT_JOB_NONE;
 
 run:
-	/*
-	 * A job that publishes may claim the next one in its final, durable
-	 * transaction (one flush for both), unless a sweep is due (it needs a
-	 * claim transaction of its own) or this worker is to exit.
-	 */
-	job_allow_claim_ahead(!sweep_due() && worker_number < publish_workers_per_database);
 	run_job(job, mcxt);
 	job_forget_current();
 
+	/* a job that ended here (not pending) was recorded: its locks go */
+	if (!job->pending)
+	{
+		publish_unlock_version(job);
+		job_release_lock(job);
+		ended++;
+	}
+
 	/*
-	 * The job's session locks (job_queue.c, job_publish.c) go with it; when
-	 * it claimed the next job, it released its own, and the next job's lock
-	 * must stay.
+	 * The last job claimed has run: the group's sync and durable commit,
+	 * which claims the next jobs unless a sweep is due (it needs a claim
+	 * transaction of its own) or this worker is to exit.
 	 */
 	if (!job_has_claimed_next())
+		ended += job_group_commit(!sweep_due() && worker_number < publish_workers_per_database);
+	/* no job is claimed or pending: no session lock may be left */
+	if (!job_has_claimed_next() && !job_group_pending())
 		LockReleaseSession(USER_LOCKMETHOD);
-	{
-		ConditionVariable *cv = publish_shmem_job_ended_cv(worker_dboid);
-
-		if (cv)
-			ConditionVariableBroadcast(cv);
-	}
+	if (ended > 0)
+		broadcast_job_ended();
 	return NEXT_JOB_RAN;
 }
 
