@@ -102,9 +102,10 @@ run() {
 	                  round(extract(epoch FROM max(completed_at) - min(created_at))::numeric, 2),
 	                  round((count(*) FILTER (WHERE status = 'completed')
 	                         / extract(epoch FROM max(completed_at) - min(created_at)))::numeric, 1),
-	                  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at) * 1000)::numeric, 2)
+	                  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at) * 1000)::numeric, 2),
+	                  round((count(*) / extract(epoch FROM max(created_at) - min(created_at)))::numeric, 1)
 	             FROM publish.job_queue WHERE created_at >= '$t0'")
-	IFS='|' read -r total done failed elapsed rate runms <<<"$row"
+	IFS='|' read -r total done failed elapsed rate runms enqrate <<<"$row"
 	cpums=$(awk -v a="$cpu0" -v b="$(workers_cpu)" -v n="$total" 'BEGIN { printf "%.2f", (b - a) / 1e6 / n }')
 	if [ -n "$spid" ]; then
 		kill -INT "$spid"; wait "$spid" || true
@@ -114,8 +115,8 @@ run() {
 				| grep -E ' (fsync|fdatasync|syncfs|rename|link|mkdir|openat|epoll_wait|futex|semop|pwrite64|write|sendto|recvfrom|kill) ' || true
 		} >>"$OUT/throughput-strace.txt"
 	fi
-	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (job run median $runms ms, worker CPU $cpums ms per job)"
-	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $runms | $cpums |")
+	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (enqueued $enqrate/s, job run median $runms ms, worker CPU $cpums ms per job)"
+	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $enqrate | $runms | $cpums |")
 	[ "$done" -eq "$total" ] && [ "$failed" -eq 0 ] || ALL_OK=false
 }
 
@@ -130,10 +131,11 @@ done
 {
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, fsync on, synchronous_commit on;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
-	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at)."
+	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at); enqueued/s = jobs / (last created_at − first created_at), the clients' rate."
+	echo "Job run = completed_at − started_at: a job claimed with others counts from the claim, its wait for its turn and for its group's commit included."
 	echo
-	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | job run median ms | worker CPU ms per job |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | enqueued jobs/s | job run median ms | worker CPU ms per job |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for r in "${ROWS[@]}"; do echo "$r"; done
 	echo
 	echo "Run took $(( $(date +%s) - T_START )) s."

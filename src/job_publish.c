@@ -198,11 +198,21 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
-	/* Step 3: upload the immutable copy (50%) */
+	/*
+	 * Step 3: upload the immutable copy (50%).  In a group (jobs claimed
+	 * after this one, or switched before it and waiting), file:// writes it
+	 * now and syncs its data with the group's, before it is renamed into
+	 * place and release.json switched to it (job_group.c); alone, as any
+	 * put, fsync'd before its rename.
+	 */
 	if (!build_first)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
+		if (job_has_claimed_next() || job_group_pending())
+			storage_put_deferred(target, versioned_key, doc->data, doc->len,
+								 "application/json", STORAGE_CACHE_IMMUTABLE);
+		else
+			storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
 	}
 	job_txn_begin("publish: uploaded release.json");
 	job_step_done(job, 50, build_first ?

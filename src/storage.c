@@ -223,6 +223,29 @@ storage_sync(StorageTarget *target)
 }
 
 /*
+ * Writes data at key, like storage_put, for a job of a group
+ * (job_group.c): file:// writes it to a temporary file now, and
+ * storage_sync_deferred syncs the data of every such file of the group at
+ * once (one syncfs) before it renames them into place; until then key is
+ * unchanged.  A storage_put_same of key meanwhile is deferred with it.
+ * Other backends put at once.
+ */
+void
+storage_put_deferred(StorageTarget *target, const char *key, const char *data,
+					 size_t len, const char *content_type, const char *cache_control)
+{
+	if (target->backend == &storage_local_backend)
+	{
+		MemoryContext caller = op_begin();
+
+		storage_local_put_deferred(target, key, data, len);
+		op_end(caller);
+	}
+	else
+		storage_put(target, key, data, len, content_type, cache_control);
+}
+
+/*
  * Hands what storage_sync would sync to set (in mcxt), to be synced with
  * other targets' by storage_sync_deferred: file:// defers its directory
  * fsyncs and syncfs; a backend whose writes are durable when they return

@@ -8,7 +8,9 @@
  * storage_copy and storage_sync (whose return makes every earlier put and
  * copy durable, names included: the publish job calls it before its final
  * commit; or storage_defer_sync, which hands that sync to a set that
- * storage_sync_deferred makes once for a group of jobs);
+ * storage_sync_deferred makes once for a group of jobs, with the puts
+ * made by storage_put_deferred: file:// writes their data then, and
+ * renames them into place only once the group's data is synced);
  * the tile builder also storage_get_file (a source image to a local file);
  * step 4 (tile_publish.c) also runs a remote backend's stat and copy
  * requests in parallel, built by its stat_request and copy_request.
@@ -51,6 +53,8 @@ typedef struct StorageTarget
 	bool		unsynced;		/* copies made since the last storage_sync */
 	List	   *unsynced_dirs;	/* file://: directories whose new entries wait
 								 * for storage_sync (in the target's context) */
+	List	   *deferred_files; /* file://: puts and links that wait for
+								 * storage_sync_deferred (storage_put_deferred) */
 	/* retry notices (called between attempts, outside libcurl), or NULL */
 	void		(*warn) (void *arg, const char *message);
 	void	   *warn_arg;
@@ -66,6 +70,7 @@ typedef struct StorageSyncSet
 {
 	List	   *dirs;			/* directories to fsync */
 	List	   *roots;			/* roots of targets whose file system to syncfs */
+	List	   *files;			/* file://: writes not yet synced nor renamed */
 } StorageSyncSet;
 
 typedef struct StorageObjectInfo
@@ -176,6 +181,8 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
 extern void storage_sync(StorageTarget *target);
+extern void storage_put_deferred(StorageTarget *target, const char *key, const char *data,
+								 size_t len, const char *content_type, const char *cache_control);
 extern void storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt);
 extern void storage_sync_deferred(StorageSyncSet *set);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
@@ -186,6 +193,9 @@ extern char *storage_public_url(StorageTarget *target, const char *key);
 extern void storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set,
 									 MemoryContext mcxt);
 extern void storage_local_sync_set(StorageSyncSet *set);
+extern void storage_local_put_deferred(StorageTarget *target, const char *key,
+									   const char *data, size_t len);
+extern void storage_local_discard_deferred(void);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,

@@ -50,6 +50,14 @@
 #define LOCAL_GROUP_MAX_DIRS	LOCAL_MAX_UNSYNCED_DIRS
 #endif
 
+/*
+ * The temporary files of deferred puts not yet handed to a group's set
+ * (storage_local_defer_sync): a job that fails before its switch leaves
+ * them, and storage_local_discard_deferred removes them.
+ */
+static List *unplaced = NIL;
+static MemoryContext unplaced_cxt = NULL;
+
 /* Does path have ".." as one of its /-separated segments? */
 static bool
 has_dotdot_segment(const char *path)
@@ -195,16 +203,17 @@ fail_write(int fd, const char *tmp, const char *path)
 			 errmsg("could not write \"%s\": %m", path)));
 }
 
-static void
-local_put(StorageTarget *target, const char *key, const char *data, size_t len,
-		  const char *content_type, const char *cache_control)
+/*
+ * Writes data to a new temporary file beside path and returns its name;
+ * with sync, fsync'd.  The caller renames it into place.
+ */
+static char *
+write_tmp(const char *path, const char *data, size_t len, bool sync)
 {
-	char	   *path = key_path(target, key);
 	char	   *tmp = psprintf("%s.tmp-%d", path, MyProcPid);
 	size_t		done = 0;
 	int			fd;
 
-	make_parent_dirs(target, path, true);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
 	if (fd < 0)
 		fail_write(fd, tmp, path);
@@ -222,13 +231,120 @@ local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 		}
 		done += n;
 	}
-	if (fchmod(fd, LOCAL_FILE_MODE) != 0 || pg_fsync(fd) != 0)
+	if (fchmod(fd, LOCAL_FILE_MODE) != 0 || (sync && pg_fsync(fd) != 0))
 		fail_write(fd, tmp, path);
 	if (close(fd) != 0)
 		fail_write(-1, tmp, path);
+	return tmp;
+}
+
+static void
+local_put(StorageTarget *target, const char *key, const char *data, size_t len,
+		  const char *content_type, const char *cache_control)
+{
+	char	   *path = key_path(target, key);
+	char	   *tmp;
+
+	make_parent_dirs(target, path, true);
+	tmp = write_tmp(path, data, len, true);
 	if (rename(tmp, path) != 0)
 		fail_write(-1, tmp, path);
 	defer_dir_sync(target, parent_dir(path));
+}
+
+/*
+ * A put (tmp set) or a link (src set) that waits for the group's sync
+ * (storage_put_deferred, storage_local_sync_set).
+ */
+typedef struct LocalDeferred
+{
+	char	   *tmp;			/* a put: its temporary file, data not synced */
+	char	   *src;			/* a link: the file it is to be */
+	char	   *path;			/* where it goes */
+} LocalDeferred;
+
+static LocalDeferred *
+add_deferred(List **list, MemoryContext mcxt, const char *tmp, const char *src, const char *path)
+{
+	LocalDeferred *d = MemoryContextAllocZero(mcxt, sizeof(LocalDeferred));
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+	d->tmp = tmp ? pstrdup(tmp) : NULL;
+	d->src = src ? pstrdup(src) : NULL;
+	d->path = pstrdup(path);
+	*list = lappend(*list, d);
+	MemoryContextSwitchTo(old);
+	return d;
+}
+
+/*
+ * storage_put_deferred on file://: the data goes to a temporary file now,
+ * not fsync'd; storage_local_sync_set syncs it with the group's others and
+ * renames it into place.  Its directories are made now.
+ */
+void
+storage_local_put_deferred(StorageTarget *target, const char *key, const char *data, size_t len)
+{
+	char	   *path = key_path(target, key);
+	MemoryContext tcxt = GetMemoryChunkContext(target);
+	MemoryContext old;
+
+	LocalDeferred *d;
+
+	make_parent_dirs(target, path, true);
+	if (unplaced_cxt == NULL)
+		unplaced_cxt = AllocSetContextCreate(TopMemoryContext, "publish deferred puts",
+											 ALLOCSET_SMALL_SIZES);
+	d = add_deferred(&target->deferred_files, tcxt, write_tmp(path, data, len, false), NULL, path);
+	old = MemoryContextSwitchTo(unplaced_cxt);
+	unplaced = lappend(unplaced, pstrdup(d->tmp));
+	MemoryContextSwitchTo(old);
+}
+
+static void
+forget_unplaced(const char *tmp)
+{
+	ListCell   *lc;
+
+	foreach(lc, unplaced)
+	{
+		if (strcmp((char *) lfirst(lc), tmp) == 0)
+		{
+			unplaced = foreach_delete_current(unplaced, lc);
+			break;
+		}
+	}
+	if (unplaced == NIL && unplaced_cxt != NULL)
+		MemoryContextReset(unplaced_cxt);
+}
+
+/* Removes the temporary files of deferred puts that no group will place. */
+void
+storage_local_discard_deferred(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, unplaced)
+		(void) unlink((char *) lfirst(lc));
+	unplaced = NIL;
+	if (unplaced_cxt != NULL)
+		MemoryContextReset(unplaced_cxt);
+}
+
+/* Is path a deferred put of the target's? */
+static bool
+is_deferred_put(StorageTarget *target, const char *path)
+{
+	ListCell   *lc;
+
+	foreach(lc, target->deferred_files)
+	{
+		LocalDeferred *d = lfirst(lc);
+
+		if (d->tmp != NULL && strcmp(d->path, path) == 0)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -246,6 +362,12 @@ local_link(StorageTarget *target, const char *src_key, const char *dst_key)
 	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
 
 	make_parent_dirs(target, dst, true);
+	if (is_deferred_put(target, src))
+	{
+		/* src is not in place yet: linked after it, at the group's sync */
+		(void) add_deferred(&target->deferred_files, GetMemoryChunkContext(target), NULL, src, dst);
+		return true;
+	}
 	(void) unlink(tmp);			/* left by a worker of the same pid that died */
 	if (link(src, tmp) != 0)
 		return false;
@@ -457,10 +579,19 @@ storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryConte
 		foreach(lc, target->unsynced_dirs)
 			set->dirs = append_unique(set->dirs, (char *) lfirst(lc));
 	}
+	foreach(lc, target->deferred_files)
+	{
+		LocalDeferred *d = lfirst(lc);
+
+		(void) add_deferred(&set->files, mcxt, d->tmp, d->src, d->path);
+		if (d->tmp != NULL)
+			forget_unplaced(d->tmp);
+	}
 	MemoryContextSwitchTo(old);
 	list_free_deep(target->unsynced_dirs);
 	target->unsynced_dirs = NIL;
 	target->unsynced = false;
+	target->deferred_files = NIL;	/* in the target's context, freed with it */
 }
 
 /* The device (file system) of path; false when stat fails. */
@@ -475,6 +606,106 @@ device_of(const char *path, dev_t *dev)
 	return true;
 }
 
+/* Removes the temporary files of the deferred puts from the cell at lc on. */
+static void
+unlink_deferred_from(List *files, int from)
+{
+	for (int i = from; i < list_length(files); i++)
+	{
+		LocalDeferred *d = list_nth(files, i);
+
+		if (d->tmp != NULL)
+			(void) unlink(d->tmp);
+	}
+}
+
+/*
+ * The deferred puts and links of a group: the data of every temporary file
+ * synced (one syncfs per file system), then each renamed into place, in
+ * order, and each link made (after the put it links to): release.json
+ * switched only once its versioned copy's data is durable.  The
+ * directories whose entries changed join set->dirs.  On a failure the
+ * temporary files not yet renamed are removed.
+ */
+static void
+place_deferred_files(StorageSyncSet *set)
+{
+	dev_t		synced[8];
+	int			nsynced = 0;
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, set->files)
+	{
+		LocalDeferred *d = lfirst(lc);
+		dev_t		dev;
+		bool		done = false;
+
+		if (d->tmp == NULL)
+			continue;
+		if (device_of(d->tmp, &dev))
+		{
+			for (int j = 0; j < nsynced; j++)
+				done = done || synced[j] == dev;
+		}
+		else
+			dev = 0;
+		if (!done)
+		{
+			PG_TRY();
+			{
+				syncfs_of(d->tmp);
+			}
+			PG_CATCH();
+			{
+				unlink_deferred_from(set->files, 0);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			if (dev != 0 && nsynced < lengthof(synced))
+				synced[nsynced++] = dev;
+		}
+	}
+	foreach(lc, set->files)
+	{
+		LocalDeferred *d = lfirst(lc);
+
+		if (d->tmp != NULL)
+		{
+			if (rename(d->tmp, d->path) != 0)
+			{
+				int			save_errno = errno;
+
+				unlink_deferred_from(set->files, i);
+				errno = save_errno;
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not write \"%s\": %m", d->path)));
+			}
+		}
+		else
+		{
+			char	   *tmp = psprintf("%s.tmp-%d", d->path, MyProcPid);
+
+			(void) unlink(tmp);
+			if (link(d->src, tmp) != 0 || rename(tmp, d->path) != 0)
+			{
+				int			save_errno = errno;
+
+				(void) unlink(tmp);
+				unlink_deferred_from(set->files, i);
+				errno = save_errno;
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not write \"%s\": %m", d->path)));
+			}
+			(void) unlink(tmp);
+		}
+		set->dirs = append_unique(set->dirs, parent_dir(d->path));
+		i++;
+	}
+}
+
 /*
  * Makes every sync deferred to set: a syncfs of each root's file system,
  * then an fsync of each directory on none of those; past
@@ -487,7 +718,12 @@ storage_local_sync_set(StorageSyncSet *set)
 	ListCell   *lc;
 	dev_t		synced[8];
 	int			nsynced = 0;
-	bool		many = list_length(set->dirs) > LOCAL_GROUP_MAX_DIRS;
+	bool		many;
+
+	if (set->files != NIL)
+		place_deferred_files(set);
+	/* after the data's syncfs, the names': one more syncfs is as cheap as two fsyncs */
+	many = list_length(set->dirs) > LOCAL_GROUP_MAX_DIRS || set->files != NIL;
 
 	foreach(lc, set->roots)
 	{
@@ -519,6 +755,7 @@ storage_local_sync_set(StorageSyncSet *set)
 	list_free_deep(set->roots);
 	set->dirs = NIL;
 	set->roots = NIL;
+	set->files = NIL;			/* in the set's context */
 }
 
 /* Copies the file at key into f. */

@@ -43,6 +43,7 @@
  */
 #include "publish.h"
 #include "job.h"
+#include "storage.h"
 
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -170,6 +171,8 @@ run_job(PublishJob *job, MemoryContext mcxt)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			job_forget_current();
+			/* a versioned copy written for the group, never to be placed */
+			storage_local_discard_deferred();
 
 			/* a cancel_job() signal interrupts whatever the job was doing */
 			if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
