@@ -14,8 +14,12 @@
 #      once publish.releases says a release is live, its files are on disk
 #
 # Run for a project's first publish to a new environment (its directories
-# made), with tiles (the syncfs path) and without (the directory fsyncs), and
-# for a publish over an existing release.json.  Skipped where strace may
+# made), with tiles (the syncfs path) and without (the directory fsyncs), for
+# a publish over an existing release.json, and for a group: several jobs
+# queued at once, claimed together, whose versioned copies are written, their
+# data synced together (syncfs), then renamed and linked, then their names
+# synced, then all recorded by one commit (job_group.c): (a)-(c) hold for
+# every job of the group, and the group shares its syncs and its flush.  Skipped where strace may
 # not attach to the worker (ptrace restricted by kernel.yama.ptrace_scope).
 #
 use strict;
@@ -72,16 +76,18 @@ like($worker, qr/^\d+$/, 'the worker runs');
 
 my $traces = 0;
 
-# Publishes slug/version to env with the worker traced; returns the trace's lines.
-sub traced_publish
+# Publishes each [slug, version, env] (enqueued in one transaction, so that
+# the worker claims them together) with the worker traced; returns the
+# trace's lines.
+sub traced_publish_all
 {
-	my ($slug, $version, $env) = @_;
+	my @jobs = @_;
 	my $trace = "$storage/../strace-" . ++$traces . ".txt";
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[
 			'strace', '-y', '-s', '4096', '-o', $trace, '-p', $worker,
-			'-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,mkdir,mkdirat'
+			'-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,mkdir,mkdirat,openat'
 		],
 		'>', \$out, '2>', \$err);
 	# wait until strace is attached
@@ -91,13 +97,15 @@ sub traced_publish
 		$h->pump_nb;
 		select(undef, undef, undef, 0.05);
 	}
-	my $id = $node->safe_psql($db,
-		"SELECT id FROM publish.publish_version('$slug', $version, '$env')");
+	my $ids = $node->safe_psql($db,
+		"SELECT string_agg(quote_literal(id), ',') FROM ("
+		  . join(' UNION ALL ', map { "SELECT (publish.publish_version('$_->[0]', $_->[1], '$_->[2]')).id" } @jobs)
+		  . ") j");
 	$node->poll_query_until($db,
-		"SELECT status IN ('completed', 'failed') FROM publish.job_queue WHERE id = '$id'");
+		"SELECT bool_and(status IN ('completed', 'failed')) FROM publish.job_queue WHERE id IN ($ids)");
 	my $status = $node->safe_psql($db,
-		"SELECT status || coalesce(' ' || error, '') FROM publish.job_queue WHERE id = '$id'");
-	is($status, 'completed', "$slug v$version to $env: completed");
+		"SELECT string_agg(DISTINCT status || coalesce(' ' || error, ''), '; ') FROM publish.job_queue WHERE id IN ($ids)");
+	is($status, 'completed', join(', ', map { "$_->[0] v$_->[1] to $_->[2]" } @jobs) . ': completed');
 	$h->signal('INT');
 	$h->finish;
 	open(my $fh, '<', $trace) or die "no trace: $!";
@@ -106,51 +114,72 @@ sub traced_publish
 	return @lines;
 }
 
-# Checks (a)-(c) on a trace of one publish under $root (the storage
-# directory, which holds the targets' roots).
+sub traced_publish { return traced_publish_all([@_]); }
+
+# Checks (a)-(c) on a trace of publishes under $root (the storage
+# directory, which holds the targets' roots): every switch of release.json
+# is followed by a WAL flush (a job's, or its group's, final commit) before
+# which every changed directory was synced.  Returns the number of those
+# flushes and of the syncs on storage.
 sub check_order
 {
 	my ($what, $root, @lines) = @_;
 	my %durable;		# path => its data is durable
+	my %written;		# path => created, its data not yet synced
 	my %changed;		# directory => entries changed since its last fsync
 	my $tiles_unsynced = 0;
-	my ($switched, $flushed, $stray) = (0, 0, 0);
+	my ($switched, $flushed, $after) = (0, 0, 0);
 	my ($data_ok, $link_ok, $tiles_ok) = (1, 1, 1);
 	my $storage_syncs = 0;
 	my @bad;
 
 	for my $l (@lines)
 	{
-		next unless $l =~ /= 0$/;
+		next unless $l =~ /= \d+(?:<[^>]*>)?$/;
 		my @paths = $l =~ /"([^"]*)"/g;
 		if ($l =~ /^fdatasync\(\d+<([^>]*)>/ && $1 =~ m{/pg_wal/})
 		{
-			# the final commit's flush, once release.json is switched
-			next unless $switched && !$flushed;
-			$flushed = 1;
+			# a final commit's flush, once release.json is switched
+			next unless $switched;
+			$flushed++;
+			$switched = 0;
+			$after = 0;
 			push @bad, "not fsync'd before the final commit: " . join(', ', sort keys %changed)
 			  if %changed;
 			next;
 		}
+		next unless $l =~ /= 0$/ || $l =~ /^openat/;
 		if ($l =~ /^(?:fsync|syncfs)\(\d+<([^>]*)>/)
 		{
 			my $p = $1;
 			next unless index($p, $root) == 0;
 			$storage_syncs++;
-			$stray++ if $flushed;
+			$after++;
 			if ($l =~ /^syncfs/)
 			{
 				%changed = ();
 				$tiles_unsynced = 0;
-				$durable{$_} = 1 for keys %durable;
+				$durable{$_} = 1 for keys %durable, keys %written;
+				%written = ();
 				next;
 			}
 			delete $changed{$p};
 			$durable{$p} = 1;
+			delete $written{$p};
 			next;
 		}
 		next unless @paths && index($paths[0], $root) == 0;
-		$stray++ if $flushed;
+		if ($l =~ /^openat/)
+		{
+			# a file created (O_CREAT): its data is not durable yet
+			if ($l =~ /O_CREAT/)
+			{
+				$written{ $paths[0] } = 1;
+				delete $durable{ $paths[0] };
+			}
+			next;
+		}
+		$after++;
 		if ($l =~ /^mkdir/)
 		{
 			$changed{ dirname($paths[0]) } = 1;
@@ -171,7 +200,7 @@ sub check_order
 				delete $durable{$from};
 				if ($to =~ m{/release\.json$})
 				{
-					$switched = 1;
+					$switched++;
 					if ($tiles_unsynced)
 					{
 						$tiles_ok = 0;
@@ -196,16 +225,16 @@ sub check_order
 			}
 		}
 	}
-	ok($switched, "$what: release.json was switched");
-	ok($data_ok && $link_ok, "$what: (a) json data fsync'd before each rename or link");
+	ok($flushed > 0, "$what: release.json was switched, and the final commit flushed");
+	ok($data_ok && $link_ok, "$what: (a) json data synced before each rename or link");
 	ok($tiles_ok, "$what: (b) tiles synced before release.json is switched");
-	ok($flushed, "$what: the worker flushed the final commit after the switch");
-	ok($flushed && !%changed && !grep(/not fsync'd/, @bad),
-		"$what: (c) every changed directory fsync'd before the final commit");
-	is($stray, 0, "$what: no storage call after the final commit's flush");
+	ok(!$switched, "$what: every switch was followed by a final commit's flush");
+	ok(!grep(/not fsync'd/, @bad),
+		"$what: (c) every changed directory synced before the final commit");
+	is($after, 0, "$what: no storage call after the last final commit's flush");
 	diag($_) for @bad;
-	note("$what: $storage_syncs fsync/syncfs calls on storage");
-	return;
+	note("$what: $storage_syncs fsync/syncfs calls on storage, $flushed final flushes");
+	return ($flushed, $storage_syncs);
 }
 
 # strace may attach to the worker (same user) unless ptrace is restricted
@@ -242,6 +271,31 @@ SKIP:
 		'release.json is the versioned copy');
 	like(slurp_file("$storage/production/campus/release.json"), qr/"version"\s*:\s*3\b/,
 		'release.json describes version 3');
+
+	# a group: six projects queued in one transaction, claimed together
+	$node->safe_psql($db, q{
+		INSERT INTO publish.projects (slug, name) SELECT 'group-' || g, 'Group ' || g FROM generate_series(1, 6) g;
+		INSERT INTO publish.project_versions (project_id, version_number, status)
+		SELECT id, 1, 'ready' FROM publish.projects WHERE slug LIKE 'group-%';
+		INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
+		SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
+		       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4, 52.5)), '{}'
+		  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id,
+		       generate_series(1, 5) i
+		 WHERE p.slug LIKE 'group-%';
+	});
+	my ($flushes, $syncs) = check_order('a group of six first publishes', $storage,
+		traced_publish_all(map { [ "group-$_", 1, 'fresh' ] } 1 .. 6));
+	cmp_ok($flushes, '<', 6, 'the group shares its final commit: fewer WAL flushes than jobs');
+	cmp_ok($syncs, '<', 6 * 3, 'the group shares its syncs: fewer than a job alone makes each');
+	for my $g (1 .. 6)
+	{
+		my $dir = "$storage/fresh-root/fresh/group-$g";
+		ok(-f "$dir/release.json" && slurp_file("$dir/release.json") eq slurp_file("$dir/releases/v1.json"),
+			"group-$g: release.json is its versioned copy");
+	}
+	my @left = glob("$storage/fresh-root/fresh/group-*/*.tmp-* $storage/fresh-root/fresh/group-*/releases/*.tmp-*");
+	is(scalar(@left), 0, 'no temporary file is left');
 }
 
 $node->stop;
