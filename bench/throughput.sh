@@ -11,6 +11,10 @@
 #   BENCH_TP_N=2000 bash bench/throughput.sh
 #   BENCH_TP_STRACE=1 bash bench/throughput.sh     # + the workers' system calls
 #                     per job (strace -c -w -f), in bench/results/throughput-strace.txt
+#   BENCH_TP_WAITS=1 bash bench/throughput.sh      # + what the workers wait for
+#                     (pg_stat_activity sampled every 10 ms), in bench/results/throughput-waits.txt
+#   BENCH_TP_NO_NOTIFY=1 bash bench/throughput.sh  # an experiment, not publish as shipped:
+#                     the NOTIFY trigger on job_queue disabled, to see what it costs
 #
 # (bench/pickup_and_throughput.sh's throughput runs publish the same version
 # again and again: a request for a version that is already queued returns
@@ -57,6 +61,10 @@ SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
   FROM publish.project_versions v, generate_series(1, 20) i;
 CREATE SEQUENCE tp_seq;
 SQL
+if [ -n "${BENCH_TP_NO_NOTIFY:-}" ]; then
+	val "ALTER TABLE publish.job_queue DISABLE TRIGGER job_queue_notify"
+	echo "EXPERIMENT: NOTIFY trigger disabled"
+fi
 # each call publishes the next project: N calls publish every project once
 printf "SELECT publish.publish_version('tp-' || ((nextval('tp_seq') - 1) %% %d + 1), 1, 'tp');\n" "$N" >"$WORK/enqueue.sql"
 
@@ -82,12 +90,34 @@ workers_cpu() {
 ROWS=()
 ALL_OK=true
 [ -z "${BENCH_TP_STRACE:-}" ] || : >"$OUT/throughput-strace.txt"
+[ -z "${BENCH_TP_WAITS:-}" ] || : >"$OUT/throughput-waits.txt"
 run() {
 	local workers=$1 clients=$2 t0 row cpu0 cpums
 	val "VACUUM publish.job_queue" >/dev/null 2>&1 || true
 	cpu0=$(workers_cpu)
 	t0=$(val "SELECT clock_timestamp()")
-	local spid=
+	local spid= wpid=
+	if [ -n "${BENCH_TP_WAITS:-}" ]; then
+		# one session samples the workers' wait events until the queue drains
+		psql -X -q -d "$DB" >/dev/null 2>&1 <<-SQL &
+		CREATE TEMP TABLE w (e text);
+		DO \$\$
+		DECLARE t0 timestamptz := clock_timestamp();
+		BEGIN
+			LOOP
+				PERFORM pg_stat_clear_snapshot();
+				INSERT INTO w SELECT coalesce(wait_event_type || ':' || wait_event, 'running (CPU or I/O)')
+				  FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = current_database();
+				EXIT WHEN clock_timestamp() > t0 + interval '2 s'
+				      AND NOT EXISTS (SELECT 1 FROM publish.job_queue WHERE status IN ('queued', 'running'));
+				EXIT WHEN clock_timestamp() > t0 + interval '300 s';
+				PERFORM pg_sleep(0.01);
+			END LOOP;
+		END \$\$;
+		\\copy (SELECT e, count(*), round(100.0 * count(*) / sum(count(*)) OVER (), 1) FROM w GROUP BY e ORDER BY 2 DESC) TO '$WORK/waits.txt'
+		SQL
+		wpid=$!
+	fi
 	if [ -n "${BENCH_TP_STRACE:-}" ]; then
 		local pids=()
 		for p in $(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB'"); do pids+=(-p "$p"); done
@@ -107,6 +137,13 @@ run() {
 	             FROM publish.job_queue WHERE created_at >= '$t0'")
 	IFS='|' read -r total done failed elapsed rate runms enqrate <<<"$row"
 	cpums=$(awk -v a="$cpu0" -v b="$(workers_cpu)" -v n="$total" 'BEGIN { printf "%.2f", (b - a) / 1e6 / n }')
+	if [ -n "$wpid" ]; then
+		wait "$wpid" || true
+		{
+			echo "== $workers worker(s), $clients client(s): the workers' samples (wait event, samples, %)"
+			sed 's/^/   /' "$WORK/waits.txt" 2>/dev/null || echo "   (no samples)"
+		} >>"$OUT/throughput-waits.txt"
+	fi
 	if [ -n "$spid" ]; then
 		kill -INT "$spid"; wait "$spid" || true
 		{
@@ -129,6 +166,7 @@ for workers in 1 2; do
 done
 
 {
+	[ -z "${BENCH_TP_NO_NOTIFY:-}" ] || echo "EXPERIMENT: the NOTIFY trigger on publish.job_queue disabled (BENCH_TP_NO_NOTIFY)."
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, fsync on, synchronous_commit on;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at); enqueued/s = jobs / (last created_at − first created_at), the clients' rate."
