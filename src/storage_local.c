@@ -17,6 +17,16 @@
  * costs no write and no data fsync; nothing writes either file in place,
  * so they cannot drift apart.
  *
+ * A group of jobs (job_group.c) shares its syncs: storage_put_deferred
+ * writes a versioned copy to its temporary file without an fsync, and the
+ * link of release.json to it waits too; storage_local_sync_set then makes
+ * the data of every such file of the group durable with one syncfs,
+ * renames each into place and makes its link (release.json switched only
+ * once its versioned copy's data is durable), and makes the names durable
+ * with one more syncfs (or, without deferred files and with few
+ * directories, an fsync of each).  On ext4 without a journal every fsync is
+ * a cache flush of its own, and a syncfs is one for all.
+ *
  * Copies are real copies, never hard links (a published tile must not
  * change when its build file is rewritten, and must get the published
  * mode): copy_file_range lets the kernel do the work (a reflink on file

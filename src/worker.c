@@ -393,7 +393,7 @@ publish_worker_main(Datum main_arg)
 		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
 			proc_exit(0);
 
-		/* a job claimed ahead runs first; the sweep waits for the next claim */
+		/* jobs claimed together run first; the sweep waits for the next claim */
 		if (!job_has_claimed_next())
 		{
 			sweep = sweep || sweep_due();
