@@ -54,10 +54,11 @@ for s in samples:
             inc[f] += 1
             seen.add(f)
 print("%d samples" % len(samples))
-for k in ["publish_job_run", "storage_put", "fsync", "make_parent_dirs", "__GI___mkdir",
-          "insert_log", "btgetbitmap", "AfterTriggerEndQuery", "job_txn_commit",
-          "job_txn_commit_claiming_next", "XLogFlush", "job_claim_next", "release_build",
-          "release_input_load", "tile_build_needed"]:
+for k in ["publish_job_run", "storage_put", "storage_put_deferred", "fsync", "syncfs",
+          "make_parent_dirs", "__GI___mkdir", "insert_log", "btgetbitmap", "AfterTriggerEndQuery",
+          "job_txn_commit", "job_group_commit", "storage_sync_deferred", "publish_record_release",
+          "XLogFlush", "job_claim", "release_build", "release_input_load", "tile_build_needed",
+          "PreCommit_Notify", "ProcSleep"]:
     print("%6.2f%% %s" % (100.0 * inc[k] / len(samples), k))
 ' >"$OUT/inclusive.txt"
 tail -n 9 "$OUT/throughput.log"
