@@ -208,6 +208,9 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	if (!build_first)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
+		/* a retry: what the interrupted attempt may have left */
+		if (job->attempts > 1)
+			storage_remove_stale(target, versioned_key);
 		if (job_has_claimed_next() || job_group_pending())
 			storage_put_deferred(target, versioned_key, doc->data, doc->len,
 								 "application/json", STORAGE_CACHE_IMMUTABLE);

@@ -246,6 +246,22 @@ storage_put_deferred(StorageTarget *target, const char *key, const char *data,
 }
 
 /*
+ * Removes what an interrupted put of key left behind (file://: temporary
+ * files of processes that are gone); nothing elsewhere.
+ */
+void
+storage_remove_stale(StorageTarget *target, const char *key)
+{
+	if (target->backend == &storage_local_backend)
+	{
+		MemoryContext caller = op_begin();
+
+		storage_local_remove_stale(target, key);
+		op_end(caller);
+	}
+}
+
+/*
  * Hands what storage_sync would sync to set (in mcxt), to be synced with
  * other targets' by storage_sync_deferred: file:// defers its directory
  * fsyncs and syncfs; a backend whose writes are durable when they return

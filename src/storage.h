@@ -184,6 +184,7 @@ extern void storage_sync(StorageTarget *target);
 extern void storage_put_deferred(StorageTarget *target, const char *key, const char *data,
 								 size_t len, const char *content_type, const char *cache_control);
 extern void storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt);
+extern void storage_remove_stale(StorageTarget *target, const char *key);
 extern void storage_sync_deferred(StorageSyncSet *set);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
 							   int64 max_bytes);
@@ -196,6 +197,7 @@ extern void storage_local_sync_set(StorageSyncSet *set);
 extern void storage_local_put_deferred(StorageTarget *target, const char *key,
 									   const char *data, size_t len);
 extern void storage_local_discard_deferred(void);
+extern void storage_local_remove_stale(StorageTarget *target, const char *key);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,

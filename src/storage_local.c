@@ -41,7 +41,9 @@
 #include "publish.h"
 #include "storage.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -339,6 +341,41 @@ storage_local_discard_deferred(void)
 	unplaced = NIL;
 	if (unplaced_cxt != NULL)
 		MemoryContextReset(unplaced_cxt);
+}
+
+/*
+ * Removes the temporary files that a put of key left behind in a process
+ * that is gone ({key}.tmp-{pid}: a worker killed between writing and
+ * renaming, e.g. in a group before its sync).  Jobs of one project and
+ * environment run one at a time, so no live worker writes them.  Called
+ * by a retry (job_publish.c).
+ */
+void
+storage_local_remove_stale(StorageTarget *target, const char *key)
+{
+	char	   *path = key_path(target, key);
+	char	   *dir = parent_dir(path);
+	char	   *prefix = psprintf("%s.tmp-", strrchr(path, '/') + 1);
+	size_t		n = strlen(prefix);
+	DIR		   *d = AllocateDir(dir);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;					/* no directory yet: nothing left */
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		char	   *end;
+		long		pid;
+
+		if (strncmp(de->d_name, prefix, n) != 0)
+			continue;
+		pid = strtol(de->d_name + n, &end, 10);
+		if (*end != '\0' || pid <= 0 || pid == MyProcPid ||
+			kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+			continue;
+		(void) unlink(psprintf("%s/%s", dir, de->d_name));
+	}
+	FreeDir(d);
 }
 
 /* Is path a deferred put of the target's? */
