@@ -797,7 +797,7 @@ BEGIN
 		INSERT INTO publish.job_log (job_id, level, message, progress)
 		SELECT q.id, 'warn', format('cancel requested by %s', publish._requesting_role()), q.progress
 		  FROM publish.job_queue q WHERE q.id = cancel_job.id;
-		PERFORM publish._cancel_worker_at_commit(l.pid)
+		PERFORM publish._cancel_worker_at_commit(l.pid, cancel_job.id)
 		   FROM pg_locks l
 		  WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		    AND l.classid = 1886741101 AND l.objsubid = 2
@@ -843,12 +843,12 @@ AS 'MODULE_PATHNAME', 'publish_job_ended_at_commit_sql';
 COMMENT ON FUNCTION publish._job_ended_at_commit() IS
 	'Internal: wake wait_job() sleepers when this transaction commits (it ended a job without a worker).';
 
-CREATE FUNCTION publish._cancel_worker_at_commit(pid integer)
+CREATE FUNCTION publish._cancel_worker_at_commit(pid integer, job uuid)
 RETURNS void
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'publish_cancel_worker_at_commit_sql';
-COMMENT ON FUNCTION publish._cancel_worker_at_commit(integer) IS
-	'Internal: interrupt the worker that runs a cancelled job when this transaction commits (cancel_job).';
+COMMENT ON FUNCTION publish._cancel_worker_at_commit(integer, uuid) IS
+	'Internal: interrupt the worker that holds a cancelled job''s lock when this transaction commits, if it runs that job then (cancel_job).';
 
 CREATE FUNCTION publish._job_event_prepare()
 RETURNS void

@@ -105,6 +105,7 @@ extern void publish_unlock_version(PublishJob *job);
 struct StorageTarget;
 extern void job_group_defer(const PendingRelease *rel, struct StorageTarget *target);
 extern bool job_group_pending(void);
+extern bool job_group_overdue(void);
 extern int	job_group_commit(bool claim);
 
 #endif							/* PUBLISH_JOB_H */

@@ -41,10 +41,20 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/condition_variable.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/*
+ * How long a switched publish may wait for the jobs after it in its group:
+ * past this, the next transaction of the job running then (a step, or a
+ * tile loop's checkpoint, about once a second) records the group first.
+ */
+#define GROUP_MAX_WAIT_MS	50
 
 static MemoryContext group_cxt = NULL;
 static List *pending = NIL;		/* PendingRelease *, in the order they switched */
+static TimestampTz first_pending_at;	/* when the first of them switched */
 static StorageSyncSet syncs;
 
 static char *
@@ -86,6 +96,8 @@ job_group_defer(const PendingRelease *rel, StorageTarget *target)
 	copy->published_at = pstrdup(rel->published_at);
 	copy->release_url = pstrdup(rel->release_url);
 	copy->release_sha256 = pstrdup(rel->release_sha256);
+	if (pending == NIL)
+		first_pending_at = GetCurrentTimestamp();
 	pending = lappend(pending, copy);
 	MemoryContextSwitchTo(old);
 
@@ -163,11 +175,25 @@ record_alone(PendingRelease *rel, bool synced, const char *why)
 }
 
 /*
+ * Has the group's first publish waited GROUP_MAX_WAIT_MS?  A long job (tiles,
+ * a big release) after it would otherwise keep it unrecorded, and its
+ * wait_job() callers waiting, until that job ended.
+ */
+bool
+job_group_overdue(void)
+{
+	return pending != NIL &&
+		TimestampDifferenceExceeds(first_pending_at, GetCurrentTimestamp(), GROUP_MAX_WAIT_MS);
+}
+
+/*
  * Makes the group's one sync, then records every job of the group in one
  * durable transaction that also claims the next jobs (claim: up to
- * PUBLISH_GROUP_MAX); then releases the jobs' locks.  Returns how many jobs
- * ended (0: no group).  Outside a transaction; the caller has no claimed
- * job left to run.  Cancels wait meanwhile (every job of the group is past
+ * PUBLISH_GROUP_MAX; only when the caller has no claimed job left to run);
+ * then releases the jobs' locks and wakes wait_job() sleepers.  Returns how
+ * many jobs ended (0: no group).  Outside a transaction: between two jobs,
+ * or between two transactions of a job when the group is overdue
+ * (job_txn_begin; the running job's own files are not the group's).  Cancels wait meanwhile (every job of the group is past
  * its last checkpoint).  Should the sync or the transaction fail, each job
  * is recorded alone (record_alone), and nothing is claimed.
  */
@@ -182,7 +208,7 @@ job_group_commit(bool claim)
 
 	if (pending == NIL)
 		return 0;
-	Assert(!job_has_claimed_next());
+	Assert(!claim || !job_has_claimed_next());
 
 	HOLD_CANCEL_INTERRUPTS();
 	job_forget_current();		/* no job's deadline applies here */
@@ -233,6 +259,12 @@ job_group_commit(bool claim)
 		job_release_lock(rel->job);
 	}
 	n = list_length(pending);
+	{
+		ConditionVariable *cv = publish_shmem_job_ended_cv(MyDatabaseId);
+
+		if (cv)
+			ConditionVariableBroadcast(cv);
+	}
 	pending = NIL;
 	syncs.dirs = NIL;
 	syncs.roots = NIL;

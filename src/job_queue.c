@@ -86,6 +86,15 @@ job_deadline_passed(PublishJob *job)
 void
 job_txn_begin(const char *activity)
 {
+	/* a running job's transaction: record an overdue group first */
+	if (current_job != NULL && job_group_overdue())
+	{
+		PublishJob *job = current_job;
+
+		(void) job_group_commit(false);
+		current_job = job;
+	}
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -89,6 +89,8 @@ extern void publish_shmem_wake_database(Oid dboid);
 extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
+extern void publish_shmem_set_running_job(Oid dboid, int number, const char *job_id);
+extern bool publish_shmem_worker_runs_job(Oid dboid, int pid, const char *job_id);
 extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 										uint64 seen_wakes, bool failed);
 extern bool publish_shmem_take_worker_failed(Oid dboid, int number);
@@ -102,7 +104,7 @@ extern ConditionVariable *publish_shmem_job_ended_cv(Oid dboid);
 /* wakeup.c */
 extern void publish_wake_at_commit(void);
 extern void publish_job_ended_at_commit(void);
-extern void publish_cancel_worker_at_commit(int pid);
+extern void publish_cancel_worker_at_commit(int pid, const char *job_id);
 extern void publish_wake_launcher_at_commit(void);
 
 /* utility_hook.c */

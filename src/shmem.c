@@ -9,8 +9,10 @@
  * utility command (DROP DATABASE, ...) needs the database to itself, a
  * count of wake-up requests (its worker skips a sweep when the count has
  * not moved and nothing else says the sweep can find work: worker_sweep.c),
- * and a condition variable broadcast whenever one of its jobs ends
- * (wait_job sleeps on it).
+ * a condition variable broadcast whenever one of its jobs ends
+ * (wait_job sleeps on it), and the job each worker runs now (a worker
+ * holds the locks of every job it claimed, but only the one it runs may be
+ * interrupted by cancel_job: publish_shmem_worker_runs_job).
  *
  * Locking: one LWLock guards everything here but the condition variables.
  * Latches are set after the lock is released.  A worker's pid is cleared by
@@ -36,6 +38,7 @@ typedef struct PublishWorkerSlot
 {
 	pid_t		pid;			/* 0: no worker attached */
 	Latch	   *latch;
+	char		running_job[37];		/* the job it runs now, or "" */
 	bool		last_exit_failed;	/* the last worker here exited with an error */
 } PublishWorkerSlot;
 
@@ -228,11 +231,48 @@ publish_shmem_attach_worker(Oid dboid, int number)
 	{
 		slot->workers[number].pid = MyProcPid;
 		slot->workers[number].latch = &MyProc->procLatch;
+		slot->workers[number].running_job[0] = '\0';
 		slot->no_extension = false;
 		ok = true;
 	}
 	LWLockRelease(shared->lock);
 	return ok;
+}
+
+/*
+ * The worker says which job it runs now (job_id NULL: none).  Set before
+ * the job's first transaction takes its snapshot, so that a cancel_job()
+ * committed before this is seen by the job (its first step reads
+ * cancel_requested) and one committed after it finds the job here
+ * (publish_shmem_worker_runs_job): the lock orders the two.
+ */
+void
+publish_shmem_set_running_job(Oid dboid, int number, const char *job_id)
+{
+	PublishDbSlot *slot;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = find_slot(dboid, false);
+	if (slot != NULL && slot->workers[number].pid == MyProcPid)
+		strlcpy(slot->workers[number].running_job, job_id ? job_id : "",
+				sizeof(slot->workers[number].running_job));
+	LWLockRelease(shared->lock);
+}
+
+/* Is the worker with this pid running the job job_id now? */
+bool
+publish_shmem_worker_runs_job(Oid dboid, int pid, const char *job_id)
+{
+	PublishDbSlot *slot;
+	bool		runs = false;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	slot = find_slot(dboid, false);
+	for (int i = 0; slot != NULL && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+		if (slot->workers[i].pid == pid)
+			runs = strcmp(slot->workers[i].running_job, job_id) == 0;
+	LWLockRelease(shared->lock);
+	return runs;
 }
 
 /* The wake-up count of a database, read before looking for the extension. */

@@ -39,6 +39,7 @@ static bool wake_pending = false;
 static bool job_ended_pending = false;
 static bool launcher_pending = false;	/* the list of databases changed */
 static int	cancel_pid = 0;			/* a worker to interrupt at commit */
+static char cancel_job[37];		/* ... if it still runs this job then */
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -58,7 +59,8 @@ wake_xact_callback(XactEvent event, void *arg)
 			}
 			if (cancel_pid != 0)
 			{
-				(void) kill(cancel_pid, SIGINT);
+				if (publish_shmem_worker_runs_job(MyDatabaseId, cancel_pid, cancel_job))
+					(void) kill(cancel_pid, SIGINT);
 				cancel_pid = 0;
 			}
 			if (job_ended_pending)
@@ -123,17 +125,21 @@ publish_job_ended_at_commit(void)
 }
 
 /*
- * Arranges for the worker with this pid, which runs a job whose cancel the
- * current transaction requests, to be interrupted (SIGINT, as
- * pg_cancel_backend) when the transaction commits: a transfer then stops
- * within a second, and the worker, seeing the request committed, records
- * the job as cancelled.  Caller has checked that pid runs a publish job.
+ * Arranges for the worker with this pid, which holds the lock of job_id
+ * whose cancel the current transaction requests, to be interrupted
+ * (SIGINT, as pg_cancel_backend) when the transaction commits, if it runs
+ * that job then: a transfer then stops within a second, and the worker,
+ * seeing the request committed, records the job as cancelled.  A job the
+ * worker claimed with others and has not started sees the request in its
+ * first step; one that switched release.json and waits for its group's
+ * commit is past its last checkpoint.  Neither interrupts the job running.
  */
 void
-publish_cancel_worker_at_commit(int pid)
+publish_cancel_worker_at_commit(int pid, const char *job_id)
 {
 	register_callback();
 	cancel_pid = pid;
+	strlcpy(cancel_job, job_id, sizeof(cancel_job));
 }
 
 /*

@@ -141,18 +141,20 @@ record_end(PublishJob *job, const char *status, const char *error, MemoryContext
  * timeout.  A publish that switched release.json ends pending, recorded
  * with its group (job_group.c).
  *
- * cancel_job() interrupts the worker that holds the job's lock, which for a
- * job claimed with others may not be the job running now (one waiting its
- * turn, or one switched and waiting for its group's commit).  Such an
- * interrupt, a cancel that this job was not asked for, while other jobs are
- * claimed or pending, stops the job before its switch (a checkpoint or an
- * interrupted transfer): it runs again from its first step, as a retry
- * would (every step is idempotent).  The cancelled job stops at its own
- * checkpoint, or is recorded by its group if it had switched.
+ * cancel_job() interrupts the worker that holds the job's lock only if
+ * the worker runs that job (the slot's running job, shmem.c): a job
+ * claimed with others and not started yet sees the request in its first
+ * step, one switched and waiting for its group's commit is past its last
+ * checkpoint.  The check and the signal are not atomic: a worker that ends
+ * the job between them is interrupted in the next.  Such an interrupt, a
+ * cancel that this job was not asked for, while other jobs are claimed or
+ * pending, stops the job before its switch: it runs again from its first
+ * step, as a retry would (every step is idempotent).
  */
 static void
 run_job(PublishJob *job, MemoryContext mcxt)
 {
+	publish_shmem_set_running_job(worker_dboid, worker_number, job->id);
 	for (int strays = 0;; strays++)
 	{
 		volatile bool again = false;
@@ -206,6 +208,7 @@ run_job(PublishJob *job, MemoryContext mcxt)
 			break;
 		QueryCancelPending = false;
 	}
+	publish_shmem_set_running_job(worker_dboid, worker_number, NULL);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -299,7 +302,7 @@ run:
 	 * transaction of its own) or this worker is to exit.
 	 */
 	if (!job_has_claimed_next())
-		ended += job_group_commit(!sweep_due() && worker_number < publish_workers_per_database);
+		(void) job_group_commit(!sweep_due() && worker_number < publish_workers_per_database);
 	/* no job is claimed or pending: no session lock may be left */
 	if (!job_has_claimed_next() && !job_group_pending())
 		LockReleaseSession(USER_LOCKMETHOD);

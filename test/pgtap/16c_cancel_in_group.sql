@@ -3,11 +3,12 @@
 --
 --   * three jobs queued at once are claimed by the two workers of the
 --     database (each its share: one takes two, the other one), and every
---     worker is held in its first job's step 1 by a lock another session
---     (dblink) holds on publish.storage_credentials;
---   * the job that waits its turn behind another is cancelled: the
---     interrupt goes to the worker that holds it, whose current job was not
---     asked to stop: that job is run again, not failed;
+--     worker is held in its first job's step 4 by the version's lock,
+--     which another session (dblink) holds;
+--   * the job that waits its turn behind another is cancelled: the worker
+--     that holds it runs another job, so it is not interrupted (cancel_job
+--     signals a worker only when it runs the cancelled job): the running
+--     job goes on and runs once;
 --   * let go: the cancelled job ends 'cancelled' (nothing published), the
 --     two others complete, each once.
 --
@@ -15,17 +16,20 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'cig-%';
 
-SELECT plan(7);
+SELECT plan(8);
 
 SELECT :'storage' || '/cig' AS root \gset
 SELECT publish.set_storage_target('tap-cig', 'file://' || :'root') \g /dev/null
 SELECT test_helpers.make_project('cig-' || n, 3) FROM generate_series(1, 3) n \g /dev/null
 
-SELECT test_helpers.hold('creds', 'LOCK TABLE publish.storage_credentials IN ACCESS EXCLUSIVE MODE') \g /dev/null
+-- the versions' locks (job_publish.c's lock_version), taken after step 3:
+-- a job held there has logged its first steps, so running it again shows
+SELECT test_helpers.hold('vlocks', $q$DO $$ BEGIN PERFORM pg_advisory_lock(1886741100, hashtext(v.id::text))
+  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug LIKE 'cig-%'; END $$$q$) \g /dev/null
 CREATE TEMP TABLE cig AS
 SELECT (publish.publish_version('cig-' || n, 1, 'tap-cig')).id FROM generate_series(1, 3) n;
 
--- every job claimed, the workers held in step 1
+-- every job claimed, the workers held in step 4
 CREATE FUNCTION pg_temp.all_running(timeout interval) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE deadline timestamptz := clock_timestamp() + timeout;
 BEGIN
@@ -40,7 +44,7 @@ BEGIN
 	END LOOP;
 END $$;
 SELECT ok(pg_temp.all_running('10 s') AND test_helpers.wait_worker_blocked(),
-          'the three jobs are claimed, and the workers held in step 1');
+          'the three jobs are claimed, and the workers held before step 4 ends');
 
 -- the job that waits its turn: of the two jobs one worker holds, the later
 CREATE TEMP TABLE held AS
@@ -58,17 +62,19 @@ SELECT id AS other FROM held WHERE n = 1 \gset
 
 SELECT publish.cancel_job(:'waiting') \g /dev/null
 SELECT pg_sleep(0.3);
-SELECT test_helpers.let_go('creds') \g /dev/null
+SELECT test_helpers.let_go('vlocks') \g /dev/null
 
 SELECT is(status, 'cancelled', 'the job cancelled while it waited its turn ends cancelled')
   FROM test_helpers.wait_job(:'waiting', '20 s');
 SELECT is(status || coalesce(' ' || error, ''), 'completed',
-          'the job that was running when the interrupt came completes: it was run again, not failed')
+          'the job that was running when the cancel came completes')
   FROM test_helpers.wait_job(:'current', '20 s');
 SELECT is(status, 'completed', 'the other worker''s job completes')
   FROM test_helpers.wait_job(:'other', '20 s');
 SELECT is(count(*), 1::bigint, '... the running job was recorded completed once')
   FROM publish.job_log WHERE job_id = :'current' AND message ~ '^Version marked published';
+SELECT is(count(*), 1::bigint, '... and was not interrupted: it validated once, not again from its first step')
+  FROM publish.job_log WHERE job_id = :'current' AND message ~ '^Validated';
 SELECT ok(NOT EXISTS (SELECT 1 FROM publish.releases WHERE project = (SELECT p.slug FROM publish.projects p
             JOIN publish.job_queue q ON q.project_id = p.id WHERE q.id = :'waiting') AND env = 'tap-cig'),
           '... and nothing of the cancelled job is live');
