@@ -216,6 +216,7 @@ window_read(TileRun *run)
 	}
 	job_txn_commit(false);
 	MemoryContextSwitchTo(saved);
+	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
 }
 
 /*
