@@ -366,6 +366,7 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 				struct stat st;
 
 				CHECK_FOR_INTERRUPTS();
+				memset(&t, 0, sizeof(t));	/* its padding is written too */
 				if (stat(file, &st) != 0 || !checksum_file(file, t.sha256, t.md5))
 					ereport(ERROR,
 							(errcode(ERRCODE_INTERNAL_ERROR),
