@@ -2,7 +2,8 @@
 # tiles_publish.sh: step 4 of a publish (tiles verified and copied,
 # tile_publish.c) on the WebDAV (nginx) and S3 (s3rver behind the SigV4
 # check) test servers on loopback, for 1,000 and 10,000 tiles, side by side
-# in the same run with the curl command-line tool uploading the same files:
+# in the same run with the curl command-line tool uploading the same files
+# (BENCH_TILE_COUNTS="1000 10000 40000" shows the memory staying flat):
 #   - curl, one process, one reused connection (-K with one entry per file);
 #     this upload puts the build tiles where the publish reads them;
 #   - curl --parallel (--parallel-max = publish.storage_concurrency).
@@ -11,8 +12,10 @@
 # skipped), and the worker's peak memory: VmHWM of a worker
 # started just before the job (it includes the shared buffers the worker
 # touched, which grow with the manifest's pages), and its peak private
-# memory (RssAnon, sampled every 5 ms by peak_anon below).  Prints a Markdown table and writes it to
-# docs/results/tiles_publish.md.
+# memory (RssAnon, sampled every 5 ms by peak_anon below), and the CPU time
+# the worker spent per 1,000 tiles (the whole job, from /proc: steadier
+# than the rates when other work shares the CPUs).  Prints a Markdown
+# table and writes it to docs/results/tiles_publish.md.
 #
 #   bash bench/tiles_publish.sh
 #   BENCH_TILE_COUNTS="1000 10000" BENCH_TILE_BYTES=4096 BENCH_CONCURRENCY=8 BENCH_TARGETS="dav s3" bash bench/tiles_publish.sh
@@ -149,6 +152,15 @@ fresh_worker() {
 
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
+# cpu_ms PID: user + system CPU time of PID so far, in ms (steadier than
+# wall-clock rates on a shared machine)
+cpu_ms() {
+	local stat
+	stat=$(cat "/proc/$1/stat")
+	stat=${stat##*) }
+	awk -v s="$stat" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(s, f, " "); printf "%d", (f[12] + f[13]) * 1000 / hz }'
+}
+
 # peak_anon PID STOP: samples PID's RssAnon every 5 ms until the file STOP
 # exists (or PID ends); prints the peak (kB).  Bash builtins only, so the
 # sampling forks nothing and costs little CPU beside the worker.
@@ -227,22 +239,26 @@ SQL
 		sleep 0.5
 		hwm0=$(hwm "$pid")
 		anon0=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
+		cpu0=$(cpu_ms "$pid")
 		anon1=$(sampled "$pid" publish "$target-$n" "$target")
 		IFS='|' read -r t1 c1 s1 v1 st1 err1 <"$WORK/out"
 		hwm1=$(hwm "$pid")
+		cpu1=$(cpu_ms "$pid")
 		anon2=$(sampled "$pid" publish "$target-$n" "$target")
 		IFS='|' read -r t2 c2 s2 v2 st2 err2 <"$WORK/out"
 		hwm2=$(hwm "$pid")
+		cpu2=$(cpu_ms "$pid")
 		if [ "$st1" != completed ] || [ "$c1" != "$n" ] || [ "$st2" != completed ] || [ "$s2" != "$n" ]; then
 			echo "$target $n: unexpected result: $st1 copied=$c1 $err1 / $st2 skipped=$s2 $err2" >&2
 			exit 1
 		fi
 		rows+=("$(awk -v t="$target" -v n="$n" -v t1="$t1" -v t2="$t2" -v c1="$curl1" -v cp="$curlp" \
-			-v h0="$hwm0" -v h1="$hwm1" -v h2="$hwm2" -v a0="$anon0" -v a1="$anon1" -v a2="$anon2" 'BEGIN {
+			-v h0="$hwm0" -v h1="$hwm1" -v h2="$hwm2" -v a0="$anon0" -v a1="$anon1" -v a2="$anon2" \
+			-v u0="$cpu0" -v u1="$cpu1" -v u2="$cpu2" 'BEGIN {
 			name = (t == "dav") ? "WebDAV (nginx)" : "S3 (s3rver + SigV4 check)";
-			printf "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f / %.1f / %.1f MB | %.1f / %.1f / %.1f MB |\n",
+			printf "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f / %.1f / %.1f MB | %.1f / %.1f / %.1f MB | %.0f / %.0f |\n",
 				name, n, n / t1, n / t2, n / c1, n / cp, h0 / 1024, h1 / 1024, h2 / 1024,
-				a0 / 1024, a1 / 1024, a2 / 1024 }')")
+				a0 / 1024, a1 / 1024, a2 / 1024, (u1 - u0) * 1000 / n, (u2 - u1) * 1000 / n }')")
 	done
 done
 
@@ -250,7 +266,7 @@ mkdir -p "$RESULTS_DIR"
 {
 	echo "$(date -u +%Y-%m-%d), commit $(git -C "$ROOT_DIR" rev-parse --short HEAD), tiles of $BYTES bytes, publish.storage_concurrency = $CONC, manifest MD5s: $([ "$MD5" = 1 ] && echo yes || echo no), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), loopback; $(curl --version | head -1 | cut -d' ' -f1-2)"
 	echo
-	echo "| target | tiles | publish, tiles/s | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish | worker private memory (RssAnon): idle / peak in publish / peak in re-publish |"
-	echo "|---|---:|---:|---:|---:|---:|---|---|"
+	echo "| target | tiles | publish, tiles/s | re-publish, tiles/s (all skipped) | curl, 1 connection, uploads/s | curl --parallel-max $CONC, uploads/s | worker VmHWM: idle / after publish / after re-publish | worker private memory (RssAnon): idle / peak in publish / peak in re-publish | worker CPU, ms per 1,000 tiles: publish / re-publish (whole job) |"
+	echo "|---|---:|---:|---:|---:|---:|---|---|---|"
 	printf '%s\n' "${rows[@]}"
 } | tee "$RESULTS_DIR/tiles_publish.md"

@@ -68,8 +68,12 @@ done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$DIR/servers")
 
 # The cluster is made and the database set up without valgrind (quick), then
 # restarted under it for each pass.
+# publish.tile_window = 8: the 21-tile tilesets of the publishes span three
+# windows of the manifest, so step 4's window reads (a transaction between
+# transfers) run under memcheck too.
 cluster_start "$PGDIR" "$PORT" \
 	"publish.workers_per_database = 1" \
+	"publish.tile_window = 8" \
 	"publish.sweep_interval = 3600" \
 	"publish.storage_max_attempts = 3" \
 	"publish.storage_retry_delay = 100ms" \

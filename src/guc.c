@@ -35,6 +35,7 @@ char	   *publish_storage_ca_file = NULL;
 int			publish_storage_concurrency = 8;
 int			publish_max_release_size = 16 * 1024;	/* kB */
 int			publish_max_tiles = 1000000;
+int			publish_tile_window = 2000;
 int			publish_max_source_pixels = 256;	/* megapixels */
 int			publish_tile_build_threads = 2;
 
@@ -169,6 +170,17 @@ publish_define_gucs(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("publish.tile_window",
+							"Tiles of the manifest a job reads and holds at a time while publishing tiles.",
+							"Step 4 reads the tile manifest in windows of this many tiles, "
+							"each in a short transaction of its own; the memory it holds "
+							"is about 130 bytes per tile of one window, whatever the "
+							"tileset's size.",
+							&publish_tile_window,
+							2000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
 	DefineCustomStringVariable("publish.storage_ca_file",
 							   "File of CA certificates that verify https storage servers.",
 							   "Empty: the system's CA certificates.",
@@ -195,8 +207,7 @@ publish_define_gucs(void)
 	DefineCustomIntVariable("publish.max_tiles",
 							"Most tiles a version's tileset may have.",
 							"A version with more tiles in its manifest is refused (SQLSTATE "
-							"PT413); the worker holds the manifest in memory, about 100 "
-							"bytes per tile.",
+							"PT413).",
 							&publish_max_tiles,
 							1000000, 0, INT_MAX,
 							PGC_SUSET, 0,

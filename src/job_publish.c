@@ -109,14 +109,15 @@ lock_version(const char *version_id)
  * Loads the version and checks every overlay, writing release.json into a
  * new document (in mcxt's mapping, freed with it) in the same pass, in the
  * caller's transaction and snapshot: what is written is what was checked.
- * Throws listing every problem.  Loads the tile manifest too.  With
+ * Throws listing every problem.  Summarizes the tile manifest too, in the
+ * same snapshot (step 4 reads it in windows and checks it against that).  With
  * tiles_pending (tiles to build first, step 4) the tileset is left out and
  * nothing is written (*doc NULL): release.json describes the tileset, so it
  * is written once the tiles are built.
  */
 static ReleaseInput *
 load_release(PublishJob *job, const char *published_at, bool tiles_pending,
-			 MemoryContext mcxt, ReleaseDoc **doc, TileEntry **tiles, int64 *ntiles)
+			 MemoryContext mcxt, ReleaseDoc **doc, TileManifest *manifest)
 {
 	ReleaseInput *in;
 	List	   *problems;
@@ -130,7 +131,7 @@ load_release(PublishJob *job, const char *published_at, bool tiles_pending,
 	if (problems != NIL)
 		release_report_problems(in, problems);
 	if (in->tileset != NULL)
-		*tiles = tile_manifest_load(in->tileset->id, ntiles, mcxt);
+		tile_manifest_summarize(in->tileset->id, manifest, mcxt);
 	return in;
 }
 
@@ -150,8 +151,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	char	   *versioned_key;
 	char	   *live_key;
 	char	   *release_url;
-	TileEntry  *tiles = NULL;
-	int64		ntiles = 0;
+	TileManifest manifest = {NULL, 0, 0};
 	TileCounts	counts = {0, 0, 0};
 	bool		build_first;
 
@@ -177,11 +177,11 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	target->warn_arg = job;
 	published_at = publish_time(mcxt);
 	build_first = tile_build_needed(job->version_id, job->env);
-	in = load_release(job, published_at, build_first, mcxt, &doc, &tiles, &ntiles);
+	in = load_release(job, published_at, build_first, mcxt, &doc, &manifest);
 	job_step_done(job, 10,
 				  psprintf("Validated version %d of %s: %lld overlays, %d assets, %lld tiles",
 						   in->version_number, in->project_slug, (long long) in->overlay_count,
-						   list_length(in->assets), (long long) ntiles));
+						   list_length(in->assets), (long long) manifest.ntiles));
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
@@ -235,7 +235,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		tile_build_for_publish(job, target, 50, 75);
 		job_txn_begin("publish: describing the built tiles");
 		check_version_publishable(job->version_id);
-		in = load_release(job, published_at, false, mcxt, &doc, &tiles, &ntiles);
+		in = load_release(job, published_at, false, mcxt, &doc, &manifest);
 		job_txn_commit(false);
 		MemoryContextSwitchTo(mcxt);
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
@@ -247,7 +247,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		MemoryContextSwitchTo(mcxt);
 	}
 	if (in->tileset != NULL)
-		tile_publish(job, target, in, tiles, ntiles, build_first ? 76 : 50, &counts);
+		tile_publish(job, target, in, &manifest, build_first ? 76 : 50, &counts);
 	job_txn_begin("publish: tiles done");
 	lock_version(job->version_id);
 	job->version_locked = true;
@@ -287,7 +287,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		rel.release_sha256 = doc->sha256;
 		rel.overlay_count = in->overlay_count;
 		rel.asset_count = list_length(in->assets);
-		rel.tile_count = ntiles;
+		rel.tile_count = manifest.ntiles;
 		rel.tiles_copied = counts.copied;
 		rel.tiles_skipped = counts.skipped;
 		rel.tiles_verified = counts.verified;

@@ -73,6 +73,7 @@ extern char *publish_storage_ca_file;
 extern int	publish_storage_concurrency;
 extern int	publish_max_release_size;	/* kB */
 extern int	publish_max_tiles;
+extern int	publish_tile_window;
 extern int	publish_max_source_pixels;	/* megapixels */
 extern int	publish_tile_build_threads;
 extern void publish_define_gucs(void);

@@ -14,10 +14,14 @@
  *	  {env}/{slug}/builds/v{N}/tiles/{z}/{x}/{y}.{format}
  *
  * which never collides with the published tiles at
- * {env}/{slug}/tiles/v{N}/... (step 4 of a publish copies them there).  At
- * last, one short transaction writes the manifest (publish.tiles, all rows
- * in one INSERT from arrays) and the tileset (created with defaults when
- * missing; source_path, zoom range, built_at and built_env set).
+ * {env}/{slug}/tiles/v{N}/... (step 4 of a publish copies them there).  The
+ * manifest is spooled to a file in the temporary directory as the tiles
+ * are uploaded (one TileEntry a tile), so that the worker's memory does not
+ * grow with the pyramid.  At last, one short transaction writes the
+ * manifest (publish.tiles: the old rows deleted, the file read back and
+ * inserted MANIFEST_INSERT_BATCH rows a statement) and the tileset
+ * (created with defaults when missing; source_path, zoom range, built_at
+ * and built_env set).
  *
  * No transaction is open while the source is downloaded, the pyramid is cut
  * or tiles are uploaded.  Progress is committed after the cut, after each
@@ -46,6 +50,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #define TILE_PROGRESS_INTERVAL_MS	250
@@ -83,16 +88,20 @@ typedef struct TileBuildResult
 	char	   *source_path;
 } TileBuildResult;
 
-/* The manifest of a build, one array per column, res->tiles entries each. */
+/*
+ * The manifest of a build: res->tiles TileEntry records (with the MD5,
+ * which lets S3 verify a copy by its ETag) in a file of the build's
+ * temporary directory.  A plain stdio file, not fd.c's AllocateFile: that
+ * one would be closed by the commits of progress made while it is
+ * written; build() closes it however the build ends.
+ */
 typedef struct BuiltManifest
 {
-	Datum	   *z;
-	Datum	   *x;
-	Datum	   *y;
-	Datum	   *size;
-	Datum	   *sha256;			/* text */
-	Datum	   *md5;			/* text: lets S3 verify a copy by its ETag */
+	char	   *path;
+	FILE	   *file;
 } BuiltManifest;
+
+#define MANIFEST_INSERT_BATCH	10000
 
 /* Plans kept for the life of the process (spi_execute_cached). */
 static SPIPlanPtr needed_plan = NULL;
@@ -236,7 +245,7 @@ ms_since(TimestampTz start)
 
 /*
  * The I/O of a build, outside any transaction: fetch the source, cut it,
- * upload the tiles; fills the manifest arrays and res.  Progress moves from
+ * upload the tiles; spools the manifest (m) and fills res.  Progress moves from
  * progress_from to progress_to.
  */
 static void
@@ -325,13 +334,13 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 				  psprintf("Cut %lld tiles in %.1f s", (long long) expected, res->cut_ms / 1000.0));
 	job_txn_commit(false);
 
-	/* upload, level by level; the manifest is kept in arrays */
-	m->z = palloc(sizeof(Datum) * Max(expected, 1));
-	m->x = palloc(sizeof(Datum) * Max(expected, 1));
-	m->y = palloc(sizeof(Datum) * Max(expected, 1));
-	m->size = palloc(sizeof(Datum) * Max(expected, 1));
-	m->sha256 = palloc(sizeof(Datum) * Max(expected, 1));
-	m->md5 = palloc(sizeof(Datum) * Max(expected, 1));
+	/* upload, level by level; the manifest is spooled to a file */
+	m->path = psprintf("%s/manifest", tmpdir);
+	m->file = fopen(m->path, "w+b");
+	if (m->file == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create the tile manifest file \"%s\": %m", m->path)));
 	last_progress = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
 	/*
@@ -353,23 +362,25 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 			{
 				char	   *file = psprintf("%s/%d/%d/%d.%s", pyramid, z, y, x, ext);
 				char	   *key = psprintf("%s/%d/%d/%d.%s", res->source_path, z, x, y, ext);
-				char		sha[65];
-				char		md5[33];
+				TileEntry	t;
 				struct stat st;
 
 				CHECK_FOR_INTERRUPTS();
-				if (stat(file, &st) != 0 || !checksum_file(file, sha, md5))
+				memset(&t, 0, sizeof(t));	/* its padding is written too */
+				if (stat(file, &st) != 0 || !checksum_file(file, t.sha256, t.md5))
 					ereport(ERROR,
 							(errcode(ERRCODE_INTERNAL_ERROR),
 							 errmsg("libvips did not write tile %d/%d/%d of the source image %s: %m",
 									z, x, y, what)));
 				storage_put_file(target, key, file, tile_content_type(bi->format), NULL);
-				m->z[n] = Int32GetDatum(z);
-				m->x[n] = Int32GetDatum(x);
-				m->y[n] = Int32GetDatum(y);
-				m->size[n] = Int64GetDatum((int64) st.st_size);
-				m->sha256[n] = CStringGetTextDatum(sha);
-				m->md5[n] = CStringGetTextDatum(md5);
+				t.z = z;
+				t.x = x;
+				t.y = y;
+				t.byte_size = (int64) st.st_size;
+				if (fwrite(&t, sizeof(t), 1, m->file) != 1)
+					ereport(ERROR,
+							(errcode_for_file_access(),
+							 errmsg("could not write the tile manifest file \"%s\": %m", m->path)));
 				n++;
 				level_bytes += st.st_size;
 				pfree(file);
@@ -399,7 +410,8 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 /*
  * Writes the manifest and the tileset of a build, in the caller's
  * transaction: the tileset is created with the defaults when missing; its
- * tiles are replaced by the built ones, inserted in one statement.
+ * tiles are replaced by the built ones, read back from the manifest file
+ * and inserted MANIFEST_INSERT_BATCH rows a statement.
  */
 static void
 write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
@@ -410,7 +422,9 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 	TEXTARRAYOID, TEXTARRAYOID};
 	Datum		mvalues[7];
 	char	   *tileset_id;
-	int			n = (int) res->tiles;
+	TileEntry  *batch;
+	Datum	   *cols[6];
+	MemoryContext batchcxt;
 
 	values[0] = CStringGetTextDatum(bi->version_id);
 	values[1] = CStringGetTextDatum(bi->format);
@@ -440,17 +454,50 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 	if (spi_execute_cached(&delete_tiles_plan, "DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
 							  1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "publish: could not replace the tile manifest");
-	mvalues[1] = PointerGetDatum(construct_array(m->z, n, INT4OID, 4, true, TYPALIGN_INT));
-	mvalues[2] = PointerGetDatum(construct_array(m->x, n, INT4OID, 4, true, TYPALIGN_INT));
-	mvalues[3] = PointerGetDatum(construct_array(m->y, n, INT4OID, 4, true, TYPALIGN_INT));
-	mvalues[4] = PointerGetDatum(construct_array(m->size, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	mvalues[5] = PointerGetDatum(construct_array(m->sha256, n, TEXTOID, -1, false, TYPALIGN_INT));
-	mvalues[6] = PointerGetDatum(construct_array(m->md5, n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (spi_execute_cached(&insert_tiles_plan, "INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)"
-							  " SELECT $1::uuid, m.z, m.x, m.y, m.byte_size, m.sha256, m.md5"
-							  "   FROM unnest($2, $3, $4, $5, $6, $7) AS m (z, x, y, byte_size, sha256, md5)",
-							  7, mtypes, mvalues, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "publish: could not write the tile manifest");
+	if (fflush(m->file) != 0 || fseeko(m->file, 0, SEEK_SET) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read the tile manifest file \"%s\": %m", m->path)));
+	batch = palloc(sizeof(TileEntry) * MANIFEST_INSERT_BATCH);
+	for (int c = 0; c < 6; c++)
+		cols[c] = palloc(sizeof(Datum) * MANIFEST_INSERT_BATCH);
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "publish tile manifest batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (int64 done = 0; done < res->tiles;)
+	{
+		int			k = (int) Min(res->tiles - done, MANIFEST_INSERT_BATCH);
+		MemoryContext old;
+
+		if (fread(batch, sizeof(TileEntry), k, m->file) != (size_t) k)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read the tile manifest file \"%s\": %m", m->path)));
+		old = MemoryContextSwitchTo(batchcxt);
+		for (int i = 0; i < k; i++)
+		{
+			cols[0][i] = Int32GetDatum(batch[i].z);
+			cols[1][i] = Int32GetDatum(batch[i].x);
+			cols[2][i] = Int32GetDatum(batch[i].y);
+			cols[3][i] = Int64GetDatum(batch[i].byte_size);
+			cols[4][i] = CStringGetTextDatum(batch[i].sha256);
+			cols[5][i] = CStringGetTextDatum(batch[i].md5);
+		}
+		mvalues[1] = PointerGetDatum(construct_array(cols[0], k, INT4OID, 4, true, TYPALIGN_INT));
+		mvalues[2] = PointerGetDatum(construct_array(cols[1], k, INT4OID, 4, true, TYPALIGN_INT));
+		mvalues[3] = PointerGetDatum(construct_array(cols[2], k, INT4OID, 4, true, TYPALIGN_INT));
+		mvalues[4] = PointerGetDatum(construct_array(cols[3], k, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		mvalues[5] = PointerGetDatum(construct_array(cols[4], k, TEXTOID, -1, false, TYPALIGN_INT));
+		mvalues[6] = PointerGetDatum(construct_array(cols[5], k, TEXTOID, -1, false, TYPALIGN_INT));
+		MemoryContextSwitchTo(old);
+		if (spi_execute_cached(&insert_tiles_plan, "INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)"
+							   " SELECT $1::uuid, m.z, m.x, m.y, m.byte_size, m.sha256, m.md5"
+							   "   FROM unnest($2, $3, $4, $5, $6, $7) AS m (z, x, y, byte_size, sha256, md5)",
+							   7, mtypes, mvalues, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "publish: could not write the tile manifest");
+		MemoryContextReset(batchcxt);
+		done += k;
+	}
+	MemoryContextDelete(batchcxt);
 }
 
 /* The job's result of a build, as JSON text. */
@@ -482,9 +529,10 @@ result_json(TileBuildInput *bi, TileBuildResult *res)
 
 /*
  * A whole build: read what it needs, do the I/O in a temporary directory
- * (removed however it ends), then the manifest.  With complete, the same
- * transaction completes the (build_tiles) job with its result; otherwise
- * it records a step of a publish job at progress_to.
+ * (removed however it ends, with the manifest file spooled there), then
+ * the manifest.  With complete, the same transaction completes the
+ * (build_tiles) job with its result; otherwise it records a step of a
+ * publish job at progress_to.
  */
 static void
 build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress_to,
@@ -494,11 +542,10 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	StorageTarget *target = target_in;
 	TileBuildInput *bi;
 	TileBuildResult res;
-	BuiltManifest manifest;
+	BuiltManifest *manifest;
 	char	   *tmpdir;
 
 	memset(&res, 0, sizeof(res));
-	memset(&manifest, 0, sizeof(manifest));
 	job_txn_begin("publish: reading the version to build tiles for");
 	bi = load_build_input(job->version_id, job->env, mcxt);
 	if (target == NULL)
@@ -510,53 +557,58 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
+	/* in memory, not a local: PG_FINALLY reads what the build set */
+	manifest = palloc0(sizeof(BuiltManifest));
 	tmpdir = make_temp_dir();
 	PG_TRY();
 	{
-		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res, &manifest);
+		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res, manifest);
+		res.total_ms = ms_since(start);
+
+		job_txn_begin("publish: writing the tile manifest");
+		write_manifest(bi, &res, manifest);
+		if (complete)
+		{
+			Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+			Datum		values[3];
+
+			values[0] = CStringGetTextDatum(job->id);
+			values[1] = CStringGetTextDatum(result_json(bi, &res));
+			values[2] = CStringGetTextDatum(psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
+													 (long long) res.tiles, (long long) res.bytes,
+													 res.min_zoom, res.max_zoom, res.total_ms / 1000.0,
+													 res.source_path));
+			if (spi_execute_cached(&done_plan, "WITH done AS ("
+								   "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
+								   "         completed_at = clock_timestamp(), result = $2::jsonb"
+								   "   WHERE id = $1::uuid AND status = 'running' RETURNING id"
+								   ")"
+								   "INSERT INTO publish.job_log (job_id, level, message, progress)"
+								   " SELECT id, 'info', $3, 100 FROM done",
+								   3, types, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "publish: could not record the end of the build");
+			if (SPI_processed == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("job %s is no longer running", job->id)));
+		}
+		else
+			job_step_done(job, progress_to,
+						  psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
+								   (long long) res.tiles, (long long) res.bytes,
+								   res.min_zoom, res.max_zoom, res.total_ms / 1000.0, res.source_path));
+		job_txn_commit(true);
 	}
 	PG_FINALLY();
 	{
+		if (manifest->file != NULL)
+			fclose(manifest->file);
+		manifest->file = NULL;
 		if (!rmtree(tmpdir, true))
 			ereport(WARNING,
 					(errmsg("could not remove the temporary directory \"%s\" of a tile build", tmpdir)));
 	}
 	PG_END_TRY();
-	res.total_ms = ms_since(start);
-
-	job_txn_begin("publish: writing the tile manifest");
-	write_manifest(bi, &res, &manifest);
-	if (complete)
-	{
-		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-		Datum		values[3];
-
-		values[0] = CStringGetTextDatum(job->id);
-		values[1] = CStringGetTextDatum(result_json(bi, &res));
-		values[2] = CStringGetTextDatum(psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
-												 (long long) res.tiles, (long long) res.bytes,
-												 res.min_zoom, res.max_zoom, res.total_ms / 1000.0,
-												 res.source_path));
-		if (spi_execute_cached(&done_plan, "WITH done AS ("
-								  "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
-								  "         completed_at = clock_timestamp(), result = $2::jsonb"
-								  "   WHERE id = $1::uuid AND status = 'running' RETURNING id"
-								  ")"
-								  "INSERT INTO publish.job_log (job_id, level, message, progress)"
-								  " SELECT id, 'info', $3, 100 FROM done",
-								  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "publish: could not record the end of the build");
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("job %s is no longer running", job->id)));
-	}
-	else
-		job_step_done(job, progress_to,
-					  psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
-							   (long long) res.tiles, (long long) res.bytes,
-							   res.min_zoom, res.max_zoom, res.total_ms / 1000.0, res.source_path));
-	job_txn_commit(true);
 	MemoryContextSwitchTo(mcxt);
 }
 

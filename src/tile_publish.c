@@ -29,9 +29,25 @@
  * Remote targets run the requests in parallel through http_client.c's
  * multi runner, at most publish.storage_concurrency at once, each tile
  * with one request in flight; file:// runs them one by one (local file
- * operations need no waiting).  The memory held does not grow with the
- * tile count: besides the manifest array, each in-flight tile has a
- * memory context of its own, reset when it is done.
+ * operations need no waiting).
+ *
+ * The memory held does not grow with the tile count.  The manifest is
+ * read in windows of publish.tile_window tiles, in (z, x, y) order: each
+ * window is one query in a short transaction of its own (keyset
+ * pagination on the primary key, an index scan, no sort), read while the
+ * requests of the previous window's last tiles are in flight, but with no
+ * request made while the transaction is open.  Each in-flight tile holds
+ * a copy of its manifest entry and a memory context of its own, reset
+ * when it is done; between windows only counters are kept.
+ *
+ * The manifest is not frozen while a job runs (build_tiles rewrites it,
+ * an admin may edit it), and release.json, written later, carries the
+ * tile count step 1 read.  So step 1 also takes a fingerprint of the
+ * manifest in its snapshot (tile_manifest_summarize: the count and the
+ * XOR of a 64-bit hash of each row), the windows compute the same over
+ * the rows they read, and a difference fails the job (PT409) before
+ * release.json is written: what is published is the manifest step 1 saw,
+ * or nothing.
  *
  * Progress moves from 50 (76 after a tile build) to 79 % with the tiles
  * done, written at most four times a second (job_progress, no log line),
@@ -70,7 +86,7 @@ typedef enum TileStep
 typedef struct TileTask
 {
 	bool		busy;
-	int64		index;			/* in the manifest */
+	TileEntry	tile;			/* a copy: the window moves on */
 	TileStep	step;
 	bool		unverified;		/* copied without step 2: the copy's ETag verifies it */
 	char	   *src;
@@ -83,8 +99,7 @@ typedef struct TileRun
 	PublishJob *job;
 	StorageTarget *target;
 	ReleaseInput *in;
-	TileEntry  *tiles;
-	int64		ntiles;
+	const TileManifest *manifest;	/* what step 1 saw */
 	TileCounts *counts;
 	const char *content_type;
 	const char *service;		/* for messages: "S3", "HTTP storage" */
@@ -96,69 +111,153 @@ typedef struct TileRun
 	int			last_pct;
 	TimestampTz last_report;
 	TimestampTz last_check;
+
+	/* the current window of the manifest, and what the windows saw */
+	TileEntry  *window;			/* window_size entries, made once */
+	int			window_size;
+	int			window_len;		/* rows in it */
+	int			window_pos;		/* the next tile to hand out */
+	bool		window_last;	/* the manifest has no rows after it */
+	int			key[3];			/* (z, x, y) of the last tile read */
+	int64		seen;			/* rows read */
+	int64		seen_fingerprint;	/* XOR of their hashes */
 } TileRun;
 
-#define MANIFEST_BATCH		1000
-
 /*
- * See tile_publish.h.  The manifest is counted, then read through a cursor
- * MANIFEST_BATCH rows at a time as binary values, so that besides the
- * array (128 bytes a tile) only one batch is in memory: reading it
- * whole would hold every row, and its text, until the transaction ends.
+ * The hash of a manifest row that fingerprints it: any change of a row's
+ * position, size or checksums changes it.  hash_record_extended hashes
+ * each column with its type's hash function (text: the bytes, under the
+ * default collation, which is deterministic).
  */
-TileEntry *
-tile_manifest_load(const char *tileset_id, int64 *ntiles, MemoryContext mcxt)
+#define ROW_HASH "hash_record_extended(ROW(z, x, y, byte_size, sha256, md5), 0)"
+
+/* See tile_publish.h. */
+void
+tile_manifest_summarize(const char *tileset_id, TileManifest *m, MemoryContext mcxt)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(tileset_id)};
-	TileEntry  *tiles;
-	Portal		portal;
-	int64		count;
-	int64		n = 0;
+	static SPIPlanPtr plan = NULL;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT count(*) FROM publish.tiles WHERE tileset_id = $1::uuid",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "publish: could not count the tile manifest");
-	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* read_only: in the caller's snapshot, the one release.json comes from */
+	if (spi_execute_cached(&plan, "SELECT count(*), coalesce(bit_xor(" ROW_HASH "), 0)"
+						   "  FROM publish.tiles WHERE tileset_id = $1::uuid",
+						   1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "publish: could not read the tile manifest");
+	m->ntiles = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	m->fingerprint = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
+	m->tileset_id = MemoryContextStrdup(mcxt, tileset_id);
+}
 
-	tiles = MemoryContextAllocHuge(mcxt, sizeof(TileEntry) * Max(count, 1));
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT z, x, y, byte_size, sha256, md5 FROM publish.tiles"
-									   " WHERE tileset_id = $1::uuid ORDER BY z, x, y",
-									   1, types, values, NULL, true, CURSOR_OPT_NO_SCROLL);
-	for (;;)
+static void manifest_check_unchanged(TileRun *run);
+
+/*
+ * Reads the next window of the manifest into run->window, in a short
+ * transaction of its own (which is also a checkpoint of the job's
+ * deadline); leaves the caller's memory context current.  The query walks
+ * the primary key (tileset_id, z, x, y) from the last tile read, so each
+ * window costs the same however far into the manifest it is.
+ */
+static void
+window_read(TileRun *run)
+{
+	MemoryContext saved = CurrentMemoryContext;
+	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, INT4OID, INT4OID};
+	Datum		values[5];
+	static SPIPlanPtr plan = NULL;
+
+	values[0] = CStringGetTextDatum(run->manifest->tileset_id);
+	values[1] = Int32GetDatum(run->key[0]);
+	values[2] = Int32GetDatum(run->key[1]);
+	values[3] = Int32GetDatum(run->key[2]);
+	values[4] = Int32GetDatum(run->window_size);
+
+	job_txn_begin("publish: reading the tile manifest");
+	if (spi_execute_cached(&plan, "SELECT z, x, y, byte_size, sha256, md5, " ROW_HASH
+						   "  FROM publish.tiles"
+						   " WHERE tileset_id = $1::uuid AND (z, x, y) > ($2, $3, $4)"
+						   " ORDER BY z, x, y LIMIT $5",
+						   5, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not read the tile manifest");
+	run->window_len = (int) SPI_processed;
+	run->window_pos = 0;
+	run->window_last = run->window_len < run->window_size;
+	for (int i = 0; i < run->window_len; i++)
 	{
-		SPI_cursor_fetch(portal, true, MANIFEST_BATCH);
-		if (SPI_processed == 0)
-			break;
-		if (n + (int64) SPI_processed > count)
-			elog(ERROR, "publish: the tile manifest changed while it was read");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			TileEntry  *t = &tiles[n++];
-			Datum		md5;
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		TileEntry  *t = &run->window[i];
+		bool		isnull;
+		Datum		md5;
 
-			t->z = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
-			t->x = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
-			t->y = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
-			t->byte_size = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
-			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 5, &isnull)),
-								   t->sha256, sizeof(t->sha256));
-			md5 = SPI_getbinval(row, desc, 6, &isnull);
-			if (isnull)
-				t->md5[0] = '\0';
-			else
-				text_to_cstring_buffer(DatumGetTextPP(md5), t->md5, sizeof(t->md5));
-		}
-		SPI_freetuptable(SPI_tuptable);
+		t->z = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+		t->x = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
+		t->y = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+		t->byte_size = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 5, &isnull)),
+							   t->sha256, sizeof(t->sha256));
+		md5 = SPI_getbinval(row, desc, 6, &isnull);
+		if (isnull)
+			t->md5[0] = '\0';
+		else
+			text_to_cstring_buffer(DatumGetTextPP(md5), t->md5, sizeof(t->md5));
+		run->seen_fingerprint ^= DatumGetInt64(SPI_getbinval(row, desc, 7, &isnull));
 	}
-	SPI_cursor_close(portal);
-	*ntiles = n;
-	return tiles;
+	run->seen += run->window_len;
+	if (run->window_len > 0)
+	{
+		TileEntry  *last = &run->window[run->window_len - 1];
+
+		run->key[0] = last->z;
+		run->key[1] = last->x;
+		run->key[2] = last->y;
+	}
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
+}
+
+/*
+ * Copies the next tile of the manifest into *t, reading the next window
+ * when this one is used up; false when every tile was handed out.
+ */
+static bool
+next_tile(TileRun *run, TileEntry *t)
+{
+	if (run->window_pos >= run->window_len)
+	{
+		if (run->window_last)
+			return false;
+		window_read(run);
+		if (run->seen > run->manifest->ntiles)
+			manifest_check_unchanged(run);	/* it grew: stop now */
+		if (run->window_len == 0)
+			return false;
+	}
+	*t = run->window[run->window_pos++];
+	return true;
+}
+
+/*
+ * Throws unless the windows read the manifest step 1 summarized: the
+ * same number of rows, the same fingerprint.
+ */
+static void
+manifest_check_unchanged(TileRun *run)
+{
+	if (run->seen == run->manifest->ntiles &&
+		run->seen_fingerprint == run->manifest->fingerprint)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PUBLISH_CONFLICT),
+			 errmsg("the tile manifest of version %d of project \"%s\" changed while it was being published",
+					run->in->version_number, run->in->project_slug),
+			 errdetail("Validation read %lld tiles; the tiles published were read from %lld rows%s.",
+					   (long long) run->manifest->ntiles, (long long) run->seen,
+					   run->seen == run->manifest->ntiles ? " with other content" : ""),
+			 errhint("Publish the version again once its tiles are built; release.json was not switched.")));
 }
 
 /* See tile_publish.h. */
@@ -176,11 +275,10 @@ tile_content_type(const char *format)
 	return "application/octet-stream";
 }
 
-/* Source and destination keys of tile i (palloc'd). */
+/* Source and destination keys of tile t (palloc'd). */
 static void
-tile_keys(TileRun *run, int64 i, char **src, char **dst)
+tile_keys(TileRun *run, const TileEntry *t, char **src, char **dst)
 {
-	TileEntry  *t = &run->tiles[i];
 	ReleaseInput *in = run->in;
 	const char *fmt = in->tileset->format;
 
@@ -197,7 +295,7 @@ tile_keys(TileRun *run, int64 i, char **src, char **dst)
  * through changes of the bytes that the ETag follows.
  */
 static bool
-tile_matches(TileEntry *t, StorageObjectInfo *info)
+tile_matches(const TileEntry *t, StorageObjectInfo *info)
 {
 	bool		md5_known = t->md5[0] != '\0' && info->md5[0] != '\0';
 
@@ -219,7 +317,7 @@ tile_matches(TileEntry *t, StorageObjectInfo *info)
 static TileStep
 source_step(TileRun *run, TileTask *task)
 {
-	TileEntry  *t = &run->tiles[task->index];
+	TileEntry  *t = &task->tile;
 
 	task->unverified = run->target->backend->etag_is_md5 && t->md5[0] != '\0' && run->bad == 0;
 	return task->unverified ? TILE_COPY : TILE_SRC_CHECK;
@@ -227,9 +325,8 @@ source_step(TileRun *run, TileTask *task)
 
 /* Checks the source's info; false (the tile recorded as bad) when it is wrong. */
 static bool
-tile_source_ok(TileRun *run, int64 i, const char *src, StorageObjectInfo *info)
+tile_source_ok(TileRun *run, const TileEntry *t, const char *src, StorageObjectInfo *info)
 {
-	TileEntry  *t = &run->tiles[i];
 	const char *problem = NULL;
 
 	if (!info->exists)
@@ -269,7 +366,8 @@ tiles_report(TileRun *run)
 		return;
 	run->last_report = now;
 	pct = run->first_pct +
-		(int) ((TILES_LAST_PCT - run->first_pct) * (double) run->done / Max(run->ntiles, 1));
+		(int) ((TILES_LAST_PCT - run->first_pct) * (double) Min(run->done, run->manifest->ntiles) /
+			   Max(run->manifest->ntiles, 1));
 	saved = CurrentMemoryContext;
 	if (pct != run->last_pct)
 	{
@@ -294,14 +392,16 @@ tiles_one_by_one(TileRun *run)
 												  ALLOCSET_SMALL_SIZES);
 	MemoryContext saved = MemoryContextSwitchTo(tilecxt);
 
-	for (int64 i = 0; i < run->ntiles; i++)
+	TileEntry	tile;
+
+	while (next_tile(run, &tile))
 	{
-		TileEntry  *t = &run->tiles[i];
+		TileEntry  *t = &tile;
 		StorageObjectInfo info;
 		char	   *src;
 		char	   *dst;
 
-		tile_keys(run, i, &src, &dst);
+		tile_keys(run, t, &src, &dst);
 		storage_stat(run->target, dst, &info, true);
 		if (tile_matches(t, &info))
 		{
@@ -311,7 +411,7 @@ tiles_one_by_one(TileRun *run)
 		else
 		{
 			storage_stat(run->target, src, &info, true);
-			if (tile_source_ok(run, i, src, &info))
+			if (tile_source_ok(run, t, src, &info))
 			{
 				run->counts->verified++;
 				if (run->bad == 0)
@@ -334,7 +434,7 @@ static void
 task_request(TileRun *run, HttpMulti *m, TileTask *task)
 {
 	const StorageBackend *be = run->target->backend;
-	TileEntry  *t = &run->tiles[task->index];
+	TileEntry  *t = &task->tile;
 	MemoryContext old = MemoryContextSwitchTo(task->cxt);
 	HttpRequest *req = NULL;
 
@@ -373,7 +473,7 @@ task_done(TileRun *run, TileTask *task)
 static void
 task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpResponse *resp)
 {
-	TileEntry  *t = &run->tiles[task->index];
+	TileEntry  *t = &task->tile;
 	MemoryContext old = MemoryContextSwitchTo(task->cxt);
 	StorageObjectInfo info;
 	char		copy_md5[33];
@@ -404,7 +504,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			break;
 		case TILE_SRC_CHECK:
 			storage_remote_stat_result(run->target, run->service, req, resp, &info);
-			if (!tile_source_ok(run, task->index, task->src, &info))
+			if (!tile_source_ok(run, t, task->src, &info))
 			{
 				task_done(run, task);
 				MemoryContextSwitchTo(old);
@@ -424,7 +524,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			if (task->unverified && resp->curl_code == 0 && resp->status == 404)
 			{
 				/* nothing to copy: the source is missing */
-				(void) tile_source_ok(run, task->index, task->src, &info);
+				(void) tile_source_ok(run, t, task->src, &info);
 				task_done(run, task);
 				MemoryContextSwitchTo(old);
 				return;
@@ -450,7 +550,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			return;
 		case TILE_COPY_CHECK:
 			storage_remote_stat_result(run->target, run->service, req, resp, &info);
-			if (tile_source_ok(run, task->index, task->src, &info))
+			if (tile_source_ok(run, t, task->src, &info))
 			{
 				run->counts->verified++;
 				run->counts->copied++;
@@ -473,7 +573,7 @@ tiles_in_parallel(TileRun *run)
 	MemoryContext saved = MemoryContextSwitchTo(runcxt);
 	TileTask   *tasks = palloc0(sizeof(TileTask) * n);
 	HttpMulti  *volatile m = NULL;
-	int64		next = 0;
+	bool		more = true;	/* tiles left to hand out */
 
 	for (int i = 0; i < n; i++)
 		tasks[i].cxt = AllocSetContextCreate(runcxt, "publish tile", ALLOCSET_SMALL_SIZES);
@@ -488,7 +588,7 @@ tiles_in_parallel(TileRun *run)
 			void	   *tag;
 
 			/* as many tiles in flight as there are transfer slots */
-			while (next < run->ntiles && !http_multi_full(m))
+			while (more && !http_multi_full(m))
 			{
 				TileTask   *task = NULL;
 
@@ -502,16 +602,21 @@ tiles_in_parallel(TileRun *run)
 				}
 				if (task == NULL)
 					break;
+				/* may read the next window: a short transaction */
+				if (!next_tile(run, &task->tile))
+				{
+					more = false;
+					break;
+				}
 				task->busy = true;
-				task->index = next++;
 				task->unverified = false;
 				task->step = run->dst_empty ? source_step(run, task) : TILE_DST_CHECK;
 				MemoryContextSwitchTo(task->cxt);
-				tile_keys(run, task->index, &task->src, &task->dst);
+				tile_keys(run, &task->tile, &task->src, &task->dst);
 				MemoryContextSwitchTo(runcxt);
 				task_request(run, m, task);
 			}
-			if (next >= run->ntiles && http_multi_idle(m))
+			if (!more && http_multi_idle(m))
 				break;
 			if (http_multi_wait(m, PROGRESS_EVERY_MS, &req, &resp, &tag))
 				task_advance(run, m, (TileTask *) tag, req, resp);
@@ -533,7 +638,7 @@ tiles_in_parallel(TileRun *run)
 /* See tile_publish.h. */
 void
 tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
-			 TileEntry *tiles, int64 ntiles, int first_pct, TileCounts *counts)
+			 const TileManifest *m, int first_pct, TileCounts *counts)
 {
 	TileRun		run;
 
@@ -541,8 +646,10 @@ tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 	run.job = job;
 	run.target = target;
 	run.in = in;
-	run.tiles = tiles;
-	run.ntiles = ntiles;
+	run.manifest = m;
+	run.window_size = Max(publish_tile_window, 1);
+	run.window = palloc(sizeof(TileEntry) * run.window_size);
+	run.key[0] = run.key[1] = run.key[2] = -1;	/* before the first tile */
 	run.counts = counts;
 	run.content_type = tile_content_type(in->tileset->format);
 	run.service = target->backend == &storage_s3_backend ? "S3" : "HTTP storage";
@@ -563,7 +670,10 @@ tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 	}
 	else
 		tiles_one_by_one(&run);
+	pfree(run.window);
 
+	/* first: bad tiles found against another manifest mean nothing */
+	manifest_check_unchanged(&run);
 	if (run.bad > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),

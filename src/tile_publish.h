@@ -13,7 +13,7 @@
 #include "job.h"
 #include "storage.h"
 
-/* One tile of the manifest: 128 bytes, the only per-tile memory kept. */
+/* One tile of the manifest, as step 4 holds it: one window of them at a time. */
 typedef struct TileEntry
 {
 	int			z;
@@ -23,6 +23,19 @@ typedef struct TileEntry
 	char		sha256[65];
 	char		md5[33];		/* "" when the manifest has none */
 } TileEntry;
+
+/*
+ * What step 1 saw of a tileset's manifest, in the snapshot release.json
+ * was built from: how many tiles, and a fingerprint of their rows (the XOR
+ * of one 64-bit hash per row).  Step 4 reads the manifest again, window
+ * by window, and fails when it does not find these.
+ */
+typedef struct TileManifest
+{
+	char	   *tileset_id;
+	int64		ntiles;
+	int64		fingerprint;
+} TileManifest;
 
 typedef struct TileCounts
 {
@@ -34,16 +47,21 @@ typedef struct TileCounts
 /* The Content-Type of tiles of a tileset format (png, jpg, webp). */
 extern const char *tile_content_type(const char *format);
 
-/* The tile manifest, ordered z/x/y, in mcxt (caller in a transaction). */
-extern TileEntry *tile_manifest_load(const char *tileset_id, int64 *ntiles,
-									 MemoryContext mcxt);
+/*
+ * Fills *m for the tileset (its id copied into mcxt): caller in a
+ * transaction, with the snapshot release.json is built in active.
+ */
+extern void tile_manifest_summarize(const char *tileset_id, TileManifest *m,
+									MemoryContext mcxt);
 
 /*
- * Verifies and copies every tile (no transaction open), moving the job's
- * progress from first_pct to 79; throws naming the first few missing or
- * corrupt tiles, or for a cancel, a timeout, SIGTERM.
+ * Verifies and copies every tile of the manifest (no transaction open:
+ * each window of the manifest is read in a short transaction of its own),
+ * moving the job's progress from first_pct to 79; throws naming the first
+ * few missing or corrupt tiles, when the manifest is not the one m
+ * describes any more, or for a cancel, a timeout, SIGTERM.
  */
 extern void tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
-						 TileEntry *tiles, int64 ntiles, int first_pct, TileCounts *counts);
+						 const TileManifest *m, int first_pct, TileCounts *counts);
 
 #endif							/* PUBLISH_TILE_PUBLISH_H */
