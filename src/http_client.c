@@ -496,7 +496,9 @@ transient_failure(HttpResponse *resp)
 	switch ((CURLcode) resp->curl_code)
 	{
 		case CURLE_OK:
-			return resp->status >= 500 || resp->status == 408 || resp->status == 429;
+			/* 501 and 505 say the server cannot, not that it cannot now */
+			return (resp->status >= 500 && resp->status != 501 && resp->status != 505) ||
+				resp->status == 408 || resp->status == 429;
 		case CURLE_COULDNT_RESOLVE_HOST:
 		case CURLE_COULDNT_CONNECT:
 		case CURLE_OPERATION_TIMEDOUT:
