@@ -78,6 +78,7 @@ extern int	job_claim(int max);
 extern void job_step_done(PublishJob *job, int progress, const char *message);
 extern void job_log(PublishJob *job, const char *level, const char *message);
 extern void job_record_end(PublishJob *job, const char *status, const char *error);
+extern void job_record_end_alone(PublishJob *job, const char *status, const char *error);
 extern void job_purge_expired(void);
 extern void job_forget_current(void);
 

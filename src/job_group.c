@@ -150,25 +150,7 @@ record_alone(PendingRelease *rel, bool synced, const char *why)
 	}
 	if (recorded)
 		return;
-	PG_TRY();
-	{
-		job_txn_begin("publish: recording the end of a job");
-		job_record_end(rel->job, "failed", why);
-		job_txn_commit(true);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errmsg("publish worker could not record the end of job %s: %s",
-						rel->job->id, edata->message)));
-	}
-	PG_END_TRY();
+	job_record_end_alone(rel->job, "failed", why);
 	ereport(LOG,
 			(errmsg("publish job %s ended without being recorded as published: %s",
 					rel->job->id, why)));

@@ -503,6 +503,42 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 			 3, types, values, SPI_OK_INSERT);
 }
 
+/*
+ * job_record_end in a durable transaction of its own, cancels held off; a
+ * failure to record is logged (the extension may have been dropped under
+ * us).  Outside a transaction.
+ */
+void
+job_record_end_alone(PublishJob *job, const char *status, const char *error)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	uint32		holdoff = QueryCancelHoldoffCount;
+
+	PG_TRY();
+	{
+		/* a late cancel_job() signal must not stop us recording the end */
+		HOLD_CANCEL_INTERRUPTS();
+		job_txn_begin("publish: recording the end of a job");
+		job_record_end(job, status, error);
+		job_txn_commit(true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		ereport(WARNING,
+				(errmsg("publish worker could not record the end of job %s: %s",
+						job->id, edata->message)));
+	}
+	PG_END_TRY();
+	QueryCancelHoldoffCount = holdoff;
+	MemoryContextSwitchTo(mcxt);
+}
+
 /* The job has ended: its deadline no longer applies to our transactions. */
 void
 job_forget_current(void)

@@ -102,37 +102,6 @@ error_text(ErrorData *edata)
 	return pstrdup(edata->message ? edata->message : "unknown error");
 }
 
-/*
- * Records how a job ended badly, in a fresh transaction; a failure to do so
- * is logged (the extension may have been dropped under us).
- */
-static void
-record_end(PublishJob *job, const char *status, const char *error, MemoryContext mcxt)
-{
-	PG_TRY();
-	{
-		/* a late cancel_job() signal must not stop us recording the end */
-		HOLD_CANCEL_INTERRUPTS();
-		job_txn_begin("publish: recording the end of a job");
-		job_record_end(job, status, error);
-		job_txn_commit(true);
-		RESUME_CANCEL_INTERRUPTS();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errmsg("publish worker could not record the end of job %s: %s",
-						job->id, edata->message)));
-	}
-	PG_END_TRY();
-}
-
 /* a job interrupted by a cancel meant for another job of its group runs again, this often */
 #define MAX_STRAY_CANCELS	3
 
@@ -192,13 +161,13 @@ run_job(PublishJob *job, MemoryContext mcxt)
 				again = true;
 			}
 			else if (job->cancelled)
-				record_end(job, "cancelled", "cancelled while running; nothing was published", mcxt);
+				job_record_end_alone(job, "cancelled", "cancelled while running; nothing was published");
 			else if (job_deadline_passed(job))
-				record_end(job, "failed",
+				job_record_end_alone(job, "failed",
 						   psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
-									publish_job_timeout), mcxt);
+									publish_job_timeout));
 			else
-				record_end(job, "failed", error_text(edata), mcxt);
+				job_record_end_alone(job, "failed", error_text(edata));
 			if (!again)
 				ereport(LOG,
 						(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
