@@ -116,7 +116,7 @@ start_vg_cluster() {
 	return 1
 }
 
-# run_round PASS I: the six jobs of one round; prints each job's status.
+# run_round PASS I: the ten jobs of one round; prints each job's status.
 run_round() {
 	local p=vg$1x$2
 	psql_vg -tA "${server_sets[@]}" -v p="$p" -v storage="$STORAGE" <<'SQL'
@@ -184,6 +184,18 @@ SELECT status FROM publish.cancel_job(:'job') \g /dev/null
 SELECT 'cancel ' || status FROM test_helpers.wait_job(:'job', '600 s');
 SELECT test_helpers.let_go('creds') \g /dev/null
 SELECT test_helpers.session_close('creds') \g /dev/null
+
+-- 7. four publishes queued at once, claimed together as a group
+-- (job_group.c): three complete with one sync and one commit, the fourth
+-- (a marker that is a line) fails alone
+SELECT test_helpers.make_project(:'p' || '-g' || n, 4) FROM generate_series(1, 4) n \g /dev/null
+UPDATE publish.overlays o SET geometry = '{"type":"LineString","coordinates":[[13.4,52.5],[13.5,52.6]]}'
+  FROM publish.project_versions v JOIN publish.projects pr ON pr.id = v.project_id
+ WHERE o.version_id = v.id AND pr.slug = :'p' || '-g4' AND o.key = 'ov-001';
+CREATE TEMP TABLE grp AS
+SELECT (publish.publish_version(:'p' || '-g' || n, 1, 'vg-file')).id FROM generate_series(1, 4) n;
+SELECT 'group ' || string_agg(w.status, ' ' ORDER BY w.status)
+  FROM grp, LATERAL test_helpers.wait_job(grp.id, '600 s') w;
 SQL
 }
 
