@@ -234,11 +234,11 @@ void
 storage_put_deferred(StorageTarget *target, const char *key, const char *data,
 					 size_t len, const char *content_type, const char *cache_control)
 {
-	if (target->backend == &storage_local_backend)
+	if (target->backend->put_deferred)
 	{
 		MemoryContext caller = op_begin();
 
-		storage_local_put_deferred(target, key, data, len);
+		target->backend->put_deferred(target, key, data, len);
 		op_end(caller);
 	}
 	else
@@ -252,11 +252,11 @@ storage_put_deferred(StorageTarget *target, const char *key, const char *data,
 void
 storage_remove_stale(StorageTarget *target, const char *key)
 {
-	if (target->backend == &storage_local_backend)
+	if (target->backend->remove_stale)
 	{
 		MemoryContext caller = op_begin();
 
-		storage_local_remove_stale(target, key);
+		target->backend->remove_stale(target, key);
 		op_end(caller);
 	}
 }
@@ -270,8 +270,8 @@ storage_remove_stale(StorageTarget *target, const char *key)
 void
 storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
 {
-	if (target->backend == &storage_local_backend)
-		storage_local_defer_sync(target, set, mcxt);
+	if (target->backend->defer_sync)
+		target->backend->defer_sync(target, set, mcxt);
 	else
 		storage_sync(target);
 }

@@ -120,6 +120,17 @@ struct StorageBackend
 	 */
 	void		(*sync) (StorageTarget *target);
 	/*
+	 * For a group of jobs (storage_put_deferred, storage_defer_sync;
+	 * file:// only, NULL elsewhere): put_deferred writes data for key now
+	 * and leaves it under a temporary name until the group's sync;
+	 * defer_sync hands what sync would do to set; remove_stale removes what
+	 * an interrupted put of key left behind.
+	 */
+	void		(*put_deferred) (StorageTarget *target, const char *key,
+								 const char *data, size_t len);
+	void		(*defer_sync) (StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt);
+	void		(*remove_stale) (StorageTarget *target, const char *key);
+	/*
 	 * Downloads the object at key into the open file f (emptied first);
 	 * errors if it does not exist or is longer than max_bytes (PT413; 0: no
 	 * limit).  Returns its size.
@@ -190,14 +201,9 @@ extern int64 storage_get_file(StorageTarget *target, const char *key, const char
 							   int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
-/* storage_local.c: file://'s deferred syncs (storage_defer_sync) */
-extern void storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set,
-									 MemoryContext mcxt);
+/* storage_local.c: a group's syncs (storage_sync_deferred), its unplaced puts */
 extern void storage_local_sync_set(StorageSyncSet *set);
-extern void storage_local_put_deferred(StorageTarget *target, const char *key,
-									   const char *data, size_t len);
 extern void storage_local_discard_deferred(void);
-extern void storage_local_remove_stale(StorageTarget *target, const char *key);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,

@@ -64,7 +64,7 @@
 
 /*
  * The temporary files of deferred puts not yet handed to a group's set
- * (storage_local_defer_sync): a job that fails before its switch leaves
+ * (local_defer_sync): a job that fails before its switch leaves
  * them, and storage_local_discard_deferred removes them.
  */
 static List *unplaced = NIL;
@@ -116,12 +116,13 @@ parent_dir(const char *path)
 	return dir;
 }
 
+/* fsync of dir, or with whole_fs a syncfs of the file system that holds it */
 static void
-fsync_dir(const char *dir)
+sync_dir(const char *dir, bool whole_fs)
 {
 	int			fd = open(dir, O_RDONLY | PG_BINARY);
 
-	if (fd < 0 || pg_fsync(fd) != 0)
+	if (fd < 0 || (whole_fs ? enableFsync && syncfs(fd) != 0 : pg_fsync(fd) != 0))
 	{
 		int			save_errno = errno;
 
@@ -130,6 +131,7 @@ fsync_dir(const char *dir)
 		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
+				 whole_fs ? errmsg("could not sync the file system of \"%s\": %m", dir) :
 				 errmsg("could not fsync directory \"%s\": %m", dir)));
 	}
 	close(fd);
@@ -294,8 +296,8 @@ add_deferred(List **list, MemoryContext mcxt, const char *tmp, const char *src, 
  * not fsync'd; storage_local_sync_set syncs it with the group's others and
  * renames it into place.  Its directories are made now.
  */
-void
-storage_local_put_deferred(StorageTarget *target, const char *key, const char *data, size_t len)
+static void
+local_put_deferred(StorageTarget *target, const char *key, const char *data, size_t len)
 {
 	char	   *path = key_path(target, key);
 	MemoryContext tcxt = GetMemoryChunkContext(target);
@@ -350,8 +352,8 @@ storage_local_discard_deferred(void)
  * environment run one at a time, so no live worker writes them.  Called
  * by a retry (job_publish.c).
  */
-void
-storage_local_remove_stale(StorageTarget *target, const char *key)
+static void
+local_remove_stale(StorageTarget *target, const char *key)
 {
 	char	   *path = key_path(target, key);
 	char	   *dir = parent_dir(path);
@@ -546,26 +548,6 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	target->unsynced = true;
 }
 
-/* syncfs of the file system that holds dir */
-static void
-syncfs_of(const char *dir)
-{
-	int			fd = open(dir, O_RDONLY | PG_BINARY);
-
-	if (fd < 0 || (enableFsync && syncfs(fd) != 0))
-	{
-		int			save_errno = errno;
-
-		if (fd >= 0)
-			close(fd);
-		errno = save_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not sync the file system of \"%s\": %m", dir)));
-	}
-	close(fd);
-}
-
 /*
  * Makes every put and copy so far durable, names included: one syncfs of
  * the target's file system after copies (or many puts), otherwise an fsync
@@ -580,13 +562,13 @@ local_sync(StorageTarget *target)
 		{
 			char	   *dir = linitial(target->unsynced_dirs);
 
-			fsync_dir(dir);
+			sync_dir(dir, false);
 			target->unsynced_dirs = list_delete_first(target->unsynced_dirs);
 			pfree(dir);
 		}
 		return;
 	}
-	syncfs_of(target->root);
+	sync_dir(target->root, true);
 	target->unsynced = false;
 	list_free_deep(target->unsynced_dirs);
 	target->unsynced_dirs = NIL;
@@ -613,8 +595,8 @@ append_unique(List *list, const char *s)
  * root when its file system is to be syncfs'd.  The target is left as
  * synced.
  */
-void
-storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
+static void
+local_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(mcxt);
 	ListCell   *lc;
@@ -641,16 +623,39 @@ storage_local_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryConte
 	target->deferred_files = NIL;	/* in the target's context, freed with it */
 }
 
-/* The device (file system) of path; false when stat fails. */
+/* The file systems a group's sync pass has synced, one syncfs each. */
+typedef struct SyncedFileSystems
+{
+	dev_t		dev[8];
+	int			n;
+} SyncedFileSystems;
+
+/* Is path on a file system synced already?  false when stat fails. */
 static bool
-device_of(const char *path, dev_t *dev)
+fs_synced(SyncedFileSystems *fs, const char *path, dev_t *dev)
 {
 	struct stat st;
 
 	if (stat(path, &st) != 0)
 		return false;
 	*dev = st.st_dev;
-	return true;
+	for (int i = 0; i < fs->n; i++)
+		if (fs->dev[i] == st.st_dev)
+			return true;
+	return false;
+}
+
+/* A syncfs of path's file system, unless fs says it was made already. */
+static void
+syncfs_once(SyncedFileSystems *fs, const char *path)
+{
+	dev_t		dev = 0;
+
+	if (fs_synced(fs, path, &dev))
+		return;
+	sync_dir(path, true);
+	if (dev != 0 && fs->n < lengthof(fs->dev))
+		fs->dev[fs->n++] = dev;
 }
 
 /* Removes the temporary files of the deferred puts from the cell at lc on. */
@@ -677,94 +682,60 @@ unlink_deferred_from(List *files, int from)
 static void
 place_deferred_files(StorageSyncSet *set)
 {
-	dev_t		synced[8];
-	int			nsynced = 0;
-	int			i = 0;
+	SyncedFileSystems data = {{0}, 0};
+	volatile int placed = 0;
 	ListCell   *lc;
 
-	foreach(lc, set->files)
+	PG_TRY();
 	{
-		LocalDeferred *d = lfirst(lc);
-		dev_t		dev;
-		bool		done = false;
-
-		if (d->tmp == NULL)
-			continue;
-		if (device_of(d->tmp, &dev))
+		foreach(lc, set->files)
 		{
-			for (int j = 0; j < nsynced; j++)
-				done = done || synced[j] == dev;
+			LocalDeferred *d = lfirst(lc);
+
+			if (d->tmp != NULL)
+				syncfs_once(&data, d->tmp);
 		}
-		else
-			dev = 0;
-		if (!done)
+		foreach(lc, set->files)
 		{
-			PG_TRY();
-			{
-				syncfs_of(d->tmp);
-			}
-			PG_CATCH();
-			{
-				unlink_deferred_from(set->files, 0);
-				PG_RE_THROW();
-			}
-			PG_END_TRY();
-			if (dev != 0 && nsynced < lengthof(synced))
-				synced[nsynced++] = dev;
-		}
-	}
-	foreach(lc, set->files)
-	{
-		LocalDeferred *d = lfirst(lc);
+			LocalDeferred *d = lfirst(lc);
 
-		if (d->tmp != NULL)
-		{
-			if (rename(d->tmp, d->path) != 0)
+			if (d->tmp != NULL)
 			{
-				int			save_errno = errno;
-
-				unlink_deferred_from(set->files, i);
-				errno = save_errno;
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not write \"%s\": %m", d->path)));
+				if (rename(d->tmp, d->path) != 0)
+					fail_write(-1, d->tmp, d->path);
 			}
-		}
-		else
-		{
-			char	   *tmp = psprintf("%s.tmp-%d", d->path, MyProcPid);
-
-			(void) unlink(tmp);
-			if (link(d->src, tmp) != 0 || rename(tmp, d->path) != 0)
+			else
 			{
-				int			save_errno = errno;
+				char	   *tmp = psprintf("%s.tmp-%d", d->path, MyProcPid);
 
 				(void) unlink(tmp);
-				unlink_deferred_from(set->files, i);
-				errno = save_errno;
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not write \"%s\": %m", d->path)));
+				if (link(d->src, tmp) != 0 || rename(tmp, d->path) != 0)
+					fail_write(-1, tmp, d->path);
+				(void) unlink(tmp);
 			}
-			(void) unlink(tmp);
+			set->dirs = append_unique(set->dirs, parent_dir(d->path));
+			placed++;
 		}
-		set->dirs = append_unique(set->dirs, parent_dir(d->path));
-		i++;
 	}
+	PG_CATCH();
+	{
+		unlink_deferred_from(set->files, placed);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*
  * Makes every sync deferred to set: a syncfs of each root's file system,
  * then an fsync of each directory on none of those; past
- * LOCAL_GROUP_MAX_DIRS directories, a syncfs of their file system instead
- * (one per file system).  Empties set.
+ * LOCAL_GROUP_MAX_DIRS directories, or after deferred puts, a syncfs of
+ * their file system instead (one per file system).  Empties set.
  */
 void
 storage_local_sync_set(StorageSyncSet *set)
 {
+	SyncedFileSystems names = {{0}, 0};
 	ListCell   *lc;
-	dev_t		synced[8];
-	int			nsynced = 0;
 	bool		many;
 
 	if (set->files != NIL)
@@ -773,30 +744,16 @@ storage_local_sync_set(StorageSyncSet *set)
 	many = list_length(set->dirs) > LOCAL_GROUP_MAX_DIRS || set->files != NIL;
 
 	foreach(lc, set->roots)
-	{
-		syncfs_of((char *) lfirst(lc));
-		if (nsynced < lengthof(synced) && device_of((char *) lfirst(lc), &synced[nsynced]))
-			nsynced++;
-	}
+		syncfs_once(&names, (char *) lfirst(lc));
 	foreach(lc, set->dirs)
 	{
 		char	   *dir = lfirst(lc);
 		dev_t		dev;
-		bool		covered = false;
 
-		if ((nsynced > 0 || many) && device_of(dir, &dev))
-		{
-			for (int i = 0; i < nsynced; i++)
-				covered = covered || synced[i] == dev;
-			if (!covered && many && nsynced < lengthof(synced))
-			{
-				syncfs_of(dir);
-				synced[nsynced++] = dev;
-				covered = true;
-			}
-		}
-		if (!covered)
-			fsync_dir(dir);
+		if (many)
+			syncfs_once(&names, dir);
+		else if (!fs_synced(&names, dir, &dev))
+			sync_dir(dir, false);
 	}
 	list_free_deep(set->dirs);
 	list_free_deep(set->roots);
@@ -856,4 +813,7 @@ const StorageBackend storage_local_backend = {
 	.copy = local_copy,
 	.sync = local_sync,
 	.get = local_get,
+	.put_deferred = local_put_deferred,
+	.defer_sync = local_defer_sync,
+	.remove_stale = local_remove_stale,
 };
