@@ -79,6 +79,8 @@ extern void job_step_done(PublishJob *job, int progress, const char *message);
 extern void job_log(PublishJob *job, const char *level, const char *message);
 extern void job_record_end(PublishJob *job, const char *status, const char *error);
 extern void job_record_end_alone(PublishJob *job, const char *status, const char *error);
+extern ErrorData *job_catch_error(MemoryContext mcxt);
+extern PublishJob *job_copy(const PublishJob *job, MemoryContext mcxt);
 extern void job_purge_expired(void);
 extern void job_forget_current(void);
 

@@ -41,7 +41,6 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/condition_variable.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -57,12 +56,6 @@ static List *pending = NIL;		/* PendingRelease *, in the order they switched */
 static TimestampTz first_pending_at;	/* when the first of them switched */
 static StorageSyncSet syncs;
 
-static char *
-copy_text(const char *s)
-{
-	return s ? pstrdup(s) : NULL;
-}
-
 /*
  * The job (switched) waits for its group: its sync is handed to the
  * group's set, what its final transaction records is copied.  Its version
@@ -74,7 +67,6 @@ job_group_defer(const PendingRelease *rel, StorageTarget *target)
 {
 	MemoryContext old;
 	PendingRelease *copy;
-	PublishJob *job;
 
 	if (group_cxt == NULL)
 		group_cxt = AllocSetContextCreate(TopMemoryContext, "publish job group",
@@ -82,15 +74,9 @@ job_group_defer(const PendingRelease *rel, StorageTarget *target)
 	storage_defer_sync(target, &syncs, group_cxt);
 
 	old = MemoryContextSwitchTo(group_cxt);
-	job = palloc(sizeof(PublishJob));
-	*job = *rel->job;
-	job->id = pstrdup(rel->job->id);
-	job->job_type = pstrdup(rel->job->job_type);
-	job->version_id = copy_text(rel->job->version_id);
-	job->env = copy_text(rel->job->env);
 	copy = palloc(sizeof(PendingRelease));
 	*copy = *rel;
-	copy->job = job;
+	copy->job = job_copy(rel->job, group_cxt);
 	copy->project_id = pstrdup(rel->project_id);
 	copy->env = pstrdup(rel->env);
 	copy->published_at = pstrdup(rel->published_at);
@@ -139,10 +125,7 @@ record_alone(PendingRelease *rel, bool synced, const char *why)
 		{
 			ErrorData  *edata;
 
-			MemoryContextSwitchTo(mcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
+			edata = job_catch_error(mcxt);
 			why = edata->message ? edata->message : "unknown error";
 			recorded = false;
 		}
@@ -215,10 +198,7 @@ job_group_commit(bool claim)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
+		edata = job_catch_error(mcxt);
 		job_drop_claimed();
 	}
 	PG_END_TRY();
@@ -241,12 +221,7 @@ job_group_commit(bool claim)
 		job_release_lock(rel->job);
 	}
 	n = list_length(pending);
-	{
-		ConditionVariable *cv = publish_shmem_job_ended_cv(MyDatabaseId);
-
-		if (cv)
-			ConditionVariableBroadcast(cv);
-	}
+	publish_shmem_broadcast_job_ended(MyDatabaseId);
 	pending = NIL;
 	syncs.dirs = NIL;
 	syncs.roots = NIL;

@@ -504,6 +504,23 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 }
 
 /*
+ * In a worker's PG_CATCH: the error being handled, copied into mcxt (the
+ * current context after it), the error state flushed and any transaction
+ * aborted.
+ */
+ErrorData *
+job_catch_error(MemoryContext mcxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(mcxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	return edata;
+}
+
+/*
  * job_record_end in a durable transaction of its own, cancels held off; a
  * failure to record is logged (the extension may have been dropped under
  * us).  Outside a transaction.
@@ -526,10 +543,7 @@ job_record_end_alone(PublishJob *job, const char *status, const char *error)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
+		edata = job_catch_error(mcxt);
 		ereport(WARNING,
 				(errmsg("publish worker could not record the end of job %s: %s",
 						job->id, edata->message)));
@@ -553,6 +567,20 @@ job_has_claimed_next(void)
 	return claimed != NIL;
 }
 
+/* A copy of job, strings included, in mcxt. */
+PublishJob *
+job_copy(const PublishJob *job, MemoryContext mcxt)
+{
+	PublishJob *copy = MemoryContextAlloc(mcxt, sizeof(PublishJob));
+
+	*copy = *job;
+	copy->id = MemoryContextStrdup(mcxt, job->id);
+	copy->job_type = MemoryContextStrdup(mcxt, job->job_type);
+	copy->version_id = job->version_id ? MemoryContextStrdup(mcxt, job->version_id) : NULL;
+	copy->env = job->env ? MemoryContextStrdup(mcxt, job->env) : NULL;
+	return copy;
+}
+
 /*
  * The next claimed job, copied into mcxt, as the current job (its deadline
  * counts from now, when it starts); NULL when there is none.
@@ -560,18 +588,11 @@ job_has_claimed_next(void)
 PublishJob *
 job_take_claimed_next(MemoryContext mcxt)
 {
-	PublishJob *next;
 	PublishJob *job;
 
 	if (claimed == NIL)
 		return NULL;
-	next = linitial(claimed);
-	job = MemoryContextAlloc(mcxt, sizeof(PublishJob));
-	*job = *next;
-	job->id = MemoryContextStrdup(mcxt, next->id);
-	job->job_type = MemoryContextStrdup(mcxt, next->job_type);
-	job->version_id = next->version_id ? MemoryContextStrdup(mcxt, next->version_id) : NULL;
-	job->env = next->env ? MemoryContextStrdup(mcxt, next->env) : NULL;
+	job = job_copy(linitial(claimed), mcxt);
 	job->started = GetCurrentTimestamp();
 	claimed = list_delete_first(claimed);
 	if (claimed == NIL)

@@ -101,6 +101,7 @@ extern void publish_shmem_pause_database(Oid dboid);
 extern void publish_shmem_resume_database(Oid dboid);
 extern void publish_shmem_forget_databases(Oid *alive, int nalive);
 extern ConditionVariable *publish_shmem_job_ended_cv(Oid dboid);
+extern void publish_shmem_broadcast_job_ended(Oid dboid);
 
 /* wakeup.c */
 extern void publish_wake_at_commit(void);

@@ -471,3 +471,13 @@ publish_shmem_job_ended_cv(Oid dboid)
 	LWLockRelease(shared->lock);
 	return slot ? &slot->job_ended : NULL;
 }
+
+/* Wakes the wait_job() sleepers of a database: some of its jobs ended. */
+void
+publish_shmem_broadcast_job_ended(Oid dboid)
+{
+	ConditionVariable *cv = publish_shmem_job_ended_cv(dboid);
+
+	if (cv)
+		ConditionVariableBroadcast(cv);
+}

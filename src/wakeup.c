@@ -32,7 +32,6 @@
 #include <signal.h>
 
 #include "miscadmin.h"
-#include "storage/condition_variable.h"
 
 static bool callback_registered = false;
 static bool wake_pending = false;
@@ -65,11 +64,8 @@ wake_xact_callback(XactEvent event, void *arg)
 			}
 			if (job_ended_pending)
 			{
-				ConditionVariable *cv = publish_shmem_job_ended_cv(MyDatabaseId);
-
 				job_ended_pending = false;
-				if (cv)
-					ConditionVariableBroadcast(cv);
+				publish_shmem_broadcast_job_ended(MyDatabaseId);
 			}
 			break;
 		case XACT_EVENT_PREPARE:

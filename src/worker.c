@@ -54,7 +54,6 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
@@ -137,10 +136,7 @@ run_job(PublishJob *job, MemoryContext mcxt)
 		{
 			ErrorData  *edata;
 
-			MemoryContextSwitchTo(mcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
+			edata = job_catch_error(mcxt);
 			job_forget_current();
 			/* a versioned copy written for the group, never to be placed */
 			storage_local_discard_deferred();
@@ -181,16 +177,6 @@ run_job(PublishJob *job, MemoryContext mcxt)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Wakes wait_job() sleepers of this database: jobs ended. */
-static void
-broadcast_job_ended(void)
-{
-	ConditionVariable *cv = publish_shmem_job_ended_cv(worker_dboid);
-
-	if (cv)
-		ConditionVariableBroadcast(cv);
-}
-
 /*
  * Claims the next jobs (a few at once while jobs are queued: job_claim)
  * and runs one.  After the last job claimed, the group of publishes that
@@ -204,7 +190,6 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
 	bool		queue_busy = true;
 	int			claimed;
-	int			ended = 0;
 
 	/* claimed with the jobs before it? */
 	job = job_take_claimed_next(mcxt);
@@ -262,7 +247,7 @@ run:
 	{
 		publish_unlock_version(job);
 		job_release_lock(job);
-		ended++;
+		publish_shmem_broadcast_job_ended(worker_dboid);
 	}
 
 	/*
@@ -275,8 +260,6 @@ run:
 	/* no job is claimed or pending: no session lock may be left */
 	if (!job_has_claimed_next() && !job_group_pending())
 		LockReleaseSession(USER_LOCKMETHOD);
-	if (ended > 0)
-		broadcast_job_ended();
 	return NEXT_JOB_RAN;
 }
 
