@@ -11,7 +11,8 @@
 // default polling worker), BENCH_PEERS_SLEEP_MS (10 ms of idle worker before
 // each enqueue).
 //
-// Every enqueue is one transaction that also records pg_current_xact_id()
+// Every enqueue is one transaction (in mode async with synchronous_commit =
+// off, set on the enqueuing connection) that also records pg_current_xact_id()
 // in the side table bench_enq; the commit time is then
 // pg_xact_commit_timestamp(xid(x)).  The start of a job is:
 //   publish: job_queue.started_at (clock_timestamp() in the worker's claim);
@@ -36,6 +37,12 @@ const OUT = process.argv[2] || '.'
 const N = +(process.env.BENCH_PEERS_N || 2000)
 const POLL_N = +(process.env.BENCH_PEERS_POLL_N || 100)
 const SLEEP_MS = +(process.env.BENCH_PEERS_SLEEP_MS || 10)
+// durable: the enqueuing transaction commits as configured (synchronous_commit
+// = on: its WAL flush lies between its commit timestamp and the moment the
+// job becomes visible); async: it commits with synchronous_commit = off, so
+// the job is visible as soon as the commit record is written, and the
+// interval holds only the wake-up and the claim.
+const MODES = (process.env.BENCH_PEERS_MODES || 'durable async').split(/\s+/).filter(Boolean)
 const TIMEOUT_MS = 30000
 
 const nowMs = () => performance.timeOrigin + performance.now()
@@ -55,6 +62,14 @@ async function clockOffset (client) {
     if (best === null || rtt < best.rtt) best = { rtt, offset: parseFloat(r.rows[0].t) - (t0 + t1) / 2 }
   }
   return best
+}
+
+// The enqueuing connection: in mode async its commits do not wait for the
+// WAL flush.
+async function enqueuer (db, asyncCommit) {
+  const c = new Client(conn(db)); await c.connect()
+  if (asyncCommit) await c.query('SET synchronous_commit = off')
+  return c
 }
 
 function stats (xs) {
@@ -102,8 +117,8 @@ function fromReturn (returned, starts) {
   return out
 }
 
-async function benchPublish () {
-  const c = new Client(conn('bench')); await c.connect()
+async function benchPublish (asyncCommit) {
+  const c = await enqueuer('bench', asyncCommit)
   await c.query('TRUNCATE bench_enq')
   const returned = new Map()
   // warm-up: starts the worker, fills caches
@@ -142,9 +157,9 @@ async function publishOne (c, seq, returned) {
   await sleep(SLEEP_MS)
 }
 
-async function benchGraphile () {
+async function benchGraphile (asyncCommit) {
   const { run, Logger } = require('graphile-worker')
-  const c = new Client(conn('gw')); await c.connect()
+  const c = await enqueuer('gw', asyncCommit)
   await c.query('TRUNCATE bench_enq')
   const starts = new Map()
   let waiter = null
@@ -188,9 +203,9 @@ async function benchGraphile () {
   return { ms: latencies(commits, starts, off.offset), ret: fromReturn(returned, starts), offset: off, offsetEnd: off2 }
 }
 
-async function benchBoss (n, notify) {
+async function benchBoss (n, notify, asyncCommit) {
   const PgBoss = require('pg-boss')
-  const c = new Client(conn('boss')); await c.connect()
+  const c = await enqueuer('boss', asyncCommit)
   await c.query('TRUNCATE bench_enq')
   const boss = new PgBoss({ ...conn('boss'), max: 4 })
   boss.on('error', e => console.error('pg-boss:', e.message))
@@ -241,11 +256,16 @@ async function main () {
       (r.offset ? ` (clock offset ${r.offset.offset.toFixed(3)} ms at start, ${r.offsetEnd.offset.toFixed(3)} ms at end, rtt ${r.offset.rtt.toFixed(3)} ms)` : ''))
     console.log(`  ${name}: from the return of COMMIT: median ${t.median.toFixed(3)} ms, p90 ${t.p90.toFixed(3)}, p99 ${t.p99.toFixed(3)}, max ${t.max.toFixed(3)}, min ${t.min.toFixed(3)}`)
   }
-  console.log(`== publish: ${N} jobs`); save('publish', await benchPublish())
-  console.log(`== graphile-worker: ${N} jobs`); save('graphile-worker', await benchGraphile())
-  console.log(`== pg-boss, woken by the enqueuer (notifyWorker after COMMIT): ${N} jobs`); save('pg-boss-notify', await benchBoss(N, true))
-  if (POLL_N > 0) {
-    console.log(`== pg-boss, polling every 0.5 s (its minimum): ${POLL_N} jobs`); save('pg-boss-poll', await benchBoss(POLL_N, false))
+  for (const mode of MODES) {
+    const asyncCommit = mode === 'async'
+    const sfx = asyncCommit ? '-async' : ''
+    const how = asyncCommit ? ' (enqueued with synchronous_commit = off)' : ''
+    console.log(`== publish${how}: ${N} jobs`); save('publish' + sfx, await benchPublish(asyncCommit))
+    console.log(`== graphile-worker${how}: ${N} jobs`); save('graphile-worker' + sfx, await benchGraphile(asyncCommit))
+    console.log(`== pg-boss, woken by the enqueuer (notifyWorker after COMMIT)${how}: ${N} jobs`); save('pg-boss-notify' + sfx, await benchBoss(N, true, asyncCommit))
+    if (POLL_N > 0 && !asyncCommit) {
+      console.log(`== pg-boss, polling every 0.5 s (its minimum): ${POLL_N} jobs`); save('pg-boss-poll', await benchBoss(POLL_N, false, false))
+    }
   }
   fs.writeFileSync(path.join(OUT, 'summary.json'), JSON.stringify(results, null, 2) + '\n')
 }

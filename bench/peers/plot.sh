@@ -4,6 +4,8 @@
 #   docs/img/pickup-cdf.png          distribution (CDF, log x) of every system,
 #                                    from the commit timestamp
 #   docs/img/pickup-cdf-returned.png the same from the return of the client's COMMIT
+#   docs/img/pickup-cdf-async.png    the same from the commit timestamp, jobs
+#                                    enqueued with synchronous_commit = off
 #   docs/img/pickup-percentiles.png  median / p99 of the event-driven ones, both measures
 set -euo pipefail
 PEERS_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -13,14 +15,22 @@ mkdir -p "$IMG"
 
 series=(publish graphile-worker pg-boss-notify)
 [ -s "$OUT/pg-boss-poll.dat" ] && series+=(pg-boss-poll)
-for s in "${series[@]}"; do
+async_series=()
+for s in publish graphile-worker pg-boss-notify; do
+	[ -s "$OUT/$s-async.dat" ] && async_series+=("$s-async")
+done
+for s in "${series[@]}" "${async_series[@]}"; do
 	for m in "" -returned; do
 		sort -g "$OUT/$s$m.dat" | awk -v n="$(wc -l <"$OUT/$s$m.dat")" '{print $1, NR / n}' >"$OUT/$s$m.cdf"
 	done
 done
-# cdf_plot SUFFIX PNG TITLE XAXIS: one CDF per system of $OUT/<system>SUFFIX.dat
+# cdf_plot SUFFIX PNG TITLE XAXIS [SYSTEM...]: one CDF per system (default:
+# $series) of $OUT/<system>SUFFIX.dat
 cdf_plot() {
 	local m=$1 png=$2 title=$3 xaxis=$4 sep="" s
+	shift 4
+	local systems=("${series[@]}")
+	[ $# -gt 0 ] && systems=("$@")
 	{
 		echo "set terminal pngcairo size 900,540 font ',10'"
 		echo "set output '$png'"
@@ -32,7 +42,7 @@ cdf_plot() {
 		echo "set arrow from 2, graph 0 to 2, graph 1 nohead dt 3 lc rgb 'gray'"
 		echo "set label 'target p99 2 ms' at 2.1, graph 0.1 textcolor rgb 'gray40'"
 		printf "plot "
-		for s in "${series[@]}"; do
+		for s in "${systems[@]}"; do
 			printf "%s'%s' using 1:2 with lines lw 2 title '%s (n = %s)'" "$sep" "$OUT/$s$m.cdf" "$s" "$(wc -l <"$OUT/$s$m.dat")"
 			sep=", "
 		done
@@ -46,20 +56,31 @@ cdf_plot "" "$IMG/pickup-cdf.png" \
 cdf_plot -returned "$IMG/pickup-cdf-returned.png" \
 	'Pickup latency from the return of the client COMMIT -> job started (one job at a time, idle worker)' \
 	"set xrange [-2:12]; set xtics 1; set xlabel 'latency (ms; < 0: started before the client read the reply)'"
+if [ ${#async_series[@]} -gt 0 ]; then
+	cdf_plot "" "$IMG/pickup-cdf-async.png" \
+		'Pickup latency from the commit timestamp -> job started, enqueued with synchronous_commit = off (no flush inside)' \
+		"set logscale x; set xrange [0.05:*]; set xlabel 'latency (ms, log scale)'" "${async_series[@]}"
+fi
 
+# percentiles.dat: system, median and p99 from the commit timestamp, from
+# COMMIT returned, and from the commit timestamp enqueued asynchronously (0
+# when not measured)
 node -e '
 const s = require(process.argv[1]);
-for (const k of ["publish", "graphile-worker", "pg-boss-notify"])
-  console.log(k, s[k].median.toFixed(4), s[k].p99.toFixed(4), s[k].returned.median.toFixed(4), s[k].returned.p99.toFixed(4));
-' "$OUT/summary.json" >"$OUT/percentiles.dat"
+const f = x => x.toFixed(4);
+for (const k of ["publish", "graphile-worker", "pg-boss-notify"]) {
+  const a = s[k + "-async"];
+  console.log(k, f(s[k].median), f(s[k].p99), f(s[k].returned.median), f(s[k].returned.p99), a ? f(a.median) : 0, a ? f(a.p99) : 0);
+}' "$OUT/summary.json" >"$OUT/percentiles.dat"
 gnuplot <<GP
 set terminal pngcairo size 900,480 font ',10'
 set output '$IMG/pickup-percentiles.png'
-set title 'Pickup latency percentiles (ms) -> started, from the commit timestamp and from COMMIT returned; dashed: targets'
+set title 'Pickup latency percentiles (ms) -> started: from the commit timestamp, from COMMIT returned, from the commit of an asynchronous enqueue; dashed: targets'
 set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
 set ylabel 'ms'; set grid y; set key top left; set yrange [0:*]
 plot '$OUT/percentiles.dat' using 2:xtic(1) title 'median, from commit timestamp', '' using 3 title 'p99, from commit timestamp', \
      '' using 4 title 'median, from COMMIT returned', '' using 5 title 'p99, from COMMIT returned', \
+     '' using 6 title 'median, async enqueue', '' using 7 title 'p99, async enqueue', \
      0.5 with lines dt 2 lc rgb 'gray40' notitle, 2 with lines dt 3 lc rgb 'gray40' notitle
 GP
-echo "plots: $IMG/pickup-cdf.png $IMG/pickup-cdf-returned.png $IMG/pickup-percentiles.png"
+echo "plots: $IMG/pickup-cdf.png $IMG/pickup-cdf-returned.png $IMG/pickup-cdf-async.png $IMG/pickup-percentiles.png"

@@ -74,13 +74,23 @@ echo "== graphile-worker schema"
 (cd "$PEERS_DIR" && PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=$PGUSER PGDATABASE=gw \
 	npx --no-install graphile-worker --schema-only >/dev/null)
 
-# What a durable single-row commit costs on this disk (the floor of every
-# system's figure: the commit timestamp is taken before the WAL flush).
+# What a single-row commit costs on this disk (the floor of every system's
+# figure from the commit timestamp: it is taken before the WAL flush), back
+# to back and, as the jobs below are enqueued, after BENCH_PEERS_SLEEP_MS of
+# idle time (on this VM an idle disk and CPU make the first flush slower);
+# and with synchronous_commit = off after the same idle time.
+SLEEP_MS=${BENCH_PEERS_SLEEP_MS:-10}
 q -d bench -c "CREATE TABLE bench_commit (i int)"
-printf 'INSERT INTO bench_commit VALUES (1);\n' >"$WORK/commit.sql"
-"$PG_BIN/pgbench" -n -c 1 -t 2000 -f "$WORK/commit.sql" bench >"$WORK/commit.log" 2>&1
-COMMIT_MS=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$WORK/commit.log")
-echo "== a durable single-row INSERT + COMMIT takes $COMMIT_MS ms (pgbench, mean of 2000)"
+# commit_ms SCRIPT: mean latency of the INSERT statement (pgbench -r, 2,000)
+commit_ms() {
+	printf '%b' "$1" >"$WORK/commit.sql"
+	"$PG_BIN/pgbench" -n -r -c 1 -t 2000 -f "$WORK/commit.sql" bench >"$WORK/commit.log" 2>&1
+	awk '/INSERT INTO bench_commit/ { print $1 }' "$WORK/commit.log"
+}
+COMMIT_MS=$(commit_ms 'INSERT INTO bench_commit VALUES (1);\n')
+COMMIT_IDLE_MS=$(commit_ms "\\sleep $SLEEP_MS ms\nINSERT INTO bench_commit VALUES (1);\n")
+COMMIT_IDLE_ASYNC_MS=$(commit_ms "SET synchronous_commit = off;\n\\sleep $SLEEP_MS ms\nINSERT INTO bench_commit VALUES (1);\n")
+echo "== a single-row INSERT + COMMIT (pgbench -r, mean of 2000): durable $COMMIT_MS ms back to back, $COMMIT_IDLE_MS ms after $SLEEP_MS ms idle; synchronous_commit = off after $SLEEP_MS ms idle: $COMMIT_IDLE_ASYNC_MS ms"
 
 rm -f "$OUT"/*.dat
 (cd "$PEERS_DIR" && node pickup.js "$OUT")
@@ -101,10 +111,11 @@ const names = {
   'pg-boss-notify': 'pg-boss $BOSS_VERSION, woken by the enqueuer (notifyWorker after COMMIT)',
   'pg-boss-poll': 'pg-boss $BOSS_VERSION, polling every 0.5 s (its minimum)'
 };
+for (const k of ['publish', 'graphile-worker', 'pg-boss-notify']) names[k + '-async'] = names[k] + ', enqueued with synchronous_commit = off';
 console.log('$(date -u "+%Y-%m-%d %H:%M UTC"), publish $COMMIT, PostgreSQL $PG_VERSION, node $(node --version), $(nproc) CPUs;');
 console.log('load average $LOAD_START at the start, ' + require('fs').readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') + ' at the end.');
 console.log('');
-console.log('Two measures of the same jobs. *From the commit timestamp*: pg_xact_commit_timestamp() of the enqueuing transaction, taken before its WAL flush (the flush is inside the interval). *From COMMIT returned*: the enqueuing client\'s clock right after its COMMIT returned (flush and the reply to the client outside the interval; may be negative).');
+console.log('Two measures of the same jobs. *From the commit timestamp*: pg_xact_commit_timestamp() of the enqueuing transaction, taken before its WAL flush (the flush is inside the interval). *From COMMIT returned*: the enqueuing client\'s clock right after its COMMIT returned (flush and the reply to the client outside the interval; may be negative). Rows *enqueued with synchronous_commit = off*: the same, with an enqueuing transaction that does not wait for its WAL flush, so the job is visible as soon as its commit timestamp is taken and the interval holds only the wake-up and the claim.');
 console.log('');
 console.log('| system | jobs | from commit timestamp: median ms | p90 ms | p99 ms | max ms | mean ms | from COMMIT returned: median ms | p90 ms | p99 ms | max ms | min ms |');
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -119,10 +130,10 @@ cp "$WORK/pg/server.log" "$OUT/server.log"
 ERRS=$(grep -c -E ' (ERROR|FATAL|PANIC): ' "$WORK/pg/server.log" || true)
 {
 	echo
-	echo "A durable single-row INSERT + COMMIT (pgbench, 1 client, mean of 2,000): $COMMIT_MS ms."
+	echo "A single-row INSERT + COMMIT (pgbench -r, 1 client, mean of 2,000): durable, back to back $COMMIT_MS ms; durable, after $SLEEP_MS ms idle (as the jobs above are enqueued) $COMMIT_IDLE_MS ms; synchronous_commit = off, after $SLEEP_MS ms idle $COMMIT_IDLE_ASYNC_MS ms."
 	echo "Server log: $ERRS ERROR/FATAL lines (copied to bench/peers/results/server.log); run took $(( $(date +%s) - T_START )) s."
-	echo "Settings: BENCH_PEERS_N=${BENCH_PEERS_N:-2000} BENCH_PEERS_POLL_N=${BENCH_PEERS_POLL_N:-100} BENCH_PEERS_SLEEP_MS=${BENCH_PEERS_SLEEP_MS:-10}."
+	echo "Settings: BENCH_PEERS_N=${BENCH_PEERS_N:-2000} BENCH_PEERS_POLL_N=${BENCH_PEERS_POLL_N:-100} BENCH_PEERS_SLEEP_MS=$SLEEP_MS BENCH_PEERS_MODES=\"${BENCH_PEERS_MODES:-durable async}\"."
 } >>"$OUT/pickup.md"
 echo
 cat "$OUT/pickup.md"
-echo "(written to $OUT/pickup.md; plots $IMG/pickup-cdf.png, $IMG/pickup-cdf-returned.png, $IMG/pickup-percentiles.png)"
+echo "(written to $OUT/pickup.md; plots $IMG/pickup-cdf.png, $IMG/pickup-cdf-returned.png, $IMG/pickup-cdf-async.png, $IMG/pickup-percentiles.png)"
