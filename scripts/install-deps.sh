@@ -19,6 +19,7 @@ PKGS=(
 	nodejs                          # tests: s3rver, the SigV4 check, the fault server
 	curl openssl                    # tests: fetching objects back; the htpasswd line
 	strace                          # tests: the order of the file:// target's syncs (t/009)
+	gdb                             # tests: a cancel signal held back until its job ended (t/012)
 )
 
 missing=()

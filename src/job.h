@@ -68,7 +68,6 @@ extern bool job_has_claimed_next(void);
 extern PublishJob *job_take_claimed_next(MemoryContext mcxt);
 extern void job_release_lock(PublishJob *job);
 extern void job_drop_claimed(void);
-extern void job_set_current(PublishJob *job);
 
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);

@@ -618,13 +618,6 @@ job_drop_claimed(void)
 		MemoryContextReset(claimed_cxt);
 }
 
-/* The job runs (again): its deadline applies to our transactions. */
-void
-job_set_current(PublishJob *job)
-{
-	current_job = job;
-}
-
 /*
  * Releases the job's session lock, what pg_advisory_unlock(JOB_LOCK_CLASS,
  * hashtext(id)) releases.  Only after the commit that recorded how the job

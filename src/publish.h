@@ -91,7 +91,8 @@ extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
 extern void publish_shmem_set_running_job(Oid dboid, int number, const char *job_id);
-extern bool publish_shmem_worker_runs_job(Oid dboid, int pid, const char *job_id);
+extern bool publish_shmem_aim_cancel(Oid dboid, int pid, const char *job_id);
+extern bool publish_shmem_cancel_is_stale(void);
 extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 										uint64 seen_wakes, bool failed);
 extern bool publish_shmem_take_worker_failed(Oid dboid, int number);

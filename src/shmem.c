@@ -12,7 +12,9 @@
  * a condition variable broadcast whenever one of its jobs ends
  * (wait_job sleeps on it), and the job each worker runs now (a worker
  * holds the locks of every job it claimed, but only the one it runs may be
- * interrupted by cancel_job: publish_shmem_worker_runs_job).
+ * interrupted by cancel_job: publish_shmem_aim_cancel), numbered, so that
+ * the worker's SIGINT handler can tell a cancel meant for the job it runs
+ * from one that arrives after that job ended.
  *
  * Locking: one LWLock guards everything here but the condition variables.
  * Latches are set after the lock is released.  A worker's pid is cleared by
@@ -26,6 +28,7 @@
 #include <signal.h>
 
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -39,6 +42,9 @@ typedef struct PublishWorkerSlot
 	pid_t		pid;			/* 0: no worker attached */
 	Latch	   *latch;
 	char		running_job[37];		/* the job it runs now, or "" */
+	uint32		running_seq;	/* bumped (never 0) whenever it starts a job */
+	pg_atomic_uint32 cancel_seq;	/* running_seq of the job a cancel's
+									 * SIGINT is meant for; 0: none */
 	bool		last_exit_failed;	/* the last worker here exited with an error */
 } PublishWorkerSlot;
 
@@ -63,6 +69,10 @@ typedef struct PublishShared
 
 static PublishShared *shared = NULL;
 
+/* In a worker: its slot, and the running_seq of the job it runs (0: none) */
+static PublishWorkerSlot *my_worker_slot = NULL;
+static volatile uint32 my_running_seq = 0;
+
 void
 publish_shmem_request(void)
 {
@@ -82,7 +92,11 @@ publish_shmem_startup(void)
 		memset(shared, 0, sizeof(PublishShared));
 		shared->lock = &(GetNamedLWLockTranche("publish"))->lock;
 		for (int i = 0; i < PUBLISH_MAX_DATABASES; i++)
+		{
 			ConditionVariableInit(&shared->dbs[i].job_ended);
+			for (int w = 0; w < PUBLISH_MAX_WORKERS_PER_DATABASE; w++)
+				pg_atomic_init_u32(&shared->dbs[i].workers[w].cancel_seq, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -117,6 +131,8 @@ find_slot(Oid dboid, bool create)
 		free_slot->paused = 0;
 		free_slot->wake_count = 0;
 		memset(free_slot->workers, 0, sizeof(free_slot->workers));
+		for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+			pg_atomic_init_u32(&free_slot->workers[i].cancel_seq, 0);
 		return free_slot;
 	}
 	return NULL;
@@ -232,6 +248,8 @@ publish_shmem_attach_worker(Oid dboid, int number)
 		slot->workers[number].pid = MyProcPid;
 		slot->workers[number].latch = &MyProc->procLatch;
 		slot->workers[number].running_job[0] = '\0';
+		pg_atomic_write_u32(&slot->workers[number].cancel_seq, 0);
+		my_worker_slot = &slot->workers[number];
 		slot->no_extension = false;
 		ok = true;
 	}
@@ -244,7 +262,7 @@ publish_shmem_attach_worker(Oid dboid, int number)
  * the job's first transaction takes its snapshot, so that a cancel_job()
  * committed before this is seen by the job (its first step reads
  * cancel_requested) and one committed after it finds the job here
- * (publish_shmem_worker_runs_job): the lock orders the two.
+ * (publish_shmem_aim_cancel): the lock orders the two.
  */
 void
 publish_shmem_set_running_job(Oid dboid, int number, const char *job_id)
@@ -254,14 +272,24 @@ publish_shmem_set_running_job(Oid dboid, int number, const char *job_id)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot = find_slot(dboid, false);
 	if (slot != NULL && slot->workers[number].pid == MyProcPid)
-		strlcpy(slot->workers[number].running_job, job_id ? job_id : "",
-				sizeof(slot->workers[number].running_job));
+	{
+		PublishWorkerSlot *w = &slot->workers[number];
+
+		strlcpy(w->running_job, job_id ? job_id : "", sizeof(w->running_job));
+		if (job_id != NULL && ++w->running_seq == 0)
+			w->running_seq = 1;
+		my_running_seq = job_id != NULL ? w->running_seq : 0;
+	}
 	LWLockRelease(shared->lock);
 }
 
-/* Is the worker with this pid running the job job_id now? */
+/*
+ * Is the worker with this pid running the job job_id now?  If so, marks
+ * that job as the one the SIGINT the caller is about to send is meant for
+ * (publish_shmem_cancel_is_stale).
+ */
 bool
-publish_shmem_worker_runs_job(Oid dboid, int pid, const char *job_id)
+publish_shmem_aim_cancel(Oid dboid, int pid, const char *job_id)
 {
 	PublishDbSlot *slot;
 	bool		runs = false;
@@ -269,10 +297,35 @@ publish_shmem_worker_runs_job(Oid dboid, int pid, const char *job_id)
 	LWLockAcquire(shared->lock, LW_SHARED);
 	slot = find_slot(dboid, false);
 	for (int i = 0; slot != NULL && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
-		if (slot->workers[i].pid == pid)
-			runs = strcmp(slot->workers[i].running_job, job_id) == 0;
+	{
+		PublishWorkerSlot *w = &slot->workers[i];
+
+		if (w->pid == pid && strcmp(w->running_job, job_id) == 0)
+		{
+			pg_atomic_write_u32(&w->cancel_seq, w->running_seq);
+			runs = true;
+		}
+	}
 	LWLockRelease(shared->lock);
 	return runs;
+}
+
+/*
+ * In the worker's SIGINT handler (async-signal-safe: one atomic exchange):
+ * true when the signal was sent by cancel_job() for a job this worker no
+ * longer runs (it ended between publish_shmem_aim_cancel and the kill), so
+ * must not interrupt the next one.  A SIGINT nobody aimed (pg_cancel_backend)
+ * is not stale.  Consumes the aim.
+ */
+bool
+publish_shmem_cancel_is_stale(void)
+{
+	uint32		aimed;
+
+	if (my_worker_slot == NULL)
+		return false;
+	aimed = pg_atomic_exchange_u32(&my_worker_slot->cancel_seq, 0);
+	return aimed != 0 && aimed != my_running_seq;
 }
 
 /* The wake-up count of a database, read before looking for the extension. */

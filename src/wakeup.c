@@ -58,7 +58,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			}
 			if (cancel_pid != 0)
 			{
-				if (publish_shmem_worker_runs_job(MyDatabaseId, cancel_pid, cancel_job))
+				if (publish_shmem_aim_cancel(MyDatabaseId, cancel_pid, cancel_job))
 					(void) kill(cancel_pid, SIGINT);
 				cancel_pid = 0;
 			}

@@ -101,78 +101,64 @@ error_text(ErrorData *edata)
 	return pstrdup(edata->message ? edata->message : "unknown error");
 }
 
-/* a job interrupted by a cancel meant for another job of its group runs again, this often */
-#define MAX_STRAY_CANCELS	3
+/*
+ * SIGINT: a cancel_job() of the job this worker runs, or pg_cancel_backend().
+ * cancel_job() checks that the worker runs the job and then signals it; a
+ * worker that ended the job in between must not interrupt the next one:
+ * such a signal, stale, is dropped (publish_shmem_cancel_is_stale).
+ */
+static void
+worker_sigint(SIGNAL_ARGS)
+{
+	if (!publish_shmem_cancel_is_stale())
+		StatementCancelHandler(postgres_signal_arg);
+}
 
 /*
  * Runs one job; any error becomes the job's failure, cancellation or
  * timeout.  A publish that switched release.json ends pending, recorded
  * with its group (job_group.c).
  *
- * cancel_job() interrupts the worker that holds the job's lock only if
+ * cancel_job() interrupts the worker that holds the job's lock only while
  * the worker runs that job (the slot's running job, shmem.c): a job
  * claimed with others and not started yet sees the request in its first
  * step, one switched and waiting for its group's commit is past its last
- * checkpoint.  The check and the signal are not atomic: a worker that ends
- * the job between them is interrupted in the next.  Such an interrupt, a
- * cancel that this job was not asked for, while other jobs are claimed or
- * pending, stops the job before its switch: it runs again from its first
- * step, as a retry would (every step is idempotent).
+ * checkpoint.
  */
 static void
 run_job(PublishJob *job, MemoryContext mcxt)
 {
 	publish_shmem_set_running_job(worker_dboid, worker_number, job->id);
-	for (int strays = 0;; strays++)
+	MemoryContextSwitchTo(mcxt);
+	PG_TRY();
 	{
-		volatile bool again = false;
-
-		MemoryContextSwitchTo(mcxt);
-		PG_TRY();
-		{
-			publish_job_run(job, mcxt);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			edata = job_catch_error(mcxt);
-			job_forget_current();
-			/* a versioned copy written for the group, never to be placed */
-			storage_local_discard_deferred();
-
-			/* a cancel_job() signal interrupts whatever the job was doing */
-			if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-				job->cancelled = job_cancel_was_requested(job);
-
-			if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-				!job_deadline_passed(job) && strays < MAX_STRAY_CANCELS &&
-				(job_has_claimed_next() || job_group_pending()))
-			{
-				ereport(LOG,
-						(errmsg("publish job %s was interrupted by a cancel meant for another job claimed with it: running it again",
-								job->id)));
-				publish_unlock_version(job);
-				job_set_current(job);
-				again = true;
-			}
-			else if (job->cancelled)
-				job_record_end_alone(job, "cancelled", "cancelled while running; nothing was published");
-			else if (job_deadline_passed(job))
-				job_record_end_alone(job, "failed",
-						   psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
-									publish_job_timeout));
-			else
-				job_record_end_alone(job, "failed", error_text(edata));
-			if (!again)
-				ereport(LOG,
-						(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
-		}
-		PG_END_TRY();
-		if (!again)
-			break;
-		QueryCancelPending = false;
+		publish_job_run(job, mcxt);
 	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		edata = job_catch_error(mcxt);
+		job_forget_current();
+		/* a versioned copy written for the group, never to be placed */
+		storage_local_discard_deferred();
+
+		/* a cancel_job() signal interrupts whatever the job was doing */
+		if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			job->cancelled = job_cancel_was_requested(job);
+
+		if (job->cancelled)
+			job_record_end_alone(job, "cancelled", "cancelled while running; nothing was published");
+		else if (job_deadline_passed(job))
+			job_record_end_alone(job, "failed",
+								 psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
+										  publish_job_timeout));
+		else
+			job_record_end_alone(job, "failed", error_text(edata));
+		ereport(LOG,
+				(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
+	}
+	PG_END_TRY();
 	publish_shmem_set_running_job(worker_dboid, worker_number, NULL);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -311,6 +297,7 @@ publish_worker_main(Datum main_arg)
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, worker_sigint);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);

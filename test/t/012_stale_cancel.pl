@@ -1,0 +1,129 @@
+#!/usr/bin/perl
+# A cancel signal that arrives after its job ended must not interrupt the
+# worker's next job.  cancel_job() checks, at its commit, that the worker
+# runs the job, then sends SIGINT; the worker may end that job between the
+# two.  The race is made deterministic with gdb: the cancelling backend is
+# stopped at its kill(SIGINT) while the worker ends the cancelled job (A)
+# and starts the next one (B); then the signal goes.  B must not notice it.
+#
+# Both jobs are held at their version's lock (job_publish.c's lock_version,
+# taken after the first steps), which this test holds in another session.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use PublishNode;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $demo = $ENV{PUBLISH_DEMO_DIR}
+  or plan skip_all => 'PUBLISH_DEMO_DIR is not set (run through scripts/test.sh)';
+plan skip_all => 'gdb is not installed (scripts/install-deps.sh)'
+  unless system('gdb --version >/dev/null 2>&1') == 0;
+# the breakpoint's condition reads kill()'s second argument from its register
+plan skip_all => 'the gdb breakpoint condition is written for x86-64'
+  unless `uname -m` =~ /^x86_64/;
+
+my $storage = PostgreSQL::Test::Utils::tempdir();
+my $node = publish_node('stale_cancel');
+my $db = 'postgres';
+$node->safe_psql($db, 'CREATE EXTENSION publish');
+$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
+command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ],
+	'sample project');
+
+sub version_lock
+{
+	my ($fn, $n) = @_;
+	return "SELECT $fn(1886741100, hashtext(v.id::text)) FROM publish.project_versions v "
+	  . "JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'campus' AND v.version_number = $n";
+}
+
+sub worker_blocked
+{
+	$node->poll_query_until($db,
+		"SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND wait_event_type = 'Lock')");
+}
+
+# The test's session holds the locks of versions 2 and 3.
+my $holder = $node->background_psql($db);
+$holder->query_safe(version_lock('pg_advisory_lock', 2));
+$holder->query_safe(version_lock('pg_advisory_lock', 3));
+
+# A runs and waits at version 2's lock; B is queued behind it (one worker).
+my $a = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 2, 'production')");
+$node->poll_query_until($db, "SELECT status = 'running' FROM publish.job_queue WHERE id = '$a'");
+ok(worker_blocked(), 'A runs and waits at its version lock');
+my $b = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 3, 'production')");
+
+# The session that cancels A, and gdb stopped at its kill(..., SIGINT).
+my $canceller = $node->background_psql($db);
+my $cpid = $canceller->query_safe('SELECT pg_backend_pid()');
+chomp $cpid;
+my $gdir = PostgreSQL::Test::Utils::tempdir();
+open(my $cmds, '>', "$gdir/cmds") or die $!;
+print $cmds <<"GDB";
+set pagination off
+set confirm off
+handle SIGUSR1 SIGUSR2 SIGINT SIGALRM SIGURG SIGPIPE SIGTERM nostop noprint pass
+break kill if \$rsi == 2
+commands
+shell touch $gdir/stopped; while [ ! -e $gdir/go ]; do sleep 0.05; done
+detach
+quit
+end
+shell touch $gdir/ready
+continue
+GDB
+close $cmds;
+my ($gout, $gerr) = ('', '');
+my $gdb = IPC::Run::start([ 'gdb', '-batch', '-nx', '-p', $cpid, '-x', "$gdir/cmds" ], '>', \$gout, '2>', \$gerr);
+my $deadline = time + 60;
+while (!-e "$gdir/ready" && $gdb->pumpable && time < $deadline)
+{
+	$gdb->pump_nb;
+	usleep(50_000);
+}
+
+SKIP:
+{
+	skip "gdb cannot attach to a backend: $gerr", 6 unless -e "$gdir/ready";
+
+	# cancel_job(A) commits; its commit callback finds the worker running A
+	# and is stopped by gdb before its kill()
+	$canceller->query_until(qr/sent/, "\\echo sent\nSELECT publish.cancel_job('$a');\n");
+	$deadline = time + 60;
+	usleep(50_000) while !-e "$gdir/stopped" && time < $deadline;
+	ok(-e "$gdir/stopped", "the cancelling backend is stopped at its kill(SIGINT)");
+
+	# A goes on, sees the committed request at its next step, ends; the
+	# worker takes B, which waits at version 3's lock
+	$holder->query_safe(version_lock('pg_advisory_unlock', 2));
+	$node->poll_query_until($db, "SELECT status <> 'running' FROM publish.job_queue WHERE id = '$a'");
+	is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$a'"), 'cancelled', 'A ends cancelled');
+	$node->poll_query_until($db, "SELECT status = 'running' FROM publish.job_queue WHERE id = '$b'");
+	ok(worker_blocked(), 'B runs and waits at its version lock');
+
+	# now the signal meant for A reaches the worker running B
+	open(my $go, '>', "$gdir/go") or die $!;
+	close $go;
+	$gdb->finish;
+	$canceller->quit;
+	usleep(500_000);
+	is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$b'"), 'running',
+		'the late signal did not interrupt B');
+
+	$holder->query_safe(version_lock('pg_advisory_unlock', 3));
+	$node->poll_query_until($db, "SELECT status <> 'running' FROM publish.job_queue WHERE id = '$b'");
+	is($node->safe_psql($db, "SELECT status || coalesce(' ' || error, '') FROM publish.job_queue WHERE id = '$b'"),
+		'completed', 'B completes');
+	is($node->safe_psql($db, "SELECT count(*) FROM publish.job_log WHERE job_id = '$b' AND message ~ '^Validated'"),
+		'1', '... having run once, from its first step to its last');
+}
+$gdb->kill_kill if $gdb->pumpable;
+$holder->quit;
+$node->stop;
+done_testing();
