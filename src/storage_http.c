@@ -29,12 +29,37 @@
 #include "storage.h"
 #include "http_client.h"
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+/*
+ * A set of collection keys (strings), so that a pyramid of many thousand
+ * tile collections costs one lookup per tile copy, not a scan.
+ */
+typedef struct CollectionEntry
+{
+	const char *key;
+	uint32		hash;
+	char		status;			/* simplehash's */
+} CollectionEntry;
+
+#define SH_PREFIX		collections
+#define SH_ELEMENT_TYPE	CollectionEntry
+#define SH_KEY_TYPE		const char *
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k)	hash_bytes((const unsigned char *) (k), strlen(k))
+#define SH_EQUAL(tb, a, b)	(strcmp((a), (b)) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
 typedef struct HttpTarget
 {
-	List	   *collections;	/* keys of collections known to exist */
+	collections_hash *collections;	/* keys of collections known to exist */
 	bool		no_mkcol;		/* the server has no MKCOL */
 	bool		no_copy;		/* the server has no COPY (405/501 seen) */
 	MemoryContext cxt;			/* the target's */
@@ -57,6 +82,7 @@ http_open(StorageTarget *target)
 				 errhint("Use http(s)://host[:port]/prefix, with credentials set by publish.set_storage_credentials().")));
 	ht = palloc0(sizeof(HttpTarget));
 	ht->cxt = CurrentMemoryContext;
+	ht->collections = collections_create(ht->cxt, 64, NULL);
 	target->backend_state = ht;
 }
 
@@ -181,19 +207,13 @@ static void
 ensure_collection(StorageTarget *target, const char *dir)
 {
 	HttpTarget *ht = target->backend_state;
-	MemoryContext old;
-	ListCell   *lc;
 	char	   *slash;
+	bool		found;
 	HttpRequest *req;
 	HttpResponse *resp;
 
-	if (ht->no_mkcol || dir[0] == '\0')
+	if (ht->no_mkcol || dir[0] == '\0' || collections_lookup(ht->collections, dir) != NULL)
 		return;
-	foreach(lc, ht->collections)
-	{
-		if (strcmp((char *) lfirst(lc), dir) == 0)
-			return;
-	}
 	slash = strrchr(dir, '/');
 	if (slash != NULL)
 		ensure_collection(target, pnstrdup(dir, slash - dir));
@@ -209,9 +229,7 @@ ensure_collection(StorageTarget *target, const char *dir)
 	}
 	if (!http_ok(resp) && !(resp->curl_code == 0 && resp->status == 405))
 		storage_remote_fail(target, "HTTP storage", req, resp);
-	old = MemoryContextSwitchTo(ht->cxt);
-	ht->collections = lappend(ht->collections, pstrdup(dir));
-	MemoryContextSwitchTo(old);
+	(void) collections_insert(ht->collections, MemoryContextStrdup(ht->cxt, dir), &found);
 }
 
 /*
