@@ -282,9 +282,12 @@ job_sweep_needed(SweepFindings *found)
  * before it runs.
  *
  * The share: of the jobs queued (counted up to max per worker), a worker
- * takes its part, rounded up, as if the database's other workers were idle
- * and would take theirs; so one job queued is one job claimed, and two
- * workers split a short queue instead of one taking it all.  A job claimed
+ * takes its part, rounded up, among itself and the database's workers
+ * that are asleep, which would take theirs; so one job queued is one job
+ * claimed, and two idle workers split a short queue instead of one taking
+ * it all, while a worker whose siblings are busy takes up to max.  When
+ * jobs are left, another worker is woken at commit (a wake-up for new work
+ * wakes only one: publish_shmem_wake_database).  A job claimed
  * with others is 'running' at progress 0 until its turn comes: max is
  * small (PUBLISH_GROUP_MAX) to keep that short.
  *
@@ -303,10 +306,15 @@ job_claim(int max)
 	Oid			types[5] = {INT4OID, INT4OID, INT4OID, INT4OID, INT4OID};
 	Datum		values[5] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts),
 		Int32GetDatum(JOB_LOCK_CLASS), Int32GetDatum(Max(max, 1)),
-	Int32GetDatum(Max(publish_workers_per_database, 1))};
+	Int32GetDatum(1 + Min(publish_shmem_workers_asleep(MyDatabaseId),
+						  Max(publish_workers_per_database - 1, 0)))};
 	MemoryContext old;
+	bool		isnull;
 
-	exec_sql(&plan, "WITH next AS ("
+	exec_sql(&plan, "WITH queued AS ("
+			 "  SELECT count(*) AS n FROM (SELECT 1 FROM publish.job_queue WHERE status = 'queued'"
+			 "                             LIMIT $4 * $5) q"
+			 "), next AS ("
 			 "  SELECT q.id FROM publish.job_queue q"
 			 "   WHERE q.status = 'queued'"
 			 "     AND NOT EXISTS (SELECT 1 FROM publish.job_queue o"
@@ -315,9 +323,7 @@ job_claim(int max)
 			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id))"
 			 "                     OFFSET 0)"
 			 "   ORDER BY q.created_at, q.id"
-			 "   LIMIT least($4, (SELECT (count(*) + $5 - 1) / $5 FROM"
-			 "                    (SELECT 1 FROM publish.job_queue WHERE status = 'queued'"
-			 "                      LIMIT $4 * $5) queued))"
+			 "   LIMIT least($4, (SELECT (n + $5 - 1) / $5 FROM queued))"
 			 "   FOR UPDATE SKIP LOCKED"
 			 "), claimed AS ("
 			 "  UPDATE publish.job_queue j"
@@ -331,11 +337,15 @@ job_claim(int max)
 			 "                            $1, attempts, $2), 0 FROM claimed"
 			 ")"
 			 "SELECT id, job_type, version_id, env, attempts,"
-			 "       pg_advisory_lock($3, hashtext(id::text)) FROM claimed"
+			 "       pg_advisory_lock($3, hashtext(id::text)), (SELECT n FROM queued) FROM claimed"
 			 " ORDER BY created_at, id",
 			 5, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
+	/* jobs left for the others: wake one (it wakes the next, if need be) */
+	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull)) >
+		(int64) SPI_processed)
+		publish_wake_at_commit();
 
 	if (claimed_cxt == NULL)
 		claimed_cxt = AllocSetContextCreate(TopMemoryContext, "publish claimed jobs",

@@ -86,11 +86,13 @@ extern void publish_shmem_startup(void);
 extern bool publish_shmem_ready(void);
 extern void publish_shmem_set_launcher(void);
 extern void publish_shmem_clear_launcher(void);
-extern void publish_shmem_wake_database(Oid dboid);
+extern void publish_shmem_wake_database(Oid dboid, bool all);
 extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
 extern void publish_shmem_set_running_job(Oid dboid, int number, const char *job_id);
+extern void publish_shmem_set_sleeping(Oid dboid, int number, bool sleeping);
+extern int	publish_shmem_workers_asleep(Oid dboid);
 extern bool publish_shmem_aim_cancel(Oid dboid, int pid, const char *job_id);
 extern bool publish_shmem_cancel_is_stale(void);
 extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
@@ -106,6 +108,7 @@ extern void publish_shmem_broadcast_job_ended(Oid dboid);
 
 /* wakeup.c */
 extern void publish_wake_at_commit(void);
+extern void publish_wake_all_at_commit(void);
 extern void publish_job_ended_at_commit(void);
 extern void publish_cancel_worker_at_commit(int pid, const char *job_id);
 extern void publish_wake_launcher_at_commit(void);

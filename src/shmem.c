@@ -46,6 +46,7 @@ typedef struct PublishWorkerSlot
 	pg_atomic_uint32 cancel_seq;	/* running_seq of the job a cancel's
 									 * SIGINT is meant for; 0: none */
 	bool		last_exit_failed;	/* the last worker here exited with an error */
+	bool		sleeping;		/* waiting on its latch for work */
 } PublishWorkerSlot;
 
 typedef struct PublishDbSlot
@@ -199,12 +200,19 @@ publish_shmem_wake_launcher(void)
 }
 
 /*
- * Wakes the workers of a database (they race for the jobs with SKIP
- * LOCKED), or, when it has none, asks the launcher to start them.  Called
- * from a commit callback: must not throw.
+ * Wakes a database's workers, or, when it has none, asks the launcher to
+ * start them.  Called from a commit callback: must not throw.
+ *
+ * For new work (all false) one worker asleep on its latch is enough: it
+ * claims its share of the queue, and wakes another if jobs are left
+ * (job_claim), so one job queued wakes one worker, not every worker of the
+ * database to race for it.  With none asleep, every worker's latch is set:
+ * one between its last look at the queue and its sleep looks again.  all
+ * (the extension created or dropped, a prepared transaction) wakes every
+ * worker.
  */
 void
-publish_shmem_wake_database(Oid dboid)
+publish_shmem_wake_database(Oid dboid, bool all)
 {
 	PublishDbSlot *slot;
 	Latch	   *latches[PUBLISH_MAX_WORKERS_PER_DATABASE + 1];
@@ -218,9 +226,21 @@ publish_shmem_wake_database(Oid dboid)
 	{
 		slot->wake_count++;
 		slot->no_extension = false;
-		for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
-			if (slot->workers[i].pid != 0)
-				latches[n++] = slot->workers[i].latch;
+		for (int i = 0; !all && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+		{
+			PublishWorkerSlot *w = &slot->workers[i];
+
+			if (w->pid != 0 && w->sleeping)
+			{
+				w->sleeping = false;
+				latches[n++] = w->latch;
+				break;
+			}
+		}
+		if (n == 0)				/* all, or none asleep: every worker */
+			for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+				if (slot->workers[i].pid != 0)
+					latches[n++] = slot->workers[i].latch;
 	}
 	if (n == 0 && (latches[0] = launcher_latch_locked()) != NULL)
 		n = 1;
@@ -280,6 +300,36 @@ publish_shmem_set_running_job(Oid dboid, int number, const char *job_id)
 			w->running_seq = 1;
 		my_running_seq = job_id != NULL ? w->running_seq : 0;
 	}
+	LWLockRelease(shared->lock);
+}
+
+/* How many of the database's other workers wait on their latches for work. */
+int
+publish_shmem_workers_asleep(Oid dboid)
+{
+	PublishDbSlot *slot;
+	int			n = 0;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	slot = find_slot(dboid, false);
+	for (int i = 0; slot != NULL && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+		if (slot->workers[i].pid != 0 && slot->workers[i].pid != MyProcPid &&
+			slot->workers[i].sleeping)
+			n++;
+	LWLockRelease(shared->lock);
+	return n;
+}
+
+/* The worker is about to wait on its latch for work (true), or woke (false). */
+void
+publish_shmem_set_sleeping(Oid dboid, int number, bool sleeping)
+{
+	PublishDbSlot *slot;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = find_slot(dboid, false);
+	if (slot != NULL && slot->workers[number].pid == MyProcPid)
+		slot->workers[number].sleeping = sleeping;
 	LWLockRelease(shared->lock);
 }
 
@@ -365,6 +415,7 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 	{
 		slot->workers[number].pid = 0;
 		slot->workers[number].latch = NULL;
+		slot->workers[number].sleeping = false;
 		slot->workers[number].last_exit_failed = failed && slot->paused == 0;
 		if (no_extension)
 		{

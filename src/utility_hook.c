@@ -154,7 +154,7 @@ publish_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		 */
 		if (wake && (IsA(pstmt->utilityStmt, DropStmt) ||
 					 OidIsValid(get_extension_oid(PUBLISH_EXTENSION_NAME, true))))
-			publish_wake_at_commit();
+			publish_wake_all_at_commit();
 		return;
 	}
 

@@ -34,7 +34,10 @@
 #include "miscadmin.h"
 
 static bool callback_registered = false;
-static bool wake_pending = false;
+static enum
+{
+	WAKE_NONE, WAKE_ONE, WAKE_ALL
+}			wake_pending = WAKE_NONE;	/* the database's workers to wake */
 static bool job_ended_pending = false;
 static bool launcher_pending = false;	/* the list of databases changed */
 static int	cancel_pid = 0;			/* a worker to interrupt at commit */
@@ -46,10 +49,10 @@ wake_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-			if (wake_pending)
+			if (wake_pending != WAKE_NONE)
 			{
-				wake_pending = false;
-				publish_shmem_wake_database(MyDatabaseId);
+				publish_shmem_wake_database(MyDatabaseId, wake_pending == WAKE_ALL);
+				wake_pending = WAKE_NONE;
 			}
 			if (launcher_pending)
 			{
@@ -73,11 +76,11 @@ wake_xact_callback(XactEvent event, void *arg)
 			 * The job is invisible until COMMIT PREPARED, but the worker's
 			 * next sweep must be full, and see the prepared transaction.
 			 */
-			if (wake_pending)
-				publish_shmem_wake_database(MyDatabaseId);
+			if (wake_pending != WAKE_NONE)
+				publish_shmem_wake_database(MyDatabaseId, true);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
-			wake_pending = false;
+			wake_pending = WAKE_NONE;
 			job_ended_pending = false;
 			launcher_pending = false;
 			cancel_pid = 0;
@@ -105,7 +108,20 @@ void
 publish_wake_at_commit(void)
 {
 	register_callback();
-	wake_pending = true;
+	if (wake_pending == WAKE_NONE)
+		wake_pending = WAKE_ONE;
+}
+
+/*
+ * Arranges for every worker of this database to be woken when the current
+ * transaction commits: a DROP EXTENSION or a COMMIT PREPARED
+ * (utility_hook.c), which every worker must see.
+ */
+void
+publish_wake_all_at_commit(void)
+{
+	register_callback();
+	wake_pending = WAKE_ALL;
 }
 
 /*

@@ -8,7 +8,9 @@
  * committing transactions can set its latch), then loops:
  *
  *	  - it claims jobs and runs them one at a time until none is ready;
- *		the workers of a database race for jobs with SKIP LOCKED.  While
+ *		a commit that queued work wakes one sleeping worker, which wakes
+ *		another if it leaves jobs queued (job_claim); claims use SKIP
+ *		LOCKED.  While
  *		jobs are queued it claims a few at once (job_claim: at most
  *		PUBLISH_GROUP_MAX, and its share of the queue) and records the
  *		publishes among them together once the last has run: one sync and
@@ -216,10 +218,6 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 	/* durable: a job that crashes the server must see its attempts counted */
 	job_txn_commit(claimed > 0);
 
-	/* a sweep found work no wake-up announced: the siblings may help */
-	if (sweep && claimed > 0 && publish_workers_per_database > 1)
-		publish_shmem_wake_database(worker_dboid);
-
 	job = job_take_claimed_next(mcxt);
 	if (job == NULL)
 		return NEXT_JOB_NONE;
@@ -333,7 +331,11 @@ publish_worker_main(Datum main_arg)
 			worker_sweep_forget();	/* publish.job_retention may have changed */
 		}
 		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
+		{
+			/* a wake-up meant for this worker goes to another */
+			publish_shmem_wake_database(worker_dboid, false);
 			proc_exit(0);
+		}
 
 		/* jobs claimed together run first; the sweep waits for the next claim */
 		if (!job_has_claimed_next())
@@ -385,16 +387,18 @@ publish_worker_main(Datum main_arg)
 
 		/*
 		 * Only worker 0 keeps the sweep's timer: one worker per database is
-		 * enough to find what no wake-up announced (its siblings are woken
-		 * when its sweep finds work), and the others cost nothing while
+		 * enough to find what no wake-up announced (a sibling is woken when
+		 * its sweep leaves jobs queued: job_claim), and the others cost nothing while
 		 * idle.  When its last full sweep left nothing to watch, it sleeps
 		 * until the purge or the backstop is due (worker_sweep_timeout).
 		 */
+		publish_shmem_set_sleeping(worker_dboid, worker_number, true);
 		rc = WaitLatch(MyLatch,
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
 					   worker_number == 0 ? worker_sweep_timeout(worker_dboid) : -1L,
 					   PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		publish_shmem_set_sleeping(worker_dboid, worker_number, false);
 		/* WaitLatch reports one event: the timer, or the latch (which wins) */
 		sweep = (rc & WL_TIMEOUT) != 0;
 		woke = true;
