@@ -18,24 +18,11 @@ SELECT :'storage' || '/wake' AS root \gset
 SELECT publish.set_storage_target('tap-wake', 'file://' || :'root') \g /dev/null
 SELECT test_helpers.make_project('wake-one', 3) \g /dev/null
 
-CREATE FUNCTION pg_temp.workers_asleep(timeout interval) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE deadline timestamptz := clock_timestamp() + timeout;
-BEGIN
-	LOOP
-		PERFORM pg_stat_clear_snapshot();
-		IF (SELECT count(*) FROM pg_stat_activity
-		     WHERE datname = current_database() AND application_name = 'publish worker'
-		       AND state = 'idle' AND wait_event_type = 'Extension'
-		       AND state_change < clock_timestamp() - interval '0.2 s') = 2 THEN
-			RETURN true;
-		END IF;
-		IF clock_timestamp() >= deadline THEN
-			RETURN false;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-END $$;
-SELECT ok(pg_temp.workers_asleep('20 s'), 'the database''s two workers are asleep');
+SELECT ok(test_helpers.wait_until($$(SELECT count(*) FROM pg_stat_activity
+                                      WHERE datname = current_database() AND application_name = 'publish worker'
+                                        AND state = 'idle' AND wait_event_type = 'Extension'
+                                        AND state_change < clock_timestamp() - interval '0.2 s') = 2$$, '20 s'),
+          'the database''s two workers are asleep');
 
 SELECT pg_stat_clear_snapshot();
 CREATE TEMP TABLE before AS

@@ -30,20 +30,9 @@ CREATE TEMP TABLE cig AS
 SELECT (publish.publish_version('cig-' || n, 1, 'tap-cig')).id FROM generate_series(1, 3) n;
 
 -- every job claimed, the workers held in step 4
-CREATE FUNCTION pg_temp.all_running(timeout interval) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE deadline timestamptz := clock_timestamp() + timeout;
-BEGIN
-	LOOP
-		IF (SELECT count(*) FROM publish.job_queue q JOIN cig USING (id) WHERE q.status = 'running') = 3 THEN
-			RETURN true;
-		END IF;
-		IF clock_timestamp() >= deadline THEN
-			RETURN false;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-END $$;
-SELECT ok(pg_temp.all_running('10 s') AND test_helpers.wait_worker_blocked(),
+SELECT ok(test_helpers.wait_until($$(SELECT count(*) FROM publish.job_queue q JOIN cig USING (id)
+                                       WHERE q.status = 'running') = 3$$)
+          AND test_helpers.wait_worker_blocked(),
           'the three jobs are claimed, and the workers held before step 4 ends');
 
 -- the job that waits its turn: of the two jobs one worker holds, the later

@@ -83,20 +83,9 @@ SELECT is(count(*), 2::bigint, 'with the default retention (30 days) the worker'
 ALTER SYSTEM SET publish.job_retention = '1d';
 SELECT pg_reload_conf() \g /dev/null
 CREATE FUNCTION pg_temp.wait_purged(ids uuid[], timeout interval) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	deadline timestamptz := clock_timestamp() + timeout;
-BEGIN
-	LOOP
-		IF NOT EXISTS (SELECT 1 FROM publish.job_queue WHERE id = ANY (ids)) THEN
-			RETURN true;
-		END IF;
-		IF clock_timestamp() >= deadline THEN
-			RETURN false;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-END
+LANGUAGE sql AS $$
+	SELECT test_helpers.wait_until(format('NOT EXISTS (SELECT 1 FROM publish.job_queue WHERE id = ANY (%L::uuid[]))', ids),
+	                               timeout)
 $$;
 SELECT ok(pg_temp.wait_purged(ARRAY[:'job1', :'job2']::uuid[], '10 s'),
           'with publish.job_retention = 1 day, the worker deletes the jobs that ended two days ago');

@@ -30,20 +30,9 @@ CREATE TEMP TABLE ng AS
 SELECT (publish.publish_version('ng-' || n, 1, 'tap-ng')).id FROM generate_series(1, 4) n;
 COMMIT;
 
-CREATE FUNCTION pg_temp.all_running(timeout interval) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE deadline timestamptz := clock_timestamp() + timeout;
-BEGIN
-	LOOP
-		IF (SELECT count(*) FROM publish.job_queue q JOIN ng USING (id) WHERE q.status = 'running') = 4 THEN
-			RETURN true;
-		END IF;
-		IF clock_timestamp() >= deadline THEN
-			RETURN false;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-END $$;
-SELECT ok(pg_temp.all_running('10 s') AND test_helpers.wait_worker_blocked(),
+SELECT ok(test_helpers.wait_until($$(SELECT count(*) FROM publish.job_queue q JOIN ng USING (id)
+                                       WHERE q.status = 'running') = 4$$)
+          AND test_helpers.wait_worker_blocked(),
           'the four jobs are claimed together, and the workers held in their first jobs');
 SELECT test_helpers.let_go('ng_vlocks') \g /dev/null
 

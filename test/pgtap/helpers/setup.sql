@@ -10,6 +10,7 @@
 --                                               waits until a job reaches p%
 --   test_helpers.wait_logs(job_id, n, timeout)  waits for a job's n-th log entry
 --   test_helpers.worker_pid()                   this database's publish worker
+--   test_helpers.wait_until(condition, timeout) waits until a SQL condition holds
 --   test_helpers.wait_worker_blocked(timeout)   waits until a worker waits for a lock
 --   test_helpers.make_project(slug, n_overlays, with_tiles, max_zoom)
 --                                               a small valid project, v1 ready
@@ -369,32 +370,44 @@ AS $$
 	 ORDER BY backend_start DESC LIMIT 1
 $$;
 
+-- Waits until condition (a boolean SQL expression, evaluated afresh each
+-- time, statistics snapshot cleared) is true; true if it was before the
+-- timeout.
+CREATE FUNCTION test_helpers.wait_until(condition text, timeout interval DEFAULT '10 s')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	ok boolean;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		EXECUTE 'SELECT (' || condition || ')' INTO ok;
+		IF ok THEN
+			RETURN true;
+		END IF;
+		IF clock_timestamp() >= deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END
+$$;
+
 -- Waits until this database's worker waits for a heavyweight lock (a table
 -- or row lock that a test holds); true if it did before the timeout.
 -- pg_locks is read live (pg_stat_activity would be a per-transaction
 -- snapshot).
 CREATE FUNCTION test_helpers.wait_worker_blocked(timeout interval DEFAULT '10 s')
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 AS $$
-DECLARE
-	deadline timestamptz := clock_timestamp() + timeout;
-	worker int;
-BEGIN
-	LOOP
-		PERFORM pg_stat_clear_snapshot();
-		IF EXISTS (SELECT 1 FROM pg_locks l
-		             JOIN pg_stat_activity a ON a.pid = l.pid
-		            WHERE a.datname = current_database()
-		              AND a.application_name = 'publish worker' AND NOT l.granted) THEN
-			RETURN true;
-		END IF;
-		IF clock_timestamp() >= deadline THEN
-			RETURN false;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-END
+	SELECT test_helpers.wait_until($c$EXISTS (SELECT 1 FROM pg_locks l
+	                                  JOIN pg_stat_activity a ON a.pid = l.pid
+	                                 WHERE a.datname = current_database()
+	                                   AND a.application_name = 'publish worker' AND NOT l.granted)$c$,
+	                               timeout)
 $$;
 
 -- ---------------------------------------------------------------------------
