@@ -281,7 +281,8 @@ job_sweep_needed(SweepFindings *found)
  * The caller commits durably: every claimed job's attempt is counted
  * before it runs.
  *
- * The share: of the jobs queued (counted up to max per worker), a worker
+ * The share: of the jobs queued (counted up to max per worker, and one
+ * more to tell whether any are left), a worker
  * takes its part, rounded up, among itself and the database's workers
  * that are asleep, which would take theirs; so one job queued is one job
  * claimed, and two idle workers split a short queue instead of one taking
@@ -313,7 +314,7 @@ job_claim(int max)
 
 	exec_sql(&plan, "WITH queued AS ("
 			 "  SELECT count(*) AS n FROM (SELECT 1 FROM publish.job_queue WHERE status = 'queued'"
-			 "                             LIMIT $4 * $5) q"
+			 "                             LIMIT $4 * $5 + 1) q"
 			 "), next AS ("
 			 "  SELECT q.id FROM publish.job_queue q"
 			 "   WHERE q.status = 'queued'"
@@ -323,7 +324,7 @@ job_claim(int max)
 			 "                        AND (o.status = 'running' OR (o.created_at, o.id) < (q.created_at, q.id))"
 			 "                     OFFSET 0)"
 			 "   ORDER BY q.created_at, q.id"
-			 "   LIMIT least($4, (SELECT (n + $5 - 1) / $5 FROM queued))"
+			 "   LIMIT least($4, (SELECT (least(n, $4 * $5) + $5 - 1) / $5 FROM queued))"
 			 "   FOR UPDATE SKIP LOCKED"
 			 "), claimed AS ("
 			 "  UPDATE publish.job_queue j"

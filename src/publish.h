@@ -90,6 +90,7 @@ extern void publish_shmem_wake_database(Oid dboid, bool all);
 extern void publish_shmem_wake_launcher(void);
 extern bool publish_shmem_attach_worker(Oid dboid, int number);
 extern uint64 publish_shmem_wake_count(Oid dboid);
+extern uint64 publish_shmem_look(Oid dboid, int number);
 extern void publish_shmem_set_running_job(Oid dboid, int number, const char *job_id);
 extern void publish_shmem_set_sleeping(Oid dboid, int number, bool sleeping);
 extern int	publish_shmem_workers_asleep(Oid dboid);

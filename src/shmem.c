@@ -47,6 +47,7 @@ typedef struct PublishWorkerSlot
 									 * SIGINT is meant for; 0: none */
 	bool		last_exit_failed;	/* the last worker here exited with an error */
 	bool		sleeping;		/* waiting on its latch for work */
+	bool		wake_owed;		/* woken for new work, has not looked yet */
 } PublishWorkerSlot;
 
 typedef struct PublishDbSlot
@@ -233,6 +234,7 @@ publish_shmem_wake_database(Oid dboid, bool all)
 			if (w->pid != 0 && w->sleeping)
 			{
 				w->sleeping = false;
+				w->wake_owed = true;
 				latches[n++] = w->latch;
 				break;
 			}
@@ -372,10 +374,37 @@ publish_shmem_cancel_is_stale(void)
 {
 	uint32		aimed;
 
+#ifdef PG_HAVE_ATOMIC_U32_SIMULATION
+	/* atomics emulated with spinlocks are not async-signal-safe */
+	return false;
+#endif
 	if (my_worker_slot == NULL)
 		return false;
 	aimed = pg_atomic_exchange_u32(&my_worker_slot->cancel_seq, 0);
 	return aimed != 0 && aimed != my_running_seq;
+}
+
+/*
+ * The worker is about to look at the queue: returns the database's wake
+ * count (read before the look's snapshot) and clears the wake-up owed to
+ * it (pass_wake_on).
+ */
+uint64
+publish_shmem_look(Oid dboid, int number)
+{
+	PublishDbSlot *slot;
+	uint64		count = 0;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = find_slot(dboid, false);
+	if (slot != NULL)
+	{
+		count = slot->wake_count;
+		if (slot->workers[number].pid == MyProcPid)
+			slot->workers[number].wake_owed = false;
+	}
+	LWLockRelease(shared->lock);
+	return count;
 }
 
 /* The wake-up count of a database, read before looking for the extension. */
@@ -394,6 +423,37 @@ publish_shmem_wake_count(Oid dboid)
 }
 
 /*
+ * Caller holds the lock.  Worker `number`, woken for new work, exits before
+ * looking at the queue: one other worker asleep takes the wake-up over, or
+ * with none asleep every other worker's latch is set.  Returns the latches
+ * to set (after the lock is released).  Neither the wake count nor the
+ * launcher: the wake-up was counted, and the database may have lost its
+ * extension.
+ */
+static int
+pass_wake_on(PublishDbSlot *slot, int number, Latch **latches)
+{
+	int			n = 0;
+
+	for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+	{
+		PublishWorkerSlot *w = &slot->workers[i];
+
+		if (i != number && w->pid != 0 && w->sleeping)
+		{
+			w->sleeping = false;
+			w->wake_owed = true;
+			latches[n++] = w->latch;
+			return n;
+		}
+	}
+	for (int i = 0; i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+		if (i != number && slot->workers[i].pid != 0)
+			latches[n++] = slot->workers[i].latch;
+	return n;
+}
+
+/*
  * A worker leaves its slot.  no_extension says it found no extension at
  * wake-up count seen_wakes; a wake-up since then (CREATE EXTENSION committing
  * meanwhile) cancels that, and the launcher starts workers again.  failed
@@ -406,6 +466,8 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 {
 	PublishDbSlot *slot;
 	Latch	   *latch = NULL;
+	Latch	   *latches[PUBLISH_MAX_WORKERS_PER_DATABASE];
+	int			nlatches = 0;
 
 	if (shared == NULL)
 		return;
@@ -413,9 +475,14 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 	slot = find_slot(dboid, false);
 	if (slot != NULL && slot->workers[number].pid == MyProcPid)
 	{
+		/* woken for work it did not look at: the wake-up goes to another */
+		if (slot->workers[number].wake_owed)
+			nlatches = pass_wake_on(slot, number, latches);
 		slot->workers[number].pid = 0;
 		slot->workers[number].latch = NULL;
 		slot->workers[number].sleeping = false;
+		slot->workers[number].wake_owed = false;
+		my_worker_slot = NULL;
 		slot->workers[number].last_exit_failed = failed && slot->paused == 0;
 		if (no_extension)
 		{
@@ -428,6 +495,8 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 	LWLockRelease(shared->lock);
 	if (latch)
 		SetLatch(latch);
+	for (int i = 0; i < nlatches; i++)
+		SetLatch(latches[i]);
 }
 
 /* Did the last worker with this number exit with an error?  Clears the flag. */

@@ -331,11 +331,7 @@ publish_worker_main(Datum main_arg)
 			worker_sweep_forget();	/* publish.job_retention may have changed */
 		}
 		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
-		{
-			/* a wake-up meant for this worker goes to another */
-			publish_shmem_wake_database(worker_dboid, false);
-			proc_exit(0);
-		}
+			proc_exit(0);		/* a wake-up it was owed goes to another */
 
 		/* jobs claimed together run first; the sweep waits for the next claim */
 		if (!job_has_claimed_next())
@@ -377,7 +373,7 @@ publish_worker_main(Datum main_arg)
 		else
 		{
 			/* read before the transaction's snapshot: a later wake-up is counted next time */
-			looked_wakes = publish_shmem_wake_count(worker_dboid);
+			looked_wakes = publish_shmem_look(worker_dboid, worker_number);
 			next = look_for_work(job_context, sweep);
 		}
 		sweep = false;

@@ -40,7 +40,10 @@
  * of the wake count under the shared lock, and back to sleep.
  *
  * Better still, an idle worker does not wake for a sweep it would skip.
- * Every bump of the wake count also sets the workers' latches, so between
+ * Every bump of the wake count also sets a latch: worker 0's whenever it
+ * sleeps (a wake-up for new work picks the lowest-numbered worker asleep,
+ * shmem.c), every worker's when none sleeps; and worker 0 marks itself
+ * asleep before it reads the count for its timeout.  So between
  * two full sweeps that saw nothing to watch only time can open the gate:
  * the purge time or the backstop.  worker_sweep_timeout tells worker 0 to
  * sleep until then; after a wake-up it sleeps one sweep interval again, and
@@ -144,7 +147,8 @@ worker_sweep_forget(void)
  * watch (no full sweep yet, wake-ups since the last one, jobs queued or
  * running, prepared transactions).  When it has nothing to watch, until the
  * first time it opens by itself: the retention purge or the backstop.  In
- * between, only a wake-up could open it, and every wake-up sets the latch.
+ * between, only a wake-up could open it, and a wake-up after this worker
+ * marked itself asleep (before this is called) sets its latch (see above).
  */
 long
 worker_sweep_timeout(Oid dboid)
