@@ -63,34 +63,19 @@ my $b = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 
 my $canceller = $node->background_psql($db);
 my $cpid = $canceller->query_safe('SELECT pg_backend_pid()');
 chomp $cpid;
-my $gdir = PostgreSQL::Test::Utils::tempdir();
-open(my $cmds, '>', "$gdir/cmds") or die $!;
-print $cmds <<"GDB";
-set pagination off
-set confirm off
-handle SIGUSR1 SIGUSR2 SIGINT SIGALRM SIGURG SIGPIPE SIGTERM nostop noprint pass
-break kill if \$rsi == 2
+my ($gdb, $gdir, $gerr) = gdb_attach($cpid, <<'GDB');
+break kill if $rsi == 2
 commands
-shell touch $gdir/stopped; while [ ! -e $gdir/go ]; do sleep 0.05; done
+shell touch @DIR@/stopped; while [ ! -e @DIR@/go ]; do sleep 0.05; done
 detach
 quit
 end
-shell touch $gdir/ready
-continue
 GDB
-close $cmds;
-my ($gout, $gerr) = ('', '');
-my $gdb = IPC::Run::start([ 'gdb', '-batch', '-nx', '-p', $cpid, '-x', "$gdir/cmds" ], '>', \$gout, '2>', \$gerr);
-my $deadline = time + 60;
-while (!-e "$gdir/ready" && $gdb->pumpable && time < $deadline)
-{
-	$gdb->pump_nb;
-	usleep(50_000);
-}
+my $deadline;
 
 SKIP:
 {
-	skip "gdb cannot attach to a backend: $gerr", 6 unless -e "$gdir/ready";
+	skip "gdb cannot attach to a backend: $gerr", 6 unless $gdb;
 
 	# cancel_job(A) commits; its commit callback finds the worker running A
 	# and is stopped by gdb before its kill()
@@ -123,7 +108,7 @@ SKIP:
 	is($node->safe_psql($db, "SELECT count(*) FROM publish.job_log WHERE job_id = '$b' AND message ~ '^Validated'"),
 		'1', '... having run once, from its first step to its last');
 }
-$gdb->kill_kill if $gdb->pumpable;
+$gdb->kill_kill if $gdb && $gdb->pumpable;
 $holder->quit;
 $node->stop;
 done_testing();

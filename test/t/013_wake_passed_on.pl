@@ -48,33 +48,18 @@ for my $p (split /\n/, $node->safe_psql($db,
 }
 ok(defined $pid{0} && defined $pid{1}, "worker 0 is $pid{0}, worker 1 is $pid{1}");
 
-my $gdir = PostgreSQL::Test::Utils::tempdir();
-open(my $cmds, '>', "$gdir/cmds") or die $!;
-print $cmds <<"GDB";
-set pagination off
-set confirm off
-handle SIGUSR1 SIGUSR2 SIGINT SIGALRM SIGURG SIGPIPE SIGTERM nostop noprint pass
+my ($gdb, $gdir, $gerr) = gdb_attach($pid{0}, <<'GDB');
 break publish_shmem_look
 commands
-shell touch $gdir/stopped
+shell touch @DIR@/stopped
 call (void) proc_exit(0)
 end
-shell touch $gdir/ready
-continue
 GDB
-close $cmds;
-my ($gout, $gerr) = ('', '');
-my $gdb = IPC::Run::start([ 'gdb', '-batch', '-nx', '-p', $pid{0}, '-x', "$gdir/cmds" ], '>', \$gout, '2>', \$gerr);
-my $deadline = time + 60;
-while (!-e "$gdir/ready" && $gdb->pumpable && time < $deadline)
-{
-	$gdb->pump_nb;
-	usleep(50_000);
-}
+my $deadline;
 
 SKIP:
 {
-	skip "gdb cannot attach to a worker: $gerr", 3 unless -e "$gdir/ready";
+	skip "gdb cannot attach to a worker: $gerr", 3 unless $gdb;
 
 	my $job = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 3, 'production')");
 	$deadline = time + 30;
@@ -95,6 +80,6 @@ SKIP:
 			"SELECT substring(message from 'pid (\\d+)') FROM publish.job_log WHERE job_id = '$job' AND message ~ '^Started by'"),
 		$pid{1}, '... run by worker 1, to which worker 0 handed the wake-up as it exited');
 }
-$gdb->kill_kill if $gdb->pumpable;
+$gdb->kill_kill if $gdb && $gdb->pumpable;
 $node->stop;
 done_testing();

@@ -5,6 +5,13 @@
 #
 #   my $node = publish_node('name', conf => "publish.max_attempts = 1\n",
 #                           init => { allows_streaming => 1 });
+#
+# gdb_attach: gdb attached to a server process with a breakpoint, for tests
+# that must stop a process at an exact point (t/012, t/013).  @DIR@ in the
+# commands is a directory of the test's, for marker files.
+#
+#   my ($gdb, $dir, $err) = gdb_attach($pid, "break kill\ncommands\nshell touch @DIR@/hit\nend\n");
+#   # $gdb undef: gdb could not attach ($err says why)
 package PublishNode;
 
 use strict;
@@ -12,8 +19,11 @@ use warnings;
 
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use IPC::Run;
+use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(publish_node);
+our @EXPORT = qw(publish_node gdb_attach);
 
 sub publish_node
 {
@@ -31,6 +41,32 @@ sub publish_node
 		  . ($opt{conf} // ''));
 	$node->start;
 	return $node;
+}
+
+# Starts gdb on pid with breakpoints (gdb commands), the server's signals
+# passed through; returns once the breakpoints are set.
+sub gdb_attach
+{
+	my ($pid, $breakpoints) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	$breakpoints =~ s/\@DIR\@/$dir/g;
+	open(my $cmds, '>', "$dir/cmds") or die $!;
+	print $cmds "set pagination off\nset confirm off\n"
+	  . "handle SIGUSR1 SIGUSR2 SIGINT SIGALRM SIGURG SIGPIPE SIGTERM nostop noprint pass\n"
+	  . $breakpoints
+	  . "shell touch $dir/ready\ncontinue\n";
+	close $cmds;
+	my ($out, $err) = ('', '');
+	my $gdb = IPC::Run::start([ 'gdb', '-batch', '-nx', '-p', $pid, '-x', "$dir/cmds" ], '>', \$out, '2>', \$err);
+	my $deadline = time + 60;
+	while (!-e "$dir/ready" && $gdb->pumpable && time < $deadline)
+	{
+		$gdb->pump_nb;
+		usleep(50_000);
+	}
+	return ($gdb, $dir, '') if -e "$dir/ready";
+	$gdb->kill_kill if $gdb->pumpable;
+	return (undef, $dir, $err || 'gdb did not start');
 }
 
 1;
