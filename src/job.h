@@ -60,6 +60,7 @@ typedef struct SweepFindings
 } SweepFindings;
 
 /* A short transaction with SPI connected and a snapshot pushed. */
+extern void job_record_group_now(void);
 extern void job_txn_begin(const char *activity);
 extern void job_txn_commit(bool durable);
 

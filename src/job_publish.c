@@ -93,16 +93,44 @@ check_version_publishable(const char *version_id)
  */
 #define VERSION_LOCK_CLASS 1886741100
 
-static void
-lock_version(const char *version_id)
+static bool
+try_lock_version(const char *version_id, bool wait)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(VERSION_LOCK_CLASS), CStringGetTextDatum(version_id)};
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr try_plan = NULL;
+	static SPIPlanPtr wait_plan = NULL;
+	bool		isnull;
 
-	if (spi_execute_cached(&plan, "SELECT pg_advisory_lock($1, hashtext($2))",
-						   2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (wait ? spi_execute_cached(&wait_plan, "SELECT true FROM pg_advisory_lock($1, hashtext($2))",
+								  2, types, values, NULL, false, 1) != SPI_OK_SELECT
+		: spi_execute_cached(&try_plan, "SELECT pg_try_advisory_lock($1, hashtext($2))",
+							 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not lock the version");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Takes the version's lock in a transaction of its own (left open, named
+ * activity), waiting if another job holds it.  A worker never waits while
+ * its group's switched publishes hold their versions' locks: two workers
+ * each waiting for a version that a publish pending in the other's group
+ * holds would deadlock.  So if the lock is taken, the group is recorded
+ * first (job_record_group_now), which releases them.
+ */
+static void
+lock_version(const char *version_id, const char *activity)
+{
+	job_txn_begin(activity);
+	if (try_lock_version(version_id, false))
+		return;
+	if (job_group_pending())
+	{
+		job_txn_commit(false);
+		job_record_group_now();
+		job_txn_begin(activity);
+	}
+	(void) try_lock_version(version_id, true);
 }
 
 /*
@@ -248,8 +276,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	}
 	if (in->tileset != NULL)
 		tile_publish(job, target, in, &manifest, build_first ? 76 : 50, &counts);
-	job_txn_begin("publish: tiles done");
-	lock_version(job->version_id);
+	lock_version(job->version_id, "publish: tiles done");
 	job->version_locked = true;
 	check_version_publishable(job->version_id);
 	job_step_done(job, 80,

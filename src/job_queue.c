@@ -77,6 +77,20 @@ job_deadline_passed(PublishJob *job)
 }
 
 /*
+ * While a job runs, outside a transaction: records the publishes of its
+ * group that wait for the group's commit (job_group.c) now, releasing
+ * their versions' locks; the running job stays the current one.
+ */
+void
+job_record_group_now(void)
+{
+	PublishJob *job = current_job;
+
+	(void) job_group_commit(false);
+	current_job = job;
+}
+
+/*
  * Starts a short transaction with SPI connected and a snapshot pushed.
  * While a job runs, no lock wait may outlast the job's deadline: its
  * transactions carry the time left as lock_timeout (statement_timeout is
@@ -88,12 +102,7 @@ job_txn_begin(const char *activity)
 {
 	/* a running job's transaction: record an overdue group first */
 	if (current_job != NULL && job_group_overdue())
-	{
-		PublishJob *job = current_job;
-
-		(void) job_group_commit(false);
-		current_job = job;
-	}
+		job_record_group_now();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
