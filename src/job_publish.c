@@ -93,19 +93,20 @@ check_version_publishable(const char *version_id)
  */
 #define VERSION_LOCK_CLASS 1886741100
 
+/* The version's session lock: waits for it (wait), or says if it was free. */
 static bool
-try_lock_version(const char *version_id, bool wait)
+take_version_lock(const char *version_id, bool wait)
 {
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static const char *const sql[2] = {
+		"SELECT pg_try_advisory_lock($1, hashtext($2))",
+		"SELECT true FROM pg_advisory_lock($1, hashtext($2))"
+	};
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(VERSION_LOCK_CLASS), CStringGetTextDatum(version_id)};
-	static SPIPlanPtr try_plan = NULL;
-	static SPIPlanPtr wait_plan = NULL;
 	bool		isnull;
 
-	if (wait ? spi_execute_cached(&wait_plan, "SELECT true FROM pg_advisory_lock($1, hashtext($2))",
-								  2, types, values, NULL, false, 1) != SPI_OK_SELECT
-		: spi_execute_cached(&try_plan, "SELECT pg_try_advisory_lock($1, hashtext($2))",
-							 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (spi_execute_cached(&plans[wait], sql[wait], 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not lock the version");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -122,7 +123,7 @@ static void
 lock_version(const char *version_id, const char *activity)
 {
 	job_txn_begin(activity);
-	if (try_lock_version(version_id, false))
+	if (take_version_lock(version_id, false))
 		return;
 	if (job_group_pending())
 	{
@@ -130,7 +131,7 @@ lock_version(const char *version_id, const char *activity)
 		job_record_group_now();
 		job_txn_begin(activity);
 	}
-	(void) try_lock_version(version_id, true);
+	(void) take_version_lock(version_id, true);
 }
 
 /*

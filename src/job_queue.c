@@ -291,9 +291,9 @@ job_sweep_needed(SweepFindings *found)
  * before it runs.
  *
  * The share: of the jobs queued (counted up to max per worker, and one
- * more to tell whether any are left), a worker
- * takes its part, rounded up, among itself and the database's workers
- * that are asleep, which would take theirs; so one job queued is one job
+ * more to tell whether any are left), a worker takes its part, rounded up,
+ * among itself and the database's workers that are asleep, which would
+ * take theirs; so one job queued is one job
  * claimed, and two idle workers split a short queue instead of one taking
  * it all, while a worker whose siblings are busy takes up to max.  When
  * jobs are left, another worker is woken at commit (a wake-up for new work
