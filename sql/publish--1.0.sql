@@ -259,15 +259,22 @@ SELECT j.id,
 COMMENT ON VIEW publish.jobs IS
 	'Jobs to poll: status queued|running|completed|failed|cancelled, progress 0-100, logs [{timestamp, level, message, progress}].';
 
--- Every state or progress change of a job is announced on channel
--- publish_jobs, so that clients can LISTEN instead of polling.
+-- Every change of a job's state or progress is announced on channel
+-- publish_jobs, so that clients can LISTEN instead of polling.  Not the
+-- INSERT of a queued job: PostgreSQL holds one cluster-wide lock from the
+-- pre-commit of a transaction that notifies until its commit record is
+-- flushed, so a NOTIFY in publish_version would make every request's
+-- durable commit wait for every other notifying commit (no group commit),
+-- and the workers' commits wait behind the requests'; with 8 clients that
+-- halved the throughput (docs/performance.md, "Throughput").  The caller
+-- has the queued job in hand; listeners hear of it when it starts.
 CREATE FUNCTION publish._notify_job_change()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status
+	IF OLD.status IS DISTINCT FROM NEW.status
 	   OR OLD.progress IS DISTINCT FROM NEW.progress THEN
 		PERFORM pg_notify('publish_jobs',
 		                  json_build_object('id', NEW.id, 'status', NEW.status,
@@ -277,10 +284,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION publish._notify_job_change() IS
-	'Internal: NOTIFY publish_jobs, {"id", "status", "progress"} on every change of a job''s state or progress.';
+	'Internal: NOTIFY publish_jobs, {"id", "status", "progress"} on every change of a job''s state or progress (not when it is queued).';
 
 CREATE TRIGGER job_queue_notify
-	AFTER INSERT OR UPDATE OF status, progress ON publish.job_queue
+	AFTER UPDATE OF status, progress ON publish.job_queue
 	FOR EACH ROW EXECUTE FUNCTION publish._notify_job_change();
 
 -- ---------------------------------------------------------------------------

@@ -87,6 +87,11 @@ extern void job_forget_current(void);
 /* Outside a transaction: stops the job if it was cancelled or timed out. */
 extern void job_checkpoint(PublishJob *job);
 
+/* Outside a transaction: a step's progress and line, written now or held (job_queue.c). */
+extern void job_step_reached(PublishJob *job, const char *activity, int progress, const char *message,
+							 bool next_is_short);
+extern void job_write_held_lines(PublishJob *job);
+
 /* A storage target's warn callback (arg: the PublishJob): a warn line, at once. */
 extern void job_storage_warning(void *arg, const char *message);
 extern void job_progress(PublishJob *job, int progress);

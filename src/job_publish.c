@@ -112,26 +112,26 @@ take_version_lock(const char *version_id, bool wait)
 }
 
 /*
- * Takes the version's lock in a transaction of its own (left open, named
- * activity), waiting if another job holds it.  A worker never waits while
- * its group's switched publishes hold their versions' locks: two workers
- * each waiting for a version that a publish pending in the other's group
- * holds would deadlock.  So if the lock is taken, the group is recorded
- * first (job_record_group_now), which releases them.
+ * Takes the job's version's lock in a transaction of its own (left open,
+ * named activity), waiting if another job holds it.  A worker never waits
+ * while its group's switched publishes hold their versions' locks: two
+ * workers each waiting for a version that a publish pending in the other's
+ * group holds would deadlock.  So if the lock is taken, the group is
+ * recorded first (job_record_group_now), which releases them, and the
+ * job's held progress is written, for pollers to see while it waits.
  */
 static void
-lock_version(const char *version_id, const char *activity)
+lock_version(PublishJob *job, const char *activity)
 {
 	job_txn_begin(activity);
-	if (take_version_lock(version_id, false))
+	if (take_version_lock(job->version_id, false))
 		return;
+	job_txn_commit(false);
 	if (job_group_pending())
-	{
-		job_txn_commit(false);
 		job_record_group_now();
-		job_txn_begin(activity);
-	}
-	(void) take_version_lock(version_id, true);
+	job_write_held_lines(job);
+	job_txn_begin(activity);
+	(void) take_version_lock(job->version_id, true);
 }
 
 /*
@@ -219,12 +219,16 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	live_key = psprintf("%s/release.json", prefix);
 	release_url = storage_public_url(target, live_key);
 
-	/* Step 2: release.json was built with the validation pass (30%) */
-	job_txn_begin("publish: built release.json");
-	job_step_done(job, 30, build_first ?
-				  pstrdup("Checked the content of release.json; it is built once the tiles are") :
-				  psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256));
-	job_txn_commit(false);
+	/*
+	 * Step 2: release.json was built with the validation pass (30%).  This
+	 * step and the next are written with the one after them when that one
+	 * follows at once (a file:// upload; no tiles) and the last write was
+	 * less than 100 ms ago (job_step_reached).
+	 */
+	job_step_reached(job, "publish: built release.json", 30, build_first ?
+					 pstrdup("Checked the content of release.json; it is built once the tiles are") :
+					 psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256),
+					 !build_first && target->root != NULL);
 	MemoryContextSwitchTo(mcxt);
 
 	/*
@@ -246,11 +250,10 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		else
 			storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
 	}
-	job_txn_begin("publish: uploaded release.json");
-	job_step_done(job, 50, build_first ?
-				  psprintf("Tiles to build first: release.json is uploaded as %s once they are", versioned_key) :
-				  psprintf("Uploaded release.json as %s", versioned_key));
-	job_txn_commit(false);
+	job_step_reached(job, "publish: uploaded release.json", 50, build_first ?
+					 psprintf("Tiles to build first: release.json is uploaded as %s once they are", versioned_key) :
+					 psprintf("Uploaded release.json as %s", versioned_key),
+					 !build_first && in->tileset == NULL);
 	MemoryContextSwitchTo(mcxt);
 
 	/*
@@ -277,7 +280,7 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	}
 	if (in->tileset != NULL)
 		tile_publish(job, target, in, &manifest, build_first ? 76 : 50, &counts);
-	lock_version(job->version_id, "publish: tiles done");
+	lock_version(job, "publish: tiles done");
 	job->version_locked = true;
 	check_version_publishable(job->version_id);
 	job_step_done(job, 80,

@@ -11,6 +11,14 @@
  * I/O.  Progress and log commits may be asynchronous (a crash loses at most
  * a progress figure, and the job is retried); claims and ends are durable.
  *
+ * Progress is committed at most every PROGRESS_WRITE_INTERVAL_MS: a step
+ * that ends sooner after the last write (job_step_reached) is held, its
+ * log line with its own time and progress, and written first by the job's
+ * next statement that writes progress, a log line or its end.  A publish
+ * of a small project runs its middle steps in about a millisecond; two
+ * transactions less per job, each of which would wait for PostgreSQL's
+ * NOTIFY lock behind every durable commit that notifies.
+ *
  * Who runs a job: the worker that claims it takes a session advisory lock
  * on it (JOB_LOCK_CLASS) in the claiming transaction and keeps it until the
  * job ends.  A 'running' job whose lock anyone can take belongs to a worker
@@ -50,6 +58,7 @@
 
 #define JOB_LOCK_CLASS		1886741101
 #define PURGE_BATCH_SIZE	500
+#define PROGRESS_WRITE_INTERVAL_MS	100
 
 /* The job the worker is running, for the lock timeout of its transactions. */
 static PublishJob *current_job = NULL;
@@ -60,6 +69,25 @@ static PublishJob *current_job = NULL;
  */
 static List *claimed = NIL;
 static MemoryContext claimed_cxt = NULL;
+
+/*
+ * Log lines of the running job not written yet (job_step_reached), oldest
+ * first, in held_cxt.  A statement that writes them counts them in
+ * held_in_txn; they are forgotten once that transaction commits
+ * (job_txn_commit), kept if it aborts.
+ */
+typedef struct HeldLine
+{
+	TimestampTz at;
+	int			progress;
+	char	   *message;
+} HeldLine;
+
+static List *held = NIL;
+static char *held_job_id = NULL;
+static int	held_in_txn = 0;
+static MemoryContext held_cxt = NULL;
+static TimestampTz progress_written_at;	/* the running job's last write */
 
 static long
 job_ms_left(PublishJob *job)
@@ -90,6 +118,17 @@ job_record_group_now(void)
 	current_job = job;
 }
 
+/* The held log lines are written, or belong to a job that has ended. */
+static void
+forget_held_lines(void)
+{
+	held = NIL;
+	held_job_id = NULL;
+	held_in_txn = 0;
+	if (held_cxt != NULL)
+		MemoryContextReset(held_cxt);
+}
+
 /*
  * Starts a short transaction with SPI connected and a snapshot pushed.
  * While a job runs, no lock wait may outlast the job's deadline: its
@@ -104,6 +143,7 @@ job_txn_begin(const char *activity)
 	if (current_job != NULL && job_group_overdue())
 		job_record_group_now();
 
+	held_in_txn = 0;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -136,6 +176,8 @@ job_txn_commit(bool durable)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (held_in_txn > 0)
+		forget_held_lines();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -394,36 +436,104 @@ stop_if_asked(PublishJob *job, bool cancel_requested)
 				 errmsg("job %s timed out", job->id)));
 }
 
+static bool holds_lines(PublishJob *job);
+
+/*
+ * The lines a statement of job writes, oldest first, as four arrays for
+ * unnest($n::timestamptz[], $n+1::text[], $n+2::text[], $n+3::int4[]):
+ * the job's held lines (unless this transaction has written them), then
+ * the new line unless message is NULL (time and progress NULL: now, and
+ * the job's progress).
+ */
+static void
+lines_to_arrays(PublishJob *job, const char *level, const char *message,
+				Datum *values, char *nulls)
+{
+	bool		with_held = holds_lines(job);
+	int			n = (with_held ? list_length(held) : 0) + (message != NULL ? 1 : 0);
+	Datum	   *at = palloc(n * sizeof(Datum));
+	Datum	   *levels = palloc(n * sizeof(Datum));
+	Datum	   *messages = palloc(n * sizeof(Datum));
+	Datum	   *progress = palloc(n * sizeof(Datum));
+	bool	   *nulls_at = palloc0(n * sizeof(bool));
+	bool	   *nulls_progress = palloc0(n * sizeof(bool));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i = 0;
+	ListCell   *lc;
+
+	if (with_held)
+	{
+		foreach(lc, held)
+		{
+			HeldLine   *line = lfirst(lc);
+
+			at[i] = TimestampTzGetDatum(line->at);
+			levels[i] = CStringGetTextDatum("info");
+			messages[i] = CStringGetTextDatum(line->message);
+			progress[i] = Int32GetDatum(line->progress);
+			i++;
+		}
+		held_in_txn = i;
+	}
+	if (message != NULL)
+	{
+		at[i] = (Datum) 0;
+		nulls_at[i] = true;
+		levels[i] = CStringGetTextDatum(level);
+		messages[i] = CStringGetTextDatum(message);
+		progress[i] = (Datum) 0;
+		nulls_progress[i] = true;
+	}
+
+	values[0] = PointerGetDatum(construct_md_array(at, nulls_at, 1, dims, lbs, TIMESTAMPTZOID,
+												   8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(levels, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(messages, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(progress, nulls_progress, 1, dims, lbs, INT4OID,
+												   4, true, TYPALIGN_INT));
+	memset(nulls, ' ', 4);
+}
+
+/* The INSERT of lines_to_arrays' lines ($3-$6) for the job row j of a CTE. */
+#define INSERT_LINES \
+	"  INSERT INTO publish.job_log (job_id, logged_at, level, message, progress)" \
+	"  SELECT j.id, coalesce(e.at, clock_timestamp()), e.level, e.message, coalesce(e.progress, j.progress)" \
+	"    FROM j, unnest($3::timestamptz[], $4::text[], $5::text[], $6::int4[])" \
+	"            WITH ORDINALITY AS e(at, level, message, progress, n)" \
+	"   ORDER BY e.n"
+
 static void
 insert_log(PublishJob *job, int progress, const char *level, const char *message)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {TEXTOID, INT4OID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', progress < 0 ? 'n' : ' ', ' ', ' '};
+	Oid			types[6] = {TEXTOID, INT4OID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, INT4ARRAYOID};
+	Datum		values[6];
+	char		nulls[6];
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(job->id);
 	values[1] = Int32GetDatum(progress);
-	values[2] = CStringGetTextDatum(level);
-	values[3] = CStringGetTextDatum(message);
+	nulls[0] = ' ';
+	nulls[1] = progress < 0 ? 'n' : ' ';
+	lines_to_arrays(job, level, message, values + 2, nulls + 2);
 
 	if (spi_execute_cached(&plan, "WITH j AS ("
-							  "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
-							  "   WHERE id = $1::uuid AND status = 'running'"
-							  "  RETURNING id, progress, cancel_requested"
-							  "), l AS ("
-							  "  INSERT INTO publish.job_log (job_id, level, message, progress)"
-							  "  SELECT id, $3, $4, progress FROM j"
-							  ")"
-							  "SELECT cancel_requested FROM j",
-							  4, types, values, nulls, false, 0) != SPI_OK_SELECT)
+						   "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
+						   "   WHERE id = $1::uuid AND status = 'running'"
+						   "  RETURNING id, progress, cancel_requested"
+						   "), l AS (" INSERT_LINES ")"
+						   "SELECT cancel_requested FROM j",
+						   6, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not record job progress");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("job %s is no longer running", job->id),
 				 errdetail("Its row was changed or deleted by someone else.")));
+	if (progress >= 0)
+		progress_written_at = GetCurrentTimestamp();
 	stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 1, &isnull)));
 }
@@ -443,6 +553,73 @@ void
 job_log(PublishJob *job, const char *level, const char *message)
 {
 	insert_log(job, -1, level, message);
+}
+
+/*
+ * A finished step, outside a transaction: its progress and info line are
+ * held for the job's next write if what the job does next is short
+ * (next_is_short: local file I/O, a transaction) and the job's last write
+ * was less than PROGRESS_WRITE_INTERVAL_MS ago; else written at once, in a
+ * transaction of their own (named activity).  A checkpoint either way, a
+ * held step without reading the job's row: a cancel_job() signal or the
+ * deadline stops the job here.  A job that must wait for a lock writes
+ * its held lines first (job_write_held_lines).
+ */
+void
+job_step_reached(PublishJob *job, const char *activity, int progress, const char *message,
+				 bool next_is_short)
+{
+	MemoryContext old;
+	HeldLine   *line;
+
+	if (!next_is_short ||
+		TimestampDifferenceExceeds(progress_written_at, GetCurrentTimestamp(),
+								   PROGRESS_WRITE_INTERVAL_MS))
+	{
+		job_txn_begin(activity);
+		job_step_done(job, progress, message);
+		job_txn_commit(false);
+		return;
+	}
+
+	CHECK_FOR_INTERRUPTS();
+	stop_if_asked(job, false);
+	if (held_cxt == NULL)
+		held_cxt = AllocSetContextCreate(TopMemoryContext, "publish held log lines",
+										 ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(held_cxt);
+	if (held_job_id == NULL)
+		held_job_id = pstrdup(job->id);
+	Assert(strcmp(held_job_id, job->id) == 0);
+	line = palloc(sizeof(HeldLine));
+	line->at = GetCurrentTimestamp();
+	line->progress = progress;
+	line->message = pstrdup(message);
+	held = lappend(held, line);
+	MemoryContextSwitchTo(old);
+}
+
+/* Does job hold lines that this transaction has not written? */
+static bool
+holds_lines(PublishJob *job)
+{
+	return held != NIL && held_in_txn == 0 &&
+		held_job_id != NULL && strcmp(held_job_id, job->id) == 0;
+}
+
+/*
+ * Writes the lines job holds, and their progress, in a transaction of
+ * their own; outside a transaction.  Before the job waits for something
+ * that may take long, so that pollers see how far it got.
+ */
+void
+job_write_held_lines(PublishJob *job)
+{
+	if (!holds_lines(job))
+		return;
+	job_txn_begin("publish: progress");
+	insert_log(job, ((HeldLine *) llast(held))->progress, NULL, NULL);
+	job_txn_commit(false);
 }
 
 /*
@@ -503,24 +680,31 @@ job_cancel_was_requested(PublishJob *job)
 
 /*
  * Records how the job ended when it did not publish: status 'failed' or
- * 'cancelled', the error text, and an error (or, cancelled, warn) log line.
+ * 'cancelled', the error text, and an error (or, cancelled, warn) log line
+ * after the lines the job held (job_step_reached).
  */
 void
 job_record_end(PublishJob *job, const char *status, const char *error)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3] = {CStringGetTextDatum(job->id), CStringGetTextDatum(error),
-	CStringGetTextDatum(status)};
+	Oid			types[7] = {TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, INT4ARRAYOID, TEXTOID};
+	Datum		values[7] = {CStringGetTextDatum(job->id), CStringGetTextDatum(status)};
+	char		nulls[7] = {' ', ' '};
+	int			rc;
 
-	exec_sql(&plan, "WITH j AS ("
-			 "  UPDATE publish.job_queue SET status = $3, error = $2,"
-			 "         completed_at = clock_timestamp()"
-			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
-			 ")"
-			 "INSERT INTO publish.job_log (job_id, level, message, progress)"
-			 " SELECT id, CASE $3 WHEN 'cancelled' THEN 'warn' ELSE 'error' END, $2, progress FROM j",
-			 3, types, values, SPI_OK_INSERT);
+	/* the job's held lines first, then the error (cancelled: warn) line */
+	lines_to_arrays(job, strcmp(status, "cancelled") == 0 ? "warn" : "error", error,
+					values + 2, nulls + 2);
+	values[6] = CStringGetTextDatum(error);
+	nulls[6] = ' ';
+	rc = spi_execute_cached(&plan, "WITH j AS ("
+							"  UPDATE publish.job_queue SET status = $2, error = $7, completed_at = clock_timestamp()"
+							"   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
+							")" INSERT_LINES,
+							7, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "publish: SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }
 
 /*
@@ -614,6 +798,8 @@ job_take_claimed_next(MemoryContext mcxt)
 		return NULL;
 	job = job_copy(linitial(claimed), mcxt);
 	job->started = GetCurrentTimestamp();
+	progress_written_at = job->started;
+	forget_held_lines();		/* a job before it whose end was not recorded */
 	claimed = list_delete_first(claimed);
 	if (claimed == NIL)
 		MemoryContextReset(claimed_cxt);

@@ -22,7 +22,7 @@ SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
 -- Leftovers of an earlier run that stopped half-way.
 DELETE FROM publish.projects WHERE slug = 'prog-one';
 
-SELECT plan(31);
+SELECT plan(32);
 
 SELECT :'storage' || '/prog' AS root \gset
 SELECT publish.set_storage_target('tap-prog', 'file://' || :'root') \g /dev/null
@@ -99,9 +99,12 @@ SELECT is((SELECT array_agg((e->>'progress')::int ORDER BY i)
              FROM jsonb_array_elements(logs) WITH ORDINALITY AS x(e, i)),
           ARRAY[0, 10, 30, 50, 80, 100],
           '... its log shows every progress figure, 0 to 100') FROM done1;
-SELECT is(count(DISTINCT l.xmin::text), count(*),
-          'each log entry was committed by a transaction of its own')
+SELECT is(count(DISTINCT l.xmin::text), 5::bigint,
+          'step 2''s entry was written with step 3''s (within 100 ms, a file:// upload next), the others each in a transaction of its own')
   FROM publish.job_log l WHERE l.job_id = :'job1';
+SELECT ok(bool_and(l.logged_at >= lag_at), '... each entry with the time it was reached, in order')
+  FROM (SELECT logged_at, lag(logged_at, 1, '-infinity') OVER (ORDER BY id) AS lag_at
+          FROM publish.job_log WHERE job_id = :'job1') l;
 SELECT is(count(*), 0::bigint, 'no prepared transaction of this test is left')
   FROM pg_prepared_xacts WHERE gid LIKE 'tap_prog_%';
 

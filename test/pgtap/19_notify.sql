@@ -1,5 +1,8 @@
 -- 19_notify.sql: every state or progress change of a job sends NOTIFY on
--- channel publish_jobs with the payload {"id", "status", "progress"}.
+-- channel publish_jobs with the payload {"id", "status", "progress"}; a
+-- job being queued does not (its commit would wait for PostgreSQL's NOTIFY
+-- lock behind every other notifying commit).  Steps that follow each other
+-- within 100 ms are written, and notified, together (job_step_reached).
 --
 -- A LISTEN in this session is not observable from SQL, so another session
 -- (dblink) listens, and dblink_get_notify() reads what it received.
@@ -8,7 +11,7 @@
 
 DELETE FROM publish.projects WHERE slug = 'notify-one';
 
-SELECT plan(14);
+SELECT plan(15);
 
 SELECT :'storage' || '/notify' AS root \gset
 SELECT publish.set_storage_target('tap-notify', 'file://' || :'root') \g /dev/null
@@ -38,14 +41,16 @@ SELECT ok(bool_and(jsonb_typeof(p) = 'object' AND (SELECT array_agg(k ORDER BY k
 SELECT ok(bool_and(jsonb_typeof(p->'progress') = 'number' AND jsonb_typeof(p->'status') = 'string'),
           '... progress a number, status a string') FROM n1;
 SELECT ok(bool_and(octet_length(payload) < 200), '... and small') FROM n1;
-SELECT is(array_agg(p->>'status' || ' ' || (p->>'progress') ORDER BY n),
-          ARRAY['queued 0', 'running 0', 'running 10', 'running 30', 'running 50', 'running 80', 'completed 100'],
-          'one notification per change, in order: queued, running, each step''s progress, completed')
+-- steps 2 and 3 (30 %, 50 %) come within 100 ms of step 1's write (a small
+-- release, a file:// target, no tiles): they are written with step 4
+SELECT matches(string_agg(p->>'status' || ' ' || (p->>'progress'), ', ' ORDER BY n),
+               '^running 0, running 10, (running 30, )?(running 50, )?running 80, completed 100$',
+               'one notification per change, in order: running, the steps'' progress as written, completed')
   FROM n1;
-SELECT is(sender, pg_backend_pid(), 'the queued one comes from the session that asked for the publish, at commit')
-  FROM n1 WHERE p->>'status' = 'queued';
-SELECT is(count(DISTINCT sender), 1::bigint, 'the others come from one process...')
-  FROM n1 WHERE p->>'status' <> 'queued';
+SELECT is(count(*) FILTER (WHERE p->>'status' = 'queued'), 0::bigint, 'none when the job was queued')
+  FROM n1;
+SELECT is(count(DISTINCT sender), 1::bigint, 'they come from one process...')
+  FROM n1;
 SELECT ok(sender IN (SELECT pid FROM pg_stat_activity WHERE application_name = 'publish worker'),
           '... a publish worker')
   FROM n1 WHERE p->>'status' = 'completed';
@@ -64,10 +69,9 @@ SELECT id AS job_q FROM publish.publish_version('notify-one', 2, 'tap-notify') \
 SELECT is(count(*), 0::bigint, 'nothing is sent before the transaction commits')
   FROM test_helpers.collect_notifications('listener', '.', '0.3 s');
 COMMIT;
-CREATE TEMP TABLE n2 AS
-SELECT n, payload::jsonb AS p FROM test_helpers.collect_notifications('listener', '"queued"', '5 s');
-SELECT is(array_agg(p ORDER BY n), ARRAY[jsonb_build_object('id', :'job_q', 'status', 'queued', 'progress', 0)],
-          'at commit, one notification for the queued job') FROM n2;
+SELECT is(count(*), 0::bigint, 'nor at commit: a queued job is not announced (it waits behind the held one)')
+  FROM test_helpers.collect_notifications('listener', '.', '0.5 s');
+SELECT is(status, 'queued', '... and is queued') FROM publish.jobs WHERE id = :'job_q';
 
 SELECT publish.cancel_job(:'job_q') \g /dev/null
 CREATE TEMP TABLE n3 AS

@@ -170,13 +170,11 @@ foreach my $line (split /\n/, $out . "\n" . $err)
 	push @seen, "$status $progress";
 }
 note('notifications: ' . join(', ', @seen));
-is_deeply(
-	\@seen,
-	[
-		'queued 0', 'running 0', 'running 10', 'running 30',
-		'running 50', 'running 80', 'completed 100'
-	],
-	'(d) LISTEN publish_jobs sees queued, running, 10/30/50/80 % and completed 100 %');
+# Step 2's 30 % is written with step 3's 50 % when it comes less than 100 ms
+# after step 1's write (job_step_reached); a queued job is not announced.
+like(join(', ', @seen),
+	qr/^running 0, running 10, (running 30, )?running 50, running 80, completed 100$/,
+	'(d) LISTEN publish_jobs sees running, 10/50/80 % (30 % unless written with 50 %) and completed 100 %');
 is(wait_job($node, $job_d), 'completed|', '(d) the job completed');
 
 # --- (e) retention ----------------------------------------------------------------
