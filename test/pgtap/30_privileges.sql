@@ -22,7 +22,7 @@ DROP SCHEMA IF EXISTS tap_mallory CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'sec-%';
 ALTER DATABASE publish_tap RESET search_path;
 
-SELECT plan(69);
+SELECT plan(70);
 
 CREATE ROLE tap_sec_admin NOLOGIN IN ROLE publish_admin;
 CREATE ROLE tap_sec_viewer NOLOGIN IN ROLE publish_viewer;
@@ -54,9 +54,14 @@ SELECT is(count(*), 0::bigint, 'PUBLIC cannot execute any function of publish')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace
    AND has_function_privilege('public', p.oid, 'EXECUTE');
 SELECT is(array_agg(p.proname::text ORDER BY p.proname), NULL::text[],
-          'every function of publish pins search_path = pg_catalog, pg_temp')
+          'every function of publish pins search_path = pg_catalog, pg_temp, but the NOTIFY trigger')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace
-   AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp'];
+   AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']
+   AND p.oid <> 'publish._notify_job_change()'::regprocedure;
+SELECT is(l.lanname || ' ' || p.prosecdef::text || ' ' || p.prorettype::regtype::text, 'c false trigger',
+          '... which is C (it runs no SQL and resolves no name), runs as the invoker and is a trigger')
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = 'publish._notify_job_change()'::regprocedure;
 SELECT is(array_agg(p.proname::text ORDER BY p.proname),
           ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'set_storage_credentials', 'set_storage_target'],
           'only build_tiles, cancel_job, publish_version, purge_jobs, set_storage_credentials and set_storage_target are SECURITY DEFINER')
