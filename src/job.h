@@ -92,22 +92,6 @@ extern void job_step_reached(PublishJob *job, const char *activity, int progress
 							 bool next_is_short);
 extern void job_write_held_lines(PublishJob *job);
 
-/*
- * Log lines for a statement of job: its held ones, then message's (unless
- * NULL), as four arrays, written by JOB_INSERT_LINES with the four
- * parameters' numbers, for the job row j (id, progress) of a CTE.
- */
-extern void job_lines_to_arrays(PublishJob *job, const char *level, const char *message,
-								Datum *values, char *nulls);
-extern void job_lines_not_written(PublishJob *job);
-#define JOB_LINES_TYPES TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID
-#define JOB_INSERT_LINES(at, level, message, progress) \
-	"  INSERT INTO publish.job_log (job_id, logged_at, level, message, progress)" \
-	"  SELECT j.id, coalesce(e.at, clock_timestamp()), e.level, e.message, coalesce(e.progress, j.progress)" \
-	"    FROM j, unnest(" at "::timestamptz[], " level "::text[], " message "::text[], " progress "::int4[])" \
-	"            WITH ORDINALITY AS e(at, level, message, progress, n)" \
-	"   ORDER BY e.n"
-
 /* A storage target's warn callback (arg: the PublishJob): a warn line, at once. */
 extern void job_storage_warning(void *arg, const char *message);
 extern void job_progress(PublishJob *job, int progress);
@@ -122,14 +106,13 @@ extern long worker_sweep_timeout(Oid dboid);
 
 /* job_publish.c */
 extern void publish_job_run(PublishJob *job, MemoryContext mcxt);
-extern bool publish_record_release(const PendingRelease *rel, bool nowait);
+extern bool publish_record_release(const PendingRelease *rel);
 extern void publish_unlock_version(PublishJob *job);
 
 /* job_group.c: publishes switched, recorded together */
 struct StorageTarget;
 extern void job_group_defer(const PendingRelease *rel, struct StorageTarget *target);
 extern bool job_group_pending(void);
-extern bool job_group_has(const char *job_id);
 extern bool job_group_overdue(void);
 extern int	job_group_commit(bool claim);
 

@@ -7,8 +7,7 @@
  * While jobs are queued a worker claims a few at once (job_claim, at most
  * PUBLISH_GROUP_MAX and its share) and runs them one after the other.
  * Each publish goes through its steps as when it runs alone (progress
- * commits asynchronous; a quick publish's last steps' lines held, for the
- * group's transaction to write) and switches release.json; then, instead of its
+ * commits asynchronous) and switches release.json; then, instead of its
  * own storage_sync and durable final transaction, it waits here
  * (job_group_defer): its sync is handed to the group's set, what its final
  * transaction records is kept.  Once the worker has run the last claimed
@@ -99,20 +98,6 @@ job_group_pending(void)
 	return pending != NIL;
 }
 
-/* Is the job (by id) a switched publish waiting for the group's commit? */
-bool
-job_group_has(const char *job_id)
-{
-	ListCell   *lc;
-
-	foreach(lc, pending)
-	{
-		if (strcmp(((PendingRelease *) lfirst(lc))->job->id, job_id) == 0)
-			return true;
-	}
-	return false;
-}
-
 /*
  * Records one job's end in a transaction of its own, after the group's
  * failed: its release if the group's sync was made (synced), else (or if
@@ -130,7 +115,7 @@ record_alone(PendingRelease *rel, bool synced, const char *why)
 		PG_TRY();
 		{
 			job_txn_begin("publish: marking published");
-			recorded = publish_record_release(rel, false);
+			recorded = publish_record_release(rel);
 			if (!recorded)
 				job_record_end(rel->job, "failed",
 							   "the version or the job changed while it was being published");
@@ -146,7 +131,7 @@ record_alone(PendingRelease *rel, bool synced, const char *why)
 			recorded = false;
 		}
 		PG_END_TRY();
-		QueryCancelHoldoffCount = holdoff;	/* an error reset it */
+		QueryCancelHoldoffCount = holdoff;	/* an ERROR resets it to 0 */
 	}
 	if (recorded)
 		return;
@@ -154,30 +139,6 @@ record_alone(PendingRelease *rel, bool synced, const char *why)
 	ereport(LOG,
 			(errmsg("publish job %s ended without being recorded as published: %s",
 					rel->job->id, why)));
-}
-
-/*
- * A switched publish's held lines and progress, before its final
- * transaction waits for a lock: best effort (its final transaction writes
- * them anyway).
- */
-static void
-write_held_lines_alone(PublishJob *job)
-{
-	MemoryContext mcxt = CurrentMemoryContext;
-	uint32		holdoff = QueryCancelHoldoffCount;
-
-	PG_TRY();
-	{
-		job_write_held_lines(job);
-	}
-	PG_CATCH();
-	{
-		(void) job_catch_error(mcxt);
-	}
-	PG_END_TRY();
-	QueryCancelHoldoffCount = holdoff;	/* an error reset it */
-	MemoryContextSwitchTo(mcxt);
 }
 
 /*
@@ -226,20 +187,11 @@ job_group_commit(bool claim)
 		storage_sync_deferred(&syncs);
 		synced = true;
 		job_txn_begin("publish: marking published");
-
-		/*
-		 * Quick publishes' last lines (and 80%) are written by this
-		 * transaction.  Should it wait for a version's row (locked by a
-		 * user's transaction), pollers would see 10% meanwhile: it does not
-		 * wait (a lock timeout cannot fire while cancels are held), the
-		 * lines are written on their own, and each job is recorded alone,
-		 * waiting.
-		 */
 		foreach(lc, pending)
 		{
 			PendingRelease *rel = lfirst(lc);
 
-			if (!publish_record_release(rel, true))
+			if (!publish_record_release(rel))
 				job_record_end(rel->job, "failed",
 							   "the version or the job changed while it was being published");
 		}
@@ -254,23 +206,15 @@ job_group_commit(bool claim)
 		job_drop_claimed();
 	}
 	PG_END_TRY();
-	QueryCancelHoldoffCount = holdoff;	/* an error reset it: still held */
+	QueryCancelHoldoffCount = holdoff;	/* an ERROR resets it to 0: still held */
 
 	if (edata != NULL)
 	{
-		bool		row_locked = edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
-
-		ereport(row_locked ? DEBUG1 : LOG,
+		ereport(LOG,
 				(errmsg("publish worker could not record a group of %d jobs together: %s",
 						list_length(pending), edata->message)));
 		foreach(lc, pending)
-		{
-			PendingRelease *rel = lfirst(lc);
-
-			if (row_locked)
-				write_held_lines_alone(rel->job);
-			record_alone(rel, synced, edata->message ? edata->message : "unknown error");
-		}
+			record_alone(lfirst(lc), synced, edata->message ? edata->message : "unknown error");
 	}
 
 	/* after the commit that recorded them: their locks */

@@ -183,8 +183,6 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	TileManifest manifest = {NULL, 0, 0};
 	TileCounts	counts = {0, 0, 0};
 	bool		build_first;
-	bool		quick;
-	char	   *tiles_line;
 
 	if (strcmp(job->job_type, "build_tiles") == 0)
 	{
@@ -209,21 +207,6 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	published_at = publish_time(mcxt);
 	build_first = tile_build_needed(job->version_id, job->env);
 	in = load_release(job, published_at, build_first, mcxt, &doc, &manifest);
-
-	/*
-	 * A quick publish (file://, no tiles to build or publish) locks its
-	 * version now if it is free, and checks the status once more under
-	 * the lock (a new snapshot), instead of in a transaction of its own
-	 * at step 4: from here its steps need no transaction, and their lines
-	 * wait for its group's commit.  If the lock is taken, step 4 waits
-	 * for it as for any publish (lock_version).
-	 */
-	quick = !build_first && in->tileset == NULL && target->root != NULL;
-	if (quick && take_version_lock(job->version_id, false))
-	{
-		job->version_locked = true;
-		check_version_publishable(job->version_id);
-	}
 	job_step_done(job, 10,
 				  psprintf("Validated version %d of %s: %lld overlays, %d assets, %lld tiles",
 						   in->version_number, in->project_slug, (long long) in->overlay_count,
@@ -297,20 +280,15 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	}
 	if (in->tileset != NULL)
 		tile_publish(job, target, in, &manifest, build_first ? 76 : 50, &counts);
-	tiles_line = in->tileset == NULL ? pstrdup("No tileset: no tiles to publish") :
-		psprintf("Tiles: %lld verified, %lld copied, %lld already in place, under %s/tiles/v%d",
-				 (long long) counts.verified, (long long) counts.copied,
-				 (long long) counts.skipped, prefix, in->version_number);
-	if (job->version_locked)	/* since step 1 (quick): held for the group's commit */
-		job_step_reached(job, "publish: no tiles", 80, tiles_line, true);
-	else
-	{
-		lock_version(job, "publish: tiles done");
-		job->version_locked = true;
-		check_version_publishable(job->version_id);
-		job_step_done(job, 80, tiles_line);
-		job_txn_commit(false);
-	}
+	lock_version(job, "publish: tiles done");
+	job->version_locked = true;
+	check_version_publishable(job->version_id);
+	job_step_done(job, 80,
+				  in->tileset == NULL ? pstrdup("No tileset: no tiles to publish") :
+				  psprintf("Tiles: %lld verified, %lld copied, %lld already in place, under %s/tiles/v%d",
+						   (long long) counts.verified, (long long) counts.copied,
+						   (long long) counts.skipped, prefix, in->version_number));
+	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
 
 	/*
@@ -354,47 +332,17 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 /*
  * Records a switched publish (job_group.c, in the group's final
  * transaction): the version published, the live release, the job completed
- * with its result, the lines it held and its last log line.  false, with
- * nothing changed, when the version or the job changed meanwhile (then the
- * caller records the job failed in the same transaction).  With nowait,
- * throws (55P03) instead of waiting for the version's row.
+ * with its result and its last log line.  false, with nothing changed, when
+ * the version or the job changed meanwhile (then the caller records the
+ * job failed in the same transaction).
  */
 bool
-publish_record_release(const PendingRelease *rel, bool nowait)
+publish_record_release(const PendingRelease *rel)
 {
-	Oid			types[18] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID,
-	JOB_LINES_TYPES};
-	Datum		values[18];
-	char		nulls[18];
-	static SPIPlanPtr plans[2] = {NULL, NULL};
-#define RECORD_RELEASE_SQL(version_row) \
-	"WITH v AS (" \
-	"  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz" \
-	"   WHERE id = " version_row " AND status IN ('ready', 'published') RETURNING id" \
-	"), live AS (" \
-	"  INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)" \
-	"  SELECT $3::uuid, $4, id, $5::timestamptz, $6, $1::uuid FROM v" \
-	"  ON CONFLICT (project_id, env) DO UPDATE" \
-	"     SET version_id = excluded.version_id, published_at = excluded.published_at," \
-	"         release_url = excluded.release_url, job_id = excluded.job_id" \
-	"  RETURNING r.version_id" \
-	"), j AS (" \
-	"  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL," \
-	"         completed_at = clock_timestamp()," \
-	"         result = jsonb_build_object('release_url', $6, 'overlay_count', $7," \
-	"                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10," \
-	"                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12," \
-	"                  'release_sha256', $13, 'tiles_verified', $14)" \
-	"   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)" \
-	"  RETURNING id, progress" \
-	")" JOB_INSERT_LINES("$15", "$16", "$17", "$18")
-	static const char *const sql[2] = {
-		RECORD_RELEASE_SQL("$2::uuid"),
-		RECORD_RELEASE_SQL("(SELECT id FROM publish.project_versions WHERE id = $2::uuid FOR NO KEY UPDATE NOWAIT)")
-	};
-
-	memset(nulls, ' ', sizeof(nulls));
+	Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID};
+	Datum		values[14];
+	static SPIPlanPtr plan = NULL;
 
 	values[0] = CStringGetTextDatum(rel->job->id);
 	values[1] = CStringGetTextDatum(rel->job->version_id);
@@ -410,14 +358,32 @@ publish_record_release(const PendingRelease *rel, bool nowait)
 	values[11] = Int64GetDatum(rel->release_bytes);
 	values[12] = CStringGetTextDatum(rel->release_sha256);
 	values[13] = Int64GetDatum(rel->tiles_verified);
-	/* the lines the job held (its last steps), then its last line */
-	job_lines_to_arrays(rel->job, "info", "Version marked published; publish completed successfully",
-						values + 14, nulls + 14);
 
-	if (spi_execute_cached(&plans[nowait], sql[nowait], 18, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (spi_execute_cached(&plan,
+						   "WITH v AS ("
+						   "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
+						   "   WHERE id = $2::uuid AND status IN ('ready', 'published') RETURNING id"
+						   "), live AS ("
+						   "  INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
+						   "  SELECT $3::uuid, $4, id, $5::timestamptz, $6, $1::uuid FROM v"
+						   "  ON CONFLICT (project_id, env) DO UPDATE"
+						   "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
+						   "         release_url = excluded.release_url, job_id = excluded.job_id"
+						   "  RETURNING r.version_id"
+						   "), done AS ("
+						   "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
+						   "         completed_at = clock_timestamp(),"
+						   "         result = jsonb_build_object('release_url', $6, 'overlay_count', $7,"
+						   "                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10,"
+						   "                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12,"
+						   "                  'release_sha256', $13, 'tiles_verified', $14)"
+						   "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
+						   "  RETURNING id"
+						   ")"
+						   "INSERT INTO publish.job_log (job_id, level, message, progress)"
+						   " SELECT id, 'info', 'Version marked published; publish completed successfully', 100 FROM done",
+						   14, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "publish: could not record the release");
-	if (SPI_processed == 0)
-		job_lines_not_written(rel->job);	/* for the failure recorded instead */
 	return SPI_processed > 0;
 }
 

@@ -14,11 +14,10 @@
  * Progress is committed at most every PROGRESS_WRITE_INTERVAL_MS: a step
  * that ends sooner after the last write (job_step_reached) is held, its
  * log line with its own time and progress, and written first by the job's
- * next statement that writes progress, a log line or its end (for a
- * publish switched and waiting for its group: the group's commit).  A
- * publish of a small project runs its middle steps in about a millisecond;
- * three transactions less per job, each of which would wait for
- * PostgreSQL's NOTIFY lock behind every durable commit that notifies.
+ * next statement that writes progress, a log line or its end.  A publish
+ * of a small project runs its middle steps in about a millisecond; two
+ * transactions less per job, each of which would wait for PostgreSQL's
+ * NOTIFY lock behind every durable commit that notifies.
  *
  * Who runs a job: the worker that claims it takes a session advisory lock
  * on it (JOB_LOCK_CLASS) in the claiming transaction and keeps it until the
@@ -72,22 +71,21 @@ static List *claimed = NIL;
 static MemoryContext claimed_cxt = NULL;
 
 /*
- * Log lines not written yet (job_step_reached), oldest first, in held_cxt:
- * the running job's, and those of the publishes that wait for their
- * group's commit.  A statement that writes a line marks it in_txn; it is
- * forgotten once that transaction commits (job_txn_commit), kept if it
- * aborts.
+ * Log lines of the running job not written yet (job_step_reached), oldest
+ * first, in held_cxt.  A statement that writes them counts them in
+ * held_in_txn; they are forgotten once that transaction commits
+ * (job_txn_commit), kept if it aborts.
  */
 typedef struct HeldLine
 {
-	char	   *job_id;
 	TimestampTz at;
 	int			progress;
 	char	   *message;
-	bool		in_txn;			/* written by this transaction */
 } HeldLine;
 
 static List *held = NIL;
+static char *held_job_id = NULL;
+static int	held_in_txn = 0;
 static MemoryContext held_cxt = NULL;
 static TimestampTz progress_written_at;	/* the running job's last write */
 
@@ -120,31 +118,14 @@ job_record_group_now(void)
 	current_job = job;
 }
 
-/*
- * Forgets the held lines that this transaction wrote (committed: true) or
- * marks them held again (aborted: false); with keep_pending, also
- * forgets the lines of any job but those waiting for their group (a job
- * before the next whose end could not be recorded).
- */
+/* The held log lines are written, or belong to a job that has ended. */
 static void
-settle_held_lines(bool committed, bool keep_pending_only)
+forget_held_lines(void)
 {
-	List	   *kept = NIL;
-	ListCell   *lc;
-
-	foreach(lc, held)
-	{
-		HeldLine   *line = lfirst(lc);
-
-		if ((committed && line->in_txn) ||
-			(keep_pending_only && !job_group_has(line->job_id)))
-			continue;
-		line->in_txn = false;
-		kept = lappend(kept, line);
-	}
-	list_free(held);
-	held = kept;
-	if (held == NIL && held_cxt != NULL)
+	held = NIL;
+	held_job_id = NULL;
+	held_in_txn = 0;
+	if (held_cxt != NULL)
 		MemoryContextReset(held_cxt);
 }
 
@@ -162,8 +143,7 @@ job_txn_begin(const char *activity)
 	if (current_job != NULL && job_group_overdue())
 		job_record_group_now();
 
-	if (held != NIL)
-		settle_held_lines(false, false);	/* what an aborted transaction wrote */
+	held_in_txn = 0;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -196,8 +176,8 @@ job_txn_commit(bool durable)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (held != NIL)
-		settle_held_lines(true, false);
+	if (held_in_txn > 0)
+		forget_held_lines();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -456,52 +436,45 @@ stop_if_asked(PublishJob *job, bool cancel_requested)
 				 errmsg("job %s timed out", job->id)));
 }
 
-/* Is line one of job's, not yet written by this transaction? */
-static inline bool
-held_for(const HeldLine *line, const PublishJob *job)
-{
-	return !line->in_txn && strcmp(line->job_id, job->id) == 0;
-}
+static bool holds_lines(PublishJob *job);
 
 /*
  * The lines a statement of job writes, oldest first, as four arrays for
- * JOB_INSERT_LINES (time, level, message, progress): the job's held lines
- * (unless this transaction has written them: they are marked), then the
- * new line unless message is NULL (time and progress NULL: now, and the
- * job's progress).
+ * unnest($n::timestamptz[], $n+1::text[], $n+2::text[], $n+3::int4[]):
+ * the job's held lines (unless this transaction has written them), then
+ * the new line unless message is NULL (time and progress NULL: now, and
+ * the job's progress).
  */
-void
-job_lines_to_arrays(PublishJob *job, const char *level, const char *message,
-					Datum *values, char *nulls)
+static void
+lines_to_arrays(PublishJob *job, const char *level, const char *message,
+				Datum *values, char *nulls)
 {
-	int			n = (message != NULL ? 1 : 0);
-	int			room = list_length(held) + 1;
-	Datum	   *at = palloc(room * sizeof(Datum));
-	Datum	   *levels = palloc(room * sizeof(Datum));
-	Datum	   *messages = palloc(room * sizeof(Datum));
-	Datum	   *progress = palloc(room * sizeof(Datum));
-	bool	   *nulls_at = palloc0(room * sizeof(bool));
-	bool	   *nulls_progress = palloc0(room * sizeof(bool));
-	int			dims[1];
+	bool		with_held = holds_lines(job);
+	int			n = (with_held ? list_length(held) : 0) + (message != NULL ? 1 : 0);
+	Datum	   *at = palloc(n * sizeof(Datum));
+	Datum	   *levels = palloc(n * sizeof(Datum));
+	Datum	   *messages = palloc(n * sizeof(Datum));
+	Datum	   *progress = palloc(n * sizeof(Datum));
+	bool	   *nulls_at = palloc0(n * sizeof(bool));
+	bool	   *nulls_progress = palloc0(n * sizeof(bool));
+	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	int			i = 0;
 	ListCell   *lc;
 
-	foreach(lc, held)
-		n += held_for(lfirst(lc), job) ? 1 : 0;
-	dims[0] = n;
-	foreach(lc, held)
+	if (with_held)
 	{
-		HeldLine   *line = lfirst(lc);
+		foreach(lc, held)
+		{
+			HeldLine   *line = lfirst(lc);
 
-		if (!held_for(line, job))
-			continue;
-		at[i] = TimestampTzGetDatum(line->at);
-		levels[i] = CStringGetTextDatum("info");
-		messages[i] = CStringGetTextDatum(line->message);
-		progress[i] = Int32GetDatum(line->progress);
-		line->in_txn = true;
-		i++;
+			at[i] = TimestampTzGetDatum(line->at);
+			levels[i] = CStringGetTextDatum("info");
+			messages[i] = CStringGetTextDatum(line->message);
+			progress[i] = Int32GetDatum(line->progress);
+			i++;
+		}
+		held_in_txn = i;
 	}
 	if (message != NULL)
 	{
@@ -522,14 +495,16 @@ job_lines_to_arrays(PublishJob *job, const char *level, const char *message,
 	memset(nulls, ' ', 4);
 }
 
-#define INSERT_LINES JOB_INSERT_LINES("$3", "$4", "$5", "$6")
+/* The INSERT of lines_to_arrays' lines ($3-$6) for the job row j of a CTE. */
+#define INSERT_LINES \
+	"  INSERT INTO publish.job_log (job_id, logged_at, level, message, progress)" \
+	"  SELECT j.id, coalesce(e.at, clock_timestamp()), e.level, e.message, coalesce(e.progress, j.progress)" \
+	"    FROM j, unnest($3::timestamptz[], $4::text[], $5::text[], $6::int4[])" \
+	"            WITH ORDINALITY AS e(at, level, message, progress, n)" \
+	"   ORDER BY e.n"
 
-/*
- * Writes job's progress (unless negative) and log lines: those it held,
- * then message's (unless NULL) at level.  Returns cancel_requested.
- */
-static bool
-write_lines(PublishJob *job, int progress, const char *level, const char *message)
+static void
+insert_log(PublishJob *job, int progress, const char *level, const char *message)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[6] = {TEXTOID, INT4OID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
@@ -542,7 +517,7 @@ write_lines(PublishJob *job, int progress, const char *level, const char *messag
 	values[1] = Int32GetDatum(progress);
 	nulls[0] = ' ';
 	nulls[1] = progress < 0 ? 'n' : ' ';
-	job_lines_to_arrays(job, level, message, values + 2, nulls + 2);
+	lines_to_arrays(job, level, message, values + 2, nulls + 2);
 
 	if (spi_execute_cached(&plan, "WITH j AS ("
 						   "  UPDATE publish.job_queue SET progress = coalesce($2, progress)"
@@ -559,14 +534,8 @@ write_lines(PublishJob *job, int progress, const char *level, const char *messag
 				 errdetail("Its row was changed or deleted by someone else.")));
 	if (progress >= 0)
 		progress_written_at = GetCurrentTimestamp();
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/* write_lines, and a checkpoint: throws if the job was cancelled or has timed out. */
-static void
-insert_log(PublishJob *job, int progress, const char *level, const char *message)
-{
-	stop_if_asked(job, write_lines(job, progress, level, message));
+	stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull)));
 }
 
 /*
@@ -619,9 +588,10 @@ job_step_reached(PublishJob *job, const char *activity, int progress, const char
 		held_cxt = AllocSetContextCreate(TopMemoryContext, "publish held log lines",
 										 ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(held_cxt);
+	if (held_job_id == NULL)
+		held_job_id = pstrdup(job->id);
+	Assert(strcmp(held_job_id, job->id) == 0);
 	line = palloc(sizeof(HeldLine));
-	line->job_id = pstrdup(job->id);
-	line->in_txn = false;
 	line->at = GetCurrentTimestamp();
 	line->progress = progress;
 	line->message = pstrdup(message);
@@ -629,44 +599,26 @@ job_step_reached(PublishJob *job, const char *activity, int progress, const char
 	MemoryContextSwitchTo(old);
 }
 
-/* The statement given job's lines wrote none of them (its job row was not found). */
-void
-job_lines_not_written(PublishJob *job)
+/* Does job hold lines that this transaction has not written? */
+static bool
+holds_lines(PublishJob *job)
 {
-	ListCell   *lc;
-
-	foreach(lc, held)
-	{
-		HeldLine   *line = lfirst(lc);
-
-		if (strcmp(line->job_id, job->id) == 0)
-			line->in_txn = false;
-	}
+	return held != NIL && held_in_txn == 0 &&
+		held_job_id != NULL && strcmp(held_job_id, job->id) == 0;
 }
 
 /*
  * Writes the lines job holds, and their progress, in a transaction of
  * their own; outside a transaction.  Before the job waits for something
- * that may take long, so that pollers see how far it got.  Not a
- * checkpoint (a switched publish waiting for its group calls it too).
+ * that may take long, so that pollers see how far it got.
  */
 void
 job_write_held_lines(PublishJob *job)
 {
-	int			progress = -1;
-	ListCell   *lc;
-
-	foreach(lc, held)
-	{
-		HeldLine   *line = lfirst(lc);
-
-		if (held_for(line, job))
-			progress = line->progress;	/* the last one's */
-	}
-	if (progress < 0)
+	if (!holds_lines(job))
 		return;
 	job_txn_begin("publish: progress");
-	(void) write_lines(job, progress, NULL, NULL);
+	insert_log(job, ((HeldLine *) llast(held))->progress, NULL, NULL);
 	job_txn_commit(false);
 }
 
@@ -742,8 +694,8 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 	int			rc;
 
 	/* the job's held lines first, then the error (cancelled: warn) line */
-	job_lines_to_arrays(job, strcmp(status, "cancelled") == 0 ? "warn" : "error", error,
-						values + 2, nulls + 2);
+	lines_to_arrays(job, strcmp(status, "cancelled") == 0 ? "warn" : "error", error,
+					values + 2, nulls + 2);
 	values[6] = CStringGetTextDatum(error);
 	nulls[6] = ' ';
 	rc = spi_execute_cached(&plan, "WITH j AS ("
@@ -769,8 +721,6 @@ job_catch_error(MemoryContext mcxt)
 	edata = CopyErrorData();
 	FlushErrorState();
 	AbortOutOfAnyTransaction();
-	if (held != NIL)
-		settle_held_lines(false, false);	/* what it wrote is held again */
 	return edata;
 }
 
@@ -849,8 +799,7 @@ job_take_claimed_next(MemoryContext mcxt)
 	job = job_copy(linitial(claimed), mcxt);
 	job->started = GetCurrentTimestamp();
 	progress_written_at = job->started;
-	if (held != NIL)
-		settle_held_lines(false, true); /* of a job whose end was not recorded */
+	forget_held_lines();		/* a job before it whose end was not recorded */
 	claimed = list_delete_first(claimed);
 	if (claimed == NIL)
 		MemoryContextReset(claimed_cxt);
