@@ -15,10 +15,7 @@
 #                     (pg_stat_activity sampled every 10 ms), in bench/results/throughput-waits.txt
 #   BENCH_TP_NO_NOTIFY=1 bash bench/throughput.sh  # an experiment, not publish as shipped:
 #                     the NOTIFY trigger on job_queue disabled, to see what it costs
-#   BENCH_TP_CLIENT_NOTIFY_ONLY=1 bash bench/throughput.sh  # an experiment too: the
-#                     trigger fires for the clients' changes only (they connect as
-#                     role tp_client; the workers, as postgres, notify nothing), to
-#                     see what the workers' own notifications cost
+#                     (since day 5 only the workers' changes notify: queuing does not)
 #
 # (bench/pickup_and_throughput.sh's throughput runs publish the same version
 # again and again: a request for a version that is already queued returns
@@ -68,15 +65,6 @@ SQL
 if [ -n "${BENCH_TP_NO_NOTIFY:-}" ]; then
 	val "ALTER TABLE publish.job_queue DISABLE TRIGGER job_queue_notify"
 	echo "EXPERIMENT: NOTIFY trigger disabled"
-fi
-CLIENT_USER=$PGUSER
-if [ -n "${BENCH_TP_CLIENT_NOTIFY_ONLY:-}" ]; then
-	val "CREATE ROLE tp_client SUPERUSER LOGIN"
-	val "DROP TRIGGER job_queue_notify ON publish.job_queue"
-	val "CREATE TRIGGER job_queue_notify AFTER INSERT OR UPDATE OF status, progress ON publish.job_queue
-	     FOR EACH ROW WHEN (session_user <> 'postgres') EXECUTE FUNCTION publish._notify_job_change()"
-	CLIENT_USER=tp_client
-	echo "EXPERIMENT: NOTIFY trigger for the clients' changes only"
 fi
 # each call publishes the next project: N calls publish every project once
 printf "SELECT publish.publish_version('tp-' || ((nextval('tp_seq') - 1) %% %d + 1), 1, 'tp');\n" "$N" >"$WORK/enqueue.sql"
@@ -138,7 +126,7 @@ run() {
 		spid=$!
 		sleep 0.5
 	fi
-	"$PGBENCH" -n -U "$CLIENT_USER" -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -t $((N / clients)) -f "$WORK/enqueue.sql" "$DB" >"$WORK/pgbench.log" 2>&1 \
+	"$PGBENCH" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -t $((N / clients)) -f "$WORK/enqueue.sql" "$DB" >"$WORK/pgbench.log" 2>&1 \
 		|| { cat "$WORK/pgbench.log" >&2; exit 1; }
 	wait_drained "$t0"
 	row=$(val "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
@@ -180,7 +168,6 @@ done
 
 {
 	[ -z "${BENCH_TP_NO_NOTIFY:-}" ] || echo "EXPERIMENT: the NOTIFY trigger on publish.job_queue disabled (BENCH_TP_NO_NOTIFY)."
-	[ -z "${BENCH_TP_CLIENT_NOTIFY_ONLY:-}" ] || echo "EXPERIMENT: the NOTIFY trigger fires for the clients' changes only (BENCH_TP_CLIENT_NOTIFY_ONLY)."
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, fsync on, synchronous_commit on;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at); enqueued/s = jobs / (last created_at − first created_at), the clients' rate."
