@@ -681,7 +681,8 @@ job_cancel_was_requested(PublishJob *job)
 /*
  * Records how the job ended when it did not publish: status 'failed' or
  * 'cancelled', the error text, and an error (or, cancelled, warn) log line
- * after the lines the job held (job_step_reached).
+ * after the lines the job held (job_step_reached), its progress that of the
+ * last of them.
  */
 void
 job_record_end(PublishJob *job, const char *status, const char *error)
@@ -699,7 +700,8 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 	values[6] = CStringGetTextDatum(error);
 	nulls[6] = ' ';
 	rc = spi_execute_cached(&plan, "WITH j AS ("
-							"  UPDATE publish.job_queue SET status = $2, error = $7, completed_at = clock_timestamp()"
+							"  UPDATE publish.job_queue SET status = $2, error = $7, completed_at = clock_timestamp(),"
+							"         progress = greatest(progress, (SELECT max(p) FROM unnest($6::int4[]) AS p))"
 							"   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
 							")" INSERT_LINES,
 							7, types, values, nulls, false, 0);

@@ -14,7 +14,7 @@ SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
 -- Leftovers of an earlier run that stopped half-way.
 DELETE FROM publish.projects WHERE slug LIKE 'fail-%';
 
-SELECT plan(57);
+SELECT plan(58);
 
 SELECT :'storage' || '/fail' AS root \gset
 SELECT publish.set_storage_target('tap-fail', 'file://' || :'root') \g /dev/null
@@ -106,6 +106,8 @@ SELECT is(logs->-1->>'level', 'error', 'the last log entry is an error') FROM ta
 SELECT ok(test_helpers.in_order(test_helpers.log_positions(logs, ARRAY['^validated', '^built', '/etc/passwd'])),
           'the log shows the steps that passed, then the error') FROM target_fail;
 SELECT ok(completed_at IS NOT NULL, 'completed_at is set') FROM target_fail;
+SELECT is(progress::text || ' ' || (logs->-1->>'progress'), '30 30',
+          'its progress is the last step it reached (30 %, built), and so is its error line''s') FROM target_fail;
 SELECT ok(target_fail::text !~ 'bad-secret-51c2e', 'the target''s secret appears nowhere in the failed job')
   FROM target_fail;
 
