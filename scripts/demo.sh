@@ -74,7 +74,7 @@ END
 SQL
 )
 
-echo "== The job's log (each step commits its progress and a line)"
+echo "== The job's log (each step records its progress and a line)"
 psql_demo -c "SELECT to_char((e->>'timestamp')::timestamptz, 'HH24:MI:SS.MS') AS at,
                      e->>'level' AS level, lpad(e->>'progress', 3) || '%' AS progress,
                      e->>'message' AS message
