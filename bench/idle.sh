@@ -6,6 +6,9 @@
 #
 #   bash bench/idle.sh                     # as root (~5.5 minutes)
 #   BENCH_IDLE_SECONDS=60 bash bench/idle.sh
+#   BENCH_IDLE_WITHOUT=1 bash bench/idle.sh  # the same server without publish
+#                     (not preloaded, no extension): PostgreSQL's own idle cost,
+#                     to compare the "all processes" rows of the two
 #
 # Wake-ups are counted as voluntary context switches (/proc/<pid>/status):
 # a process that sleeps on its latch and wakes only for the safety sweep
@@ -37,15 +40,26 @@ WORK=$(mktemp -d /tmp/publish-idle.XXXXXX)
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
-cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning"
+WITHOUT=${BENCH_IDLE_WITHOUT:-}
+if [ -n "$WITHOUT" ]; then
+	cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning" "shared_preload_libraries = ''"
+	WHAT="without publish (not preloaded)"
+else
+	cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning"
+	WHAT="with publish"
+fi
 for i in $(seq 1 "$NDB"); do
 	psql -X -q -d postgres -c "CREATE DATABASE idle$i"
-	psql -X -q -d "idle$i" -c "CREATE EXTENSION publish"
+	[ -n "$WITHOUT" ] || psql -X -q -d "idle$i" -c "CREATE EXTENSION publish"
 done
-SWEEP=$(psql -X -tA -d idle1 -c "SHOW publish.sweep_interval")
-WPD=$(psql -X -tA -d idle1 -c "SHOW publish.workers_per_database")
+if [ -z "$WITHOUT" ]; then
+	SWEEP=$(psql -X -tA -d idle1 -c "SHOW publish.sweep_interval")
+	WPD=$(psql -X -tA -d idle1 -c "SHOW publish.workers_per_database")
+else
+	SWEEP=30s WPD=0
+fi
 PM=$(head -n 1 "$WORK/pg/data/postmaster.pid")
-echo "== $NDB databases with publish; settling ${SETTLE}s, then measuring ${SECS}s"
+echo "== $NDB databases $WHAT; settling ${SETTLE}s, then measuring ${SECS}s"
 sleep "$SETTLE"
 
 # snapshot: "pid kind ticks ctxt" for every child of the postmaster
@@ -67,8 +81,10 @@ join -t'|' <(sort "$WORK/s0") <(sort "$WORK/s1") | awk -F'|' -v secs="$SECS" '
 	{ k = $2; n[k]++; cpu[k] += ($6 - $3) / 1e6; cs[k] += $7 - $4 }
 	END { for (k in n) printf "| %s | %d | %.1f | %.2f | %.1f |\n", k, n[k], cpu[k], cpu[k] / n[k] / (secs / 60), cs[k] / n[k] * 60 / secs }' \
 	| sort >"$WORK/rows"
+# the postmaster's children together, and the postmaster itself
+awk -F'|' -v secs="$SECS" '{ n += $3; cpu += $4 } END { printf "| all processes (children of the postmaster) | %d | %.1f | %.2f | |\n", n, cpu, cpu / (secs / 60) }' "$WORK/rows" >>"$WORK/rows"
 {
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs; $NDB databases with publish,"
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs; $NDB databases $WHAT,"
 	echo "publish.workers_per_database = $WPD, publish.sweep_interval = $SWEEP; measured over $SECS s after ${SETTLE} s of settling."
 	echo
 	echo "| process | count | CPU ms in ${SECS} s (all of them together) | CPU ms per process per minute | wake-ups per process per minute |"
