@@ -15,9 +15,11 @@
  *
  * Database work happens in short transactions that also commit the step's
  * progress and log line, so a poller sees the job move; file and network I/O
- * happens between them, with no transaction or snapshot open.  Each step's
- * commit is a checkpoint: a cancelled or timed-out job stops there (and
- * every second in the tile loop, tile_publish.c), before release.json is switched.  What readers
+ * happens between them, with no transaction or snapshot open.  Steps 2 and
+ * 3 of a small publish come less than 100 ms after the last write and are
+ * held for the next (job_step_reached).  Each step is a checkpoint: a
+ * cancelled or timed-out job stops there (and every second in the tile
+ * loop, tile_publish.c), before release.json is switched.  What readers
  * see is always complete: the versioned copy and the tiles land before
  * release.json, and release.json is replaced atomically.  Any error ends the
  * job (worker.c records it); the version and publish.releases change only in

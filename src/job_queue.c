@@ -5,9 +5,9 @@
  *	  progress and log, how it ended, jobs interrupted by a crash, and the
  *	  deletion of old finished jobs.
  *
- * Every function here but job_checkpoint and job_purge_expired runs inside
- * a short transaction opened with job_txn_begin and closed with
- * job_txn_commit; no transaction is open while a job does file or network
+ * The functions here that open a transaction of their own say so (outside
+ * a transaction); the others run inside a short transaction opened with
+ * job_txn_begin and closed with job_txn_commit; no transaction is open while a job does file or network
  * I/O.  Progress and log commits may be asynchronous (a crash loses at most
  * a progress figure, and the job is retried); claims and ends are durable.
  *
