@@ -511,6 +511,8 @@ BEGIN
 				PERFORM publish._job_ended_at_commit();
 			END IF;
 		END IF;
+		-- the new job as publish.jobs shows it (no log yet), without reading
+		-- it back through the view
 		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env, created_by)
 		VALUES ('publish',
 		        jsonb_build_object('project_slug', slug,
@@ -520,7 +522,10 @@ BEGIN
 		        || CASE WHEN sub IS NULL THEN '{}'::jsonb
 		                ELSE jsonb_build_object('requested_sub', sub) END,
 		        ver.project_id, ver.id, env, requester)
-		RETURNING q.id INTO job_id;
+		RETURNING q.id, q.job_type, q.status, q.progress, q.params, q.result, q.error, '[]'::jsonb,
+		          q.created_at, q.started_at, q.completed_at, q.attempts, q.created_by, q.cancel_requested
+		INTO job;
+		RETURN job;
 	END IF;
 
 	SELECT * INTO job FROM publish.jobs j WHERE j.id = job_id;

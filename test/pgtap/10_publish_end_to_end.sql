@@ -13,7 +13,7 @@ SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
 -- Leftovers of an earlier run that stopped half-way.
 DELETE FROM publish.projects WHERE slug = 'e2e-one';
 
-SELECT plan(46);
+SELECT plan(47);
 
 SELECT :'storage' || '/e2e' AS root \gset
 SELECT publish.set_storage_target('tap-e2e', 'file://' || :'root') \g /dev/null
@@ -28,8 +28,12 @@ SELECT :'root' || '/tap-e2e/e2e-one' AS prod_dir,
 -- Publish version 1 to tap-e2e: the returned row is the queued job.
 -- ---------------------------------------------------------------------------
 
+BEGIN;
 CREATE TEMP TABLE j1 AS SELECT * FROM publish.publish_version('e2e-one', 1, 'tap-e2e');
 SELECT id AS job1 FROM j1 \gset
+SELECT is(to_jsonb(j1), (SELECT to_jsonb(v) FROM publish.jobs v WHERE v.id = j1.id),
+          'the row publish_version returns is the job as publish.jobs shows it') FROM j1;
+COMMIT;
 
 SELECT is(status, 'queued', 'publish_version returns the job, queued') FROM j1;
 SELECT is(progress, 0, 'the new job is at 0%') FROM j1;
