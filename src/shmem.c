@@ -140,6 +140,17 @@ find_slot(Oid dboid, bool create)
 	return NULL;
 }
 
+/*
+ * This worker's slot while it still holds it (a database's slot may be
+ * forgotten, and reused, under a worker that is exiting); caller holds
+ * the lock.
+ */
+static PublishWorkerSlot *
+own_slot(void)
+{
+	return my_worker_slot != NULL && my_worker_slot->pid == MyProcPid ? my_worker_slot : NULL;
+}
+
 static bool
 any_worker(PublishDbSlot *slot)
 {
@@ -287,16 +298,13 @@ publish_shmem_attach_worker(Oid dboid, int number)
  * (publish_shmem_aim_cancel): the lock orders the two.
  */
 void
-publish_shmem_set_running_job(Oid dboid, int number, const char *job_id)
+publish_shmem_set_running_job(const char *job_id)
 {
-	PublishDbSlot *slot;
+	PublishWorkerSlot *w;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot = find_slot(dboid, false);
-	if (slot != NULL && slot->workers[number].pid == MyProcPid)
+	if ((w = own_slot()) != NULL)
 	{
-		PublishWorkerSlot *w = &slot->workers[number];
-
 		strlcpy(w->running_job, job_id ? job_id : "", sizeof(w->running_job));
 		if (job_id != NULL && ++w->running_seq == 0)
 			w->running_seq = 1;
@@ -324,14 +332,13 @@ publish_shmem_workers_asleep(Oid dboid)
 
 /* The worker is about to wait on its latch for work (true), or woke (false). */
 void
-publish_shmem_set_sleeping(Oid dboid, int number, bool sleeping)
+publish_shmem_set_sleeping(bool sleeping)
 {
-	PublishDbSlot *slot;
+	PublishWorkerSlot *w;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot = find_slot(dboid, false);
-	if (slot != NULL && slot->workers[number].pid == MyProcPid)
-		slot->workers[number].sleeping = sleeping;
+	if ((w = own_slot()) != NULL)
+		w->sleeping = sleeping;
 	LWLockRelease(shared->lock);
 }
 

@@ -130,7 +130,7 @@ worker_sigint(SIGNAL_ARGS)
 static void
 run_job(PublishJob *job, MemoryContext mcxt)
 {
-	publish_shmem_set_running_job(worker_dboid, worker_number, job->id);
+	publish_shmem_set_running_job(job->id);
 	MemoryContextSwitchTo(mcxt);
 	PG_TRY();
 	{
@@ -161,7 +161,7 @@ run_job(PublishJob *job, MemoryContext mcxt)
 				(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
 	}
 	PG_END_TRY();
-	publish_shmem_set_running_job(worker_dboid, worker_number, NULL);
+	publish_shmem_set_running_job(NULL);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -388,13 +388,13 @@ publish_worker_main(Datum main_arg)
 		 * idle.  When its last full sweep left nothing to watch, it sleeps
 		 * until the purge or the backstop is due (worker_sweep_timeout).
 		 */
-		publish_shmem_set_sleeping(worker_dboid, worker_number, true);
+		publish_shmem_set_sleeping(true);
 		rc = WaitLatch(MyLatch,
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (worker_number == 0 ? WL_TIMEOUT : 0),
 					   worker_number == 0 ? worker_sweep_timeout(worker_dboid) : -1L,
 					   PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		publish_shmem_set_sleeping(worker_dboid, worker_number, false);
+		publish_shmem_set_sleeping(false);
 		/* WaitLatch reports one event: the timer, or the latch (which wins) */
 		sweep = (rc & WL_TIMEOUT) != 0;
 		woke = true;
