@@ -15,13 +15,9 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 my $demo = $ENV{PUBLISH_DEMO_DIR} or plan skip_all => 'PUBLISH_DEMO_DIR is not set';
-my $storage = PostgreSQL::Test::Utils::tempdir();
 my $node = publish_node('repro');
 my $db = 'postgres';
-$node->safe_psql($db, 'CREATE EXTENSION publish');
-$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
-command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
-$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ], 'sample');
+publish_sample($node, $db, $demo);
 
 # The worker is kept busy with J0 (held in step 1), so J1 and J2 stay queued.
 $node->safe_psql($db, "BEGIN; LOCK TABLE publish.storage_credentials IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'hold'");

@@ -14,14 +14,10 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 my $demo = $ENV{PUBLISH_DEMO_DIR} or plan skip_all => 'PUBLISH_DEMO_DIR is not set';
-my $storage = PostgreSQL::Test::Utils::tempdir();
 my $node = publish_node('q5',
 	conf => "publish.max_attempts = 1\nrestart_after_crash = on\n");
 my $db = 'postgres';
-$node->safe_psql($db, 'CREATE EXTENSION publish');
-$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
-command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
-$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ], 'sample');
+my $storage = publish_sample($node, $db, $demo);
 my $j = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 2, 'production')");
 $node->poll_query_until($db, "SELECT status = 'completed' FROM publish.job_queue WHERE id = '$j'");
 

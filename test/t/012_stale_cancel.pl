@@ -26,14 +26,9 @@ plan skip_all => 'gdb is not installed (scripts/install-deps.sh)'
 plan skip_all => 'the gdb breakpoint condition is written for x86-64'
   unless `uname -m` =~ /^x86_64/;
 
-my $storage = PostgreSQL::Test::Utils::tempdir();
 my $node = publish_node('stale_cancel');
 my $db = 'postgres';
-$node->safe_psql($db, 'CREATE EXTENSION publish');
-$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
-command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
-$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ],
-	'sample project');
+publish_sample($node, $db, $demo);
 
 sub version_lock
 {

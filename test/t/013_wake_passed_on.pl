@@ -22,14 +22,9 @@ my $demo = $ENV{PUBLISH_DEMO_DIR}
 plan skip_all => 'gdb is not installed (scripts/install-deps.sh)'
   unless system('gdb --version >/dev/null 2>&1') == 0;
 
-my $storage = PostgreSQL::Test::Utils::tempdir();
 my $node = publish_node('wake_passed_on', conf => "publish.workers_per_database = 2\n");
 my $db = 'postgres';
-$node->safe_psql($db, 'CREATE EXTENSION publish');
-$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
-command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
-$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ],
-	'sample project');
+publish_sample($node, $db, $demo);
 
 ok($node->poll_query_until($db,
 		"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$db'"

@@ -6,6 +6,13 @@
 #   my $node = publish_node('name', conf => "publish.max_attempts = 1\n",
 #                           init => { allows_streaming => 1 });
 #
+# publish_sample: in database db, the extension, a file:// target
+# 'production' in a new directory (returned) holding the demo's tiles, and
+# the demo's sample project (campus); two checks, 'tiles' and 'sample
+# project'.
+#
+#   my $storage = publish_sample($node, 'postgres', $ENV{PUBLISH_DEMO_DIR});
+#
 # gdb_attach: gdb attached to a server process with a breakpoint, for tests
 # that must stop a process at an exact point (t/012, t/013).  @DIR@ in the
 # commands is a directory of the test's, for marker files.
@@ -23,7 +30,7 @@ use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(publish_node gdb_attach);
+our @EXPORT = qw(publish_node publish_sample gdb_attach);
 
 sub publish_node
 {
@@ -41,6 +48,20 @@ sub publish_node
 		  . ($opt{conf} // ''));
 	$node->start;
 	return $node;
+}
+
+sub publish_sample
+{
+	my ($node, $db, $demo) = @_;
+	my $storage = PostgreSQL::Test::Utils::tempdir();
+
+	$node->safe_psql($db, 'CREATE EXTENSION publish');
+	$node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
+	PostgreSQL::Test::Utils::command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles');
+	$node->command_ok(
+		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', "$demo/sample_project.sql" ],
+		'sample project');
+	return $storage;
 }
 
 # Starts gdb on pid with breakpoints (gdb commands), the server's signals
