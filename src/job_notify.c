@@ -72,7 +72,7 @@ publish_notify_job_change(PG_FUNCTION_ARGS)
 	int			id_att;
 	int			status_att;
 	int			progress_att;
-	bool		isnull;
+	char	   *progress;
 	StringInfoData payload;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -100,9 +100,8 @@ publish_notify_job_change(PG_FUNCTION_ARGS)
 	escape_json(&payload, SPI_getvalue(new_row, desc, id_att));
 	appendStringInfoString(&payload, ", \"status\" : ");
 	escape_json(&payload, SPI_getvalue(new_row, desc, status_att));
-	(void) heap_getattr(new_row, progress_att, desc, &isnull);
-	appendStringInfo(&payload, ", \"progress\" : %s}",
-					 isnull ? "null" : SPI_getvalue(new_row, desc, progress_att));
+	progress = SPI_getvalue(new_row, desc, progress_att);	/* NULL if null */
+	appendStringInfo(&payload, ", \"progress\" : %s}", progress ? progress : "null");
 	Async_Notify(JOB_CHANNEL, payload.data);
 	pfree(payload.data);
 	return PointerGetDatum(NULL);

@@ -7,8 +7,8 @@
  *
  * The functions here that open a transaction of their own say so (outside
  * a transaction); the others run inside a short transaction opened with
- * job_txn_begin and closed with job_txn_commit; no transaction is open while a job does file or network
- * I/O.  Progress and log commits may be asynchronous (a crash loses at most
+ * job_txn_begin and closed with job_txn_commit.  No transaction is open
+ * while a job does file or network I/O.  Progress and log commits may be asynchronous (a crash loses at most
  * a progress figure, and the job is retried); claims and ends are durable.
  *
  * Progress is committed at most every PROGRESS_WRITE_INTERVAL_MS: a step
@@ -72,9 +72,9 @@ static MemoryContext claimed_cxt = NULL;
 
 /*
  * Log lines of the running job not written yet (job_step_reached), oldest
- * first, in held_cxt.  A statement that writes them counts them in
- * held_in_txn; they are forgotten once that transaction commits
- * (job_txn_commit), kept if it aborts.
+ * first, in held_cxt.  A statement that writes them sets held_written;
+ * they are forgotten once that transaction commits (job_txn_commit), kept
+ * if it aborts.
  */
 typedef struct HeldLine
 {
@@ -85,7 +85,7 @@ typedef struct HeldLine
 
 static List *held = NIL;
 static char *held_job_id = NULL;
-static int	held_in_txn = 0;
+static bool held_written = false;
 static MemoryContext held_cxt = NULL;
 static TimestampTz progress_written_at;	/* the running job's last write */
 
@@ -124,7 +124,7 @@ forget_held_lines(void)
 {
 	held = NIL;
 	held_job_id = NULL;
-	held_in_txn = 0;
+	held_written = false;
 	if (held_cxt != NULL)
 		MemoryContextReset(held_cxt);
 }
@@ -143,7 +143,7 @@ job_txn_begin(const char *activity)
 	if (current_job != NULL && job_group_overdue())
 		job_record_group_now();
 
-	held_in_txn = 0;
+	held_written = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -176,7 +176,7 @@ job_txn_commit(bool durable)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (held_in_txn > 0)
+	if (held_written)
 		forget_held_lines();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -207,11 +207,15 @@ job_extension_present(void)
 	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel));
 }
 
-/* Runs sql through the plan kept in *plan (spi_util.c); errors unless rc is expected. */
+/*
+ * Runs sql through the plan kept in *plan (spi_util.c), nulls as SPI takes
+ * them (NULL: none); errors unless rc is expected.
+ */
 static void
-exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values, int expected)
+exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, int expected)
 {
-	int			rc = spi_execute_cached(plan, sql, nargs, types, values, NULL, false, 0);
+	int			rc = spi_execute_cached(plan, sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "publish: SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
@@ -278,7 +282,7 @@ job_recover_interrupted(void)
 			 " UNION ALL SELECT id, 'error', error, progress FROM failed"
 			 " UNION ALL SELECT id, 'info', format('Queued to publish the live release again: job %s"
 			 " may have switched release.json before it was interrupted', failed_id), 0 FROM restore",
-			 2, types, values, SPI_OK_INSERT);
+			 2, types, values, NULL, SPI_OK_INSERT);
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("publish worker recovered %llu interrupted job(s)",
@@ -313,7 +317,7 @@ job_sweep_needed(SweepFindings *found)
 			 "       (SELECT min(completed_at) FROM publish.job_queue"
 			 "         WHERE status IN ('completed', 'failed', 'cancelled'))"
 			 "       + make_interval(mins => $1)",
-			 2, types, values, SPI_OK_SELECT);
+			 2, types, values, NULL, SPI_OK_SELECT);
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	found->queue_busy = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
@@ -391,7 +395,7 @@ job_claim(int max)
 			 "SELECT id, job_type, version_id, env, attempts,"
 			 "       pg_advisory_lock($3, hashtext(id::text)), (SELECT n FROM queued) FROM claimed"
 			 " ORDER BY created_at, id",
-			 5, types, values, SPI_OK_SELECT);
+			 5, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
 	/* jobs left for the others: wake one (it wakes the next, if need be) */
@@ -474,7 +478,7 @@ lines_to_arrays(PublishJob *job, const char *level, const char *message,
 			progress[i] = Int32GetDatum(line->progress);
 			i++;
 		}
-		held_in_txn = i;
+		held_written = true;
 	}
 	if (message != NULL)
 	{
@@ -603,7 +607,7 @@ job_step_reached(PublishJob *job, const char *activity, int progress, const char
 static bool
 holds_lines(PublishJob *job)
 {
-	return held != NIL && held_in_txn == 0 &&
+	return held != NIL && !held_written &&
 		held_job_id != NULL && strcmp(held_job_id, job->id) == 0;
 }
 
@@ -692,21 +696,18 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 	TEXTARRAYOID, INT4ARRAYOID, TEXTOID};
 	Datum		values[7] = {CStringGetTextDatum(job->id), CStringGetTextDatum(status)};
 	char		nulls[7] = {' ', ' '};
-	int			rc;
 
 	/* the job's held lines first, then the error (cancelled: warn) line */
 	lines_to_arrays(job, strcmp(status, "cancelled") == 0 ? "warn" : "error", error,
 					values + 2, nulls + 2);
 	values[6] = CStringGetTextDatum(error);
 	nulls[6] = ' ';
-	rc = spi_execute_cached(&plan, "WITH j AS ("
-							"  UPDATE publish.job_queue SET status = $2, error = $7, completed_at = clock_timestamp(),"
-							"         progress = greatest(progress, (SELECT max(p) FROM unnest($6::int4[]) AS p))"
-							"   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
-							")" INSERT_LINES,
-							7, types, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "publish: SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	exec_sql(&plan, "WITH j AS ("
+			 "  UPDATE publish.job_queue SET status = $2, error = $7, completed_at = clock_timestamp(),"
+			 "         progress = greatest(progress, (SELECT max(p) FROM unnest($6::int4[]) AS p))"
+			 "   WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id, progress"
+			 ")" INSERT_LINES,
+			 7, types, values, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -867,7 +868,7 @@ job_purge_expired(void)
 				 "   WHERE status IN ('completed', 'failed', 'cancelled')"
 				 "     AND completed_at < now() - make_interval(mins => $1)"
 				 "   ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-				 2, types, values, SPI_OK_DELETE);
+				 2, types, values, NULL, SPI_OK_DELETE);
 		deleted = SPI_processed;
 		job_txn_commit(false);
 	} while (deleted == PURGE_BATCH_SIZE);
@@ -892,7 +893,7 @@ job_progress(PublishJob *job, int progress)
 	job_txn_begin("publish: progress");
 	exec_sql(&plan, "UPDATE publish.job_queue SET progress = greatest(progress, $2)"
 			 " WHERE id = $1::uuid AND status = 'running' RETURNING cancel_requested",
-			 2, types, values, SPI_OK_UPDATE_RETURNING);
+			 2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
