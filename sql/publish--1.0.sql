@@ -280,6 +280,24 @@ CREATE TRIGGER job_queue_notify
 	AFTER UPDATE OF status, progress ON publish.job_queue
 	FOR EACH ROW EXECUTE FUNCTION publish._notify_job_change();
 
+-- Every job queued wakes a worker at commit, however it was queued:
+-- publish_version and build_tiles, but also a superuser's INSERT, a
+-- restore's COPY, a job set back to 'queued' by hand.  Only rows written
+-- with triggers off (session_replication_role = replica, pg_restore
+-- --disable-triggers) wait for the backstop sweep, publish.sweep_backstop.
+-- The workers' own updates (running, completed, ...) do not call it.
+CREATE FUNCTION publish._wake_worker_on_queued()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'publish_wake_worker_on_queued';
+COMMENT ON FUNCTION publish._wake_worker_on_queued() IS
+	'Internal: wake this database''s publish worker when a transaction that queued a job commits.';
+
+CREATE TRIGGER job_queue_wake
+	AFTER INSERT OR UPDATE OF status ON publish.job_queue
+	FOR EACH ROW WHEN (NEW.status = 'queued')
+	EXECUTE FUNCTION publish._wake_worker_on_queued();
+
 -- ---------------------------------------------------------------------------
 -- Releases: what is live in each environment
 -- ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include "utils/guc.h"
 
 int			publish_sweep_interval = 30;
+int			publish_sweep_backstop = 3600;
 int			publish_max_attempts = 3;
 int			publish_launcher_restart_delay = 5;
 int			publish_workers_per_database = 2;
@@ -47,13 +48,24 @@ publish_define_gucs(void)
 {
 	DefineCustomIntVariable("publish.sweep_interval",
 							"Seconds between safety sweeps of the job queue.",
-							"Workers are woken at commit of each publish; the sweep only "
-							"picks up what a wake-up could not reach (for example a job "
-							"row inserted by hand). An idle worker sleeps through sweeps "
-							"that could find nothing; a full sweep runs at least every "
-							"10 intervals.",
+							"Workers are woken at commit of every job queued; while jobs "
+							"are queued or running, or transactions prepared, the sweep "
+							"recovers jobs whose worker died. An idle worker sleeps "
+							"through sweeps that could find nothing.",
 							&publish_sweep_interval,
 							30, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.sweep_backstop",
+							"Longest time between two full sweeps of a database's job queue.",
+							"Every job queued wakes a worker at commit, also a row inserted "
+							"by hand; this sweep is the net for rows written with triggers "
+							"off (session_replication_role = replica, a restore with "
+							"--disable-triggers). The launcher looks for new databases "
+							"at the same rhythm.",
+							&publish_sweep_backstop,
+							3600, 1, 7 * 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

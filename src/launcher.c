@@ -17,7 +17,7 @@
  *
  * The launcher sleeps on its latch; it is woken by wake-ups, by its workers
  * starting and stopping (bgw_notify_pid), by SIGHUP, and, as a backstop,
- * every 10 publish.sweep_intervals.  Registered with
+ * every publish.sweep_backstop.  Registered with
  * BgWorkerStart_RecoveryFinished, it does not run on a standby and starts
  * after promotion.
  *
@@ -54,9 +54,6 @@ typedef struct LauncherDb
 } LauncherDb;
 
 static HTAB *launcher_dbs = NULL;
-
-/* the launcher's timer: this many sweep intervals */
-#define LAUNCHER_BACKSTOP_SWEEPS	10
 
 void
 publish_register_launcher(void)
@@ -290,7 +287,7 @@ publish_launcher_main(Datum main_arg)
 		 * stopping, SIGHUP.  The timer is only a backstop, at the rhythm of
 		 * the workers' backstop sweeps (worker_sweep.c).
 		 */
-		timeout_ms = publish_sweep_interval * 1000L * LAUNCHER_BACKSTOP_SWEEPS;
+		timeout_ms = publish_sweep_backstop * 1000L;
 		if (delayed_ms >= 0 && delayed_ms < timeout_ms)
 			timeout_ms = Max(delayed_ms, 10);
 

@@ -57,6 +57,7 @@
 
 /* guc.c */
 extern int	publish_sweep_interval;		/* seconds */
+extern int	publish_sweep_backstop;		/* seconds */
 extern int	publish_max_attempts;
 extern int	publish_launcher_restart_delay;	/* seconds */
 extern int	publish_workers_per_database;

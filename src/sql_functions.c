@@ -4,6 +4,7 @@
  *	  The C functions behind the extension's SQL entry points.
  *
  *	  publish._wake_worker_at_commit()       wake this database's worker at commit
+ *	  publish._wake_worker_on_queued()       the same, as job_queue's trigger
  *	  publish._release_document(uuid, text, timestamptz)  release.json text
  *	  publish._validation_problems(uuid)     every problem of a version
  *	  publish._job_event_prepare()          listen for job ends (wait_job)
@@ -17,6 +18,7 @@
  */
 #include "publish.h"
 
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -29,6 +31,7 @@
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
+PG_FUNCTION_INFO_V1(publish_wake_worker_on_queued);
 PG_FUNCTION_INFO_V1(publish_release_document);
 PG_FUNCTION_INFO_V1(publish_validation_problems);
 PG_FUNCTION_INFO_V1(publish_job_event_prepare);
@@ -53,6 +56,26 @@ publish_wake_worker_at_commit(PG_FUNCTION_ARGS)
 	require_preloaded();
 	publish_wake_at_commit();
 	PG_RETURN_VOID();
+}
+
+/*
+ * The job_queue_wake trigger (AFTER INSERT OR UPDATE OF status, FOR EACH
+ * ROW WHEN the row is 'queued'): a job queued by any statement, a
+ * superuser's INSERT, a restore's COPY or a job set back to 'queued' by
+ * hand as much as publish_version, wakes a worker at commit.  Without the
+ * preloaded library there is no worker to wake, and a restore into such a
+ * server must not fail: then it does nothing.
+ */
+Datum
+publish_wake_worker_on_queued(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("publish._wake_worker_on_queued() must be called as a trigger")));
+	if (publish_shmem_ready())
+		publish_wake_at_commit();
+	return PointerGetDatum(NULL);
 }
 
 /* ISO 8601 UTC text of a timestamptz, as release.json writes it. */

@@ -4,10 +4,12 @@
  *	  Wake a database's worker when the transaction that queued a job
  *	  commits, and never before.
  *
- * publish_version() only notes, in backend-local state, that this database
- * has new work.  A transaction callback sets the worker's latch at
- * XACT_EVENT_COMMIT, which runs after the commit is visible to other
- * backends, so the woken worker finds the job.  An abort (or PREPARE
+ * A transaction that queues a job (publish_version, build_tiles, or any
+ * statement that writes a 'queued' row: the job_queue_wake trigger) only
+ * notes, in backend-local state, that this database has new work.  A
+ * transaction callback sets the worker's latch at XACT_EVENT_COMMIT, which
+ * runs after the commit is visible to other backends, so the woken worker
+ * finds the job.  An abort (or PREPARE
  * TRANSACTION) forgets the note: nobody is woken for work that does not
  * exist yet, except that PREPARE of a transaction that queued a job wakes
  * the worker too: it finds nothing yet, but its sweeps stay full while the

@@ -9,9 +9,11 @@
  * if it says so, recovery of interrupted jobs, a claim, and the retention
  * purge.  What could it find that no wake-up announced?
  *
- *	  - a job committed since the last full sweep: every publish_version and
- *		build_tiles bumps the database's wake count at commit (wakeup.c), and
- *		so do CREATE EXTENSION, COMMIT PREPARED and DROP EXTENSION
+ *	  - a job committed since the last full sweep: every row of
+ *		publish.job_queue inserted or updated as 'queued' (publish_version,
+ *		build_tiles, a superuser's INSERT, a restore's COPY: the job_queue_wake
+ *		trigger) bumps the database's wake count at commit (wakeup.c), and so
+ *		do CREATE EXTENSION, COMMIT PREPARED and DROP EXTENSION
  *		(utility_hook.c), and PREPARE TRANSACTION of a transaction that queued
  *		a job;
  *	  - a job queued or running when the last full sweep looked: queued
@@ -26,10 +28,10 @@
  *		computed when the oldest finished job expires, and the sweep at or
  *		after that time is full (and so is the one after a purge, which
  *		computes the next time);
- *	  - anything else (a superuser's INSERT or UPDATE of publish.job_queue,
- *		a restore of the table's data, a job queued in a prepared transaction
- *		by hand): the backstop, a full sweep at least every SWEEP_BACKSTOP
- *		sweep intervals (5 minutes at the default 30 s interval).
+ *	  - anything else (rows written with triggers off: session_replication_role
+ *		= replica, a restore with --disable-triggers; a lost wake-up): the
+ *		backstop, a full sweep at least every publish.sweep_backstop (an
+ *		hour by default).
  *
  * So a sweep is full when: no full sweep has run in this process yet (start,
  * restart after a crash, promotion: recovery of jobs left running needs it,
@@ -68,9 +70,6 @@
 
 #include "utils/timestamp.h"
 
-/* a full sweep at least every this many sweep intervals, whatever happens */
-#define SWEEP_BACKSTOP	10
-
 static bool known = false;		/* a full sweep has run since start/reload */
 static TimestampTz last_full;	/* when it ran */
 static uint64 counted_wakes;	/* wake count read before it */
@@ -82,8 +81,7 @@ static TimestampTz purge_at;	/* when the oldest finished job expires */
 static TimestampTz
 backstop_at(void)
 {
-	return TimestampTzPlusMilliseconds(last_full,
-									   (int64) SWEEP_BACKSTOP * publish_sweep_interval * 1000);
+	return TimestampTzPlusMilliseconds(last_full, (int64) publish_sweep_backstop * 1000);
 }
 
 /*
@@ -109,7 +107,7 @@ worker_sweep_gate(Oid dboid)
 	else if (now >= purge_at)
 		why = "finished jobs are due for deletion (publish.job_retention)";
 	else if (now >= backstop_at())
-		why = "backstop (a full sweep at least every " CppAsString2(SWEEP_BACKSTOP) " sweep intervals)";
+		why = "backstop (publish.sweep_backstop)";
 
 	if (why == NULL)
 	{

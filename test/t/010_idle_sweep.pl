@@ -3,18 +3,17 @@
 # 010_idle_sweep.pl: the sweep gate (src/worker_sweep.c).  A timed sweep
 # that can find nothing is skipped (no transaction), and an idle worker does
 # not even wake for it; every kind of work the sweep exists for still gets a
-# full sweep.  A 1 s sweep and DEBUG1 in the server log, where the worker
-# says "publish sweep skipped" or "publish sweep: full, <why>" for each
-# timed sweep.
+# full sweep.  A 1 s sweep, a 10 s backstop (publish.sweep_backstop) and
+# DEBUG1 in the server log, where the worker says "publish sweep skipped" or
+# "publish sweep: full, <why>" for each timed sweep.
 #
 #  (a) idle: the worker sleeps until the backstop (no sweep to skip)
-#  (b) a job row a superuser INSERTs (no wake-up) runs: the backstop
+#  (b) a job row a superuser INSERTs wakes the worker at commit (the
+#      job_queue_wake trigger); one written with triggers off
+#      (session_replication_role = replica, as logical replication's apply
+#      and pg_restore --disable-triggers write) runs too: the backstop
 #  (c) a job queued in a prepared transaction: sweeps stay full while it is
-#      prepared, also after a restart, and COMMIT PREPARED wakes the worker.
-#      Only a transaction whose triggers do not fire can be prepared after
-#      queueing a job (the queue's NOTIFY trigger forbids PREPARE), as with
-#      session_replication_role = replica, which logical replication's apply
-#      workers use (two_phase subscriptions prepare on the subscriber).
+#      prepared, also after a restart, and COMMIT PREPARED wakes the worker
 #  (d) retention: the worker sleeps until the oldest finished job expires,
 #      then a full sweep deletes it
 #
@@ -36,7 +35,7 @@ my $storage = PostgreSQL::Test::Utils::tempdir();
 command_ok([ 'bash', "$demo/make_tiles.sh", $storage ], 'tiles written');
 
 my $node = publish_node('idle_sweep',
-	conf => "publish.sweep_interval = 1\nlog_min_messages = debug1\n");
+	conf => "publish.sweep_interval = 1\npublish.sweep_backstop = 10\nlog_min_messages = debug1\n");
 my $db = 'postgres';
 $node->safe_psql($db, 'CREATE EXTENSION publish');
 $node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
@@ -111,20 +110,40 @@ SKIP:
 	cmp_ok($w1 - $w0, '<=', 2, '(a) the idle worker woke at most twice in 6 s (' . ($w1 - $w0) . ')');
 }
 
-# --- (b) a row inserted by a superuser: the backstop --------------------------
+# --- (b) a row inserted by a superuser: the trigger, or else the backstop -----
 
+my $copy_first =
+    "INSERT INTO publish.job_queue (job_type, params, project_id, version_id, env, created_by)"
+  . " SELECT job_type, params, project_id, version_id, env, created_by FROM publish.job_queue WHERE id = '$first'"
+  . " RETURNING id";
 $offset = -s $node->logfile;
-my $direct = $node->safe_psql($db,
-	"INSERT INTO publish.job_queue (job_type, params, project_id, version_id, env, created_by)"
-	  . " SELECT job_type, params, project_id, version_id, env, created_by FROM publish.job_queue WHERE id = '$first'"
-	  . " RETURNING id");
+my $direct = $node->safe_psql($db, $copy_first);
 my $secs;
 ($status, $secs) = wait_done($direct, 30);
-is($status, 'completed', sprintf('(b) a job inserted directly, with no wake-up, runs (%.1f s)', $secs));
-cmp_ok($secs, '<', 15, '(b) ... within the backstop: a full sweep at least every 10 intervals');
+is($status, 'completed', sprintf('(b) a job inserted directly runs (%.1f s)', $secs));
+cmp_ok($secs, '<', 5, '(b) ... at once: its commit woke the worker');
+($skipped, $full, $why) = sweeps($offset, $pid);
+ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
+  or diag(join("\n", @$why));
+
+sleep(2);    # the full sweep after the job, which sees the queue empty
+$offset = -s $node->logfile;
+my $replicated = $node->safe_psql($db, "SET session_replication_role = replica; $copy_first");
+($status, $secs) = wait_done($replicated, 30);
+is($status, 'completed',
+	sprintf('(b) a job inserted with triggers off, so with no wake-up, runs (%.1f s)', $secs));
+cmp_ok($secs, '<', 15, '(b) ... within the backstop (publish.sweep_backstop = 10 s)');
 ($skipped, $full, $why) = sweeps($offset, $pid);
 ok((grep { /^backstop/ } @$why), '(b) ... found by a backstop sweep')
   or diag(join("\n", @$why));
+
+# what README tells whoever wrote rows with triggers off: touch them
+$replicated = $node->safe_psql($db, "SET session_replication_role = replica; $copy_first");
+sleep(1);
+$node->safe_psql($db, "UPDATE publish.job_queue SET status = status WHERE status = 'queued'");
+($status, $secs) = wait_done($replicated, 30);
+is($status, 'completed', '(b) ... and one whose status is then set again by an UPDATE runs');
+cmp_ok($secs, '<', 5, sprintf('(b) ... at once, before the backstop (%.1f s)', $secs));
 
 # --- (c) prepared transactions ------------------------------------------------
 
