@@ -60,7 +60,13 @@ else
 fi
 for i in $(seq 1 "$NDB"); do
 	psql -X -q -d postgres -c "CREATE DATABASE idle$i"
-	[ -n "$WITHOUT" ] || psql -X -q -d "idle$i" -c "CREATE EXTENSION publish"
+	if [ -n "$WITHOUT" ]; then
+		# a database in use, as publish's workers make it: once a backend
+		# has connected, autovacuum visits it every autovacuum_naptime
+		psql -X -q -d "idle$i" -c "SELECT 1" >/dev/null
+	else
+		psql -X -q -d "idle$i" -c "CREATE EXTENSION publish"
+	fi
 done
 if [ -z "$WITHOUT" ]; then
 	SWEEP=$(psql -X -tA -d idle1 -c "SHOW publish.sweep_interval")
@@ -82,9 +88,14 @@ snapshot() {
 		echo "$pid|$kind|$(awk '{print $1}' "/proc/$pid/schedstat")|$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status")"
 	done
 }
+# CPU of the postmaster's children that exited (autovacuum workers, whose
+# visits no snapshot catches): its cutime + cstime, in clock ticks
+exited_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($16 + $17) * 1000 / hz }' "/proc/$PM/stat"; }
 snapshot >"$WORK/s0"
+X0=$(exited_ms)
 sleep "$SECS"
 snapshot >"$WORK/s1"
+X1=$(exited_ms)
 
 # per kind: processes, CPU ms, wake-ups per process per minute
 join -t'|' <(sort "$WORK/s0") <(sort "$WORK/s1") | awk -F'|' -v secs="$SECS" '
@@ -92,7 +103,9 @@ join -t'|' <(sort "$WORK/s0") <(sort "$WORK/s1") | awk -F'|' -v secs="$SECS" '
 	{ k = $2; n[k]++; cpu[k] += ($6 - $3) / 1e6; cs[k] += $7 - $4 }
 	END { for (k in n) printf "| %s | %d | %.1f | %.2f | %.1f |\n", k, n[k], cpu[k], cpu[k] / n[k] / (secs / 60), cs[k] / n[k] * 60 / secs }' \
 	| sort >"$WORK/rows"
-# the postmaster's children together, and the postmaster itself
+# the children that exited meanwhile, then all of them together
+awk -v x="$(awk -v a="$X0" -v b="$X1" 'BEGIN { print b - a }')" -v secs="$SECS" 'BEGIN {
+	printf "| processes that exited in the window (autovacuum workers) | | %.0f | %.2f | |\n", x, x / (secs / 60) }' >>"$WORK/rows"
 awk -F'|' -v secs="$SECS" '{ n += $3; cpu += $4 } END { printf "| all processes (children of the postmaster) | %d | %.1f | %.2f | |\n", n, cpu, cpu / (secs / 60) }' "$WORK/rows" >>"$WORK/rows"
 {
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs; $NDB databases $WHAT,"
@@ -110,6 +123,7 @@ awk -F'|' -v secs="$SECS" '{ n += $3; cpu += $4 } END { printf "| all processes 
 		n = ndb * int(secs / backstop); per = $4 / n
 		printf "Per full sweep of a worker 0: %.2f ms CPU (all publish workers'"'"' CPU over %d full sweeps, %d databases x %d s / %d s);\n", per, n, ndb, secs, backstop
 		printf "at the default publish.sweep_backstop (1 h) that is %.2f ms of CPU per minute for the %d databases.\n", per * ndb / 60, ndb }' "$WORK/rows"
-	echo "CPU time is the first field of /proc/<pid>/schedstat (nanoseconds on the CPU)."
+	echo "CPU time is the first field of /proc/<pid>/schedstat (nanoseconds on the CPU); that of processes"
+	echo "that exited in the window is the postmaster's cutime + cstime (/proc/<pid>/stat, clock ticks of $((1000 / $(getconf CLK_TCK))) ms)."
 } >"$OUT/idle.md"
 cat "$OUT/idle.md"

@@ -282,10 +282,15 @@ CREATE TRIGGER job_queue_notify
 
 -- Every job queued wakes a worker at commit, however it was queued:
 -- publish_version and build_tiles, but also a superuser's INSERT, a
--- restore's COPY, a job set back to 'queued' by hand.  Only rows written
--- with triggers off (session_replication_role = replica, pg_restore
--- --disable-triggers) wait for the backstop sweep, publish.sweep_backstop.
--- The workers' own updates (running, completed, ...) do not call it.
+-- restore's COPY, a job set back to 'queued' by hand; so does a row
+-- inserted as 'running' (restored from a dump taken while it ran): the
+-- sweep that follows the wake-up finds that no worker runs it and queues
+-- it again.  Only rows written with triggers off (session_replication_role
+-- = replica, as logical replication's apply and pg_restore
+-- --disable-triggers write) wait for the backstop sweep,
+-- publish.sweep_backstop.  The workers' claims and progress writes do not
+-- call it (a recovery that queues a job again does, and wakes a sibling).
+-- C, and its search_path not pinned, as for job_queue_notify.
 CREATE FUNCTION publish._wake_worker_on_queued()
 RETURNS trigger
 LANGUAGE c
@@ -294,7 +299,11 @@ COMMENT ON FUNCTION publish._wake_worker_on_queued() IS
 	'Internal: wake this database''s publish worker when a transaction that queued a job commits.';
 
 CREATE TRIGGER job_queue_wake
-	AFTER INSERT OR UPDATE OF status ON publish.job_queue
+	AFTER INSERT ON publish.job_queue
+	FOR EACH ROW WHEN (NEW.status IN ('queued', 'running'))
+	EXECUTE FUNCTION publish._wake_worker_on_queued();
+CREATE TRIGGER job_queue_wake_requeued
+	AFTER UPDATE OF status ON publish.job_queue
 	FOR EACH ROW WHEN (NEW.status = 'queued')
 	EXECUTE FUNCTION publish._wake_worker_on_queued();
 
@@ -1186,10 +1195,12 @@ BEGIN
 		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
 		 WHERE p.pronamespace = 'publish'::regnamespace
 		   AND NOT coalesce(p.proconfig, '{}') && ARRAY['search_path=pg_catalog, pg_temp']
-		   -- the job queue's NOTIFY trigger (job_notify.c) runs no SQL and
-		   -- resolves no name: a pinned path would cost a GUC save and
-		   -- restore for every progress write of every job
+		   -- the job queue's triggers in C run no SQL and resolve no name:
+		   -- a pinned path would cost a GUC save and restore for every
+		   -- progress write of every job (job_notify.c), every job queued
+		   -- and every row of a restore's COPY (_wake_worker_on_queued)
 		   AND p.oid <> 'publish._notify_job_change()'::regprocedure
+		   AND p.oid <> 'publish._wake_worker_on_queued()'::regprocedure
 	LOOP
 		EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
 	END LOOP;

@@ -59,10 +59,10 @@ publish_wake_worker_at_commit(PG_FUNCTION_ARGS)
 }
 
 /*
- * The job_queue_wake trigger (AFTER INSERT OR UPDATE OF status, FOR EACH
- * ROW WHEN the row is 'queued'): a job queued by any statement, a
- * superuser's INSERT, a restore's COPY or a job set back to 'queued' by
- * hand as much as publish_version, wakes a worker at commit.  Without the
+ * The job queue's wake-up triggers (publish--1.0.sql): a row inserted as
+ * 'queued' or 'running', or updated to 'queued', by any statement (a
+ * superuser's INSERT, a restore's COPY, a job set back to 'queued' by hand,
+ * as much as publish_version) wakes a worker at commit.  Without the
  * preloaded library there is no worker to wake, and a restore into such a
  * server must not fail: then it does nothing.
  */

@@ -5,7 +5,7 @@
  *	  commits, and never before.
  *
  * A transaction that queues a job (publish_version, build_tiles, or any
- * statement that writes a 'queued' row: the job_queue_wake trigger) only
+ * statement that writes a 'queued' row: the job_queue_wake triggers) only
  * notes, in backend-local state, that this database has new work.  A
  * transaction callback sets the worker's latch at XACT_EVENT_COMMIT, which
  * runs after the commit is visible to other backends, so the woken worker

@@ -10,12 +10,12 @@
  * purge.  What could it find that no wake-up announced?
  *
  *	  - a job committed since the last full sweep: every row of
- *		publish.job_queue inserted or updated as 'queued' (publish_version,
- *		build_tiles, a superuser's INSERT, a restore's COPY: the job_queue_wake
- *		trigger) bumps the database's wake count at commit (wakeup.c), and so
- *		do CREATE EXTENSION, COMMIT PREPARED and DROP EXTENSION
- *		(utility_hook.c), and PREPARE TRANSACTION of a transaction that queued
- *		a job;
+ *		publish.job_queue inserted as 'queued' or 'running', or updated to
+ *		'queued' (publish_version, build_tiles, a superuser's INSERT, a
+ *		restore's COPY: the job_queue_wake triggers) bumps the database's
+ *		wake count at commit (wakeup.c), and so do CREATE EXTENSION, COMMIT
+ *		PREPARED and DROP EXTENSION (utility_hook.c), and PREPARE
+ *		TRANSACTION of a transaction that queued a job;
  *	  - a job queued or running when the last full sweep looked: queued
  *		jobs wait for a worker, and running ones may be cancelled, time out
  *		or lose their worker (recovery); these keep every sweep full until

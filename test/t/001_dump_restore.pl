@@ -4,8 +4,8 @@
 # uses publish.
 #
 # In database "src": the sample project, a completed publish of campus v3 to
-# production and a storage secret.  pg_dump -Fc src, pg_restore into a new
-# database "dst", then:
+# production and a storage secret.  pg_dump -Fc src, pg_restore
+# --single-transaction into a new database "dst", then:
 #   - every table of the extension holds the same rows in both databases
 #     (the tables are extension configuration tables: pg_dump must keep their
 #     data), and the publish.jobs and publish.releases views show the same;
@@ -86,8 +86,8 @@ is($err, '', 'pg_dump wrote no warnings');
 
 $node->safe_psql('postgres', 'CREATE DATABASE dst');
 ($ok, $out, $err) =
-  run_cmd([ 'pg_restore', '-d', $node->connstr('dst'), $dump ]);
-ok($ok, 'pg_restore -d dst') or diag($err);
+  run_cmd([ 'pg_restore', '--single-transaction', '-d', $node->connstr('dst'), $dump ]);
+ok($ok, 'pg_restore --single-transaction -d dst (as README advises)') or diag($err);
 is($err, '', 'pg_restore wrote no errors or warnings');
 
 # --- compare, table by table ------------------------------------------------

@@ -11,7 +11,9 @@
 #  (b) a job row a superuser INSERTs wakes the worker at commit (the
 #      job_queue_wake trigger); one written with triggers off
 #      (session_replication_role = replica, as logical replication's apply
-#      and pg_restore --disable-triggers write) runs too: the backstop
+#      and pg_restore --disable-triggers write) runs too: the backstop, or
+#      at once after an UPDATE of its status; a row inserted as 'running'
+#      wakes the worker too, whose sweep queues it again
 #  (c) a job queued in a prepared transaction: sweeps stay full while it is
 #      prepared, also after a restart, and COMMIT PREPARED wakes the worker
 #  (d) retention: the worker sleeps until the oldest finished job expires,
@@ -138,12 +140,34 @@ ok((grep { /^backstop/ } @$why), '(b) ... found by a backstop sweep')
   or diag(join("\n", @$why));
 
 # what README tells whoever wrote rows with triggers off: touch them
+sleep(2);    # the full sweep after the job, which sees the queue empty
 $replicated = $node->safe_psql($db, "SET session_replication_role = replica; $copy_first");
-sleep(1);
+sleep(2);
+is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$replicated'"),
+	'queued', '(b) another job inserted with triggers off waits');
+$offset = -s $node->logfile;
 $node->safe_psql($db, "UPDATE publish.job_queue SET status = status WHERE status = 'queued'");
 ($status, $secs) = wait_done($replicated, 30);
-is($status, 'completed', '(b) ... and one whose status is then set again by an UPDATE runs');
-cmp_ok($secs, '<', 5, sprintf('(b) ... at once, before the backstop (%.1f s)', $secs));
+is($status, 'completed', '(b) ... until an UPDATE sets its status again; then it runs');
+cmp_ok($secs, '<', 5, sprintf('(b) ... at once (%.1f s)', $secs));
+($skipped, $full, $why) = sweeps($offset, $pid);
+ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
+  or diag(join("\n", @$why));
+
+# a row inserted as 'running' (a dump taken while the job ran, restored):
+# no worker runs it; the sweep after its wake-up queues it again
+sleep(2);
+$offset = -s $node->logfile;
+my $restored = $node->safe_psql($db,
+	"INSERT INTO publish.job_queue (job_type, status, params, project_id, version_id, env, created_by, attempts, started_at)"
+	  . " SELECT job_type, 'running', params, project_id, version_id, env, created_by, 1, now()"
+	  . "   FROM publish.job_queue WHERE id = '$first' RETURNING id");
+($status, $secs) = wait_done($restored, 30);
+is($status, 'completed', sprintf('(b) a job inserted as running, with no worker, is run again (%.1f s)', $secs));
+cmp_ok($secs, '<', 5, '(b) ... soon: its commit woke the worker, whose next sweep recovered it');
+($skipped, $full, $why) = sweeps($offset, $pid);
+ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
+  or diag(join("\n", @$why));
 
 # --- (c) prepared transactions ------------------------------------------------
 
