@@ -118,19 +118,28 @@ my $copy_first =
     "INSERT INTO publish.job_queue (job_type, params, project_id, version_id, env, created_by)"
   . " SELECT job_type, params, project_id, version_id, env, created_by FROM publish.job_queue WHERE id = '$first'"
   . " RETURNING id";
+
+# Job $id, written after log offset $offset, completes soon, woken at
+# commit: a sweep is at most 1 s away, the backstop 10 s, and no backstop
+# sweep may be what found it.
+sub runs_woken
+{
+	my ($id, $offset, $what) = @_;
+	my ($status, $secs) = wait_done($id, 30);
+	is($status, 'completed', sprintf('(b) %s runs (%.1f s)', $what, $secs));
+	cmp_ok($secs, '<', 5, '(b) ... at once: its commit woke the worker');
+	my (undef, undef, $why) = sweeps($offset, $pid);
+	ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
+	  or diag(join("\n", @$why));
+}
+
 $offset = -s $node->logfile;
-my $direct = $node->safe_psql($db, $copy_first);
-my $secs;
-($status, $secs) = wait_done($direct, 30);
-is($status, 'completed', sprintf('(b) a job inserted directly runs (%.1f s)', $secs));
-cmp_ok($secs, '<', 5, '(b) ... at once: its commit woke the worker');
-($skipped, $full, $why) = sweeps($offset, $pid);
-ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
-  or diag(join("\n", @$why));
+runs_woken($node->safe_psql($db, $copy_first), $offset, 'a job inserted directly');
 
 sleep(2);    # the full sweep after the job, which sees the queue empty
 $offset = -s $node->logfile;
 my $replicated = $node->safe_psql($db, "SET session_replication_role = replica; $copy_first");
+my $secs;
 ($status, $secs) = wait_done($replicated, 30);
 is($status, 'completed',
 	sprintf('(b) a job inserted with triggers off, so with no wake-up, runs (%.1f s)', $secs));
@@ -147,12 +156,7 @@ is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$repl
 	'queued', '(b) another job inserted with triggers off waits');
 $offset = -s $node->logfile;
 $node->safe_psql($db, "UPDATE publish.job_queue SET status = status WHERE status = 'queued'");
-($status, $secs) = wait_done($replicated, 30);
-is($status, 'completed', '(b) ... until an UPDATE sets its status again; then it runs');
-cmp_ok($secs, '<', 5, sprintf('(b) ... at once (%.1f s)', $secs));
-($skipped, $full, $why) = sweeps($offset, $pid);
-ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
-  or diag(join("\n", @$why));
+runs_woken($replicated, $offset, '... until an UPDATE sets its status again; then it');
 
 # a row inserted as 'running' (a dump taken while the job ran, restored):
 # no worker runs it; the sweep after its wake-up queues it again
@@ -162,12 +166,7 @@ my $restored = $node->safe_psql($db,
 	"INSERT INTO publish.job_queue (job_type, status, params, project_id, version_id, env, created_by, attempts, started_at)"
 	  . " SELECT job_type, 'running', params, project_id, version_id, env, created_by, 1, now()"
 	  . "   FROM publish.job_queue WHERE id = '$first' RETURNING id");
-($status, $secs) = wait_done($restored, 30);
-is($status, 'completed', sprintf('(b) a job inserted as running, with no worker, is run again (%.1f s)', $secs));
-cmp_ok($secs, '<', 5, '(b) ... soon: its commit woke the worker, whose next sweep recovered it');
-($skipped, $full, $why) = sweeps($offset, $pid);
-ok(!(grep { /^backstop/ } @$why), '(b) ... not found by a backstop sweep')
-  or diag(join("\n", @$why));
+runs_woken($restored, $offset, 'a job inserted as running, with no worker (its wake-up\'s sweep queues it again),');
 
 # --- (c) prepared transactions ------------------------------------------------
 
