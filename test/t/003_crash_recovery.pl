@@ -103,11 +103,14 @@ my $version_id = $node->safe_psql($db,
 
 # As a worker leaves them when it claims a job (status running, attempts
 # counted, a start log line) and the server goes down before the job ends.
+# Written with triggers off: an INSERT of a running row wakes the worker
+# (job_queue_wake), whose sweep could queue the job again before the stop.
 sub running_job
 {
 	my ($attempts, $env) = @_;
 	return $node->safe_psql(
 		$db, qq{
+		SET session_replication_role = replica;
 		WITH j AS (
 			INSERT INTO publish.job_queue (job_type, status, params, version_id, env, attempts, started_at)
 			VALUES ('publish', 'running',
