@@ -13,7 +13,8 @@
 #      (session_replication_role = replica, as logical replication's apply
 #      and pg_restore --disable-triggers write) runs too: the backstop, or
 #      at once after an UPDATE of its status; a row inserted as 'running'
-#      wakes the worker too, whose sweep queues it again
+#      wakes the worker too, whose sweep queues it again (with triggers
+#      off, after a reload)
 #  (c) a job queued in a prepared transaction: sweeps stay full while it is
 #      prepared, also after a restart, and COMMIT PREPARED wakes the worker
 #  (d) retention: the worker sleeps until the oldest finished job expires,
@@ -166,6 +167,25 @@ my $restored = $node->safe_psql($db,
 	  . " SELECT job_type, 'running', params, project_id, version_id, env, created_by, 1, now()"
 	  . "   FROM publish.job_queue WHERE id = '$first' RETURNING id");
 runs_woken($restored, 'a job inserted as running, with no worker (its wake-up\'s sweep queues it again),');
+
+# the same written with triggers off waits for a full sweep; README's
+# remedy: a reload, after which every worker's next sweep is full
+sleep(2);
+my $quiet = $node->safe_psql($db,
+	"SET session_replication_role = replica;"
+	  . " INSERT INTO publish.job_queue (job_type, status, params, project_id, version_id, env, created_by, attempts, started_at)"
+	  . " SELECT job_type, 'running', params, project_id, version_id, env, created_by, 1, now()"
+	  . "   FROM publish.job_queue WHERE id = '$first' RETURNING id");
+sleep(2);
+is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$quiet'"),
+	'running', '(b) one inserted as running with triggers off is left alone');
+$offset = -s $node->logfile;
+$node->reload;
+($status, $secs) = wait_done($quiet, 30);
+is($status, 'completed', sprintf('(b) ... until a reload: then it is run again (%.1f s)', $secs));
+($skipped, $full, $why) = sweeps($offset, $pid);
+ok((grep { /reloaded its configuration/ } @$why), '(b) ... by the full sweep after the reload')
+  or diag(join("\n", @$why));
 
 # --- (c) prepared transactions ------------------------------------------------
 
