@@ -513,10 +513,15 @@ BEGIN
 	-- The same version already queued or running, with nothing asked after
 	-- it, is the answer: no second job.  If other requests came after it,
 	-- this one must run last: a queued duplicate is superseded, and a new
-	-- job is queued behind the others.
+	-- job is queued behind the others.  (By project and environment too,
+	-- so that the plan, made once per session and maybe while the queue was
+	-- empty, walks job_queue_target_idx to this target's few active jobs,
+	-- not every active job of the environment: a deep queue would make
+	-- each request cost in proportion.)
 	SELECT q.id, q.status, q.created_at INTO dup
 	  FROM publish.job_queue q
-	 WHERE q.job_type = 'publish' AND q.version_id = ver.id AND q.env = publish_version.env
+	 WHERE q.project_id = ver.project_id AND q.env = publish_version.env
+	   AND q.job_type = 'publish' AND q.version_id = ver.id
 	   AND q.status IN ('queued', 'running') AND NOT q.cancel_requested
 	 ORDER BY q.created_at DESC LIMIT 1;
 	IF FOUND AND NOT EXISTS (SELECT 1 FROM publish.job_queue o
@@ -609,9 +614,11 @@ BEGIN
 	END IF;
 	PERFORM pg_advisory_xact_lock(1886741102, hashtext(ver.project_id::text || '/' || env));
 
-	-- the same build already waiting is the answer
+	-- the same build already waiting is the answer (looked up by project
+	-- and environment first, as publish_version's duplicate)
 	SELECT q.id INTO job_id FROM publish.job_queue q
-	 WHERE q.job_type = 'build_tiles' AND q.version_id = ver.id AND q.env = build_tiles.env
+	 WHERE q.project_id = ver.project_id AND q.env = build_tiles.env
+	   AND q.job_type = 'build_tiles' AND q.version_id = ver.id
 	   AND q.status = 'queued' AND NOT q.cancel_requested;
 	IF NOT FOUND THEN
 		INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env, created_by)
