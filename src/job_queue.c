@@ -8,8 +8,9 @@
  * The functions here that open a transaction of their own say so (outside
  * a transaction); the others run inside a short transaction opened with
  * job_txn_begin and closed with job_txn_commit.  No transaction is open
- * while a job does file or network I/O.  Progress and log commits may be asynchronous (a crash loses at most
- * a progress figure, and the job is retried); claims and ends are durable.
+ * while a job does file or network I/O.  Progress and log commits may be
+ * asynchronous (a crash loses at most a progress figure, and the job is
+ * retried); claims and ends are durable.
  *
  * Progress is committed at most every PROGRESS_WRITE_INTERVAL_MS: a step
  * that ends sooner after the last write (job_step_reached) is held, its

@@ -9,13 +9,13 @@
  * notes, in backend-local state, that this database has new work.  A
  * transaction callback sets the worker's latch at XACT_EVENT_COMMIT, which
  * runs after the commit is visible to other backends, so the woken worker
- * finds the job.  An abort (or PREPARE
- * TRANSACTION) forgets the note: nobody is woken for work that does not
- * exist yet, except that PREPARE of a transaction that queued a job wakes
- * the worker too: it finds nothing yet, but its sweeps stay full while the
- * transaction is prepared (worker_sweep.c).  COMMIT PREPARED wakes the
- * worker (utility_hook.c), and the safety sweep (publish.sweep_interval) is
- * the net under both.
+ * finds the job.  An abort (or PREPARE TRANSACTION) forgets the note:
+ * nobody is woken for work that does not exist yet, except that PREPARE of
+ * a transaction that queued a job wakes the worker too: it finds nothing
+ * yet, but its sweeps stay full while the transaction is prepared
+ * (worker_sweep.c).  COMMIT PREPARED wakes the worker (utility_hook.c), and
+ * the safety sweep (publish.sweep_interval, publish.sweep_backstop) is the
+ * net under both.
  *
  * A publish_version() inside a savepoint that is rolled back still wakes the
  * worker at commit; it finds nothing to do and sleeps again.
