@@ -52,6 +52,7 @@
 #endif
 
 #include "access/xact.h"
+#include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -140,6 +141,12 @@ run_job(PublishJob *job, MemoryContext mcxt)
 	{
 		ErrorData  *edata;
 
+		/*
+		 * An ERROR raised from a signal handler (SIGFPE) left that signal
+		 * blocked, and PG_TRY does not restore the mask: do it as
+		 * PostgresMain does, or the next SIGFPE kills the worker.
+		 */
+		sigprocmask(SIG_SETMASK, &UnBlockSig, NULL);
 		edata = job_catch_error(mcxt);
 		job_forget_current();
 		/* a versioned copy written for the group, never to be placed */
