@@ -801,6 +801,15 @@ REVOKE ALL ON FUNCTION publish._storage_put(text, text, bytea, text, text) FROM 
 COMMENT ON FUNCTION publish._storage_put(text, text, bytea, text, text) IS
 	'Internal, superusers only: writes data at key on env''s storage target, as the worker would (used by the benchmark and the tests).';
 
+-- Internal: the plan of a tile build, for the tests (granted to no one).
+CREATE FUNCTION publish._tile_plan(w integer, h integer, tile_size integer, min_zoom integer, max_zoom integer)
+RETURNS jsonb
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'publish_tile_plan';
+REVOKE ALL ON FUNCTION publish._tile_plan(integer, integer, integer, integer, integer) FROM PUBLIC;
+COMMENT ON FUNCTION publish._tile_plan(integer, integer, integer, integer, integer) IS
+	'Internal, superusers only: the levels a tile build of a w x h source image would upload, as [[zoom, columns, rows, tiles], ...], or the error it would fail with (22023; PT413 over publish.max_tiles).';
+
 CREATE FUNCTION publish.cancel_job(id uuid)
 RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE

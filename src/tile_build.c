@@ -81,7 +81,7 @@ typedef struct TileBuildResult
 	int			max_zoom;
 	int64		tiles;
 	int64		bytes;
-	int64		per_zoom[31];
+	int64		per_zoom[TILE_MAX_ZOOM + 1];
 	int64		source_bytes;
 	long		cut_ms;
 	long		total_ms;
@@ -261,7 +261,7 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	const char *ext = bi->format;
 	TileSourceInfo info;
 	TilePlan	plan;
-	int64		expected = 0;
+	int64		expected;
 	int64		n = 0;
 	int			cut_progress = band(progress_from, progress_to, 0.3);
 
@@ -294,24 +294,13 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	tile_vips_probe(source, what, &info);
 	res->width = info.width;
 	res->height = info.height;
-	if (bi->max_zoom < 0)
-		bi->max_zoom = tile_native_max_zoom(info.width, info.height, bi->tile_size);
-	if (bi->min_zoom > bi->max_zoom)
-		bi->min_zoom = bi->max_zoom;
-	tile_plan_make(info.width, info.height, bi->tile_size, bi->max_zoom, &plan);
-	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
-	{
-		int			cols,
-					rows;
-
-		expected += tile_plan_level(&plan, z, &cols, &rows);
-	}
-	if (expected > publish_max_tiles)
-		ereport(ERROR,
-				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
-				 errmsg("the tiles of version %d of project \"%s\" would be %lld, over publish.max_tiles (%d)",
-						bi->version_number, bi->slug, (long long) expected, publish_max_tiles),
-				 errhint("Lower the tileset's max_zoom, or ask a superuser to raise publish.max_tiles.")));
+	/* the zooms, sizes and tile count, bounded, or an error before the cut */
+	tile_plan_make(info.width, info.height, bi->tile_size, bi->min_zoom, bi->max_zoom,
+				   psprintf("version %d of project \"%s\"", bi->version_number, bi->slug),
+				   &plan);
+	bi->min_zoom = plan.min_zoom;
+	bi->max_zoom = plan.max_zoom;
+	expected = plan.tiles;
 	res->min_zoom = bi->min_zoom;
 	res->max_zoom = bi->max_zoom;
 	res->source_path = psprintf("%s/%s/builds/v%d/tiles", bi->env, bi->slug, bi->version_number);

@@ -23,7 +23,7 @@
  * CHECK_FOR_INTERRUPTS.
  *
  * The pyramid is cut by dzsave, libvips' own pyramid writer, in its
- * "google" layout into a local directory:
+ * "google" layout into a local directory, as tile_plan.c planned it:
  *   - level top is the image at full size (scaled up by a power of two
  *     first when the tileset asks for a max_zoom above the image's own);
  *     each level below halves it, rounding up;
@@ -47,6 +47,9 @@
 #include <vips/vips.h>
 
 #include "miscadmin.h"
+
+StaticAssertDecl(TILE_MAX_SIDE == VIPS_MAX_COORD,
+				 "TILE_MAX_SIDE must be libvips' VIPS_MAX_COORD");
 
 static bool vips_ready = false;
 
@@ -123,18 +126,6 @@ tile_vips_init(void)
 	vips_ready = true;
 }
 
-/* The zoom at which 2^z tiles of tile_size cover the larger side (0 at least). */
-int
-tile_native_max_zoom(int width, int height, int tile_size)
-{
-	int64		side = Max(width, height);
-	int			z = 0;
-
-	while ((int64) tile_size << z < side && z < 30)
-		z++;
-	return z;
-}
-
 /*
  * Reads the header of the image at path ("what" names it in messages):
  * errors unless it is a PNG, JPEG or TIFF image (22023) of at most
@@ -200,37 +191,6 @@ tile_vips_probe(const char *path, const char *what, TileSourceInfo *info)
 						what, info->width, info->height,
 						(double) info->width * info->height / 1000000.0, publish_max_source_pixels),
 				 errhint("Use a smaller image, or ask a superuser to raise publish.max_source_pixels.")));
-}
-
-/*
- * The plan of a pyramid: the source image (width x height) scaled up by
- * 2^scale_log2 when max_zoom is above its own, and the zoom of its top
- * level (at least max_zoom).
- */
-void
-tile_plan_make(int width, int height, int tile_size, int max_zoom, TilePlan *plan)
-{
-	plan->tile_size = tile_size;
-	plan->scale_log2 = 0;
-	while (plan->scale_log2 < 30 &&
-		   tile_native_max_zoom((int) Min((int64) width << plan->scale_log2, PG_INT32_MAX),
-								(int) Min((int64) height << plan->scale_log2, PG_INT32_MAX),
-								tile_size) < max_zoom)
-		plan->scale_log2++;
-	plan->width = (int) Min((int64) width << plan->scale_log2, PG_INT32_MAX);
-	plan->height = (int) Min((int64) height << plan->scale_log2, PG_INT32_MAX);
-	plan->top_zoom = tile_native_max_zoom(plan->width, plan->height, tile_size);
-}
-
-/* The columns and rows of tiles at zoom z (z <= top_zoom); their product. */
-int64
-tile_plan_level(const TilePlan *plan, int z, int *columns, int *rows)
-{
-	int64		span = (int64) plan->tile_size << (plan->top_zoom - z);
-
-	*columns = (int) ((plan->width + span - 1) / span);
-	*rows = (int) ((plan->height + span - 1) / span);
-	return (int64) *columns * *rows;
 }
 
 /*
