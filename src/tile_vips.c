@@ -9,7 +9,9 @@
  * publish.tile_build_threads, the source is read sequentially (top to
  * bottom, a few scanlines at a time, never decoded whole), and a source
  * with more than publish.max_source_pixels pixels is refused from its
- * header, before any pixel is decoded.
+ * header, before any pixel is decoded.  Sources are read with fail_on
+ * "error": a truncated or damaged source fails the cut (libvips would
+ * otherwise fill what it cannot decode and carry on).
  *
  * libvips' threads never run PostgreSQL code: each call into libvips
  * blocks every signal first (its threads, created inside those calls,
@@ -155,7 +157,8 @@ tile_vips_probe(const char *path, const char *what, TileSourceInfo *info)
 				 strncmp(loader, "VipsForeignLoadTiff", 19) == 0);
 		if (known)
 		{
-			image = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+			image = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL,
+											 "fail_on", VIPS_FAIL_ON_ERROR, NULL);
 			if (image == NULL)
 				take_vips_error(err, sizeof(err));
 			else
@@ -231,7 +234,9 @@ tile_vips_cut(const char *path, const char *what, const char *out_dir,
 	block_signals(&saved);
 
 	/* from here to restore_signals: no palloc, no ereport */
-	base = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+	/* fail_on: a truncated or damaged source is an error, not grey tiles */
+	base = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL,
+									"fail_on", VIPS_FAIL_ON_ERROR, NULL);
 	img = base;
 	if (img == NULL)
 		rc = -1;

@@ -3,6 +3,7 @@
 -- reach undefined arithmetic: every plan is made, or refused with 22023 or
 -- PT413 before the cut, and no build ends the worker's process.  A SIGFPE
 -- that does reach a job fails that job and leaves the signal deliverable.
+-- A damaged source fails its build.
 --
 --   - publish._tile_plan (the worker's plan code, granted to no one) for
 --     every zoom range 0-30 of sources 1 x 1 to 8192 x 8192, tiles of 256 and
@@ -10,6 +11,7 @@
 --     done here in numeric;
 --   - a SIGFPE sent to a worker between two storage attempts;
 --   - real builds of the ranges that used to divide by zero, three rounds;
+--   - a truncated PNG source;
 --   - the server log of this file has no process ended by a signal, and the
 --     workers are the ones it started with.
 --
@@ -18,7 +20,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'plan-%';
 
-SELECT plan(30);
+SELECT plan(35);
 
 SELECT :'storage' || '/plan' AS root \gset
 SELECT publish.set_storage_target('tap-plan', 'file://' || :'root') \g /dev/null
@@ -216,6 +218,29 @@ SELECT is(status, 'completed', 'a 1 x 1 image built up to zoom 2 completes') FRO
 SELECT is(result->'tiles_per_zoom',
           (SELECT jsonb_object_agg(l->>0, l->3) FROM jsonb_array_elements(publish._tile_plan(1, 1, 256, 0, 2)) AS l),
           '... with the tiles of its plan: {"0": 1, "1": 4, "2": 16}') FROM okb;
+
+-- ---------------------------------------------------------------------------
+-- A truncated source fails its build (libvips' fail_on "error").
+-- ---------------------------------------------------------------------------
+
+SELECT test_helpers.make_project('plan-cut', 1) AS cut_project \gset
+SELECT test_helpers.make_image(:'root' || '/assets/plan/whole.png', 600, 400) \g /dev/null
+SELECT test_helpers.run(format('head -c $(( $(stat -c %%s %1$s) / 2 )) %1$s > %2$s && echo ok',
+                               test_helpers.sh_quote(:'root' || '/assets/plan/whole.png'),
+                               test_helpers.sh_quote(:'root' || '/assets/plan/half.png'))) \g /dev/null
+SELECT test_helpers.add_base_map(v.id, :'root', 'assets/plan/half.png')
+  FROM publish.project_versions v WHERE v.project_id = :'cut_project' \g /dev/null
+SELECT is(test_helpers.image_size(:'root' || '/assets/plan/half.png'), E'600\n400',
+          'the truncated PNG still has a whole header (600 x 400)');
+SELECT id AS cutjob FROM publish.build_tiles('plan-cut', 1, 'tap-plan') \gset
+CREATE TEMP TABLE cut AS SELECT * FROM test_helpers.wait_job(:'cutjob', '60 s');
+SELECT is(status, 'failed', 'a build from a truncated PNG fails') FROM cut;
+SELECT matches(error, '^could not cut the tiles of the source image "assets/plan/half.png" \(asset map\)\nlibvips: .*read error',
+               '... saying which source libvips could not read') FROM cut;
+SELECT is((SELECT count(*) FROM publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+            WHERE v.project_id = :'cut_project'), 0::bigint, '... and records no tileset, so no tile');
+SELECT is((pg_stat_file(:'root' || '/tap-plan/plan-cut', true)).isdir, NULL,
+          '... and uploads no tile (its build location was never made)');
 
 -- ---------------------------------------------------------------------------
 -- No process of the server ended by a signal meanwhile.
