@@ -9,6 +9,7 @@
 #include "publish.h"
 #include "storage.h"
 #include "http_client.h"
+#include "redact.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -45,9 +46,35 @@ backend_for_url(const char *env, const char *url)
 	return NULL;				/* keep compiler quiet */
 }
 
+/* spi_text of a secret, leaving no other copy behind. */
+static char *
+secret_text(HeapTuple tuple, int col, MemoryContext mcxt)
+{
+	char	   *value = SPI_getvalue(tuple, SPI_tuptable->tupdesc, col);
+	char	   *copy;
+
+	if (value == NULL)
+		return NULL;
+	copy = MemoryContextStrdup(mcxt, value);
+	redact_wipe(value);
+	pfree(value);
+	return copy;
+}
+
+/* Memory context callback: the target's secrets are wiped with the context. */
+static void
+wipe_target_secrets(void *arg)
+{
+	StorageTarget *target = arg;
+
+	redact_wipe(target->secret);
+	redact_wipe(target->session_token);
+}
+
 /*
  * Loads the storage target of env, with its credentials.  Caller is in a
- * transaction with SPI connected; the result lives in mcxt.
+ * transaction with SPI connected; the result lives in mcxt, and its
+ * secrets are wiped when mcxt is reset or deleted.
  */
 StorageTarget *
 storage_target_load(const char *env, MemoryContext mcxt)
@@ -78,9 +105,19 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	target->url = spi_text(tuple, 1, mcxt);
 	target->public_base = spi_text(tuple, 2, mcxt);
 	target->key_id = spi_text(tuple, 3, mcxt);
-	target->secret = spi_text(tuple, 4, mcxt);
-	target->session_token = spi_text(tuple, 5, mcxt);
+	target->secret = secret_text(tuple, 4, mcxt);
+	target->session_token = secret_text(tuple, 5, mcxt);
 	target->options = spi_text(tuple, 6, mcxt);
+	/* the row's copy of the secrets is not needed any more */
+	explicit_bzero(tuple->t_data, tuple->t_len);
+	if (target->secret != NULL || target->session_token != NULL)
+	{
+		MemoryContextCallback *cb = MemoryContextAlloc(mcxt, sizeof(MemoryContextCallback));
+
+		cb->func = wipe_target_secrets;
+		cb->arg = target;
+		MemoryContextRegisterResetCallback(mcxt, cb);
+	}
 	target->backend = backend_for_url(env, target->url);
 
 	if (target->backend == &storage_local_backend)
@@ -324,6 +361,8 @@ storage_remote_fail(StorageTarget *target, const char *service, HttpRequest *req
 					HttpResponse *resp)
 {
 	char	   *why = http_failure_text(req, resp);
+
+	http_response_forget(resp);
 
 	if (resp->curl_code == 0 && (resp->status == 401 || resp->status == 403))
 		ereport(ERROR,
