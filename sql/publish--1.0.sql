@@ -1043,9 +1043,12 @@ $$;
 
 -- Checks a storage URL (and the URLs in its options) for what no target
 -- may have, whatever its scheme: credentials (user:password@, readable by
--- every role that reads the targets), control characters or spaces,
--- percent-encoded dot segments (a reader's URL parser turns %2e%2e into
--- ..), and absurd lengths.  Scheme-specific checks follow in the caller.
+-- every role that reads the targets), control characters or spaces, dot
+-- segments ("." and "..", plain or percent-encoded, %2f counting as a
+-- slash: libcurl and servers resolve them, so s3://bucket/a/../../x would
+-- reach outside the bucket; a run of dots counts as one, as in storage
+-- paths), and absurd lengths.  Scheme-specific checks follow in the
+-- caller.  The worker checks dot segments again when it loads a target.
 CREATE FUNCTION publish._check_storage_url(url text, options jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -1075,9 +1078,11 @@ BEGIN
 			RAISE EXCEPTION 'invalid %: it contains spaces, control characters or backslashes', what
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
-		IF u ~* '(^|/)(\.|%2e)*%2e(\.|%2e)*(/|[?#]|$)' THEN
-			RAISE EXCEPTION 'invalid %: it contains a percent-encoded "." or ".." segment', what
-				USING ERRCODE = 'invalid_parameter_value';
+		IF u ~* '(^|/|%2f)(\.|%2e)+(/|%2f|[?#]|$)' THEN
+			RAISE EXCEPTION 'invalid %: it contains a "." or ".." segment', what
+				USING ERRCODE = 'invalid_parameter_value',
+				      DETAIL = 'HTTP clients and servers resolve dot segments, plain or percent-encoded, so the target would reach outside the path it names.',
+				      HINT = 'Name the directory, bucket prefix or path without "." and ".." segments.';
 		END IF;
 	END LOOP;
 	IF jsonb_typeof(options -> 'public_url') = 'string'
@@ -1189,7 +1194,7 @@ COMMENT ON FUNCTION publish._requesting_role() IS
 COMMENT ON FUNCTION publish._requesting_sub() IS
 	'Internal: the sub claim of the PostgREST request''s JWT, or NULL.';
 COMMENT ON FUNCTION publish._check_storage_url(text, jsonb) IS
-	'Internal: refuses storage URLs with credentials, control characters, spaces or percent-encoded dot segments (22023).';
+	'Internal: refuses storage URLs with credentials, control characters, spaces or dot segments, plain or percent-encoded (22023).';
 COMMENT ON FUNCTION publish._check_release_limits(uuid) IS
 	'Internal: refuses a version over publish.max_release_size or publish.max_tiles (PT413) before it is loaded.';
 

@@ -21,9 +21,12 @@
  * Safety: only http and https, never a redirect (a 3xx is an error naming
  * the Location), TLS peers and host names verified (publish.storage_ca_file
  * names other CAs), SIGALRM left alone (CURLOPT_NOSIGNAL).  Credentials go
- * through CURLOPT_USERNAME/PASSWORD or the bearer option, never in a URL,
- * and error texts are built from the status, the server's own words and
- * libcurl's message, with the password scrubbed from them all the same.
+ * through CURLOPT_USERNAME/PASSWORD or the bearer option, never in a URL.
+ * Error texts are built from the status, libcurl's message and the fields
+ * parsed out of a body (S3's Code and Message, an HTML title, else its
+ * first line), each bounded, made printable and masked of every form of
+ * the request's secrets (redact.c), since a server may echo the request;
+ * what a failed attempt received is wiped once it is in words.
  *
  * Retries: connection failures, timeouts, cut transfers, 5xx, 408 and 429
  * are retried up to publish.storage_max_attempts, after a wait of
@@ -42,12 +45,14 @@
  */
 #include "publish.h"
 #include "http_client.h"
+#include "redact.h"
 
 #include <curl/curl.h>
 #include <unistd.h>
 
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
@@ -272,7 +277,12 @@ static void
 attempt_reset(HttpRequest *req, HttpResponse *resp, TransferState *st, MemoryContext cxt)
 {
 	if (resp->body != NULL)
+	{
+		/* what a failed attempt got may echo the secrets */
+		if (resp->curl_code != CURLE_OK || resp->status < 200 || resp->status >= 300)
+			http_response_forget(resp);
 		pfree(resp->body);
+	}
 	memset(st, 0, sizeof(TransferState));
 	st->resp = resp;
 	st->req_what = req->what;
@@ -880,20 +890,87 @@ http_s3_error_code(HttpResponse *resp)
 	return http_xml_element(resp->body, "Code");
 }
 
-/* The first meaningful line of a body: an HTML title, else the first non-blank line. */
+/* Bytes of a body read for an error's words; characters shown of one piece of them. */
+#define FAILURE_BODY_BYTES	HTTP_BODY_KEEP
+#define FAILURE_PIECE_CHARS	200
+
+/*
+ * s[0..len) as one line a person can read: control characters become
+ * spaces, bytes not valid in the database's encoding '?'; at most
+ * max_chars characters, "..." marking a cut.
+ */
 static char *
-body_summary(HttpResponse *resp)
+printable(const char *s, size_t len, int max_chars)
 {
-	char	   *title;
-	const char *p;
+	StringInfoData buf;
+	int			encoding = GetDatabaseEncoding();
+	int			chars = 0;
+	size_t		i = 0;
+
+	initStringInfo(&buf);
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (chars == max_chars)
+		{
+			appendStringInfoString(&buf, "...");
+			break;
+		}
+		if (c < 0x20 || c == 0x7f)
+			appendStringInfoChar(&buf, ' ');
+		else if (c < 0x80)
+			appendStringInfoChar(&buf, (char) c);
+		else
+		{
+			int			n = pg_encoding_verifymbchar(encoding, s + i, (int) Min(len - i, 8));
+
+			if (n > 0)
+			{
+				appendBinaryStringInfo(&buf, s + i, n);
+				i += n;
+				chars++;
+				continue;
+			}
+			appendStringInfoChar(&buf, '?');
+		}
+		i++;
+		chars++;
+	}
+	return buf.data;
+}
+
+/*
+ * A piece of what the server or libcurl said, s[0..len) (cut: it may have
+ * been cut short), with the request's secrets masked, printable, bounded.
+ */
+static char *
+piece(Redactor *r, const char *s, size_t len, bool cut, int max_chars)
+{
+	char	   *masked = redact_text(r, s, len, cut);
+	char	   *out = printable(masked, strlen(masked), max_chars);
+
+	pfree(masked);
+	return out;
+}
+
+/* piece() of a fixed-size field of HttpResponse, which a long value fills. */
+#define FIELD_PIECE(r, field, max_chars) \
+	piece((r), (field), strlen(field), strlen(field) == sizeof(field) - 1, (max_chars))
+
+/*
+ * The words of a body whose secrets are already masked: its HTML title,
+ * else its first non-blank line.
+ */
+static char *
+body_summary(Redactor *r, const char *body)
+{
+	char	   *title = http_xml_element(body, "title");
+	const char *p = body;
 	const char *end;
 
-	if (resp->body == NULL || resp->body_len == 0)
-		return NULL;
-	title = http_xml_element(resp->body, "title");
 	if (title != NULL)
-		return title;
-	p = resp->body;
+		return piece(r, title, strlen(title), false, FAILURE_PIECE_CHARS);
 	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
 		p++;
 	end = p;
@@ -901,36 +978,20 @@ body_summary(HttpResponse *resp)
 		end++;
 	if (end == p)
 		return NULL;
-	return pnstrdup(p, Min(end - p, 200));
+	return piece(r, p, end - p, false, FAILURE_PIECE_CHARS);
 }
 
-/* Replaces every occurrence of secret in text (so a server echoing it cannot leak it). */
+/*
+ * http_failure_text's words, every piece masked by r.  No byte of the
+ * body is used but the fields parsed out of it: S3's Code and Message,
+ * an HTML title, or else its first line.
+ */
 static char *
-scrub(char *text, const char *secret)
+failure_words(Redactor *r, HttpResponse *resp)
 {
-	StringInfoData buf;
-	const char *p = text;
-	const char *hit;
-	size_t		n;
-
-	if (secret == NULL || (n = strlen(secret)) == 0 || strstr(text, secret) == NULL)
-		return text;
-	initStringInfo(&buf);
-	while ((hit = strstr(p, secret)) != NULL)
-	{
-		appendBinaryStringInfo(&buf, p, hit - p);
-		appendStringInfoString(&buf, "***");
-		p = hit + n;
-	}
-	appendStringInfoString(&buf, p);
-	return buf.data;
-}
-
-/* See http_client.h. */
-char *
-http_failure_text(HttpRequest *req, HttpResponse *resp)
-{
-	char	   *text;
+	char	   *status;
+	char	   *body = NULL;
+	char	   *code = NULL;
 
 	if (resp->curl_code != CURLE_OK)
 	{
@@ -964,32 +1025,70 @@ http_failure_text(HttpRequest *req, HttpResponse *resp)
 				kind = "transfer failed";
 				break;
 		}
-		text = psprintf("%s (%s)", kind, resp->curl_error);
+		return psprintf("%s (%s)", kind, FIELD_PIECE(r, resp->curl_error, FAILURE_PIECE_CHARS));
 	}
-	else
+
+	status = resp->status_line[0] ? FIELD_PIECE(r, resp->status_line, 100)
+		: psprintf("%ld", resp->status);
+	if (resp->body != NULL && resp->body_len > 0)
 	{
-		char	   *code = http_s3_error_code(resp);
-		char	   *status = resp->status_line[0] ? pstrdup(resp->status_line)
-			: psprintf("%ld", resp->status);
+		size_t		n = Min(resp->body_len, FAILURE_BODY_BYTES);
 
-		if (code != NULL)
-		{
-			char	   *message = http_xml_element(resp->body, "Message");
-
-			text = message ? psprintf("%s: %s — %s", status, code, message)
-				: psprintf("%s: %s", status, code);
-		}
-		else if (resp->status >= 300 && resp->status < 400)
-			text = psprintf("%s: redirected to \"%s\"; redirects are not followed",
-							status, resp->location);
-		else
-		{
-			char	   *summary = body_summary(resp);
-
-			text = (summary != NULL && strcmp(summary, status) != 0)
-				? psprintf("%s: %s", status, summary) : status;
-		}
+		/* masked before it is parsed: a field cut short cannot hide a secret's start */
+		body = redact_text(r, resp->body, n,
+						   n < resp->body_len || resp->body_bytes > (int64) resp->body_len);
 	}
-	text = scrub(text, req->password);
-	return scrub(text, req->bearer);
+	if (body != NULL && strstr(body, "<Error>") != NULL)
+		code = http_xml_element(body, "Code");
+	if (code != NULL)
+	{
+		char	   *message = http_xml_element(body, "Message");
+
+		code = piece(r, code, strlen(code), false, 64);
+		return message ? psprintf("%s: %s — %s", status, code,
+								  piece(r, message, strlen(message), false, FAILURE_PIECE_CHARS))
+			: psprintf("%s: %s", status, code);
+	}
+	if (resp->status >= 300 && resp->status < 400)
+		return psprintf("%s: redirected to \"%s\"; redirects are not followed",
+						status, FIELD_PIECE(r, resp->location, FAILURE_PIECE_CHARS));
+	{
+		char	   *summary = body != NULL ? body_summary(r, body) : NULL;
+
+		return (summary != NULL && strcmp(summary, status) != 0)
+			? psprintf("%s: %s", status, summary) : status;
+	}
+}
+
+/* See http_client.h. */
+char *
+http_failure_text(HttpRequest *req, HttpResponse *resp)
+{
+	Redactor   *volatile r = NULL;
+	char	   *volatile text = NULL;
+
+	PG_TRY();
+	{
+		r = redact_begin(req->username, req->password, req->bearer, req->session_token);
+		text = failure_words(r, resp);
+		/* once more, whole: a secret that only the cleaning made whole */
+		text = redact_text(r, text, strlen(text), false);
+	}
+	PG_FINALLY();
+	{
+		redact_end(r);
+	}
+	PG_END_TRY();
+	return text;
+}
+
+/* See http_client.h. */
+void
+http_response_forget(HttpResponse *resp)
+{
+	if (resp->body != NULL)
+		explicit_bzero(resp->body, resp->body_len);
+	explicit_bzero(resp->status_line, sizeof(resp->status_line));
+	explicit_bzero(resp->location, sizeof(resp->location));
+	explicit_bzero(resp->curl_error, sizeof(resp->curl_error));
 }

@@ -28,6 +28,8 @@ typedef struct HttpRequest
 	const char *password;		/* the SigV4 key id / secret */
 	const char *bearer;			/* bearer token */
 	const char *aws_sigv4;		/* "aws:amz:REGION:s3" */
+	const char *session_token;	/* S3 session token: the caller sends it as a
+								 * header; named here so that errors mask it */
 	bool		hash_body;		/* compute the SHA-256 of the response body */
 	size_t		body_limit;		/* bytes of the response body to keep; 0: HTTP_BODY_KEEP */
 	FILE	   *body_file;		/* the whole body is also written here (emptied
@@ -95,10 +97,19 @@ extern bool http_ok(HttpResponse *resp);
 
 /*
  * What went wrong, in words: libcurl's error, or the status with the S3
- * error code and message, or the title / first line of the body.  Never
- * contains the request's password or token.
+ * error code and message, or the title / first line of the body, each
+ * bounded and printable.  Never contains any form of the request's
+ * password, token or session token, nor an echoed Authorization header
+ * (redact.h).
  */
 extern char *http_failure_text(HttpRequest *req, HttpResponse *resp);
+
+/*
+ * Overwrites with zeros what the server sent that may echo the request's
+ * secrets (body, status line, Location) and libcurl's error text: call it
+ * once the failure is in words.
+ */
+extern void http_response_forget(HttpResponse *resp);
 
 /* The text between <tag> and </tag> in body (at most 300 bytes), or NULL. */
 extern char *http_xml_element(const char *body, const char *tag);

@@ -26,6 +26,7 @@
  *	  storage_sql.c    publish._storage_put, the storage code from SQL
  *	  tile_publish.c   step 4: tiles verified and copied, in parallel
  *	  http_client.c    libcurl: one request, retries, error text
+ *	  redact.c         every form of a request's secrets masked in that text
  *	  tile_build.c     build_tiles jobs: source image, upload, manifest
  *	  tile_vips.c      libvips: read a source image, cut the tile pyramid
  *	  checksum.c       SHA-256 of buffers and files

@@ -9,6 +9,7 @@
 #include "publish.h"
 #include "storage.h"
 #include "http_client.h"
+#include "redact.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -46,8 +47,103 @@ backend_for_url(const char *env, const char *url)
 }
 
 /*
+ * Is there a "." or ".." segment in url, plain or percent-encoded (%2e,
+ * with %2f as a separator too), a run of dots of any length counting as
+ * one?  libcurl and servers resolve them, so a target's prefix could name
+ * a place outside it (another bucket, another user's directory).  The
+ * authority counts as a segment: a host of dots is no host.
+ */
+static bool
+url_has_dot_segment(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	const char *p = sep != NULL ? sep + 3 : url;
+	bool		segment_start = true;
+
+#define PCT(p, c) ((p)[0] == '%' && (p)[1] == '2' && pg_ascii_tolower((unsigned char) (p)[2]) == (c))
+	while (*p != '\0')
+	{
+		if (segment_start)
+		{
+			int			dots = 0;
+
+			for (;;)
+			{
+				if (*p == '.')
+					p++;
+				else if (PCT(p, 'e'))
+					p += 3;
+				else
+					break;
+				dots++;
+			}
+			if (dots > 0 && (*p == '\0' || *p == '/' || *p == '?' || *p == '#' || PCT(p, 'f')))
+				return true;
+			segment_start = false;
+			continue;
+		}
+		if (*p == '/')
+		{
+			p++;
+			segment_start = true;
+		}
+		else if (PCT(p, 'f'))
+		{
+			p += 3;
+			segment_start = true;
+		}
+		else
+			p++;
+	}
+#undef PCT
+	return false;
+}
+
+/* Throws unless value, the target's what, is free of dot segments. */
+static void
+check_no_dot_segment(const char *env, const char *what, const char *value)
+{
+	if (value != NULL && url_has_dot_segment(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("storage target of environment \"%s\" has a \".\" or \"..\" segment in its %s \"%s\"",
+						env, what, value),
+				 errdetail("Dot segments, plain or percent-encoded, would let requests reach outside the target; none was sent."),
+				 errhint("Set the target again with publish.set_storage_target().")));
+}
+
+/* spi_text of a secret, leaving no other copy behind. */
+static char *
+secret_text(HeapTuple tuple, int col, MemoryContext mcxt)
+{
+	char	   *value = SPI_getvalue(tuple, SPI_tuptable->tupdesc, col);
+	char	   *copy;
+
+	if (value == NULL)
+		return NULL;
+	copy = MemoryContextStrdup(mcxt, value);
+	redact_wipe(value);
+	pfree(value);
+	return copy;
+}
+
+/* Memory context callback: the target's secrets are wiped with the context. */
+static void
+wipe_target_secrets(void *arg)
+{
+	StorageTarget *target = arg;
+
+	redact_wipe(target->secret);
+	redact_wipe(target->session_token);
+}
+
+/*
  * Loads the storage target of env, with its credentials.  Caller is in a
- * transaction with SPI connected; the result lives in mcxt.
+ * transaction with SPI connected; the result lives in mcxt, and its
+ * secrets are wiped when mcxt is reset or deleted.  A URL (or endpoint,
+ * or public_url) with dot segments is refused before any request: a row
+ * written into publish.storage_targets directly skipped
+ * set_storage_target's checks.
  */
 StorageTarget *
 storage_target_load(const char *env, MemoryContext mcxt)
@@ -56,11 +152,13 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	Datum		args[1];
 	StorageTarget *target;
 	HeapTuple	tuple;
+	char	   *endpoint;
 	static SPIPlanPtr plan = NULL;
 
 	args[0] = CStringGetTextDatum(env);
 	if (spi_execute_cached(&plan, "SELECT t.url, coalesce(t.options->>'public_url', t.url), "
-							  "       c.key_id, c.secret, c.session_token, t.options::text "
+							  "       c.key_id, c.secret, c.session_token, t.options::text, "
+							  "       t.options->>'endpoint' "
 							  "  FROM publish.storage_targets t "
 							  "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
 							  " WHERE t.env = $1",
@@ -78,10 +176,24 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	target->url = spi_text(tuple, 1, mcxt);
 	target->public_base = spi_text(tuple, 2, mcxt);
 	target->key_id = spi_text(tuple, 3, mcxt);
-	target->secret = spi_text(tuple, 4, mcxt);
-	target->session_token = spi_text(tuple, 5, mcxt);
+	target->secret = secret_text(tuple, 4, mcxt);
+	target->session_token = secret_text(tuple, 5, mcxt);
 	target->options = spi_text(tuple, 6, mcxt);
+	endpoint = spi_text(tuple, 7, mcxt);
+	/* the row's copy of the secrets is not needed any more */
+	explicit_bzero(tuple->t_data, tuple->t_len);
+	if (target->secret != NULL || target->session_token != NULL)
+	{
+		MemoryContextCallback *cb = MemoryContextAlloc(mcxt, sizeof(MemoryContextCallback));
+
+		cb->func = wipe_target_secrets;
+		cb->arg = target;
+		MemoryContextRegisterResetCallback(mcxt, cb);
+	}
 	target->backend = backend_for_url(env, target->url);
+	check_no_dot_segment(env, "URL", target->url);
+	check_no_dot_segment(env, "option public_url", target->public_base);
+	check_no_dot_segment(env, "option endpoint", endpoint);
 
 	if (target->backend == &storage_local_backend)
 	{
@@ -324,6 +436,8 @@ storage_remote_fail(StorageTarget *target, const char *service, HttpRequest *req
 					HttpResponse *resp)
 {
 	char	   *why = http_failure_text(req, resp);
+
+	http_response_forget(resp);
 
 	if (resp->curl_code == 0 && (resp->status == 401 || resp->status == 403))
 		ereport(ERROR,

@@ -158,7 +158,10 @@ new_request(StorageTarget *target, const char *method, const char *url, const ch
 	req->headers = http_header(req->headers, "x-amz-content-sha256",
 							   body ? checksum_sha256_hex(body, body_len) : EMPTY_SHA256);
 	if (target->session_token != NULL)
+	{
 		req->headers = http_header(req->headers, "x-amz-security-token", target->session_token);
+		req->session_token = target->session_token;
+	}
 	req->body = body;
 	req->body_len = body_len;
 	return req;

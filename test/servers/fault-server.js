@@ -17,6 +17,21 @@
 //   /redirect/TAG/...      answers 307 to the same path on another host (127.0.0.2)
 //   /bearer/TAG/...        as /ok, for requests with "Authorization: Bearer
 //                          bearer-token-6a0f2c"; 401 for others
+//   /echo-S/TAG/...        answers status S (400, 403, 500, ...) echoing the
+//                          request as a careless server would: the status
+//                          line says "Rejected <Authorization>", the plain
+//                          text body's first line the secret the
+//                          Authorization carries (Basic: decoded) upper-
+//                          and lower-cased, percent-encoded and
+//                          JSON-quoted, the x-amz-security-token (also
+//                          upper-cased) and the Authorization, and the
+//                          lines after it the whole request
+//   /echo-xml-S/TAG/...    the same as an S3 XML error of status S, whose
+//                          Message holds the session token, the SigV4
+//                          signature and the Authorization (an S3
+//                          target's bucket "echo-xml-S")
+//   /echo-redirect/TAG/... answers 307 to a Location carrying the secret
+//                          as userinfo and the Authorization as a parameter
 // GET /_requests/TAG lists the requests seen under TAG, one per line.
 'use strict';
 const http = require('http');
@@ -25,6 +40,56 @@ const port = Number(process.argv[2]);
 const objects = new Map();     // path -> {body, type, cache}
 const counters = new Map();    // mode/tag -> requests seen
 const seen = new Map();        // tag -> [lines]
+
+// What a request carries: its Authorization, the secret in it (decoded
+// from Basic auth, or the bearer token), its session token, and the whole
+// request as text.
+function credentialsOf(req) {
+  const auth = req.headers.authorization || '';
+  const token = req.headers['x-amz-security-token'] || '';
+  let secret = '';
+  const basic = /^Basic (.+)$/i.exec(auth);
+  const bearer = /^Bearer (.+)$/i.exec(auth);
+  if (basic) {
+    const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+    secret = decoded.slice(decoded.indexOf(':') + 1);
+  } else if (bearer) {
+    secret = bearer[1];
+  }
+  let raw = `${req.method} ${req.url} HTTP/${req.httpVersion}\n`;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\n`;
+  return { auth, token, secret, raw };
+}
+
+function xmlEscape(s) {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]);
+}
+
+// Answers the /echo-* modes.
+function echo(req, res, mode) {
+  const c = credentialsOf(req);
+  if (mode === 'echo-redirect') {
+    const userinfo = `echo:${encodeURIComponent(c.secret)}`;
+    res.writeHead(307, { Location: `http://${userinfo}@127.0.0.2:${port}${req.url}?authorization=${encodeURIComponent(c.auth)}` });
+    return res.end();
+  }
+  const xml = /^echo-xml-(\d{3})$/.exec(mode);
+  if (xml) {
+    const sig = (/Signature=([0-9a-f]+)/.exec(c.auth) || ['', ''])[1];
+    const message = `session token ${c.token} (${c.token.toUpperCase()}); Signature=${sig}; ` +
+                    `Authorization: ${c.auth}; ${req.method} ${req.url}`;
+    res.writeHead(Number(xml[1]), { 'Content-Type': 'application/xml' });
+    return res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>' +
+                   `<Message>${xmlEscape(message)}</Message><Request>${xmlEscape(c.raw)}</Request>` +
+                   '<RequestId>echo</RequestId></Error>\n');
+  }
+  const status = Number(/^echo-(\d{3})$/.exec(mode)[1]);
+  const first = `rejected: secret ${c.secret.toUpperCase()} ${c.secret.toLowerCase()} ${encodeURIComponent(c.secret)} ` +
+                `${JSON.stringify(c.secret)}; session token ${c.token} ${c.token.toUpperCase()}; ` +
+                `authorization=${c.auth}; request=${req.method} ${req.url}`;
+  res.writeHead(status, `Rejected ${c.auth}`, { 'Content-Type': 'text/plain; charset=utf-8' });
+  return res.end(`${first}\n${c.raw}`);
+}
 
 http.createServer((req, res) => {
   const parts = req.url.split('/');
@@ -54,6 +119,7 @@ http.createServer((req, res) => {
       res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Bearer' });
       return res.end('Unauthorized: a bearer token is required\n');
     }
+    if (/^echo-(\d{3}|xml-\d{3}|redirect)$/.test(mode)) return echo(req, res, mode);
     if (mode === 'redirect') {
       res.writeHead(307, { Location: `http://127.0.0.2:${port}${req.url}` });
       return res.end();

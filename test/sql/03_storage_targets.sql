@@ -49,6 +49,31 @@ SELECT url, options, regress_try_full(format('SELECT publish.set_storage_target(
 SELECT env, url, options FROM publish.storage_targets WHERE env = 'st-remote';
 DELETE FROM publish.storage_targets WHERE env = 'st-remote';
 
+-- dot segments ("." and "..", plain or percent-encoded, %2f as a slash) in
+-- any target URL, endpoint or public_url: 22023, and nothing is written
+SELECT url, options, regress_try_full(format('SELECT publish.set_storage_target(%L, %L, %L)', 'st-dots', url, options)) AS result
+  FROM (VALUES ('http://example.com/maps/../other', '{}'::jsonb),
+               ('http://example.com/maps/..', '{}'),
+               ('https://example.com/maps/./x', '{}'),
+               ('https://example.com/maps/%2e%2e/x', '{}'),
+               ('https://example.com/maps/%2E./x', '{}'),
+               ('https://example.com/a%2f..%2fb', '{}'),
+               ('http://../maps', '{}'),
+               ('s3://bucket-one/a/../../x', '{}'),
+               ('s3://bucket-one/a/%2e%2e/x', '{}'),
+               ('s3://bucket-one/.', '{}'),
+               ('file:///srv/./maps', '{}'),
+               ('s3://bucket-one/x', '{"endpoint": "http://../"}'),
+               ('s3://bucket-one/x', '{"endpoint": "http://127.0.0.1:9000/%2e%2e"}'),
+               ('https://example.com/maps', '{"public_url": "https://cdn.example.com/a/../b"}'),
+               ('https://example.com/maps', '{"public_url": "https://cdn.example.com/%2e"}')) AS t(url, options);
+SELECT count(*) AS targets_after_dot_segments FROM publish.storage_targets WHERE env = 'st-dots';
+-- dots inside a name are no dot segment
+SELECT env, url, options
+  FROM publish.set_storage_target('st-dots', 'https://dav.example.com/maps.v2/..hidden/x...',
+                                  '{"public_url": "https://cdn.example.com/a.b/"}');
+DELETE FROM publish.storage_targets WHERE env = 'st-dots';
+
 -- create, then replace (upsert); a trailing slash is trimmed
 SELECT env, url, options FROM publish.set_storage_target('st-dev', 'file:///srv/publish-regress/dev/');
 SELECT env, url, options FROM publish.storage_targets WHERE env = 'st-dev';
