@@ -1110,8 +1110,13 @@ ALTER TABLE publish.overlays
 	ADD CONSTRAINT overlays_key_format
 	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
 	ADD CONSTRAINT overlays_name_length CHECK (length(name) <= 500),
+	-- release.json must parse with json-c's default depth (32 levels, its
+	-- root the first), and holds properties 3 levels down (the document,
+	-- the "overlays" array, the overlay): jsonpath counts their root as
+	-- level 0, so nothing may be at level 29 (validation.c checks the same
+	-- of geometry, and of rows older than this constraint)
 	ADD CONSTRAINT overlays_properties_depth
-	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{33 to last}'));
+	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{29 to last}'));
 ALTER TABLE publish.tilesets
 	ADD CONSTRAINT tilesets_source_path_safe
 	CHECK (source_path IS NULL
