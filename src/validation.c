@@ -63,6 +63,8 @@ struct ReleaseProblems
 	MemoryContext mcxt;			/* where the list and its strings live */
 	Datum		fast_max;		/* numeric 1e14: below it, no double needed */
 	Datum		fast_min;		/* numeric -1e14 */
+	Datum		out_max;		/* numeric 1e16: from it on, out of range unprinted */
+	Datum		out_min;		/* numeric -1e16 */
 };
 
 typedef ReleaseProblems Problems;
@@ -137,6 +139,10 @@ number_in_range(Problems *p, JsonbValue *v)
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->fast_max)) < 0 &&
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->fast_min)) > 0)
 		return true;
+	/* a number as large as 1e131071 is not printed to be refused */
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->out_max)) >= 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->out_min)) <= 0)
+		return false;
 	x = number_double(v);
 	return isfinite(x) && fabs(x) < MAX_COORDINATE;
 }
@@ -416,6 +422,10 @@ release_problems_begin(ReleaseInput *in)
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	p->fast_min = DirectFunctionCall3(numeric_in, CStringGetDatum("-1e14"),
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	p->out_max = DirectFunctionCall3(numeric_in, CStringGetDatum("1e16"),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	p->out_min = DirectFunctionCall3(numeric_in, CStringGetDatum("-1e16"),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	foreach(lc, in->assets)
 	{
 		ReleaseAsset *a = lfirst(lc);
