@@ -21,6 +21,9 @@
 #      process itself (libraries, shared memory it touched, one batch of
 #      rows); before the size was counted ahead of the text it grew with
 #      the text, to gigabytes
+#  (f) publish_version and validate_version, with the 262 MB-of-text rows
+#      stored, refuse the version at call time (PT413) and the caller's
+#      backend stays under the same bound
 #
 use strict;
 use warnings;
@@ -125,6 +128,32 @@ is(worker_pid(), $worker, '(e) the same worker ran every job');
 my $peak = vm_hwm($worker);
 cmp_ok($peak, '<', $bound_kb,
 	"... and its peak resident size, $peak kB, is under 2 x publish.max_release_size + 64 MB ($bound_kb kB)");
+
+# (f) the estimate at call time, in a backend of its own
+$node->safe_psql($db, "UPDATE publish.overlays SET $content{huge_numbers} WHERE key = 'o1'");
+my ($rc, $out, $err) = $node->psql(
+	$db, q{
+	DO $$
+	BEGIN
+		PERFORM publish.publish_version('mem', 1);
+	EXCEPTION WHEN SQLSTATE 'PT413' THEN
+		RAISE NOTICE 'publish_version: %', SQLERRM;
+	END $$;
+	DO $$
+	BEGIN
+		PERFORM publish.validate_version('mem', 1);
+	EXCEPTION WHEN SQLSTATE 'PT413' THEN
+		RAISE NOTICE 'validate_version: %', SQLERRM;
+	END $$;
+	SELECT substring(pg_read_file('/proc/self/status') FROM 'VmHWM:\s+(\d+) kB');
+});
+is($rc, 0, '(f) the calls ran');
+like($err, qr/publish_version: version 1 of project "mem" is too large to publish: its release.json would be about 2\d\d MB/,
+	'... publish_version refuses the version (PT413), counting its text as 262 MB');
+like($err, qr/validate_version: version 1 of project "mem" is too large to publish/,
+	'... and so does validate_version');
+cmp_ok($out, '<', $bound_kb, "... and the caller's backend peaked at $out kB, under $bound_kb kB");
+is($node->safe_psql($db, "SELECT count(*) FROM publish.jobs WHERE status = 'queued'"), '0', '... no job was queued');
 
 $node->stop;
 done_testing();
