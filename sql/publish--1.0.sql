@@ -368,6 +368,13 @@ AS 'MODULE_PATHNAME', 'publish_release_document';
 COMMENT ON FUNCTION publish._release_document(uuid, text, timestamptz) IS
 	'Internal: release.json of a version for an environment, exactly as the worker writes it.';
 
+CREATE FUNCTION publish._jsonb_text_size(value jsonb)
+RETURNS bigint
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'publish_jsonb_text_size';
+COMMENT ON FUNCTION publish._jsonb_text_size(jsonb) IS
+	'Internal: octet_length(value::text), counted without making the text.';
+
 CREATE FUNCTION publish._validation_problems(version_id uuid)
 RETURNS SETOF text
 LANGUAGE c VOLATILE STRICT
@@ -1124,8 +1131,13 @@ ALTER TABLE publish.overlays
 	ADD CONSTRAINT overlays_key_format
 	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
 	ADD CONSTRAINT overlays_name_length CHECK (length(name) <= 500),
+	-- release.json must parse with json-c's default depth (32 levels, its
+	-- root the first), and holds properties 3 levels down (the document,
+	-- the "overlays" array, the overlay): jsonpath counts their root as
+	-- level 0, so nothing may be at level 29 (validation.c checks the same
+	-- of geometry, and of rows older than this constraint)
 	ADD CONSTRAINT overlays_properties_depth
-	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{33 to last}'));
+	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{29 to last}'));
 ALTER TABLE publish.tilesets
 	ADD CONSTRAINT tilesets_source_path_safe
 	CHECK (source_path IS NULL
@@ -1141,11 +1153,13 @@ ALTER TABLE publish.tilesets
 -- publish.max_tiles, is refused with PT413 (HTTP 413) before anything is
 -- loaded into memory: at call time by publish_version, build_release and
 -- validate_version (release_input.c).  The size is an estimate from the
--- text of the rows, computed row by row (no row set is held).  The worker
+-- rows, computed row by row (no row set is held); the text of geometry and
+-- properties is counted, never made (publish._jsonb_text_size: jsonb
+-- stores 1e131071 in a few bytes, and its text has 131,072).  The worker
 -- checks again, since the content can grow after a job is queued, but not
--- with this estimate (a pass over every overlay's text): it counts the
--- tiles, and stops writing release.json, with PT413, as soon as the bytes
--- written go over publish.max_release_size.
+-- with this estimate (a pass over every overlay): it counts the tiles, and
+-- stops writing release.json, with PT413, before the bytes it writes would
+-- go over publish.max_release_size (release_text.c).
 CREATE FUNCTION publish._check_release_limits(version_id uuid)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -1160,7 +1174,8 @@ DECLARE
 BEGIN
 	SELECT 1024
 	       + coalesce((SELECT sum(octet_length(o.key) + octet_length(o.name) + octet_length(o.overlay_type)
-	                              + octet_length(o.geometry::text) + octet_length(o.properties::text) + 128)
+	                              + publish._jsonb_text_size(o.geometry)
+	                              + publish._jsonb_text_size(o.properties) + 128)
 	                     FROM publish.overlays o WHERE o.version_id = _check_release_limits.version_id), 0)
 	       + coalesce((SELECT sum(octet_length(a.key) + octet_length(a.kind) + 2 * octet_length(a.storage_path)
 	                              + octet_length(a.content_type) + 256)
@@ -1219,9 +1234,12 @@ BEGIN
 		   -- the job queue's triggers in C run no SQL and resolve no name:
 		   -- a pinned path would cost a GUC save and restore for every
 		   -- progress write of every job (job_notify.c), every job queued
-		   -- and every row of a restore's COPY (_wake_worker_on_queued)
+		   -- and every row of a restore's COPY (_wake_worker_on_queued);
+		   -- nor does _jsonb_text_size, called twice for every overlay of a
+		   -- release by _check_release_limits (a pinned path tripled its cost)
 		   AND p.oid <> 'publish._notify_job_change()'::regprocedure
 		   AND p.oid <> 'publish._wake_worker_on_queued()'::regprocedure
+		   AND p.oid <> 'publish._jsonb_text_size(jsonb)'::regprocedure
 	LOOP
 		EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
 	END LOOP;
@@ -1252,6 +1270,7 @@ GRANT EXECUTE ON FUNCTION
 	publish._check_env(text),
 	publish._shown(text),
 	publish._check_release_limits(uuid),
+	publish._jsonb_text_size(jsonb),
 	publish._release_document(uuid, text, timestamptz),
 	publish._validation_problems(uuid),
 	publish.cancel_job(uuid),

@@ -210,7 +210,7 @@ publish_define_gucs(void)
 							"Largest release.json a version may produce.",
 							"A version whose overlays and assets would make a larger "
 							"release.json is refused (SQLSTATE PT413); the worker needs "
-							"about this much memory to build a release of this size.",
+							"up to about twice this much memory to build a release of this size.",
 							&publish_max_release_size,
 							16 * 1024, 64, MAX_KILOBYTES,
 							PGC_SUSET, GUC_UNIT_KB,

@@ -19,6 +19,7 @@
  *	  validation.c     every problem that stops a version from publishing
  *	  release_builder.c  release.json, streamed overlay by overlay (json-c)
  *	  release_doc.c    the bytes of release.json and their SHA-256
+ *	  release_text.c   jsonb's text in release.json, counted and written in pieces
  *	  storage.c        storage targets and the backend interface
  *	  storage_local.c  the file:// backend
  *	  storage_http.c   the http(s):// backend (HTTP PUT / WebDAV)
@@ -234,6 +235,19 @@ extern ReleaseDoc *release_doc_create(MemoryContext mcxt);
 extern void release_doc_append(ReleaseDoc *doc, const char *data, size_t len);
 extern void release_doc_finish(ReleaseDoc *doc);
 extern void release_doc_check_size(ReleaseDoc *doc, size_t pending, ReleaseInput *input);
+
+/* release_text.c: jsonb values as release.json text, counted or written in pieces */
+typedef struct ReleaseTextSink
+{
+	StringInfo	buf;			/* the text is appended here ... */
+	int			flush_at;		/* ... and handed on before it passes this */
+	/* checks that buf and coming more bytes fit, then empties buf (or throws) */
+	void		(*flush) (void *arg, size_t coming);
+	void	   *arg;
+} ReleaseTextSink;
+
+extern uint64 release_text_size(Jsonb *value);
+extern void release_text_write(Jsonb *value, ReleaseTextSink *sink);
 
 /* release_builder.c */
 extern List *release_build(ReleaseInput *input, ReleaseDoc *doc);

@@ -22,11 +22,16 @@
  * serialized by json-c.  An overlay is written piece by piece: its strings
  * are escaped by json-c (one reused string object, so no allocation per
  * overlay), and its geometry and properties are the text PostgreSQL makes
- * of the jsonb values (JsonbToCString, as jsonb's output function does),
- * written straight into the staging buffer, so nested documents are
- * neither parsed nor re-formatted and numbers are never rounded.  The
- * staging buffer goes to the ReleaseDoc (release_doc.c) in 64 kB pieces.
- * Peak memory: the document, one staging buffer and one batch of rows.
+ * of the jsonb values (as jsonb's output function does), written into the
+ * staging buffer by release_text.c, so nested documents are neither parsed
+ * nor re-formatted and numbers are never rounded.  The staging buffer goes
+ * to the ReleaseDoc (release_doc.c) in pieces of about 64 kB, each checked
+ * against publish.max_release_size before it is added, and release_text.c
+ * hands it on within a value too: a value whose text is far larger than
+ * the value (huge numbers, escapes) never fills more than a piece.  Peak
+ * memory: the document (at most publish.max_release_size), one staging
+ * buffer, one overlay's values (which release_input.c bounds by the same
+ * limit) and one batch of rows.
  *
  * json-c allocates with malloc: every json-c object is released in a
  * PG_FINALLY.
@@ -147,22 +152,37 @@ put_string(Builder *b, const char *s)
 	put_json(b, b->str);
 }
 
-/* Appends a jsonb value's text, as jsonb_out writes it (NULL: null). */
+/*
+ * Moves the staging buffer into the document, after checking that it and
+ * coming more bytes fit in publish.max_release_size (PT413 if not); a
+ * ReleaseTextSink's flush.
+ */
 static void
-put_jsonb(Builder *b, Jsonb *value)
+flush_before(void *arg, size_t coming)
 {
-	if (value == NULL)
-		appendBinaryStringInfo(&b->buf, "null", 4);
-	else
-		(void) JsonbToCString(&b->buf, &value->root, VARSIZE(value));
+	Builder    *b = arg;
+
+	release_doc_check_size(b->doc, b->buf.len + coming, b->in);
+	release_doc_append(b->doc, b->buf.data, b->buf.len);
+	resetStringInfo(&b->buf);
 }
 
 static void
 flush(Builder *b)
 {
-	release_doc_check_size(b->doc, b->buf.len, b->in);
-	release_doc_append(b->doc, b->buf.data, b->buf.len);
-	resetStringInfo(&b->buf);
+	flush_before(b, 0);
+}
+
+/* Appends a jsonb value's text, as jsonb_out writes it (NULL: null). */
+static void
+put_jsonb(Builder *b, Jsonb *value)
+{
+	ReleaseTextSink sink = {&b->buf, STAGING_FLUSH_AT, flush_before, b};
+
+	if (value == NULL)
+		appendBinaryStringInfo(&b->buf, "null", 4);
+	else
+		release_text_write(value, &sink);
 }
 
 /*

@@ -8,7 +8,9 @@
  * tileset) into a ReleaseInput; release_input_scan_overlays then streams
  * the overlays through an SPI cursor, a batch at a time, and hands each to
  * a callback (validation.c checks it, release_builder.c writes it), so
- * memory stays bounded by a batch whatever the number of overlays.
+ * memory stays bounded by a batch whatever the number of overlays, and an
+ * overlay whose values take more than publish.max_release_size is refused
+ * before they are read (a batch holds large values as TOAST pointers).
  * Geometry and properties arrive as jsonb values, not text: validation
  * walks their binary form and the builder writes their text straight into
  * the document.
@@ -24,6 +26,7 @@
  */
 #include "publish.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -86,9 +89,10 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	 * With estimate_size, refuse a release over the limits (PT413) from an
 	 * estimate of its size, before anything is read: what the SQL entry
 	 * points promise.  The worker passes false: the estimate costs a pass
-	 * over every overlay's text, and release_build enforces
-	 * publish.max_release_size exactly on the bytes it writes (memory stays
-	 * bounded by the limit either way); the tile limit is checked below.
+	 * over every overlay, and release_build enforces
+	 * publish.max_release_size exactly on the bytes it writes, before it
+	 * writes them (memory stays bounded by the limit either way); the tile
+	 * limit is checked below.
 	 */
 	if (estimate_size)
 	{
@@ -195,6 +199,14 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	return in;
 }
 
+/* pg_size_pretty's text of bytes */
+static char *
+size_pretty(int64 bytes)
+{
+	return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_size_pretty,
+															  Int64GetDatum(bytes))));
+}
+
 typedef struct AssetEntry
 {
 	char		id[16];			/* hash key: the uuid's bytes */
@@ -240,6 +252,29 @@ asset_key_of(HTAB *index, const void *uuid)
 }
 
 /*
+ * PT413 when an overlay's geometry and properties (sizes as stored, before
+ * they are read: toast_raw_datum_size) take more than
+ * publish.max_release_size.  Their text is at least as large as the limit
+ * in all but contrived cases, and refusing them unread keeps what the
+ * worker holds of one overlay within the limit, beside the document's own.
+ */
+static void
+check_overlay_size(ReleaseInput *in, const char *key, Size geometry, Size properties)
+{
+	int64		max_bytes = (int64) publish_max_release_size * 1024;
+	int64		bytes = (int64) geometry + (int64) properties;
+
+	if (max_bytes == 0 || bytes <= max_bytes)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+			 errmsg("version %d of project \"%s\" is too large to publish: the geometry and properties of overlay \"%s\" take %s, over publish.max_release_size (%s)",
+					in->version_number, in->project_slug, key,
+					size_pretty(bytes), size_pretty(max_bytes)),
+			 errhint("Split its overlays over projects, simplify their geometry, or ask a superuser to raise publish.max_release_size.")));
+}
+
+/*
  * Streams the overlays of the version, ordered by key, to callback; returns
  * how many there were (also stored in input->overlay_count).  Each overlay,
  * and what the callback allocates in the current memory context, lives in
@@ -282,6 +317,10 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 			ReleaseOverlay o;
 			bool		isnull;
 			Datum		d;
+			Datum		geometry;
+			Datum		properties;
+			bool		geometry_null;
+			bool		properties_null;
 
 			d = SPI_getbinval(row, desc, 1, &isnull);
 			o.key = TextDatumGetCString(d);
@@ -289,10 +328,12 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 			o.name = isnull ? NULL : TextDatumGetCString(d);
 			d = SPI_getbinval(row, desc, 3, &isnull);
 			o.overlay_type = TextDatumGetCString(d);
-			d = SPI_getbinval(row, desc, 4, &isnull);
-			o.geometry = isnull ? NULL : DatumGetJsonbP(d);
-			d = SPI_getbinval(row, desc, 5, &isnull);
-			o.properties = isnull ? NULL : DatumGetJsonbP(d);
+			geometry = SPI_getbinval(row, desc, 4, &geometry_null);
+			properties = SPI_getbinval(row, desc, 5, &properties_null);
+			check_overlay_size(in, o.key, geometry_null ? 0 : toast_raw_datum_size(geometry),
+							   properties_null ? 0 : toast_raw_datum_size(properties));
+			o.geometry = geometry_null ? NULL : DatumGetJsonbP(geometry);
+			o.properties = properties_null ? NULL : DatumGetJsonbP(properties);
 			d = SPI_getbinval(row, desc, 6, &isnull);
 			o.has_asset_id = !isnull;
 			o.asset_key = isnull ? NULL : asset_key_of(assets, DatumGetPointer(d));

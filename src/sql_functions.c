@@ -7,6 +7,7 @@
  *	  publish._wake_worker_on_queued()       the same, as job_queue's trigger
  *	  publish._release_document(uuid, text, timestamptz)  release.json text
  *	  publish._validation_problems(uuid)     every problem of a version
+ *	  publish._jsonb_text_size(jsonb)        bytes of a jsonb value's text, unmade
  *	  publish._job_event_prepare()          listen for job ends (wait_job)
  *	  publish._job_event_sleep(int)         sleep until a job ends or timeout
  *
@@ -34,6 +35,7 @@ PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
 PG_FUNCTION_INFO_V1(publish_wake_worker_on_queued);
 PG_FUNCTION_INFO_V1(publish_release_document);
 PG_FUNCTION_INFO_V1(publish_validation_problems);
+PG_FUNCTION_INFO_V1(publish_jsonb_text_size);
 PG_FUNCTION_INFO_V1(publish_job_event_prepare);
 PG_FUNCTION_INFO_V1(publish_job_ended_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_cancel_worker_at_commit_sql);
@@ -215,4 +217,16 @@ publish_cancel_worker_at_commit_sql(PG_FUNCTION_ARGS)
 	if (pid > 0 && pid != MyProcPid)
 		publish_cancel_worker_at_commit(pid, job_id);
 	PG_RETURN_VOID();
+}
+
+/*
+ * octet_length(value::text) without making the text, whose size a small
+ * value does not bound (publish._check_release_limits sums it).
+ */
+Datum
+publish_jsonb_text_size(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *value = PG_GETARG_JSONB_P(0);
+
+	PG_RETURN_INT64((int64) release_text_size(value));
 }

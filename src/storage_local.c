@@ -36,6 +36,15 @@
  * The server runs with umask 077; published files are for other readers (a
  * web server, a CDN origin), so files get mode 0644 and directories 0755.
  *
+ * Others may write in the target's directory (a web server, an upload
+ * tool): nothing here opens, links or chmods an existing name there in a
+ * way that follows a symlink planted at it.  Temporary files are created
+ * with O_CREAT | O_EXCL | O_NOFOLLOW under a name with a random part
+ * ({name}.tmp-{pid}-{16 hex digits}: the pid tells local_remove_stale
+ * whether their writer is gone), modes are set through descriptors, and
+ * the final rename replaces whatever is at the destination, a symlink
+ * included, instead of writing through it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
@@ -168,6 +177,95 @@ defer_dir_sync(StorageTarget *target, const char *dir)
 }
 
 /*
+ * A name for a new temporary file beside path that nobody can guess ahead:
+ * {path}.tmp-{pid}-{16 random hex digits}.
+ */
+static char *
+tmp_name(const char *path)
+{
+	char		bytes[8];
+	char		hex[2 * sizeof(bytes) + 1];
+
+	if (!pg_strong_random(bytes, sizeof(bytes)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random name for a temporary file beside \"%s\"", path)));
+	hex[hex_encode(bytes, sizeof(bytes), hex)] = '\0';
+	return psprintf("%s.tmp-%d-%s", path, MyProcPid, hex);
+}
+
+/*
+ * Creates a new temporary file beside path, for writing, and returns its
+ * descriptor; *tmp gets its name.  O_EXCL | O_NOFOLLOW: a name that exists
+ * (a file, or a symlink someone planted) is never opened; another random
+ * name is tried.  Throws when none can be made.
+ */
+static int
+create_tmp(const char *path, char **tmp)
+{
+	for (int attempt = 0; attempt < 8; attempt++)
+	{
+		char	   *name = tmp_name(path);
+		int			fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | PG_BINARY,
+							  LOCAL_FILE_MODE);
+
+		if (fd >= 0)
+		{
+			*tmp = name;
+			return fd;
+		}
+		if (errno != EEXIST)
+			break;
+		pfree(name);
+	}
+	ereport(ERROR,
+			(errcode_for_file_access(),
+			 errmsg("could not create a temporary file beside \"%s\": %m", path)));
+	return -1;					/* not reached */
+}
+
+/*
+ * Makes a new temporary name beside path a hard link to src (link() never
+ * follows or replaces what is at the new name; another random name is
+ * tried when it exists).  false, with errno, when it cannot.
+ */
+static bool
+link_tmp(const char *src, const char *path, char **tmp)
+{
+	for (int attempt = 0; attempt < 8; attempt++)
+	{
+		char	   *name = tmp_name(path);
+
+		if (link(src, name) == 0)
+		{
+			*tmp = name;
+			return true;
+		}
+		if (errno != EEXIST)
+			return false;
+		pfree(name);
+	}
+	return false;
+}
+
+/*
+ * Sets a directory just made to LOCAL_DIR_MODE through a descriptor: a
+ * symlink put in its place meanwhile is not followed.  Best effort, as the
+ * mode only widens what umask left.
+ */
+static void
+set_dir_mode(const char *dir)
+{
+	int			fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | PG_BINARY);
+
+	if (fd >= 0)
+	{
+		(void) fchmod(fd, LOCAL_DIR_MODE);
+		close(fd);
+	}
+}
+
+/*
  * mkdir -p for the directory that will hold path.  With durable, each
  * directory it creates is to be fsync'd into its parent by storage_sync,
  * so that after a crash of the machine a file put under a new directory (a
@@ -188,7 +286,7 @@ make_parent_dirs(StorageTarget *target, const char *path, bool durable)
 	make_parent_dirs(target, dir, durable);
 	if (mkdir(dir, LOCAL_DIR_MODE) == 0)
 	{
-		(void) chmod(dir, LOCAL_DIR_MODE);
+		set_dir_mode(dir);
 		if (durable)
 			defer_dir_sync(target, parent_dir(dir));
 	}
@@ -224,13 +322,10 @@ fail_write(int fd, const char *tmp, const char *path)
 static char *
 write_tmp(const char *path, const char *data, size_t len, bool sync)
 {
-	char	   *tmp = psprintf("%s.tmp-%d", path, MyProcPid);
+	char	   *tmp;
 	size_t		done = 0;
-	int			fd;
+	int			fd = create_tmp(path, &tmp);
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
-	if (fd < 0)
-		fail_write(fd, tmp, path);
 	while (done < len)
 	{
 		ssize_t		n = write(fd, data + done, Min(len - done, (size_t) 1 << 30));
@@ -347,10 +442,11 @@ storage_local_discard_deferred(void)
 
 /*
  * Removes the temporary files that a put of key left behind in a process
- * that is gone ({key}.tmp-{pid}: a worker killed between writing and
- * renaming, e.g. in a group before its sync).  Jobs of one project and
- * environment run one at a time, so no live worker writes them.  Called
- * by a retry (job_publish.c).
+ * that is gone ({key}.tmp-{pid}-{random}, or {key}.tmp-{pid} as earlier
+ * versions named them: a worker killed between writing and renaming, e.g.
+ * in a group before its sync).  Jobs of one project and environment run
+ * one at a time, so no live worker writes them.  Called by a retry
+ * (job_publish.c).  unlink removes a symlink, never what it points to.
  */
 static void
 local_remove_stale(StorageTarget *target, const char *key)
@@ -372,7 +468,10 @@ local_remove_stale(StorageTarget *target, const char *key)
 		if (strncmp(de->d_name, prefix, n) != 0)
 			continue;
 		pid = strtol(de->d_name + n, &end, 10);
-		if (*end != '\0' || pid <= 0 || pid == MyProcPid ||
+		if (end == de->d_name + n ||
+			(*end != '\0' &&
+			 (*end != '-' || strlen(end + 1) != 16 || strspn(end + 1, "0123456789abcdef") != 16)) ||
+			pid <= 0 || pid == MyProcPid ||
 			kill((pid_t) pid, 0) == 0 || errno != ESRCH)
 			continue;
 		(void) unlink(psprintf("%s/%s", dir, de->d_name));
@@ -408,7 +507,7 @@ local_link(StorageTarget *target, const char *src_key, const char *dst_key)
 {
 	char	   *src = key_path(target, src_key);
 	char	   *dst = key_path(target, dst_key);
-	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
+	char	   *tmp;
 
 	make_parent_dirs(target, dst, true);
 	if (is_deferred_put(target, src))
@@ -417,8 +516,7 @@ local_link(StorageTarget *target, const char *src_key, const char *dst_key)
 		(void) add_deferred(&target->deferred_files, GetMemoryChunkContext(target), NULL, src, dst);
 		return true;
 	}
-	(void) unlink(tmp);			/* left by a worker of the same pid that died */
-	if (link(src, tmp) != 0)
+	if (!link_tmp(src, dst, &tmp))
 		return false;
 	if (rename(tmp, dst) != 0)
 		fail_write(-1, tmp, dst);
@@ -453,14 +551,16 @@ local_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool
 }
 
 /*
- * Copies src into the new file tmp (to be renamed to final_path), in the
- * kernel when it can.  Not fsync'd: storage_sync makes copies durable.
+ * Copies src into a new temporary file beside final_path, in the kernel
+ * when it can, and returns the temporary file's name (the caller renames
+ * it into place).  Not fsync'd: storage_sync makes copies durable.
  */
-static void
-copy_file(const char *src, const char *tmp, const char *final_path)
+static char *
+copy_file(const char *src, const char *final_path)
 {
 	int			in = open(src, O_RDONLY | PG_BINARY);
 	int			out;
+	char	   *tmp;
 	char	   *buf = NULL;
 	bool		use_kernel = true;
 
@@ -468,12 +568,16 @@ copy_file(const char *src, const char *tmp, const char *final_path)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open \"%s\": %m", src)));
-	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, LOCAL_FILE_MODE);
-	if (out < 0)
+	PG_TRY();
+	{
+		out = create_tmp(final_path, &tmp);
+	}
+	PG_CATCH();
 	{
 		close(in);
-		fail_write(-1, tmp, final_path);
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
 	for (;;)
 	{
 		ssize_t		n;
@@ -531,6 +635,7 @@ copy_file(const char *src, const char *tmp, const char *final_path)
 		fail_write(out, tmp, final_path);
 	if (close(out) != 0)
 		fail_write(-1, tmp, final_path);
+	return tmp;
 }
 
 static void
@@ -539,10 +644,10 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 {
 	char	   *src = key_path(target, src_key);
 	char	   *dst = key_path(target, dst_key);
-	char	   *tmp = psprintf("%s.tmp-%d", dst, MyProcPid);
+	char	   *tmp;
 
 	make_parent_dirs(target, dst, false);
-	copy_file(src, tmp, dst);
+	tmp = copy_file(src, dst);
 	if (rename(tmp, dst) != 0)
 		fail_write(-1, tmp, dst);
 	target->unsynced = true;
@@ -706,10 +811,13 @@ place_deferred_files(StorageSyncSet *set)
 			}
 			else
 			{
-				char	   *tmp = psprintf("%s.tmp-%d", d->path, MyProcPid);
+				char	   *tmp;
 
-				(void) unlink(tmp);
-				if (link(d->src, tmp) != 0 || rename(tmp, d->path) != 0)
+				if (!link_tmp(d->src, d->path, &tmp))
+					ereport(ERROR,
+							(errcode_for_file_access(),
+							 errmsg("could not write \"%s\": %m", d->path)));
+				if (rename(tmp, d->path) != 0)
 					fail_write(-1, tmp, d->path);
 				(void) unlink(tmp);
 			}

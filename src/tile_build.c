@@ -8,7 +8,8 @@
  * job's storage target: opened in place on a file:// target, downloaded to
  * a temporary file first on the others.  libvips (tile_vips.c) cuts the
  * pyramid into a temporary directory under base/pgsql_tmp (removed when
- * the build ends, and by PostgreSQL at start-up after a crash); each tile
+ * the build ends, and by PostgreSQL at start-up after a crash), made anew
+ * under a random name, so that everything in it is the build's own; each tile
  * is then hashed and uploaded to the version's build location
  *
  *	  {env}/{slug}/builds/v{N}/tiles/{z}/{x}/{y}.{format}
@@ -38,6 +39,7 @@
 #include "tile.h"
 #include "tile_publish.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,24 +212,40 @@ load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
 	return bi;
 }
 
-/* Creates the build's temporary directory under base/pgsql_tmp. */
+/*
+ * Creates the build's temporary directory under base/pgsql_tmp, as
+ * mkdtemp does: a new directory (mkdir never follows a symlink at its
+ * name), under a name with a random part, so that nothing in it was put
+ * there before the build.
+ */
 static char *
 make_temp_dir(void)
 {
-	static int	counter = 0;
-	char	   *dir;
+	char	   *dir = NULL;
 
 	if (MakePGDirectory(TILE_TEMP_ROOT) != 0 && errno != EEXIST)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create directory \"%s\": %m", TILE_TEMP_ROOT)));
-	dir = psprintf("%s/%spublish_tiles.%d.%d", TILE_TEMP_ROOT, PG_TEMP_FILE_PREFIX,
-				   MyProcPid, ++counter);
-	if (MakePGDirectory(dir) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create directory \"%s\": %m", dir)));
-	return dir;
+	for (int attempt = 0; attempt < 8; attempt++)
+	{
+		uint64		random;
+
+		if (!pg_strong_random(&random, sizeof(random)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random name for a temporary directory")));
+		dir = psprintf("%s/%spublish_tiles.%d.%016llx", TILE_TEMP_ROOT, PG_TEMP_FILE_PREFIX,
+					   MyProcPid, (unsigned long long) random);
+		if (MakePGDirectory(dir) == 0)
+			return dir;
+		if (errno != EEXIST)
+			break;
+	}
+	ereport(ERROR,
+			(errcode_for_file_access(),
+			 errmsg("could not create directory \"%s\": %m", dir)));
+	return NULL;				/* not reached */
 }
 
 /* Progress figure of a fraction of the band from..to. */
@@ -263,6 +281,7 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	TilePlan	plan;
 	int64		expected;
 	int64		n = 0;
+	int			fd;
 	int			cut_progress = band(progress_from, progress_to, 0.3);
 
 	/* the source image: in place on a local target, else downloaded */
@@ -325,11 +344,16 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 
 	/* upload, level by level; the manifest is spooled to a file */
 	m->path = psprintf("%s/manifest", tmpdir);
-	m->file = fopen(m->path, "w+b");
+	fd = open(m->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | PG_BINARY, pg_file_create_mode);
+	m->file = fd < 0 ? NULL : fdopen(fd, "w+b");
 	if (m->file == NULL)
+	{
+		if (fd >= 0)
+			close(fd);
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create the tile manifest file \"%s\": %m", m->path)));
+	}
 	last_progress = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
 	/*

@@ -24,8 +24,8 @@
  * numeric_cmp in the common case and converted to double where the old
  * json-c checks did (near 1e15, and for unequal ring ends), so the verdicts
  * are those of a double-precision GeoJSON reader.  A geometry nested deeper
- * than 32 levels (json-c's default limit, which earlier versions parsed
- * geometries with) is reported as such instead of any other problem.
+ * than VALUE_MAX_DEPTH levels is reported as such instead of any other
+ * problem.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,7 +41,20 @@
 
 #define MAX_REPORTED_PROBLEMS 100
 #define MAX_COORDINATE 1e15
-#define GEOMETRY_MAX_DEPTH 32
+
+/*
+ * How deep geometry and properties may be nested, their own root being
+ * level 1.  release.json must parse with json-c's default depth
+ * (JSON_TOKENER_DEFAULT_DEPTH, 32: a value nested in 31 containers is the
+ * deepest it reads), and it holds each overlay's geometry and properties
+ * inside three containers: the document, the "overlays" array and the
+ * overlay's object.  The constraint overlays_properties_depth says the
+ * same of properties in jsonpath's terms (their root is level 0 there:
+ * nothing at level 29 or deeper).
+ */
+#define JSONC_MAX_DEPTH 32
+#define OVERLAY_VALUE_DEPTH 3
+#define VALUE_MAX_DEPTH (JSONC_MAX_DEPTH - OVERLAY_VALUE_DEPTH)
 
 struct ReleaseProblems
 {
@@ -50,6 +63,8 @@ struct ReleaseProblems
 	MemoryContext mcxt;			/* where the list and its strings live */
 	Datum		fast_max;		/* numeric 1e14: below it, no double needed */
 	Datum		fast_min;		/* numeric -1e14 */
+	Datum		out_max;		/* numeric 1e16: from it on, out of range unprinted */
+	Datum		out_min;		/* numeric -1e16 */
 };
 
 typedef ReleaseProblems Problems;
@@ -124,6 +139,10 @@ number_in_range(Problems *p, JsonbValue *v)
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->fast_max)) < 0 &&
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->fast_min)) > 0)
 		return true;
+	/* a number as large as 1e131071 is not printed to be refused */
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->out_max)) >= 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d, p->out_min)) <= 0)
+		return false;
 	x = number_double(v);
 	return isfinite(x) && fabs(x) < MAX_COORDINATE;
 }
@@ -259,7 +278,7 @@ check_multi(Problems *p, JsonbValue *coords, const char *type)
 
 /*
  * Is a value in the container (depth: the container's own, the root's
- * being 1) deeper than GEOMETRY_MAX_DEPTH?  The walk stops at the first
+ * being 1) deeper than VALUE_MAX_DEPTH?  The walk stops at the first
  * value too deep, so a hostile geometry costs no more than the limit.
  */
 static bool
@@ -276,7 +295,7 @@ deeper_than_limit(JsonbContainer *root)
 		{
 			case WJB_BEGIN_ARRAY:
 			case WJB_BEGIN_OBJECT:
-				if (++depth > GEOMETRY_MAX_DEPTH)
+				if (++depth > VALUE_MAX_DEPTH)
 					return true;
 				break;
 			case WJB_END_ARRAY:
@@ -285,7 +304,7 @@ deeper_than_limit(JsonbContainer *root)
 				break;
 			case WJB_ELEM:
 			case WJB_VALUE:
-				if (depth + 1 > GEOMETRY_MAX_DEPTH)
+				if (depth + 1 > VALUE_MAX_DEPTH)
 					return true;
 				break;
 			default:
@@ -376,7 +395,7 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	if (!plain && g != NULL && deeper_than_limit(&g->root))
 	{
 		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
-					GEOMETRY_MAX_DEPTH);
+					VALUE_MAX_DEPTH);
 		return;
 	}
 	check_geometry_object(p, o, g);
@@ -384,7 +403,7 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	{
 		p->list = list_truncate(p->list, before);
 		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
-					GEOMETRY_MAX_DEPTH);
+					VALUE_MAX_DEPTH);
 	}
 }
 
@@ -403,6 +422,10 @@ release_problems_begin(ReleaseInput *in)
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	p->fast_min = DirectFunctionCall3(numeric_in, CStringGetDatum("-1e14"),
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	p->out_max = DirectFunctionCall3(numeric_in, CStringGetDatum("1e16"),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	p->out_min = DirectFunctionCall3(numeric_in, CStringGetDatum("-1e16"),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	foreach(lc, in->assets)
 	{
 		ReleaseAsset *a = lfirst(lc);
@@ -415,12 +438,33 @@ release_problems_begin(ReleaseInput *in)
 	return p;
 }
 
+/*
+ * Properties nested deeper than VALUE_MAX_DEPTH: what the constraint
+ * overlays_properties_depth refuses, found in rows written before it.  A
+ * value that deep holds a chain of VALUE_MAX_DEPTH containers and a value
+ * in the last; in jsonb's binary form each container but the root takes at
+ * least 8 bytes (its JEntry in its parent and its header), the root's
+ * header, the last value's JEntry and the varlena header 4 each: at least
+ * 8 * VALUE_MAX_DEPTH + 4 bytes.  Smaller values, most of them, are not
+ * walked.
+ */
+static void
+check_properties(Problems *p, ReleaseOverlay *o)
+{
+	Jsonb	   *props = o->properties;
+
+	if (props != NULL && VARSIZE(props) > 8 * VALUE_MAX_DEPTH &&
+		deeper_than_limit(&props->root))
+		add_problem(p, "properties are nested deeper than %d levels", VALUE_MAX_DEPTH);
+}
+
 /* Adds the problems of one overlay (called in key order). */
 void
 release_check_overlay(ReleaseProblems *p, ReleaseOverlay *o)
 {
 	p->overlay = o->key;
 	check_geometry(p, o);
+	check_properties(p, o);
 	if (o->has_asset_id && o->asset_key == NULL)
 		add_problem(p, "refers to an asset that is not an asset of this version");
 	else if (strcmp(o->overlay_type, "image") == 0 && !o->has_asset_id)

@@ -54,16 +54,18 @@ SELECT is(count(*), 0::bigint, 'PUBLIC cannot execute any function of publish')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace
    AND has_function_privilege('public', p.oid, 'EXECUTE');
 SELECT is(array_agg(p.proname::text ORDER BY p.proname), NULL::text[],
-          'every function of publish pins search_path = pg_catalog, pg_temp, but the job queue''s C triggers')
+          'every function of publish pins search_path = pg_catalog, pg_temp, but the job queue''s C triggers and _jsonb_text_size')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace
    AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']
-   AND p.oid NOT IN ('publish._notify_job_change()'::regprocedure, 'publish._wake_worker_on_queued()'::regprocedure);
+   AND p.oid NOT IN ('publish._notify_job_change()'::regprocedure, 'publish._wake_worker_on_queued()'::regprocedure,
+                     'publish._jsonb_text_size(jsonb)'::regprocedure);
 SELECT is(array_agg(p.proname || ' ' || l.lanname || ' ' || p.prosecdef::text || ' ' || p.prorettype::regtype::text
                     ORDER BY p.proname),
-          ARRAY['_notify_job_change c false trigger', '_wake_worker_on_queued c false trigger'],
-          '... which are C (they run no SQL and resolve no name), run as the invoker and are triggers')
+          ARRAY['_jsonb_text_size c false bigint', '_notify_job_change c false trigger', '_wake_worker_on_queued c false trigger'],
+          '... which are C (they run no SQL and resolve no name) and run as the invoker')
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
- WHERE p.oid IN ('publish._notify_job_change()'::regprocedure, 'publish._wake_worker_on_queued()'::regprocedure);
+ WHERE p.oid IN ('publish._notify_job_change()'::regprocedure, 'publish._wake_worker_on_queued()'::regprocedure,
+                 'publish._jsonb_text_size(jsonb)'::regprocedure);
 SELECT is(array_agg(p.proname::text ORDER BY p.proname),
           ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'set_storage_credentials', 'set_storage_target'],
           'only build_tiles, cancel_job, publish_version, purge_jobs, set_storage_credentials and set_storage_target are SECURITY DEFINER')
