@@ -46,33 +46,6 @@ CREATE TABLE publish.project_versions (
 COMMENT ON TABLE publish.project_versions IS
 	'Versions of a project; only ready or published versions can be published.';
 
--- A version whose release.json is being switched must not be archived or
--- deleted until the worker has recorded it: the worker holds a session
--- advisory lock on the version while it writes release.json and commits
--- (no transaction is open during that write), and this trigger makes such
--- changes wait for it.
-CREATE FUNCTION publish._wait_for_publishing_worker()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF TG_OP = 'DELETE' OR NEW.status NOT IN ('ready', 'published') THEN
-		PERFORM pg_advisory_xact_lock(1886741100, hashtext(OLD.id::text));
-	END IF;
-	IF TG_OP = 'DELETE' THEN
-		RETURN OLD;
-	END IF;
-	RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION publish._wait_for_publishing_worker() IS
-	'Internal: an archive or delete of a version waits while the worker switches its release.json.';
-
-CREATE TRIGGER project_versions_wait_for_worker
-	BEFORE UPDATE OF status OR DELETE ON publish.project_versions
-	FOR EACH ROW EXECUTE FUNCTION publish._wait_for_publishing_worker();
-
 CREATE TABLE publish.assets (
 	id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	version_id   uuid NOT NULL REFERENCES publish.project_versions (id) ON DELETE CASCADE,
@@ -206,17 +179,23 @@ CREATE TABLE publish.job_queue (
 	created_by   text NOT NULL DEFAULT current_user,
 	created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
 	started_at   timestamptz,
-	completed_at timestamptz
+	completed_at timestamptz,
+	-- the job may have changed what readers see on storage, and has not
+	-- recorded it yet: a failure puts the live release back (worker)
+	switched     boolean NOT NULL DEFAULT false,
+	-- a queued job that waits for this older job of its project and
+	-- environment to end (publish._claim_job); NULL: it may be claimed
+	blocked_by   uuid
 );
-CREATE INDEX job_queue_queued_idx ON publish.job_queue (created_at, id) WHERE status = 'queued';
+CREATE INDEX job_queue_ready_idx ON publish.job_queue (created_at, id)
+	WHERE status = 'queued' AND blocked_by IS NULL;
 CREATE INDEX job_queue_running_idx ON publish.job_queue (id) WHERE status = 'running';
 CREATE INDEX job_queue_version_idx ON publish.job_queue (version_id);
 -- jobs of one project and environment run one at a time, in order
-CREATE INDEX job_queue_target_idx ON publish.job_queue (project_id, env, created_at)
+CREATE INDEX job_queue_target_idx ON publish.job_queue (project_id, env, created_at, id)
 	WHERE status IN ('queued', 'running');
--- a version waits at most once in the queue of an environment
-CREATE UNIQUE INDEX job_queue_one_queued_idx ON publish.job_queue (job_type, version_id, env)
-	WHERE status = 'queued';
+CREATE INDEX job_queue_blocked_idx ON publish.job_queue (blocked_by)
+	WHERE blocked_by IS NOT NULL;
 -- retention deletes finished jobs oldest first
 CREATE INDEX job_queue_finished_idx ON publish.job_queue (completed_at)
 	WHERE status IN ('completed', 'failed', 'cancelled');
@@ -303,9 +282,115 @@ CREATE TRIGGER job_queue_wake
 	FOR EACH ROW WHEN (NEW.status IN ('queued', 'running'))
 	EXECUTE FUNCTION publish._wake_worker_on_queued();
 CREATE TRIGGER job_queue_wake_requeued
-	AFTER UPDATE OF status ON publish.job_queue
-	FOR EACH ROW WHEN (NEW.status = 'queued')
+	AFTER UPDATE OF status, blocked_by ON publish.job_queue
+	FOR EACH ROW WHEN (NEW.status = 'queued' AND NEW.blocked_by IS NULL)
 	EXECUTE FUNCTION publish._wake_worker_on_queued();
+
+-- The oldest job that may run now, claimed for the worker with pid
+-- worker_pid (called by the worker alone, in its claim transaction).
+--
+-- The jobs of one project and environment run one at a time, in the order
+-- they were asked for, without a scan of the queue per claim.  A job is
+-- queued claimable (blocked_by NULL).  The claim walks claimable jobs
+-- oldest first (job_queue_ready_idx, FOR UPDATE SKIP LOCKED); one whose
+-- project and environment have an older active job, or a running one, is
+-- marked blocked_by that job (the newest such), which then holds it: when
+-- that job leaves 'queued' and 'running', job_queue_unblock makes the jobs
+-- it blocks claimable again.  So a job is walked over once per job ahead
+-- of it, and a claim's cost does not grow with the queue.  The blocker is
+-- locked (FOR SHARE) before the mark, and a job's status changes only
+-- under its row lock: either the blocker's end comes after the mark, and
+-- its unblock sees it, or before, and the mark is not made.  A blocker
+-- locked by someone else is passed over this time.
+--
+CREATE FUNCTION publish._claim_job(worker_pid integer, max_attempts integer)
+RETURNS SETOF publish.job_queue
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	candidates refcursor;
+	c       record;
+	blocker uuid;
+BEGIN
+	OPEN candidates FOR
+		SELECT q.id, q.project_id, q.env, q.created_at
+		  FROM publish.job_queue q
+		 WHERE q.status = 'queued' AND q.blocked_by IS NULL
+		 ORDER BY q.created_at, q.id
+		   FOR UPDATE SKIP LOCKED;
+	LOOP
+		FETCH candidates INTO c;
+		EXIT WHEN NOT FOUND;
+		blocker := NULL;
+		IF c.project_id IS NOT NULL THEN
+			SELECT o.id INTO blocker FROM publish.job_queue o
+			 WHERE o.project_id = c.project_id AND o.env = c.env
+			   AND o.status IN ('queued', 'running')
+			   AND (o.created_at, o.id) < (c.created_at, c.id)
+			 ORDER BY o.created_at DESC, o.id DESC LIMIT 1;
+			IF blocker IS NULL THEN
+				SELECT o.id INTO blocker FROM publish.job_queue o
+				 WHERE o.project_id = c.project_id AND o.env = c.env
+				   AND o.status = 'running' LIMIT 1;
+			END IF;
+		END IF;
+		IF blocker IS NULL THEN
+			RETURN QUERY
+			WITH claimed AS (
+				UPDATE publish.job_queue q
+				   SET status = 'running', started_at = clock_timestamp(),
+				       attempts = q.attempts + 1, progress = 0
+				 WHERE q.id = c.id
+				RETURNING q.*
+			), logged AS (
+				INSERT INTO publish.job_log (job_id, level, message, progress)
+				SELECT l.id, 'info', format('Started by the publish worker (pid %s), attempt %s of %s',
+				                            worker_pid, l.attempts, max_attempts), 0
+				  FROM claimed l
+			)
+			SELECT * FROM claimed;
+			CLOSE candidates;
+			RETURN;
+		END IF;
+		PERFORM 1 FROM publish.job_queue b
+		 WHERE b.id = blocker AND b.status IN ('queued', 'running')
+		   FOR SHARE SKIP LOCKED;
+		IF FOUND THEN
+			UPDATE publish.job_queue q SET blocked_by = blocker WHERE q.id = c.id;
+		END IF;
+	END LOOP;
+	CLOSE candidates;
+END
+$$;
+COMMENT ON FUNCTION publish._claim_job(integer, integer) IS
+	'Internal: claims the oldest job that may run now, for the worker.';
+
+-- A job that leaves 'queued' and 'running' (or is deleted) lets the jobs it
+-- blocked be claimed (see publish._claim_job).
+CREATE FUNCTION publish._unblock_jobs()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE publish.job_queue q SET blocked_by = NULL
+	 WHERE q.blocked_by = OLD.id AND q.status = 'queued';
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION publish._unblock_jobs() IS
+	'Internal: a job that ended, or was deleted, lets the jobs it blocked be claimed.';
+
+CREATE TRIGGER job_queue_unblock
+	AFTER UPDATE OF status ON publish.job_queue
+	FOR EACH ROW WHEN (OLD.status IN ('queued', 'running')
+	                   AND NEW.status NOT IN ('queued', 'running'))
+	EXECUTE FUNCTION publish._unblock_jobs();
+CREATE TRIGGER job_queue_unblock_deleted
+	AFTER DELETE ON publish.job_queue
+	FOR EACH ROW WHEN (OLD.status IN ('queued', 'running'))
+	EXECUTE FUNCTION publish._unblock_jobs();
 
 -- ---------------------------------------------------------------------------
 -- Releases: what is live in each environment
@@ -507,15 +592,16 @@ BEGIN
 	-- before anything is written.
 	PERFORM publish._wake_worker_at_commit();
 
-	-- Requests for one project and environment are taken one at a time
-	-- (until commit), so their jobs are created, and run, in request order.
-	-- That needs each request to see the ones committed before it.
+	-- Requests for one project are taken one at a time (until commit), so
+	-- their jobs are created, and run, in request order: the project's row
+	-- is locked (a lock the worker never takes).  That needs each request
+	-- to see the ones committed before it.
 	IF current_setting('transaction_isolation') <> 'read committed' THEN
 		RAISE EXCEPTION 'publish_version needs READ COMMITTED isolation'
 			USING ERRCODE = 'feature_not_supported',
 			      DETAIL = 'With a snapshot older than other sessions'' requests it could not put this one after them.';
 	END IF;
-	PERFORM pg_advisory_xact_lock(1886741102, hashtext(ver.project_id::text || '/' || env));
+	PERFORM 1 FROM publish.projects p WHERE p.id = ver.project_id FOR NO KEY UPDATE;
 
 	-- The same version already queued or running, with nothing asked after
 	-- it, is the answer: no second job.  If other requests came after it,
@@ -619,7 +705,7 @@ BEGIN
 			USING ERRCODE = 'feature_not_supported',
 			      DETAIL = 'With a snapshot older than other sessions'' requests it could not put this one after them.';
 	END IF;
-	PERFORM pg_advisory_xact_lock(1886741102, hashtext(ver.project_id::text || '/' || env));
+	PERFORM 1 FROM publish.projects p WHERE p.id = ver.project_id FOR NO KEY UPDATE;
 
 	-- the same build already waiting is the answer (looked up by project
 	-- and environment first, as publish_version's duplicate)
@@ -829,6 +915,11 @@ BEGIN
 	IF id IS NULL THEN
 		RAISE EXCEPTION 'job id must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	-- the project's row first, as publish_version takes it before the
+	-- queued job it may supersede: the two never wait for each other in turn
+	PERFORM 1 FROM publish.projects p
+	 WHERE p.id = (SELECT q.project_id FROM publish.job_queue q WHERE q.id = cancel_job.id)
+	   FOR NO KEY UPDATE;
 	SELECT q.status INTO state FROM publish.job_queue q WHERE q.id = cancel_job.id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'job % does not exist', id USING ERRCODE = 'PT404';
@@ -849,11 +940,7 @@ BEGIN
 		INSERT INTO publish.job_log (job_id, level, message, progress)
 		SELECT q.id, 'warn', format('cancel requested by %s', publish._requesting_role()), q.progress
 		  FROM publish.job_queue q WHERE q.id = cancel_job.id;
-		PERFORM publish._cancel_worker_at_commit(l.pid, cancel_job.id)
-		   FROM pg_locks l
-		  WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		    AND l.classid = 1886741101 AND l.objsubid = 2
-		    AND l.objid = (hashtext(cancel_job.id::text) & 4294967295)::bigint::oid;
+		PERFORM publish._cancel_worker_at_commit(cancel_job.id);
 	END IF;
 	-- a finished job stays as it is
 
@@ -895,12 +982,12 @@ AS 'MODULE_PATHNAME', 'publish_job_ended_at_commit_sql';
 COMMENT ON FUNCTION publish._job_ended_at_commit() IS
 	'Internal: wake wait_job() sleepers when this transaction commits (it ended a job without a worker).';
 
-CREATE FUNCTION publish._cancel_worker_at_commit(pid integer, job uuid)
+CREATE FUNCTION publish._cancel_worker_at_commit(job uuid)
 RETURNS void
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'publish_cancel_worker_at_commit_sql';
-COMMENT ON FUNCTION publish._cancel_worker_at_commit(integer, uuid) IS
-	'Internal: interrupt the worker that holds a cancelled job''s lock when this transaction commits, if it runs that job then (cancel_job).';
+COMMENT ON FUNCTION publish._cancel_worker_at_commit(uuid) IS
+	'Internal: interrupt the worker that runs a cancelled job when this transaction commits, if one runs it then (cancel_job).';
 
 CREATE FUNCTION publish._job_event_prepare()
 RETURNS void
@@ -922,7 +1009,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	deadline timestamptz := clock_timestamp() + timeout;
+	deadline timestamptz;
 	state    text;
 	job      publish.jobs;
 	left_ms  double precision;
@@ -930,6 +1017,10 @@ BEGIN
 	IF id IS NULL OR timeout IS NULL THEN
 		RAISE EXCEPTION 'id and timeout must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	-- never longer than publish.max_job_wait: the caller's snapshot, held
+	-- while it waits, holds back VACUUM
+	deadline := clock_timestamp()
+	            + least(timeout, coalesce(current_setting('publish.max_job_wait', true), '5min')::interval);
 	IF current_setting('transaction_isolation') <> 'read committed' THEN
 		RAISE EXCEPTION 'wait_job needs READ COMMITTED isolation'
 			USING ERRCODE = 'feature_not_supported',
@@ -951,7 +1042,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION publish.wait_job(uuid, interval) IS
-	'Returns the job once it has ended (completed, failed or cancelled), or as it is when timeout passes. Sleeps until the worker signals a job end: no polling.';
+	'Returns the job once it has ended (completed, failed or cancelled), or as it is when timeout (at most publish.max_job_wait) passes. Sleeps until the worker signals a job end: no polling.';
 
 -- ===========================================================================
 -- Security: roles, privileges, hostile input, resource limits

@@ -25,6 +25,7 @@ int			publish_launcher_restart_delay = 5;
 int			publish_workers_per_database = 2;
 int			publish_job_timeout = 3600;
 int			publish_job_retention = 30 * 24 * 60;
+int			publish_max_job_wait = 300;
 int			publish_storage_connect_timeout = 10000;
 int			publish_storage_low_speed_limit = 1;
 int			publish_storage_low_speed_time = 30;
@@ -39,6 +40,7 @@ int			publish_max_tiles = 1000000;
 int			publish_tile_window = 2000;
 int			publish_max_source_pixels = 256;	/* megapixels */
 int			publish_tile_build_threads = 2;
+char	   *publish_pause_at = NULL;
 
 /*
  * Defines the GUCs; called once from _PG_init.
@@ -102,6 +104,14 @@ publish_define_gucs(void)
 							&publish_job_timeout,
 							3600, 0, INT_MAX / 1000,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.max_job_wait",
+							"Longest a call of publish.wait_job() waits, whatever timeout it is given.",
+							"Like any long statement, a wait holds back VACUUM while it lasts.",
+							&publish_max_job_wait,
+							300, 1, INT_MAX / 1000,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("publish.job_retention",
@@ -242,6 +252,14 @@ publish_define_gucs(void)
 							2, 1, 64,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("publish.pause_at",
+							   "For tests: a point in a job where the workers wait until this setting changes.",
+							   "Empty (the default) never waits.  The points are named in job.h.",
+							   &publish_pause_at,
+							   "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("publish");
 }

@@ -15,16 +15,20 @@
  *
  * Database work happens in short transactions that also commit the step's
  * progress and log line, so a poller sees the job move; file and network I/O
- * happens between them, with no transaction or snapshot open.  Steps 2 and
- * 3 of a small publish come less than 100 ms after the last write and are
- * held for the next (job_step_reached).  Each step is a checkpoint: a
- * cancelled or timed-out job stops there (and every second in the tile
- * loop, tile_publish.c), before release.json is switched.  What readers
- * see is always complete: the versioned copy and the tiles land before
- * release.json, and release.json is replaced atomically.  Any error ends the
- * job (worker.c records it); the version and publish.releases change only in
- * the last, durable transaction, which the job shares with the others of
- * its group (job_group.c).
+ * happens between them, with no transaction or snapshot open.  Each step is
+ * a checkpoint: a cancelled or timed-out job stops there (and every second
+ * in the tile loop, tile_publish.c).  What readers see is always complete:
+ * the versioned copy and the tiles land before release.json, and
+ * release.json is replaced atomically.
+ *
+ * Storage and database agree: outside a running step 5, the release.json
+ * on a target names the version that publish.releases names for that
+ * environment.  Step 5 marks the switch durably before it makes it
+ * (job_mark_switched); the version and publish.releases change only in the
+ * job's final, durable transaction.  Any failure in between (an error, a
+ * failed commit, a cancel, a timeout) puts the live release back
+ * (publish_job_undo) before the job is recorded failed; a crash leaves the
+ * job to its next attempt, which does the same or completes.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,8 +43,9 @@
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/uuid.h"
 #include "utils/timestamp.h"
 
 
@@ -86,57 +91,6 @@ check_version_publishable(const char *version_id)
 }
 
 /*
- * Session advisory lock on the version, held from the last status check
- * until the release is recorded, across the write of release.json (a
- * session lock, not a transaction).  project_versions_wait_for_worker makes
- * an archive or delete of the version wait for it.  Released
- * (publish_unlock_version) after the commit that records how the job
- * ended: its group's (job_group.c), or its failure's (worker.c).
- */
-#define VERSION_LOCK_CLASS 1886741100
-
-/* The version's session lock: waits for it (wait), or says if it was free. */
-static bool
-take_version_lock(const char *version_id, bool wait)
-{
-	static SPIPlanPtr plans[2] = {NULL, NULL};
-	static const char *const sql[2] = {
-		"SELECT pg_try_advisory_lock($1, hashtext($2))",
-		"SELECT true FROM pg_advisory_lock($1, hashtext($2))"
-	};
-	Oid			types[2] = {INT4OID, TEXTOID};
-	Datum		values[2] = {Int32GetDatum(VERSION_LOCK_CLASS), CStringGetTextDatum(version_id)};
-	bool		isnull;
-
-	if (spi_execute_cached(&plans[wait], sql[wait], 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "publish: could not lock the version");
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * Takes the job's version's lock in a transaction of its own (left open,
- * named activity), waiting if another job holds it.  A worker never waits
- * while its group's switched publishes hold their versions' locks: two
- * workers each waiting for a version that a publish pending in the other's
- * group holds would deadlock.  So if the lock is taken, the group is
- * recorded first (job_record_group_now), which releases them, and the
- * job's held progress is written, for pollers to see while it waits.
- */
-static void
-lock_version(PublishJob *job, const char *activity)
-{
-	job_txn_begin(activity);
-	if (take_version_lock(job->version_id, false))
-		return;
-	job_txn_commit(false);
-	if (job_group_pending())
-		job_record_group_now();
-	job_write_held_lines(job);
-	job_txn_begin(activity);
-	(void) take_version_lock(job->version_id, true);
-}
-
-/*
  * Loads the version and checks every overlay, writing release.json into a
  * new document (in mcxt's mapping, freed with it) in the same pass, in the
  * caller's transaction and snapshot: what is written is what was checked.
@@ -166,13 +120,81 @@ load_release(PublishJob *job, const char *published_at, bool tiles_pending,
 	return in;
 }
 
+/* What the final transaction of a publish records (publish_record_release). */
+typedef struct PublishRecord
+{
+	char	   *project_id;
+	char	   *env;
+	char	   *published_at;
+	char	   *release_url;
+} PublishRecord;
+
 /*
- * Runs a publish job to completion, or throws; worker.c records a throw
- * as the job's failure.  Everything is allocated in mcxt, reset after the
- * job.
+ * In the job's final transaction (job_record_completed): the version
+ * published and the live release of its environment.  false, with nothing
+ * changed, when the version is no longer ready or published (archived or
+ * deleted since step 4): the job then fails and release.json is put back.
+ * The UPDATE waits for a session that holds the version's row, at most
+ * until the job's deadline.
+ */
+static bool
+publish_record_release(PublishJob *job, void *arg)
+{
+	PublishRecord *rec = arg;
+	Oid			types[6] = {UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	static SPIPlanPtr plan = NULL;
+
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
+	values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->version_id));
+	values[2] = DirectFunctionCall1(uuid_in, CStringGetDatum(rec->project_id));
+	values[3] = CStringGetTextDatum(rec->env);
+	values[4] = CStringGetTextDatum(rec->published_at);
+	values[5] = CStringGetTextDatum(rec->release_url);
+	if (spi_execute_cached(&plan,
+						   "WITH v AS ("
+						   "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
+						   "   WHERE id = $2 AND status IN ('ready', 'published') RETURNING id"
+						   ")"
+						   "INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
+						   "SELECT $3, $4, id, $5::timestamptz, $6, $1 FROM v"
+						   "  ON CONFLICT (project_id, env) DO UPDATE"
+						   "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
+						   "         release_url = excluded.release_url, job_id = excluded.job_id",
+						   6, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "publish: could not record the release");
+	return SPI_processed > 0;
+}
+
+/* The result of a publish, as publish.jobs shows it. */
+static char *
+publish_result(ReleaseInput *in, ReleaseDoc *doc, const char *release_url,
+			   const TileManifest *manifest, const TileCounts *counts)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"release_url\": ");
+	escape_json(&buf, release_url);
+	appendStringInfoString(&buf, ", \"published_at\": ");
+	escape_json(&buf, in->published_at);
+	appendStringInfo(&buf, ", \"overlay_count\": %lld, \"asset_count\": %d, \"tile_count\": %lld,"
+					 " \"tiles_copied\": %lld, \"tiles_skipped\": %lld, \"tiles_verified\": %lld,"
+					 " \"release_bytes\": %zu, \"release_sha256\": \"%s\"}",
+					 (long long) in->overlay_count, list_length(in->assets),
+					 (long long) manifest->ntiles, (long long) counts->copied,
+					 (long long) counts->skipped, (long long) counts->verified,
+					 doc->len, doc->sha256);
+	return buf.data;
+}
+
+/*
+ * Runs a publish job's steps, up to the switch of release.json, and hands
+ * back what its final transaction records (worker.c), or throws.
+ * Everything is allocated in mcxt, reset after the job.
  */
 void
-publish_job_run(PublishJob *job, MemoryContext mcxt)
+publish_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 {
 	StorageTarget *target;
 	ReleaseInput *in;
@@ -185,16 +207,8 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 	TileManifest manifest = {NULL, 0, 0};
 	TileCounts	counts = {0, 0, 0};
 	bool		build_first;
+	PublishRecord *rec;
 
-	if (strcmp(job->job_type, "build_tiles") == 0)
-	{
-		tile_build_job_run(job, mcxt);
-		return;
-	}
-	if (strcmp(job->job_type, "publish") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("job type \"%s\" is not supported by this version of publish", job->job_type)));
 	if (job->version_id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
@@ -215,48 +229,30 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 						   list_length(in->assets), (long long) manifest.ntiles));
 	job_txn_commit(false);
 	MemoryContextSwitchTo(mcxt);
+	job_pause_point("validated");
 
 	prefix = psprintf("%s/%s", in->env, in->project_slug);
 	versioned_key = psprintf("%s/releases/v%d.json", prefix, in->version_number);
 	live_key = psprintf("%s/release.json", prefix);
 	release_url = storage_public_url(target, live_key);
 
-	/*
-	 * Step 2: release.json was built with the validation pass (30%).  This
-	 * step and the next are written with the one after them when that one
-	 * follows at once (a file:// upload; no tiles) and the last write was
-	 * less than 100 ms ago (job_step_reached).
-	 */
-	job_step_reached(job, "publish: built release.json", 30, build_first ?
-					 pstrdup("Checked the content of release.json; it is built once the tiles are") :
-					 psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256),
-					 !build_first && target->root != NULL);
-	MemoryContextSwitchTo(mcxt);
+	/* Step 2: release.json was built with the validation pass (30%) */
+	job_step(job, "publish: built release.json", 30, build_first ?
+			 "Checked the content of release.json; it is built once the tiles are" :
+			 psprintf("Built release.json: %zu bytes, sha256 %s", doc->len, doc->sha256));
+	job_pause_point("built");
 
-	/*
-	 * Step 3: upload the immutable copy (50%).  In a group (jobs claimed
-	 * after this one, or switched before it and waiting), file:// writes it
-	 * now and syncs its data with the group's, before it is renamed into
-	 * place and release.json switched to it (job_group.c); alone, as any
-	 * put, fsync'd before its rename.
-	 */
+	/* Step 3: upload the immutable copy (50%) */
 	if (!build_first)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		/* a retry: what the interrupted attempt may have left */
-		if (job->attempts > 1)
-			storage_remove_stale(target, versioned_key);
-		if (job_has_claimed_next() || job_group_pending())
-			storage_put_deferred(target, versioned_key, doc->data, doc->len,
-								 "application/json", STORAGE_CACHE_IMMUTABLE);
-		else
-			storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
+		storage_put(target, versioned_key, doc->data, doc->len, "application/json",
+					STORAGE_CACHE_IMMUTABLE);
 	}
-	job_step_reached(job, "publish: uploaded release.json", 50, build_first ?
-					 psprintf("Tiles to build first: release.json is uploaded as %s once they are", versioned_key) :
-					 psprintf("Uploaded release.json as %s", versioned_key),
-					 !build_first && in->tileset == NULL);
-	MemoryContextSwitchTo(mcxt);
+	job_step(job, "publish: uploaded release.json", 50, build_first ?
+			 psprintf("Tiles to build first: release.json is uploaded as %s once they are", versioned_key) :
+			 psprintf("Uploaded release.json as %s", versioned_key));
+	job_pause_point("uploaded");
 
 	/*
 	 * Step 4: tiles (80%).  Built first when the version has a base_map
@@ -273,139 +269,103 @@ publish_job_run(PublishJob *job, MemoryContext mcxt)
 		job_txn_commit(false);
 		MemoryContextSwitchTo(mcxt);
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_put(target, versioned_key, doc->data, doc->len, "application/json", STORAGE_CACHE_IMMUTABLE);
-		job_txn_begin("publish: uploaded release.json with the tiles");
-		job_step_done(job, 76, psprintf("Built release.json with the new tileset and uploaded it as %s: %zu bytes, sha256 %s",
-										versioned_key, doc->len, doc->sha256));
-		job_txn_commit(false);
-		MemoryContextSwitchTo(mcxt);
+		storage_put(target, versioned_key, doc->data, doc->len, "application/json",
+					STORAGE_CACHE_IMMUTABLE);
+		job_step(job, "publish: uploaded release.json with the tiles", 76,
+				 psprintf("Built release.json with the new tileset and uploaded it as %s: %zu bytes, sha256 %s",
+						  versioned_key, doc->len, doc->sha256));
 	}
 	if (in->tileset != NULL)
 		tile_publish(job, target, in, &manifest, build_first ? 76 : 50, &counts);
-	lock_version(job, "publish: tiles done");
-	job->version_locked = true;
+
+	/*
+	 * Step 5: go live (100%).  The switch is marked durably first, with step
+	 * 4's end; then release.json becomes the versioned copy (file://: a hard
+	 * link to it, no second write), made durable; then the final
+	 * transaction records the version published (publish_record_release)
+	 * and the job completed.  A failure from the mark on puts the live
+	 * release back (publish_job_undo).
+	 */
+	job_txn_begin("publish: tiles done");
 	check_version_publishable(job->version_id);
 	job_step_done(job, 80,
 				  in->tileset == NULL ? pstrdup("No tileset: no tiles to publish") :
 				  psprintf("Tiles: %lld verified, %lld copied, %lld already in place, under %s/tiles/v%d",
 						   (long long) counts.verified, (long long) counts.copied,
 						   (long long) counts.skipped, prefix, in->version_number));
-	job_txn_commit(false);
+	job_mark_switched(job);
+	job_txn_commit(true);
 	MemoryContextSwitchTo(mcxt);
+	job_pause_point("marked");
 
-	/*
-	 * Step 5: go live (100%), recorded durably with the group (job_group.c).
-	 * release.json is the versioned copy again (file://: a hard link to it,
-	 * no second write).  Then the job waits, switched, for its group's one
-	 * sync (file://: the fsyncs of every directory whose entries changed,
-	 * each once for the whole group) and one durable transaction that
-	 * records every job of the group and claims the next ones; the worker
-	 * makes them once no claimed job is left to run (alone: at once).
-	 * That was the last checkpoint: from here a cancel would leave
-	 * release.json switched but not recorded, so cancels wait (an error
-	 * still ends the job).
-	 */
-	HOLD_CANCEL_INTERRUPTS();
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
 	storage_put_same(target, live_key, versioned_key, doc->data, doc->len,
 					 "application/json", STORAGE_CACHE_LIVE);
-	{
-		PendingRelease rel;
+	storage_sync(target);
+	job_pause_point("switched");
 
-		rel.job = job;
-		rel.project_id = in->project_id;
-		rel.env = in->env;
-		rel.published_at = published_at;
-		rel.release_url = release_url;
-		rel.release_sha256 = doc->sha256;
-		rel.overlay_count = in->overlay_count;
-		rel.asset_count = list_length(in->assets);
-		rel.tile_count = manifest.ntiles;
-		rel.tiles_copied = counts.copied;
-		rel.tiles_skipped = counts.skipped;
-		rel.tiles_verified = counts.verified;
-		rel.release_bytes = (int64) doc->len;
-		job_group_defer(&rel, target);
-	}
-	RESUME_CANCEL_INTERRUPTS();
-	MemoryContextSwitchTo(mcxt);
+	rec = palloc(sizeof(PublishRecord));
+	rec->project_id = in->project_id;
+	rec->env = in->env;
+	rec->published_at = published_at;
+	rec->release_url = release_url;
+	outcome->result = publish_result(in, doc, release_url, &manifest, &counts);
+	outcome->message = "Version marked published; publish completed successfully";
+	outcome->record = publish_record_release;
+	outcome->record_arg = rec;
 }
 
 /*
- * Records a switched publish (job_group.c, in the group's final
- * transaction): the version published, the live release, the job completed
- * with its result and its last log line.  false, with nothing changed, when
- * the version or the job changed meanwhile (then the caller records the
- * job failed in the same transaction).
- */
-bool
-publish_record_release(const PendingRelease *rel)
-{
-	Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID};
-	Datum		values[14];
-	static SPIPlanPtr plan = NULL;
-
-	values[0] = CStringGetTextDatum(rel->job->id);
-	values[1] = CStringGetTextDatum(rel->job->version_id);
-	values[2] = CStringGetTextDatum(rel->project_id);
-	values[3] = CStringGetTextDatum(rel->env);
-	values[4] = CStringGetTextDatum(rel->published_at);
-	values[5] = CStringGetTextDatum(rel->release_url);
-	values[6] = Int64GetDatum(rel->overlay_count);
-	values[7] = Int32GetDatum(rel->asset_count);
-	values[8] = Int64GetDatum(rel->tile_count);
-	values[9] = Int64GetDatum(rel->tiles_copied);
-	values[10] = Int64GetDatum(rel->tiles_skipped);
-	values[11] = Int64GetDatum(rel->release_bytes);
-	values[12] = CStringGetTextDatum(rel->release_sha256);
-	values[13] = Int64GetDatum(rel->tiles_verified);
-
-	if (spi_execute_cached(&plan,
-						   "WITH v AS ("
-						   "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
-						   "   WHERE id = $2::uuid AND status IN ('ready', 'published') RETURNING id"
-						   "), live AS ("
-						   "  INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
-						   "  SELECT $3::uuid, $4, id, $5::timestamptz, $6, $1::uuid FROM v"
-						   "  ON CONFLICT (project_id, env) DO UPDATE"
-						   "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
-						   "         release_url = excluded.release_url, job_id = excluded.job_id"
-						   "  RETURNING r.version_id"
-						   "), done AS ("
-						   "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
-						   "         completed_at = clock_timestamp(),"
-						   "         result = jsonb_build_object('release_url', $6, 'overlay_count', $7,"
-						   "                  'asset_count', $8, 'tile_count', $9, 'tiles_copied', $10,"
-						   "                  'tiles_skipped', $11, 'published_at', $5, 'release_bytes', $12,"
-						   "                  'release_sha256', $13, 'tiles_verified', $14)"
-						   "   WHERE id = $1::uuid AND status = 'running' AND EXISTS (SELECT 1 FROM live)"
-						   "  RETURNING id"
-						   ")"
-						   "INSERT INTO publish.job_log (job_id, level, message, progress)"
-						   " SELECT id, 'info', 'Version marked published; publish completed successfully', 100 FROM done",
-						   14, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "publish: could not record the release");
-	return SPI_processed > 0;
-}
-
-/*
- * Releases the job's version lock (lock_version), if it holds it: after
- * the commit that recorded how the job ended.  Outside a transaction or in
- * one.
+ * After a failure of a publish that may have switched release.json: puts
+ * back what publish.releases says is live in the job's environment (the
+ * live version's immutable copy, copied over release.json), or removes
+ * release.json when nothing is live there, and logs it.  Throws when that
+ * fails.  The job still runs, first in its project and environment's
+ * line, so nothing else publishes there meanwhile.
  */
 void
-publish_unlock_version(PublishJob *job)
+publish_job_undo(PublishJob *job, MemoryContext mcxt)
 {
-	LOCKTAG		tag;
-	int32		key;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	StorageTarget *target;
+	char	   *slug;
+	char	   *live_version;
+	char	   *live_key;
 
-	if (!job->version_locked)
-		return;
-	/* what pg_advisory_unlock(VERSION_LOCK_CLASS, hashtext(version_id)) releases */
-	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, C_COLLATION_OID,
-												CStringGetTextDatum(job->version_id)));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) VERSION_LOCK_CLASS, (uint32) key, 2);
-	(void) LockRelease(&tag, ExclusiveLock, true);
-	job->version_locked = false;
+	job_txn_begin("publish: putting the live release back");
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
+	if (spi_execute_cached(&plan,
+						   "SELECT j.params->>'project_slug', v.version_number"
+						   "  FROM publish.job_queue j"
+						   "  LEFT JOIN publish.live_releases r ON r.project_id = j.project_id AND r.env = j.env"
+						   "  LEFT JOIN publish.project_versions v ON v.id = r.version_id"
+						   " WHERE j.id = $1",
+						   1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed == 0)
+		elog(ERROR, "publish: could not read the live release");
+	slug = spi_text(SPI_tuptable->vals[0], 1, mcxt);
+	live_version = spi_text(SPI_tuptable->vals[0], 2, mcxt);
+	target = storage_target_load(job->env, mcxt);
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+	if (slug == NULL)
+		elog(ERROR, "publish: the job does not name its project");
+
+	pgstat_report_activity(STATE_RUNNING, "publish: putting the live release back");
+	live_key = psprintf("%s/%s/release.json", job->env, slug);
+	if (live_version != NULL)
+		storage_copy(target, psprintf("%s/%s/releases/v%s.json", job->env, slug, live_version),
+					 live_key, "application/json", STORAGE_CACHE_LIVE);
+	else
+		storage_delete(target, live_key);
+	storage_sync(target);
+
+	job_txn_begin("publish: put the live release back");
+	job_log(job, "warn", live_version != NULL ?
+			psprintf("Put %s back to version %s, the live release", live_key, live_version) :
+			psprintf("Removed %s: no release is live in %s", live_key, job->env));
+	job_txn_commit(false);
+	MemoryContextSwitchTo(mcxt);
+	job->switched = false;
 }

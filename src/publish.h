@@ -65,6 +65,7 @@ extern int	publish_launcher_restart_delay;	/* seconds */
 extern int	publish_workers_per_database;
 extern int	publish_job_timeout;		/* seconds, 0 = none */
 extern int	publish_job_retention;		/* minutes, 0 = keep forever */
+extern int	publish_max_job_wait;		/* seconds */
 extern int	publish_storage_connect_timeout;	/* milliseconds */
 extern int	publish_storage_low_speed_limit;	/* bytes per second */
 extern int	publish_storage_low_speed_time; /* seconds */
@@ -79,6 +80,7 @@ extern int	publish_max_tiles;
 extern int	publish_tile_window;
 extern int	publish_max_source_pixels;	/* megapixels */
 extern int	publish_tile_build_threads;
+extern char *publish_pause_at;
 extern void publish_define_gucs(void);
 
 /* shmem.c */
@@ -96,8 +98,8 @@ extern uint64 publish_shmem_wake_count(Oid dboid);
 extern uint64 publish_shmem_look(Oid dboid, int number);
 extern void publish_shmem_set_running_job(const char *job_id);
 extern void publish_shmem_set_sleeping(bool sleeping);
-extern int	publish_shmem_workers_asleep(Oid dboid);
-extern bool publish_shmem_aim_cancel(Oid dboid, int pid, const char *job_id);
+extern bool publish_shmem_job_has_worker(Oid dboid, const char *job_id);
+extern int	publish_shmem_aim_cancel(Oid dboid, const char *job_id);
 extern bool publish_shmem_cancel_is_stale(void);
 extern void publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 										uint64 seen_wakes, bool failed);
@@ -114,7 +116,7 @@ extern void publish_shmem_broadcast_job_ended(Oid dboid);
 extern void publish_wake_at_commit(void);
 extern void publish_wake_all_at_commit(void);
 extern void publish_job_ended_at_commit(void);
-extern void publish_cancel_worker_at_commit(int pid, const char *job_id);
+extern void publish_cancel_worker_at_commit(const char *job_id);
 extern void publish_wake_launcher_at_commit(void);
 
 /* utility_hook.c */

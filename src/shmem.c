@@ -10,11 +10,11 @@
  * count of wake-up requests (its worker skips a sweep when the count has
  * not moved and nothing else says the sweep can find work: worker_sweep.c),
  * a condition variable broadcast whenever one of its jobs ends
- * (wait_job sleeps on it), and the job each worker runs now (a worker
- * holds the locks of every job it claimed, but only the one it runs may be
- * interrupted by cancel_job: publish_shmem_aim_cancel), numbered, so that
- * the worker's SIGINT handler can tell a cancel meant for the job it runs
- * from one that arrives after that job ended.
+ * (wait_job sleeps on it), and the job each worker runs now: that says
+ * which 'running' jobs have a live worker (job_recover_interrupted) and
+ * which worker a cancel_job() interrupts, numbered, so that the worker's
+ * SIGINT handler can tell a cancel meant for the job it runs from one that
+ * arrives after that job ended.
  *
  * Locking: one LWLock guards everything here but the condition variables.
  * Latches are set after the lock is released.  A worker's pid is cleared by
@@ -216,8 +216,8 @@ publish_shmem_wake_launcher(void)
  * start them.  Called from a commit callback: must not throw.
  *
  * For new work (all false) one worker asleep on its latch is enough: it
- * claims its share of the queue, and wakes another if jobs are left
- * (job_claim), so one job queued wakes one worker, not every worker of the
+ * claims a job, and wakes another if more may run (job_claim), so one job
+ * queued wakes one worker, not every worker of the
  * database to race for it.  With none asleep, every worker's latch is set:
  * one between its last look at the queue and its sleep looks again.  all
  * (the extension created or dropped, a prepared transaction) wakes every
@@ -291,10 +291,12 @@ publish_shmem_attach_worker(Oid dboid, int number)
 }
 
 /*
- * The worker says which job it runs now (job_id NULL: none).  Set before
- * the job's first transaction takes its snapshot, so that a cancel_job()
- * committed before this is seen by the job (its first step reads
- * cancel_requested) and one committed after it finds the job here
+ * The worker says which job it runs now (job_id NULL: none): set in the
+ * transaction that claims the job, before it commits, and cleared after
+ * the commit that records the job's end, so that a 'running' job that no
+ * slot names has no worker (job_recover_interrupted).  A cancel_job()
+ * committed before the claim is seen by the job (its first step reads
+ * cancel_requested); one committed after it finds the job here
  * (publish_shmem_aim_cancel): the lock orders the two.
  */
 void
@@ -313,23 +315,6 @@ publish_shmem_set_running_job(const char *job_id)
 	LWLockRelease(shared->lock);
 }
 
-/* How many of the database's other workers wait on their latches for work. */
-int
-publish_shmem_workers_asleep(Oid dboid)
-{
-	PublishDbSlot *slot;
-	int			n = 0;
-
-	LWLockAcquire(shared->lock, LW_SHARED);
-	slot = find_slot(dboid, false);
-	for (int i = 0; slot != NULL && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
-		if (slot->workers[i].pid != 0 && slot->workers[i].pid != MyProcPid &&
-			slot->workers[i].sleeping)
-			n++;
-	LWLockRelease(shared->lock);
-	return n;
-}
-
 /* The worker is about to wait on its latch for work (true), or woke (false). */
 void
 publish_shmem_set_sleeping(bool sleeping)
@@ -343,12 +328,11 @@ publish_shmem_set_sleeping(bool sleeping)
 }
 
 /*
- * Is the worker with this pid running the job job_id now?  If so, marks
- * that job as the one the SIGINT the caller is about to send is meant for
- * (publish_shmem_cancel_is_stale).
+ * Does a live worker of the database run the job job_id (it claimed it,
+ * and has not recorded its end yet)?
  */
 bool
-publish_shmem_aim_cancel(Oid dboid, int pid, const char *job_id)
+publish_shmem_job_has_worker(Oid dboid, const char *job_id)
 {
 	PublishDbSlot *slot;
 	bool		runs = false;
@@ -356,17 +340,37 @@ publish_shmem_aim_cancel(Oid dboid, int pid, const char *job_id)
 	LWLockAcquire(shared->lock, LW_SHARED);
 	slot = find_slot(dboid, false);
 	for (int i = 0; slot != NULL && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
+		if (slot->workers[i].pid != 0 && strcmp(slot->workers[i].running_job, job_id) == 0)
+			runs = true;
+	LWLockRelease(shared->lock);
+	return runs;
+}
+
+/*
+ * The pid of the worker of the database that runs the job job_id now, or
+ * 0; marks that job as the one the SIGINT the caller is about to send is
+ * meant for (publish_shmem_cancel_is_stale).
+ */
+int
+publish_shmem_aim_cancel(Oid dboid, const char *job_id)
+{
+	PublishDbSlot *slot;
+	int			pid = 0;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	slot = find_slot(dboid, false);
+	for (int i = 0; slot != NULL && i < PUBLISH_MAX_WORKERS_PER_DATABASE; i++)
 	{
 		PublishWorkerSlot *w = &slot->workers[i];
 
-		if (w->pid == pid && strcmp(w->running_job, job_id) == 0)
+		if (w->pid != 0 && strcmp(w->running_job, job_id) == 0)
 		{
 			pg_atomic_write_u32(&w->cancel_seq, w->running_seq);
-			runs = true;
+			pid = w->pid;
 		}
 	}
 	LWLockRelease(shared->lock);
-	return runs;
+	return pid;
 }
 
 /*

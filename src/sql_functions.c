@@ -203,19 +203,17 @@ publish_job_ended_at_commit_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * publish._cancel_worker_at_commit(pid, job): interrupt the worker that
- * holds the cancelled job's lock when this transaction commits, if it runs
- * that job then.  Only a publish worker of this database is signalled.
+ * publish._cancel_worker_at_commit(job): interrupt the worker of this
+ * database that runs the cancelled job when this transaction commits, if
+ * one runs it then.
  */
 Datum
 publish_cancel_worker_at_commit_sql(PG_FUNCTION_ARGS)
 {
-	int32		pid = PG_GETARG_INT32(0);
-	char	   *job_id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(1)));
+	char	   *job_id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0)));
 
 	require_preloaded();
-	if (pid > 0 && pid != MyProcPid)
-		publish_cancel_worker_at_commit(pid, job_id);
+	publish_cancel_worker_at_commit(job_id);
 	PG_RETURN_VOID();
 }
 

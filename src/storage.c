@@ -322,6 +322,16 @@ storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	op_end(caller);
 }
 
+/* Removes the object at key, if there is one. */
+void
+storage_delete(StorageTarget *target, const char *key)
+{
+	MemoryContext caller = op_begin();
+
+	target->backend->remove(target, key);
+	op_end(caller);
+}
+
 void
 storage_sync(StorageTarget *target)
 {

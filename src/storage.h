@@ -114,6 +114,8 @@ struct StorageBackend
 	void		(*copy) (StorageTarget *target, const char *src_key,
 						 const char *dst_key, const char *content_type,
 						 const char *cache_control);
+	/* Removes the object at key, if there is one. */
+	void		(*remove) (StorageTarget *target, const char *key);
 	/*
 	 * Makes what was written so far durable, names included (a no-op where
 	 * puts and copies already are).
@@ -191,6 +193,7 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 							 const char *content_type, const char *cache_control);
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
+extern void storage_delete(StorageTarget *target, const char *key);
 extern void storage_sync(StorageTarget *target);
 extern void storage_put_deferred(StorageTarget *target, const char *key, const char *data,
 								 size_t len, const char *content_type, const char *cache_control);

@@ -309,6 +309,18 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control);
 }
 
+/* DELETE of the object at key; one that is not there is no failure. */
+static void
+http_remove(StorageTarget *target, const char *key)
+{
+	HttpRequest *req = new_request(target, "DELETE", object_url(target, key),
+								   psprintf("removal of %s", key));
+	HttpResponse *resp = http_perform(req);
+
+	if (!http_ok(resp) && resp->status != 404 && resp->status != 410)
+		storage_remote_fail(target, "HTTP storage", req, resp);
+}
+
 /* GET of the object at key, written into f. */
 static int64
 http_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
@@ -325,6 +337,7 @@ const StorageBackend storage_http_backend = {
 	.put = http_put,
 	.stat = http_stat,
 	.copy = http_copy,
+	.remove = http_remove,
 	.get = http_get,
 	.stat_request = http_stat_request,
 	.copy_request = http_copy_request,
@@ -338,6 +351,7 @@ const StorageBackend storage_https_backend = {
 	.put = http_put,
 	.stat = http_stat,
 	.copy = http_copy,
+	.remove = http_remove,
 	.get = http_get,
 	.stat_request = http_stat_request,
 	.copy_request = http_copy_request,

@@ -913,12 +913,26 @@ local_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	return total;
 }
 
+/* Removes the file at key, if it is there; its directory is synced by storage_sync. */
+static void
+local_remove(StorageTarget *target, const char *key)
+{
+	char	   *path = key_path(target, key);
+
+	if (unlink(path) != 0 && errno != ENOENT)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not remove \"%s\": %m", path)));
+	defer_dir_sync(target, parent_dir(path));
+}
+
 const StorageBackend storage_local_backend = {
 	.scheme = "file",
 	.put = local_put,
 	.stat = local_stat,
 	.link = local_link,
 	.copy = local_copy,
+	.remove = local_remove,
 	.sync = local_sync,
 	.get = local_get,
 	.put_deferred = local_put_deferred,

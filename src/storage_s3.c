@@ -339,6 +339,19 @@ s3_prefix_empty(StorageTarget *target, const char *prefix)
 		strstr(resp->body, "<Contents>") == NULL && resp->body_bytes == (int64) resp->body_len;
 }
 
+/* DeleteObject (S3 answers 204 whether or not the object was there). */
+static void
+s3_remove(StorageTarget *target, const char *key)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "DELETE", object_url(s3, key),
+								   psprintf("removal of %s", key), NULL, 0);
+	HttpResponse *resp = http_perform(req);
+
+	if (!http_ok(resp) && resp->status != 404)
+		storage_remote_fail(target, "S3", req, resp);
+}
+
 /* GetObject, written into f. */
 static int64
 s3_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
@@ -356,6 +369,7 @@ const StorageBackend storage_s3_backend = {
 	.put = s3_put,
 	.stat = s3_stat,
 	.copy = s3_copy,
+	.remove = s3_remove,
 	.get = s3_get,
 	.stat_request = s3_stat_request,
 	.copy_request = s3_copy_request,

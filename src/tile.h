@@ -61,7 +61,7 @@ extern void tile_vips_cut(const char *path, const char *what, const char *out_di
 
 /* tile_build.c */
 extern bool tile_build_needed(const char *version_id, const char *env);
-extern void tile_build_job_run(PublishJob *job, MemoryContext mcxt);
+extern void tile_build_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt);
 extern void tile_build_for_publish(PublishJob *job, StorageTarget *target,
 								   int progress_from, int progress_to);
 

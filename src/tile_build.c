@@ -111,7 +111,6 @@ static SPIPlanPtr input_plan = NULL;
 static SPIPlanPtr tileset_plan = NULL;
 static SPIPlanPtr delete_tiles_plan = NULL;
 static SPIPlanPtr insert_tiles_plan = NULL;
-static SPIPlanPtr done_plan = NULL;
 
 /*
  * Does the version need its tiles built before it is published to env?
@@ -543,14 +542,14 @@ result_json(TileBuildInput *bi, TileBuildResult *res)
 /*
  * A whole build: read what it needs, do the I/O in a temporary directory
  * (removed however it ends, with the manifest file spooled there), then
- * the manifest.  With complete, the same transaction completes the
- * (build_tiles) job with its result; otherwise it records a step of a
- * publish job at progress_to.
+ * the manifest.  A build_tiles job (outcome) hands back its result; a
+ * publish job's build records a step at progress_to.
  */
 static void
 build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress_to,
-	  bool complete, MemoryContext mcxt)
+	  JobOutcome *outcome, MemoryContext mcxt)
 {
+	char	   *volatile message = NULL;
 	TimestampTz start = GetCurrentTimestamp();
 	StorageTarget *target = target_in;
 	TileBuildInput *bi;
@@ -580,36 +579,17 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 
 		job_txn_begin("publish: writing the tile manifest");
 		write_manifest(bi, &res, manifest);
-		if (complete)
+		message = psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
+						   (long long) res.tiles, (long long) res.bytes,
+						   res.min_zoom, res.max_zoom, res.total_ms / 1000.0, res.source_path);
+		if (outcome != NULL)
 		{
-			Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-			Datum		values[3];
-
-			values[0] = CStringGetTextDatum(job->id);
-			values[1] = CStringGetTextDatum(result_json(bi, &res));
-			values[2] = CStringGetTextDatum(psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
-													 (long long) res.tiles, (long long) res.bytes,
-													 res.min_zoom, res.max_zoom, res.total_ms / 1000.0,
-													 res.source_path));
-			if (spi_execute_cached(&done_plan, "WITH done AS ("
-								   "  UPDATE publish.job_queue SET status = 'completed', progress = 100, error = NULL,"
-								   "         completed_at = clock_timestamp(), result = $2::jsonb"
-								   "   WHERE id = $1::uuid AND status = 'running' RETURNING id"
-								   ")"
-								   "INSERT INTO publish.job_log (job_id, level, message, progress)"
-								   " SELECT id, 'info', $3, 100 FROM done",
-								   3, types, values, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "publish: could not record the end of the build");
-			if (SPI_processed == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("job %s is no longer running", job->id)));
+			/* the job's end is recorded by the worker (job_record_completed) */
+			outcome->result = result_json(bi, &res);
+			outcome->message = message;
 		}
 		else
-			job_step_done(job, progress_to,
-						  psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
-								   (long long) res.tiles, (long long) res.bytes,
-								   res.min_zoom, res.max_zoom, res.total_ms / 1000.0, res.source_path));
+			job_step_done(job, progress_to, message);
 		job_txn_commit(true);
 	}
 	PG_FINALLY();
@@ -625,15 +605,15 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	MemoryContextSwitchTo(mcxt);
 }
 
-/* Runs a build_tiles job to completion, or throws (worker.c records it). */
+/* Runs a build_tiles job, or throws (worker.c records its end). */
 void
-tile_build_job_run(PublishJob *job, MemoryContext mcxt)
+tile_build_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 {
 	if (job->version_id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
 				 errmsg("the version was deleted before the job started")));
-	build(job, NULL, 0, 99, true, mcxt);
+	build(job, NULL, 0, 99, outcome, mcxt);
 }
 
 /*
@@ -644,5 +624,5 @@ void
 tile_build_for_publish(PublishJob *job, StorageTarget *target,
 					   int progress_from, int progress_to)
 {
-	build(job, target, progress_from, progress_to, false, CurrentMemoryContext);
+	build(job, target, progress_from, progress_to, NULL, CurrentMemoryContext);
 }

@@ -42,8 +42,8 @@ static enum
 }			wake_pending = WAKE_NONE;	/* the database's workers to wake */
 static bool job_ended_pending = false;
 static bool launcher_pending = false;	/* the list of databases changed */
-static int	cancel_pid = 0;			/* a worker to interrupt at commit */
-static char cancel_job[37];		/* ... if it still runs this job then */
+static char cancel_job[37];		/* the worker running this job is
+								 * interrupted at commit; "": none */
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -61,11 +61,13 @@ wake_xact_callback(XactEvent event, void *arg)
 				launcher_pending = false;
 				publish_shmem_wake_launcher();
 			}
-			if (cancel_pid != 0)
+			if (cancel_job[0] != '\0')
 			{
-				if (publish_shmem_aim_cancel(MyDatabaseId, cancel_pid, cancel_job))
-					(void) kill(cancel_pid, SIGINT);
-				cancel_pid = 0;
+				int			pid = publish_shmem_aim_cancel(MyDatabaseId, cancel_job);
+
+				if (pid != 0 && pid != MyProcPid)
+					(void) kill(pid, SIGINT);
+				cancel_job[0] = '\0';
 			}
 			if (job_ended_pending)
 			{
@@ -85,7 +87,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			wake_pending = WAKE_NONE;
 			job_ended_pending = false;
 			launcher_pending = false;
-			cancel_pid = 0;
+			cancel_job[0] = '\0';
 			break;
 		default:
 			break;
@@ -139,20 +141,16 @@ publish_job_ended_at_commit(void)
 }
 
 /*
- * Arranges for the worker with this pid, which holds the lock of job_id
- * whose cancel the current transaction requests, to be interrupted
- * (SIGINT, as pg_cancel_backend) when the transaction commits, if it runs
- * that job then: a transfer then stops within a second, and the worker,
- * seeing the request committed, records the job as cancelled.  A job the
- * worker claimed with others and has not started sees the request in its
- * first step; one that switched release.json and waits for its group's
- * commit is past its last checkpoint.  Neither interrupts the job running.
+ * Arranges for the worker that runs job_id, whose cancel the current
+ * transaction requests, to be interrupted (SIGINT, as pg_cancel_backend)
+ * when the transaction commits, if a worker runs it then: a transfer then
+ * stops within a second, and the worker, seeing the request committed,
+ * records the job as cancelled.
  */
 void
-publish_cancel_worker_at_commit(int pid, const char *job_id)
+publish_cancel_worker_at_commit(const char *job_id)
 {
 	register_callback();
-	cancel_pid = pid;
 	strlcpy(cancel_job, job_id, sizeof(cancel_job));
 }
 

@@ -7,15 +7,11 @@
  * numbered from 0.  A worker attaches to its database's slot (so that
  * committing transactions can set its latch), then loops:
  *
- *	  - it claims jobs and runs them one at a time until none is ready;
+ *	  - it claims one job (job_claim, FOR UPDATE SKIP LOCKED), runs it
+ *		through its type's run function (job_types, below) and records how
+ *		it ended in a durable transaction of its own, until none may run;
  *		a commit that queued work wakes one sleeping worker, which wakes
- *		another if it leaves jobs queued (job_claim); claims use SKIP
- *		LOCKED.  While
- *		jobs are queued it claims a few at once (job_claim: at most
- *		PUBLISH_GROUP_MAX, and its share of the queue) and records the
- *		publishes among them together once the last has run: one sync and
- *		one durable transaction for the group, which claims the next few
- *		(job_group.c), so no claim transaction of its own either;
+ *		another when its claim leaves jobs that may run;
  *	  - it sleeps until its latch is set (a publish committed, SIGHUP,
  *		SIGTERM) or the safety sweep (publish.sweep_interval) is due;
  *	  - at start and at every sweep it recovers jobs left 'running' by a
@@ -34,7 +30,9 @@
  * A job's error is caught: the ErrorData is copied, the transaction (if
  * any) aborted, and the job recorded as failed, cancelled (cancel_job) or
  * timed out (publish.job_timeout) in a fresh transaction; the worker goes
- * on with the next job.  Every job end is broadcast to wait_job() sleepers.
+ * on with the next job.  A job that failed after it switched release.json
+ * first has its type put the live release back (run_job).  Every job end is
+ * broadcast to wait_job() sleepers.
  * Memory: a job's allocations live in a context reset after every job.
  * When the extension is not (or no longer) installed, the worker says so in
  * its slot and exits quietly; the launcher starts it again when CREATE
@@ -45,7 +43,9 @@
  */
 #include "publish.h"
 #include "job.h"
-#include "storage.h"
+#include "tile.h"
+
+#include <signal.h>
 
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -56,10 +56,10 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "libpq/pqsignal.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lock.h"
 #include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
@@ -80,6 +80,12 @@ static Oid	worker_dboid = InvalidOid;
 static TimestampTz last_sweep = 0;
 static int	worker_number = 0;
 static bool found_extension = false;	/* told the launcher it is here */
+
+/* The job types: what the job_type of a row runs. */
+static const JobType job_types[] = {
+	{"publish", publish_job_run, publish_job_undo},
+	{"build_tiles", tile_build_job_run, NULL},
+};
 
 static void
 worker_exit_callback(int code, Datum arg)
@@ -106,7 +112,7 @@ error_text(ErrorData *edata)
 
 /*
  * SIGINT: a cancel_job() of the job this worker runs, or pg_cancel_backend().
- * cancel_job() checks that the worker runs the job and then signals it; a
+ * cancel_job() aims the signal at the job (publish_shmem_aim_cancel); a
  * worker that ended the job in between must not interrupt the next one:
  * such a signal, stale, is dropped (publish_shmem_cancel_is_stale).
  */
@@ -117,29 +123,81 @@ worker_sigint(SIGNAL_ARGS)
 		StatementCancelHandler(postgres_signal_arg);
 }
 
+static const JobType *
+job_type_of(PublishJob *job)
+{
+	for (int i = 0; i < lengthof(job_types); i++)
+		if (strcmp(job_types[i].name, job->job_type) == 0)
+			return &job_types[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("job type \"%s\" is not supported by this version of publish",
+					job->job_type)));
+	return NULL;				/* keep the compiler quiet */
+}
+
 /*
- * Runs one job; any error becomes the job's failure, cancellation or
- * timeout.  A publish that switched release.json ends pending, recorded
- * with its group (job_group.c).
- *
- * cancel_job() interrupts the worker that holds the job's lock only while
- * the worker runs that job (the slot's running job, shmem.c): a job
- * claimed with others and not started yet sees the request in its first
- * step, one switched and waiting for its group's commit is past its last
- * checkpoint.
+ * After a failure of a job that may have switched release.json: the job
+ * type's undo, cancels held off.  false when it failed (logged).
+ */
+static bool
+undo_switch(const JobType *type, PublishJob *job, MemoryContext mcxt)
+{
+	uint32		holdoff = QueryCancelHoldoffCount;
+	volatile bool done = false;
+
+	PG_TRY();
+	{
+		HOLD_CANCEL_INTERRUPTS();
+		type->undo(job, mcxt);
+		done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = job_catch_error(mcxt);
+
+		ereport(WARNING,
+				(errmsg("publish job %s could not put the live release back: %s",
+						job->id, edata->message),
+				 errdetail("The job is left to the next sweep, which runs it again.")));
+	}
+	PG_END_TRY();
+	QueryCancelHoldoffCount = holdoff;
+	MemoryContextSwitchTo(mcxt);
+	return done;
+}
+
+/*
+ * Runs one claimed job and records how it ended.  A job that switched and
+ * then failed is recorded only once its type's undo has put the storage
+ * back; when that fails too, the job is left 'running' with no worker, for
+ * the next sweep (*sweep_now) to queue it again.  A switched job past its
+ * last attempt (queued again by job_recover_interrupted) only undoes.
  */
 static void
-run_job(PublishJob *job, MemoryContext mcxt)
+run_job(PublishJob *job, MemoryContext mcxt, bool *sweep_now)
 {
-	publish_shmem_set_running_job(job->id);
+	const JobType *volatile type = NULL;
+	JobOutcome	outcome;
+
+	memset(&outcome, 0, sizeof(outcome));
 	MemoryContextSwitchTo(mcxt);
 	PG_TRY();
 	{
-		publish_job_run(job, mcxt);
+		type = job_type_of(job);
+		job_pause_point("claimed");
+		if (job->switched && job->attempts > publish_max_attempts)
+			ereport(ERROR,
+					(errmsg("interrupted: the worker stopped while the job was running, %d of %d attempts used",
+							job->attempts - 1, publish_max_attempts)));
+		type->run(job, &outcome, mcxt);
+		job_record_completed(job, &outcome);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		const char *status = "failed";
+		char	   *error;
 
 		/*
 		 * An ERROR raised from a signal handler (SIGFPE) left that signal
@@ -148,48 +206,45 @@ run_job(PublishJob *job, MemoryContext mcxt)
 		 */
 		sigprocmask(SIG_SETMASK, &UnBlockSig, NULL);
 		edata = job_catch_error(mcxt);
+		/* the undo and the record of the end must not time out */
 		job_forget_current();
-		/* a versioned copy written for the group, never to be placed */
-		storage_local_discard_deferred();
 
 		/* a cancel_job() signal interrupts whatever the job was doing */
 		if (!job->cancelled && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			job->cancelled = job_cancel_was_requested(job);
-
 		if (job->cancelled)
-			job_record_end_alone(job, "cancelled", "cancelled while running; nothing was published");
+		{
+			status = "cancelled";
+			error = pstrdup("cancelled while running; nothing was published");
+		}
 		else if (job_deadline_passed(job))
-			job_record_end_alone(job, "failed",
-								 psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
-										  publish_job_timeout));
+			error = psprintf("timed out: the job ran longer than publish.job_timeout (%d s)",
+							 publish_job_timeout);
 		else
-			job_record_end_alone(job, "failed", error_text(edata));
+			error = error_text(edata);
+
+		if (job->switched && (type == NULL || type->undo == NULL ||
+							  !undo_switch(type, job, mcxt)))
+			*sweep_now = true;
+		else
+			(void) job_record_end(job, status, error);
 		ereport(LOG,
 				(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
 	}
 	PG_END_TRY();
-	publish_shmem_set_running_job(NULL);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /*
- * Claims the next jobs (a few at once while jobs are queued: job_claim)
- * and runs one.  After the last job claimed, the group of publishes that
- * switched is synced and recorded in one durable transaction, which claims
- * the next jobs (job_group_commit).
+ * Claims the next job and runs it; or, with sweep, first recovers jobs
+ * interrupted by a crash (and tells whether finished jobs are due for
+ * deletion, *purge_due).
  */
 static NextJob
-run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
+run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due, bool *sweep_now)
 {
-	PublishJob *job = NULL;
+	PublishJob *volatile job = NULL;
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
 	bool		queue_busy = true;
-	int			claimed;
-
-	/* claimed with the jobs before it? */
-	job = job_take_claimed_next(mcxt);
-	if (job != NULL)
-		goto run;
 
 	job_txn_begin("publish: looking for jobs");
 	if (!job_extension_present())
@@ -221,36 +276,30 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 	}
 	if (sweep && job_recover_interrupted() > 0)
 		publish_job_ended_at_commit();	/* some may have failed: tell wait_job */
-	claimed = job_claim(PUBLISH_GROUP_MAX);
-	/* durable: a job that crashes the server must see its attempts counted */
-	job_txn_commit(claimed > 0);
 
-	job = job_take_claimed_next(mcxt);
+	/* durable: a job that crashes the server must see its attempts counted */
+	PG_TRY();
+	{
+		job = job_claim(mcxt);
+		job_txn_commit(job != NULL);
+	}
+	PG_CATCH();
+	{
+		publish_shmem_set_running_job(NULL);
+		job_forget_current();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (job == NULL)
 		return NEXT_JOB_NONE;
 
-run:
-	run_job(job, mcxt);
+	pgstat_report_activity(STATE_RUNNING, "publish: running a job");
+	run_job(job, mcxt, sweep_now);
+	/* after the commit that recorded the end, or with the job left to a sweep */
 	job_forget_current();
-
-	/* a job that ended here (not pending) was recorded: its locks go */
-	if (!job->pending)
-	{
-		publish_unlock_version(job);
-		job_release_lock(job);
-		publish_shmem_broadcast_job_ended(worker_dboid);
-	}
-
-	/*
-	 * The last job claimed has run: the group's sync and durable commit,
-	 * which claims the next jobs unless a sweep is due (it needs a claim
-	 * transaction of its own) or this worker is to exit.
-	 */
-	if (!job_has_claimed_next())
-		(void) job_group_commit(!sweep_due() && worker_number < publish_workers_per_database);
-	/* no job is claimed or pending: no session lock may be left */
-	if (!job_has_claimed_next() && !job_group_pending())
-		LockReleaseSession(USER_LOCKMETHOD);
+	publish_shmem_set_running_job(NULL);
+	publish_shmem_broadcast_job_ended(worker_dboid);
+	pgstat_report_activity(STATE_IDLE, NULL);
 	return NEXT_JOB_RAN;
 }
 
@@ -260,13 +309,13 @@ run:
  * 0 deletes them.  Exits when the extension is gone.
  */
 static NextJob
-look_for_work(MemoryContext job_context, bool sweep)
+look_for_work(MemoryContext job_context, bool sweep, bool *sweep_now)
 {
 	NextJob		next;
 	bool		purge_due = false;
 	bool		big_job;
 
-	next = run_next_job(job_context, sweep, &purge_due);
+	next = run_next_job(job_context, sweep, &purge_due, sweep_now);
 	big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
 	MemoryContextReset(job_context);
 	checksum_release_resources();
@@ -292,6 +341,7 @@ publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
+	bool		sweep_now = false;	/* a job was left to the sweep */
 	bool		woke = false;	/* back from WaitLatch */
 	bool		reloaded;
 	uint64		looked_wakes = 0;	/* wake count read before we last looked */
@@ -337,19 +387,16 @@ publish_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			worker_sweep_forget();	/* publish.job_retention may have changed */
 		}
-		if (worker_number >= publish_workers_per_database && !job_has_claimed_next())
+		if (worker_number >= publish_workers_per_database)
 			proc_exit(0);		/* a wake-up it was owed goes to another */
 
-		/* jobs claimed together run first; the sweep waits for the next claim */
-		if (!job_has_claimed_next())
+		sweep = sweep || sweep_due();
+		if (sweep)
 		{
-			sweep = sweep || sweep_due();
-			if (sweep)
-			{
-				last_sweep = GetCurrentTimestamp();
-				/* can it find anything?  (worker_sweep.c) */
-				sweep = worker_sweep_gate(worker_dboid);
-			}
+			last_sweep = GetCurrentTimestamp();
+			/* can it find anything?  (worker_sweep.c) */
+			sweep = sweep_now || worker_sweep_gate(worker_dboid);
+			sweep_now = false;
 		}
 
 		/*
@@ -360,7 +407,7 @@ publish_worker_main(Datum main_arg)
 		 * wake-up for work moves the count before it sets the latch, so
 		 * nothing is missed: back to sleep without looking for work.
 		 */
-		if (woke && !sweep && !reloaded && !job_has_claimed_next() &&
+		if (woke && !sweep && !reloaded &&
 			publish_shmem_wake_count(worker_dboid) == looked_wakes)
 		{
 			if (!(rc & WL_TIMEOUT))
@@ -381,18 +428,18 @@ publish_worker_main(Datum main_arg)
 		{
 			/* read before the transaction's snapshot: a later wake-up is counted next time */
 			looked_wakes = publish_shmem_look(worker_dboid, worker_number);
-			next = look_for_work(job_context, sweep);
+			next = look_for_work(job_context, sweep, &sweep_now);
 		}
-		sweep = false;
+		sweep = sweep_now;		/* a job left for the sweep: at once */
 		woke = false;
-		if (next == NEXT_JOB_RAN)
+		if (next == NEXT_JOB_RAN || sweep)
 			continue;
 
 		/*
 		 * Only worker 0 keeps the sweep's timer: one worker per database is
 		 * enough to find what no wake-up announced (a sibling is woken when
-		 * its sweep leaves jobs queued: job_claim), and the others cost nothing while
-		 * idle.  When its last full sweep left nothing to watch, it sleeps
+		 * a claim leaves jobs that may run: job_claim), and the others cost
+		 * nothing while idle.  When its last full sweep left nothing to watch, it sleeps
 		 * until the purge or the backstop is due (worker_sweep_timeout).
 		 */
 		publish_shmem_set_sleeping(true);

@@ -3,14 +3,14 @@
 # 005_crash_midjob.pl: the worker, or the whole server, dies in the middle of
 # a job.
 #
-# A running job is held at a known point by a lock the worker needs, taken in
-# a PREPAREd transaction (it keeps its locks across a crash and a restart,
-# until COMMIT/ROLLBACK PREPARED):
-#   step 1   ACCESS EXCLUSIVE on publish.storage_credentials (read by step 1
-#            only): the job is claimed, nothing is on storage yet;
-#   step 4   the advisory lock on the version that the worker takes at the end
-#            of step 4, before it switches release.json: the versioned copy of
-#            release.json and the tiles are on storage, release.json is not.
+# A running job is held at a known point:
+#   step 1   by a lock the worker needs, taken in a PREPAREd transaction (it
+#            keeps its locks across a crash and a restart, until COMMIT/
+#            ROLLBACK PREPARED): ACCESS EXCLUSIVE on publish.storage_credentials
+#            (read by step 1 only): the job is claimed, nothing is on storage;
+#   step 4   by publish.pause_at = 'marked' (kept across a restart): step 4 is
+#            done and the switch marked, so the versioned copy of release.json
+#            and the tiles are on storage, release.json is not.
 #
 #  (a) SIGKILL of the worker while a job waits in step 1: after crash
 #      recovery the job is queued again with a warn 'interrupted' log line,
@@ -81,20 +81,31 @@ sub wait_job
 	return q1("SELECT status || '|' || coalesce(error, '') FROM publish.job_queue WHERE id = '$id'");
 }
 
-# Waits until the database's worker waits for a lock while running job $id
-# at attempt $attempt; returns the worker's pid.
+# Waits until the database's worker waits for a lock (or, $paused, at
+# publish.pause_at) while running job $id at attempt $attempt; returns the
+# worker's pid.
 sub wait_blocked
 {
-	my ($id, $attempt) = @_;
+	my ($id, $attempt, $paused) = @_;
 	$node->poll_query_until($db,
 		"SELECT count(*) = 1 FROM publish.job_queue WHERE id = '$id' AND status = 'running' AND attempts = $attempt"
 	) or diag("job $id is not running attempt $attempt");
 	$node->poll_query_until(
-		$db, qq{
+		$db, $paused ? qq{
+		SELECT count(*) > 0 FROM pg_stat_activity
+		 WHERE backend_type = 'publish worker' AND datname = '$db' AND query ~ '^publish: paused at'}
+		: qq{
 		SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 		 WHERE a.backend_type = 'publish worker' AND a.datname = '$db' AND NOT l.granted})
-	  or diag("the worker of $db is not waiting for a lock");
+	  or diag("the worker of $db is not waiting");
 	return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$db'");
+}
+
+sub pause_at
+{
+	my ($point) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET publish.pause_at = '$point'");
+	$node->reload;
 }
 
 # The version of release.json of $env, or 'absent'.
@@ -185,12 +196,11 @@ like(version_status(3), qr/^published\|.+/, '(a) version 3 is published');
 
 # --- (b) immediate shutdown while the job waits at the end of step 4 -----------
 
-my $v3 = version_id(3);
-q1("BEGIN; SELECT pg_advisory_xact_lock(1886741100, hashtext('$v3')); PREPARE TRANSACTION 'midjob_b'");
+pause_at('marked');
 my $job_b = q1("SELECT id FROM publish.publish_version('campus', 3, 'staging')");
-wait_blocked($job_b, 1);
-is(q1("SELECT progress FROM publish.job_queue WHERE id = '$job_b'"), '50',
-	'(b) the job has done steps 1-3 (50%) and waits at the end of step 4');
+wait_blocked($job_b, 1, 1);
+is(q1("SELECT progress || ' ' || switched FROM publish.job_queue WHERE id = '$job_b'"), '80 true',
+	'(b) the job has done steps 1-4 (80%) and marked the switch, not made it');
 ok(-f "$storage/staging/campus/releases/v3.json", '(b) the versioned copy is uploaded');
 ok(-f "$storage/staging/campus/tiles/v3/2/3/3.png", '(b) the tiles are copied');
 is(live_file('staging'), 'absent', '(b) release.json of staging does not exist yet');
@@ -198,14 +208,14 @@ is(live_file('staging'), 'absent', '(b) release.json of staging does not exist y
 $node->stop('immediate');
 $node->start;
 
-wait_blocked($job_b, 2);
+wait_blocked($job_b, 2, 1);
 is(interrupted_warnings($job_b), '1', "(b) after the restart the job is queued again, logged 'interrupted'");
 is(q1("SELECT status FROM publish.job_queue WHERE id = '$job_b'"), 'running',
 	'(b) and claimed again (attempt 2)');
 is(live_file('staging'), 'absent', '(b) release.json of staging is still absent');
 is(live_db('staging'), 'none', '(b) publish.releases has nothing for staging');
 
-q1("COMMIT PREPARED 'midjob_b'");
+pause_at('');
 is(wait_job($job_b), 'completed|', '(b) let go, the job completes');
 is(q1("SELECT attempts FROM publish.job_queue WHERE id = '$job_b'"), '2', '(b) on attempt 2');
 is(live_file('staging'), '3', '(b) release.json of staging is v3');

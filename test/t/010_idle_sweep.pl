@@ -203,9 +203,18 @@ ok((grep { /^prepared transactions/ } @$why), '(c) ... because of the prepared t
   or diag(join("\n", @$why));
 
 # after a restart: no PREPARE callback announces it, the first sweep sees it
-# (another environment: idle_p1 holds the lock that orders production's jobs)
+# (another project: idle_p1 holds the lock that orders campus's requests)
+$node->safe_psql($db, q{
+	INSERT INTO publish.projects (slug, name) VALUES ('annex', 'Annex');
+	INSERT INTO publish.project_versions (project_id, version_number, status)
+	SELECT id, 1, 'ready' FROM publish.projects WHERE slug = 'annex';
+	INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
+	SELECT v.id, 'poi', 'Point', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
+	  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
+	 WHERE p.slug = 'annex';
+});
 $node->safe_psql($db,
-	"BEGIN; SELECT publish.publish_version('campus', 3, 'staging'); PREPARE TRANSACTION 'idle_p2'");
+	"BEGIN; SELECT publish.publish_version('annex', 1, 'staging'); PREPARE TRANSACTION 'idle_p2'");
 $node->restart;
 $pid = worker_pid();
 $offset = -s $node->logfile;

@@ -6,8 +6,9 @@
 # stopped at its kill(SIGINT) while the worker ends the cancelled job (A)
 # and starts the next one (B); then the signal goes.  B must not notice it.
 #
-# Both jobs are held at their version's lock (job_publish.c's lock_version,
-# taken after the first steps), which this test holds in another session.
+# A is held after its first step by publish.pause_at; B, behind it, in its
+# first step by a lock on publish.storage_credentials that another session
+# holds.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -30,28 +31,29 @@ my $node = publish_node('stale_cancel');
 my $db = 'postgres';
 publish_sample($node, $db, $demo);
 
-sub version_lock
-{
-	my ($fn, $n) = @_;
-	return "SELECT $fn(1886741100, hashtext(v.id::text)) FROM publish.project_versions v "
-	  . "JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'campus' AND v.version_number = $n";
-}
-
 sub worker_blocked
 {
 	$node->poll_query_until($db,
 		"SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND wait_event_type = 'Lock')");
 }
 
-# The test's session holds the locks of versions 2 and 3.
-my $holder = $node->background_psql($db);
-$holder->query_safe(version_lock('pg_advisory_lock', 2));
-$holder->query_safe(version_lock('pg_advisory_lock', 3));
+sub pause_at
+{
+	my ($point) = @_;
+	$node->safe_psql($db, "ALTER SYSTEM SET publish.pause_at = '$point'");
+	$node->reload;
+	$node->poll_query_until($db, "SELECT current_setting('publish.pause_at') = '$point'");
+}
 
-# A runs and waits at version 2's lock; B is queued behind it (one worker).
+# A runs and waits after its first step; B is queued behind it.
+pause_at('validated');
 my $a = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 2, 'production')");
-$node->poll_query_until($db, "SELECT status = 'running' FROM publish.job_queue WHERE id = '$a'");
-ok(worker_blocked(), 'A runs and waits at its version lock');
+ok( $node->poll_query_until($db,
+		"SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND query = 'publish: paused at validated')"),
+	'A runs and waits after its first step');
+my $holder = $node->background_psql($db);
+$holder->query_safe('BEGIN');
+$holder->query_safe('LOCK TABLE publish.storage_credentials IN ACCESS EXCLUSIVE MODE');
 my $b = $node->safe_psql($db, "SELECT id FROM publish.publish_version('campus', 3, 'production')");
 
 # The session that cancels A, and gdb stopped at its kill(..., SIGINT).
@@ -80,12 +82,12 @@ SKIP:
 	ok(-e "$gdir/stopped", "the cancelling backend is stopped at its kill(SIGINT)");
 
 	# A goes on, sees the committed request at its next step, ends; the
-	# worker takes B, which waits at version 3's lock
-	$holder->query_safe(version_lock('pg_advisory_unlock', 2));
+	# worker takes B, which waits in its first step for the lock
+	pause_at('');
 	$node->poll_query_until($db, "SELECT status <> 'running' FROM publish.job_queue WHERE id = '$a'");
 	is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$a'"), 'cancelled', 'A ends cancelled');
 	$node->poll_query_until($db, "SELECT status = 'running' FROM publish.job_queue WHERE id = '$b'");
-	ok(worker_blocked(), 'B runs and waits at its version lock');
+	ok(worker_blocked(), 'B runs and waits for the lock in its first step');
 
 	# now the signal meant for A reaches the worker running B
 	open(my $go, '>', "$gdir/go") or die $!;
@@ -96,7 +98,7 @@ SKIP:
 	is($node->safe_psql($db, "SELECT status FROM publish.job_queue WHERE id = '$b'"), 'running',
 		'the late signal did not interrupt B');
 
-	$holder->query_safe(version_lock('pg_advisory_unlock', 3));
+	$holder->query_safe('COMMIT');
 	$node->poll_query_until($db, "SELECT status <> 'running' FROM publish.job_queue WHERE id = '$b'");
 	is($node->safe_psql($db, "SELECT status || coalesce(' ' || error, '') FROM publish.job_queue WHERE id = '$b'"),
 		'completed', 'B completes');

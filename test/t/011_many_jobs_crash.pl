@@ -1,22 +1,19 @@
 #!/usr/bin/perl
 #
-# 011_group_crash.pl: the worker dies while it runs groups of jobs.
+# 011_many_jobs_crash.pl: the worker dies while many jobs are queued.
 #
-# While jobs are queued the worker claims a few at once, runs them, and
-# records the publishes among them together: one sync, one durable commit
-# (job_group.c).  Many jobs are queued at once, and in the middle of their
-# groups the worker is killed (SIGKILL: the server restarts), the server is
-# stopped in immediate mode and started again, and the worker is terminated
-# (SIGTERM, as a shutdown does: the jobs of its group are left to recovery).
-# Afterwards:
+# Many jobs are queued at once, and while they run the worker is killed
+# (SIGKILL: the server restarts), the server is stopped in immediate mode
+# and started again, and the worker is terminated (SIGTERM, as a shutdown
+# does: its job is left to recovery).  Afterwards:
 #
 #  (a) every job ends completed, exactly once (one completion log line, one
 #      live release pointing at it), with its attempts counted across the
 #      crashes (some jobs needed more than one)
 #  (b) every project's release.json is complete (valid JSON, all its
 #      overlays) and is its versioned copy releases/v1.json
-#  (c) a job of a group whose check fails (its version archived while it
-#      waited) fails alone: the other jobs of its group complete
+#  (c) of jobs queued together, one whose version does not validate fails
+#      alone: the others complete
 #
 use strict;
 use warnings;
@@ -33,13 +30,13 @@ use Time::HiRes qw(usleep);
 my $storage = PostgreSQL::Test::Utils::tempdir();
 my $n = 600;
 
-my $node = publish_node('group_crash',
+my $node = publish_node('many_jobs_crash',
 	conf => "publish.max_attempts = 20\n"
 	  # PostgreSQL::Test::Cluster turns this off; a killed worker must
 	  # restart the cluster.
 	  . "restart_after_crash = on\n"
 	  . "publish.sweep_interval = 1\n");
-my $db = 'groups';
+my $db = 'many';
 $node->safe_psql('postgres', "CREATE DATABASE $db");
 $node->safe_psql($db, 'CREATE EXTENSION publish');
 $node->safe_psql($db, "SELECT publish.set_storage_target('g', 'file://$storage')");
@@ -69,8 +66,8 @@ sub worker_pid
 	return $pid;
 }
 
-# Waits until at least $k jobs have completed, then returns; the worker is
-# then in the middle of its groups (jobs are still queued).
+# Waits until at least $k jobs have completed, then returns; jobs are
+# still queued.
 sub wait_completed
 {
 	my ($k) = @_;
@@ -85,8 +82,8 @@ sub done_count
 	return q1("SELECT count(*) FROM publish.job_queue WHERE status = 'completed'");
 }
 
-# Each log line costs the worker 2 ms more, so that a job takes about 15 ms
-# and a group of 8 over 100: a kill lands in the middle of a group.
+# Each log line costs the worker 2 ms more, so that a job takes about 15 ms:
+# a kill lands in the middle of a job.
 q1(q{
 	CREATE FUNCTION public.slow_log() RETURNS trigger LANGUAGE plpgsql AS
 	  $$BEGIN PERFORM pg_sleep(0.002); RETURN NULL; END$$;
@@ -94,7 +91,7 @@ q1(q{
 	  FOR EACH STATEMENT EXECUTE FUNCTION public.slow_log();
 });
 
-# queue every project at once: the worker claims them a few at a time
+# queue every project at once
 q1("SELECT count(*) FROM (SELECT publish.publish_version(slug, 1, 'g') FROM publish.projects) s");
 
 # 1: SIGKILL of the worker (the postmaster restarts the cluster)
@@ -113,7 +110,7 @@ $node->start;
 my $at_stop = done_count();
 ok($at_stop < $n, "stopped (immediate) with jobs left: $at_stop of $n completed");
 
-# 3: SIGTERM of the worker (its group is left to recovery; the launcher
+# 3: SIGTERM of the worker (its job is left to recovery; the launcher
 # starts it again)
 $pid = worker_pid();
 wait_completed($at_stop + 60);
@@ -177,8 +174,7 @@ q1('DROP TRIGGER slow_log ON publish.job_log');
 
 # (c) five jobs queued at once, claimed together by the idle worker; the
 # third's version has an overlay that does not validate (a marker that is a
-# line): it fails alone, at its step 1, and the four others complete,
-# recorded by one transaction (their completion log lines share an xmin).
+# line): it fails alone, at its step 1, and the four others complete.
 q1(q{
 	INSERT INTO publish.projects (slug, name) SELECT 'c-' || p, 'Check ' || p FROM generate_series(1, 5) p;
 	INSERT INTO publish.project_versions (project_id, version_number, status)
@@ -200,16 +196,13 @@ $node->poll_query_until($db,
 is(q1("SELECT string_agg(p.slug || ' ' || q.status, ', ' ORDER BY p.slug) FROM publish.job_queue q"
 	  . " JOIN publish.projects p ON p.id = q.project_id WHERE q.id IN ($ids)"),
 	'c-1 completed, c-2 completed, c-3 failed, c-4 completed, c-5 completed',
-	'(c) the job whose version does not validate fails; the four others of its group complete');
-is(q1("SELECT count(DISTINCT xmin::text) FROM publish.job_log WHERE job_id IN ($ids)"
-	  . " AND message = 'Version marked published; publish completed successfully'"),
-	1, '(c) the four were recorded by one transaction: one group');
+	'(c) the job whose version does not validate fails; the four others complete');
 ok(q1("SELECT error FROM publish.job_queue q JOIN publish.projects p ON p.id = q.project_id"
 	  . " WHERE q.id IN ($ids) AND p.slug = 'c-3'") =~ /poi-2/,
 	'(c) the failed job says which overlay');
 ok(!-e "$storage/g/c-3/release.json", '(c) nothing of the failed job is live');
 is(scalar(my @t = glob("$storage/g/c-*/releases/*.tmp-*")), 0,
-	'(c) no temporary file is left by the failed job or its group');
+	'(c) no temporary file is left by the failed job');
 
 $node->stop;
 done_testing();

@@ -1,15 +1,14 @@
 #!/usr/bin/perl
-# After a group's final transaction fails (job_group.c records each job
-# alone), the worker can still be interrupted by cancel_job().  An ERROR
-# resets PostgreSQL's cancel holdoff count to 0; job_group_commit holds
-# cancels while it records, and its RESUME used to wrap the count around,
-# so from then on the worker never processed a cancel signal: a job held on
-# a lock stayed running until the lock was released.
+# After a job's final transaction fails, the worker can still be
+# interrupted by cancel_job().  An ERROR resets PostgreSQL's cancel holdoff
+# count to 0; the worker holds cancels while it records a job's end, and a
+# RESUME after the error would wrap the count around, so that from then on
+# the worker never processed a cancel signal: a job held on a lock stayed
+# running until the lock was released.
 #
 # A trigger on publish.live_releases makes the final transaction of one
-# project's publish fail (twice: the group's, then record_alone's); then a
-# job of another project is held in step 1 by a lock in a prepared
-# transaction, and cancelled.
+# project's publish fail; then a job of another project is held in step 1
+# by a lock in a prepared transaction, and cancelled.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -21,7 +20,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $storage = PostgreSQL::Test::Utils::tempdir();
-my $node = publish_node('cancel_after_group_error');
+my $node = publish_node('cancel_after_failed_end');
 my $db = 'postgres';
 $node->safe_psql($db, 'CREATE EXTENSION publish');
 $node->safe_psql($db, "SELECT publish.set_storage_target('production', 'file://$storage')");
