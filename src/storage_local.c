@@ -17,16 +17,6 @@
  * costs no write and no data fsync; nothing writes either file in place,
  * so they cannot drift apart.
  *
- * A group of jobs (job_group.c) shares its syncs: storage_put_deferred
- * writes a versioned copy to its temporary file without an fsync, and the
- * link of release.json to it waits too; storage_local_sync_set then makes
- * the data of every such file of the group durable with one syncfs,
- * renames each into place and makes its link (release.json switched only
- * once its versioned copy's data is durable), and makes the names durable
- * with one more syncfs (or, without deferred files and with few
- * directories, an fsync of each).  On ext4 without a journal every fsync is
- * a cache flush of its own, and a syncfs is one for all.
- *
  * Copies are real copies, never hard links (a published tile must not
  * change when its build file is rewritten, and must get the published
  * mode): copy_file_range lets the kernel do the work (a reflink on file
@@ -40,8 +30,7 @@
  * tool): nothing here opens, links or chmods an existing name there in a
  * way that follows a symlink planted at it.  Temporary files are created
  * with O_CREAT | O_EXCL | O_NOFOLLOW under a name with a random part
- * ({name}.tmp-{pid}-{16 hex digits}: the pid tells local_remove_stale
- * whether their writer is gone), modes are set through descriptors, and
+ * ({name}.tmp-{pid}-{16 hex digits}), modes are set through descriptors, and
  * the final rename replaces whatever is at the destination, a symlink
  * included, instead of writing through it.
  *
@@ -52,7 +41,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,18 +54,6 @@
 #define LOCAL_IO_CHUNK		65536
 /* beyond this many directories to fsync, storage_sync makes one syncfs */
 #define LOCAL_MAX_UNSYNCED_DIRS	32
-/* the same for the syncs of a group of jobs (storage_local_sync_set) */
-#ifndef LOCAL_GROUP_MAX_DIRS
-#define LOCAL_GROUP_MAX_DIRS	LOCAL_MAX_UNSYNCED_DIRS
-#endif
-
-/*
- * The temporary files of deferred puts not yet handed to a group's set
- * (local_defer_sync): a job that fails before its switch leaves
- * them, and storage_local_discard_deferred removes them.
- */
-static List *unplaced = NIL;
-static MemoryContext unplaced_cxt = NULL;
 
 /* Does path have ".." as one of its /-separated segments? */
 static bool
@@ -362,140 +338,6 @@ local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 }
 
 /*
- * A put (tmp set) or a link (src set) that waits for the group's sync
- * (storage_put_deferred, storage_local_sync_set).
- */
-typedef struct LocalDeferred
-{
-	char	   *tmp;			/* a put: its temporary file, data not synced */
-	char	   *src;			/* a link: the file it is to be */
-	char	   *path;			/* where it goes */
-} LocalDeferred;
-
-static LocalDeferred *
-add_deferred(List **list, MemoryContext mcxt, const char *tmp, const char *src, const char *path)
-{
-	LocalDeferred *d = MemoryContextAllocZero(mcxt, sizeof(LocalDeferred));
-	MemoryContext old = MemoryContextSwitchTo(mcxt);
-
-	d->tmp = tmp ? pstrdup(tmp) : NULL;
-	d->src = src ? pstrdup(src) : NULL;
-	d->path = pstrdup(path);
-	*list = lappend(*list, d);
-	MemoryContextSwitchTo(old);
-	return d;
-}
-
-/*
- * storage_put_deferred on file://: the data goes to a temporary file now,
- * not fsync'd; storage_local_sync_set syncs it with the group's others and
- * renames it into place.  Its directories are made now.
- */
-static void
-local_put_deferred(StorageTarget *target, const char *key, const char *data, size_t len)
-{
-	char	   *path = key_path(target, key);
-	MemoryContext tcxt = GetMemoryChunkContext(target);
-	MemoryContext old;
-
-	LocalDeferred *d;
-
-	make_parent_dirs(target, path, true);
-	if (unplaced_cxt == NULL)
-		unplaced_cxt = AllocSetContextCreate(TopMemoryContext, "publish deferred puts",
-											 ALLOCSET_SMALL_SIZES);
-	d = add_deferred(&target->deferred_files, tcxt, write_tmp(path, data, len, false), NULL, path);
-	old = MemoryContextSwitchTo(unplaced_cxt);
-	unplaced = lappend(unplaced, pstrdup(d->tmp));
-	MemoryContextSwitchTo(old);
-}
-
-static void
-forget_unplaced(const char *tmp)
-{
-	ListCell   *lc;
-
-	foreach(lc, unplaced)
-	{
-		if (strcmp((char *) lfirst(lc), tmp) == 0)
-		{
-			unplaced = foreach_delete_current(unplaced, lc);
-			break;
-		}
-	}
-	if (unplaced == NIL && unplaced_cxt != NULL)
-		MemoryContextReset(unplaced_cxt);
-}
-
-/* Removes the temporary files of deferred puts that no group will place. */
-void
-storage_local_discard_deferred(void)
-{
-	ListCell   *lc;
-
-	foreach(lc, unplaced)
-		(void) unlink((char *) lfirst(lc));
-	unplaced = NIL;
-	if (unplaced_cxt != NULL)
-		MemoryContextReset(unplaced_cxt);
-}
-
-/*
- * Removes the temporary files that a put of key left behind in a process
- * that is gone ({key}.tmp-{pid}-{random}, or {key}.tmp-{pid} as earlier
- * versions named them: a worker killed between writing and renaming, e.g.
- * in a group before its sync).  Jobs of one project and environment run
- * one at a time, so no live worker writes them.  Called by a retry
- * (job_publish.c).  unlink removes a symlink, never what it points to.
- */
-static void
-local_remove_stale(StorageTarget *target, const char *key)
-{
-	char	   *path = key_path(target, key);
-	char	   *dir = parent_dir(path);
-	char	   *prefix = psprintf("%s.tmp-", strrchr(path, '/') + 1);
-	size_t		n = strlen(prefix);
-	DIR		   *d = AllocateDir(dir);
-	struct dirent *de;
-
-	if (d == NULL)
-		return;					/* no directory yet: nothing left */
-	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
-	{
-		char	   *end;
-		long		pid;
-
-		if (strncmp(de->d_name, prefix, n) != 0)
-			continue;
-		pid = strtol(de->d_name + n, &end, 10);
-		if (end == de->d_name + n ||
-			(*end != '\0' &&
-			 (*end != '-' || strlen(end + 1) != 16 || strspn(end + 1, "0123456789abcdef") != 16)) ||
-			pid <= 0 || pid == MyProcPid ||
-			kill((pid_t) pid, 0) == 0 || errno != ESRCH)
-			continue;
-		(void) unlink(psprintf("%s/%s", dir, de->d_name));
-	}
-	FreeDir(d);
-}
-
-/* Is path a deferred put of the target's? */
-static bool
-is_deferred_put(StorageTarget *target, const char *path)
-{
-	ListCell   *lc;
-
-	foreach(lc, target->deferred_files)
-	{
-		LocalDeferred *d = lfirst(lc);
-
-		if (d->tmp != NULL && strcmp(d->path, path) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
  * Makes dst_key a hard link to src_key's file, which local_put wrote (its
  * data fsync'd) and nothing changes in place: linked to a temporary name,
  * renamed over dst_key (atomic, like a put), its directory left to
@@ -510,12 +352,6 @@ local_link(StorageTarget *target, const char *src_key, const char *dst_key)
 	char	   *tmp;
 
 	make_parent_dirs(target, dst, true);
-	if (is_deferred_put(target, src))
-	{
-		/* src is not in place yet: linked after it, at the group's sync */
-		(void) add_deferred(&target->deferred_files, GetMemoryChunkContext(target), NULL, src, dst);
-		return true;
-	}
 	if (!link_tmp(src, dst, &tmp))
 		return false;
 	if (rename(tmp, dst) != 0)
@@ -679,197 +515,6 @@ local_sync(StorageTarget *target)
 	target->unsynced_dirs = NIL;
 }
 
-/* Appends a copy of s (in the current context) to list unless it is there. */
-static List *
-append_unique(List *list, const char *s)
-{
-	ListCell   *lc;
-
-	foreach(lc, list)
-	{
-		if (strcmp((char *) lfirst(lc), s) == 0)
-			return list;
-	}
-	return lappend(list, pstrdup(s));
-}
-
-/*
- * Hands what local_sync would do to set (in mcxt), instead of doing it:
- * the directories to fsync, merged with those of the other jobs of a group
- * (a directory that several jobs changed is synced once), or the target's
- * root when its file system is to be syncfs'd.  The target is left as
- * synced.
- */
-static void
-local_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
-{
-	MemoryContext old = MemoryContextSwitchTo(mcxt);
-	ListCell   *lc;
-
-	if (target->unsynced)
-		set->roots = append_unique(set->roots, target->root);
-	else
-	{
-		foreach(lc, target->unsynced_dirs)
-			set->dirs = append_unique(set->dirs, (char *) lfirst(lc));
-	}
-	foreach(lc, target->deferred_files)
-	{
-		LocalDeferred *d = lfirst(lc);
-
-		(void) add_deferred(&set->files, mcxt, d->tmp, d->src, d->path);
-		if (d->tmp != NULL)
-			forget_unplaced(d->tmp);
-	}
-	MemoryContextSwitchTo(old);
-	list_free_deep(target->unsynced_dirs);
-	target->unsynced_dirs = NIL;
-	target->unsynced = false;
-	target->deferred_files = NIL;	/* in the target's context, freed with it */
-}
-
-/* The file systems a group's sync pass has synced, one syncfs each. */
-typedef struct SyncedFileSystems
-{
-	dev_t		dev[8];
-	int			n;
-} SyncedFileSystems;
-
-/* Is path on a file system synced already?  false when stat fails. */
-static bool
-fs_synced(SyncedFileSystems *fs, const char *path, dev_t *dev)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0)
-		return false;
-	*dev = st.st_dev;
-	for (int i = 0; i < fs->n; i++)
-		if (fs->dev[i] == st.st_dev)
-			return true;
-	return false;
-}
-
-/* A syncfs of path's file system, unless fs says it was made already. */
-static void
-syncfs_once(SyncedFileSystems *fs, const char *path)
-{
-	dev_t		dev = 0;
-
-	if (fs_synced(fs, path, &dev))
-		return;
-	sync_dir(path, true);
-	if (dev != 0 && fs->n < lengthof(fs->dev))
-		fs->dev[fs->n++] = dev;
-}
-
-/* Removes the temporary files of the deferred puts from the cell at lc on. */
-static void
-unlink_deferred_from(List *files, int from)
-{
-	for (int i = from; i < list_length(files); i++)
-	{
-		LocalDeferred *d = list_nth(files, i);
-
-		if (d->tmp != NULL)
-			(void) unlink(d->tmp);
-	}
-}
-
-/*
- * The deferred puts and links of a group: the data of every temporary file
- * synced (one syncfs per file system), then each renamed into place, in
- * order, and each link made (after the put it links to): release.json
- * switched only once its versioned copy's data is durable.  The
- * directories whose entries changed join set->dirs.  On a failure the
- * temporary files not yet renamed are removed.
- */
-static void
-place_deferred_files(StorageSyncSet *set)
-{
-	SyncedFileSystems data = {{0}, 0};
-	volatile int placed = 0;
-	ListCell   *lc;
-
-	PG_TRY();
-	{
-		foreach(lc, set->files)
-		{
-			LocalDeferred *d = lfirst(lc);
-
-			if (d->tmp != NULL)
-				syncfs_once(&data, d->tmp);
-		}
-		foreach(lc, set->files)
-		{
-			LocalDeferred *d = lfirst(lc);
-
-			if (d->tmp != NULL)
-			{
-				if (rename(d->tmp, d->path) != 0)
-					fail_write(-1, d->tmp, d->path);
-			}
-			else
-			{
-				char	   *tmp;
-
-				if (!link_tmp(d->src, d->path, &tmp))
-					ereport(ERROR,
-							(errcode_for_file_access(),
-							 errmsg("could not write \"%s\": %m", d->path)));
-				if (rename(tmp, d->path) != 0)
-					fail_write(-1, tmp, d->path);
-				(void) unlink(tmp);
-			}
-			set->dirs = append_unique(set->dirs, parent_dir(d->path));
-			placed++;
-		}
-	}
-	PG_CATCH();
-	{
-		unlink_deferred_from(set->files, placed);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-}
-
-/*
- * Makes every sync deferred to set: a syncfs of each root's file system,
- * then an fsync of each directory on none of those; past
- * LOCAL_GROUP_MAX_DIRS directories, or after deferred puts, a syncfs of
- * their file system instead (one per file system).  Empties set.
- */
-void
-storage_local_sync_set(StorageSyncSet *set)
-{
-	SyncedFileSystems names = {{0}, 0};
-	ListCell   *lc;
-	bool		many;
-
-	if (set->files != NIL)
-		place_deferred_files(set);
-	/* after the data's syncfs, the names': one more syncfs is as cheap as two fsyncs */
-	many = list_length(set->dirs) > LOCAL_GROUP_MAX_DIRS || set->files != NIL;
-
-	foreach(lc, set->roots)
-		syncfs_once(&names, (char *) lfirst(lc));
-	foreach(lc, set->dirs)
-	{
-		char	   *dir = lfirst(lc);
-		dev_t		dev;
-
-		if (many)
-			syncfs_once(&names, dir);
-		else if (!fs_synced(&names, dir, &dev))
-			sync_dir(dir, false);
-	}
-	list_free_deep(set->dirs);
-	list_free_deep(set->roots);
-	set->dirs = NIL;
-	set->roots = NIL;
-	set->files = NIL;			/* in the set's context */
-}
-
 /* Copies the file at key into f. */
 static int64
 local_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
@@ -935,7 +580,4 @@ const StorageBackend storage_local_backend = {
 	.remove = local_remove,
 	.sync = local_sync,
 	.get = local_get,
-	.put_deferred = local_put_deferred,
-	.defer_sync = local_defer_sync,
-	.remove_stale = local_remove_stale,
 };
