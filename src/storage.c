@@ -468,6 +468,11 @@ storage_etag_md5(const char *etag, char *md5)
  * max_bytes (0: no limit) fails with PT413.  Outside any
  * transaction: a remote download may take a while.  The file is removed
  * again when the download fails.
+ *
+ * A plain stdio file, not fd.c's AllocateFile: a remote backend's retry
+ * notice commits a transaction between two attempts (the job's log line),
+ * and the end of every transaction closes what AllocateFile opened, under
+ * the next attempt.  PG_CATCH closes it instead.
  */
 int64
 storage_get_file(StorageTarget *target, const char *key, const char *path, int64 max_bytes)
@@ -480,15 +485,16 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("storage target \"%s\" cannot download objects", target->env)));
-	f = AllocateFile(path, PG_BINARY_W);
+	f = fopen(path, PG_BINARY_W);
 	if (f == NULL)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create \"%s\": %m", path)));
-	caller = op_begin();
 	PG_TRY();
 	{
+		caller = op_begin();
 		size = target->backend->get(target, key, f, max_bytes);
+		op_end(caller);
 		if (fflush(f) != 0 || ferror(f))
 			ereport(ERROR,
 					(errcode_for_file_access(),
@@ -496,13 +502,12 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 	}
 	PG_CATCH();
 	{
-		FreeFile(f);
+		fclose(f);
 		unlink(path);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	op_end(caller);
-	if (FreeFile(f) != 0)
+	if (fclose(f) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path)));
