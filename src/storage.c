@@ -11,6 +11,10 @@
 #include "http_client.h"
 #include "redact.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/fd.h"
@@ -280,36 +284,53 @@ storage_put_same(StorageTarget *target, const char *key, const char *same_as_key
 	op_end(caller);
 }
 
-/* Uploads the file at path (on the database server) as key. */
+/*
+ * Uploads the file at path (on the database server, not changing) as key.
+ * Read whole first, the buffer sized by stat: nothing throws while the
+ * transient file is open.
+ */
 void
 storage_put_file(StorageTarget *target, const char *key, const char *path,
 				 const char *content_type, const char *cache_control)
 {
-	FILE	   *f = AllocateFile(path, PG_BINARY_R);
-	StringInfoData buf;
-	char		chunk[65536];
-	size_t		n;
+	struct stat st;
+	char	   *data;
+	size_t		done = 0;
+	int			fd;
 
-	if (f == NULL)
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat \"%s\": %m", path)));
+	data = palloc_extended(st.st_size + 1, MCXT_ALLOC_HUGE);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open \"%s\": %m", path)));
-	initStringInfo(&buf);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		appendBinaryStringInfo(&buf, chunk, n);
-	if (ferror(f))
+	while (done < (size_t) st.st_size)
 	{
-		int			save_errno = errno;
+		ssize_t		n = read(fd, data + done, st.st_size - done);
 
-		FreeFile(f);
-		errno = save_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read \"%s\": %m", path)));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			break;				/* shorter than it was: what it holds now */
+		if (n < 0)
+		{
+			int			save_errno = errno;
+
+			CloseTransientFile(fd);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", path)));
+		}
+		done += n;
 	}
-	FreeFile(f);
-	storage_put(target, key, buf.data, buf.len, content_type, cache_control);
-	pfree(buf.data);
+	CloseTransientFile(fd);
+	storage_put(target, key, data, done, content_type, cache_control);
+	pfree(data);
 }
 
 void
