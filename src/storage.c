@@ -199,16 +199,6 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	check_no_dot_segment(env, "option public_url", target->public_base);
 	check_no_dot_segment(env, "option endpoint", endpoint);
 
-	if (target->backend == &storage_local_backend)
-	{
-		target->root = MemoryContextStrdup(mcxt, target->url + strlen("file://"));
-		if (target->root[0] != '/')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("storage target of environment \"%s\" is not an absolute directory: \"%s\"",
-							env, target->url),
-					 errhint("Use file:///absolute/directory.")));
-	}
 	if (target->backend->open)
 	{
 		MemoryContext old = MemoryContextSwitchTo(mcxt);

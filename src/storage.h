@@ -39,16 +39,13 @@ typedef struct StorageTarget
 	char	   *env;
 	char	   *url;			/* as configured, without a trailing slash */
 	char	   *public_base;	/* options.public_url, or url */
-	char	   *root;			/* file://: the absolute directory */
+	char	   *root;			/* file://: the absolute directory; else NULL */
 	char	   *key_id;			/* credentials, or NULL */
 	char	   *secret;
 	char	   *session_token;	/* s3: optional session token, or NULL */
 	char	   *options;		/* the target's options, JSON text */
 	const StorageBackend *backend;
 	void	   *backend_state;	/* what the backend's open made of url and options */
-	bool		unsynced;		/* copies made since the last storage_sync */
-	List	   *unsynced_dirs;	/* file://: directories whose new entries wait
-								 * for storage_sync (in the target's context) */
 	/* retry notices (called between attempts, outside libcurl), or NULL */
 	void		(*warn) (void *arg, const char *message);
 	void	   *warn_arg;
