@@ -12,7 +12,7 @@
  * copy (tiles) is a real copy, by the kernel where it can (copy_file_range:
  * a reflink on file systems that have them); its data waits for
  * storage_sync's one syncfs, unless it replaces a file (then it is fsync'd
- * first, like a put).  The directories whose entries
+ * first, like a put) or there is no syncfs.  The directories whose entries
  * changed are fsync'd by storage_sync, each once, or covered by its
  * syncfs: the publish job calls it before its final commit, so a release
  * recorded as live is on disk, names included.
@@ -52,6 +52,15 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+
+/*
+ * Calls that only some systems have, each with a portable fallback:
+ * syncfs (PostgreSQL's configure checks it) and copy_file_range (Linux,
+ * and systems whose PostgreSQL checks it).
+ */
+#if defined(HAVE_COPY_FILE_RANGE) || defined(__linux__)
+#define LOCAL_COPY_FILE_RANGE
+#endif
 
 #define LOCAL_FILE_MODE		0644
 #define LOCAL_DIR_MODE		0755
@@ -456,6 +465,7 @@ local_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool
 static bool
 copy_data(int in, int out)
 {
+#ifdef LOCAL_COPY_FILE_RANGE
 	for (;;)
 	{
 		ssize_t		n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
@@ -470,6 +480,7 @@ copy_data(int in, int out)
 		if (n < 0)
 			return false;
 	}
+#endif
 	for (;;)
 	{
 		ssize_t		n = read(in, io_buf, sizeof(io_buf));
@@ -486,7 +497,8 @@ copy_data(int in, int out)
 /*
  * A copy to a new name waits for storage_sync's syncfs: nothing points at
  * it until then.  One that replaces a file (an undo's release.json) is
- * fsync'd before its rename, like a put.
+ * fsync'd before its rename, like a put, as is every copy where there is no
+ * syncfs.
  */
 static void
 local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
@@ -501,11 +513,13 @@ local_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	int			out = -1;
 
 	begin_write(lt, dst);
+#ifdef HAVE_SYNCFS
 	{
 		struct stat st;
 
 		sync_now = lstat(dst, &st) == 0;
 	}
+#endif
 	in = OpenTransientFile(src, O_RDONLY | PG_BINARY);
 	if (in < 0)
 		ereport(ERROR,
@@ -542,6 +556,7 @@ local_remove(StorageTarget *target, const char *key)
 	dir_changed(target->backend_state, parent_dir(path), false);
 }
 
+#ifdef HAVE_SYNCFS
 /* syncfs of the file system that holds path. */
 static void
 sync_file_system(const char *path)
@@ -564,6 +579,7 @@ sync_file_system(const char *path)
 	}
 	CloseTransientFile(fd);
 }
+#endif
 
 /*
  * Makes every put, link, copy and removal so far durable, names included:
@@ -578,9 +594,11 @@ local_sync(StorageTarget *target)
 	bool		whole_fs = false;
 	ListCell   *lc;
 
+#ifdef HAVE_SYNCFS
 	whole_fs = lt->data_unsynced || list_length(lt->dirty) > LOCAL_MAX_DIRTY_DIRS;
 	if (whole_fs)
 		sync_file_system(lt->root);
+#endif
 	foreach(lc, lt->dirty)
 	{
 		LocalDir   *d = lfirst(lc);

@@ -8,7 +8,8 @@
 #  (a) a .json file is renamed into place (or linked) only after its data
 #      was fsync'd: a reader never sees a partial release.json
 #  (b) release.json is switched only after the tiles it points at were
-#      made durable (syncfs)
+#      made durable (syncfs; where there is none, each tile's data is
+#      fsync'd before its rename)
 #  (c) every directory whose entries changed (mkdir, rename, link) is
 #      fsync'd (or covered by a syncfs) before the final commit's WAL flush:
 #      once publish.releases says a release is live, its files are on disk
@@ -206,7 +207,7 @@ sub check_order
 					}
 				}
 			}
-			else
+			elsif (!$durable{$from})
 			{
 				$tiles_unsynced = 1;
 			}
