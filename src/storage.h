@@ -24,8 +24,6 @@
 
 #include "postgres.h"
 
-#include "nodes/pg_list.h"
-
 typedef struct StorageBackend StorageBackend;
 
 /* Cache-Control of what publish writes: release.json, and everything versioned */

@@ -352,9 +352,9 @@ fail_write(int fd, const char *tmp, const char *path)
 }
 
 /*
- * Closes fd, the temporary file tmp written for path, sets its mode and
- * renames it over path; with sync, its data is fsync'd first.  On failure
- * it is removed.
+ * Sets the mode of fd, the temporary file tmp written for path (with sync,
+ * fsyncs it), closes it and renames it over path.  On failure it is
+ * removed.
  */
 static void
 place_tmp(int fd, const char *tmp, const char *path, bool sync)
