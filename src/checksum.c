@@ -20,6 +20,7 @@
 #include "common/cryptohash.h"
 #include "common/md5.h"
 #include "common/sha2.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/resowner.h"
 
@@ -94,47 +95,46 @@ checksum_sha256_hex(const char *data, size_t len)
 /*
  * Hex SHA-256 of a file into hex[65] and, when md5_hex is not NULL, its hex
  * MD5 into md5_hex[33], in one read.  Returns false with errno set when the
- * file cannot be opened or read.
+ * file cannot be opened or read.  The file is a transient file (fd.c) and
+ * nothing between its open and its close throws: the worker hashes outside
+ * any transaction, where nothing else would close it after an error.
  */
 bool
 checksum_file(const char *path, char *hex, char *md5_hex)
 {
-	ResourceOwner saved;
-	pg_cryptohash_ctx *ctx;
-	pg_cryptohash_ctx *md5 = NULL;
-	char	   *buf;
-	int			fd;
-	ssize_t		n;
+	ResourceOwner saved = borrow_owner();
+	pg_cryptohash_ctx *ctx = hash_begin(PG_SHA256);
+	pg_cryptohash_ctx *md5 = md5_hex != NULL ? hash_begin(PG_MD5) : NULL;
+	char	   *buf = palloc(CHECKSUM_IO_CHUNK);
+	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	ssize_t		n = -1;
+	int			save_errno = errno;
 
-	fd = open(path, O_RDONLY | PG_BINARY);
-	if (fd < 0)
-		return false;
-
-	saved = borrow_owner();
-	ctx = hash_begin(PG_SHA256);
-	if (md5_hex != NULL)
-		md5 = hash_begin(PG_MD5);
-	buf = palloc(CHECKSUM_IO_CHUNK);
-	while ((n = read(fd, buf, CHECKSUM_IO_CHUNK)) != 0)
+	if (fd >= 0)
 	{
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0 ||
-			(md5 != NULL && pg_cryptohash_update(md5, (uint8 *) buf, n) < 0))
+		while ((n = read(fd, buf, CHECKSUM_IO_CHUNK)) != 0)
 		{
-			int			save_errno = errno;
-
-			pg_cryptohash_free(ctx);
-			pg_cryptohash_free(md5);
-			close(fd);
-			pfree(buf);
-			CurrentResourceOwner = saved;
-			errno = save_errno;
-			return false;
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 || pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0 ||
+				(md5 != NULL && pg_cryptohash_update(md5, (uint8 *) buf, n) < 0))
+			{
+				n = -1;
+				break;
+			}
 		}
+		save_errno = errno;
+		CloseTransientFile(fd);
 	}
-	close(fd);
 	pfree(buf);
+	if (n != 0)
+	{
+		pg_cryptohash_free(ctx);
+		pg_cryptohash_free(md5);
+		CurrentResourceOwner = saved;
+		errno = save_errno;
+		return false;
+	}
 	hash_end(ctx, PG_SHA256, hex);
 	if (md5 != NULL)
 		hash_end(md5, PG_MD5, md5_hex);

@@ -11,6 +11,10 @@
 #include "http_client.h"
 #include "redact.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/fd.h"
@@ -195,16 +199,6 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	check_no_dot_segment(env, "option public_url", target->public_base);
 	check_no_dot_segment(env, "option endpoint", endpoint);
 
-	if (target->backend == &storage_local_backend)
-	{
-		target->root = MemoryContextStrdup(mcxt, target->url + strlen("file://"));
-		if (target->root[0] != '/')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("storage target of environment \"%s\" is not an absolute directory: \"%s\"",
-							env, target->url),
-					 errhint("Use file:///absolute/directory.")));
-	}
 	if (target->backend->open)
 	{
 		MemoryContext old = MemoryContextSwitchTo(mcxt);
@@ -280,36 +274,53 @@ storage_put_same(StorageTarget *target, const char *key, const char *same_as_key
 	op_end(caller);
 }
 
-/* Uploads the file at path (on the database server) as key. */
+/*
+ * Uploads the file at path (on the database server, not changing) as key.
+ * Read whole first, the buffer sized by stat: nothing throws while the
+ * transient file is open.
+ */
 void
 storage_put_file(StorageTarget *target, const char *key, const char *path,
 				 const char *content_type, const char *cache_control)
 {
-	FILE	   *f = AllocateFile(path, PG_BINARY_R);
-	StringInfoData buf;
-	char		chunk[65536];
-	size_t		n;
+	struct stat st;
+	char	   *data;
+	size_t		done = 0;
+	int			fd;
 
-	if (f == NULL)
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat \"%s\": %m", path)));
+	data = palloc_extended(st.st_size + 1, MCXT_ALLOC_HUGE);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open \"%s\": %m", path)));
-	initStringInfo(&buf);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		appendBinaryStringInfo(&buf, chunk, n);
-	if (ferror(f))
+	while (done < (size_t) st.st_size)
 	{
-		int			save_errno = errno;
+		ssize_t		n = read(fd, data + done, st.st_size - done);
 
-		FreeFile(f);
-		errno = save_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read \"%s\": %m", path)));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			break;				/* shorter than it was: what it holds now */
+		if (n < 0)
+		{
+			int			save_errno = errno;
+
+			CloseTransientFile(fd);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", path)));
+		}
+		done += n;
 	}
-	FreeFile(f);
-	storage_put(target, key, buf.data, buf.len, content_type, cache_control);
-	pfree(buf.data);
+	CloseTransientFile(fd);
+	storage_put(target, key, data, done, content_type, cache_control);
+	pfree(data);
 }
 
 void
@@ -342,70 +353,6 @@ storage_sync(StorageTarget *target)
 		target->backend->sync(target);
 		op_end(caller);
 	}
-}
-
-/*
- * Writes data at key, like storage_put, for a job of a group
- * (job_group.c): file:// writes it to a temporary file now, and
- * storage_sync_deferred syncs the data of every such file of the group at
- * once (one syncfs) before it renames them into place; until then key is
- * unchanged.  A storage_put_same of key meanwhile is deferred with it.
- * Other backends put at once.
- */
-void
-storage_put_deferred(StorageTarget *target, const char *key, const char *data,
-					 size_t len, const char *content_type, const char *cache_control)
-{
-	if (target->backend->put_deferred)
-	{
-		MemoryContext caller = op_begin();
-
-		target->backend->put_deferred(target, key, data, len);
-		op_end(caller);
-	}
-	else
-		storage_put(target, key, data, len, content_type, cache_control);
-}
-
-/*
- * Removes what an interrupted put of key left behind (file://: temporary
- * files of processes that are gone); nothing elsewhere.
- */
-void
-storage_remove_stale(StorageTarget *target, const char *key)
-{
-	if (target->backend->remove_stale)
-	{
-		MemoryContext caller = op_begin();
-
-		target->backend->remove_stale(target, key);
-		op_end(caller);
-	}
-}
-
-/*
- * Hands what storage_sync would sync to set (in mcxt), to be synced with
- * other targets' by storage_sync_deferred: file:// defers its directory
- * fsyncs and syncfs; a backend whose writes are durable when they return
- * has nothing to defer, and any other syncs now.
- */
-void
-storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt)
-{
-	if (target->backend->defer_sync)
-		target->backend->defer_sync(target, set, mcxt);
-	else
-		storage_sync(target);
-}
-
-/* Makes every sync deferred to set, and empties it. */
-void
-storage_sync_deferred(StorageSyncSet *set)
-{
-	MemoryContext caller = op_begin();
-
-	storage_local_sync_set(set);
-	op_end(caller);
 }
 
 /* The URL under which readers find key (palloc'd). */
@@ -532,6 +479,11 @@ storage_etag_md5(const char *etag, char *md5)
  * max_bytes (0: no limit) fails with PT413.  Outside any
  * transaction: a remote download may take a while.  The file is removed
  * again when the download fails.
+ *
+ * A plain stdio file, not fd.c's AllocateFile: a remote backend's retry
+ * notice commits a transaction between two attempts (the job's log line),
+ * and the end of every transaction closes what AllocateFile opened, under
+ * the next attempt.  PG_CATCH closes it instead.
  */
 int64
 storage_get_file(StorageTarget *target, const char *key, const char *path, int64 max_bytes)
@@ -544,15 +496,16 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("storage target \"%s\" cannot download objects", target->env)));
-	f = AllocateFile(path, PG_BINARY_W);
+	f = fopen(path, PG_BINARY_W);
 	if (f == NULL)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create \"%s\": %m", path)));
-	caller = op_begin();
 	PG_TRY();
 	{
+		caller = op_begin();
 		size = target->backend->get(target, key, f, max_bytes);
+		op_end(caller);
 		if (fflush(f) != 0 || ferror(f))
 			ereport(ERROR,
 					(errcode_for_file_access(),
@@ -560,13 +513,12 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 	}
 	PG_CATCH();
 	{
-		FreeFile(f);
+		fclose(f);
 		unlink(path);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	op_end(caller);
-	if (FreeFile(f) != 0)
+	if (fclose(f) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path)));

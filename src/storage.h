@@ -7,11 +7,7 @@
  * The publish steps call storage_put, storage_put_same, storage_stat,
  * storage_copy and storage_sync (whose return makes every earlier put and
  * copy durable, names included: the publish job calls it before its final
- * commit; or storage_defer_sync, which hands that sync to a set that
- * storage_sync_deferred makes once for a group of jobs, with the puts
- * made by storage_put_deferred: file:// writes their data then, and
- * renames them into place only once the group's data is synced);
- * the tile builder also storage_get_file (a source image to a local file);
+ * commit); the tile builder also storage_get_file (a source image to a local file);
  * step 4 (tile_publish.c) also runs a remote backend's stat and copy
  * requests in parallel, built by its stat_request and copy_request.
  * A backend implements them for one URL scheme; adding a backend touches
@@ -28,8 +24,6 @@
 
 #include "postgres.h"
 
-#include "nodes/pg_list.h"
-
 typedef struct StorageBackend StorageBackend;
 
 /* Cache-Control of what publish writes: release.json, and everything versioned */
@@ -43,35 +37,17 @@ typedef struct StorageTarget
 	char	   *env;
 	char	   *url;			/* as configured, without a trailing slash */
 	char	   *public_base;	/* options.public_url, or url */
-	char	   *root;			/* file://: the absolute directory */
+	char	   *root;			/* file://: the absolute directory; else NULL */
 	char	   *key_id;			/* credentials, or NULL */
 	char	   *secret;
 	char	   *session_token;	/* s3: optional session token, or NULL */
 	char	   *options;		/* the target's options, JSON text */
 	const StorageBackend *backend;
 	void	   *backend_state;	/* what the backend's open made of url and options */
-	bool		unsynced;		/* copies made since the last storage_sync */
-	List	   *unsynced_dirs;	/* file://: directories whose new entries wait
-								 * for storage_sync (in the target's context) */
-	List	   *deferred_files; /* file://: puts and links that wait for
-								 * storage_sync_deferred (storage_put_deferred) */
 	/* retry notices (called between attempts, outside libcurl), or NULL */
 	void		(*warn) (void *arg, const char *message);
 	void	   *warn_arg;
 } StorageTarget;
-
-/*
- * Syncs deferred from several targets (storage_defer_sync), made together
- * by storage_sync_deferred: file://'s directories whose entries changed,
- * each once, and the file systems that need a syncfs.  Zeroed to start;
- * the lists live in the context given to storage_defer_sync.
- */
-typedef struct StorageSyncSet
-{
-	List	   *dirs;			/* directories to fsync */
-	List	   *roots;			/* roots of targets whose file system to syncfs */
-	List	   *files;			/* file://: writes not yet synced nor renamed */
-} StorageSyncSet;
 
 typedef struct StorageObjectInfo
 {
@@ -121,17 +97,6 @@ struct StorageBackend
 	 * puts and copies already are).
 	 */
 	void		(*sync) (StorageTarget *target);
-	/*
-	 * For a group of jobs (storage_put_deferred, storage_defer_sync;
-	 * file:// only, NULL elsewhere): put_deferred writes data for key now
-	 * and leaves it under a temporary name until the group's sync;
-	 * defer_sync hands what sync would do to set; remove_stale removes what
-	 * an interrupted put of key left behind.
-	 */
-	void		(*put_deferred) (StorageTarget *target, const char *key,
-								 const char *data, size_t len);
-	void		(*defer_sync) (StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt);
-	void		(*remove_stale) (StorageTarget *target, const char *key);
 	/*
 	 * Downloads the object at key into the open file f (emptied first);
 	 * errors if it does not exist or is longer than max_bytes (PT413; 0: no
@@ -195,18 +160,9 @@ extern void storage_copy(StorageTarget *target, const char *src_key, const char 
 						 const char *content_type, const char *cache_control);
 extern void storage_delete(StorageTarget *target, const char *key);
 extern void storage_sync(StorageTarget *target);
-extern void storage_put_deferred(StorageTarget *target, const char *key, const char *data,
-								 size_t len, const char *content_type, const char *cache_control);
-extern void storage_defer_sync(StorageTarget *target, StorageSyncSet *set, MemoryContext mcxt);
-extern void storage_remove_stale(StorageTarget *target, const char *key);
-extern void storage_sync_deferred(StorageSyncSet *set);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
 							   int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
-
-/* storage_local.c: a group's syncs (storage_sync_deferred), its unplaced puts */
-extern void storage_local_sync_set(StorageSyncSet *set);
-extern void storage_local_discard_deferred(void);
 
 /* For the remote backends (storage_http.c, storage_s3.c). */
 extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,

@@ -3,14 +3,16 @@
 -- the build location there and step 4 publishes them.  A real nginx with
 -- WebDAV (what it stores is read back from its directory, :dav_dir) and
 -- s3rver behind the SigV4 check (read back with the curl command), as in
--- 30_storage_webdav.sql and 31_storage_s3.sql.
+-- 30_storage_webdav.sql and 31_storage_s3.sql.  And a download that is
+-- retried (the fault server answers its first request 503).
 --
 -- Environments tap-build-dav (/open/tapb), tap-build-s3 (bucket prefix
--- tapb).  Projects rbuild-*.
+-- tapb), tap-build-src and tap-build-retry (the fault server, one store
+-- tbsrc).  Projects rbuild-*.
 
 DELETE FROM publish.projects WHERE slug LIKE 'rbuild-%';
 
-SELECT plan(15);
+SELECT plan(18);
 
 -- the expected tiles of a 700 x 300 source (zooms 0-2): 1 + 2 + 6
 SELECT sum(n) AS n_tiles FROM test_helpers.expected_tiles(700, 300, 256, 2) \gset
@@ -109,5 +111,31 @@ SELECT is(status, 'failed', 'S3: a source image missing from the bucket fails th
   FROM test_helpers.wait_job(:'miss', '60 s');
 SELECT matches(error, 'download of assets/rbuild-s3/missing.png failed on target "tap-build-s3": there is no such object',
                '... naming the object') FROM publish.jobs WHERE id = :'miss';
+
+-- ---------------------------------------------------------------------------
+-- A retried download: its retry notice is committed to the job's log while
+-- the download file is open; the next attempt writes the file again
+-- ---------------------------------------------------------------------------
+
+SELECT publish.set_storage_target('tap-build-src', :'fault_url' || '/ok/tbsrc') \g /dev/null
+SELECT publish.set_storage_target('tap-build-retry', :'fault_url' || '/fail503-1/tbsrc') \g /dev/null
+SELECT test_helpers.make_project('rbuild-retry', 2) AS retry_project \gset
+SELECT test_helpers.make_image(:'src_root' || '/assets/rbuild-retry/map.png', 700, 300) \g /dev/null
+SELECT publish._storage_put('tap-build-src', 'assets/rbuild-retry/map.png',
+                            pg_read_binary_file(:'src_root' || '/assets/rbuild-retry/map.png'), 'image/png') \g /dev/null
+SELECT test_helpers.add_base_map(v.id, :'src_root', 'assets/rbuild-retry/map.png')
+  FROM publish.project_versions v WHERE v.project_id = :'retry_project' \g /dev/null
+
+SELECT id AS retry_job FROM publish.build_tiles('rbuild-retry', 1, 'tap-build-retry') \gset
+SELECT is(status || coalesce(' ' || error, ''), 'completed',
+          'a build whose source download is retried completes')
+  FROM test_helpers.wait_job(:'retry_job', '60 s');
+SELECT ok(EXISTS (SELECT FROM publish.job_log WHERE job_id = :'retry_job'
+                   AND message ~ '^attempt 1 of \d+ of the download of assets/rbuild-retry/map.png'),
+          '... after its first attempt failed') ;
+SELECT is((SELECT count(*) FROM publish.tiles t JOIN publish.tilesets s ON s.id = t.tileset_id
+            JOIN publish.project_versions v ON v.id = s.version_id
+           WHERE v.project_id = :'retry_project'),
+          :'n_tiles'::bigint, '... with all 9 tiles cut from the downloaded image');
 
 SELECT * FROM finish();

@@ -8,14 +8,16 @@
 #  (a) a .json file is renamed into place (or linked) only after its data
 #      was fsync'd: a reader never sees a partial release.json
 #  (b) release.json is switched only after the tiles it points at were
-#      made durable (syncfs)
+#      made durable (syncfs; where there is none, each tile's data is
+#      fsync'd before its rename)
 #  (c) every directory whose entries changed (mkdir, rename, link) is
 #      fsync'd (or covered by a syncfs) before the final commit's WAL flush:
 #      once publish.releases says a release is live, its files are on disk
 #
 # Run for a project's first publish to a new environment (its directories
 # made), with tiles (the syncfs path) and without (the directory fsyncs), for
-# a publish over an existing release.json, and for several jobs queued at
+# a publish over an existing release.json, for one whose final commit fails
+# after the switch (release.json put back), and for several jobs queued at
 # once: (a)-(c) hold for each of them.  Skipped where strace may not attach
 # to the worker (ptrace restricted by kernel.yama.ptrace_scope).
 #
@@ -73,12 +75,12 @@ like($worker, qr/^\d+$/, 'the worker runs');
 
 my $traces = 0;
 
-# Publishes each [slug, version, env] (enqueued in one transaction, so that
-# the worker claims them together) with the worker traced; returns the
-# trace's lines.
+# Publishes each [slug, version, env] (enqueued in one transaction) with the
+# worker traced, checks that each job ends as $expect says (the start of
+# "status error"), and returns the trace's lines.
 sub traced_publish_all
 {
-	my @jobs = @_;
+	my ($expect, @jobs) = @_;
 	my $trace = "$storage/../strace-" . ++$traces . ".txt";
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
@@ -102,7 +104,7 @@ sub traced_publish_all
 		"SELECT bool_and(status IN ('completed', 'failed')) FROM publish.job_queue WHERE id IN ($ids)");
 	my $status = $node->safe_psql($db,
 		"SELECT string_agg(DISTINCT status || coalesce(' ' || error, ''), '; ') FROM publish.job_queue WHERE id IN ($ids)");
-	is($status, 'completed', join(', ', map { "$_->[0] v$_->[1] to $_->[2]" } @jobs) . ': completed');
+	like($status, qr/^\Q$expect\E/, join(', ', map { "$_->[0] v$_->[1] to $_->[2]" } @jobs) . ": $expect");
 	$h->signal('INT');
 	$h->finish;
 	open(my $fh, '<', $trace) or die "no trace: $!";
@@ -111,11 +113,11 @@ sub traced_publish_all
 	return @lines;
 }
 
-sub traced_publish { return traced_publish_all([@_]); }
+sub traced_publish { return traced_publish_all('completed', [@_]); }
 
 # Checks (a)-(c) on a trace of publishes under $root (the storage
 # directory, which holds the targets' roots): every switch of release.json
-# is followed by a WAL flush (a job's, or its group's, final commit) before
+# is followed by a WAL flush (the job's final commit) before
 # which every changed directory was synced.  Returns the number of those
 # flushes and of the syncs on storage.
 sub check_order
@@ -205,7 +207,7 @@ sub check_order
 					}
 				}
 			}
-			else
+			elsif (!$durable{$from})
 			{
 				$tiles_unsynced = 1;
 			}
@@ -261,6 +263,36 @@ SKIP:
 	ok(-f "$storage/fresh-root/fresh/plain/release.json", 'release.json written');
 	check_order('publish over an existing release.json', $storage,
 		traced_publish('plain', 1, 'fresh'));
+	# a publish whose final commit fails after the switch (a site's
+	# trigger refuses the release): the undo copies the live version's
+	# document back over release.json, and that copy, too, is synced
+	# before its rename
+	$node->safe_psql($db, q{
+		INSERT INTO publish.project_versions (project_id, version_number, status)
+		SELECT id, 2, 'ready' FROM publish.projects WHERE slug = 'plain';
+		INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
+		SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
+		       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4, 52.5)), '{}'
+		  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id,
+		       generate_series(1, 3) i
+		 WHERE p.slug = 'plain' AND v.version_number = 2;
+		CREATE FUNCTION refuse_v2() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF (SELECT version_number FROM publish.project_versions WHERE id = NEW.version_id) = 2 THEN
+				RAISE EXCEPTION 'test: version 2 is refused';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_v2 BEFORE INSERT OR UPDATE ON publish.live_releases
+			FOR EACH ROW EXECUTE FUNCTION refuse_v2();
+	});
+	check_order('a failed final commit, undone', $storage,
+		traced_publish_all('failed test: version 2 is refused', [ 'plain', 2, 'fresh' ]));
+	is(slurp_file("$storage/fresh-root/fresh/plain/release.json"),
+		slurp_file("$storage/fresh-root/fresh/plain/releases/v1.json"),
+		'release.json is the live version 1 again');
+	$node->safe_psql($db, 'DROP TRIGGER refuse_v2 ON publish.live_releases');
+
 	check_order('first publish to the environment, with tiles', "$storage",
 		traced_publish('campus', 3, 'production'));
 	is(slurp_file("$storage/production/campus/release.json"),
@@ -282,7 +314,7 @@ SKIP:
 		 WHERE p.slug LIKE 'group-%';
 	});
 	check_order('six first publishes queued at once', $storage,
-		traced_publish_all(map { [ "group-$_", 1, 'fresh' ] } 1 .. 6));
+		traced_publish_all('completed', map { [ "group-$_", 1, 'fresh' ] } 1 .. 6));
 	for my $g (1 .. 6)
 	{
 		my $dir = "$storage/fresh-root/fresh/group-$g";
