@@ -447,7 +447,7 @@ COMMENT ON FUNCTION publish._wake_worker_at_commit() IS
 	'Internal: wake this database''s publish worker when the calling transaction commits.';
 
 CREATE FUNCTION publish._release_document(version_id uuid, env text, published_at timestamptz)
-RETURNS text
+RETURNS json
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'publish_release_document';
 COMMENT ON FUNCTION publish._release_document(uuid, text, timestamptz) IS
@@ -735,7 +735,7 @@ COMMENT ON FUNCTION publish.build_tiles(text, integer, text) IS
 
 CREATE FUNCTION publish.build_release(slug text, version integer, env text DEFAULT 'production',
                                       published_at timestamptz DEFAULT now())
-RETURNS jsonb
+RETURNS json
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -747,11 +747,11 @@ BEGIN
 	IF published_at IS NULL THEN
 		RAISE EXCEPTION 'published_at must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	RETURN publish._release_document(ver.id, env, published_at)::jsonb;
+	RETURN publish._release_document(ver.id, env, published_at);
 END
 $$;
 COMMENT ON FUNCTION publish.build_release(text, integer, text, timestamptz) IS
-	'The release.json that publishing this version to env would write (a preview; nothing is published).';
+	'The release.json that publishing this version to env would write, byte for byte, as json (a preview; nothing is published).';
 
 CREATE FUNCTION publish.validate_version(slug text, version integer)
 RETURNS SETOF text

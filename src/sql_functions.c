@@ -5,7 +5,7 @@
  *
  *	  publish._wake_worker_at_commit()       wake this database's worker at commit
  *	  publish._wake_worker_on_queued()       the same, as job_queue's trigger
- *	  publish._release_document(uuid, text, timestamptz)  release.json text
+ *	  publish._release_document(uuid, text, timestamptz)  release.json, as json
  *	  publish._validation_problems(uuid)     every problem of a version
  *	  publish._jsonb_text_size(jsonb)        bytes of a jsonb value's text, unmade
  *	  publish._job_event_prepare()          listen for job ends (wait_job)
@@ -102,6 +102,10 @@ uuid_text(Datum uuid)
 	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
 }
 
+/*
+ * release.json as the worker writes it, returned as json: the document's
+ * bytes as they are, neither parsed nor printed again.
+ */
 Datum
 publish_release_document(PG_FUNCTION_ARGS)
 {
