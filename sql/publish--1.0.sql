@@ -1242,15 +1242,16 @@ ALTER TABLE publish.tilesets
 -- Resource limits: a release whose release.json would be larger than
 -- publish.max_release_size, or whose tileset has more tiles than
 -- publish.max_tiles, is refused with PT413 (HTTP 413) before anything is
--- loaded into memory: at call time by publish_version, build_release and
--- validate_version (release_input.c).  The size is an estimate from the
--- rows, computed row by row (no row set is held); the text of geometry and
--- properties is counted, never made (publish._jsonb_text_size: jsonb
--- stores 1e131071 in a few bytes, and its text has 131,072).  The worker
--- checks again, since the content can grow after a job is queued, but not
--- with this estimate (a pass over every overlay): it counts the tiles, and
--- stops writing release.json, with PT413, before the bytes it writes would
--- go over publish.max_release_size (release_text.c).
+-- loaded into memory: at call time by publish_version and validate_version
+-- (release_input.c).  The size is an estimate from the rows, computed row
+-- by row (no row set is held); the text of geometry and properties is
+-- counted, never made (publish._jsonb_text_size: jsonb stores 1e131071 in a
+-- few bytes, and its text has 131,072).  The worker checks again, since the
+-- content can grow after a job is queued, but not with this estimate (a
+-- pass over every overlay): it counts the tiles, and stops writing
+-- release.json, with PT413, before the bytes it writes would go over
+-- publish.max_release_size (release_text.c).  build_release, which writes
+-- the same document, checks as the worker does.
 CREATE FUNCTION publish._check_release_limits(version_id uuid)
 RETURNS void
 LANGUAGE plpgsql STABLE

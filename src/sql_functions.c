@@ -104,7 +104,11 @@ uuid_text(Datum uuid)
 
 /*
  * release.json as the worker writes it, returned as json: the document's
- * bytes as they are, neither parsed nor printed again.
+ * bytes as they are, neither parsed nor printed again.  Like the worker it
+ * makes no estimate of the size first (a pass over every overlay): the
+ * builder refuses, with PT413, an overlay too large as stored before it is
+ * read and a document before it would pass publish.max_release_size, so
+ * memory stays bounded by the limit.
  */
 Datum
 publish_release_document(PG_FUNCTION_ARGS)
@@ -119,7 +123,7 @@ publish_release_document(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "publish: SPI_connect failed");
-	in = release_input_load(version_id, env, published_at, true, mcxt);
+	in = release_input_load(version_id, env, published_at, false, mcxt);
 	MemoryContextSwitchTo(mcxt);
 	doc = release_doc_create(mcxt);
 	problems = release_build(in, doc);
