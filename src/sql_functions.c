@@ -125,7 +125,7 @@ publish_release_document(PG_FUNCTION_ARGS)
 		elog(ERROR, "publish: SPI_connect failed");
 	in = release_input_load(version_id, env, published_at, false, mcxt);
 	MemoryContextSwitchTo(mcxt);
-	doc = release_doc_create(mcxt);
+	doc = release_doc_create(mcxt, false);	/* a preview has no checksum */
 	problems = release_build(in, doc);
 	SPI_finish();
 
