@@ -7,8 +7,8 @@
 # For each size, on a private cluster (port $PUBLISH_BENCH_PORT, 54451):
 #   backend  a fresh session runs publish._release_document(version, env,
 #            now()) (load, validate, write the document, as the worker does,
-#            plus the estimate of the size limit and the copy into a text
-#            value); time by clock_timestamp() around the call.
+#            plus the copy into a json value); time by clock_timestamp()
+#            around the call.
 #   worker   BENCH_RELEASE_JOBS (3) publishes of the version through the
 #            database's single publish worker, to a file:// target:
 #            - build: job_queue.started_at -> the "Validated" log line (the
@@ -82,7 +82,7 @@ LANGUAGE plpgsql AS \$\$
 DECLARE
 	t0 timestamptz := clock_timestamp();
 BEGIN
-	bytes := octet_length(publish._release_document(vid, 'size', now()));
+	bytes := octet_length(publish._release_document(vid, 'size', now())::text);
 	ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
 END
 \$\$;

@@ -447,7 +447,7 @@ COMMENT ON FUNCTION publish._wake_worker_at_commit() IS
 	'Internal: wake this database''s publish worker when the calling transaction commits.';
 
 CREATE FUNCTION publish._release_document(version_id uuid, env text, published_at timestamptz)
-RETURNS text
+RETURNS json
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'publish_release_document';
 COMMENT ON FUNCTION publish._release_document(uuid, text, timestamptz) IS
@@ -735,7 +735,7 @@ COMMENT ON FUNCTION publish.build_tiles(text, integer, text) IS
 
 CREATE FUNCTION publish.build_release(slug text, version integer, env text DEFAULT 'production',
                                       published_at timestamptz DEFAULT now())
-RETURNS jsonb
+RETURNS json
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -747,11 +747,11 @@ BEGIN
 	IF published_at IS NULL THEN
 		RAISE EXCEPTION 'published_at must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	RETURN publish._release_document(ver.id, env, published_at)::jsonb;
+	RETURN publish._release_document(ver.id, env, published_at);
 END
 $$;
 COMMENT ON FUNCTION publish.build_release(text, integer, text, timestamptz) IS
-	'The release.json that publishing this version to env would write (a preview; nothing is published).';
+	'The release.json that publishing this version to env would write, byte for byte, as json (a preview; nothing is published).';
 
 CREATE FUNCTION publish.validate_version(slug text, version integer)
 RETURNS SETOF text
@@ -1242,15 +1242,16 @@ ALTER TABLE publish.tilesets
 -- Resource limits: a release whose release.json would be larger than
 -- publish.max_release_size, or whose tileset has more tiles than
 -- publish.max_tiles, is refused with PT413 (HTTP 413) before anything is
--- loaded into memory: at call time by publish_version, build_release and
--- validate_version (release_input.c).  The size is an estimate from the
--- rows, computed row by row (no row set is held); the text of geometry and
--- properties is counted, never made (publish._jsonb_text_size: jsonb
--- stores 1e131071 in a few bytes, and its text has 131,072).  The worker
--- checks again, since the content can grow after a job is queued, but not
--- with this estimate (a pass over every overlay): it counts the tiles, and
--- stops writing release.json, with PT413, before the bytes it writes would
--- go over publish.max_release_size (release_text.c).
+-- loaded into memory: at call time by publish_version and validate_version
+-- (release_input.c).  The size is an estimate from the rows, computed row
+-- by row (no row set is held); the text of geometry and properties is
+-- counted, never made (publish._jsonb_text_size: jsonb stores 1e131071 in a
+-- few bytes, and its text has 131,072).  The worker checks again, since the
+-- content can grow after a job is queued, but not with this estimate (a
+-- pass over every overlay): it counts the tiles, and stops writing
+-- release.json, with PT413, before the bytes it writes would go over
+-- publish.max_release_size (release_text.c).  build_release, which writes
+-- the same document, checks as the worker does.
 CREATE FUNCTION publish._check_release_limits(version_id uuid)
 RETURNS void
 LANGUAGE plpgsql STABLE

@@ -111,7 +111,7 @@ load_release(PublishJob *job, const char *published_at, bool tiles_pending,
 	in = release_input_load(job->version_id, job->env, published_at, false, mcxt);
 	if (tiles_pending)
 		in->tileset = NULL;
-	*doc = tiles_pending ? NULL : release_doc_create(mcxt);
+	*doc = tiles_pending ? NULL : release_doc_create(mcxt, true);
 	problems = release_build(in, *doc);
 	if (problems != NIL)
 		release_report_problems(in, problems);

@@ -229,11 +229,11 @@ typedef struct ReleaseDoc
 	size_t		cap;			/* bytes allocated or mapped */
 	bool		mapped;			/* data is the mapping (else palloc'd) */
 	size_t		max_len;		/* publish.max_release_size in bytes; 0: none */
-	void	   *sha256_ctx;		/* while it is written */
-	char		sha256[65];		/* hex, once finished */
+	void	   *sha256_ctx;		/* while it is written; NULL: not computed */
+	char		sha256[65];		/* hex, once finished ("" when not computed) */
 } ReleaseDoc;
 
-extern ReleaseDoc *release_doc_create(MemoryContext mcxt);
+extern ReleaseDoc *release_doc_create(MemoryContext mcxt, bool with_sha256);
 extern void release_doc_append(ReleaseDoc *doc, const char *data, size_t len);
 extern void release_doc_finish(ReleaseDoc *doc);
 extern void release_doc_check_size(ReleaseDoc *doc, size_t pending, ReleaseInput *input);

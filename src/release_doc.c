@@ -11,12 +11,13 @@
  * written are resident (peak memory: the document itself, rounded up to a
  * page, plus the small buffer).  A mapping per document cost a small
  * publish its mmap, page faults, munmap and TLB flush: about 3% of the
- * worker's CPU in bench/throughput.sh.  The SHA-256 is computed as the bytes are appended (callers append
- * in pieces of tens of kilobytes); it must be finished in the transaction
- * (or outside any) that began it, whose resource owner holds it.  The mapping
- * is returned to the system (munmap) when the memory context the document
- * was created in is reset or deleted, on success and on error alike: the
- * worker keeps nothing of a big release between jobs.
+ * worker's CPU in bench/throughput.sh.  The SHA-256, when asked for, is
+ * computed as the bytes are appended (callers append in pieces of tens of
+ * kilobytes); it must be finished in the transaction (or outside any) that
+ * began it, whose resource owner holds it.  The mapping is returned to the
+ * system (munmap) when the memory context the document was created in is
+ * reset or deleted, on success and on error alike: the worker keeps nothing
+ * of a big release between jobs.
  *
  * Where mremap does not exist, the buffer is malloc'd and grown by realloc.
  *
@@ -108,10 +109,12 @@ grow(ReleaseDoc *doc, size_t need)
 
 /*
  * An empty document whose memory lives until mcxt is reset or deleted.
- * Callers may throw while it is written: the reset frees it.
+ * Callers may throw while it is written: the reset frees it.  Its SHA-256
+ * is computed only when asked for (what is uploaded needs it, a preview
+ * does not).
  */
 ReleaseDoc *
-release_doc_create(MemoryContext mcxt)
+release_doc_create(MemoryContext mcxt, bool with_sha256)
 {
 	ReleaseDoc *doc = MemoryContextAllocZero(mcxt, sizeof(ReleaseDoc));
 	MemoryContextCallback *cb = MemoryContextAllocZero(mcxt, sizeof(MemoryContextCallback));
@@ -123,7 +126,8 @@ release_doc_create(MemoryContext mcxt)
 	cb->func = release_doc_free;
 	cb->arg = doc;
 	MemoryContextRegisterResetCallback(mcxt, cb);
-	doc->sha256_ctx = checksum_sha256_begin();
+	if (with_sha256)
+		doc->sha256_ctx = checksum_sha256_begin();
 	return doc;
 }
 
@@ -133,17 +137,19 @@ release_doc_append(ReleaseDoc *doc, const char *data, size_t len)
 	if (doc->len + len > doc->cap)
 		grow(doc, doc->len + len);
 	memcpy(doc->data + doc->len, data, len);
-	if (!checksum_sha256_add(doc->sha256_ctx, data, len))
+	if (doc->sha256_ctx != NULL && !checksum_sha256_add(doc->sha256_ctx, data, len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not compute the SHA-256 of release.json")));
 	doc->len += len;
 }
 
-/* Ends the document: its SHA-256 is then in doc->sha256. */
+/* Ends the document: its SHA-256, if computed, is then in doc->sha256. */
 void
 release_doc_finish(ReleaseDoc *doc)
 {
+	if (doc->sha256_ctx == NULL)
+		return;
 	checksum_sha256_finish(doc->sha256_ctx, doc->sha256);
 	doc->sha256_ctx = NULL;
 }

@@ -5,7 +5,7 @@
  *
  *	  publish._wake_worker_at_commit()       wake this database's worker at commit
  *	  publish._wake_worker_on_queued()       the same, as job_queue's trigger
- *	  publish._release_document(uuid, text, timestamptz)  release.json text
+ *	  publish._release_document(uuid, text, timestamptz)  release.json, as json
  *	  publish._validation_problems(uuid)     every problem of a version
  *	  publish._jsonb_text_size(jsonb)        bytes of a jsonb value's text, unmade
  *	  publish._job_event_prepare()          listen for job ends (wait_job)
@@ -102,6 +102,14 @@ uuid_text(Datum uuid)
 	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
 }
 
+/*
+ * release.json as the worker writes it, returned as json: the document's
+ * bytes as they are, neither parsed nor printed again.  Like the worker it
+ * makes no estimate of the size first (a pass over every overlay): the
+ * builder refuses, with PT413, an overlay too large as stored before it is
+ * read and a document before it would pass publish.max_release_size, so
+ * memory stays bounded by the limit.
+ */
 Datum
 publish_release_document(PG_FUNCTION_ARGS)
 {
@@ -115,9 +123,9 @@ publish_release_document(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "publish: SPI_connect failed");
-	in = release_input_load(version_id, env, published_at, true, mcxt);
+	in = release_input_load(version_id, env, published_at, false, mcxt);
 	MemoryContextSwitchTo(mcxt);
-	doc = release_doc_create(mcxt);
+	doc = release_doc_create(mcxt, false);	/* a preview has no checksum */
 	problems = release_build(in, doc);
 	SPI_finish();
 

@@ -100,9 +100,9 @@ SELECT ok(logs->-1->>'message' ~* 'completed', 'the last log entry says the publ
 -- What landed on storage.
 SELECT ok(test_helpers.file_exists(:'prod_dir' || '/release.json'),
           'release.json is at {root}/{env}/{slug}/release.json');
-SELECT is(test_helpers.read_json(:'prod_dir' || '/release.json'),
-          publish.build_release('e2e-one', 1, 'tap-e2e', v.published_at),
-          'release.json is exactly what build_release() returns for the version''s published_at')
+SELECT is(pg_read_binary_file(:'prod_dir' || '/release.json'),
+          convert_to(publish.build_release('e2e-one', 1, 'tap-e2e', v.published_at)::text, 'UTF8'),
+          'release.json is byte for byte what build_release() returns for the version''s published_at')
   FROM publish.project_versions v
  WHERE v.project_id = :'project_id' AND v.version_number = 1;
 SELECT is(jsonb_build_object('slug', doc->'project'->>'slug', 'version', doc->'version',
@@ -148,9 +148,9 @@ SELECT is(v.published_at, (d2.result->>'published_at')::timestamptz,
           'the version''s published_at is that of its latest publish')
   FROM publish.project_versions v, d2
  WHERE v.project_id = :'project_id' AND v.version_number = 1;
-SELECT is(test_helpers.read_json(:'stg_dir' || '/release.json'),
-          publish.build_release('e2e-one', 1, 'tap-e2e-stg', (d2.result->>'published_at')::timestamptz),
-          'the second environment''s release.json is build_release() for that environment')
+SELECT is(pg_read_binary_file(:'stg_dir' || '/release.json'),
+          convert_to(publish.build_release('e2e-one', 1, 'tap-e2e-stg', (d2.result->>'published_at')::timestamptz)::text, 'UTF8'),
+          'the second environment''s release.json is build_release() for that environment, byte for byte')
   FROM d2;
 SELECT is(test_helpers.file_sha256(:'prod_dir' || '/release.json'), d1.result->>'release_sha256',
           'the first environment''s release.json is untouched')
@@ -169,9 +169,9 @@ SELECT results_eq(
 	$$SELECT env, version, job_id FROM publish.releases WHERE project = 'e2e-one' ORDER BY env$$,
 	format($$VALUES ('tap-e2e'::text, 2, %L::uuid), ('tap-e2e-stg', 1, %L::uuid)$$, :'job3', :'job2'),
 	'publish.releases now shows version 2 in tap-e2e, still version 1 in tap-e2e-stg');
-SELECT is(test_helpers.read_json(:'prod_dir' || '/release.json'),
-          publish.build_release('e2e-one', 2, 'tap-e2e', (d3.result->>'published_at')::timestamptz),
-          'release.json is now version 2''s')
+SELECT is(pg_read_binary_file(:'prod_dir' || '/release.json'),
+          convert_to(publish.build_release('e2e-one', 2, 'tap-e2e', (d3.result->>'published_at')::timestamptz)::text, 'UTF8'),
+          'release.json is now version 2''s, byte for byte')
   FROM d3;
 SELECT is((test_helpers.read_json(:'prod_dir' || '/release.json')->>'version')::int, 2,
           'release.json says version 2');

@@ -33,12 +33,12 @@ SELECT is(error, NULL, '... without error') FROM d;
 SELECT is(result->>'release_url', :'open_url' || '/tap-dav/dav-one/release.json',
           'release_url is the object''s URL on the server') FROM d;
 SELECT is(pg_read_binary_file(:'open_dir' || '/tap-dav/dav-one/release.json'),
-          convert_to(publish._release_document(v.id, 'tap-dav', v.published_at), 'UTF8'),
+          convert_to(publish._release_document(v.id, 'tap-dav', v.published_at)::text, 'UTF8'),
           'release.json on the server is byte for byte what build_release() gives')
   FROM publish.project_versions v WHERE v.project_id = :'project_id';
-SELECT is(test_helpers.read_json(:'open_dir' || '/tap-dav/dav-one/release.json'),
-          publish.build_release('dav-one', 1, 'tap-dav', v.published_at),
-          '... and the same document as build_release()')
+SELECT is(pg_read_binary_file(:'open_dir' || '/tap-dav/dav-one/release.json'),
+          convert_to(publish.build_release('dav-one', 1, 'tap-dav', v.published_at)::text, 'UTF8'),
+          '... and byte for byte what build_release() returns')
   FROM publish.project_versions v WHERE v.project_id = :'project_id';
 SELECT is(test_helpers.file_sha256(:'open_dir' || '/tap-dav/dav-one/release.json'), result->>'release_sha256',
           'its sha256 is the one the job reports') FROM d;

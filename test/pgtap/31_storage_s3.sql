@@ -39,12 +39,12 @@ SELECT is(error, NULL, '... without error') FROM d;
 SELECT is(result->>'release_url', 's3://' || :'s3_bucket' || '/tap/tap-s3/s3-one/release.json',
           'release_url is under the target URL') FROM d;
 SELECT is(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json'),
-          convert_to(publish._release_document(v.id, 'tap-s3', v.published_at), 'UTF8'),
+          convert_to(publish._release_document(v.id, 'tap-s3', v.published_at)::text, 'UTF8'),
           'release.json in the bucket is byte for byte what build_release() gives')
   FROM publish.project_versions v WHERE v.project_id = :'project_id';
-SELECT is(convert_from(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json'), 'UTF8')::jsonb,
-          publish.build_release('s3-one', 1, 'tap-s3', v.published_at),
-          '... the same document as build_release()')
+SELECT is(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json'),
+          convert_to(publish.build_release('s3-one', 1, 'tap-s3', v.published_at)::text, 'UTF8'),
+          '... byte for byte what build_release() returns')
   FROM publish.project_versions v WHERE v.project_id = :'project_id';
 SELECT is(encode(sha256(test_helpers.http_get(:'bucket_url' || '/tap-s3/s3-one/release.json')), 'hex'),
           result->>'release_sha256', 'its sha256 is the one the job reports') FROM d;

@@ -28,7 +28,7 @@ END $$;
 DROP SCHEMA IF EXISTS pgrst_test CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'rest-%';
 
-SELECT plan(58);
+SELECT plan(61);
 
 -- the role setup of docs/postgrest.md
 CREATE ROLE tap_authenticator LOGIN NOINHERIT;
@@ -70,8 +70,11 @@ $$;
 
 -- POST /rpc/<fn> with a JSON body: the statement PostgREST generates, with
 -- the body as parameter $1.  argdefs are the function's parameters; only
--- those that are keys of the body are unpacked and passed.
-CREATE FUNCTION pgrst_test.rpc(fn text, body text, argdefs text[],
+-- those that are keys of the body are unpacked and passed.  scalar: the
+-- function returns a scalar (json, say), which PostgREST selects as column
+-- pgrst_scalar and aggregates alone, so that a json value is the body as it
+-- is; otherwise the row is aggregated.
+CREATE FUNCTION pgrst_test.rpc(fn text, body text, argdefs text[], scalar boolean DEFAULT false,
                                OUT r_ok boolean, OUT r_sqlstate text, OUT r_http int, OUT r_body text,
                                OUT r_message text)
 LANGUAGE plpgsql
@@ -91,17 +94,31 @@ BEGIN
 	  INTO cols, names, call_args
 	  FROM unnest(argdefs) AS d
 	 WHERE split_part(d, ' ', 1) = ANY (keys);
-	stmt := format($s$
-		WITH pgrst_source AS (
-			SELECT pgrst_call.*
-			  FROM (SELECT $1::json AS json_data) pgrst_payload,
-			       LATERAL (SELECT %2$s FROM json_to_record(pgrst_payload.json_data) AS _(%1$s) LIMIT 1) pgrst_body,
-			       LATERAL "publish".%3$I(%4$s) pgrst_call
-		)
-		SELECT null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total,
-		       coalesce(json_agg(_postgrest_t)->0, 'null')::text AS body
-		  FROM (SELECT "pgrst_source".* FROM "pgrst_source") _postgrest_t$s$,
-		  cols, names, fn, call_args);
+	IF scalar THEN
+		stmt := format($s$
+			WITH pgrst_source AS (
+				SELECT pgrst_call.pgrst_scalar
+				  FROM (SELECT $1::json AS json_data) pgrst_payload,
+				       LATERAL (SELECT %2$s FROM json_to_record(pgrst_payload.json_data) AS _(%1$s) LIMIT 1) pgrst_body,
+				       LATERAL (SELECT "publish".%3$I(%4$s) pgrst_scalar) pgrst_call
+			)
+			SELECT null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total,
+			       coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')::text AS body
+			  FROM (SELECT %3$I.* FROM "pgrst_source" AS %3$I) _postgrest_t$s$,
+			  cols, names, fn, call_args);
+	ELSE
+		stmt := format($s$
+			WITH pgrst_source AS (
+				SELECT pgrst_call.*
+				  FROM (SELECT $1::json AS json_data) pgrst_payload,
+				       LATERAL (SELECT %2$s FROM json_to_record(pgrst_payload.json_data) AS _(%1$s) LIMIT 1) pgrst_body,
+				       LATERAL "publish".%3$I(%4$s) pgrst_call
+			)
+			SELECT null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total,
+			       coalesce(json_agg(_postgrest_t)->0, 'null')::text AS body
+			  FROM (SELECT "pgrst_source".* FROM "pgrst_source") _postgrest_t$s$,
+			  cols, names, fn, call_args);
+	END IF;
 	BEGIN
 		EXECUTE stmt INTO total, n, r_body USING body;
 		r_ok := true;
@@ -404,6 +421,26 @@ SELECT is(((:'r_body')::json->0->>'progress')::int, 100, '... at 100%');
 SELECT is((:'r_body')::json->0->>'created_by', 'tap_web_admin', '... created by the role PostgREST switched to, not the authenticator');
 SELECT is((:'r_body')::json->0->'params'->>'requested_sub', 'alice@example.com', '... with the JWT sub');
 SELECT ok(test_helpers.file_exists(:'root' || '/tap-rest/rest-campus/release.json'), 'release.json is on storage');
+-- the preview of what was published: PostgREST sends build_release's json
+-- as the response body, which is then the document the worker wrote
+SELECT json_build_object('slug', 'rest-campus', 'version', 1, 'env', 'tap-rest', 'published_at', v.published_at)::text
+       AS preview_body
+  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
+ WHERE p.slug = 'rest-campus' AND v.version_number = 1 \gset
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/build_release
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('build_release', :'preview_body',
+                             ARRAY['slug text', 'version integer', 'env text', 'published_at timestamptz'], true) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'admin POST /rpc/build_release: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(convert_to(:'r_body', 'UTF8'), pg_read_binary_file(:'root' || '/tap-rest/rest-campus/release.json'),
+          '... and the response body is byte for byte the release.json the worker wrote');
 \set role tap_web_viewer
 \set claims :viewer_claims
 \set method GET

@@ -47,7 +47,7 @@ SELECT ok((SELECT bool_and(e->>'message' ~ '503 Service Unavailable: Service Una
              FROM jsonb_array_elements(logs) e WHERE e->>'level' = 'warn'),
           'each names the status and the first line of the body') FROM s503;
 SELECT is(test_helpers.http_get(:'fault_url' || '/fail503-2/t503/tap-fault-503/fault-one/release.json'),
-          convert_to(publish._release_document(v.id, 'tap-fault-503', v.published_at), 'UTF8'),
+          convert_to(publish._release_document(v.id, 'tap-fault-503', v.published_at)::text, 'UTF8'),
           'release.json landed whole on the server')
   FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'fault-one';
 SELECT is(e->>'progress', '30', 'the retries were logged while uploading (after step 2)')

@@ -39,7 +39,7 @@ SELECT pg_reload_conf() \g /dev/null
 
 SELECT is(status, 'completed', 'with publish.storage_ca_file set to its CA, the publish over https completes') FROM t2;
 SELECT is(pg_read_binary_file(:'dav_dir' || '/open/tls/tap-tls/tls-one/release.json'),
-          convert_to(publish._release_document(v.id, 'tap-tls', v.published_at), 'UTF8'),
+          convert_to(publish._release_document(v.id, 'tap-tls', v.published_at)::text, 'UTF8'),
           'release.json landed, byte for byte')
   FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'tls-one';
 

@@ -45,20 +45,26 @@ SELECT t.id, z, x, y, 100 + x, repeat('c', 64)
 SELECT * FROM publish.validate_version('val-good', 1);
 SELECT count(*) AS problems FROM publish.validate_version(slug => 'val-good', version => 1);
 
-SELECT jsonb_pretty(publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00'));
+SELECT jsonb_pretty(publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')::jsonb);
+-- build_release returns json: the document's text as it is, which is
+-- _release_document's, the bytes the worker writes
+SELECT pg_typeof(publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')) AS returns,
+       publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')::text
+     = publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00')::text AS same_text;
 -- the same content gives the same document, byte for byte
-SELECT publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')
-     = publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00') AS same_document;
-SELECT publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00')
-     = publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00') AS same_bytes;
--- release.json is valid JSON that starts with the schema version
-SELECT left(publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00'), 40) AS release_json_start;
+SELECT publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')::text
+     = publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')::text AS same_document;
+SELECT publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00')::text
+     = publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00')::text AS same_bytes;
+-- release.json is valid JSON that starts with the schema version, written
+-- without spaces
+SELECT left(publish._release_document((SELECT id FROM good), 'val-env', '2026-01-01 00:00:00+00')::text, 40) AS release_json_start;
 -- text survives the round trip: quotes, slashes, non-ASCII, newlines
 SELECT d->'project'->>'name' = 'Campus "Nord" / Süd' AS name_kept,
        jsonb_path_query_first(d, '$.overlays[*] ? (@.key == "hall-label").properties.text') #>> '{}'
          = E'Hall "A" / Ü\n2nd line' AS text_kept,
        jsonb_path_query(d, '$.overlays[*].key') AS overlay_keys_in_order
-  FROM publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00') AS d;
+  FROM (SELECT publish.build_release('val-good', 1, 'val-env', '2026-01-01 00:00:00+00')::jsonb AS d) AS r;
 -- published_at is written in UTC, whatever the session's time zone
 SET TimeZone = 'Asia/Tokyo';
 SELECT publish.build_release('val-good', 1, 'val-env', '2026-01-01 09:00:00+09')->>'published_at' AS published_at,

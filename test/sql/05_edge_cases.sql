@@ -23,7 +23,7 @@ SELECT publish.build_release('edge', 1, 'edge-root', '2026-01-01 00:00:00+00')->
 INSERT INTO publish.assets (version_id, key, storage_path, byte_size, sha256)
 SELECT id, 'photo', 'assets/photo.jpg', 10, repeat('a', 64) FROM edge_v;
 SELECT publish.build_release('edge', 1, 'edge-root', '2026-01-01 00:00:00+00')->'assets'->0->>'url' AS asset_url_at_root;
-SELECT publish._release_document((SELECT id FROM edge_v), 'edge-root', '2026-01-01 00:00:00+00')
+SELECT publish._release_document((SELECT id FROM edge_v), 'edge-root', '2026-01-01 00:00:00+00')::text
        LIKE '%"properties":{"id": 123456789012345678901234567890, "tiny": 0.000000000000000000000000000001, "ratio": 0.1}%'
        AS embedded_verbatim;
 

@@ -1,11 +1,12 @@
 #!/usr/bin/perl
 #
 # 015_release_memory.pl: publish.max_release_size bounds the memory of the
-# worker that builds release.json, and of the caller whose publish_version
-# estimates its size, whatever the rows hold.  jsonb stores a number such as
-# 1e131071 in a few bytes and prints it as 131,072 digits, and 1.000...
-# with 16,383 zeros after the point as 16,385: rows of tens of kilobytes
-# print as hundreds of megabytes.  With publish.max_release_size = 4MB:
+# worker that builds release.json, of the caller whose publish_version
+# estimates its size, and of the caller of build_release, whatever the rows
+# hold.  jsonb stores a number such as 1e131071 in a few bytes and prints it
+# as 131,072 digits, and 1.000... with 16,383 zeros after the point as
+# 16,385: rows of tens of kilobytes print as hundreds of megabytes.  With
+# publish.max_release_size = 4MB:
 #
 #  (a) a publish is queued for a small valid version, and in the same
 #      transaction (after the call-time estimate) the overlay's properties
@@ -22,8 +23,10 @@
 #      rows); before the size was counted ahead of the text it grew with
 #      the text, to gigabytes
 #  (f) publish_version and validate_version, with the 262 MB-of-text rows
-#      stored, refuse the version at call time (PT413) and the caller's
-#      backend stays under the same bound
+#      stored, refuse the version at call time (PT413); build_release, which
+#      writes the document as the worker does, refuses it as the worker does
+#      (PT413, before the document passes the limit); the caller's backend
+#      stays under the same bound
 #
 use strict;
 use warnings;
@@ -145,6 +148,12 @@ my ($rc, $out, $err) = $node->psql(
 	EXCEPTION WHEN SQLSTATE 'PT413' THEN
 		RAISE NOTICE 'validate_version: %', SQLERRM;
 	END $$;
+	DO $$
+	BEGIN
+		PERFORM publish.build_release('mem', 1);
+	EXCEPTION WHEN SQLSTATE 'PT413' THEN
+		RAISE NOTICE 'build_release: %', SQLERRM;
+	END $$;
 	SELECT substring(pg_read_file('/proc/self/status') FROM 'VmHWM:\s+(\d+) kB');
 });
 is($rc, 0, '(f) the calls ran');
@@ -152,6 +161,8 @@ like($err, qr/publish_version: version 1 of project "mem" is too large to publis
 	'... publish_version refuses the version (PT413), counting its text as 262 MB');
 like($err, qr/validate_version: version 1 of project "mem" is too large to publish/,
 	'... and so does validate_version');
+like($err, qr/build_release: version 1 of project "mem" is too large to publish: its release.json went over publish.max_release_size \(4096 kB\)/,
+	'... and build_release, while it writes the document');
 cmp_ok($out, '<', $bound_kb, "... and the caller's backend peaked at $out kB, under $bound_kb kB");
 is($node->safe_psql($db, "SELECT count(*) FROM publish.jobs WHERE status = 'queued'"), '0', '... no job was queued');
 
