@@ -337,10 +337,11 @@ stop_if_asked(PublishJob *job, bool cancel_requested)
 
 /*
  * Sets the job's progress (progress < 0: unchanged) and adds a log line;
- * a checkpoint: throws if the job was cancelled or has timed out.
+ * with checkpoint, throws if the job was cancelled or has timed out.
  */
 static void
-insert_log(PublishJob *job, int progress, const char *level, const char *message)
+insert_log(PublishJob *job, int progress, const char *level, const char *message,
+		   bool checkpoint)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {UUIDOID, INT4OID, TEXTOID, TEXTOID};
@@ -366,8 +367,9 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 			 4, types, values, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		no_longer_running(job);
-	stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull)));
+	if (checkpoint)
+		stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull)));
 }
 
 /*
@@ -377,14 +379,19 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 void
 job_step_done(PublishJob *job, int progress, const char *message)
 {
-	insert_log(job, progress, "info", message);
+	insert_log(job, progress, "info", message, true);
 }
 
-/* Adds a log line (level info, warn or error) without changing progress. */
+/*
+ * Adds a log line (level info, warn or error) without changing progress.
+ * Not a checkpoint: what a failed job does before its end is recorded (a
+ * publish putting the live release back after a cancel or a timeout) must
+ * not be stopped by the cancel or timeout that ended it.
+ */
 void
 job_log(PublishJob *job, const char *level, const char *message)
 {
-	insert_log(job, -1, level, message);
+	insert_log(job, -1, level, message, false);
 }
 
 /* job_step_done in a transaction of its own (named activity); outside a transaction. */
@@ -688,6 +695,8 @@ job_pause_point(const char *point)
  * come between two attempts of a request, when no transaction is open, so
  * each is written (and committed) at once in a short transaction of its
  * own: a poller sees the retries while they happen, not after the step.
+ * Each is a checkpoint: a cancelled or timed-out job stops between two
+ * attempts.
  */
 void
 job_storage_warning(void *arg, const char *message)
@@ -696,7 +705,7 @@ job_storage_warning(void *arg, const char *message)
 	MemoryContext saved = CurrentMemoryContext;
 
 	job_txn_begin("publish: storage request failed, retrying");
-	job_log(job, "warn", message);
+	insert_log(job, -1, "warn", message, true);
 	job_txn_commit(false);
 	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");
