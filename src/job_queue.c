@@ -276,8 +276,11 @@ job_sweep_needed(SweepFindings *found)
  * Claims the oldest job that may run now (publish._claim_job), marks it
  * running and says in shared memory that this worker runs it; returns it,
  * copied into mcxt, as the current job (its deadline counts from now), or
- * NULL.  The caller commits durably: the attempt is counted before the job
- * runs.  Another worker is woken at commit when more jobs may run.
+ * NULL.  A job whose cancel was asked for before this attempt (queued
+ * again after a crash, cancel_job on it since) comes back cancelled: it
+ * ends at once (run_job).  The caller commits durably: the attempt is
+ * counted before the job runs.  Another worker is woken at commit when
+ * more jobs may run.
  */
 PublishJob *
 job_claim(MemoryContext mcxt)
@@ -291,7 +294,7 @@ job_claim(MemoryContext mcxt)
 	PublishJob *job;
 	bool		isnull;
 
-	exec_sql(&plan, "SELECT id, job_type, version_id, env, attempts, switched"
+	exec_sql(&plan, "SELECT id, job_type, version_id, env, attempts, switched, cancel_requested"
 			 "  FROM publish._claim_job($1, $2)",
 			 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -305,6 +308,7 @@ job_claim(MemoryContext mcxt)
 	job->env = spi_text(row, 4, mcxt);
 	job->attempts = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
 	job->switched = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+	job->cancelled = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
 	job->started = GetCurrentTimestamp();
 	publish_shmem_set_running_job(job->id);
 	current_job = job;
