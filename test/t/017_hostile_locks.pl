@@ -135,8 +135,8 @@ BEGIN
 	END LOOP;
 END
 $$;
-SELECT count(*) || ' tried; not refused: ' || coalesce(string_agg(what || ' -> ' || sqlstate, '; '), 'none')
-  FROM tried WHERE sqlstate <> '42501';
+SELECT (SELECT count(*) FROM tried) || ' tried; not refused: '
+       || coalesce((SELECT string_agg(what || ' -> ' || sqlstate, '; ') FROM tried WHERE sqlstate <> '42501'), 'none');
 SQL
 
 # --- each role holds every lock it can while a publish runs -----------------
