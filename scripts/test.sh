@@ -8,6 +8,13 @@
 #   3. Perl TAP     test/t/*.pl         clusters of their own (dump/restore, restarts)
 # Ends with one line: "tests: N passed, N failed".
 #
+# The storage servers are started once, before layer 2, when layer 2 or 3
+# runs, and stopped by their pids at the end.  pgTAP gets their settings
+# (scripts/storage-servers.sh prints them as VAR=value) as psql variables
+# (:dav_url, ...); Perl TAP as environment variables PUBLISH_SERVER_VAR
+# (PUBLISH_SERVER_DAV_URL, ...), and a TAP test skips its WebDAV and S3
+# parts when they are not set (run by prove alone).
+#
 # Usage: scripts/test.sh            (as root on a fresh Debian 12 machine)
 #        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
 #        PUBLISH_TEST_TMPDIR=DIR    where the test directory is made (default /tmp)
@@ -92,16 +99,23 @@ passed=$((passed + r_ok))
 failed=$((failed + r_bad))
 fi
 
+# the storage servers, for layers 2 and 3 ---------------------------------------
+server_sets=()	# pgTAP: --set var=value
+server_env=()	# Perl TAP: PUBLISH_SERVER_VAR=value
+if [ "$ONLY" = all ] || [ "$ONLY" = pgtap ] || [ "$ONLY" = tap ]; then
+	while IFS= read -r line; do
+		server_sets+=(--set "$line")
+		name=${line%%=*}
+		server_env+=("PUBLISH_SERVER_${name^^}=${line#*=}")
+	done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+	if [ ${#server_sets[@]} -eq 0 ]; then
+		echo "test.sh: the storage servers did not start (see scripts/storage-servers.sh for their ports)" >&2
+		exit 1
+	fi
+fi
+
 # 2. pgTAP --------------------------------------------------------------------
 if [ "$ONLY" = all ] || [ "$ONLY" = pgtap ]; then
-server_sets=()
-while IFS= read -r line; do
-	server_sets+=(--set "$line")
-done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
-if [ ${#server_sets[@]} -eq 0 ]; then
-	echo "test.sh: the storage servers did not start (see scripts/storage-servers.sh for their ports)" >&2
-	exit 1
-fi
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE publish_tap"
 psql -X -q -v ON_ERROR_STOP=1 -d publish_tap \
 	-c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION publish" \
@@ -130,7 +144,7 @@ if { [ "$ONLY" = all ] || [ "$ONLY" = tap ]; } && compgen -G "$ROOT_DIR/test/t/*
 	if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/tap"; fi
 	set +e
 	(cd "$WORK/tap" && as_server_user env PATH="$PG_BIN:$PATH" TESTDIR="$WORK/tap" \
-		PG_REGRESS="$PG_REGRESS" PUBLISH_DEMO_DIR="$WORK/tap/demo" \
+		PG_REGRESS="$PG_REGRESS" PUBLISH_DEMO_DIR="$WORK/tap/demo" "${server_env[@]}" \
 		prove -I "$PGXS_DIR/test/perl" $(test_files "$ROOT_DIR/test/t" pl | sed 's|^|t/|')) >"$WORK/prove.out" 2>&1
 	p_status=$?
 	set -e

@@ -623,12 +623,14 @@ BEGIN
 		job_id := dup.id;
 	ELSE
 		IF FOUND AND dup.status = 'queued' THEN
-			-- unless a worker claimed it meanwhile: then it runs, and ours after
+			-- unless a worker claimed it meanwhile, or it switched release.json
+			-- before its worker stopped (it must run to complete or put the
+			-- live release back): then it runs, and ours after
 			WITH superseded AS (
 				UPDATE publish.job_queue q
 				   SET status = 'cancelled', completed_at = clock_timestamp(),
 				       error = 'superseded: the same publish was asked for again after other publishes'
-				 WHERE q.id = dup.id AND q.status = 'queued'
+				 WHERE q.id = dup.id AND q.status = 'queued' AND NOT q.switched
 				RETURNING q.id, q.error, q.progress)
 			INSERT INTO publish.job_log (job_id, level, message, progress)
 			SELECT id, 'warn', error, progress FROM superseded;
@@ -909,8 +911,9 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	state text;
-	job   publish.jobs;
+	state    text;
+	switched boolean;
+	job      publish.jobs;
 BEGIN
 	IF id IS NULL THEN
 		RAISE EXCEPTION 'job id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -920,12 +923,16 @@ BEGIN
 	PERFORM 1 FROM publish.projects p
 	 WHERE p.id = (SELECT q.project_id FROM publish.job_queue q WHERE q.id = cancel_job.id)
 	   FOR NO KEY UPDATE;
-	SELECT q.status INTO state FROM publish.job_queue q WHERE q.id = cancel_job.id FOR UPDATE;
+	SELECT q.status, q.switched INTO state, switched
+	  FROM publish.job_queue q WHERE q.id = cancel_job.id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'job % does not exist', id USING ERRCODE = 'PT404';
 	END IF;
 
-	IF state = 'queued' THEN
+	-- A queued job that switched release.json before its worker stopped
+	-- (queued again after a crash) is cancelled by a worker, as a running
+	-- one is: it puts the live release back first.
+	IF state = 'queued' AND NOT switched THEN
 		UPDATE publish.job_queue q
 		   SET status = 'cancelled', cancel_requested = true, completed_at = clock_timestamp(),
 		       error = format('cancelled by %s before it started', publish._requesting_role())
@@ -933,7 +940,8 @@ BEGIN
 		INSERT INTO publish.job_log (job_id, level, message, progress)
 		SELECT q.id, 'warn', q.error, q.progress FROM publish.job_queue q WHERE q.id = cancel_job.id;
 		PERFORM publish._job_ended_at_commit();
-	ELSIF state = 'running' AND NOT (SELECT q.cancel_requested FROM publish.job_queue q WHERE q.id = cancel_job.id) THEN
+	ELSIF state IN ('queued', 'running')
+	      AND NOT (SELECT q.cancel_requested FROM publish.job_queue q WHERE q.id = cancel_job.id) THEN
 		-- the worker stops at its next checkpoint and marks the job cancelled;
 		-- one in the middle of a transfer is interrupted at commit
 		UPDATE publish.job_queue q SET cancel_requested = true WHERE q.id = cancel_job.id;
@@ -949,7 +957,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION publish.cancel_job(uuid) IS
-	'Cancels a job: a queued one at once, a running one at its next checkpoint (nothing half-published, the version untouched). A finished job is returned unchanged.';
+	'Cancels a job: a queued one at once, a running one at its next checkpoint (nothing half-published, the version untouched); one queued again after it switched release.json once a worker has put the live release back. A finished job is returned unchanged.';
 
 CREATE FUNCTION publish.purge_jobs(older_than interval)
 RETURNS bigint

@@ -276,8 +276,11 @@ job_sweep_needed(SweepFindings *found)
  * Claims the oldest job that may run now (publish._claim_job), marks it
  * running and says in shared memory that this worker runs it; returns it,
  * copied into mcxt, as the current job (its deadline counts from now), or
- * NULL.  The caller commits durably: the attempt is counted before the job
- * runs.  Another worker is woken at commit when more jobs may run.
+ * NULL.  A job whose cancel was asked for before this attempt (queued
+ * again after a crash, cancel_job on it since) comes back cancelled: it
+ * ends at once (run_job).  The caller commits durably: the attempt is
+ * counted before the job runs.  Another worker is woken at commit when
+ * more jobs may run.
  */
 PublishJob *
 job_claim(MemoryContext mcxt)
@@ -291,7 +294,7 @@ job_claim(MemoryContext mcxt)
 	PublishJob *job;
 	bool		isnull;
 
-	exec_sql(&plan, "SELECT id, job_type, version_id, env, attempts, switched"
+	exec_sql(&plan, "SELECT id, job_type, version_id, env, attempts, switched, cancel_requested"
 			 "  FROM publish._claim_job($1, $2)",
 			 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -305,6 +308,7 @@ job_claim(MemoryContext mcxt)
 	job->env = spi_text(row, 4, mcxt);
 	job->attempts = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
 	job->switched = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+	job->cancelled = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
 	job->started = GetCurrentTimestamp();
 	publish_shmem_set_running_job(job->id);
 	current_job = job;
@@ -337,10 +341,11 @@ stop_if_asked(PublishJob *job, bool cancel_requested)
 
 /*
  * Sets the job's progress (progress < 0: unchanged) and adds a log line;
- * a checkpoint: throws if the job was cancelled or has timed out.
+ * with checkpoint, throws if the job was cancelled or has timed out.
  */
 static void
-insert_log(PublishJob *job, int progress, const char *level, const char *message)
+insert_log(PublishJob *job, int progress, const char *level, const char *message,
+		   bool checkpoint)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {UUIDOID, INT4OID, TEXTOID, TEXTOID};
@@ -366,8 +371,9 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 			 4, types, values, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		no_longer_running(job);
-	stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull)));
+	if (checkpoint)
+		stop_if_asked(job, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull)));
 }
 
 /*
@@ -377,14 +383,19 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 void
 job_step_done(PublishJob *job, int progress, const char *message)
 {
-	insert_log(job, progress, "info", message);
+	insert_log(job, progress, "info", message, true);
 }
 
-/* Adds a log line (level info, warn or error) without changing progress. */
+/*
+ * Adds a log line (level info, warn or error) without changing progress.
+ * Not a checkpoint: what a failed job does before its end is recorded (a
+ * publish putting the live release back after a cancel or a timeout) must
+ * not be stopped by the cancel or timeout that ended it.
+ */
 void
 job_log(PublishJob *job, const char *level, const char *message)
 {
-	insert_log(job, -1, level, message);
+	insert_log(job, -1, level, message, false);
 }
 
 /* job_step_done in a transaction of its own (named activity); outside a transaction. */
@@ -688,6 +699,8 @@ job_pause_point(const char *point)
  * come between two attempts of a request, when no transaction is open, so
  * each is written (and committed) at once in a short transaction of its
  * own: a poller sees the retries while they happen, not after the step.
+ * Each is a checkpoint: a cancelled or timed-out job stops between two
+ * attempts.
  */
 void
 job_storage_warning(void *arg, const char *message)
@@ -696,7 +709,7 @@ job_storage_warning(void *arg, const char *message)
 	MemoryContext saved = CurrentMemoryContext;
 
 	job_txn_begin("publish: storage request failed, retrying");
-	job_log(job, "warn", message);
+	insert_log(job, -1, "warn", message, true);
 	job_txn_commit(false);
 	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");

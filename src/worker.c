@@ -172,7 +172,8 @@ undo_switch(const JobType *type, PublishJob *job, MemoryContext mcxt)
  * then failed is recorded only once its type's undo has put the storage
  * back; when that fails too, the job is left 'running' with no worker, for
  * the next sweep (*sweep_now) to queue it again.  A switched job past its
- * last attempt (queued again by job_recover_interrupted) only undoes.
+ * last attempt (queued again by job_recover_interrupted), or one cancelled
+ * before this attempt (cancel_job leaves such a job queued), only undoes.
  */
 static void
 run_job(PublishJob *job, MemoryContext mcxt, bool *sweep_now)
@@ -186,6 +187,10 @@ run_job(PublishJob *job, MemoryContext mcxt, bool *sweep_now)
 	{
 		type = job_type_of(job);
 		job_pause_point("claimed");
+		if (job->cancelled)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("job %s was cancelled", job->id)));
 		if (job->switched && job->attempts > publish_max_attempts)
 			ereport(ERROR,
 					(errmsg("interrupted: the worker stopped while the job was running, %d of %d attempts used",
