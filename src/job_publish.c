@@ -134,8 +134,8 @@ typedef struct PublishRecord
  * published and the live release of its environment.  false, with nothing
  * changed, when the version is no longer ready or published (archived or
  * deleted since step 4): the job then fails and release.json is put back.
- * The UPDATE waits for a session that holds the version's row, at most
- * until the job's deadline.
+ * The UPDATE waits for a session that holds the version's row, at most as
+ * long as any wait outside a job's deadline (job_txn_begin).
  */
 static bool
 publish_record_release(PublishJob *job, void *arg)

@@ -138,45 +138,73 @@ job_type_of(PublishJob *job)
 
 /*
  * After a failure of a job that may have switched release.json: the job
- * type's undo, cancels held off.  false when it failed (logged).
+ * type's undo, cancels held off.  NULL when it succeeded, else the last
+ * error's text.
  */
-static bool
-undo_switch(const JobType *type, PublishJob *job, MemoryContext mcxt)
+static char *
+undo_once(const JobType *type, PublishJob *job, MemoryContext mcxt)
 {
 	uint32		holdoff = QueryCancelHoldoffCount;
-	volatile bool done = false;
+	char	   *volatile failure = NULL;
 
 	PG_TRY();
 	{
 		HOLD_CANCEL_INTERRUPTS();
 		type->undo(job, mcxt);
-		done = true;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata = job_catch_error(mcxt);
 
+		failure = pstrdup(edata->message ? edata->message : "unknown error");
 		ereport(WARNING,
 				(errmsg("publish job %s could not put the live release back: %s",
-						job->id, edata->message),
-				 errdetail("The job is left to the next sweep, which runs it again.")));
+						job->id, failure)));
 	}
 	PG_END_TRY();
 	QueryCancelHoldoffCount = holdoff;
 	MemoryContextSwitchTo(mcxt);
-	return done;
+	return failure;
+}
+
+/*
+ * The undo, tried again after 1, 2, 4 ... 60 s while it fails (storage
+ * down), for up to publish.job_timeout (0: until it succeeds).  The job
+ * stays this worker's meanwhile, first in its project and environment's
+ * line; a shutdown ends the wait, and the job's next attempt undoes.
+ * NULL when it succeeded, else the last error's text.
+ */
+static char *
+undo_switch(const JobType *type, PublishJob *job, MemoryContext mcxt)
+{
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  (int64) publish_job_timeout * 1000);
+	long		delay_ms = 1000;
+	char	   *failure;
+
+	while ((failure = undo_once(type, job, mcxt)) != NULL &&
+		   (publish_job_timeout == 0 || GetCurrentTimestamp() < give_up))
+	{
+		pgstat_report_activity(STATE_RUNNING, "publish: waiting to put the live release back");
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 delay_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (ProcDiePending)
+			CHECK_FOR_INTERRUPTS();
+		delay_ms = Min(delay_ms * 2, 60000L);
+	}
+	return failure;
 }
 
 /*
  * Runs one claimed job and records how it ended.  A job that switched and
  * then failed is recorded only once its type's undo has put the storage
- * back; when that fails too, the job is left 'running' with no worker, for
- * the next sweep (*sweep_now) to queue it again.  A switched job past its
- * last attempt (queued again by job_recover_interrupted), or one cancelled
- * before this attempt (cancel_job leaves such a job queued), only undoes.
+ * back (undo_switch).  A switched job past its last attempt (queued again
+ * by job_recover_interrupted), or one cancelled before this attempt
+ * (cancel_job leaves such a job queued), only undoes.
  */
 static void
-run_job(PublishJob *job, MemoryContext mcxt, bool *sweep_now)
+run_job(PublishJob *job, MemoryContext mcxt)
 {
 	const JobType *volatile type = NULL;
 	JobOutcome	outcome;
@@ -228,11 +256,15 @@ run_job(PublishJob *job, MemoryContext mcxt, bool *sweep_now)
 		else
 			error = error_text(edata);
 
-		if (job->switched && (type == NULL || type->undo == NULL ||
-							  !undo_switch(type, job, mcxt)))
-			*sweep_now = true;
-		else
-			(void) job_record_end(job, status, error);
+		if (job->switched && type != NULL && type->undo != NULL)
+		{
+			char	   *failure = undo_switch(type, job, mcxt);
+
+			if (failure != NULL)
+				error = psprintf("%s\nrelease.json could not be put back, and may name this job's version: %s",
+								 error, failure);
+		}
+		(void) job_record_end(job, status, error);
 		ereport(LOG,
 				(errmsg("publish job %s ended without publishing: %s", job->id, edata->message)));
 	}
@@ -245,7 +277,7 @@ run_job(PublishJob *job, MemoryContext mcxt, bool *sweep_now)
  * deletion, *purge_due).
  */
 static NextJob
-run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due, bool *sweep_now)
+run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 {
 	PublishJob *volatile job = NULL;
 	uint64		wakes = publish_shmem_wake_count(worker_dboid);
@@ -299,7 +331,7 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due, bool *sweep_now)
 		return NEXT_JOB_NONE;
 
 	pgstat_report_activity(STATE_RUNNING, "publish: running a job");
-	run_job(job, mcxt, sweep_now);
+	run_job(job, mcxt);
 	/* after the commit that recorded the end, or with the job left to a sweep */
 	job_forget_current();
 	publish_shmem_set_running_job(NULL);
@@ -314,13 +346,13 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due, bool *sweep_now)
  * 0 deletes them.  Exits when the extension is gone.
  */
 static NextJob
-look_for_work(MemoryContext job_context, bool sweep, bool *sweep_now)
+look_for_work(MemoryContext job_context, bool sweep)
 {
 	NextJob		next;
 	bool		purge_due = false;
 	bool		big_job;
 
-	next = run_next_job(job_context, sweep, &purge_due, sweep_now);
+	next = run_next_job(job_context, sweep, &purge_due);
 	big_job = MemoryContextMemAllocated(job_context, true) > BIG_JOB_BYTES;
 	MemoryContextReset(job_context);
 	checksum_release_resources();
@@ -346,7 +378,6 @@ publish_worker_main(Datum main_arg)
 {
 	MemoryContext job_context;
 	bool		sweep = true;
-	bool		sweep_now = false;	/* a job was left to the sweep */
 	bool		woke = false;	/* back from WaitLatch */
 	bool		reloaded;
 	uint64		looked_wakes = 0;	/* wake count read before we last looked */
@@ -400,8 +431,7 @@ publish_worker_main(Datum main_arg)
 		{
 			last_sweep = GetCurrentTimestamp();
 			/* can it find anything?  (worker_sweep.c) */
-			sweep = sweep_now || worker_sweep_gate(worker_dboid);
-			sweep_now = false;
+			sweep = worker_sweep_gate(worker_dboid);
 		}
 
 		/*
@@ -433,11 +463,11 @@ publish_worker_main(Datum main_arg)
 		{
 			/* read before the transaction's snapshot: a later wake-up is counted next time */
 			looked_wakes = publish_shmem_look(worker_dboid, worker_number);
-			next = look_for_work(job_context, sweep, &sweep_now);
+			next = look_for_work(job_context, sweep);
 		}
-		sweep = sweep_now;		/* a job left for the sweep: at once */
+		sweep = false;
 		woke = false;
-		if (next == NEXT_JOB_RAN || sweep)
+		if (next == NEXT_JOB_RAN)
 			continue;
 
 		/*
