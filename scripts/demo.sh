@@ -30,7 +30,7 @@ source "$ROOT_DIR/scripts/lib.sh"
 DEMO_DIR=${PUBLISH_DEMO_DIR:-/tmp/publish-demo}
 PORT=${PUBLISH_DEMO_PORT:-54320}
 VIEWER_PORT=${PUBLISH_DEMO_VIEWER_PORT:-$((PORT + 1))}
-TARGET=file
+TARGET="file"
 ENV_NAME=production
 STOP=false
 
@@ -90,7 +90,11 @@ fi
 mkdir -p "$DEMO_DIR"
 chmod 755 "$DEMO_DIR"
 stop_all			# what a previous run left running
-trap 'rc=$?; [ $rc -eq 0 ] || echo "demo: failed; what it started still runs: $stop_cmd stops it" >&2' EXIT
+on_exit() {
+	local rc=$?
+	[ "$rc" -eq 0 ] || echo "demo: failed; what it started still runs: $stop_cmd stops it" >&2
+}
+trap on_exit EXIT
 cluster_start "$DEMO_DIR/pg" "$PORT"
 
 psql_demo() { psql -X -q -v ON_ERROR_STOP=1 -d demo "$@"; }
@@ -124,15 +128,15 @@ case $TARGET in
 		rm -rf "$DEMO_DIR/servers"		# an empty bucket and WebDAV tree each run
 		PUBLISH_SERVERS_CORS=1 bash "$ROOT_DIR/scripts/storage-servers.sh" start "$DEMO_DIR/servers" \
 			>"$DEMO_DIR/servers.env"
-		# shellcheck disable=SC1091
-		source "$DEMO_DIR/servers.env"
+		server() { sed -n "s/^$1=//p" "$DEMO_DIR/servers.env"; }
 		if [ "$TARGET" = s3 ]; then
 			# publish signs its requests to the SigV4 proxy; readers fetch
 			# objects anonymously from s3rver itself, as from a public bucket
-			URL=s3://$s3_bucket/demo
-			OPTIONS="{\"endpoint\": \"$s3_endpoint\", \"region\": \"us-east-1\", \"public_url\": \"$s3rver_url/$s3_bucket/demo\"}"
+			URL=s3://$(server s3_bucket)/demo
+			OPTIONS="{\"endpoint\": \"$(server s3_endpoint)\", \"region\": \"us-east-1\",
+			          \"public_url\": \"$(server s3rver_url)/$(server s3_bucket)/demo\"}"
 		else
-			URL=$dav_url/open/demo
+			URL=$(server dav_url)/open/demo
 			OPTIONS='{}'
 		fi
 		;;
@@ -140,7 +144,8 @@ esac
 for env in dev staging production; do
 	psql_demo -c "SELECT publish.set_storage_target('$env', '$URL', '$OPTIONS')" >/dev/null
 	if [ "$TARGET" = s3 ]; then
-		psql_demo -c "SELECT publish.set_storage_credentials('$env', '$s3_key_id', '$s3_secret')" >/dev/null
+		psql_demo -c "SELECT publish.set_storage_credentials('$env', '$(server s3_key_id)', '$(server s3_secret)')" \
+			>/dev/null
 	fi
 done
 psql_demo -c "SELECT env, url, options FROM publish.storage_targets ORDER BY env"
