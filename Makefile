@@ -1,5 +1,8 @@
 # PGXS build of the publish extension.
 #   make && make install        build and install into the PostgreSQL found by PG_CONFIG
+#   make installcheck           the pg_regress suite (test/sql, test/expected) against a
+#                               running server with shared_preload_libraries = 'publish'
+#                               (PGHOST, PGPORT, PGUSER say which; a superuser)
 #   ./scripts/test.sh           the whole test suite (starts its own cluster)
 
 EXTENSION    = publish
@@ -7,6 +10,8 @@ MODULE_big   = publish
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA         = $(wildcard sql/publish--*.sql)
 PGFILEDESC   = "publish - publish map project versions to storage"
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test
 
 PG_CONFIG   ?= pg_config
 PKG_CONFIG  ?= pkg-config

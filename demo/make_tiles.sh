@@ -3,10 +3,11 @@
 # make_tiles.sh ROOT: writes the built tiles of the demo project "campus",
 # version 3 (demo/sample_project.sql), under ROOT:
 #
-#     ROOT/builds/campus/v3/tiles/{z}/{x}/{y}.png    for z = 0..2 (21 tiles)
+#     ROOT/production/campus/builds/v3/tiles/{z}/{x}/{y}.png    for z = 0..2 (21 tiles)
 #
 # ROOT is the directory of a file:// storage target (the tileset's
-# source_path, builds/campus/v3/tiles, is relative to it).
+# source_path, production/campus/builds/v3/tiles, is relative to it: the
+# build location {env}/{slug}/builds/v{N}/tiles of production).
 #
 # Each tile is a real 256x256 PNG (one flat land-coloured palette entry,
 # #f2efe9) followed, after its IEND chunk, by one line of text naming the
@@ -27,7 +28,7 @@ if [ $# -ne 1 ] || [ -z "$1" ]; then
 	exit 2
 fi
 root=$1
-tiles=$root/builds/campus/v3/tiles
+tiles=$root/production/campus/builds/v3/tiles
 
 # The 103-byte PNG shared by every tile (IHDR 256x256 1-bit palette, PLTE,
 # IDAT, IEND; CRCs included).

@@ -9,7 +9,7 @@
 --   version 4  draft      work in progress, still empty
 --
 -- The tile manifest of version 3 describes the files that demo/make_tiles.sh
--- writes under the storage root (ROOT/builds/campus/v3/tiles/{z}/{x}/{y}.png):
+-- writes under the storage root (ROOT/production/campus/builds/v3/tiles/{z}/{x}/{y}.png):
 -- both compute each tile from the same PNG bytes plus a line naming the tile.
 -- The asset files themselves are not created: their sizes and checksums are
 -- made up (sha256 of a text naming the asset).
@@ -220,11 +220,14 @@ SELECT :'v3', 'building-residence-' || letter, 'Residence Hall ' || upper(letter
                        13.4040 + (i % 4) * 0.0014 AS w,
                        52.5153 + (i / 4) * 0.0008 AS s) AS r;
 
--- The tileset of version 3 (base map, zooms 0-2, built under the target's
--- root at builds/campus/v3/tiles) ...
+-- The tileset of version 3 (base map, zooms 0-2).  Its tiles lie where
+-- build_tiles would put them for production, {env}/{slug}/builds/v{N}/tiles
+-- under the target's root, but were put there by other means (make_tiles.sh),
+-- so built_env stays NULL: a publish to any environment of that target
+-- copies them from there ...
 INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom, bounds, source_path, built_at)
 VALUES (:'v3', 'png', 256, 0, 2, ARRAY[13.3950, 52.5150, 13.4100, 52.5250]::double precision[],
-        'builds/campus/v3/tiles', now())
+        'production/campus/builds/v3/tiles', now())
 RETURNING id AS tileset_id \gset
 
 -- ... and its manifest: every tile of zooms 0-2 (1 + 4 + 16 = 21).  Each

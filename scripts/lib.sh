@@ -36,9 +36,11 @@ as_server_user() {
 	fi
 }
 
-# Installs missing packages, then builds and installs the extension.
+# build_and_install [GROUP...]: installs the missing packages of the groups
+# (scripts/install-deps.sh; all of them by default), then builds and installs
+# the extension.
 build_and_install() {
-	bash "$ROOT_DIR/scripts/install-deps.sh"
+	bash "$ROOT_DIR/scripts/install-deps.sh" "$@"
 	if [ -n "${PUBLISH_PRIVATE_PG:-}" ]; then use_private_pg "$PUBLISH_PRIVATE_PG"; fi
 	export PG_CONFIG=${PG_CONFIG:-pg_config}
 	PG_BIN=$("$PG_CONFIG" --bindir)

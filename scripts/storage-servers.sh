@@ -11,6 +11,9 @@
 #
 # Usage: scripts/storage-servers.sh start DIR     (prints the settings as VAR=value)
 #        scripts/storage-servers.sh stop DIR
+# PUBLISH_SERVERS_CORS=1 lets web pages of any origin read what is stored
+# (nginx /open/, the s3rver bucket), as a public bucket behind a map viewer
+# would (the demo sets it; the tests leave it off).
 # Ports (set them with the environment): PUBLISH_DAV_PORT 54371,
 # PUBLISH_S3RVER_PORT 54372, PUBLISH_S3_PORT 54373, PUBLISH_FAULT_PORT 54374,
 # PUBLISH_DAVS_PORT 54377 (https); PUBLISH_DOWN_PORT 54375 is one where
@@ -87,8 +90,21 @@ start() {
 	chmod 644 "$DIR/tls.crt"
 	printf '%s:%s\n' "$DAV_USER" "$(openssl passwd -apr1 "$DAV_PASSWORD")" >"$DIR/htpasswd"
 	chmod 644 "$DIR/htpasswd"
-	local user_line=""
+	local user_line="" cors_line="" s3_cors=()
 	if [ "$(id -u)" -eq 0 ]; then user_line="user postgres;"; fi
+	if [ "${PUBLISH_SERVERS_CORS:-}" = 1 ]; then
+		cors_line='add_header Access-Control-Allow-Origin "*";'
+		cat >"$DIR/s3-cors.xml" <<CORS
+<CORSConfiguration>
+	<CORSRule>
+		<AllowedOrigin>*</AllowedOrigin>
+		<AllowedMethod>GET</AllowedMethod>
+		<AllowedMethod>HEAD</AllowedMethod>
+	</CORSRule>
+</CORSConfiguration>
+CORS
+		s3_cors=("$DIR/s3-cors.xml")
+	fi
 	cat >"$DIR/nginx.conf" <<NGINX
 $user_line
 worker_processes 1;
@@ -115,6 +131,7 @@ http {
 			dav_methods PUT DELETE MKCOL COPY MOVE;
 			create_full_put_path on;
 			dav_access user:rw group:r all:r;
+			$cors_line
 		}
 		location /private/ {
 			auth_basic "publish test";
@@ -140,7 +157,7 @@ NGINX
 	nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/logs/nginx-error.log"
 
 	node "$SERVERS/node_modules/s3rver/bin/s3rver.js" -d "$DIR/s3" -a 127.0.0.1 -p "$S3RVER_PORT" \
-		--silent --configure-bucket "$S3_BUCKET" >"$DIR/logs/s3rver.log" 2>&1 &
+		--silent --configure-bucket "$S3_BUCKET" "${s3_cors[@]}" >"$DIR/logs/s3rver.log" 2>&1 &
 	echo $! >"$DIR/s3rver.pid"
 	node "$SERVERS/s3-sigv4-proxy.js" "$S3_PORT" "$S3RVER_PORT" "$S3_KEY_ID" "$S3_SECRET" \
 		"$DIR/logs/s3-access.log" >"$DIR/logs/s3-proxy.log" 2>&1 &

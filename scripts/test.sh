@@ -6,6 +6,8 @@
 #                   also against real storage servers (scripts/storage-servers.sh:
 #                   nginx WebDAV, s3rver behind a SigV4 check, a fault server)
 #   3. Perl TAP     test/t/*.pl         clusters of their own (dump/restore, restarts)
+#   4. browser      test/browser        the map viewer (demo/viewer) in headless
+#                   Chromium, on the sample project just published
 # Ends with one line: "tests: N passed, N failed".
 #
 # The storage servers are started once, before layer 2, when layer 2 or 3
@@ -18,7 +20,7 @@
 # Usage: scripts/test.sh            (as root on a fresh Debian 12 machine)
 #        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
 #        PUBLISH_TEST_TMPDIR=DIR    where the test directory is made (default /tmp)
-#        PUBLISH_TEST_ONLY=regress|pgtap|tap   to run one layer
+#        PUBLISH_TEST_ONLY=regress|pgtap|tap|browser   to run one layer
 #        PUBLISH_TEST_MATCH=REGEX   only the pgTAP and Perl TAP files whose
 #                                   name matches (e.g. '^(14|30)_'), while working
 set -euo pipefail
@@ -155,6 +157,60 @@ if { [ "$ONLY" = all ] || [ "$ONLY" = tap ]; } && compgen -G "$ROOT_DIR/test/t/*
 	failed=$((failed + p_bad))
 	if [ "$p_bad" -ne 0 ] && [ -d "$WORK/tap/tmp_check/log" ]; then
 		tail -n 50 "$WORK/tap/tmp_check/log/"*.log
+	fi
+fi
+
+# 4. browser ------------------------------------------------------------------
+# The sample published to a file:// target (its release.json names file://
+# URLs, which the viewer reads relative to where it found release.json),
+# then test/browser/viewer.test.mjs (node's test runner) serves the viewer
+# and the target's directory and drives Chromium; it saves
+# docs/img/viewer.png.
+if [ "$ONLY" = all ] || [ "$ONLY" = browser ]; then
+	if [ ! -d "$ROOT_DIR/test/browser/node_modules/playwright-core" ]; then
+		(cd "$ROOT_DIR/test/browser" && npm ci --no-audit --no-fund --silent >/dev/null)
+	fi
+	maps=$WORK/browser-maps
+	mkdir -p "$maps"
+	bash "$ROOT_DIR/demo/make_tiles.sh" "$maps" >/dev/null
+	if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$maps"; fi
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE publish_browser"
+	psql -X -q -v ON_ERROR_STOP=1 -d publish_browser -c "CREATE EXTENSION publish" \
+		-f "$ROOT_DIR/demo/sample_project.sql" >/dev/null
+	b_status=$(psql -X -q -tA -v ON_ERROR_STOP=1 -d publish_browser -v maps="$maps" <<'SQL'
+SELECT publish.set_storage_target('production', 'file://' || :'maps') \g /dev/null
+SELECT set_config('browser.job', id::text, false) FROM publish.publish_version('campus', 3) \g /dev/null
+DO $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + interval '60 s';
+BEGIN
+	WHILE clock_timestamp() < deadline AND NOT EXISTS (
+		SELECT FROM publish.jobs WHERE id = current_setting('browser.job')::uuid
+		   AND status IN ('completed', 'failed', 'cancelled')) LOOP
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SELECT status || coalesce(': ' || error, '') FROM publish.jobs WHERE id = current_setting('browser.job')::uuid;
+SQL
+)
+	set +e
+	if [ "$b_status" = completed ]; then
+		VIEWER_MAPS=$maps VIEWER_TMPDIR=$WORK node --test "$ROOT_DIR/test/browser/viewer.test.mjs" \
+			>"$WORK/browser.out" 2>&1
+		b_rc=$?
+	else
+		echo "browser: the sample was not published: $b_status" >"$WORK/browser.out"
+		b_rc=1
+	fi
+	set -e
+	cat "$WORK/browser.out"
+	if [ "$b_rc" -eq 0 ]; then
+		echo "browser: viewer.test.mjs passed"
+		passed=$((passed + 1))
+	else
+		echo "browser: viewer.test.mjs FAILED"
+		failed=$((failed + 1))
 	fi
 fi
 
