@@ -28,11 +28,13 @@
  * or tiles are uploaded.  Progress is committed after the cut, after each
  * zoom level and at most four times a second while tiles are uploaded;
  * each of those commits is a checkpoint where a cancel or the job's
- * timeout stops the build.  The cut itself (one libvips call) is not
- * interruptible: a cancel is noticed when it returns.  The temporary
- * directory goes however the build ends: an error unwinds through build(),
- * and an exit without unwinding (SIGTERM, the postmaster's death) removes
- * it from a before_shmem_exit callback.
+ * timeout stops the build.  The cut itself stops within a fraction of a
+ * second on a cancel, SIGTERM or the job's timeout (tile_vips.c); a
+ * download or an upload within a second on a cancel or SIGTERM
+ * (http_client.c's progress callback).  The temporary directory goes
+ * however the build ends: an error unwinds through build(), and an exit
+ * without unwinding (SIGTERM, the postmaster's death) removes it from a
+ * before_shmem_exit callback.
  *
  *-------------------------------------------------------------------------
  */
@@ -370,9 +372,9 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	job_txn_commit(false);
 	job_checkpoint(job);
 
-	/* the cut: one libvips call, signals held off until it returns */
+	/* the cut: libvips in a thread of its own, stopped by a cancel or SIGTERM */
 	pgstat_report_activity(STATE_RUNNING, "publish: cutting tiles");
-	tile_vips_cut(source, what, pyramid, bi->format, &plan);
+	tile_vips_cut(source, what, pyramid, bi->format, &plan, job_deadline(job));
 	res->cut_ms = ms_since(start);
 	CHECK_FOR_INTERRUPTS();
 	job_txn_begin("publish: tiles cut");
