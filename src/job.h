@@ -100,6 +100,7 @@ extern void job_pause_point(const char *point);
 /* A storage target's warn callback (arg: the PublishJob): a warn line, at once. */
 extern void job_storage_warning(void *arg, const char *message);
 
+extern TimestampTz job_deadline(PublishJob *job);
 extern bool job_deadline_passed(PublishJob *job);
 extern void job_forget_current(void);
 extern ErrorData *job_catch_error(MemoryContext mcxt);

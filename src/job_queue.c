@@ -53,13 +53,20 @@
 /* The job the worker is running, for the lock timeout of its transactions. */
 static PublishJob *current_job = NULL;
 
+/* When the job runs out of time (publish.job_timeout), or 0: never. */
+TimestampTz
+job_deadline(PublishJob *job)
+{
+	if (publish_job_timeout <= 0)
+		return 0;
+	return TimestampTzPlusMilliseconds(job->started, (int64) publish_job_timeout * 1000);
+}
+
+/* Caller checked that publish.job_timeout is set. */
 static long
 job_ms_left(PublishJob *job)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(job->started,
-													   (int64) publish_job_timeout * 1000);
-
-	return TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	return TimestampDifferenceMilliseconds(GetCurrentTimestamp(), job_deadline(job));
 }
 
 bool

@@ -54,10 +54,13 @@ extern void tile_plan_make(int width, int height, int tile_size, int min_zoom, i
 						   const char *what, TilePlan *plan);
 extern int64 tile_plan_level(const TilePlan *plan, int z, int *columns, int *rows);
 
-/* tile_vips.c: libvips, in this process only, never from its threads */
+/*
+ * tile_vips.c: libvips, in the worker only; a cut runs in a thread of its
+ * own and stops when the worker is interrupted or deadline (0: none) passes
+ */
 extern void tile_vips_probe(const char *path, const char *what, TileSourceInfo *info);
 extern void tile_vips_cut(const char *path, const char *what, const char *out_dir,
-						  const char *format, const TilePlan *plan);
+						  const char *format, const TilePlan *plan, TimestampTz deadline);
 
 /* tile_build.c */
 extern bool tile_build_needed(const char *version_id, const char *env);

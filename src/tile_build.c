@@ -28,8 +28,13 @@
  * or tiles are uploaded.  Progress is committed after the cut, after each
  * zoom level and at most four times a second while tiles are uploaded;
  * each of those commits is a checkpoint where a cancel or the job's
- * timeout stops the build.  The cut itself (one libvips call) is not
- * interruptible: a cancel is noticed when it returns.
+ * timeout stops the build.  The cut itself stops within a fraction of a
+ * second on a cancel, SIGTERM or the job's timeout (tile_vips.c); a
+ * download or an upload within a second on a cancel or SIGTERM
+ * (http_client.c's progress callback).  The temporary directory goes
+ * however the build ends: an error unwinds through build(), and an exit
+ * without unwinding (SIGTERM, the postmaster's death) removes it from a
+ * before_shmem_exit callback.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +54,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -212,16 +218,48 @@ load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
 }
 
 /*
+ * The temporary directory of the build in progress ("" when none), for
+ * remove_temp_dir_at_exit: a FATAL error (SIGTERM) exits the process
+ * without unwinding through build().
+ */
+static char live_temp_dir[MAXPGPATH] = "";
+
+/* Removes the build's temporary directory, if any (an error is a WARNING). */
+static void
+remove_temp_dir(void)
+{
+	if (live_temp_dir[0] == '\0')
+		return;
+	if (!rmtree(live_temp_dir, true))
+		ereport(WARNING,
+				(errmsg("could not remove the temporary directory \"%s\" of a tile build",
+						live_temp_dir)));
+	live_temp_dir[0] = '\0';
+}
+
+static void
+remove_temp_dir_at_exit(int code, Datum arg)
+{
+	remove_temp_dir();
+}
+
+/*
  * Creates the build's temporary directory under base/pgsql_tmp, as
  * mkdtemp does: a new directory (mkdir never follows a symlink at its
  * name), under a name with a random part, so that nothing in it was put
- * there before the build.
+ * there before the build.  It is the build's until remove_temp_dir.
  */
 static char *
 make_temp_dir(void)
 {
+	static bool exit_callback = false;
 	char	   *dir = NULL;
 
+	if (!exit_callback)
+	{
+		before_shmem_exit(remove_temp_dir_at_exit, (Datum) 0);
+		exit_callback = true;
+	}
 	if (MakePGDirectory(TILE_TEMP_ROOT) != 0 && errno != EEXIST)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -237,7 +275,10 @@ make_temp_dir(void)
 		dir = psprintf("%s/%spublish_tiles.%d.%016llx", TILE_TEMP_ROOT, PG_TEMP_FILE_PREFIX,
 					   MyProcPid, (unsigned long long) random);
 		if (MakePGDirectory(dir) == 0)
+		{
+			strlcpy(live_temp_dir, dir, sizeof(live_temp_dir));
 			return dir;
+		}
 		if (errno != EEXIST)
 			break;
 	}
@@ -331,9 +372,9 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	job_txn_commit(false);
 	job_checkpoint(job);
 
-	/* the cut: one libvips call, signals held off until it returns */
+	/* the cut: libvips in a thread of its own, stopped by a cancel or SIGTERM */
 	pgstat_report_activity(STATE_RUNNING, "publish: cutting tiles");
-	tile_vips_cut(source, what, pyramid, bi->format, &plan);
+	tile_vips_cut(source, what, pyramid, bi->format, &plan, job_deadline(job));
 	res->cut_ms = ms_since(start);
 	CHECK_FOR_INTERRUPTS();
 	job_txn_begin("publish: tiles cut");
@@ -597,9 +638,7 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 		if (manifest->file != NULL)
 			fclose(manifest->file);
 		manifest->file = NULL;
-		if (!rmtree(tmpdir, true))
-			ereport(WARNING,
-					(errmsg("could not remove the temporary directory \"%s\" of a tile build", tmpdir)));
+		remove_temp_dir();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(mcxt);
