@@ -32,7 +32,9 @@
 //                          target's bucket "echo-xml-S")
 //   /echo-redirect/TAG/... answers 307 to a Location carrying the secret
 //                          as userinfo and the Authorization as a parameter
-// GET /_requests/TAG lists the requests seen under TAG, one per line.
+//   /switchable/TAG/...    as /ok, but 503 while TAG is down (below)
+// GET /_requests/TAG lists the requests seen under TAG, one per line;
+// POST /_down/TAG and POST /_up/TAG take /switchable/TAG down and up.
 'use strict';
 const http = require('http');
 
@@ -40,6 +42,7 @@ const port = Number(process.argv[2]);
 const objects = new Map();     // path -> {body, type, cache}
 const counters = new Map();    // mode/tag -> requests seen
 const seen = new Map();        // tag -> [lines]
+const down = new Set();        // tags of /switchable that answer 503
 
 // What a request carries: its Authorization, the secret in it (decoded
 // from Basic auth, or the bearer token), its session token, and the whole
@@ -99,6 +102,11 @@ http.createServer((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/plain' });
     return res.end((seen.get(tag) || []).join('\n') + '\n');
   }
+  if (mode === '_down' || mode === '_up') {
+    if (mode === '_down') down.add(tag); else down.delete(tag);
+    res.writeHead(204);
+    return res.end();
+  }
   const key = `${mode}/${tag}`;
   const n = (counters.get(key) || 0) + 1;
   counters.set(key, n);
@@ -126,7 +134,7 @@ http.createServer((req, res) => {
     }
     const m = /^fail503-(\d+)$/.exec(mode);
     const mt = /^fail503get-(\d+)$/.exec(mode);
-    let failing = m && n <= Number(m[1]);
+    let failing = (m && n <= Number(m[1])) || (mode === 'switchable' && down.has(tag));
     if (mt && req.method === 'GET' && req.url.includes('/tiles/')) {
       const nt = (counters.get(`${key}/tiles`) || 0) + 1;
       counters.set(`${key}/tiles`, nt);
@@ -134,7 +142,8 @@ http.createServer((req, res) => {
     }
     if (failing) {
       res.writeHead(503, { 'Content-Type': 'text/plain' });
-      return res.end(`Service Unavailable (request ${n} of ${(m || mt)[1]} that fail)\n`);
+      return res.end(m || mt ? `Service Unavailable (request ${n} of ${(m || mt)[1]} that fail)\n`
+                             : 'Service Unavailable (down)\n');
     }
     const path = parts.slice(3).join('/');
     const store = `${tag}/${path}`;
@@ -152,6 +161,11 @@ http.createServer((req, res) => {
       if (o.cache) h['Cache-Control'] = o.cache;
       res.writeHead(200, h);
       return res.end(req.method === 'GET' ? o.body : undefined);
+    }
+    if (req.method === 'DELETE') {
+      objects.delete(store);
+      res.writeHead(204);
+      return res.end();
     }
     res.writeHead(501, { 'Content-Type': 'text/plain' });
     res.end('Not Implemented\n');
