@@ -355,7 +355,9 @@ sub kill_workers
 	my $offset = -s $node->logfile;
 	my @pids = split /\n/,
 	  q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$db'");
-	is(kill('KILL', @pids), scalar(@pids), "$label: SIGKILL sent to the workers (@pids)");
+	# the first kill starts the crash restart, which may end the others
+	# before their own SIGKILL reaches them
+	cmp_ok(kill('KILL', @pids), '>=', 1, "$label: SIGKILL sent to the workers (@pids)");
 	for (my $i = 0; $i < 600; $i++)
 	{
 		last if substr(slurp_file($node->logfile), $offset) =~ /all server processes terminated; reinitializing.*database system is ready to accept connections/s;
