@@ -38,11 +38,14 @@ sub q1 { return $node->safe_psql($db, $_[0]); }
 
 sub storage { $http->post("$fault/_$_[0]/$tag") }
 
+# Sets a setting and waits until it is in effect ($shown: as SHOW shows it).
 sub set_conf
 {
-	my ($name, $value) = @_;
+	my ($name, $value, $shown) = @_;
+	$shown //= $value;
 	q1("ALTER SYSTEM SET $name = '$value'; SELECT pg_reload_conf()");
-	$node->poll_query_until($db, "SELECT current_setting('$name') = '$value'");
+	$node->poll_query_until($db, "SELECT current_setting('$name') = '$shown'")
+	  or diag("$name is not $shown");
 }
 
 # The version that release.json on the target names ('absent' when none).
@@ -60,6 +63,7 @@ sub live_db
 		  . " WHERE project = 'refused' AND env = 'production'), 'none')");
 }
 
+q1('CREATE EXTENSION publish');
 q1("SELECT publish.set_storage_target('production', '$fault/switchable/$tag')");
 q1(q{
 	INSERT INTO publish.projects (slug, name) VALUES ('refused', 'Refused');
@@ -120,7 +124,7 @@ like(q1("SELECT string_agg(message, ' | ' ORDER BY id) FROM publish.job_log WHER
 
 # (b) the storage stays down past publish.job_timeout: the job fails all
 # the same, saying release.json may name its version
-set_conf('publish.job_timeout', '3');
+set_conf('publish.job_timeout', '3', '3s');
 $job = switched_then_down(3);
 my $t0 = time;
 $node->poll_query_until($db, "SELECT status <> 'running' FROM publish.job_queue WHERE id = '$job'");
@@ -135,7 +139,7 @@ storage('up');
 
 # the next publish puts storage and database in agreement again
 q1("DROP TRIGGER refuse_live ON publish.live_releases");
-set_conf('publish.job_timeout', '3600');
+set_conf('publish.job_timeout', '3600', '1h');
 $job = q1("SELECT id FROM publish.publish_version('refused', 3, 'production')");
 $node->poll_query_until($db, "SELECT status = 'completed' FROM publish.job_queue WHERE id = '$job'");
 is(live_storage() . ' ' . live_db(), '3 3', 'the next publish completes: storage and publish.releases agree');
