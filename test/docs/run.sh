@@ -16,8 +16,9 @@
 #   127.0.0.1:54371, :54372, :54373   the default addresses of the WebDAV
 #                                server, s3rver and the SigV4 endpoint,
 #                                become the ones the test servers use.
-# Blocks that cannot run here (ALTER SYSTEM, AWS, a standby) are left
-# unmarked.
+# A file fails when an example fails, or when a job its examples queued did
+# not complete.  Blocks that cannot run here (ALTER SYSTEM, AWS, a standby)
+# are left unmarked.
 #
 # Usage: test/docs/run.sh WORKDIR     with PGHOST, PGPORT, PGUSER set (a
 # superuser) and the test servers' settings as PUBLISH_SERVER_S3_ENDPOINT,
@@ -119,6 +120,7 @@ for rel in README.md $(cd "$ROOT_DIR" && find docs -maxdepth 1 -name '*.md' | so
 	sed -i "${SUBST[@]}" "$out"
 	for f in "$blocks"/*.sh; do [ -e "$f" ] && sed -i "${SUBST[@]}" "$f"; done
 	examples=$((examples + n))
+	since=$(psql_docs -d "$DB" -tAc "SELECT clock_timestamp()")
 	set +e
 	DOC_ROOT=$ROOT_DIR psql_docs -d "$DB" -c "
 		CREATE FUNCTION pg_temp.doc_sh_ended(at text, rc int) RETURNS void LANGUAGE plpgsql AS \$\$
@@ -129,16 +131,33 @@ for rel in README.md $(cd "$ROOT_DIR" && find docs -maxdepth 1 -name '*.md' | so
 		END
 		\$\$" -f "$rel" >"$WORK/$rel.log" 2>&1
 	rc=$?
+	# every job the examples queued must complete: an example that shows a
+	# failed job's row is no error to psql
+	if [ "$rc" -eq 0 ]; then
+		psql_docs -d "$DB" -tA -v since="$since" >"$WORK/$rel.jobs" 2>&1 <<'SQL'
+SELECT format('%s job %s ended %s: %s', j.job_type, j.id, w.status, coalesce(w.error, ''))
+  FROM publish.jobs j, LATERAL publish.wait_job(j.id, '1 min') w
+ WHERE j.created_at >= :'since' AND w.status <> 'completed'
+ ORDER BY j.created_at;
+SQL
+		if [ -s "$WORK/$rel.jobs" ]; then rc=1; fi
+	fi
 	set -e
 	if [ "$rc" -eq 0 ]; then
 		echo "docs: $rel: $n examples ran"
 		files_ok=$((files_ok + 1))
 	else
 		echo "docs: $rel failed:"
-		grep -E '^psql:|ERROR|DETAIL|HINT' "$WORK/$rel.log" | tail -n 8 | sed 's/^/  /'
-		for log in "$blocks"/*.log; do
-			[ -s "$log" ] && { echo "  output of the sh example at line $(basename "$log" .log):"; tail -n 5 "$log" | sed 's/^/    /'; }
-		done
+		{ grep -E '^psql:|ERROR|DETAIL|HINT' "$WORK/$rel.log" || true; } | tail -n 8 | sed 's/^/  /'
+		if [ -s "$WORK/$rel.jobs" ]; then sed 's/^/  /' "$WORK/$rel.jobs"; fi
+		if [ "$rc" -ne 0 ] && [ ! -s "$WORK/$rel.jobs" ]; then
+			for log in "$blocks"/*.log; do
+				if [ -s "$log" ]; then
+					echo "  output of the sh example at line $(basename "$log" .log):"
+					tail -n 5 "$log" | sed 's/^/    /'
+				fi
+			done
+		fi
 		files_bad=$((files_bad + 1))
 	fi
 done
