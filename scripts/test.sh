@@ -8,9 +8,11 @@
 #   3. Perl TAP     test/t/*.pl         clusters of their own (dump/restore, restarts)
 #   4. browser      test/browser        the map viewer (demo/viewer) in headless
 #                   Chromium, on the sample project just published
+#   5. docs         test/docs/run.sh    every example of README.md and docs/*.md
+#                   marked <!-- doc-test -->, in order, against this cluster
 # Ends with one line: "tests: N passed, N failed".
 #
-# The storage servers are started once, before layer 2, when layer 2 or 3
+# The storage servers are started once, before layer 2, when layer 2, 3 or 5
 # runs, and stopped by their pids at the end.  pgTAP gets their settings
 # (scripts/storage-servers.sh prints them as VAR=value) as psql variables
 # (:dav_url, ...); Perl TAP as environment variables PUBLISH_SERVER_VAR
@@ -20,7 +22,7 @@
 # Usage: scripts/test.sh            (as root on a fresh Debian 12 machine)
 #        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
 #        PUBLISH_TEST_TMPDIR=DIR    where the test directory is made (default /tmp)
-#        PUBLISH_TEST_ONLY=regress|pgtap|tap|browser   to run one layer
+#        PUBLISH_TEST_ONLY=regress|pgtap|tap|browser|docs   to run one layer
 #        PUBLISH_TEST_MATCH=REGEX   only the pgTAP and Perl TAP files whose
 #                                   name matches (e.g. '^(14|30)_'), while working
 set -euo pipefail
@@ -101,10 +103,10 @@ passed=$((passed + r_ok))
 failed=$((failed + r_bad))
 fi
 
-# the storage servers, for layers 2 and 3 ---------------------------------------
+# the storage servers, for layers 2, 3 and 5 ------------------------------------
 server_sets=()	# pgTAP: --set var=value
-server_env=()	# Perl TAP: PUBLISH_SERVER_VAR=value
-if [ "$ONLY" = all ] || [ "$ONLY" = pgtap ] || [ "$ONLY" = tap ]; then
+server_env=()	# Perl TAP and docs: PUBLISH_SERVER_VAR=value
+if [ "$ONLY" = all ] || [ "$ONLY" = pgtap ] || [ "$ONLY" = tap ] || [ "$ONLY" = docs ]; then
 	while IFS= read -r line; do
 		server_sets+=(--set "$line")
 		name=${line%%=*}
@@ -212,6 +214,21 @@ SQL
 		echo "browser: viewer.test.mjs FAILED"
 		failed=$((failed + 1))
 	fi
+fi
+
+# 5. docs ---------------------------------------------------------------------
+# The examples of README.md and docs/*.md (test/docs/run.sh): one line per
+# file, then "docs: N files passed, N failed"; a file counts once.
+if [ "$ONLY" = all ] || [ "$ONLY" = docs ]; then
+	set +e
+	env "${server_env[@]}" bash "$ROOT_DIR/test/docs/run.sh" "$WORK/docs" >"$WORK/docs.out" 2>&1
+	set -e
+	cat "$WORK/docs.out"
+	d_ok=$(sed -n 's/^docs: \([0-9]*\) files passed, \([0-9]*\) failed.*/\1/p' "$WORK/docs.out")
+	d_bad=$(sed -n 's/^docs: \([0-9]*\) files passed, \([0-9]*\) failed.*/\2/p' "$WORK/docs.out")
+	if [ -z "$d_ok" ]; then d_ok=0; d_bad=1; fi	# it did not get to its summary
+	passed=$((passed + d_ok))
+	failed=$((failed + d_bad))
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -9,7 +9,7 @@
  * serves every database in which this script has run.
  *
  * SQLSTATEs raised for bad input are chosen so that a PostgREST front end
- * answers with the right HTTP status (see README, "Errors"):
+ * answers with the right HTTP status (docs/postgrest.md, "Errors and HTTP statuses"):
  *   PT404 not found -> 404, PT409 wrong state -> 409,
  *   22004/22023 malformed or NULL argument -> 400, 23514 invalid content -> 400.
  */
@@ -664,7 +664,7 @@ COMMENT ON FUNCTION publish.publish_version(text, integer, text) IS
 
 -- Tiles are built onto a storage target: the source image (the version's
 -- base_map asset) is read from env's target and the tiles land there, at
--- {env}/{slug}/builds/v{N}/tiles/ (see README, "Building tiles").
+-- {env}/{slug}/builds/v{N}/tiles/ (docs/tiles.md).
 CREATE FUNCTION publish.build_tiles(slug text, version integer, env text DEFAULT 'production')
 RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE

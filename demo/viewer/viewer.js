@@ -5,7 +5,7 @@
 //                              this page; read with fetch, so a server on
 //                              another origin must allow it (CORS)
 //
-// The tiles are an image pyramid (README, "Building tiles"): zoom z is
+// The tiles are an image pyramid (docs/tiles.md, "Which tiles exist"): zoom z is
 // 2^z x 2^z tiles of tile_size pixels, x to the right and y downwards from the
 // top-left corner, not Web Mercator.  The tileset's bounds [west, south,
 // east, north] span the whole pyramid, so the map uses a flat CRS that puts

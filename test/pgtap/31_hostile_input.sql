@@ -1,5 +1,5 @@
 -- 31_hostile_input.sql: a table of hostile calls, each refused with a clear
--- error and the right SQLSTATE (the README's table gives its HTTP status),
+-- error and the right SQLSTATE (docs/postgrest.md's table gives its HTTP status),
 -- and nothing written: no row in any table of publish, no job, no file.  A
 -- publish of the nastiest content that is allowed then proves that every
 -- path built from user data stays under the target's root.

@@ -8,7 +8,7 @@
 -- out of the body is left out of the call, so its default applies); GET
 -- /jobs?id=eq.X filters the view with the value untyped.  Each SQLSTATE is
 -- mapped to its HTTP status by PostgREST's rules (pgrst_test.http_status)
--- and checked against the README's table.
+-- and checked against the table of docs/postgrest.md.
 --
 -- Roles tap_authenticator (LOGIN NOINHERIT), tap_web_anon, tap_web_viewer
 -- (a publish_viewer), tap_web_admin (a publish_admin); schema pgrst_test;
@@ -175,7 +175,7 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgrst_test TO PUBLIC;
 \set viewer_claims '{"role":"tap_web_viewer","sub":"vera@example.com","exp":4102444800}'
 \set admin_claims '{"role":"tap_web_admin","sub":"alice@example.com","exp":4102444800}'
 SELECT count(*) AS jobs_before FROM publish.job_queue \gset
--- every (SQLSTATE, HTTP status) a request got, checked against the README
+-- every (SQLSTATE, HTTP status) a request got, checked against docs/postgrest.md
 CREATE TEMP TABLE pgrst_seen (sqlstate text, http int);
 
 -- ---------------------------------------------------------------------------
@@ -466,14 +466,15 @@ SELECT is(:r_http, 403, '... HTTP 403');
 INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 
 -- ---------------------------------------------------------------------------
--- The README's table says the same: for each SQLSTATE seen, a row of
--- "Errors and HTTP statuses" lists it with the status PostgREST gave.
+-- The documentation's table says the same: for each SQLSTATE seen, a row
+-- of docs/postgrest.md's "Errors and HTTP statuses" lists it with the
+-- status PostgREST gave.
 -- ---------------------------------------------------------------------------
 CREATE TEMP TABLE readme_rows AS
 SELECT split_part(line, '|', 3) AS codes, split_part(line, '|', 4) AS statuses
   FROM regexp_split_to_table(
-         substring(pg_read_file(:'demo_dir' || '/../README.md')
-                   FROM '## Errors and HTTP statuses(.*?)\n## '), E'\n') AS line
+         substring(pg_read_file(:'demo_dir' || '/../docs/postgrest.md')
+                   FROM '## [0-9. ]*Errors and HTTP statuses(.*?)\n## '), E'\n') AS line
  WHERE line ~ '^\| .*`[0-9A-Z]{5}`';
 CREATE TEMP TABLE readme_pairs AS
 SELECT c.code, h.status
@@ -483,9 +484,9 @@ SELECT c.code, h.status
  WHERE c.i = h.i
     OR (SELECT count(*) FROM regexp_matches(r.codes, '`([0-9A-Z]{5})`', 'g'))
        <> (SELECT count(*) FROM regexp_matches(r.statuses, '([0-9]{3})', 'g'));
-SELECT ok((SELECT count(*) FROM readme_rows) >= 10, 'the README has a table of SQLSTATEs and HTTP statuses');
+SELECT ok((SELECT count(*) FROM readme_rows) >= 10, 'docs/postgrest.md has a table of SQLSTATEs and HTTP statuses');
 SELECT is(array_agg(DISTINCT s.sqlstate || ' -> ' || s.http), NULL,
-          'every SQLSTATE a request got is in the README''s table with the HTTP status PostgREST gave')
+          'every SQLSTATE a request got is in the table of docs/postgrest.md with the HTTP status PostgREST gave')
   FROM pgrst_seen s
  WHERE s.sqlstate <> ''
    AND NOT EXISTS (SELECT 1 FROM readme_pairs p WHERE p.code = s.sqlstate AND p.status = s.http);

@@ -7,7 +7,7 @@
 --
 --   - publish._tile_plan (the worker's plan code, granted to no one) for
 --     every zoom range 0-30 of sources 1 x 1 to 8192 x 8192, tiles of 256 and
---     512 px, checked against the arithmetic of README's "Building tiles"
+--     512 px, checked against the arithmetic of docs/tiles.md, "Which tiles exist"
 --     done here in numeric;
 --   - a SIGFPE sent to a worker between two storage attempts;
 --   - real builds of the ranges that used to divide by zero, three rounds;
@@ -72,7 +72,7 @@ SELECT w, h, t, lo, hi
        generate_series(0, 30) AS lo, generate_series(0, 30) AS hi
  WHERE lo <= hi;
 
--- What README says, in numeric: the image is scaled up by the smallest 2^s
+-- What docs/tiles.md says, in numeric: the image is scaled up by the smallest 2^s
 -- that takes its own zoom (the smallest z whose 2^z tiles cover its larger
 -- side m) to hi, that is m * 2^s > t * 2^(hi-1); the top level is at its
 -- own zoom; level z has ceil(W / (t * 2^(top-z))) columns, as many rows of
@@ -134,7 +134,7 @@ SELECT is((SELECT array_agg(format('%s x %s, %s px, zooms %s-%s at %s: %s %s, %s
                                    w, h, t, lo, hi, max_tiles, state, levels, want))
              FROM (SELECT * FROM compared
                     WHERE state <> want OR (state = 'ok' AND levels <> want_levels) LIMIT 5) AS bad),
-          NULL, 'every plan has the levels README''s arithmetic gives, and every refusal the reason it gives');
+          NULL, 'every plan has the levels the documented arithmetic gives, and every refusal the reason it gives');
 SELECT ok(count(*) FILTER (WHERE state = 'ok' AND max_tiles = 2147483647 AND (levels->-1->>3)::bigint > 1000000000) > 0
           AND count(*) FILTER (WHERE state = '22023' AND max_tiles = 1000000) > 0,
           'some plans have over a billion tiles, and some too large a top level under the default limit (the test reaches every branch)')

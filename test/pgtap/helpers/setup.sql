@@ -778,7 +778,7 @@ $$;
 
 -- The tiles an image of width x height cuts into at each zoom of a pyramid
 -- whose top zoom is max_zoom: ceil(w / (tile_size * 2^(max_zoom - z))) columns
--- by as many rows of the height (README, "Building tiles").
+-- by as many rows of the height (docs/tiles.md, "Which tiles exist").
 CREATE FUNCTION test_helpers.expected_tiles(width int, height int, tile_size int, max_zoom int)
 RETURNS TABLE (z int, n bigint)
 LANGUAGE sql IMMUTABLE STRICT
