@@ -7,7 +7,11 @@
 
 EXTENSION    = publish
 MODULE_big   = publish
-OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+# src/ holds the module's entry points; each folder one concern
+# (docs/architecture.md)
+SRC_DIRS     = src src/bgw src/jobs src/tile src/release src/queue \
+               src/storage src/net src/ipc src/util
+OBJS         = $(patsubst %.c,%.o,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c)))
 DATA         = $(wildcard sql/publish--*.sql)
 PGFILEDESC   = "publish - publish map project versions to storage"
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
@@ -24,4 +28,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on the shared headers (struct layouts must agree)
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.h))

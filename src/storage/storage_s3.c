@@ -34,8 +34,8 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "storage.h"
-#include "http_client.h"
+#include "storage/storage.h"
+#include "net/http_client.h"
 
 #include <json-c/json.h>
 

@@ -57,8 +57,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "tile_publish.h"
-#include "http_client.h"
+#include "tile/tile_publish.h"
+#include "net/http_client.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"

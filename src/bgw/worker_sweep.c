@@ -66,7 +66,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "job.h"
+#include "queue/job.h"
 
 #include "utils/timestamp.h"
 

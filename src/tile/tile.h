@@ -12,8 +12,8 @@
 
 #include "postgres.h"
 
-#include "job.h"
-#include "storage.h"
+#include "queue/job.h"
+#include "storage/storage.h"
 
 /*
  * Most pixels a side of an image libvips makes (its VIPS_MAX_COORD;

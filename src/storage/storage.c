@@ -7,9 +7,9 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "storage.h"
-#include "http_client.h"
-#include "redact.h"
+#include "storage/storage.h"
+#include "net/http_client.h"
+#include "net/redact.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -38,7 +38,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "redact.h"
+#include "net/redact.h"
 
 #include "catalog/pg_collation.h"
 #include "common/base64.h"

@@ -33,10 +33,10 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "job.h"
-#include "storage.h"
-#include "tile.h"
-#include "tile_publish.h"
+#include "queue/job.h"
+#include "storage/storage.h"
+#include "tile/tile.h"
+#include "tile/tile_publish.h"
 
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"

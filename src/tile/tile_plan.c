@@ -20,7 +20,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "tile.h"
+#include "tile/tile.h"
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"

@@ -12,7 +12,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "storage.h"
+#include "storage/storage.h"
 
 #include "executor/spi.h"
 #include "fmgr.h"

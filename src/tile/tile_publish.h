@@ -10,8 +10,8 @@
 #define PUBLISH_TILE_PUBLISH_H
 
 #include "publish.h"
-#include "job.h"
-#include "storage.h"
+#include "queue/job.h"
+#include "storage/storage.h"
 
 /* One tile of the manifest, as step 4 holds it: one window of them at a time. */
 typedef struct TileEntry

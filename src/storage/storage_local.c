@@ -39,7 +39,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "storage.h"
+#include "storage/storage.h"
 
 #include <dirent.h>
 #include <fcntl.h>

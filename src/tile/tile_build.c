@@ -39,10 +39,10 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "job.h"
-#include "storage.h"
-#include "tile.h"
-#include "tile_publish.h"
+#include "queue/job.h"
+#include "storage/storage.h"
+#include "tile/tile.h"
+#include "tile/tile_publish.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

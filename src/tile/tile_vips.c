@@ -51,7 +51,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "tile.h"
+#include "tile/tile.h"
 
 #include <math.h>
 #include <pthread.h>

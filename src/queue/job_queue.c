@@ -26,7 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "job.h"
+#include "queue/job.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"

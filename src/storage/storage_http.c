@@ -26,8 +26,8 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "storage.h"
-#include "http_client.h"
+#include "storage/storage.h"
+#include "net/http_client.h"
 
 #include "common/hashfn.h"
 #include "miscadmin.h"

@@ -42,8 +42,8 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "job.h"
-#include "tile.h"
+#include "queue/job.h"
+#include "tile/tile.h"
 
 #include <signal.h>
 

@@ -44,8 +44,8 @@
  *-------------------------------------------------------------------------
  */
 #include "publish.h"
-#include "http_client.h"
-#include "redact.h"
+#include "net/http_client.h"
+#include "net/redact.h"
 
 #include <curl/curl.h>
 #include <unistd.h>
