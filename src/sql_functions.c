@@ -17,7 +17,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -30,6 +31,10 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
+
+#include "publish.h"
+#include "ipc/ipc.h"
+#include "release/release.h"
 
 PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
 PG_FUNCTION_INFO_V1(publish_wake_worker_on_queued);

@@ -23,7 +23,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -43,6 +44,10 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+
+#include "publish.h"
+#include "bgw/bgw.h"
+#include "ipc/ipc.h"
 
 typedef struct LauncherDb
 {

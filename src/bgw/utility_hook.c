@@ -22,7 +22,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -30,6 +31,10 @@
 #include "nodes/parsenodes.h"
 #include "storage/ipc.h"
 #include "tcop/utility.h"
+
+#include "publish.h"
+#include "bgw/bgw.h"
+#include "ipc/ipc.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 

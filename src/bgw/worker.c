@@ -41,9 +41,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "queue/job.h"
-#include "tile/tile.h"
+
+#include "postgres.h"
 
 #include <signal.h>
 
@@ -66,6 +65,13 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "publish.h"
+#include "bgw/bgw.h"
+#include "ipc/ipc.h"
+#include "jobs/jobs.h"
+#include "queue/queue.h"
+#include "util/util.h"
+
 /* a job whose memory context grew past this hands its heap back after it */
 #define BIG_JOB_BYTES	(8 * 1024 * 1024)
 
@@ -80,12 +86,6 @@ static Oid	worker_dboid = InvalidOid;
 static TimestampTz last_sweep = 0;
 static int	worker_number = 0;
 static bool found_extension = false;	/* told the launcher it is here */
-
-/* The job types: what the job_type of a row runs. */
-static const JobType job_types[] = {
-	{"publish", publish_job_run, publish_job_undo},
-	{"build_tiles", tile_build_job_run, NULL},
-};
 
 static void
 worker_exit_callback(int code, Datum arg)
@@ -123,12 +123,14 @@ worker_sigint(SIGNAL_ARGS)
 		StatementCancelHandler(postgres_signal_arg);
 }
 
+/* The job's type (jobs/job_types.c), or an error. */
 static const JobType *
 job_type_of(PublishJob *job)
 {
-	for (int i = 0; i < lengthof(job_types); i++)
-		if (strcmp(job_types[i].name, job->job_type) == 0)
-			return &job_types[i];
+	const JobType *type = job_type_find(job->job_type);
+
+	if (type != NULL)
+		return type;
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("job type \"%s\" is not supported by this version of publish",

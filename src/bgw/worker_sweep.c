@@ -65,10 +65,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "queue/job.h"
+
+#include "postgres.h"
 
 #include "utils/timestamp.h"
+
+#include "publish.h"
+#include "bgw/bgw.h"
+#include "ipc/ipc.h"
 
 static bool known = false;		/* a full sweep has run since start/reload */
 static TimestampTz last_full;	/* when it ran */

@@ -23,7 +23,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include <signal.h>
 
@@ -34,6 +35,9 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+
+#include "publish.h"
+#include "ipc/ipc.h"
 
 #define PUBLISH_MAX_DATABASES	256
 

@@ -28,12 +28,16 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "access/xact.h"
 #include <signal.h>
 
 #include "miscadmin.h"
+
+#include "publish.h"
+#include "ipc/ipc.h"
 
 static bool callback_registered = false;
 static enum

@@ -27,16 +27,13 @@
  * (job_mark_switched); the version and publish.releases change only in the
  * job's final, durable transaction.  Any failure in between (an error, a
  * failed commit, a cancel, a timeout) puts the live release back
- * (publish_job_undo) before the job is recorded failed; a crash leaves the
+ * (publish_undo) before the job is recorded failed; a crash leaves the
  * job to its next attempt, which does the same or completes.
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "queue/job.h"
-#include "storage/storage.h"
-#include "tile/tile.h"
-#include "tile/tile_publish.h"
+
+#include "postgres.h"
 
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -47,6 +44,14 @@
 #include "utils/json.h"
 #include "utils/uuid.h"
 #include "utils/timestamp.h"
+
+#include "publish.h"
+#include "jobs/jobs.h"
+#include "queue/queue.h"
+#include "release/release.h"
+#include "storage/storage.h"
+#include "tile/tile.h"
+#include "util/util.h"
 
 
 /* The publish time of this attempt, as ISO 8601 UTC text (caller in a transaction). */
@@ -193,8 +198,8 @@ publish_result(ReleaseInput *in, ReleaseDoc *doc, const char *release_url,
  * back what its final transaction records (worker.c), or throws.
  * Everything is allocated in mcxt, reset after the job.
  */
-void
-publish_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
+static void
+publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 {
 	StorageTarget *target;
 	ReleaseInput *in;
@@ -262,7 +267,7 @@ publish_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	 */
 	if (build_first)
 	{
-		tile_build_for_publish(job, target, 50, 75);
+		tile_build(job, target, 50, 75, NULL, CurrentMemoryContext);
 		job_txn_begin("publish: describing the built tiles");
 		check_version_publishable(job->version_id);
 		in = load_release(job, published_at, false, mcxt, &doc, &manifest);
@@ -284,7 +289,7 @@ publish_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	 * link to it, no second write), made durable; then the final
 	 * transaction records the version published (publish_record_release)
 	 * and the job completed.  A failure from the mark on puts the live
-	 * release back (publish_job_undo).
+	 * release back (publish_undo).
 	 */
 	job_txn_begin("publish: tiles done");
 	check_version_publishable(job->version_id);
@@ -323,8 +328,8 @@ publish_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
  * fails.  The job still runs, first in its project and environment's
  * line, so nothing else publishes there meanwhile.
  */
-void
-publish_job_undo(PublishJob *job, MemoryContext mcxt)
+static void
+publish_undo(PublishJob *job, MemoryContext mcxt)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {UUIDOID};
@@ -369,3 +374,9 @@ publish_job_undo(PublishJob *job, MemoryContext mcxt)
 	MemoryContextSwitchTo(mcxt);
 	job->switched = false;
 }
+
+const JobType job_type_publish = {
+	.name = "publish",
+	.run = publish_run,
+	.undo = publish_undo,
+};

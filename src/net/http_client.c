@@ -43,9 +43,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "net/http_client.h"
-#include "net/redact.h"
+
+#include "postgres.h"
 
 #include <curl/curl.h>
 #include <unistd.h>
@@ -61,6 +60,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "util/util.h"
 
 static bool curl_ready = false;
 static CURLSH *curl_share = NULL;
@@ -120,7 +123,7 @@ http_header(List *headers, const char *name, const char *value)
 	return lappend(headers, psprintf("%s: %s", name, value));
 }
 
-/* See http_client.h. */
+/* See net.h. */
 char *
 http_encode_path(const char *key)
 {
@@ -492,7 +495,7 @@ http_attempt(HttpRequest *req, HttpResponse *resp)
 	PG_END_TRY();
 }
 
-/* See http_client.h. */
+/* See net.h. */
 bool
 http_ok(HttpResponse *resp)
 {
@@ -572,7 +575,7 @@ announce_retry(HttpRequest *req, HttpResponse *resp, int attempt, int max_attemp
 						   http_failure_text(req, resp), delay / 1000.0));
 }
 
-/* See http_client.h. */
+/* See net.h. */
 HttpResponse *
 http_perform(HttpRequest *req)
 {
@@ -629,7 +632,7 @@ struct HttpMulti
 	HttpSlot   *slots;
 };
 
-/* See http_client.h. */
+/* See net.h. */
 HttpMulti *
 http_multi_begin(int max_parallel)
 {
@@ -648,7 +651,7 @@ http_multi_begin(int max_parallel)
 	return m;
 }
 
-/* See http_client.h. */
+/* See net.h. */
 void
 http_multi_end(HttpMulti *m)
 {
@@ -675,14 +678,14 @@ http_multi_end(HttpMulti *m)
 	m->multi = NULL;
 }
 
-/* See http_client.h. */
+/* See net.h. */
 bool
 http_multi_full(HttpMulti *m)
 {
 	return m->busy >= m->nslots;
 }
 
-/* See http_client.h. */
+/* See net.h. */
 bool
 http_multi_idle(HttpMulti *m)
 {
@@ -722,7 +725,7 @@ slot_start(HttpMulti *m, HttpSlot *s)
 	s->in_multi = true;
 }
 
-/* See http_client.h. */
+/* See net.h. */
 void
 http_multi_add(HttpMulti *m, HttpRequest *req, void *tag)
 {
@@ -762,7 +765,7 @@ slot_return(HttpMulti *m, HttpSlot *s, HttpRequest **req, HttpResponse **resp, v
 	m->busy--;
 }
 
-/* See http_client.h. */
+/* See net.h. */
 bool
 http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse **resp, void **tag)
 {
@@ -863,7 +866,7 @@ http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse *
 	}
 }
 
-/* See http_client.h. */
+/* See net.h. */
 char *
 http_xml_element(const char *body, const char *tag)
 {
@@ -881,7 +884,7 @@ http_xml_element(const char *body, const char *tag)
 	return pnstrdup(start, Min(end - start, 300));
 }
 
-/* See http_client.h. */
+/* See net.h. */
 char *
 http_s3_error_code(HttpResponse *resp)
 {
@@ -1060,7 +1063,7 @@ failure_words(Redactor *r, HttpResponse *resp)
 	}
 }
 
-/* See http_client.h. */
+/* See net.h. */
 char *
 http_failure_text(HttpRequest *req, HttpResponse *resp)
 {
@@ -1082,7 +1085,7 @@ http_failure_text(HttpRequest *req, HttpResponse *resp)
 	return text;
 }
 
-/* See http_client.h. */
+/* See net.h. */
 void
 http_response_forget(HttpResponse *resp)
 {

@@ -37,8 +37,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "net/redact.h"
+
+#include "postgres.h"
 
 #include "catalog/pg_collation.h"
 #include "common/base64.h"
@@ -47,6 +47,9 @@
 #include "mb/pg_wchar.h"
 #include "utils/formatting.h"
 #include "utils/memutils.h"
+
+#include "publish.h"
+#include "net/net.h"
 
 struct Redactor
 {
@@ -170,7 +173,7 @@ add_secret(Redactor *r, const char *secret)
 	}
 }
 
-/* See redact.h. */
+/* See net.h. */
 Redactor *
 redact_begin(const char *username, const char *password, const char *bearer,
 			 const char *session_token)
@@ -194,7 +197,7 @@ redact_begin(const char *username, const char *password, const char *bearer,
 	return r;
 }
 
-/* See redact.h. */
+/* See net.h. */
 void
 redact_end(Redactor *r)
 {
@@ -205,7 +208,7 @@ redact_end(Redactor *r)
 	MemoryContextDelete(r->cxt);
 }
 
-/* See redact.h. */
+/* See net.h. */
 void
 redact_wipe(char *s)
 {
@@ -497,7 +500,7 @@ view_decode(ViewKind kind, const char *t, size_t len, View *v, char *dec)
 	}
 }
 
-/* See redact.h. */
+/* See net.h. */
 char *
 redact_text(Redactor *r, const char *text, size_t len, bool cut)
 {

@@ -18,7 +18,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "access/htup_details.h"
 #include "commands/async.h"
@@ -29,6 +30,9 @@
 #include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/rel.h"
+
+#include "publish.h"
+#include "queue/queue.h"
 
 #define JOB_CHANNEL "publish_jobs"
 

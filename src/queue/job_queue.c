@@ -25,8 +25,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "queue/job.h"
+
+#include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -44,6 +44,11 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+
+#include "publish.h"
+#include "ipc/ipc.h"
+#include "queue/queue.h"
+#include "util/util.h"
 
 #define PURGE_BATCH_SIZE	500
 

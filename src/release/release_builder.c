@@ -38,11 +38,15 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include <json-c/json.h>
 
 #include "lib/stringinfo.h"
+
+#include "publish.h"
+#include "release/release.h"
 
 #define RELEASE_SCHEMA_VERSION 1
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)

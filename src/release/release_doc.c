@@ -23,7 +23,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -31,6 +32,10 @@
 
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+
+#include "publish.h"
+#include "release/release.h"
+#include "util/util.h"
 
 #define RELEASE_DOC_SMALL	(64 * 1024)
 #define RELEASE_DOC_INITIAL	(1024 * 1024)	/* the mapping's first size */

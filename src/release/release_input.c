@@ -24,7 +24,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "access/detoast.h"
 #include "catalog/pg_type.h"
@@ -34,6 +35,10 @@
 #include "utils/memutils.h"
 
 #include "utils/builtins.h"
+
+#include "publish.h"
+#include "release/release.h"
+#include "util/util.h"
 
 /*
  * Overlays fetched from the cursor at a time: enough to make the cost of a

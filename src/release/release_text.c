@@ -25,11 +25,15 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
+
+#include "publish.h"
+#include "release/release.h"
 
 /* the longest run of a string appended at once */
 #define STRING_RUN	8192

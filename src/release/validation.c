@@ -29,7 +29,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include <math.h>
 
@@ -38,6 +39,9 @@
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+
+#include "publish.h"
+#include "release/release.h"
 
 #define MAX_REPORTED_PROBLEMS 100
 #define MAX_COORDINATE 1e15

@@ -6,10 +6,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "storage/storage.h"
-#include "net/http_client.h"
-#include "net/redact.h"
+
+#include "postgres.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -20,6 +18,11 @@
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "storage/storage.h"
+#include "util/util.h"
 
 static const StorageBackend *const backends[] = {
 	&storage_local_backend,

@@ -22,7 +22,7 @@
 #ifndef PUBLISH_STORAGE_H
 #define PUBLISH_STORAGE_H
 
-#include "postgres.h"
+#include <stdio.h>
 
 typedef struct StorageBackend StorageBackend;
 

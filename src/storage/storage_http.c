@@ -25,13 +25,17 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "storage/storage.h"
-#include "net/http_client.h"
+
+#include "postgres.h"
 
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "storage/storage.h"
+#include "util/util.h"
 
 /*
  * A set of collection keys (strings), so that a pyramid of many thousand

@@ -38,8 +38,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "storage/storage.h"
+
+#include "postgres.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -48,10 +48,15 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+
+#include "publish.h"
+#include "storage/storage.h"
+#include "util/util.h"
 
 /*
  * Calls that only some systems have, each with a portable fallback:

@@ -33,13 +33,17 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "storage/storage.h"
-#include "net/http_client.h"
+
+#include "postgres.h"
 
 #include <json-c/json.h>
 
 #include "lib/stringinfo.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "storage/storage.h"
+#include "util/util.h"
 
 
 typedef struct S3Target

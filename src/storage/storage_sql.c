@@ -11,13 +11,16 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "storage/storage.h"
+
+#include "postgres.h"
 
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+
+#include "publish.h"
+#include "storage/storage.h"
 
 PG_FUNCTION_INFO_V1(publish_storage_put);
 

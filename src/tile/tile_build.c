@@ -38,11 +38,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "queue/job.h"
-#include "storage/storage.h"
-#include "tile/tile.h"
-#include "tile/tile_publish.h"
+
+#include "postgres.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -60,6 +57,12 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+
+#include "publish.h"
+#include "queue/queue.h"
+#include "storage/storage.h"
+#include "tile/tile.h"
+#include "util/util.h"
 
 #define TILE_PROGRESS_INTERVAL_MS	250
 #define TILE_TEMP_ROOT	"base/" PG_TEMP_FILES_DIR
@@ -581,14 +584,13 @@ result_json(TileBuildInput *bi, TileBuildResult *res)
 }
 
 /*
- * A whole build: read what it needs, do the I/O in a temporary directory
- * (removed however it ends, with the manifest file spooled there), then
- * the manifest.  A build_tiles job (outcome) hands back its result; a
- * publish job's build records a step at progress_to.
+ * A whole build (see tile.h): read what it needs, do the I/O in a
+ * temporary directory (removed however it ends, with the manifest file
+ * spooled there), then the manifest.
  */
-static void
-build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress_to,
-	  JobOutcome *outcome, MemoryContext mcxt)
+void
+tile_build(PublishJob *job, StorageTarget *target_in, int progress_from,
+		   int progress_to, JobOutcome *outcome, MemoryContext mcxt)
 {
 	char	   *volatile message = NULL;
 	TimestampTz start = GetCurrentTimestamp();
@@ -642,26 +644,4 @@ build(PublishJob *job, StorageTarget *target_in, int progress_from, int progress
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(mcxt);
-}
-
-/* Runs a build_tiles job, or throws (worker.c records its end). */
-void
-tile_build_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
-{
-	if (job->version_id == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
-				 errmsg("the version was deleted before the job started")));
-	build(job, NULL, 0, 99, outcome, mcxt);
-}
-
-/*
- * A publish job's build of the tiles it needs (see tile_build_needed),
- * with progress from progress_from to progress_to.
- */
-void
-tile_build_for_publish(PublishJob *job, StorageTarget *target,
-					   int progress_from, int progress_to)
-{
-	build(job, target, progress_from, progress_to, NULL, CurrentMemoryContext);
 }

@@ -19,12 +19,15 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "tile/tile.h"
+
+#include "postgres.h"
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/fmgrprotos.h"
+
+#include "publish.h"
+#include "tile/tile.h"
 
 PG_FUNCTION_INFO_V1(publish_tile_plan);
 

@@ -57,8 +57,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "tile/tile_publish.h"
-#include "net/http_client.h"
+
+#include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -67,6 +67,13 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "queue/queue.h"
+#include "storage/storage.h"
+#include "tile/tile.h"
+#include "util/util.h"
 
 #define TILES_LAST_PCT		79	/* 80 is the end of step 4 */
 #define PROGRESS_EVERY_MS	250
@@ -131,7 +138,7 @@ typedef struct TileRun
  */
 #define ROW_HASH "hash_record_extended(ROW(z, x, y, byte_size, sha256, md5), 0)"
 
-/* See tile_publish.h. */
+/* See tile.h. */
 void
 tile_manifest_summarize(const char *tileset_id, TileManifest *m, MemoryContext mcxt)
 {
@@ -260,7 +267,7 @@ manifest_check_unchanged(TileRun *run)
 			 errhint("Publish the version again once its tiles are built; release.json was not switched.")));
 }
 
-/* See tile_publish.h. */
+/* See tile.h. */
 const char *
 tile_content_type(const char *format)
 {
@@ -635,7 +642,7 @@ tiles_in_parallel(TileRun *run)
 	MemoryContextDelete(runcxt);
 }
 
-/* See tile_publish.h. */
+/* See tile.h. */
 void
 tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 			 const TileManifest *m, int first_pct, TileCounts *counts)

@@ -50,8 +50,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
-#include "tile/tile.h"
+
+#include "postgres.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -65,6 +65,9 @@
 #include "storage/procsignal.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
+
+#include "publish.h"
+#include "tile/tile.h"
 
 StaticAssertDecl(TILE_MAX_SIDE == VIPS_MAX_COORD,
 				 "TILE_MAX_SIDE must be libvips' VIPS_MAX_COORD");

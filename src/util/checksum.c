@@ -12,7 +12,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -23,6 +24,8 @@
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/resowner.h"
+
+#include "util/util.h"
 
 #define CHECKSUM_IO_CHUNK	65536
 

@@ -13,10 +13,13 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "executor/spi.h"
 #include "utils/memutils.h"
+
+#include "util/util.h"
 
 /*
  * Text of column col of a row of SPI_tuptable, copied into mcxt (so it

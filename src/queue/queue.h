@@ -1,18 +1,23 @@
 /*-------------------------------------------------------------------------
  *
- * job.h
- *	  A job as the worker sees it, the job types, and the job queue's
- *	  operations (job_queue.c).
+ * queue.h
+ *	  The job queue as the workers use it (job_queue.c): a short
+ *	  transaction's begin and commit, claim, progress and log lines,
+ *	  cancel and timeout checkpoints, the end of a job, recovery after a
+ *	  crash, the deletion of old jobs, and the test pause points; and the
+ *	  queue's NOTIFY trigger (job_notify.c).
  *
- * A worker claims one job, runs it through its type's run function, and
- * records how it ended in a durable transaction of its own (worker.c).
- * Only the queue writes a job's row: its progress and log while it runs,
- * and completed, failed or cancelled at its end.
+ * Contract: only this folder writes a job's row.  The functions say
+ * whether they run inside a transaction opened with job_txn_begin or open
+ * a short one of their own; none holds a transaction or a lock across a
+ * job's file or network I/O.  Progress and log commits are asynchronous,
+ * claims, switches and ends durable.  The job types (jobs/), tile/ and the
+ * worker loop (bgw/) call it; it calls only ipc/, util/ and the settings.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef PUBLISH_JOB_H
-#define PUBLISH_JOB_H
+#ifndef PUBLISH_QUEUE_H
+#define PUBLISH_QUEUE_H
 
 #include "datatype/timestamp.h"
 
@@ -43,26 +48,14 @@ typedef struct JobOutcome
 	void	   *record_arg;
 } JobOutcome;
 
-/*
- * A job type: run does the work outside any transaction (opening short
- * ones of its own) and fills the outcome, or throws.  undo, called after a
- * failure of a job that switched (PublishJob.switched), puts the storage
- * back as publish.releases says it is; it throws when it cannot.
- */
-typedef struct JobType
-{
-	const char *name;
-	void		(*run) (PublishJob *job, JobOutcome *outcome, MemoryContext mcxt);
-	void		(*undo) (PublishJob *job, MemoryContext mcxt);
-} JobType;
-
 /* What a sweep found (job_sweep_needed), for the worker and the sweep gate. */
 typedef struct SweepFindings
 {
 	bool		queue_busy;		/* jobs queued or running */
 	bool		prepared;		/* prepared transactions in this database */
 	bool		purge_due;		/* finished jobs past publish.job_retention */
-	TimestampTz purge_at;		/* when the oldest finished job will be; DT_NOEND: never */
+	TimestampTz purge_at;		/* when the oldest finished job will be;
+								 * DT_NOEND: never */
 } SweepFindings;
 
 /* A short transaction with SPI connected and a snapshot pushed. */
@@ -84,7 +77,8 @@ extern void job_step(PublishJob *job, const char *activity, int progress,
 extern void job_progress(PublishJob *job, int progress);
 extern void job_checkpoint(PublishJob *job);
 extern void job_record_completed(PublishJob *job, const JobOutcome *outcome);
-extern bool job_record_end(PublishJob *job, const char *status, const char *error);
+extern bool job_record_end(PublishJob *job, const char *status,
+						   const char *error);
 extern bool job_cancel_was_requested(PublishJob *job);
 extern void job_purge_expired(void);
 
@@ -97,7 +91,10 @@ extern void job_purge_expired(void);
  */
 extern void job_pause_point(const char *point);
 
-/* A storage target's warn callback (arg: the PublishJob): a warn line, at once. */
+/*
+ * A storage target's warn callback (arg: the PublishJob): a warn line of
+ * the job, committed at once; a checkpoint.
+ */
 extern void job_storage_warning(void *arg, const char *message);
 
 extern TimestampTz job_deadline(PublishJob *job);
@@ -105,14 +102,4 @@ extern bool job_deadline_passed(PublishJob *job);
 extern void job_forget_current(void);
 extern ErrorData *job_catch_error(MemoryContext mcxt);
 
-/* worker_sweep.c: may a timed sweep be skipped, and how long to sleep */
-extern bool worker_sweep_gate(Oid dboid);
-extern void worker_sweep_record(const SweepFindings *found);
-extern void worker_sweep_forget(void);
-extern long worker_sweep_timeout(Oid dboid);
-
-/* the job types */
-extern void publish_job_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt);
-extern void publish_job_undo(PublishJob *job, MemoryContext mcxt);
-
-#endif							/* PUBLISH_JOB_H */
+#endif							/* PUBLISH_QUEUE_H */

@@ -1,15 +1,25 @@
 /*-------------------------------------------------------------------------
  *
- * http_client.h
+ * net.h
  *	  HTTP requests through libcurl, with retries, one at a time or many in
- *	  parallel; used by the http(s):// and s3:// storage backends.
+ *	  parallel (http_client.c), and the masking of a request's secrets in
+ *	  any text a server or libcurl wrote (redact.c).
+ *
+ * Contract: the bottom of the extension; only storage/ calls it, and it
+ * calls only util/ and the settings.  Nothing here opens a transaction or
+ * needs one; no function may be called with one open in the worker, since
+ * a request may wait seconds between retries.  A request reports its
+ * retries through its own warn callback and notices a cancel or SIGTERM
+ * by itself (the progress callback reads the interrupt flags), so a
+ * transfer needs nothing from the layers above.  No text this module makes
+ * contains a secret of the request (see redact_text).
  *
  *-------------------------------------------------------------------------
  */
-#ifndef PUBLISH_HTTP_CLIENT_H
-#define PUBLISH_HTTP_CLIENT_H
+#ifndef PUBLISH_NET_H
+#define PUBLISH_NET_H
 
-#include "postgres.h"
+#include <stdio.h>
 
 #include "nodes/pg_list.h"
 
@@ -100,7 +110,7 @@ extern bool http_ok(HttpResponse *resp);
  * error code and message, or the title / first line of the body, each
  * bounded and printable.  Never contains any form of the request's
  * password, token or session token, nor an echoed Authorization header
- * (redact.h).
+ * (redact_text).
  */
 extern char *http_failure_text(HttpRequest *req, HttpResponse *resp);
 
@@ -122,4 +132,42 @@ extern char *http_encode_path(const char *key);
 
 extern List *http_header(List *headers, const char *name, const char *value);
 
-#endif							/* PUBLISH_HTTP_CLIENT_H */
+/* redact.c */
+
+/*
+ * Masking a request's secrets in text that a server or libcurl wrote,
+ * before the text goes into an error, a job's log or the server log.
+ *
+ * redact_begin collects every form of the secrets it is given;
+ * redact_text returns a copy of a text in which each of them, and whatever
+ * follows an Authorization, a security token, "Basic ", "Bearer " or a
+ * SigV4 "Signature=", is replaced by REDACT_MARKER; redact_end wipes the
+ * forms from memory.  Call redact_end on every path (PG_FINALLY).
+ */
+#define REDACT_MARKER	"[redacted]"
+
+typedef struct Redactor Redactor;
+
+/*
+ * The forms of password (or S3 secret key), bearer token and session
+ * token, each optional, and of username:password as in Basic auth.  The
+ * forms live in a memory context of their own, under the current one.
+ */
+extern Redactor *redact_begin(const char *username, const char *password,
+							  const char *bearer, const char *session_token);
+
+/*
+ * A palloc'd, NUL-terminated copy of text[0..len) with every secret form
+ * masked, also where the text percent-encodes, entity-encodes or
+ * backslash-escapes it.  With cut, the text may have been cut short, so
+ * a tail that begins a secret form is masked too.
+ */
+extern char *redact_text(Redactor *r, const char *text, size_t len, bool cut);
+
+/* Wipes and frees the forms; r may be NULL. */
+extern void redact_end(Redactor *r);
+
+/* Overwrites the string s (may be NULL) with zeros, as far as its NUL. */
+extern void redact_wipe(char *s);
+
+#endif							/* PUBLISH_NET_H */
