@@ -23,7 +23,8 @@
  * names other CAs), SIGALRM left alone (CURLOPT_NOSIGNAL).  Credentials go
  * through CURLOPT_USERNAME/PASSWORD or the bearer option, never in a URL.
  * Error texts are built from the status, libcurl's message and the fields
- * parsed out of a body (S3's Code and Message, an HTML title, else its
+ * parsed out of a body (the code and message of a service's error
+ * document, which the storage backend parses; an HTML title; else its
  * first line), each bounded, made printable and masked of every form of
  * the request's secrets (redact.c), since a server may echo the request;
  * what a failed attempt received is wiped once it is in words.
@@ -884,15 +885,6 @@ http_xml_element(const char *body, const char *tag)
 	return pnstrdup(start, Min(end - start, 300));
 }
 
-/* See net.h. */
-char *
-http_s3_error_code(HttpResponse *resp)
-{
-	if (resp->body == NULL || strstr(resp->body, "<Error>") == NULL)
-		return NULL;
-	return http_xml_element(resp->body, "Code");
-}
-
 /* Bytes of a body read for an error's words; characters shown of one piece of them. */
 #define FAILURE_BODY_BYTES	HTTP_BODY_KEEP
 #define FAILURE_PIECE_CHARS	200
@@ -986,15 +978,17 @@ body_summary(Redactor *r, const char *body)
 
 /*
  * http_failure_text's words, every piece masked by r.  No byte of the
- * body is used but the fields parsed out of it: S3's Code and Message,
- * an HTML title, or else its first line.
+ * body is used but the fields parsed out of it: the code and message of
+ * the service's error document (req->error_fields), an HTML title, or
+ * else its first line.
  */
 static char *
-failure_words(Redactor *r, HttpResponse *resp)
+failure_words(Redactor *r, HttpRequest *req, HttpResponse *resp)
 {
 	char	   *status;
 	char	   *body = NULL;
 	char	   *code = NULL;
+	char	   *message = NULL;
 
 	if (resp->curl_code != CURLE_OK)
 	{
@@ -1041,12 +1035,9 @@ failure_words(Redactor *r, HttpResponse *resp)
 		body = redact_text(r, resp->body, n,
 						   n < resp->body_len || resp->body_bytes > (int64) resp->body_len);
 	}
-	if (body != NULL && strstr(body, "<Error>") != NULL)
-		code = http_xml_element(body, "Code");
-	if (code != NULL)
+	if (body != NULL && req->error_fields != NULL &&
+		req->error_fields(body, &code, &message) && code != NULL)
 	{
-		char	   *message = http_xml_element(body, "Message");
-
 		code = piece(r, code, strlen(code), false, 64);
 		return message ? psprintf("%s: %s — %s", status, code,
 								  piece(r, message, strlen(message), false, FAILURE_PIECE_CHARS))
@@ -1073,7 +1064,7 @@ http_failure_text(HttpRequest *req, HttpResponse *resp)
 	PG_TRY();
 	{
 		r = redact_begin(req->username, req->password, req->bearer, req->session_token);
-		text = failure_words(r, resp);
+		text = failure_words(r, req, resp);
 		/* once more, whole: a secret that only the cleaning made whole */
 		text = redact_text(r, text, strlen(text), false);
 	}

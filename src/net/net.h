@@ -26,6 +26,15 @@
 /* Called between attempts (never inside libcurl), e.g. to log a retry. */
 typedef void (*HttpWarnFn) (void *arg, const char *message);
 
+/*
+ * Reads the error document of a service out of a response body (already
+ * masked of the request's secrets): its code and message, each palloc'd
+ * or left NULL; false when the body is no such document.  The storage
+ * backend that knows the service's format sets it (S3: <Error>).
+ */
+typedef bool (*HttpErrorFieldsFn) (const char *body, char **code,
+								   char **message);
+
 typedef struct HttpRequest
 {
 	const char *method;			/* GET, HEAD, PUT, COPY, ... */
@@ -50,6 +59,8 @@ typedef struct HttpRequest
 	const char *target_env;		/* for messages: the target's environment */
 	HttpWarnFn	warn;			/* retry notices, or NULL */
 	void	   *warn_arg;
+	HttpErrorFieldsFn error_fields; /* the service's error document, or
+									 * NULL */
 } HttpRequest;
 
 #define HTTP_BODY_KEEP	16384	/* bytes of a response body kept for messages */
@@ -106,8 +117,9 @@ extern void http_multi_end(HttpMulti *m);
 extern bool http_ok(HttpResponse *resp);
 
 /*
- * What went wrong, in words: libcurl's error, or the status with the S3
- * error code and message, or the title / first line of the body, each
+ * What went wrong, in words: libcurl's error, or the status with the code
+ * and message of the service's error document (req->error_fields), or the
+ * title / first line of the body, each
  * bounded and printable.  Never contains any form of the request's
  * password, token or session token, nor an echoed Authorization header
  * (redact_text).
@@ -123,9 +135,6 @@ extern void http_response_forget(HttpResponse *resp);
 
 /* The text between <tag> and </tag> in body (at most 300 bytes), or NULL. */
 extern char *http_xml_element(const char *body, const char *tag);
-
-/* The S3 error <Code> of the body, or NULL. */
-extern char *http_s3_error_code(HttpResponse *resp);
 
 /* Percent-encodes a key for a URL path (unreserved characters and '/' kept). */
 extern char *http_encode_path(const char *key);

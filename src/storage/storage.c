@@ -2,7 +2,8 @@
  *
  * storage.c
  *	  Storage targets: loading one from publish.storage_targets, choosing
- *	  its backend by URL scheme, and the calls the publish steps make.
+ *	  its backend by URL scheme (the table below: a new backend is a line
+ *	  here and a file of this folder), and the calls the jobs make.
  *
  *-------------------------------------------------------------------------
  */
@@ -369,114 +370,6 @@ storage_public_url(StorageTarget *target, const char *key)
 }
 
 /*
- * A request of a remote backend on target: retry notices go to the
- * target's warn callback.  The caller adds headers, body and credentials.
- */
-HttpRequest *
-storage_remote_request(StorageTarget *target, const char *method, const char *url,
-					   const char *what)
-{
-	HttpRequest *req = palloc0(sizeof(HttpRequest));
-
-	req->method = method;
-	req->url = url;
-	req->what = what;
-	req->target_env = target->env;
-	req->warn = target->warn;
-	req->warn_arg = target->warn_arg;
-	return req;
-}
-
-/*
- * Throws the failure of req on target, in words: who refused what and why,
- * and what to check.  service is "HTTP storage" or "S3".
- */
-void
-storage_remote_fail(StorageTarget *target, const char *service, HttpRequest *req,
-					HttpResponse *resp)
-{
-	char	   *why = http_failure_text(req, resp);
-
-	http_response_forget(resp);
-
-	if (resp->curl_code == 0 && (resp->status == 401 || resp->status == 403))
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("%s rejected the %s: %s — check the %s of target \"%s\"",
-						service, req->what, why,
-						strcmp(service, "S3") == 0 ? "key id and secret" : "credentials",
-						target->env),
-				 errhint("Set them with publish.set_storage_credentials().")));
-	if (resp->attempts > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("%s failed on target \"%s\" after %d attempts: %s",
-						req->what, target->env, resp->attempts, why)));
-	ereport(ERROR,
-			(errcode(ERRCODE_IO_ERROR),
-			 errmsg("%s failed on target \"%s\": %s", req->what, target->env, why)));
-}
-
-/*
- * Fills info from the answer to a HEAD (size from Content-Length, and the
- * checksum from x-amz-meta-sha256 when the server keeps one) or a hashed GET (size and SHA-256 of the body) of an object; a 404 or 410
- * means it does not exist.  Any other failure is thrown as
- * storage_remote_fail does.
- */
-void
-storage_remote_stat_result(StorageTarget *target, const char *service, HttpRequest *req,
-						   HttpResponse *resp, StorageObjectInfo *info)
-{
-	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
-		return;
-	if (!http_ok(resp))
-		storage_remote_fail(target, service, req, resp);
-	info->exists = true;
-	if (req->hash_body)
-	{
-		info->size = resp->body_bytes;
-		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
-	}
-	else
-	{
-		info->size = resp->content_length;
-		/* S3: the checksum put or copy stored with the object */
-		if (strlen(resp->meta_sha256) == 64)
-			strlcpy(info->sha256, resp->meta_sha256, sizeof(info->sha256));
-	}
-	if (target->backend->etag_is_md5)
-		(void) storage_etag_md5(resp->etag, info->md5);
-}
-
-/*
- * Is etag a plain MD5 ("<32 hex digits>", quotes optional, or XML's
- * &quot;)?  Then md5[33] gets it in lowercase; else md5 is "".  A
- * multipart upload's ETag ("...-N") is not one.
- */
-bool
-storage_etag_md5(const char *etag, char *md5)
-{
-	const char *p = etag;
-	int			n = 0;
-
-	md5[0] = '\0';
-	if (strncmp(p, "&quot;", 6) == 0)
-		p += 6;
-	else if (*p == '"')
-		p++;
-	for (; n < 32 && isxdigit((unsigned char) p[n]); n++)
-		md5[n] = pg_tolower((unsigned char) p[n]);
-	p += n;
-	if (n != 32 || !(*p == '\0' || strcmp(p, "\"") == 0 || strcmp(p, "&quot;") == 0))
-	{
-		md5[0] = '\0';
-		return false;
-	}
-	md5[32] = '\0';
-	return true;
-}
-
-/*
  * Downloads the object at key into a new file at path (on the database
  * server, e.g. a temporary file) and returns its size; one longer than
  * max_bytes (0: no limit) fails with PT413.  Outside any
@@ -526,28 +419,4 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path)));
 	return size;
-}
-
-/*
- * Runs req, a GET, writing the body into f (emptied before each attempt);
- * a body over max_bytes stops it (PT413; 0: no limit).  Returns the body's
- * size; a 404 or 410 is "no such object", any other failure is thrown as
- * storage_remote_fail does.
- */
-int64
-storage_remote_get(StorageTarget *target, const char *service, HttpRequest *req,
-				   FILE *f, int64 max_bytes)
-{
-	HttpResponse *resp;
-
-	req->body_file = f;
-	req->body_file_max = max_bytes;
-	resp = http_perform(req);
-	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("%s failed on target \"%s\": there is no such object", req->what, target->env)));
-	if (!http_ok(resp))
-		storage_remote_fail(target, service, req, resp);
-	return resp->body_bytes;
 }

@@ -1,21 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * storage.h
- *	  The storage interface: a target (one per environment) and the backend
- *	  that writes to it.
+ *	  The storage interface: a target (one per environment), the calls the
+ *	  jobs make on it (storage.c), and the backend that does them for one
+ *	  URL scheme (storage_local.c, storage_http.c, storage_s3.c; the
+ *	  remote ones share storage_remote.c).  storage_sql.c is
+ *	  publish._storage_put, the same calls from SQL.
  *
- * The publish steps call storage_put, storage_put_same, storage_stat,
- * storage_copy and storage_sync (whose return makes every earlier put and
- * copy durable, names included: the publish job calls it before its final
- * commit); the tile builder also storage_get_file (a source image to a local file);
- * step 4 (tile_publish.c) also runs a remote backend's stat and copy
- * requests in parallel, built by its stat_request and copy_request.
- * A backend implements them for one URL scheme; adding a backend touches
- * its own file and the table in storage.c.  Every function reports failure
- * with ereport(ERROR) and is called outside any transaction (in the worker:
- * a remote backend may wait seconds between retries); secrets in the target
- * never appear in an error.  A remote backend announces each retry through
- * the target's warn callback, which job_publish.c points at the job's log.
+ * Contract: the job types and tile/ call it; it calls net/ and util/.
+ * Every call is made outside any transaction (in the worker: a remote
+ * backend may wait seconds between retries), reports failure with
+ * ereport(ERROR), and never puts a secret of the target in an error.
+ * storage_sync's return makes every earlier put and copy durable, names
+ * included.  A backend announces each retry through the target's warn
+ * callback, which its caller points at the job's log; a cancel or SIGTERM
+ * stops a transfer by itself (net/).  Adding a backend touches its own
+ * file and the table in storage.c; nothing outside this folder names a
+ * backend.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,6 +61,8 @@ typedef struct StorageObjectInfo
 struct StorageBackend
 {
 	const char *scheme;
+	const char *service;		/* for messages: "S3", "HTTP storage" */
+	const char *credentials;	/* for messages: what the credentials are */
 	/* Checks url and options and prepares backend_state; may be NULL. */
 	void		(*open) (StorageTarget *target);
 	/*
@@ -105,9 +108,10 @@ struct StorageBackend
 	int64		(*get) (StorageTarget *target, const char *key, FILE *f, int64 max_bytes);
 
 	/*
-	 * Parallel transfers of tiles (tile_publish.c runs the requests through
-	 * http_multi); NULL for a backend without them (file://).  stat_request
-	 * is stat's request; its answer goes to storage_remote_stat_result.
+	 * Parallel stats and copies (storage_batch_*, which runs the requests
+	 * through net/'s multi runner); NULL for a backend without them
+	 * (file://).  stat_request is stat's request; its answer goes to
+	 * storage_remote_stat_result.
 	 * copy_request is copy's request, giving the copy the checksum sha256
 	 * where the protocol keeps one; it may first make requests of its own
 	 * (WebDAV: MKCOL of the parents).  copy_result throws on failure, or
@@ -139,11 +143,6 @@ struct StorageBackend
 	bool		(*prefix_empty) (StorageTarget *target, const char *prefix);
 };
 
-extern const StorageBackend storage_local_backend;
-extern const StorageBackend storage_http_backend;
-extern const StorageBackend storage_https_backend;
-extern const StorageBackend storage_s3_backend;
-
 /* Loads the target of env through SPI (caller is in a transaction). */
 extern StorageTarget *storage_target_load(const char *env, MemoryContext mcxt);
 
@@ -164,17 +163,68 @@ extern int64 storage_get_file(StorageTarget *target, const char *key, const char
 							   int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
-/* For the remote backends (storage_http.c, storage_s3.c). */
-extern struct HttpRequest *storage_remote_request(StorageTarget *target, const char *method,
-												  const char *url, const char *what);
+/*
+ * Many stats and copies of one target in flight at once, at most
+ * max_parallel (step 4's tiles), for a target whose backend has parallel
+ * requests (storage_batch_supported).  storage_batch_stat and
+ * storage_batch_copy start one (the batch must not be full); the request
+ * and its result are allocated in the current memory context.
+ * storage_batch_wait waits up to timeout_ms for one to finish (after its
+ * retries) and fills *result, or returns false when the time is up or
+ * nothing is in flight; it throws for a failure (as storage_stat and
+ * storage_copy would) and for interrupts.  storage_batch_end frees every
+ * transfer: call it on every path (PG_FINALLY).  No transaction may be
+ * open.
+ */
+typedef struct StorageBatch StorageBatch;
+
+typedef struct StorageResult
+{
+	void	   *tag;			/* as given when the request was added */
+	StorageObjectInfo info;		/* a stat's answer */
+	bool		copied;			/* a copy: done; false when the server cannot
+								 * copy (storage_copy will) */
+	bool		missing;		/* a copy with missing_ok: no such source */
+	char		md5[33];		/* a copy's MD5, when the server told it */
+} StorageResult;
+
+extern bool storage_batch_supported(StorageTarget *target);
+extern StorageBatch *storage_batch_begin(StorageTarget *target,
+										 int max_parallel);
+extern bool storage_batch_full(StorageBatch *b);
+extern bool storage_batch_idle(StorageBatch *b);
+extern void storage_batch_stat(StorageBatch *b, const char *key,
+							   bool want_sha256, void *tag);
+extern void storage_batch_copy(StorageBatch *b, const char *src_key,
+							   const char *dst_key, const char *content_type,
+							   const char *cache_control, const char *sha256,
+							   bool missing_ok, void *tag);
+extern bool storage_batch_wait(StorageBatch *b, long timeout_ms,
+							   StorageResult *result);
+extern void storage_batch_end(StorageBatch *b);
+
+/*
+ * For the backends only: the table of storage.c, and what the remote
+ * ones share (storage_remote.c).
+ */
+extern const StorageBackend storage_local_backend;
+extern const StorageBackend storage_http_backend;
+extern const StorageBackend storage_https_backend;
+extern const StorageBackend storage_s3_backend;
+
+extern struct HttpRequest *storage_remote_request(StorageTarget *target,
+												  const char *method,
+												  const char *url,
+												  const char *what);
 pg_attribute_noreturn()
-extern void storage_remote_fail(StorageTarget *target, const char *service,
-								struct HttpRequest *req, struct HttpResponse *resp);
-extern void storage_remote_stat_result(StorageTarget *target, const char *service,
-									   struct HttpRequest *req, struct HttpResponse *resp,
+extern void storage_remote_fail(StorageTarget *target, struct HttpRequest *req,
+								struct HttpResponse *resp);
+extern void storage_remote_stat_result(StorageTarget *target,
+									   struct HttpRequest *req,
+									   struct HttpResponse *resp,
 									   StorageObjectInfo *info);
 extern bool storage_etag_md5(const char *etag, char *md5);
-extern int64 storage_remote_get(StorageTarget *target, const char *service,
-								struct HttpRequest *req, FILE *f, int64 max_bytes);
+extern int64 storage_remote_get(StorageTarget *target, struct HttpRequest *req,
+								FILE *f, int64 max_bytes);
 
 #endif							/* PUBLISH_STORAGE_H */

@@ -141,7 +141,7 @@ http_stat_url(StorageTarget *target, const char *url, const char *key,
 	HttpResponse *resp;
 
 	resp = http_perform(req);
-	storage_remote_stat_result(target, "HTTP storage", req, resp, info);
+	storage_remote_stat_result(target, req, resp, info);
 }
 
 /* PUT, then a HEAD that checks the object is there with the size sent. */
@@ -162,7 +162,7 @@ http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	req->body_len = len;
 	resp = http_perform(req);
 	if (!http_ok(resp))
-		storage_remote_fail(target, "HTTP storage", req, resp);
+		storage_remote_fail(target, req, resp);
 
 	/* the server said yes: check that the object is there, whole */
 	memset(&info, 0, sizeof(info));
@@ -232,7 +232,7 @@ ensure_collection(StorageTarget *target, const char *dir)
 		return;
 	}
 	if (!http_ok(resp) && !(resp->curl_code == 0 && resp->status == 405))
-		storage_remote_fail(target, "HTTP storage", req, resp);
+		storage_remote_fail(target, req, resp);
 	(void) collections_insert(ht->collections, MemoryContextStrdup(ht->cxt, dir), &found);
 }
 
@@ -267,7 +267,7 @@ http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, ch
 	if (http_ok(resp))
 		return true;
 	if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
-		storage_remote_fail(target, "HTTP storage", req, resp);
+		storage_remote_fail(target, req, resp);
 	ht->no_copy = true;
 	return false;
 }
@@ -304,7 +304,7 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	req->body_limit = Max(info.size, 0) + 1;
 	resp = http_perform(req);
 	if (!http_ok(resp))
-		storage_remote_fail(target, "HTTP storage", req, resp);
+		storage_remote_fail(target, req, resp);
 	if (resp->body_bytes != (int64) resp->body_len)
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
@@ -322,7 +322,7 @@ http_remove(StorageTarget *target, const char *key)
 	HttpResponse *resp = http_perform(req);
 
 	if (!http_ok(resp) && resp->status != 404 && resp->status != 410)
-		storage_remote_fail(target, "HTTP storage", req, resp);
+		storage_remote_fail(target, req, resp);
 }
 
 /* GET of the object at key, written into f. */
@@ -332,11 +332,13 @@ http_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	HttpRequest *req = new_request(target, "GET", object_url(target, key),
 								   psprintf("download of %s", key));
 
-	return storage_remote_get(target, "HTTP storage", req, f, max_bytes);
+	return storage_remote_get(target, req, f, max_bytes);
 }
 
 const StorageBackend storage_http_backend = {
 	.scheme = "http",
+	.service = "HTTP storage",
+	.credentials = "credentials",
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,
@@ -351,6 +353,8 @@ const StorageBackend storage_http_backend = {
 
 const StorageBackend storage_https_backend = {
 	.scheme = "https",
+	.service = "HTTP storage",
+	.credentials = "credentials",
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,

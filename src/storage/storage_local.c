@@ -659,6 +659,8 @@ local_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 
 const StorageBackend storage_local_backend = {
 	.scheme = "file",
+	.service = "file storage",
+	.credentials = "credentials",
 	.open = local_open,
 	.put = local_put,
 	.stat = local_stat,

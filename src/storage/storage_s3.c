@@ -131,6 +131,32 @@ s3_open(StorageTarget *target)
 	target->backend_state = s3;
 }
 
+/*
+ * S3's error document (<Error><Code>...</Code><Message>...</Message>), for
+ * the error texts of net/ (HttpRequest.error_fields).
+ */
+static bool
+s3_error_fields(const char *body, char **code, char **message)
+{
+	if (strstr(body, "<Error>") == NULL)
+		return false;
+	*code = http_xml_element(body, "Code");
+	*message = http_xml_element(body, "Message");
+	return true;
+}
+
+/* The S3 error code of a response's body, or NULL. */
+static char *
+s3_error_code(HttpResponse *resp)
+{
+	char	   *code = NULL;
+	char	   *message = NULL;
+
+	if (resp->body == NULL || !s3_error_fields(resp->body, &code, &message))
+		return NULL;
+	return code;
+}
+
 /* The object's key in the bucket: prefix/key. */
 static char *
 bucket_key(S3Target *s3, const char *key)
@@ -153,6 +179,7 @@ new_request(StorageTarget *target, const char *method, const char *url, const ch
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = storage_remote_request(target, method, url, what);
 
+	req->error_fields = s3_error_fields;
 	if (target->secret != NULL)
 	{
 		req->aws_sigv4 = s3->sigv4;
@@ -196,7 +223,7 @@ s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool wa
 	HttpResponse *resp;
 
 	resp = http_perform(req);
-	storage_remote_stat_result(target, "S3", req, resp, info);
+	storage_remote_stat_result(target, req, resp, info);
 }
 
 /* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
@@ -219,7 +246,7 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
 	req->headers = http_header(req->headers, "x-amz-meta-sha256", checksum_sha256_hex(data, len));
 	resp = http_perform(req);
 	if (!http_ok(resp))
-		storage_remote_fail(target, "S3", req, resp);
+		storage_remote_fail(target, req, resp);
 
 	/* a single-part upload's ETag is the MD5 of what the server stored */
 	checksum_md5_hex(data, len, md5);
@@ -286,11 +313,11 @@ s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char
 {
 	char	   *etag;
 
-	if (!http_ok(resp) || http_s3_error_code(resp) != NULL)
+	if (!http_ok(resp) || s3_error_code(resp) != NULL)
 	{
 		if (http_ok(resp))
 			resp->status = 500;
-		storage_remote_fail(target, "S3", req, resp);
+		storage_remote_fail(target, req, resp);
 	}
 	etag = resp->body ? http_xml_element(resp->body, "ETag") : NULL;
 	(void) storage_etag_md5(etag ? etag : "", md5);
@@ -353,7 +380,7 @@ s3_remove(StorageTarget *target, const char *key)
 	HttpResponse *resp = http_perform(req);
 
 	if (!http_ok(resp) && resp->status != 404)
-		storage_remote_fail(target, "S3", req, resp);
+		storage_remote_fail(target, req, resp);
 }
 
 /* GetObject, written into f. */
@@ -364,11 +391,13 @@ s3_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	HttpRequest *req = new_request(target, "GET", object_url(s3, key),
 								   psprintf("download of %s", key), NULL, 0);
 
-	return storage_remote_get(target, "S3", req, f, max_bytes);
+	return storage_remote_get(target, req, f, max_bytes);
 }
 
 const StorageBackend storage_s3_backend = {
 	.scheme = "s3",
+	.service = "S3",
+	.credentials = "key id and secret",
 	.open = s3_open,
 	.put = s3_put,
 	.stat = s3_stat,

@@ -26,10 +26,10 @@
  * Bad tiles are counted and the first few named when the job fails; once
  * one is found nothing more is copied, but every tile is still checked.
  *
- * Remote targets run the requests in parallel through http_client.c's
- * multi runner, at most publish.storage_concurrency at once, each tile
- * with one request in flight; file:// runs them one by one (local file
- * operations need no waiting).
+ * Remote targets run the requests in parallel, as a storage batch
+ * (storage_batch_*), at most publish.storage_concurrency at once, each
+ * tile with one request in flight; file:// runs them one by one (local
+ * file operations need no waiting).
  *
  * The memory held does not grow with the tile count.  The manifest is
  * read in windows of publish.tile_window tiles, in (z, x, y) order: each
@@ -53,7 +53,7 @@
  * done, written at most four times a second (job_progress, no log line),
  * and every second at the latest the job's cancel and deadline are checked (job_checkpoint): a
  * cancel, a timeout or SIGTERM stops the loop between batches.  Retry
- * notices are written by the multi runner's loop, not by a callback.
+ * notices reach the job's log from the batch's loop, between two waits.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,7 +69,6 @@
 #include "utils/timestamp.h"
 
 #include "publish.h"
-#include "net/net.h"
 #include "queue/queue.h"
 #include "storage/storage.h"
 #include "tile/tile.h"
@@ -109,7 +108,6 @@ typedef struct TileRun
 	const TileManifest *manifest;	/* what step 1 saw */
 	TileCounts *counts;
 	const char *content_type;
-	const char *service;		/* for messages: "S3", "HTTP storage" */
 	bool		dst_empty;		/* nothing under the destination prefix yet */
 	int64		done;			/* tiles finished */
 	int64		bad;
@@ -438,32 +436,32 @@ tiles_one_by_one(TileRun *run)
 
 /* Starts the next request of task: one for its step. */
 static void
-task_request(TileRun *run, HttpMulti *m, TileTask *task)
+task_request(TileRun *run, StorageBatch *b, TileTask *task)
 {
 	const StorageBackend *be = run->target->backend;
 	TileEntry  *t = &task->tile;
 	MemoryContext old = MemoryContextSwitchTo(task->cxt);
-	HttpRequest *req = NULL;
 
 	switch (task->step)
 	{
 		case TILE_DST_CHECK:
-			req = be->stat_request(run->target, task->dst, !be->head_has_sha256);
+			storage_batch_stat(b, task->dst, !be->head_has_sha256, task);
 			break;
 		case TILE_DST_HASH:
 		case TILE_COPY_CHECK:
-			req = be->stat_request(run->target, task->dst, true);
+			storage_batch_stat(b, task->dst, true, task);
 			break;
 		case TILE_SRC_CHECK:
-			req = be->stat_request(run->target, task->src, true);
+			storage_batch_stat(b, task->src, true, task);
 			break;
 		case TILE_COPY:
-			/* may make requests of its own first (WebDAV MKCOL) */
-			req = be->copy_request(run->target, task->src, task->dst, run->content_type,
-								   STORAGE_CACHE_IMMUTABLE, task->unverified ? NULL : t->sha256);
+			/* without step 2, a missing source is a bad tile, not an error */
+			storage_batch_copy(b, task->src, task->dst, run->content_type,
+							   STORAGE_CACHE_IMMUTABLE,
+							   task->unverified ? NULL : t->sha256,
+							   task->unverified, task);
 			break;
 	}
-	http_multi_add(m, req, task);
 	MemoryContextSwitchTo(old);
 }
 
@@ -478,19 +476,18 @@ task_done(TileRun *run, TileTask *task)
 
 /* The request of task finished: the next step, or the tile is done. */
 static void
-task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpResponse *resp)
+task_advance(TileRun *run, StorageBatch *b, TileTask *task,
+			 StorageResult *res)
 {
 	TileEntry  *t = &task->tile;
 	MemoryContext old = MemoryContextSwitchTo(task->cxt);
-	StorageObjectInfo info;
+	StorageObjectInfo info = res->info;
 	char		copy_md5[33];
 
-	memset(&info, 0, sizeof(info));
 	switch (task->step)
 	{
 		case TILE_DST_CHECK:
 		case TILE_DST_HASH:
-			storage_remote_stat_result(run->target, run->service, req, resp, &info);
 			if (tile_matches(t, &info))
 			{
 				run->counts->verified++;
@@ -510,7 +507,6 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			task->step = source_step(run, task);
 			break;
 		case TILE_SRC_CHECK:
-			storage_remote_stat_result(run->target, run->service, req, resp, &info);
 			if (!tile_source_ok(run, t, task->src, &info))
 			{
 				task_done(run, task);
@@ -528,7 +524,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			task->step = TILE_COPY;
 			break;
 		case TILE_COPY:
-			if (task->unverified && resp->curl_code == 0 && resp->status == 404)
+			if (res->missing)
 			{
 				/* nothing to copy: the source is missing */
 				(void) tile_source_ok(run, t, task->src, &info);
@@ -536,7 +532,8 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 				MemoryContextSwitchTo(old);
 				return;
 			}
-			if (!run->target->backend->copy_result(run->target, req, resp, copy_md5))
+			strlcpy(copy_md5, res->md5, sizeof(copy_md5));
+			if (!res->copied)
 			{
 				/* no server-side copy here: the backend's own way (GET + PUT) */
 				storage_copy(run->target, task->src, task->dst, run->content_type,
@@ -556,7 +553,6 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			MemoryContextSwitchTo(old);
 			return;
 		case TILE_COPY_CHECK:
-			storage_remote_stat_result(run->target, run->service, req, resp, &info);
 			if (tile_source_ok(run, t, task->src, &info))
 			{
 				run->counts->verified++;
@@ -567,7 +563,7 @@ task_advance(TileRun *run, HttpMulti *m, TileTask *task, HttpRequest *req, HttpR
 			return;
 	}
 	MemoryContextSwitchTo(old);
-	task_request(run, m, task);
+	task_request(run, b, task);
 }
 
 /* Remote targets: publish.storage_concurrency tiles at once. */
@@ -579,7 +575,7 @@ tiles_in_parallel(TileRun *run)
 												 ALLOCSET_DEFAULT_SIZES);
 	MemoryContext saved = MemoryContextSwitchTo(runcxt);
 	TileTask   *tasks = palloc0(sizeof(TileTask) * n);
-	HttpMulti  *volatile m = NULL;
+	StorageBatch *volatile b = NULL;
 	bool		more = true;	/* tiles left to hand out */
 
 	for (int i = 0; i < n; i++)
@@ -587,15 +583,13 @@ tiles_in_parallel(TileRun *run)
 
 	PG_TRY();
 	{
-		m = http_multi_begin(n);
+		b = storage_batch_begin(run->target, n);
 		for (;;)
 		{
-			HttpRequest *req;
-			HttpResponse *resp;
-			void	   *tag;
+			StorageResult res;
 
 			/* as many tiles in flight as there are transfer slots */
-			while (more && !http_multi_full(m))
+			while (more && !storage_batch_full(b))
 			{
 				TileTask   *task = NULL;
 
@@ -621,12 +615,12 @@ tiles_in_parallel(TileRun *run)
 				MemoryContextSwitchTo(task->cxt);
 				tile_keys(run, &task->tile, &task->src, &task->dst);
 				MemoryContextSwitchTo(runcxt);
-				task_request(run, m, task);
+				task_request(run, b, task);
 			}
-			if (!more && http_multi_idle(m))
+			if (!more && storage_batch_idle(b))
 				break;
-			if (http_multi_wait(m, PROGRESS_EVERY_MS, &req, &resp, &tag))
-				task_advance(run, m, (TileTask *) tag, req, resp);
+			if (storage_batch_wait(b, PROGRESS_EVERY_MS, &res))
+				task_advance(run, b, (TileTask *) res.tag, &res);
 			MemoryContextSwitchTo(runcxt);
 			tiles_report(run);
 			MemoryContextSwitchTo(runcxt);
@@ -634,8 +628,8 @@ tiles_in_parallel(TileRun *run)
 	}
 	PG_FINALLY();
 	{
-		/* every easy handle and the multi handle, on every path */
-		http_multi_end(m);
+		/* every transfer, on every path */
+		storage_batch_end(b);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(saved);
@@ -659,14 +653,13 @@ tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 	run.key[0] = run.key[1] = run.key[2] = -1;	/* before the first tile */
 	run.counts = counts;
 	run.content_type = tile_content_type(in->tileset->format);
-	run.service = target->backend == &storage_s3_backend ? "S3" : "HTTP storage";
 	run.first_pct = Min(first_pct, TILES_LAST_PCT);
 	run.last_pct = run.first_pct;
 	run.last_report = run.last_check = GetCurrentTimestamp();
 	initStringInfo(&run.problems);
 
 	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
-	if (target->backend->stat_request != NULL && target->backend->copy_request != NULL)
+	if (storage_batch_supported(target))
 	{
 		/* a first publish: no destination to check, tile by tile */
 		if (target->backend->prefix_empty != NULL)
