@@ -39,10 +39,11 @@
  * extension's objects schema-qualified, so objects made by a user with
  * CREATE on some schema (a public.lower(), an operator) are never found;
  * three C functions that resolve no name and run per row say why they do
- * not.  Names and numbers the C code knows too (the job types and
- * statuses, the nesting depth of properties, the zoom range, ...) are
- * defined in src/publish.h; test/sql/08_shared_definitions.sql checks that
- * both sides agree.
+ * not.  Names and numbers the C code knows too (the job types, statuses
+ * and log levels, the nesting depth of properties, the zoom range, the
+ * settings' defaults) are stated once here, in the constraints and checks
+ * that use them, and once in the C headers; test/sql/08_shared_definitions.sql
+ * checks that both sides agree.
  */
 
 \echo Use "CREATE EXTENSION publish" to load this file. \quit
@@ -236,9 +237,9 @@ CREATE TABLE publish.overlays (
 	-- release.json must parse with json-c's default depth (32 levels, its
 	-- root the first), and holds properties 3 levels down (the document,
 	-- the "overlays" array, the overlay): jsonpath counts their root as
-	-- level 0, so nothing may be at level 29 (PUBLISH_VALUE_MAX_DEPTH in
-	-- src/publish.h; validation.c checks the same of geometry, and of rows
-	-- older than this constraint)
+	-- level 0, so nothing may be at level 29 (RELEASE_VALUE_MAX_DEPTH in
+	-- src/release/release.h; validation.c checks the same of geometry, and
+	-- of rows older than this constraint)
 	CONSTRAINT overlays_properties_depth
 	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{29 to last}'))
 );

@@ -231,7 +231,7 @@ run_job(PublishJob *job, MemoryContext mcxt)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
-		const char *status = "failed";
+		const char *status = JOB_STATUS_FAILED;
 		char	   *error;
 
 		/*
@@ -249,7 +249,7 @@ run_job(PublishJob *job, MemoryContext mcxt)
 			job->cancelled = job_cancel_was_requested(job);
 		if (job->cancelled)
 		{
-			status = "cancelled";
+			status = JOB_STATUS_CANCELLED;
 			error = pstrdup("cancelled while running; nothing was published");
 		}
 		else if (job_deadline_passed(job))

@@ -367,7 +367,7 @@ publish_undo(PublishJob *job, MemoryContext mcxt)
 	storage_sync(target);
 
 	job_txn_begin("publish: put the live release back");
-	job_log(job, "warn", live_version != NULL ?
+	job_log(job, JOB_LOG_WARN, live_version != NULL ?
 			psprintf("Put %s back to version %s, the live release", live_key, live_version) :
 			psprintf("Removed %s: no release is live in %s", live_key, job->env));
 	job_txn_commit(false);

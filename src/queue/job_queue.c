@@ -52,6 +52,15 @@
 
 #define PURGE_BATCH_SIZE	500
 
+const char *const job_statuses[] = {
+	JOB_STATUS_QUEUED, JOB_STATUS_RUNNING, JOB_STATUS_COMPLETED,
+	JOB_STATUS_FAILED, JOB_STATUS_CANCELLED, NULL
+};
+
+const char *const job_log_levels[] = {
+	JOB_LOG_INFO, JOB_LOG_WARN, JOB_LOG_ERROR, NULL
+};
+
 /* How long a worker waits for a lock when it runs no job. */
 #define IDLE_LOCK_TIMEOUT_MS	10000
 
@@ -395,7 +404,7 @@ insert_log(PublishJob *job, int progress, const char *level, const char *message
 void
 job_step_done(PublishJob *job, int progress, const char *message)
 {
-	insert_log(job, progress, "info", message, true);
+	insert_log(job, progress, JOB_LOG_INFO, message, true);
 }
 
 /*
@@ -604,7 +613,8 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 		values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
 		values[1] = CStringGetTextDatum(status);
 		values[2] = CStringGetTextDatum(error);
-		values[3] = CStringGetTextDatum(strcmp(status, "cancelled") == 0 ? "warn" : "error");
+		values[3] = CStringGetTextDatum(strcmp(status, JOB_STATUS_CANCELLED) == 0 ?
+										 JOB_LOG_WARN : JOB_LOG_ERROR);
 		exec_sql(&plan, "WITH j AS ("
 				 "  UPDATE publish.job_queue SET status = $2, error = $3, completed_at = clock_timestamp(),"
 				 "         switched = false"
@@ -721,7 +731,7 @@ job_storage_warning(void *arg, const char *message)
 	MemoryContext saved = CurrentMemoryContext;
 
 	job_txn_begin("publish: storage request failed, retrying");
-	insert_log(job, -1, "warn", message, true);
+	insert_log(job, -1, JOB_LOG_WARN, message, true);
 	job_txn_commit(false);
 	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");

@@ -21,6 +21,25 @@
 
 #include "datatype/timestamp.h"
 
+/*
+ * A job's status and its log lines' levels, as publish.job_queue's and
+ * publish.job_log's constraints name them (job_queue_status_valid,
+ * job_log_level_valid; test/sql/08_shared_definitions.sql checks that they
+ * agree with job_statuses[] and job_log_levels[]).
+ */
+#define JOB_STATUS_QUEUED		"queued"
+#define JOB_STATUS_RUNNING		"running"
+#define JOB_STATUS_COMPLETED	"completed"
+#define JOB_STATUS_FAILED		"failed"
+#define JOB_STATUS_CANCELLED	"cancelled"
+#define JOB_LOG_INFO			"info"
+#define JOB_LOG_WARN			"warn"
+#define JOB_LOG_ERROR			"error"
+
+/* Each of them, NULL-terminated (job_queue.c). */
+extern const char *const job_statuses[];
+extern const char *const job_log_levels[];
+
 typedef struct PublishJob
 {
 	char	   *id;

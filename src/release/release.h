@@ -22,6 +22,19 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
+/*
+ * How deep geometry and properties may be nested, their own root being
+ * level 1.  release.json must parse with json-c's default depth
+ * (JSON_TOKENER_DEFAULT_DEPTH, 32: a value nested in 31 containers is the
+ * deepest it reads), and it holds each overlay's geometry and properties
+ * inside three containers: the document, the "overlays" array and the
+ * overlay's object.  The constraint overlays_properties_depth says the
+ * same of properties in jsonpath's terms (their root is level 0 there:
+ * nothing at level 29 or deeper); test/sql/08_shared_definitions.sql
+ * checks that they agree.
+ */
+#define RELEASE_VALUE_MAX_DEPTH 29
+
 /* release_input.c: a version's content, read through SPI */
 typedef struct ReleaseAsset
 {

@@ -48,6 +48,10 @@
 #include "publish.h"
 #include "release/release.h"
 
+/* json-c's default depth, less the three containers around a value */
+StaticAssertDecl(RELEASE_VALUE_MAX_DEPTH == JSON_TOKENER_DEFAULT_DEPTH - 3,
+				 "RELEASE_VALUE_MAX_DEPTH must follow json-c's default depth");
+
 #define RELEASE_SCHEMA_VERSION 1
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define STAGING_FLUSH_AT 65536

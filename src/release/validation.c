@@ -24,7 +24,7 @@
  * numeric_cmp in the common case and converted to double where the old
  * json-c checks did (near 1e15, and for unequal ring ends), so the verdicts
  * are those of a double-precision GeoJSON reader.  A geometry nested deeper
- * than VALUE_MAX_DEPTH levels is reported as such instead of any other
+ * than RELEASE_VALUE_MAX_DEPTH levels is reported as such instead of any other
  * problem.
  *
  *-------------------------------------------------------------------------
@@ -46,19 +46,6 @@
 #define MAX_REPORTED_PROBLEMS 100
 #define MAX_COORDINATE 1e15
 
-/*
- * How deep geometry and properties may be nested, their own root being
- * level 1.  release.json must parse with json-c's default depth
- * (JSON_TOKENER_DEFAULT_DEPTH, 32: a value nested in 31 containers is the
- * deepest it reads), and it holds each overlay's geometry and properties
- * inside three containers: the document, the "overlays" array and the
- * overlay's object.  The constraint overlays_properties_depth says the
- * same of properties in jsonpath's terms (their root is level 0 there:
- * nothing at level 29 or deeper).
- */
-#define JSONC_MAX_DEPTH 32
-#define OVERLAY_VALUE_DEPTH 3
-#define VALUE_MAX_DEPTH (JSONC_MAX_DEPTH - OVERLAY_VALUE_DEPTH)
 
 struct ReleaseProblems
 {
@@ -282,7 +269,7 @@ check_multi(Problems *p, JsonbValue *coords, const char *type)
 
 /*
  * Is a value in the container (depth: the container's own, the root's
- * being 1) deeper than VALUE_MAX_DEPTH?  The walk stops at the first
+ * being 1) deeper than RELEASE_VALUE_MAX_DEPTH?  The walk stops at the first
  * value too deep, so a hostile geometry costs no more than the limit.
  */
 static bool
@@ -299,7 +286,7 @@ deeper_than_limit(JsonbContainer *root)
 		{
 			case WJB_BEGIN_ARRAY:
 			case WJB_BEGIN_OBJECT:
-				if (++depth > VALUE_MAX_DEPTH)
+				if (++depth > RELEASE_VALUE_MAX_DEPTH)
 					return true;
 				break;
 			case WJB_END_ARRAY:
@@ -308,7 +295,7 @@ deeper_than_limit(JsonbContainer *root)
 				break;
 			case WJB_ELEM:
 			case WJB_VALUE:
-				if (depth + 1 > VALUE_MAX_DEPTH)
+				if (depth + 1 > RELEASE_VALUE_MAX_DEPTH)
 					return true;
 				break;
 			default:
@@ -399,7 +386,7 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	if (!plain && g != NULL && deeper_than_limit(&g->root))
 	{
 		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
-					VALUE_MAX_DEPTH);
+					RELEASE_VALUE_MAX_DEPTH);
 		return;
 	}
 	check_geometry_object(p, o, g);
@@ -407,7 +394,7 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 	{
 		p->list = list_truncate(p->list, before);
 		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
-					VALUE_MAX_DEPTH);
+					RELEASE_VALUE_MAX_DEPTH);
 	}
 }
 
@@ -443,13 +430,13 @@ release_problems_begin(ReleaseInput *in)
 }
 
 /*
- * Properties nested deeper than VALUE_MAX_DEPTH: what the constraint
+ * Properties nested deeper than RELEASE_VALUE_MAX_DEPTH: what the constraint
  * overlays_properties_depth refuses, found in rows written before it.  A
- * value that deep holds a chain of VALUE_MAX_DEPTH containers and a value
+ * value that deep holds a chain of RELEASE_VALUE_MAX_DEPTH containers and a value
  * in the last; in jsonb's binary form each container but the root takes at
  * least 8 bytes (its JEntry in its parent and its header), the root's
  * header, the last value's JEntry and the varlena header 4 each: at least
- * 8 * VALUE_MAX_DEPTH + 4 bytes.  Smaller values, most of them, are not
+ * 8 * RELEASE_VALUE_MAX_DEPTH + 4 bytes.  Smaller values, most of them, are not
  * walked.
  */
 static void
@@ -457,9 +444,9 @@ check_properties(Problems *p, ReleaseOverlay *o)
 {
 	Jsonb	   *props = o->properties;
 
-	if (props != NULL && VARSIZE(props) > 8 * VALUE_MAX_DEPTH &&
+	if (props != NULL && VARSIZE(props) > 8 * RELEASE_VALUE_MAX_DEPTH &&
 		deeper_than_limit(&props->root))
-		add_problem(p, "properties are nested deeper than %d levels", VALUE_MAX_DEPTH);
+		add_problem(p, "properties are nested deeper than %d levels", RELEASE_VALUE_MAX_DEPTH);
 }
 
 /* Adds the problems of one overlay (called in key order). */

@@ -27,7 +27,10 @@
  */
 #define TILE_MAX_SIDE	10000000
 
-/* The highest zoom a tileset may have (its table's constraint). */
+/*
+ * The highest zoom a tileset may have: tilesets_zoom_range and
+ * tiles_z_range say the same (test/sql/08_shared_definitions.sql).
+ */
 #define TILE_MAX_ZOOM	30
 
 /* What the header of a source image says. */

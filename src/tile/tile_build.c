@@ -368,7 +368,7 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	res->source_path = psprintf("%s/%s/builds/v%d/tiles", bi->env, bi->slug, bi->version_number);
 
 	job_txn_begin("publish: cutting tiles");
-	job_log(job, "info",
+	job_log(job, JOB_LOG_INFO,
 			psprintf("Source image %s: %d x %d pixels, %lld bytes; cutting zooms %d-%d into %lld %s tiles of %d px",
 					 what, info.width, info.height, (long long) res->source_bytes,
 					 bi->min_zoom, bi->max_zoom, (long long) expected, bi->format, bi->tile_size));
