@@ -4,6 +4,8 @@
 #                               running server with shared_preload_libraries = 'publish'
 #                               (PGHOST, PGPORT, PGUSER say which; a superuser)
 #   ./scripts/test.sh           the whole test suite (starts its own cluster)
+#   make indent                 format src/ as PostgreSQL's pgindent does
+#   make typedefs               after adding a type: scripts/typedefs.list again
 
 EXTENSION    = publish
 MODULE_big   = publish
@@ -29,3 +31,11 @@ include $(PGXS)
 
 # every object depends on the shared headers (struct layouts must agree)
 $(OBJS): $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.h))
+
+indent:
+	$(srcdir)/scripts/indent.sh
+
+typedefs: all
+	$(srcdir)/scripts/indent.sh --typedefs
+
+.PHONY: indent typedefs

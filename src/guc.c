@@ -216,8 +216,8 @@ publish_define_gucs(void)
 
 	/*
 	 * Resource limits, checked by publish._check_release_limits() (SQL, it
-	 * reads them with current_setting) before a release is loaded, and by
-	 * the worker (release_input.c, release_doc.c) as it reads and writes.
+	 * reads them with current_setting) before a release is loaded, and by the
+	 * worker (release_input.c, release_doc.c) as it reads and writes.
 	 */
 	DefineCustomIntVariable("publish.max_release_size",
 							"Largest release.json a version may produce.",

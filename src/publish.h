@@ -36,14 +36,14 @@
 #define PUBLISH_MAX_WORKERS_PER_DATABASE 8
 
 /* guc.c */
-extern int	publish_sweep_interval;		/* seconds */
-extern int	publish_sweep_backstop;		/* seconds */
+extern int	publish_sweep_interval; /* seconds */
+extern int	publish_sweep_backstop; /* seconds */
 extern int	publish_max_attempts;
-extern int	publish_launcher_restart_delay;	/* seconds */
+extern int	publish_launcher_restart_delay; /* seconds */
 extern int	publish_workers_per_database;
-extern int	publish_job_timeout;		/* seconds, 0 = none */
-extern int	publish_job_retention;		/* minutes, 0 = keep forever */
-extern int	publish_max_job_wait;		/* seconds */
+extern int	publish_job_timeout;	/* seconds, 0 = none */
+extern int	publish_job_retention;	/* minutes, 0 = keep forever */
+extern int	publish_max_job_wait;	/* seconds */
 extern int	publish_storage_connect_timeout;	/* milliseconds */
 extern int	publish_storage_low_speed_limit;	/* bytes per second */
 extern int	publish_storage_low_speed_time; /* seconds */

@@ -112,8 +112,10 @@ wakes_worker(Node *parsetree)
 			if (((DropStmt *) parsetree)->removeType != OBJECT_EXTENSION)
 				return false;
 			foreach(lc, ((DropStmt *) parsetree)->objects)
+			{
 				if (strcmp(strVal(lfirst(lc)), PUBLISH_EXTENSION_NAME) == 0)
 					return true;
+			}
 			return false;
 		default:
 			return false;
@@ -154,8 +156,8 @@ publish_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		call_previous(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 		/*
-		 * At the commit of the statement's transaction, when the extension
-		 * is (or was) here: a database without it has no worker to wake.
+		 * At the commit of the statement's transaction, when the extension is
+		 * (or was) here: a database without it has no worker to wake.
 		 */
 		if (wake && (IsA(pstmt->utilityStmt, DropStmt) ||
 					 OidIsValid(get_extension_oid(PUBLISH_EXTENSION_NAME, true))))

@@ -440,9 +440,9 @@ publish_worker_main(Datum main_arg)
 		 * Woken, but no wake-up was counted since we last looked, and no
 		 * sweep is to be made: a timed sweep the gate skipped, or the latch
 		 * set by something other than work (a reload is looked at; the
-		 * server's cache catch-up signal is answered, below).  Every
-		 * wake-up for work moves the count before it sets the latch, so
-		 * nothing is missed: back to sleep without looking for work.
+		 * server's cache catch-up signal is answered, below).  Every wake-up
+		 * for work moves the count before it sets the latch, so nothing is
+		 * missed: back to sleep without looking for work.
 		 */
 		if (woke && !sweep && !reloaded &&
 			publish_shmem_wake_count(worker_dboid) == looked_wakes)
@@ -450,12 +450,14 @@ publish_worker_main(Datum main_arg)
 			if (!(rc & WL_TIMEOUT))
 				ereport(DEBUG1,
 						(errmsg_internal("publish worker woken without a wake-up: not looking for work")));
+
 			/*
 			 * PostgreSQL's cache catch-up signal: answered as an idle backend
 			 * answers it (an empty transaction reads the invalidations).  A
 			 * worker that ignored it fell behind while asleep, had its caches
 			 * reset, and paid for rebuilding them and re-planning at its next
-			 * sweep: half of an idle worker's CPU (docs/performance.md, Idle).
+			 * sweep: half of an idle worker's CPU (docs/performance.md,
+			 * Idle).
 			 */
 			if (catchupInterruptPending)
 				ProcessCatchupInterrupt();
@@ -463,7 +465,10 @@ publish_worker_main(Datum main_arg)
 		}
 		else
 		{
-			/* read before the transaction's snapshot: a later wake-up is counted next time */
+			/*
+			 * read before the transaction's snapshot: a later wake-up is
+			 * counted next time
+			 */
 			looked_wakes = publish_shmem_look(worker_dboid, worker_number);
 			next = look_for_work(job_context, sweep);
 		}
@@ -474,10 +479,11 @@ publish_worker_main(Datum main_arg)
 
 		/*
 		 * Only worker 0 keeps the sweep's timer: one worker per database is
-		 * enough to find what no wake-up announced (a sibling is woken when
-		 * a claim leaves jobs that may run: job_claim), and the others cost
-		 * nothing while idle.  When its last full sweep left nothing to watch, it sleeps
-		 * until the purge or the backstop is due (worker_sweep_timeout).
+		 * enough to find what no wake-up announced (a sibling is woken when a
+		 * claim leaves jobs that may run: job_claim), and the others cost
+		 * nothing while idle.  When its last full sweep left nothing to
+		 * watch, it sleeps until the purge or the backstop is due
+		 * (worker_sweep_timeout).
 		 */
 		publish_shmem_set_sleeping(true);
 		rc = WaitLatch(MyLatch,

@@ -45,11 +45,12 @@ typedef struct PublishWorkerSlot
 {
 	pid_t		pid;			/* 0: no worker attached */
 	Latch	   *latch;
-	char		running_job[37];		/* the job it runs now, or "" */
+	char		running_job[37];	/* the job it runs now, or "" */
 	uint32		running_seq;	/* bumped (never 0) whenever it starts a job */
 	pg_atomic_uint32 cancel_seq;	/* running_seq of the job a cancel's
 									 * SIGINT is meant for; 0: none */
-	bool		last_exit_failed;	/* the last worker here exited with an error */
+	bool		last_exit_failed;	/* the last worker here exited with an
+									 * error */
 	bool		sleeping;		/* waiting on its latch for work */
 	bool		wake_owed;		/* woken for new work, has not looked yet */
 } PublishWorkerSlot;
@@ -61,7 +62,8 @@ typedef struct PublishDbSlot
 	bool		has_extension;	/* a worker found the extension here */
 	int			paused;			/* >0: a utility command needs the database */
 	uint64		wake_count;		/* bumped by every wake-up request */
-	ConditionVariable job_ended;	/* broadcast when a job of this database ends */
+	ConditionVariable job_ended;	/* broadcast when a job of this database
+									 * ends */
 	PublishWorkerSlot workers[PUBLISH_MAX_WORKERS_PER_DATABASE];
 } PublishDbSlot;
 

@@ -46,8 +46,8 @@ static enum
 }			wake_pending = WAKE_NONE;	/* the database's workers to wake */
 static bool job_ended_pending = false;
 static bool launcher_pending = false;	/* the list of databases changed */
-static char cancel_job[37];		/* the worker running this job is
-								 * interrupted at commit; "": none */
+static char cancel_job[37];		/* the worker running this job is interrupted
+								 * at commit; "": none */
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -80,6 +80,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			}
 			break;
 		case XACT_EVENT_PREPARE:
+
 			/*
 			 * The job is invisible until COMMIT PREPARED, but the worker's
 			 * next sweep must be full, and see the prepared transaction.

@@ -260,8 +260,8 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	job_pause_point("uploaded");
 
 	/*
-	 * Step 4: tiles (80%).  Built first when the version has a base_map
-	 * and no tileset built for this environment (50-75%); then release.json,
+	 * Step 4: tiles (80%).  Built first when the version has a base_map and
+	 * no tileset built for this environment (50-75%); then release.json,
 	 * which describes the new tileset, is built and its immutable copy
 	 * uploaded (step 3 left that until now, so it is written once).
 	 */
@@ -286,10 +286,10 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	/*
 	 * Step 5: go live (100%).  The switch is marked durably first, with step
 	 * 4's end; then release.json becomes the versioned copy (file://: a hard
-	 * link to it, no second write), made durable; then the final
-	 * transaction records the version published (publish_record_release)
-	 * and the job completed.  A failure from the mark on puts the live
-	 * release back (publish_undo).
+	 * link to it, no second write), made durable; then the final transaction
+	 * records the version published (publish_record_release) and the job
+	 * completed.  A failure from the mark on puts the live release back
+	 * (publish_undo).
 	 */
 	job_txn_begin("publish: tiles done");
 	check_version_publishable(job->version_id);

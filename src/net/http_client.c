@@ -336,12 +336,13 @@ configure_handle(CURL *h, HttpRequest *req, TransferState *st, char *errbuf,
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 		*hdrs = next;
 	}
+
 	/*
-	 * libcurl 7.88 sends "Expect: 100-continue" with uploads over 1 MB
-	 * and then waits for the server: not wanted.  The usual cure, an
-	 * empty "Expect:" header, cannot be used with SigV4: 7.88 signs it
-	 * as "expect:" although it sends no such header, and the signature
-	 * never matches.  There the wait is set to zero instead (below).
+	 * libcurl 7.88 sends "Expect: 100-continue" with uploads over 1 MB and
+	 * then waits for the server: not wanted.  The usual cure, an empty
+	 * "Expect:" header, cannot be used with SigV4: 7.88 signs it as "expect:"
+	 * although it sends no such header, and the signature never matches.
+	 * There the wait is set to zero instead (below).
 	 */
 	if (req->aws_sigv4 == NULL)
 	{
@@ -849,7 +850,10 @@ http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse *
 			}
 		}
 
-		/* sleep until a socket is ready, a retry is due, or 100 ms (interrupts) */
+		/*
+		 * sleep until a socket is ready, a retry is due, or 100 ms
+		 * (interrupts)
+		 */
 		now = GetCurrentTimestamp();
 		if (running > 0 || wake > now)
 		{
@@ -1031,7 +1035,10 @@ failure_words(Redactor *r, HttpRequest *req, HttpResponse *resp)
 	{
 		size_t		n = Min(resp->body_len, FAILURE_BODY_BYTES);
 
-		/* masked before it is parsed: a field cut short cannot hide a secret's start */
+		/*
+		 * masked before it is parsed: a field cut short cannot hide a
+		 * secret's start
+		 */
 		body = redact_text(r, resp->body, n,
 						   n < resp->body_len || resp->body_bytes > (int64) resp->body_len);
 	}
@@ -1065,6 +1072,7 @@ http_failure_text(HttpRequest *req, HttpResponse *resp)
 	{
 		r = redact_begin(req->username, req->password, req->bearer, req->session_token);
 		text = failure_words(r, req, resp);
+
 		/* once more, whole: a secret that only the cleaning made whole */
 		text = redact_text(r, text, strlen(text), false);
 	}

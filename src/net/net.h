@@ -50,17 +50,18 @@ typedef struct HttpRequest
 	const char *session_token;	/* S3 session token: the caller sends it as a
 								 * header; named here so that errors mask it */
 	bool		hash_body;		/* compute the SHA-256 of the response body */
-	size_t		body_limit;		/* bytes of the response body to keep; 0: HTTP_BODY_KEEP */
-	FILE	   *body_file;		/* the whole body is also written here (emptied
-								 * before each attempt), or NULL */
+	size_t		body_limit;		/* bytes of the response body to keep; 0:
+								 * HTTP_BODY_KEEP */
+	FILE	   *body_file;		/* the whole body is also written here
+								 * (emptied before each attempt), or NULL */
 	int64		body_file_max;	/* with body_file: a longer body fails the
 								 * request (EFBIG); 0: no limit */
-	const char *what;			/* for messages: "upload of env/slug/release.json" */
+	const char *what;			/* for messages: "upload of
+								 * env/slug/release.json" */
 	const char *target_env;		/* for messages: the target's environment */
 	HttpWarnFn	warn;			/* retry notices, or NULL */
 	void	   *warn_arg;
-	HttpErrorFieldsFn error_fields; /* the service's error document, or
-									 * NULL */
+	HttpErrorFieldsFn error_fields; /* the service's error document, or NULL */
 } HttpRequest;
 
 #define HTTP_BODY_KEEP	16384	/* bytes of a response body kept for messages */
@@ -74,7 +75,8 @@ typedef struct HttpResponse
 	int64		content_length; /* from the headers; -1 when not given */
 	char		etag[128];
 	char		location[512];
-	char		meta_sha256[65];	/* x-amz-meta-sha256, when the server sent it */
+	char		meta_sha256[65];	/* x-amz-meta-sha256, when the server sent
+									 * it */
 	char	   *body;			/* first HTTP_BODY_KEEP bytes, NUL-terminated */
 	size_t		body_len;
 	int64		body_bytes;		/* all the bytes received */

@@ -157,8 +157,8 @@ add_secret(Redactor *r, const char *secret)
 	add_base64_forms(r, secret, len);
 
 	/*
-	 * ci_equal covers ASCII; for other letters (ü, say), the whole secret
-	 * as the database's locale upper- and lower-cases it.
+	 * ci_equal covers ASCII; for other letters (ü, say), the whole
+	 * secret as the database's locale upper- and lower-cases it.
 	 */
 	if (pg_is_ascii(secret))
 		return;
@@ -383,6 +383,13 @@ typedef enum ViewKind
 	VIEW_BACKSLASH				/* \" \\ \/ \n \uXXXX ... decoded */
 } ViewKind;
 
+/* A view, and the character without which it is the text itself. */
+typedef struct ViewTrigger
+{
+	ViewKind	kind;
+	char		trigger;
+} ViewTrigger;
+
 /*
  * Decodes text into v (dec, from, to allocated by the caller, len bytes
  * each).  An escape that the end of the text cuts short ends the view.
@@ -507,11 +514,7 @@ redact_text(Redactor *r, const char *text, size_t len, bool cut)
 	bool	   *mask = palloc0(len + 1);
 	View		raw = {text, len, NULL, NULL};
 	StringInfoData out;
-	static const struct
-	{
-		ViewKind	kind;
-		char		trigger;	/* the view differs only when this is there */
-	}			views[] = {
+	static const ViewTrigger views[] = {
 		{VIEW_PERCENT, '%'},
 		{VIEW_PERCENT_PLUS, '+'},
 		{VIEW_ENTITIES, '&'},

@@ -614,7 +614,7 @@ job_record_end(PublishJob *job, const char *status, const char *error)
 		values[1] = CStringGetTextDatum(status);
 		values[2] = CStringGetTextDatum(error);
 		values[3] = CStringGetTextDatum(strcmp(status, JOB_STATUS_CANCELLED) == 0 ?
-										 JOB_LOG_WARN : JOB_LOG_ERROR);
+										JOB_LOG_WARN : JOB_LOG_ERROR);
 		exec_sql(&plan, "WITH j AS ("
 				 "  UPDATE publish.job_queue SET status = $2, error = $3, completed_at = clock_timestamp(),"
 				 "         switched = false"

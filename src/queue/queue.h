@@ -49,8 +49,8 @@ typedef struct PublishJob
 	int			attempts;		/* including this one */
 	TimestampTz started;		/* when this worker claimed it */
 	bool		cancelled;		/* cancel_job() asked, and we noticed */
-	bool		switched;		/* release.json may show this job's work,
-								 * not yet recorded (job_mark_switched) */
+	bool		switched;		/* release.json may show this job's work, not
+								 * yet recorded (job_mark_switched) */
 } PublishJob;
 
 /*

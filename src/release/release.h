@@ -57,7 +57,8 @@ typedef struct ReleaseOverlay
 	char	   *key;
 	char	   *name;
 	char	   *overlay_type;
-	Jsonb	   *geometry;		/* detoasted; never NULL (the column is NOT NULL) */
+	Jsonb	   *geometry;		/* detoasted; never NULL (the column is NOT
+								 * NULL) */
 	Jsonb	   *properties;
 	bool		has_asset_id;	/* asset_id is set ... */
 	char	   *asset_key;		/* ... and names this asset of the version */
@@ -70,10 +71,10 @@ typedef struct ReleaseTileset
 	int			min_zoom;
 	int			max_zoom;
 	bool		has_bounds;
-	char	   *bounds_text[4];	/* west, south, east, north (float8 text) */
+	char	   *bounds_text[4]; /* west, south, east, north (float8 text) */
 	char	   *source_path;	/* NULL when not built */
 	int64		tile_count;
-	int64		tiles_outside_zoom;	/* manifest entries outside min..max zoom */
+	int64		tiles_outside_zoom; /* manifest entries outside min..max zoom */
 	char	   *id;
 } ReleaseTileset;
 

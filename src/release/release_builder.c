@@ -137,6 +137,7 @@ put_json(Builder *b, json_object *value)
 		return;
 	}
 	text = json_object_to_json_string_length(value, JSON_FLAGS, &len);
+
 	if (text == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

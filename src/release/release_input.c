@@ -95,9 +95,9 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 	 * estimate of its size, before anything is read: what validate_version
 	 * promises, as it writes no document.  The worker and the preview
 	 * (build_release) pass false: the estimate costs a pass over every
-	 * overlay, and release_build enforces publish.max_release_size exactly
-	 * on the bytes it writes, before it writes them (memory stays bounded
-	 * by the limit either way); the tile limit is checked below.
+	 * overlay, and release_build enforces publish.max_release_size exactly on
+	 * the bytes it writes, before it writes them (memory stays bounded by the
+	 * limit either way); the tile limit is checked below.
 	 */
 	if (estimate_size)
 	{

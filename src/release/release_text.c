@@ -144,6 +144,7 @@ put_numeric(TextOut *o, Numeric num)
 		return;
 	make_room(o->sink, n);
 	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+
 	Assert(strlen(text) == n);
 	appendBinaryStringInfoNT(o->sink->buf, text, strlen(text));
 	pfree(text);

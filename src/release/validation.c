@@ -54,7 +54,8 @@ struct ReleaseProblems
 	MemoryContext mcxt;			/* where the list and its strings live */
 	Datum		fast_max;		/* numeric 1e14: below it, no double needed */
 	Datum		fast_min;		/* numeric -1e14 */
-	Datum		out_max;		/* numeric 1e16: from it on, out of range unprinted */
+	Datum		out_max;		/* numeric 1e16: from it on, out of range
+								 * unprinted */
 	Datum		out_min;		/* numeric -1e16 */
 };
 

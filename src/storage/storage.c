@@ -165,12 +165,12 @@ storage_target_load(const char *env, MemoryContext mcxt)
 
 	args[0] = CStringGetTextDatum(env);
 	if (spi_execute_cached(&plan, "SELECT t.url, coalesce(t.options->>'public_url', t.url), "
-							  "       c.key_id, c.secret, c.session_token, t.options::text, "
-							  "       t.options->>'endpoint' "
-							  "  FROM publish.storage_targets t "
-							  "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
-							  " WHERE t.env = $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+						   "       c.key_id, c.secret, c.session_token, t.options::text, "
+						   "       t.options->>'endpoint' "
+						   "  FROM publish.storage_targets t "
+						   "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
+						   " WHERE t.env = $1",
+						   1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read storage target");
 	if (SPI_processed == 0)
 		ereport(ERROR,

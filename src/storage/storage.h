@@ -44,7 +44,8 @@ typedef struct StorageTarget
 	char	   *session_token;	/* s3: optional session token, or NULL */
 	char	   *options;		/* the target's options, JSON text */
 	const StorageBackend *backend;
-	void	   *backend_state;	/* what the backend's open made of url and options */
+	void	   *backend_state;	/* what the backend's open made of url and
+								 * options */
 	/* retry notices (called between attempts, outside libcurl), or NULL */
 	void		(*warn) (void *arg, const char *message);
 	void	   *warn_arg;
@@ -55,7 +56,8 @@ typedef struct StorageObjectInfo
 	bool		exists;
 	int64		size;
 	char		sha256[65];		/* hex; empty when not computed */
-	char		md5[33];		/* hex, when the server told it (S3's ETag); else empty */
+	char		md5[33];		/* hex, when the server told it (S3's ETag);
+								 * else empty */
 } StorageObjectInfo;
 
 struct StorageBackend
@@ -65,29 +67,32 @@ struct StorageBackend
 	const char *credentials;	/* for messages: what the credentials are */
 	/* Checks url and options and prepares backend_state; may be NULL. */
 	void		(*open) (StorageTarget *target);
+
 	/*
 	 * Writes data at key, atomically: readers see the old or the new object,
 	 * never a part of it, even after a crash of the machine.  The new
-	 * object's name may be durable only after the next sync (file://
-	 * defers its directory fsyncs to it).
+	 * object's name may be durable only after the next sync (file:// defers
+	 * its directory fsyncs to it).
 	 */
 	void		(*put) (StorageTarget *target, const char *key,
 						const char *data, size_t len,
 						const char *content_type, const char *cache_control);
+
 	/*
-	 * Makes dst_key the same object as src_key, which the caller has just
-	 * put and will not change, without writing it again (file://: a hard
-	 * link, renamed over dst_key); false when it cannot (then the caller
-	 * puts the data).  Same atomicity as put.  NULL where the protocol has
-	 * no such thing.
+	 * Makes dst_key the same object as src_key, which the caller has just put
+	 * and will not change, without writing it again (file://: a hard link,
+	 * renamed over dst_key); false when it cannot (then the caller puts the
+	 * data).  Same atomicity as put.  NULL where the protocol has no such
+	 * thing.
 	 */
 	bool		(*link) (StorageTarget *target, const char *src_key, const char *dst_key);
 	/* Fills info about the object at key; with want_sha256, its checksum. */
 	void		(*stat) (StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
+
 	/*
-	 * Makes dst_key a copy of src_key (server-side where possible); where
-	 * the protocol keeps them, the copy gets content_type and cache_control
+	 * Makes dst_key a copy of src_key (server-side where possible); where the
+	 * protocol keeps them, the copy gets content_type and cache_control
 	 * (NULL: those of the source).
 	 */
 	void		(*copy) (StorageTarget *target, const char *src_key,
@@ -95,11 +100,13 @@ struct StorageBackend
 						 const char *cache_control);
 	/* Removes the object at key, if there is one. */
 	void		(*remove) (StorageTarget *target, const char *key);
+
 	/*
 	 * Makes what was written so far durable, names included (a no-op where
 	 * puts and copies already are).
 	 */
 	void		(*sync) (StorageTarget *target);
+
 	/*
 	 * Downloads the object at key into the open file f (emptied first);
 	 * errors if it does not exist or is longer than max_bytes (PT413; 0: no
@@ -111,19 +118,18 @@ struct StorageBackend
 	 * Parallel stats and copies (storage_batch_*, which runs the requests
 	 * through net/'s multi runner); NULL for a backend without them
 	 * (file://).  stat_request is stat's request; its answer goes to
-	 * storage_remote_stat_result.
-	 * copy_request is copy's request, giving the copy the checksum sha256
-	 * where the protocol keeps one; it may first make requests of its own
-	 * (WebDAV: MKCOL of the parents).  copy_result throws on failure, or
-	 * returns false when the server cannot copy (use copy instead); it fills
-	 * md5[33] with the copy's MD5 when the server tells it, else "".
-	 * head_has_sha256: a HEAD tells an object's checksum (S3, from the
-	 * x-amz-meta-sha256 that put and copy set), so the skip check of a
-	 * destination needs no download.  etag_is_md5: a plain ETag (one
-	 * quoted 32-digit hex) is the MD5 of the object's bytes, computed by
-	 * the server (S3 for objects written in one part, unencrypted or
-	 * SSE-S3), so a tile whose MD5 the manifest knows is verified by the
-	 * copy's answer, or by a HEAD.
+	 * storage_remote_stat_result. copy_request is copy's request, giving the
+	 * copy the checksum sha256 where the protocol keeps one; it may first
+	 * make requests of its own (WebDAV: MKCOL of the parents).  copy_result
+	 * throws on failure, or returns false when the server cannot copy (use
+	 * copy instead); it fills md5[33] with the copy's MD5 when the server
+	 * tells it, else "". head_has_sha256: a HEAD tells an object's checksum
+	 * (S3, from the x-amz-meta-sha256 that put and copy set), so the skip
+	 * check of a destination needs no download.  etag_is_md5: a plain ETag
+	 * (one quoted 32-digit hex) is the MD5 of the object's bytes, computed by
+	 * the server (S3 for objects written in one part, unencrypted or SSE-S3),
+	 * so a tile whose MD5 the manifest knows is verified by the copy's
+	 * answer, or by a HEAD.
 	 */
 	struct HttpRequest *(*stat_request) (StorageTarget *target, const char *key,
 										 bool want_sha256);
@@ -160,7 +166,7 @@ extern void storage_copy(StorageTarget *target, const char *src_key, const char 
 extern void storage_delete(StorageTarget *target, const char *key);
 extern void storage_sync(StorageTarget *target);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
-							   int64 max_bytes);
+							  int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
 
 /*
@@ -216,6 +222,7 @@ extern struct HttpRequest *storage_remote_request(StorageTarget *target,
 												  const char *method,
 												  const char *url,
 												  const char *what);
+
 pg_attribute_noreturn()
 extern void storage_remote_fail(StorageTarget *target, struct HttpRequest *req,
 								struct HttpResponse *resp);

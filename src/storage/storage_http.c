@@ -263,7 +263,7 @@ http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, ch
 {
 	HttpTarget *ht = target->backend_state;
 
-	md5[0] = '\0';					/* a WebDAV server's ETag is no checksum */
+	md5[0] = '\0';				/* a WebDAV server's ETag is no checksum */
 	if (http_ok(resp))
 		return true;
 	if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))

@@ -78,7 +78,8 @@ typedef struct LocalDir
 {
 	char		path[MAXPGPATH];	/* hash key */
 	bool		swept;			/* its stale temporary files are removed */
-	bool		dirty;			/* in dirty: entries changed since the last sync */
+	bool		dirty;			/* in dirty: entries changed since the last
+								 * sync */
 } LocalDir;
 
 /* The target's backend_state, in the target's context. */

@@ -137,12 +137,12 @@ tile_build_needed(const char *version_id, const char *env)
 	bool		isnull;
 
 	if (spi_execute_cached(&needed_plan, "SELECT EXISTS (SELECT 1 FROM publish.assets a"
-							  "                WHERE a.version_id = $1::uuid AND a.kind = 'base_map')"
-							  "   AND NOT EXISTS (SELECT 1 FROM publish.tilesets t"
-							  "                    WHERE t.version_id = $1::uuid AND t.source_path IS NOT NULL"
-							  "                      AND (t.built_env IS NULL OR t.built_env = $2)"
-							  "                      AND EXISTS (SELECT 1 FROM publish.tiles m WHERE m.tileset_id = t.id))",
-							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+						   "                WHERE a.version_id = $1::uuid AND a.kind = 'base_map')"
+						   "   AND NOT EXISTS (SELECT 1 FROM publish.tilesets t"
+						   "                    WHERE t.version_id = $1::uuid AND t.source_path IS NOT NULL"
+						   "                      AND (t.built_env IS NULL OR t.built_env = $2)"
+						   "                      AND EXISTS (SELECT 1 FROM publish.tiles m WHERE m.tileset_id = t.id))",
+						   2, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the version's tileset");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -164,18 +164,18 @@ load_build_input(const char *version_id, const char *env, MemoryContext mcxt)
 	int64		n_maps;
 
 	if (spi_execute_cached(&input_plan, "SELECT p.slug, v.version_number, v.status,"
-							  "       (SELECT count(*) FROM publish.assets a"
-							  "         WHERE a.version_id = v.id AND a.kind = 'base_map'),"
-							  "       a.key, a.storage_path,"
-							  "       t.id IS NOT NULL, t.format, t.tile_size, t.min_zoom, t.max_zoom"
-							  "  FROM publish.project_versions v"
-							  "  JOIN publish.projects p ON p.id = v.project_id"
-							  "  LEFT JOIN LATERAL (SELECT key, storage_path FROM publish.assets a"
-							  "                      WHERE a.version_id = v.id AND a.kind = 'base_map'"
-							  "                      ORDER BY a.key LIMIT 1) a ON true"
-							  "  LEFT JOIN publish.tilesets t ON t.version_id = v.id"
-							  " WHERE v.id = $1::uuid",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+						   "       (SELECT count(*) FROM publish.assets a"
+						   "         WHERE a.version_id = v.id AND a.kind = 'base_map'),"
+						   "       a.key, a.storage_path,"
+						   "       t.id IS NOT NULL, t.format, t.tile_size, t.min_zoom, t.max_zoom"
+						   "  FROM publish.project_versions v"
+						   "  JOIN publish.projects p ON p.id = v.project_id"
+						   "  LEFT JOIN LATERAL (SELECT key, storage_path FROM publish.assets a"
+						   "                      WHERE a.version_id = v.id AND a.kind = 'base_map'"
+						   "                      ORDER BY a.key LIMIT 1) a ON true"
+						   "  LEFT JOIN publish.tilesets t ON t.version_id = v.id"
+						   " WHERE v.id = $1::uuid",
+						   1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the version to build tiles for");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -399,10 +399,11 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	}
 	last_progress = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
+
 	/*
 	 * One storage_put_file per tile.  TODO: remote targets would upload
-	 * faster through http_multi as step 4 copies (tile_publish.c), once
-	 * the backends have put request builders beside stat_request and
+	 * faster through http_multi as step 4 copies (tile_publish.c), once the
+	 * backends have put request builders beside stat_request and
 	 * copy_request.
 	 */
 	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
@@ -490,15 +491,15 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 	values[5] = CStringGetTextDatum(res->source_path);
 	values[6] = CStringGetTextDatum(bi->env);
 	if (spi_execute_cached(&tileset_plan, "INSERT INTO publish.tilesets AS t"
-							  "       (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at, built_env)"
-							  " SELECT v.id, $2, $3, $4, $5, $6, clock_timestamp(), $7"
-							  "   FROM publish.project_versions v WHERE v.id = $1::uuid"
-							  " ON CONFLICT (version_id) DO UPDATE"
-							  "    SET min_zoom = excluded.min_zoom, max_zoom = excluded.max_zoom,"
-							  "        source_path = excluded.source_path, built_at = excluded.built_at,"
-							  "        built_env = excluded.built_env"
-							  " RETURNING t.id",
-							  7, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+						   "       (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at, built_env)"
+						   " SELECT v.id, $2, $3, $4, $5, $6, clock_timestamp(), $7"
+						   "   FROM publish.project_versions v WHERE v.id = $1::uuid"
+						   " ON CONFLICT (version_id) DO UPDATE"
+						   "    SET min_zoom = excluded.min_zoom, max_zoom = excluded.max_zoom,"
+						   "        source_path = excluded.source_path, built_at = excluded.built_at,"
+						   "        built_env = excluded.built_env"
+						   " RETURNING t.id",
+						   7, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "publish: could not record the tileset");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -508,7 +509,7 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 
 	mvalues[0] = CStringGetTextDatum(tileset_id);
 	if (spi_execute_cached(&delete_tiles_plan, "DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
-							  1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
+						   1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "publish: could not replace the tile manifest");
 	if (fflush(m->file) != 0 || fseeko(m->file, 0, SEEK_SET) != 0)
 		ereport(ERROR,

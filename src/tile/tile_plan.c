@@ -111,9 +111,9 @@ tile_plan_make(int width, int height, int tile_size, int min_zoom, int max_zoom,
 				 errdetail("Zooms must be from 0 to %d, min_zoom at most max_zoom.", TILE_MAX_ZOOM)));
 
 	/*
-	 * Scaled up while its own zoom is below max_zoom: a side that doubles
-	 * is at most tile_size << (max_zoom - 1) before, so at most tile_size
-	 * << TILE_MAX_ZOOM (2^39) after; TILE_MAX_SIDE is below that too.
+	 * Scaled up while its own zoom is below max_zoom: a side that doubles is
+	 * at most tile_size << (max_zoom - 1) before, so at most tile_size <<
+	 * TILE_MAX_ZOOM (2^39) after; TILE_MAX_SIDE is below that too.
 	 */
 	while (native_zoom(Max(w, h), tile_size) < max_zoom)
 	{

@@ -83,10 +83,12 @@
 typedef enum TileStep
 {
 	TILE_DST_CHECK,				/* HEAD (S3) or hashed GET of the destination */
-	TILE_DST_HASH,				/* hashed GET of the destination (no checksum in the HEAD) */
+	TILE_DST_HASH,				/* hashed GET of the destination (no checksum
+								 * in the HEAD) */
 	TILE_SRC_CHECK,				/* hashed GET of the source */
 	TILE_COPY,					/* the server-side copy */
-	TILE_COPY_CHECK				/* hashed GET of a copy its ETag did not verify */
+	TILE_COPY_CHECK				/* hashed GET of a copy its ETag did not
+								 * verify */
 } TileStep;
 
 typedef struct TileTask
@@ -94,7 +96,8 @@ typedef struct TileTask
 	bool		busy;
 	TileEntry	tile;			/* a copy: the window moves on */
 	TileStep	step;
-	bool		unverified;		/* copied without step 2: the copy's ETag verifies it */
+	bool		unverified;		/* copied without step 2: the copy's ETag
+								 * verifies it */
 	char	   *src;
 	char	   *dst;
 	MemoryContext cxt;			/* this tile's allocations; reset when done */
@@ -112,7 +115,8 @@ typedef struct TileRun
 	int64		done;			/* tiles finished */
 	int64		bad;
 	StringInfoData problems;	/* the first BAD_TILES_NAMED, each "\n..." */
-	int			first_pct;		/* progress when the loop starts (50, or after a build) */
+	int			first_pct;		/* progress when the loop starts (50, or after
+								 * a build) */
 	int			last_pct;
 	TimestampTz last_report;
 	TimestampTz last_check;

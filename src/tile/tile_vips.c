@@ -130,11 +130,12 @@ tile_vips_init(void)
 	rc = vips_init("postgres: publish worker");
 	if (rc == 0)
 	{
-		vips_cache_set_max(0);	/* no operation cache: nothing kept between jobs */
+		vips_cache_set_max(0);	/* no operation cache: nothing kept between
+								 * jobs */
 		vips_cache_set_max_mem(0);
 		vips_cache_set_max_files(0);
 		vips_concurrency_set(publish_tile_build_threads);
-		vips_block_untrusted_set(TRUE);	/* only the well-fuzzed loaders */
+		vips_block_untrusted_set(TRUE); /* only the well-fuzzed loaders */
 		vips_leak_set(FALSE);
 	}
 	else
@@ -254,7 +255,7 @@ typedef struct CutTask
 	bool		stop;			/* the main thread stopped the cut */
 	bool		done;			/* the cut thread has finished its work */
 	int			nimages;
-	VipsImage  *images[CUT_MAX_IMAGES];	/* the pipeline, while it lives */
+	VipsImage  *images[CUT_MAX_IMAGES]; /* the pipeline, while it lives */
 } CutTask;
 
 /*
@@ -376,8 +377,8 @@ cut_thread_main(void *arg)
 	if (rc == 0)
 	{
 		VipsArrayDouble *background = task->jpg
-			? vips_array_double_newv(3, 255.0, 255.0, 255.0)
-			: vips_array_double_newv(4, 0.0, 0.0, 0.0, 0.0);
+		? vips_array_double_newv(3, 255.0, 255.0, 255.0)
+		: vips_array_double_newv(4, 0.0, 0.0, 0.0, 0.0);
 
 		rc = vips_dzsave(img, task->out_dir,
 						 "layout", VIPS_FOREIGN_DZ_LAYOUT_GOOGLE,
