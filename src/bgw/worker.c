@@ -456,8 +456,7 @@ publish_worker_main(Datum main_arg)
 			 * answers it (an empty transaction reads the invalidations).  A
 			 * worker that ignored it fell behind while asleep, had its caches
 			 * reset, and paid for rebuilding them and re-planning at its next
-			 * sweep: half of an idle worker's CPU (docs/performance.md,
-			 * Idle).
+			 * sweep (docs/performance.md, "Idle").
 			 */
 			if (catchupInterruptPending)
 				ProcessCatchupInterrupt();

@@ -10,11 +10,11 @@
  * makes) when the status or the progress changed.  Not when a job is
  * queued: see the trigger's comment in publish--1.0.sql.
  *
- * It is C because it fires for every progress write of every job: as
- * PL/pgSQL, with its function call, json_build_object and pinned
- * search_path (a GUC save and restore per row), it cost about 5% of a
- * worker's CPU per publish (docs/performance.md, "Throughput").  It runs
- * no SQL and looks nothing up by name but the table's own columns.
+ * It is C because it fires for every progress write of every job, where a
+ * PL/pgSQL function call, json_build_object and a pinned search_path (a
+ * GUC save and restore per row) showed in the cost of each publish
+ * (docs/performance.md, "Throughput").  It runs no SQL and looks nothing
+ * up by name but the table's own columns.
  *
  *-------------------------------------------------------------------------
  */

@@ -9,12 +9,12 @@
  * doubling with mremap: the kernel moves page tables, not bytes, so growing
  * never copies the document nor holds two copies of it, and only the pages
  * written are resident (peak memory: the document itself, rounded up to a
- * page, plus the small buffer).  A mapping per document cost a small
- * publish its mmap, page faults, munmap and TLB flush: about 3% of the
- * worker's CPU in bench/throughput.sh.  The SHA-256, when asked for, is
- * computed as the bytes are appended (callers append in pieces of tens of
- * kilobytes); it must be finished in the transaction (or outside any) that
- * began it, whose resource owner holds it.  The mapping is returned to the
+ * page, plus the small buffer).  A mapping per document would cost every
+ * small publish an mmap, page faults, a munmap and a TLB flush.  The
+ * SHA-256, when asked for, is computed as the bytes are appended (callers
+ * append in pieces of tens of kilobytes); it must be finished in the
+ * transaction (or outside any) that began it, whose resource owner holds
+ * it.  The mapping is returned to the
  * system (munmap) when the memory context the document was created in is
  * reset or deleted, on success and on error alike: the worker keeps nothing
  * of a big release between jobs.

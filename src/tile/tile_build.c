@@ -401,10 +401,9 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
 
 	/*
-	 * One storage_put_file per tile.  TODO: remote targets would upload
-	 * faster through http_multi as step 4 copies (tile_publish.c), once the
-	 * backends have put request builders beside stat_request and
-	 * copy_request.
+	 * One storage_put_file per tile.  Remote targets could upload in
+	 * parallel, as step 4 copies through a storage batch, once the backends
+	 * build put requests beside stat_request and copy_request.
 	 */
 	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
 	{
