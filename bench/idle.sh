@@ -18,7 +18,7 @@
 # the time on the CPU from /proc/<pid>/schedstat (nanoseconds).
 #
 # An idle database's worker 0 wakes once per publish.sweep_backstop (an
-# hour by default) for one full sweep (src/worker_sweep.c); nothing else
+# hour by default) for one full sweep (src/bgw/worker_sweep.c); nothing else
 # wakes the workers but PostgreSQL's cache catch-up signal while there is
 # invalidation traffic.  A window shorter than the backstop sees no full
 # sweep (or one, depending on when the window falls): that is what an idle

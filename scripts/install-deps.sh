@@ -5,7 +5,8 @@
 #   install-deps.sh servers    the local storage servers (nginx WebDAV, s3rver):
 #                              the demo's --target s3|webdav, and the tests
 #   install-deps.sh test       all of the above and the test tools (pgTAP, Perl
-#                              TAP, gdb, strace, Chromium for the viewer test)
+#                              TAP, gdb, strace, Chromium for the viewer test,
+#                              pg_bsd_indent and binutils for the static checks)
 #   install-deps.sh            the same as test
 #
 # Idempotent: packages already present are skipped, so re-running is cheap.
@@ -35,6 +36,8 @@ TEST=(
 	gdb                             # a cancel signal held back until its job ended (t/012)
 	chromium                        # the map viewer test (test/browser), headless
 	fonts-dejavu-core               # its labels and popups have a font to render with
+	pg-bsd-indent                   # make indent, and its check (scripts/indent.sh)
+	binutils                        # nm, objdump: scripts/check-layers.sh, make typedefs
 )
 
 want_servers=false

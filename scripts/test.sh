@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, against a private PostgreSQL 15 cluster with publish
 # preloaded (started here, stopped by its pid at the end):
+#   0. static       calls between src/'s folders run one way
+#                   (scripts/check-layers.sh); make indent would change
+#                   nothing (scripts/indent.sh --check)
 #   1. pg_regress   test/sql/*.sql      the SQL surface, with expected output
 #   2. pgTAP        test/pgtap/*.sql    behaviour, end to end through the worker,
 #                   also against real storage servers (scripts/storage-servers.sh:
@@ -22,7 +25,7 @@
 # Usage: scripts/test.sh            (as root on a fresh Debian 12 machine)
 #        PUBLISH_TEST_PORT=NNNN     to run beside another cluster
 #        PUBLISH_TEST_TMPDIR=DIR    where the test directory is made (default /tmp)
-#        PUBLISH_TEST_ONLY=regress|pgtap|tap|browser|docs   to run one layer
+#        PUBLISH_TEST_ONLY=static|regress|pgtap|tap|browser|docs   to run one layer
 #        PUBLISH_TEST_MATCH=REGEX   only the pgTAP and Perl TAP files whose
 #                                   name matches (e.g. '^(14|30)_'), while working
 set -euo pipefail
@@ -81,6 +84,20 @@ test_files() {
 }
 PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
 PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
+
+# 0. static checks -------------------------------------------------------------
+# Each prints one line CI can read ("layers: ok", "indent: ok") and counts as
+# one test.
+if [ "$ONLY" = all ] || [ "$ONLY" = static ]; then
+	for check in "$ROOT_DIR/scripts/check-layers.sh" "$ROOT_DIR/scripts/indent.sh --check"; do
+		# shellcheck disable=SC2086
+		if $check; then
+			passed=$((passed + 1))
+		else
+			failed=$((failed + 1))
+		fi
+	done
+fi
 
 # 1. pg_regress ---------------------------------------------------------------
 if [ "$ONLY" = all ] || [ "$ONLY" = regress ]; then

@@ -1,24 +1,156 @@
 /*
- * publish--1.0.sql: the schema of the publish extension.
+ * publish--1.0.sql: the schema of the publish extension, in reading order.
  *
- * Content tables (projects, versions, assets, overlays, tilesets, tiles),
- * storage targets and their secrets, the job queue with its log and the
- * publish.jobs view, the live releases, and the SQL entry points
- * (publish_version, build_release, validate_version, set_storage_target,
- * set_storage_credentials; publish._storage_put for the benchmark and tests).  The background worker lives in publish.so and
- * serves every database in which this script has run.
+ *   Roles                 publish_viewer, publish_admin
+ *   Helpers               of the functions below
+ *   Content               projects, versions, assets, overlays, tilesets, tiles
+ *   Storage targets       and their secrets
+ *   Jobs                  the queue, its log, the publish.jobs view, the
+ *                         triggers that wake the worker and announce changes,
+ *                         the claim the worker makes
+ *   Releases              what is live in each environment
+ *   C entry points        internal, called by the functions below
+ *   Checks and limits     shared by the entry points
+ *   Public entry points   publish_version, build_tiles, build_release,
+ *                         validate_version, set_storage_target,
+ *                         set_storage_credentials, cancel_job, purge_jobs,
+ *                         wait_job
+ *   Privileges
+ *
+ * Each table comes with all its constraints, indexes and comment; each
+ * function with its security and settings.  The background worker lives in
+ * publish.so and serves every database in which this script has run.
  *
  * SQLSTATEs raised for bad input are chosen so that a PostgREST front end
  * answers with the right HTTP status (docs/postgrest.md, "Errors and HTTP statuses"):
- *   PT404 not found -> 404, PT409 wrong state -> 409,
+ *   PT404 not found -> 404, PT409 wrong state -> 409, PT413 too large -> 413,
  *   22004/22023 malformed or NULL argument -> 400, 23514 invalid content -> 400.
+ *
+ * Security.  PUBLIC gets nothing: under PostgREST the anonymous role is a
+ * member of PUBLIC, so anything granted to PUBLIC would be open to the
+ * internet.  Functions are SECURITY INVOKER but six, which run as the
+ * extension's owner and say so: publish_version and build_tiles (they
+ * insert into job_queue and wake the worker, which admins cannot do
+ * directly), cancel_job and purge_jobs (they change job_queue, which admins
+ * only read through publish.jobs), set_storage_target and
+ * set_storage_credentials (they write tables no caller can read or write,
+ * so validation cannot be bypassed and secrets stay write-only).  Every
+ * function pins search_path to pg_catalog, pg_temp and names the
+ * extension's objects schema-qualified, so objects made by a user with
+ * CREATE on some schema (a public.lower(), an operator) are never found;
+ * three C functions that resolve no name and run per row say why they do
+ * not.  Names and numbers the C code knows too (the job types, statuses
+ * and log levels, the nesting depth of properties, the zoom range, the
+ * settings' defaults) are stated once here, in the constraints and checks
+ * that use them, and once in the C headers; test/sql/08_shared_definitions.sql
+ * checks that both sides agree.
  */
 
 \echo Use "CREATE EXTENSION publish" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
+-- Roles
+-- ---------------------------------------------------------------------------
+
+-- Cluster-wide, NOLOGIN, made here when missing and left in place by DROP
+-- EXTENSION:
+--   publish_viewer  reads content, publish.jobs and publish.releases, waits
+--                   for jobs (wait_job)
+--   publish_admin   a viewer that also manages content (plain INSERT/UPDATE/
+--                   DELETE), publishes, previews and validates versions and
+--                   reads the storage targets (never their secrets), cancels
+--                   jobs and purges old ones
+-- Storage targets and secrets are set by superusers only (set_storage_target
+-- and set_storage_credentials are executable by no one else); a superuser
+-- may delegate with GRANT EXECUTE on them, knowing that a file:// target
+-- lets the grantee make the server write into any directory its OS user can.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'publish_viewer') THEN
+		CREATE ROLE publish_viewer NOLOGIN;
+		COMMENT ON ROLE publish_viewer IS
+			'publish extension: reads content, publish.jobs and publish.releases.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'publish_admin') THEN
+		CREATE ROLE publish_admin NOLOGIN;
+		COMMENT ON ROLE publish_admin IS
+			'publish extension: manages content, publishes versions, reads storage targets (not secrets).';
+	END IF;
+	IF NOT pg_catalog.pg_has_role('publish_admin', 'publish_viewer', 'MEMBER') THEN
+		GRANT publish_viewer TO publish_admin;
+	END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Helpers of the functions below
+-- ---------------------------------------------------------------------------
+
+-- The text of a value for an error message: long input (a 10 MB slug) is
+-- cut, so that errors and the server log stay readable.
+CREATE FUNCTION publish._shown(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN pg_catalog.length(value) > 64
+	            THEN pg_catalog.left(value, 64) OPERATOR(pg_catalog.||) '...'
+	            ELSE value END
+$$;
+COMMENT ON FUNCTION publish._shown(text) IS
+	'Internal: a value for an error message, cut after 64 characters.';
+
+-- The role that asked, as seen from a SECURITY DEFINER function (where
+-- current_user is the function's owner): the role set by SET ROLE (which
+-- PostgREST does per request from the JWT), else the session's login role.
+CREATE FUNCTION publish._requesting_role()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
+	            THEN session_user::text
+	            ELSE pg_catalog.current_setting('role') END
+$$;
+COMMENT ON FUNCTION publish._requesting_role() IS
+	'Internal: the role that asked (SET ROLE, as PostgREST does, else the login role), as seen from a SECURITY DEFINER function.';
+
+-- The "sub" claim of the JWT of a PostgREST request, or NULL (no request,
+-- no sub, or claims that are not JSON).  Informational: a direct SQL client
+-- can set request.jwt.claims to anything.
+CREATE FUNCTION publish._requesting_sub()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims text := pg_catalog.current_setting('request.jwt.claims', true);
+BEGIN
+	IF claims IS NULL OR claims = '' THEN
+		RETURN NULL;
+	END IF;
+	BEGIN
+		RETURN pg_catalog.left(claims::jsonb ->> 'sub', 256);
+	EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
+		RETURN NULL;
+	END;
+END
+$$;
+COMMENT ON FUNCTION publish._requesting_sub() IS
+	'Internal: the sub claim of the PostgREST request''s JWT, or NULL.';
+
+-- ---------------------------------------------------------------------------
 -- Content
 -- ---------------------------------------------------------------------------
+
+-- Content that could escape a path or break a reader is refused when it is
+-- written (23514, HTTP 400): keys are names a reader may use as file names;
+-- storage paths are relative paths without dot segments (plain or
+-- percent-encoded), empty segments, a scheme, backslashes or control
+-- characters; text has sane lengths; properties are nested at most 32
+-- levels (json-c, which many readers use, stops at 32).  Geometry is checked
+-- when a version is validated (it may be saved half-done).  pg_dump keeps
+-- the rows of every table (pg_extension_config_dump): they hold user data.
 
 CREATE TABLE publish.projects (
 	id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -27,9 +159,12 @@ CREATE TABLE publish.projects (
 	            CHECK (slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$' AND length(slug) <= 63),
 	name        text NOT NULL CONSTRAINT projects_name_not_blank CHECK (btrim(name) <> ''),
 	description text,
-	created_at  timestamptz NOT NULL DEFAULT now()
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT projects_text_lengths
+	CHECK (length(name) <= 200 AND length(description) <= 10000)
 );
 COMMENT ON TABLE publish.projects IS 'Map projects; slug is lowercase letters, digits and hyphens.';
+SELECT pg_catalog.pg_extension_config_dump('publish.projects', '');
 
 CREATE TABLE publish.project_versions (
 	id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -41,10 +176,12 @@ CREATE TABLE publish.project_versions (
 	notes          text,
 	published_at   timestamptz,
 	created_at     timestamptz NOT NULL DEFAULT now(),
-	UNIQUE (project_id, version_number)
+	UNIQUE (project_id, version_number),
+	CONSTRAINT project_versions_notes_length CHECK (length(notes) <= 10000)
 );
 COMMENT ON TABLE publish.project_versions IS
 	'Versions of a project; only ready or published versions can be published.';
+SELECT pg_catalog.pg_extension_config_dump('publish.project_versions', '');
 
 CREATE TABLE publish.assets (
 	id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -59,10 +196,24 @@ CREATE TABLE publish.assets (
 	sha256       text CONSTRAINT assets_sha256_hex CHECK (sha256 ~ '^[0-9a-f]{64}$'),
 	created_at   timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (version_id, key),
-	UNIQUE (version_id, id)
+	UNIQUE (version_id, id),
+	CONSTRAINT assets_key_format
+	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
+	CONSTRAINT assets_storage_path_safe
+	CHECK (length(storage_path) <= 1024
+	       AND storage_path !~ '[[:cntrl:]\\]'
+	       AND storage_path !~ '//'
+	       AND storage_path !~ '^[^/]*:'
+	       AND storage_path !~* '(^|/)(\.|%2e)+(/|$)'),
+	CONSTRAINT assets_kind_format
+	CHECK (kind ~ '^[a-z0-9][a-z0-9_-]*$' AND length(kind) <= 64),
+	CONSTRAINT assets_content_type_format
+	CHECK (length(content_type) <= 255
+	       AND content_type ~* '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*( *; *[a-z0-9_.-]+=[^;[:cntrl:]]+)*$')
 );
 COMMENT ON TABLE publish.assets IS
 	'Files of a version that are already on storage; storage_path is relative to the target''s root.';
+SELECT pg_catalog.pg_extension_config_dump('publish.assets', '');
 
 CREATE TABLE publish.overlays (
 	id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -79,7 +230,18 @@ CREATE TABLE publish.overlays (
 	created_at   timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (version_id, key),
 	FOREIGN KEY (version_id, asset_id) REFERENCES publish.assets (version_id, id)
-		ON DELETE SET NULL (asset_id)
+		ON DELETE SET NULL (asset_id),
+	CONSTRAINT overlays_key_format
+	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
+	CONSTRAINT overlays_name_length CHECK (length(name) <= 500),
+	-- release.json must parse with json-c's default depth (32 levels, its
+	-- root the first), and holds properties 3 levels down (the document,
+	-- the "overlays" array, the overlay): jsonpath counts their root as
+	-- level 0, so nothing may be at level 29 (RELEASE_VALUE_MAX_DEPTH in
+	-- src/release/release.h; validation.c checks the same of geometry, and
+	-- of rows older than this constraint)
+	CONSTRAINT overlays_properties_depth
+	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{29 to last}'))
 );
 CREATE INDEX overlays_asset_idx ON publish.overlays (asset_id) WHERE asset_id IS NOT NULL;
 -- release.json lists overlays by key in the "C" collation: the worker reads
@@ -88,6 +250,7 @@ CREATE INDEX overlays_asset_idx ON publish.overlays (asset_id) WHERE asset_id IS
 CREATE INDEX overlays_release_order_idx ON publish.overlays (version_id, key COLLATE "C");
 COMMENT ON TABLE publish.overlays IS
 	'Map overlays of a version: marker/label (Point), polyline (LineString), polygon (Polygon), image (Polygon + asset). Geometry is checked when the version is published.';
+SELECT pg_catalog.pg_extension_config_dump('publish.overlays', '');
 
 CREATE TABLE publish.tilesets (
 	id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -106,12 +269,21 @@ CREATE TABLE publish.tilesets (
 	            CHECK (source_path IS NULL OR (source_path !~ '^/' AND source_path !~ '(^|/)\.\.(/|$)')),
 	built_at    timestamptz,
 	built_env   text,		-- the environment whose target build_tiles put the tiles on
-	CONSTRAINT tilesets_zoom_range CHECK (min_zoom >= 0 AND max_zoom <= 30 AND min_zoom <= max_zoom)
+	CONSTRAINT tilesets_zoom_range CHECK (min_zoom >= 0 AND max_zoom <= 30 AND min_zoom <= max_zoom),
+	CONSTRAINT tilesets_source_path_safe
+	CHECK (source_path IS NULL
+	       OR (source_path <> ''
+	           AND length(source_path) <= 1024
+	           AND source_path !~ '[[:cntrl:]\\]'
+	           AND source_path !~ '//'
+	           AND source_path !~ '^[^/]*:'
+	           AND source_path !~* '(^|/)(\.|%2e)+(/|$)'))
 );
 COMMENT ON TABLE publish.tilesets IS
 	'The tileset of a version: built tiles are at {source_path}/{z}/{x}/{y}.{format} under the target''s root.';
 COMMENT ON COLUMN publish.tilesets.built_env IS
 	'The environment on whose storage target publish built the tiles (build_tiles, or publish_version from a base_map asset); NULL when they were put there by other means.';
+SELECT pg_catalog.pg_extension_config_dump('publish.tilesets', '');
 
 CREATE TABLE publish.tiles (
 	tileset_id uuid NOT NULL REFERENCES publish.tilesets (id) ON DELETE CASCADE,
@@ -127,6 +299,7 @@ CREATE TABLE publish.tiles (
 COMMENT ON TABLE publish.tiles IS 'Manifest of the built tiles of a tileset.';
 COMMENT ON COLUMN publish.tiles.md5 IS
 	'Optional MD5 of the same bytes as sha256 (build_tiles fills it): an S3 copy is then verified by its ETag, without downloading the tile.';
+SELECT pg_catalog.pg_extension_config_dump('publish.tiles', '');
 
 -- ---------------------------------------------------------------------------
 -- Storage targets
@@ -142,6 +315,7 @@ CREATE TABLE publish.storage_targets (
 );
 COMMENT ON TABLE publish.storage_targets IS
 	'Where each environment publishes to; set with publish.set_storage_target().';
+SELECT pg_catalog.pg_extension_config_dump('publish.storage_targets', '');
 
 -- Secrets live apart from the targets so that the targets can be readable
 -- while the secrets are not: no view shows this table, and only its owner
@@ -156,6 +330,7 @@ CREATE TABLE publish.storage_credentials (
 REVOKE ALL ON publish.storage_credentials FROM PUBLIC;
 COMMENT ON TABLE publish.storage_credentials IS
 	'Secrets of the storage targets; never shown by a view, a job or a log.';
+SELECT pg_catalog.pg_extension_config_dump('publish.storage_credentials', '');
 
 -- ---------------------------------------------------------------------------
 -- Jobs
@@ -201,6 +376,7 @@ CREATE INDEX job_queue_finished_idx ON publish.job_queue (completed_at)
 	WHERE status IN ('completed', 'failed', 'cancelled');
 COMMENT ON TABLE publish.job_queue IS
 	'Every job, queued, running or finished; read it through the publish.jobs view.';
+SELECT pg_catalog.pg_extension_config_dump('publish.job_queue', '');
 
 CREATE TABLE publish.job_log (
 	id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -212,6 +388,8 @@ CREATE TABLE publish.job_log (
 );
 CREATE INDEX job_log_job_idx ON publish.job_log (job_id, id);
 COMMENT ON TABLE publish.job_log IS 'Log entries of the jobs, shown as publish.jobs.logs.';
+SELECT pg_catalog.pg_extension_config_dump('publish.job_log', '');
+SELECT pg_catalog.pg_extension_config_dump('publish.job_log_id_seq', '');
 
 CREATE VIEW publish.jobs AS
 SELECT j.id,
@@ -244,10 +422,11 @@ COMMENT ON VIEW publish.jobs IS
 -- pre-commit of a transaction that notifies until its commit record is
 -- flushed, so a NOTIFY in publish_version would make every request's
 -- durable commit wait for every other notifying commit (no group commit),
--- and the workers' commits wait behind the requests'; with 8 clients that
--- cost about a third of the throughput (docs/performance.md, "Throughput").
--- The caller has the queued job in hand; listeners hear of it when it
--- starts.  The trigger is C (job_notify.c).
+-- and the workers' commits wait behind the requests' (docs/performance.md,
+-- "Throughput").  The caller has the queued job in hand; listeners hear of
+-- it when it starts.  The trigger is C (src/queue/job_notify.c); it runs no
+-- SQL and resolves no name, so its search_path is not pinned (a pinned path
+-- costs a GUC save and restore for every progress write of every job).
 CREATE FUNCTION publish._notify_job_change()
 RETURNS trigger
 LANGUAGE c
@@ -269,7 +448,8 @@ CREATE TRIGGER job_queue_notify
 -- --disable-triggers write) wait for the backstop sweep,
 -- publish.sweep_backstop.  The workers' claims and progress writes do not
 -- call it (a recovery that queues a job again does, and wakes a sibling).
--- C, and its search_path not pinned, as for job_queue_notify.
+-- C, and its search_path not pinned, as for job_queue_notify (it runs for
+-- every job queued and every row of a restore's COPY).
 CREATE FUNCTION publish._wake_worker_on_queued()
 RETURNS trigger
 LANGUAGE c
@@ -420,20 +600,7 @@ SELECT p.slug AS project,
   JOIN publish.projects p ON p.id = r.project_id
   JOIN publish.project_versions v ON v.id = r.version_id;
 COMMENT ON VIEW publish.releases IS 'What is live in each environment: project, version, env, published_at, release_url, job id.';
-
--- pg_dump keeps the rows of these tables (they hold user data, not setup).
-SELECT pg_catalog.pg_extension_config_dump('publish.projects', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.project_versions', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.assets', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.overlays', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.tilesets', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.tiles', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.storage_targets', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.storage_credentials', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.job_queue', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.job_log', '');
 SELECT pg_catalog.pg_extension_config_dump('publish.live_releases', '');
-SELECT pg_catalog.pg_extension_config_dump('publish.job_log_id_seq', '');
 
 -- ---------------------------------------------------------------------------
 -- C entry points (internal; called by the functions below)
@@ -442,17 +609,62 @@ SELECT pg_catalog.pg_extension_config_dump('publish.job_log_id_seq', '');
 CREATE FUNCTION publish._wake_worker_at_commit()
 RETURNS void
 LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'publish_wake_worker_at_commit';
 COMMENT ON FUNCTION publish._wake_worker_at_commit() IS
 	'Internal: wake this database''s publish worker when the calling transaction commits.';
 
+CREATE FUNCTION publish._job_ended_at_commit()
+RETURNS void
+LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_job_ended_at_commit_sql';
+COMMENT ON FUNCTION publish._job_ended_at_commit() IS
+	'Internal: wake wait_job() sleepers when this transaction commits (it ended a job without a worker).';
+
+CREATE FUNCTION publish._cancel_worker_at_commit(job uuid)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_cancel_worker_at_commit_sql';
+COMMENT ON FUNCTION publish._cancel_worker_at_commit(uuid) IS
+	'Internal: interrupt the worker that runs a cancelled job when this transaction commits, if one runs it then (cancel_job).';
+
+CREATE FUNCTION publish._job_event_prepare()
+RETURNS void
+LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_job_event_prepare';
+COMMENT ON FUNCTION publish._job_event_prepare() IS
+	'Internal: start listening for the end of a job in this database (see wait_job).';
+
+CREATE FUNCTION publish._job_event_sleep(timeout_ms integer)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_job_event_sleep';
+COMMENT ON FUNCTION publish._job_event_sleep(integer) IS
+	'Internal: sleep until a job of this database ends or timeout_ms passes (see wait_job).';
+
 CREATE FUNCTION publish._release_document(version_id uuid, env text, published_at timestamptz)
 RETURNS json
 LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'publish_release_document';
 COMMENT ON FUNCTION publish._release_document(uuid, text, timestamptz) IS
 	'Internal: release.json of a version for an environment, exactly as the worker writes it.';
 
+CREATE FUNCTION publish._validation_problems(version_id uuid)
+RETURNS SETOF text
+LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_validation_problems';
+COMMENT ON FUNCTION publish._validation_problems(uuid) IS
+	'Internal: every problem that stops a version from being published.';
+
+-- Called twice for every overlay of a release by _check_release_limits, and
+-- it resolves no name: its search_path is not pinned (a pinned path costs a
+-- GUC save and restore per call).
 CREATE FUNCTION publish._jsonb_text_size(value jsonb)
 RETURNS bigint
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
@@ -460,15 +672,30 @@ AS 'MODULE_PATHNAME', 'publish_jsonb_text_size';
 COMMENT ON FUNCTION publish._jsonb_text_size(jsonb) IS
 	'Internal: octet_length(value::text), counted without making the text.';
 
-CREATE FUNCTION publish._validation_problems(version_id uuid)
-RETURNS SETOF text
-LANGUAGE c VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'publish_validation_problems';
-COMMENT ON FUNCTION publish._validation_problems(uuid) IS
-	'Internal: every problem that stops a version from being published.';
+-- Internal: the storage code from SQL, for superusers (bench/, tests).
+CREATE FUNCTION publish._storage_put(env text, key text, data bytea,
+                                     content_type text DEFAULT 'application/octet-stream',
+                                     cache_control text DEFAULT NULL)
+RETURNS void
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_storage_put';
+REVOKE ALL ON FUNCTION publish._storage_put(text, text, bytea, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION publish._storage_put(text, text, bytea, text, text) IS
+	'Internal, superusers only: writes data at key on env''s storage target, as the worker would (used by the benchmark and the tests).';
+
+-- Internal: the plan of a tile build, for the tests (granted to no one).
+CREATE FUNCTION publish._tile_plan(w integer, h integer, tile_size integer, min_zoom integer, max_zoom integer)
+RETURNS jsonb
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'publish_tile_plan';
+REVOKE ALL ON FUNCTION publish._tile_plan(integer, integer, integer, integer, integer) FROM PUBLIC;
+COMMENT ON FUNCTION publish._tile_plan(integer, integer, integer, integer, integer) IS
+	'Internal, superusers only: the levels a tile build of a w x h source image would upload, as [[zoom, columns, rows, tiles], ...], or the error it would fail with (22023; PT413 over publish.max_tiles).';
 
 -- ---------------------------------------------------------------------------
--- Argument checks shared by the entry points
+-- Argument checks and limits, shared by the entry points
 -- ---------------------------------------------------------------------------
 
 -- The version row of slug/version, or a PT404 (HTTP 404) error.
@@ -558,6 +785,118 @@ BEGIN
 END
 $$;
 
+-- Checks a storage URL (and the URLs in its options) for what no target
+-- may have, whatever its scheme: credentials (user:password@, readable by
+-- every role that reads the targets), control characters or spaces, dot
+-- segments ("." and "..", plain or percent-encoded, %2f counting as a
+-- slash: libcurl and servers resolve them, so s3://bucket/a/../../x would
+-- reach outside the bucket; a run of dots counts as one, as in storage
+-- paths), and absurd lengths.  Scheme-specific checks follow in the
+-- caller.  The worker checks dot segments again when it loads a target.
+CREATE FUNCTION publish._check_storage_url(url text, options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	u text;
+	what text;
+BEGIN
+	FOR what, u IN
+		SELECT 'storage URL', url
+		UNION ALL
+		SELECT format('option %s', k), options ->> k
+		  FROM unnest(ARRAY['public_url', 'endpoint']) AS k
+		 WHERE jsonb_typeof(options -> k) = 'string'
+	LOOP
+		IF length(u) > 2048 THEN
+			RAISE EXCEPTION 'invalid %: % characters, at most 2048 are allowed', what, length(u)
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF u ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@' THEN
+			RAISE EXCEPTION 'invalid storage URL: credentials do not belong in the URL'
+				USING ERRCODE = 'invalid_parameter_value',
+				      HINT = 'Set them with publish.set_storage_credentials(env, user, password); the URL is readable by others.';
+		END IF;
+		IF u ~ '[[:cntrl:][:space:]\\]' THEN
+			RAISE EXCEPTION 'invalid %: it contains spaces, control characters or backslashes', what
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF u ~* '(^|/|%2f)(\.|%2e)+(/|%2f|[?#]|$)' THEN
+			RAISE EXCEPTION 'invalid %: it contains a "." or ".." segment', what
+				USING ERRCODE = 'invalid_parameter_value',
+				      DETAIL = 'HTTP clients and servers resolve dot segments, plain or percent-encoded, so the target would reach outside the path it names.',
+				      HINT = 'Name the directory, bucket prefix or path without "." and ".." segments.';
+		END IF;
+	END LOOP;
+	IF jsonb_typeof(options -> 'public_url') = 'string'
+	   AND options ->> 'public_url' !~* '^(https?://[^/?#]+(/.*)?|file:///.*)$' THEN
+		RAISE EXCEPTION 'invalid option public_url "%"', publish._shown(options ->> 'public_url')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'public_url is the http(s) URL readers use for the target''s root, such as https://cdn.example.com/maps.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION publish._check_storage_url(text, jsonb) IS
+	'Internal: refuses storage URLs with credentials, control characters, spaces or dot segments, plain or percent-encoded (22023).';
+
+-- Resource limits: a release whose release.json would be larger than
+-- publish.max_release_size, or whose tileset has more tiles than
+-- publish.max_tiles, is refused with PT413 (HTTP 413) before anything is
+-- loaded into memory: at call time by publish_version and validate_version
+-- (release_input.c).  The size is an estimate from the rows, computed row
+-- by row (no row set is held); the text of geometry and properties is
+-- counted, never made (publish._jsonb_text_size: jsonb stores 1e131071 in a
+-- few bytes, and its text has 131,072).  The worker checks again, since the
+-- content can grow after a job is queued, but not with this estimate (a
+-- pass over every overlay): it counts the tiles, and stops writing
+-- release.json, with PT413, before the bytes it writes would go over
+-- publish.max_release_size (release_text.c).  build_release, which writes
+-- the same document, checks as the worker does.
+CREATE FUNCTION publish._check_release_limits(version_id uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_bytes bigint := pg_size_bytes(coalesce(current_setting('publish.max_release_size', true), '16MB'));
+	max_tiles bigint := coalesce(current_setting('publish.max_tiles', true), '1000000')::bigint;
+	n_bytes   bigint;
+	n_tiles   bigint;
+	what      text;
+BEGIN
+	SELECT 1024
+	       + coalesce((SELECT sum(octet_length(o.key) + octet_length(o.name) + octet_length(o.overlay_type)
+	                              + publish._jsonb_text_size(o.geometry)
+	                              + publish._jsonb_text_size(o.properties) + 128)
+	                     FROM publish.overlays o WHERE o.version_id = _check_release_limits.version_id), 0)
+	       + coalesce((SELECT sum(octet_length(a.key) + octet_length(a.kind) + 2 * octet_length(a.storage_path)
+	                              + octet_length(a.content_type) + 256)
+	                     FROM publish.assets a WHERE a.version_id = _check_release_limits.version_id), 0),
+	       (SELECT count(*) FROM publish.tiles t JOIN publish.tilesets s ON s.id = t.tileset_id
+	         WHERE s.version_id = _check_release_limits.version_id)
+	  INTO n_bytes, n_tiles;
+	IF n_bytes <= max_bytes AND n_tiles <= max_tiles THEN
+		RETURN;
+	END IF;
+	SELECT format('version %s of project "%s"', v.version_number, p.slug) INTO what
+	  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
+	 WHERE v.id = _check_release_limits.version_id;
+	IF n_bytes > max_bytes THEN
+		RAISE EXCEPTION '% is too large to publish: its release.json would be about %, over publish.max_release_size (%)',
+		                what, pg_size_pretty(n_bytes), pg_size_pretty(max_bytes)
+			USING ERRCODE = 'PT413',
+			      HINT = 'Split its overlays over projects, simplify their geometry, or ask a superuser to raise publish.max_release_size.';
+	END IF;
+	RAISE EXCEPTION '% is too large to publish: its tileset has % tiles, over publish.max_tiles (%)',
+	                what, n_tiles, max_tiles
+		USING ERRCODE = 'PT413',
+		      HINT = 'Reduce the zoom range or the bounds of the tileset, or ask a superuser to raise publish.max_tiles.';
+END
+$$;
+COMMENT ON FUNCTION publish._check_release_limits(uuid) IS
+	'Internal: refuses a version over publish.max_release_size or publish.max_tiles (PT413) before it is loaded.';
+
 -- ---------------------------------------------------------------------------
 -- Public entry points
 -- ---------------------------------------------------------------------------
@@ -565,6 +904,7 @@ $$;
 CREATE FUNCTION publish.publish_version(slug text, version integer, env text DEFAULT 'production')
 RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -668,6 +1008,7 @@ COMMENT ON FUNCTION publish.publish_version(text, integer, text) IS
 CREATE FUNCTION publish.build_tiles(slug text, version integer, env text DEFAULT 'production')
 RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -773,6 +1114,7 @@ COMMENT ON FUNCTION publish.validate_version(text, integer) IS
 CREATE FUNCTION publish.set_storage_target(env text, url text, options jsonb DEFAULT '{}')
 RETURNS publish.storage_targets
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -867,6 +1209,7 @@ CREATE FUNCTION publish.set_storage_credentials(env text, key_id text, secret te
                                                 session_token text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -885,29 +1228,10 @@ $$;
 COMMENT ON FUNCTION publish.set_storage_credentials(text, text, text, text) IS
 	'Sets (or, with a NULL secret, removes) the secret of an environment''s storage target: HTTP basic auth user and password, a bearer token (key_id NULL), or an S3 access key id, secret key and optional session token; it is never readable back.';
 
--- Internal: the storage code from SQL, for superusers (bench/, tests).
-CREATE FUNCTION publish._storage_put(env text, key text, data bytea,
-                                     content_type text DEFAULT 'application/octet-stream',
-                                     cache_control text DEFAULT NULL)
-RETURNS void
-LANGUAGE C VOLATILE
-AS 'MODULE_PATHNAME', 'publish_storage_put';
-REVOKE ALL ON FUNCTION publish._storage_put(text, text, bytea, text, text) FROM PUBLIC;
-COMMENT ON FUNCTION publish._storage_put(text, text, bytea, text, text) IS
-	'Internal, superusers only: writes data at key on env''s storage target, as the worker would (used by the benchmark and the tests).';
-
--- Internal: the plan of a tile build, for the tests (granted to no one).
-CREATE FUNCTION publish._tile_plan(w integer, h integer, tile_size integer, min_zoom integer, max_zoom integer)
-RETURNS jsonb
-LANGUAGE C STABLE STRICT
-AS 'MODULE_PATHNAME', 'publish_tile_plan';
-REVOKE ALL ON FUNCTION publish._tile_plan(integer, integer, integer, integer, integer) FROM PUBLIC;
-COMMENT ON FUNCTION publish._tile_plan(integer, integer, integer, integer, integer) IS
-	'Internal, superusers only: the levels a tile build of a w x h source image would upload, as [[zoom, columns, rows, tiles], ...], or the error it would fail with (22023; PT413 over publish.max_tiles).';
-
 CREATE FUNCTION publish.cancel_job(id uuid)
 RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -962,6 +1286,7 @@ COMMENT ON FUNCTION publish.cancel_job(uuid) IS
 CREATE FUNCTION publish.purge_jobs(older_than interval)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -982,34 +1307,6 @@ END
 $$;
 COMMENT ON FUNCTION publish.purge_jobs(interval) IS
 	'Deletes finished jobs (and their logs) that ended more than older_than ago; returns how many. The worker does this by itself for jobs older than publish.job_retention.';
-
-CREATE FUNCTION publish._job_ended_at_commit()
-RETURNS void
-LANGUAGE c VOLATILE
-AS 'MODULE_PATHNAME', 'publish_job_ended_at_commit_sql';
-COMMENT ON FUNCTION publish._job_ended_at_commit() IS
-	'Internal: wake wait_job() sleepers when this transaction commits (it ended a job without a worker).';
-
-CREATE FUNCTION publish._cancel_worker_at_commit(job uuid)
-RETURNS void
-LANGUAGE c VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'publish_cancel_worker_at_commit_sql';
-COMMENT ON FUNCTION publish._cancel_worker_at_commit(uuid) IS
-	'Internal: interrupt the worker that runs a cancelled job when this transaction commits, if one runs it then (cancel_job).';
-
-CREATE FUNCTION publish._job_event_prepare()
-RETURNS void
-LANGUAGE c VOLATILE
-AS 'MODULE_PATHNAME', 'publish_job_event_prepare';
-COMMENT ON FUNCTION publish._job_event_prepare() IS
-	'Internal: start listening for the end of a job in this database (see wait_job).';
-
-CREATE FUNCTION publish._job_event_sleep(timeout_ms integer)
-RETURNS void
-LANGUAGE c VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'publish_job_event_sleep';
-COMMENT ON FUNCTION publish._job_event_sleep(integer) IS
-	'Internal: sleep until a job of this database ends or timeout_ms passes (see wait_job).';
 
 CREATE FUNCTION publish.wait_job(id uuid, timeout interval DEFAULT '1 min')
 RETURNS publish.jobs
@@ -1052,301 +1349,10 @@ $$;
 COMMENT ON FUNCTION publish.wait_job(uuid, interval) IS
 	'Returns the job once it has ended (completed, failed or cancelled), or as it is when timeout (at most publish.max_job_wait) passes. Sleeps until the worker signals a job end: no polling.';
 
--- ===========================================================================
--- Security: roles, privileges, hostile input, resource limits
--- ===========================================================================
---
--- Roles (cluster-wide, NOLOGIN, made here when missing and left in place by
--- DROP EXTENSION):
---   publish_viewer  reads content, publish.jobs and publish.releases, waits
---                   for jobs (wait_job)
---   publish_admin   a viewer that also manages content (plain INSERT/UPDATE/
---                   DELETE), publishes, previews and validates versions and
---                   reads the storage targets (never their secrets), cancels
---                   jobs and purges old ones
--- PUBLIC gets nothing: under PostgREST the anonymous role is a member of
--- PUBLIC, so anything granted to PUBLIC would be open to the internet.
--- Storage targets and secrets are set by superusers only (set_storage_target
--- and set_storage_credentials are executable by no one else); a superuser
--- may delegate with GRANT EXECUTE on them, knowing that a file:// target
--- lets the grantee make the server write into any directory its OS user can.
---
--- SECURITY DEFINER (run as the extension's owner): publish_version (it
--- inserts into job_queue and wakes the worker, which admins cannot do
--- directly), cancel_job and purge_jobs (they change job_queue, which
--- admins only read through publish.jobs), set_storage_target and
--- set_storage_credentials (they write
--- tables no caller can read or write, so validation cannot be bypassed and
--- secrets stay write-only).  Everything else is SECURITY INVOKER.  Every
--- function pins search_path to pg_catalog, pg_temp and names the
--- extension's objects schema-qualified, so objects made by a user with
--- CREATE on some schema (a public.lower(), an operator) are never found.
+-- ---------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC, then what each role needs
+-- ---------------------------------------------------------------------------
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'publish_viewer') THEN
-		CREATE ROLE publish_viewer NOLOGIN;
-		COMMENT ON ROLE publish_viewer IS
-			'publish extension: reads content, publish.jobs and publish.releases.';
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'publish_admin') THEN
-		CREATE ROLE publish_admin NOLOGIN;
-		COMMENT ON ROLE publish_admin IS
-			'publish extension: manages content, publishes versions, reads storage targets (not secrets).';
-	END IF;
-	IF NOT pg_catalog.pg_has_role('publish_admin', 'publish_viewer', 'MEMBER') THEN
-		GRANT publish_viewer TO publish_admin;
-	END IF;
-END
-$$;
-
--- The text of a value for an error message: long input (a 10 MB slug) is
--- cut, so that errors and the server log stay readable.
-CREATE FUNCTION publish._shown(value text)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN pg_catalog.length(value) > 64
-	            THEN pg_catalog.left(value, 64) OPERATOR(pg_catalog.||) '...'
-	            ELSE value END
-$$;
-
--- The role that asked, as seen from a SECURITY DEFINER function (where
--- current_user is the function's owner): the role set by SET ROLE (which
--- PostgREST does per request from the JWT), else the session's login role.
-CREATE FUNCTION publish._requesting_role()
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
-	            THEN session_user::text
-	            ELSE pg_catalog.current_setting('role') END
-$$;
-
--- The "sub" claim of the JWT of a PostgREST request, or NULL (no request,
--- no sub, or claims that are not JSON).  Informational: a direct SQL client
--- can set request.jwt.claims to anything.
-CREATE FUNCTION publish._requesting_sub()
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	claims text := pg_catalog.current_setting('request.jwt.claims', true);
-BEGIN
-	IF claims IS NULL OR claims = '' THEN
-		RETURN NULL;
-	END IF;
-	BEGIN
-		RETURN pg_catalog.left(claims::jsonb ->> 'sub', 256);
-	EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
-		RETURN NULL;
-	END;
-END
-$$;
-
--- Checks a storage URL (and the URLs in its options) for what no target
--- may have, whatever its scheme: credentials (user:password@, readable by
--- every role that reads the targets), control characters or spaces, dot
--- segments ("." and "..", plain or percent-encoded, %2f counting as a
--- slash: libcurl and servers resolve them, so s3://bucket/a/../../x would
--- reach outside the bucket; a run of dots counts as one, as in storage
--- paths), and absurd lengths.  Scheme-specific checks follow in the
--- caller.  The worker checks dot segments again when it loads a target.
-CREATE FUNCTION publish._check_storage_url(url text, options jsonb DEFAULT '{}')
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	u text;
-	what text;
-BEGIN
-	FOR what, u IN
-		SELECT 'storage URL', url
-		UNION ALL
-		SELECT format('option %s', k), options ->> k
-		  FROM unnest(ARRAY['public_url', 'endpoint']) AS k
-		 WHERE jsonb_typeof(options -> k) = 'string'
-	LOOP
-		IF length(u) > 2048 THEN
-			RAISE EXCEPTION 'invalid %: % characters, at most 2048 are allowed', what, length(u)
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		IF u ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@' THEN
-			RAISE EXCEPTION 'invalid storage URL: credentials do not belong in the URL'
-				USING ERRCODE = 'invalid_parameter_value',
-				      HINT = 'Set them with publish.set_storage_credentials(env, user, password); the URL is readable by others.';
-		END IF;
-		IF u ~ '[[:cntrl:][:space:]\\]' THEN
-			RAISE EXCEPTION 'invalid %: it contains spaces, control characters or backslashes', what
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		IF u ~* '(^|/|%2f)(\.|%2e)+(/|%2f|[?#]|$)' THEN
-			RAISE EXCEPTION 'invalid %: it contains a "." or ".." segment', what
-				USING ERRCODE = 'invalid_parameter_value',
-				      DETAIL = 'HTTP clients and servers resolve dot segments, plain or percent-encoded, so the target would reach outside the path it names.',
-				      HINT = 'Name the directory, bucket prefix or path without "." and ".." segments.';
-		END IF;
-	END LOOP;
-	IF jsonb_typeof(options -> 'public_url') = 'string'
-	   AND options ->> 'public_url' !~* '^(https?://[^/?#]+(/.*)?|file:///.*)$' THEN
-		RAISE EXCEPTION 'invalid option public_url "%"', publish._shown(options ->> 'public_url')
-			USING ERRCODE = 'invalid_parameter_value',
-			      HINT = 'public_url is the http(s) URL readers use for the target''s root, such as https://cdn.example.com/maps.';
-	END IF;
-END
-$$;
-
--- Content that could escape a path or break a reader is refused when it is
--- written (23514, HTTP 400): keys are names a reader may use as file names;
--- storage paths are relative paths without dot segments (plain or
--- percent-encoded), empty segments, a scheme, backslashes or control
--- characters; text has sane lengths; properties are nested at most 32
--- levels (json-c, which many readers use, stops at 32).  Geometry is checked
--- when a version is validated (it may be saved half-done).
-ALTER TABLE publish.projects
-	ADD CONSTRAINT projects_text_lengths
-	CHECK (length(name) <= 200 AND length(description) <= 10000);
-ALTER TABLE publish.project_versions
-	ADD CONSTRAINT project_versions_notes_length CHECK (length(notes) <= 10000);
-ALTER TABLE publish.assets
-	ADD CONSTRAINT assets_key_format
-	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
-	ADD CONSTRAINT assets_storage_path_safe
-	CHECK (length(storage_path) <= 1024
-	       AND storage_path !~ '[[:cntrl:]\\]'
-	       AND storage_path !~ '//'
-	       AND storage_path !~ '^[^/]*:'
-	       AND storage_path !~* '(^|/)(\.|%2e)+(/|$)'),
-	ADD CONSTRAINT assets_kind_format
-	CHECK (kind ~ '^[a-z0-9][a-z0-9_-]*$' AND length(kind) <= 64),
-	ADD CONSTRAINT assets_content_type_format
-	CHECK (length(content_type) <= 255
-	       AND content_type ~* '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*( *; *[a-z0-9_.-]+=[^;[:cntrl:]]+)*$');
-ALTER TABLE publish.overlays
-	ADD CONSTRAINT overlays_key_format
-	CHECK (key ~ '^[A-Za-z0-9][A-Za-z0-9._-]*$' AND length(key) <= 128),
-	ADD CONSTRAINT overlays_name_length CHECK (length(name) <= 500),
-	-- release.json must parse with json-c's default depth (32 levels, its
-	-- root the first), and holds properties 3 levels down (the document,
-	-- the "overlays" array, the overlay): jsonpath counts their root as
-	-- level 0, so nothing may be at level 29 (validation.c checks the same
-	-- of geometry, and of rows older than this constraint)
-	ADD CONSTRAINT overlays_properties_depth
-	CHECK (NOT jsonb_path_exists(properties, 'strict $.**{29 to last}'));
-ALTER TABLE publish.tilesets
-	ADD CONSTRAINT tilesets_source_path_safe
-	CHECK (source_path IS NULL
-	       OR (source_path <> ''
-	           AND length(source_path) <= 1024
-	           AND source_path !~ '[[:cntrl:]\\]'
-	           AND source_path !~ '//'
-	           AND source_path !~ '^[^/]*:'
-	           AND source_path !~* '(^|/)(\.|%2e)+(/|$)'));
-
--- Resource limits: a release whose release.json would be larger than
--- publish.max_release_size, or whose tileset has more tiles than
--- publish.max_tiles, is refused with PT413 (HTTP 413) before anything is
--- loaded into memory: at call time by publish_version and validate_version
--- (release_input.c).  The size is an estimate from the rows, computed row
--- by row (no row set is held); the text of geometry and properties is
--- counted, never made (publish._jsonb_text_size: jsonb stores 1e131071 in a
--- few bytes, and its text has 131,072).  The worker checks again, since the
--- content can grow after a job is queued, but not with this estimate (a
--- pass over every overlay): it counts the tiles, and stops writing
--- release.json, with PT413, before the bytes it writes would go over
--- publish.max_release_size (release_text.c).  build_release, which writes
--- the same document, checks as the worker does.
-CREATE FUNCTION publish._check_release_limits(version_id uuid)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	max_bytes bigint := pg_size_bytes(coalesce(current_setting('publish.max_release_size', true), '16MB'));
-	max_tiles bigint := coalesce(current_setting('publish.max_tiles', true), '1000000')::bigint;
-	n_bytes   bigint;
-	n_tiles   bigint;
-	what      text;
-BEGIN
-	SELECT 1024
-	       + coalesce((SELECT sum(octet_length(o.key) + octet_length(o.name) + octet_length(o.overlay_type)
-	                              + publish._jsonb_text_size(o.geometry)
-	                              + publish._jsonb_text_size(o.properties) + 128)
-	                     FROM publish.overlays o WHERE o.version_id = _check_release_limits.version_id), 0)
-	       + coalesce((SELECT sum(octet_length(a.key) + octet_length(a.kind) + 2 * octet_length(a.storage_path)
-	                              + octet_length(a.content_type) + 256)
-	                     FROM publish.assets a WHERE a.version_id = _check_release_limits.version_id), 0),
-	       (SELECT count(*) FROM publish.tiles t JOIN publish.tilesets s ON s.id = t.tileset_id
-	         WHERE s.version_id = _check_release_limits.version_id)
-	  INTO n_bytes, n_tiles;
-	IF n_bytes <= max_bytes AND n_tiles <= max_tiles THEN
-		RETURN;
-	END IF;
-	SELECT format('version %s of project "%s"', v.version_number, p.slug) INTO what
-	  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
-	 WHERE v.id = _check_release_limits.version_id;
-	IF n_bytes > max_bytes THEN
-		RAISE EXCEPTION '% is too large to publish: its release.json would be about %, over publish.max_release_size (%)',
-		                what, pg_size_pretty(n_bytes), pg_size_pretty(max_bytes)
-			USING ERRCODE = 'PT413',
-			      HINT = 'Split its overlays over projects, simplify their geometry, or ask a superuser to raise publish.max_release_size.';
-	END IF;
-	RAISE EXCEPTION '% is too large to publish: its tileset has % tiles, over publish.max_tiles (%)',
-	                what, n_tiles, max_tiles
-		USING ERRCODE = 'PT413',
-		      HINT = 'Reduce the zoom range or the bounds of the tileset, or ask a superuser to raise publish.max_tiles.';
-END
-$$;
-
-COMMENT ON FUNCTION publish._shown(text) IS
-	'Internal: a value for an error message, cut after 64 characters.';
-COMMENT ON FUNCTION publish._requesting_role() IS
-	'Internal: the role that asked (SET ROLE, as PostgREST does, else the login role), as seen from a SECURITY DEFINER function.';
-COMMENT ON FUNCTION publish._requesting_sub() IS
-	'Internal: the sub claim of the PostgREST request''s JWT, or NULL.';
-COMMENT ON FUNCTION publish._check_storage_url(text, jsonb) IS
-	'Internal: refuses storage URLs with credentials, control characters, spaces or dot segments, plain or percent-encoded (22023).';
-COMMENT ON FUNCTION publish._check_release_limits(uuid) IS
-	'Internal: refuses a version over publish.max_release_size or publish.max_tiles (PT413) before it is loaded.';
-
--- Elevated rights, and search_path pinned on every function (the C ones
--- too; by name, so a changed signature keeps them).
-DO $$
-DECLARE
-	f regprocedure;
-BEGIN
-	FOR f IN
-		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-		 WHERE p.pronamespace = 'publish'::regnamespace
-		   AND p.proname IN ('publish_version', 'build_tiles', 'set_storage_target',
-		                     'set_storage_credentials', 'cancel_job', 'purge_jobs')
-	LOOP
-		EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', f);
-	END LOOP;
-	FOR f IN
-		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-		 WHERE p.pronamespace = 'publish'::regnamespace
-		   AND NOT coalesce(p.proconfig, '{}') && ARRAY['search_path=pg_catalog, pg_temp']
-		   -- the job queue's triggers in C run no SQL and resolve no name:
-		   -- a pinned path would cost a GUC save and restore for every
-		   -- progress write of every job (job_notify.c), every job queued
-		   -- and every row of a restore's COPY (_wake_worker_on_queued);
-		   -- nor does _jsonb_text_size, called twice for every overlay of a
-		   -- release by _check_release_limits (a pinned path tripled its cost)
-		   AND p.oid <> 'publish._notify_job_change()'::regprocedure
-		   AND p.oid <> 'publish._wake_worker_on_queued()'::regprocedure
-		   AND p.oid <> 'publish._jsonb_text_size(jsonb)'::regprocedure
-	LOOP
-		EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
-	END LOOP;
-END
-$$;
-
--- Privileges: nothing for PUBLIC, then what each role needs.
 REVOKE ALL ON SCHEMA publish FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA publish FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA publish FROM PUBLIC;

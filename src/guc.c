@@ -12,11 +12,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include <limits.h>
 
 #include "utils/guc.h"
+
+#include "publish.h"
 
 int			publish_sweep_interval = 30;
 int			publish_sweep_backstop = 3600;
@@ -213,8 +216,8 @@ publish_define_gucs(void)
 
 	/*
 	 * Resource limits, checked by publish._check_release_limits() (SQL, it
-	 * reads them with current_setting) before a release is loaded, and by
-	 * the worker (release_input.c, release_doc.c) as it reads and writes.
+	 * reads them with current_setting) before a release is loaded, and by the
+	 * worker (release_input.c, release_doc.c) as it reads and writes.
 	 */
 	DefineCustomIntVariable("publish.max_release_size",
 							"Largest release.json a version may produce.",
@@ -255,7 +258,7 @@ publish_define_gucs(void)
 
 	DefineCustomStringVariable("publish.pause_at",
 							   "For tests: a point in a job where the workers wait until this setting changes.",
-							   "Empty (the default) never waits.  The points are named in job.h.",
+							   "Empty (the default) never waits.  The points are named in src/queue/queue.h.",
 							   &publish_pause_at,
 							   "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,

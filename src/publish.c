@@ -10,11 +10,16 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+
+#include "publish.h"
+#include "bgw/bgw.h"
+#include "ipc/ipc.h"
 
 PG_MODULE_MAGIC;
 

@@ -11,13 +11,18 @@
  *	  publish._job_event_prepare()          listen for job ends (wait_job)
  *	  publish._job_event_sleep(int)         sleep until a job ends or timeout
  *
+ * and publish_shared_definitions, which no install script declares: the
+ * names and limits the C code shares with the install script, for the
+ * test that compares them (test/sql/08_shared_definitions.sql).
+ *
  * The public functions (publish_version, build_release, validate_version)
  * are PL/pgSQL wrappers in publish--1.0.sql that check their arguments and
  * call these.
  *
  *-------------------------------------------------------------------------
  */
-#include "publish.h"
+
+#include "postgres.h"
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -31,6 +36,13 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "publish.h"
+#include "ipc/ipc.h"
+#include "jobs/jobs.h"
+#include "queue/queue.h"
+#include "release/release.h"
+#include "tile/tile.h"
+
 PG_FUNCTION_INFO_V1(publish_wake_worker_at_commit);
 PG_FUNCTION_INFO_V1(publish_wake_worker_on_queued);
 PG_FUNCTION_INFO_V1(publish_release_document);
@@ -40,6 +52,7 @@ PG_FUNCTION_INFO_V1(publish_job_event_prepare);
 PG_FUNCTION_INFO_V1(publish_job_ended_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_cancel_worker_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_job_event_sleep);
+PG_FUNCTION_INFO_V1(publish_shared_definitions);
 
 static void
 require_preloaded(void)
@@ -235,4 +248,55 @@ publish_jsonb_text_size(PG_FUNCTION_ARGS)
 	Jsonb	   *value = PG_GETARG_JSONB_P(0);
 
 	PG_RETURN_INT64((int64) release_text_size(value));
+}
+
+/* A row (name, value) of publish_shared_definitions. */
+static void
+put_definition(ReturnSetInfo *rsinfo, const char *name, const char *value)
+{
+	Datum		values[2] = {CStringGetTextDatum(name),
+	CStringGetTextDatum(value)};
+	bool		nulls[2] = {false, false};
+
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* The names of a NULL-terminated list, comma-separated. */
+static char *
+joined(const char *const *names)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; names[i] != NULL; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? "," : "", names[i]);
+	return buf.data;
+}
+
+/*
+ * publish_shared_definitions(OUT name text, OUT value text) SETOF record:
+ * the names and limits the C code and the install script both state, as
+ * the C code has them.  Not part of the extension's SQL: the test declares
+ * it.
+ */
+Datum
+publish_shared_definitions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const char **types;
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	while (job_types[n] != NULL)
+		n++;
+	types = palloc(sizeof(char *) * (n + 1));
+	for (int i = 0; i <= n; i++)
+		types[i] = job_types[i] ? job_types[i]->name : NULL;
+	put_definition(rsinfo, "job types", joined(types));
+	put_definition(rsinfo, "job statuses", joined(job_statuses));
+	put_definition(rsinfo, "job log levels", joined(job_log_levels));
+	put_definition(rsinfo, "properties depth",
+				   psprintf("%d", RELEASE_VALUE_MAX_DEPTH));
+	put_definition(rsinfo, "max zoom", psprintf("%d", TILE_MAX_ZOOM));
+	return (Datum) 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 #
-# 010_idle_sweep.pl: the sweep gate (src/worker_sweep.c).  A timed sweep
+# 010_idle_sweep.pl: the sweep gate (src/bgw/worker_sweep.c).  A timed sweep
 # that can find nothing is skipped (no transaction), and an idle worker does
 # not even wake for it; every kind of work the sweep exists for still gets a
 # full sweep.  A 1 s sweep, a 10 s backstop (publish.sweep_backstop) and

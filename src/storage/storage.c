@@ -1,0 +1,422 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.c
+ *	  Storage targets: loading one from publish.storage_targets, choosing
+ *	  its backend by URL scheme (the table below: a new backend is a line
+ *	  here and a file of this folder), and the calls the jobs make.
+ *
+ *-------------------------------------------------------------------------
+ */
+
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "storage/storage.h"
+#include "util/util.h"
+
+static const StorageBackend *const backends[] = {
+	&storage_local_backend,
+	&storage_http_backend,
+	&storage_https_backend,
+	&storage_s3_backend,
+};
+
+static const StorageBackend *
+backend_for_url(const char *env, const char *url)
+{
+	const char *sep = strstr(url, "://");
+
+	if (sep != NULL)
+	{
+		for (int i = 0; i < lengthof(backends); i++)
+		{
+			size_t		n = strlen(backends[i]->scheme);
+
+			if ((size_t) (sep - url) == n && pg_strncasecmp(url, backends[i]->scheme, n) == 0)
+				return backends[i];
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("storage target of environment \"%s\" has an unsupported URL \"%s\"", env, url),
+			 errhint("Set it again with publish.set_storage_target(); supported: file:///absolute/directory, http(s)://host/prefix, s3://bucket/prefix.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Is there a "." or ".." segment in url, plain or percent-encoded (%2e,
+ * with %2f as a separator too), a run of dots of any length counting as
+ * one?  libcurl and servers resolve them, so a target's prefix could name
+ * a place outside it (another bucket, another user's directory).  The
+ * authority counts as a segment: a host of dots is no host.
+ */
+static bool
+url_has_dot_segment(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	const char *p = sep != NULL ? sep + 3 : url;
+	bool		segment_start = true;
+
+#define PCT(p, c) ((p)[0] == '%' && (p)[1] == '2' && pg_ascii_tolower((unsigned char) (p)[2]) == (c))
+	while (*p != '\0')
+	{
+		if (segment_start)
+		{
+			int			dots = 0;
+
+			for (;;)
+			{
+				if (*p == '.')
+					p++;
+				else if (PCT(p, 'e'))
+					p += 3;
+				else
+					break;
+				dots++;
+			}
+			if (dots > 0 && (*p == '\0' || *p == '/' || *p == '?' || *p == '#' || PCT(p, 'f')))
+				return true;
+			segment_start = false;
+			continue;
+		}
+		if (*p == '/')
+		{
+			p++;
+			segment_start = true;
+		}
+		else if (PCT(p, 'f'))
+		{
+			p += 3;
+			segment_start = true;
+		}
+		else
+			p++;
+	}
+#undef PCT
+	return false;
+}
+
+/* Throws unless value, the target's what, is free of dot segments. */
+static void
+check_no_dot_segment(const char *env, const char *what, const char *value)
+{
+	if (value != NULL && url_has_dot_segment(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("storage target of environment \"%s\" has a \".\" or \"..\" segment in its %s \"%s\"",
+						env, what, value),
+				 errdetail("Dot segments, plain or percent-encoded, would let requests reach outside the target; none was sent."),
+				 errhint("Set the target again with publish.set_storage_target().")));
+}
+
+/* spi_text of a secret, leaving no other copy behind. */
+static char *
+secret_text(HeapTuple tuple, int col, MemoryContext mcxt)
+{
+	char	   *value = SPI_getvalue(tuple, SPI_tuptable->tupdesc, col);
+	char	   *copy;
+
+	if (value == NULL)
+		return NULL;
+	copy = MemoryContextStrdup(mcxt, value);
+	redact_wipe(value);
+	pfree(value);
+	return copy;
+}
+
+/* Memory context callback: the target's secrets are wiped with the context. */
+static void
+wipe_target_secrets(void *arg)
+{
+	StorageTarget *target = arg;
+
+	redact_wipe(target->secret);
+	redact_wipe(target->session_token);
+}
+
+/*
+ * Loads the storage target of env, with its credentials.  Caller is in a
+ * transaction with SPI connected; the result lives in mcxt, and its
+ * secrets are wiped when mcxt is reset or deleted.  A URL (or endpoint,
+ * or public_url) with dot segments is refused before any request: a row
+ * written into publish.storage_targets directly skipped
+ * set_storage_target's checks.
+ */
+StorageTarget *
+storage_target_load(const char *env, MemoryContext mcxt)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	StorageTarget *target;
+	HeapTuple	tuple;
+	char	   *endpoint;
+	static SPIPlanPtr plan = NULL;
+
+	args[0] = CStringGetTextDatum(env);
+	if (spi_execute_cached(&plan, "SELECT t.url, coalesce(t.options->>'public_url', t.url), "
+						   "       c.key_id, c.secret, c.session_token, t.options::text, "
+						   "       t.options->>'endpoint' "
+						   "  FROM publish.storage_targets t "
+						   "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
+						   " WHERE t.env = $1",
+						   1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read storage target");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+				 errmsg("environment \"%s\" has no storage target", env),
+				 errhint("Configure one with publish.set_storage_target().")));
+
+	tuple = SPI_tuptable->vals[0];
+	target = MemoryContextAllocZero(mcxt, sizeof(StorageTarget));
+	target->env = MemoryContextStrdup(mcxt, env);
+	target->url = spi_text(tuple, 1, mcxt);
+	target->public_base = spi_text(tuple, 2, mcxt);
+	target->key_id = spi_text(tuple, 3, mcxt);
+	target->secret = secret_text(tuple, 4, mcxt);
+	target->session_token = secret_text(tuple, 5, mcxt);
+	target->options = spi_text(tuple, 6, mcxt);
+	endpoint = spi_text(tuple, 7, mcxt);
+	/* the row's copy of the secrets is not needed any more */
+	explicit_bzero(tuple->t_data, tuple->t_len);
+	if (target->secret != NULL || target->session_token != NULL)
+	{
+		MemoryContextCallback *cb = MemoryContextAlloc(mcxt, sizeof(MemoryContextCallback));
+
+		cb->func = wipe_target_secrets;
+		cb->arg = target;
+		MemoryContextRegisterResetCallback(mcxt, cb);
+	}
+	target->backend = backend_for_url(env, target->url);
+	check_no_dot_segment(env, "URL", target->url);
+	check_no_dot_segment(env, "option public_url", target->public_base);
+	check_no_dot_segment(env, "option endpoint", endpoint);
+
+	if (target->backend->open)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		target->backend->open(target);
+		MemoryContextSwitchTo(old);
+	}
+	return target;
+}
+
+/*
+ * Each call runs in a memory context of its own, deleted when it returns:
+ * a remote backend allocates URLs, headers and response buffers per
+ * request, and a job makes three requests per tile.  What lasts (the
+ * backend's state) lives in the target's context.  After an error the
+ * context goes with the caller's, which is reset after the job.
+ */
+static MemoryContext
+op_begin(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "publish storage call",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	return MemoryContextSwitchTo(cxt);
+}
+
+static void
+op_end(MemoryContext caller)
+{
+	MemoryContext cxt = MemoryContextSwitchTo(caller);
+
+	MemoryContextDelete(cxt);
+}
+
+void
+storage_put(StorageTarget *target, const char *key, const char *data, size_t len,
+			const char *content_type, const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+
+	target->backend->put(target, key, data, len, content_type, cache_control);
+	op_end(caller);
+}
+
+void
+storage_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	MemoryContext caller = op_begin();
+
+	memset(info, 0, sizeof(StorageObjectInfo));
+	target->backend->stat(target, key, info, want_sha256);
+	op_end(caller);
+}
+
+/*
+ * Writes data at key, where the caller has just put the same data at
+ * same_as_key and will not change it: a backend that can (file://) makes
+ * key the same object instead of writing it again.  Used for release.json,
+ * the same document as its versioned copy.
+ */
+void
+storage_put_same(StorageTarget *target, const char *key, const char *same_as_key,
+				 const char *data, size_t len, const char *content_type,
+				 const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+	bool		linked = false;
+
+	if (target->backend->link)
+		linked = target->backend->link(target, same_as_key, key);
+	if (!linked)
+		target->backend->put(target, key, data, len, content_type, cache_control);
+	op_end(caller);
+}
+
+/*
+ * Uploads the file at path (on the database server, not changing) as key.
+ * Read whole first, the buffer sized by stat: nothing throws while the
+ * transient file is open.
+ */
+void
+storage_put_file(StorageTarget *target, const char *key, const char *path,
+				 const char *content_type, const char *cache_control)
+{
+	struct stat st;
+	char	   *data;
+	size_t		done = 0;
+	int			fd;
+
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat \"%s\": %m", path)));
+	data = palloc_extended(st.st_size + 1, MCXT_ALLOC_HUGE);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open \"%s\": %m", path)));
+	while (done < (size_t) st.st_size)
+	{
+		ssize_t		n = read(fd, data + done, st.st_size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			break;				/* shorter than it was: what it holds now */
+		if (n < 0)
+		{
+			int			save_errno = errno;
+
+			CloseTransientFile(fd);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", path)));
+		}
+		done += n;
+	}
+	CloseTransientFile(fd);
+	storage_put(target, key, data, done, content_type, cache_control);
+	pfree(data);
+}
+
+void
+storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+			 const char *content_type, const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+
+	target->backend->copy(target, src_key, dst_key, content_type, cache_control);
+	op_end(caller);
+}
+
+/* Removes the object at key, if there is one. */
+void
+storage_delete(StorageTarget *target, const char *key)
+{
+	MemoryContext caller = op_begin();
+
+	target->backend->remove(target, key);
+	op_end(caller);
+}
+
+void
+storage_sync(StorageTarget *target)
+{
+	if (target->backend->sync)
+	{
+		MemoryContext caller = op_begin();
+
+		target->backend->sync(target);
+		op_end(caller);
+	}
+}
+
+/* The URL under which readers find key (palloc'd). */
+char *
+storage_public_url(StorageTarget *target, const char *key)
+{
+	size_t		n = strlen(target->public_base);
+
+	return psprintf("%s%s%s", target->public_base,
+					n > 0 && target->public_base[n - 1] == '/' ? "" : "/", key);
+}
+
+/*
+ * Downloads the object at key into a new file at path (on the database
+ * server, e.g. a temporary file) and returns its size; one longer than
+ * max_bytes (0: no limit) fails with PT413.  Outside any
+ * transaction: a remote download may take a while.  The file is removed
+ * again when the download fails.
+ *
+ * A plain stdio file, not fd.c's AllocateFile: a remote backend's retry
+ * notice commits a transaction between two attempts (the job's log line),
+ * and the end of every transaction closes what AllocateFile opened, under
+ * the next attempt.  PG_CATCH closes it instead.
+ */
+int64
+storage_get_file(StorageTarget *target, const char *key, const char *path, int64 max_bytes)
+{
+	MemoryContext caller;
+	FILE	   *f;
+	int64		size = 0;
+
+	if (target->backend->get == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("storage target \"%s\" cannot download objects", target->env)));
+	f = fopen(path, PG_BINARY_W);
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create \"%s\": %m", path)));
+	PG_TRY();
+	{
+		caller = op_begin();
+		size = target->backend->get(target, key, f, max_bytes);
+		op_end(caller);
+		if (fflush(f) != 0 || ferror(f))
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write \"%s\": %m", path)));
+	}
+	PG_CATCH();
+	{
+		fclose(f);
+		unlink(path);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (fclose(f) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write \"%s\": %m", path)));
+	return size;
+}

@@ -1,0 +1,237 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.h
+ *	  The storage interface: a target (one per environment), the calls the
+ *	  jobs make on it (storage.c), and the backend that does them for one
+ *	  URL scheme (storage_local.c, storage_http.c, storage_s3.c; the
+ *	  remote ones share storage_remote.c).  storage_sql.c is
+ *	  publish._storage_put, the same calls from SQL.
+ *
+ * Contract: the job types and tile/ call it; it calls net/ and util/.
+ * Every call is made outside any transaction (in the worker: a remote
+ * backend may wait seconds between retries), reports failure with
+ * ereport(ERROR), and never puts a secret of the target in an error.
+ * storage_sync's return makes every earlier put and copy durable, names
+ * included.  A backend announces each retry through the target's warn
+ * callback, which its caller points at the job's log; a cancel or SIGTERM
+ * stops a transfer by itself (net/).  Adding a backend touches its own
+ * file and the table in storage.c; nothing outside this folder names a
+ * backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PUBLISH_STORAGE_H
+#define PUBLISH_STORAGE_H
+
+#include <stdio.h>
+
+typedef struct StorageBackend StorageBackend;
+
+/* Cache-Control of what publish writes: release.json, and everything versioned */
+#define STORAGE_CACHE_LIVE		"no-cache"
+#define STORAGE_CACHE_IMMUTABLE	"public, max-age=31536000, immutable"
+struct HttpRequest;
+struct HttpResponse;
+
+typedef struct StorageTarget
+{
+	char	   *env;
+	char	   *url;			/* as configured, without a trailing slash */
+	char	   *public_base;	/* options.public_url, or url */
+	char	   *root;			/* file://: the absolute directory; else NULL */
+	char	   *key_id;			/* credentials, or NULL */
+	char	   *secret;
+	char	   *session_token;	/* s3: optional session token, or NULL */
+	char	   *options;		/* the target's options, JSON text */
+	const StorageBackend *backend;
+	void	   *backend_state;	/* what the backend's open made of url and
+								 * options */
+	/* retry notices (called between attempts, outside libcurl), or NULL */
+	void		(*warn) (void *arg, const char *message);
+	void	   *warn_arg;
+} StorageTarget;
+
+typedef struct StorageObjectInfo
+{
+	bool		exists;
+	int64		size;
+	char		sha256[65];		/* hex; empty when not computed */
+	char		md5[33];		/* hex, when the server told it (S3's ETag);
+								 * else empty */
+} StorageObjectInfo;
+
+struct StorageBackend
+{
+	const char *scheme;
+	const char *service;		/* for messages: "S3", "HTTP storage" */
+	const char *credentials;	/* for messages: what the credentials are */
+	/* Checks url and options and prepares backend_state; may be NULL. */
+	void		(*open) (StorageTarget *target);
+
+	/*
+	 * Writes data at key, atomically: readers see the old or the new object,
+	 * never a part of it, even after a crash of the machine.  The new
+	 * object's name may be durable only after the next sync (file:// defers
+	 * its directory fsyncs to it).
+	 */
+	void		(*put) (StorageTarget *target, const char *key,
+						const char *data, size_t len,
+						const char *content_type, const char *cache_control);
+
+	/*
+	 * Makes dst_key the same object as src_key, which the caller has just put
+	 * and will not change, without writing it again (file://: a hard link,
+	 * renamed over dst_key); false when it cannot (then the caller puts the
+	 * data).  Same atomicity as put.  NULL where the protocol has no such
+	 * thing.
+	 */
+	bool		(*link) (StorageTarget *target, const char *src_key, const char *dst_key);
+	/* Fills info about the object at key; with want_sha256, its checksum. */
+	void		(*stat) (StorageTarget *target, const char *key,
+						 StorageObjectInfo *info, bool want_sha256);
+
+	/*
+	 * Makes dst_key a copy of src_key (server-side where possible); where the
+	 * protocol keeps them, the copy gets content_type and cache_control
+	 * (NULL: those of the source).
+	 */
+	void		(*copy) (StorageTarget *target, const char *src_key,
+						 const char *dst_key, const char *content_type,
+						 const char *cache_control);
+	/* Removes the object at key, if there is one. */
+	void		(*remove) (StorageTarget *target, const char *key);
+
+	/*
+	 * Makes what was written so far durable, names included (a no-op where
+	 * puts and copies already are).
+	 */
+	void		(*sync) (StorageTarget *target);
+
+	/*
+	 * Downloads the object at key into the open file f (emptied first);
+	 * errors if it does not exist or is longer than max_bytes (PT413; 0: no
+	 * limit).  Returns its size.
+	 */
+	int64		(*get) (StorageTarget *target, const char *key, FILE *f, int64 max_bytes);
+
+	/*
+	 * Parallel stats and copies (storage_batch_*, which runs the requests
+	 * through net/'s multi runner); NULL for a backend without them
+	 * (file://).  stat_request is stat's request; its answer goes to
+	 * storage_remote_stat_result. copy_request is copy's request, giving the
+	 * copy the checksum sha256 where the protocol keeps one; it may first
+	 * make requests of its own (WebDAV: MKCOL of the parents).  copy_result
+	 * throws on failure, or returns false when the server cannot copy (use
+	 * copy instead); it fills md5[33] with the copy's MD5 when the server
+	 * tells it, else "". head_has_sha256: a HEAD tells an object's checksum
+	 * (S3, from the x-amz-meta-sha256 that put and copy set), so the skip
+	 * check of a destination needs no download.  etag_is_md5: a plain ETag
+	 * (one quoted 32-digit hex) is the MD5 of the object's bytes, computed by
+	 * the server (S3 for objects written in one part, unencrypted or SSE-S3),
+	 * so a tile whose MD5 the manifest knows is verified by the copy's
+	 * answer, or by a HEAD.
+	 */
+	struct HttpRequest *(*stat_request) (StorageTarget *target, const char *key,
+										 bool want_sha256);
+	struct HttpRequest *(*copy_request) (StorageTarget *target, const char *src_key,
+										 const char *dst_key, const char *content_type,
+										 const char *cache_control, const char *sha256);
+	bool		(*copy_result) (StorageTarget *target, struct HttpRequest *req,
+								struct HttpResponse *resp, char *md5);
+	bool		head_has_sha256;
+	bool		etag_is_md5;
+
+	/*
+	 * Is there surely no object under prefix (a key ending in '/')?  false
+	 * when it cannot tell.  Lets a first publish skip the check of each
+	 * tile's destination; may be NULL.
+	 */
+	bool		(*prefix_empty) (StorageTarget *target, const char *prefix);
+};
+
+/* Loads the target of env through SPI (caller is in a transaction). */
+extern StorageTarget *storage_target_load(const char *env, MemoryContext mcxt);
+
+extern void storage_put(StorageTarget *target, const char *key, const char *data,
+						size_t len, const char *content_type, const char *cache_control);
+extern void storage_stat(StorageTarget *target, const char *key,
+						 StorageObjectInfo *info, bool want_sha256);
+extern void storage_put_same(StorageTarget *target, const char *key, const char *same_as_key,
+							 const char *data, size_t len, const char *content_type,
+							 const char *cache_control);
+extern void storage_put_file(StorageTarget *target, const char *key, const char *path,
+							 const char *content_type, const char *cache_control);
+extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+						 const char *content_type, const char *cache_control);
+extern void storage_delete(StorageTarget *target, const char *key);
+extern void storage_sync(StorageTarget *target);
+extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
+							  int64 max_bytes);
+extern char *storage_public_url(StorageTarget *target, const char *key);
+
+/*
+ * Many stats and copies of one target in flight at once, at most
+ * max_parallel (step 4's tiles), for a target whose backend has parallel
+ * requests (storage_batch_supported).  storage_batch_stat and
+ * storage_batch_copy start one (the batch must not be full); the request
+ * and its result are allocated in the current memory context.
+ * storage_batch_wait waits up to timeout_ms for one to finish (after its
+ * retries) and fills *result, or returns false when the time is up or
+ * nothing is in flight; it throws for a failure (as storage_stat and
+ * storage_copy would) and for interrupts.  storage_batch_end frees every
+ * transfer: call it on every path (PG_FINALLY).  No transaction may be
+ * open.
+ */
+typedef struct StorageBatch StorageBatch;
+
+typedef struct StorageResult
+{
+	void	   *tag;			/* as given when the request was added */
+	StorageObjectInfo info;		/* a stat's answer */
+	bool		copied;			/* a copy: done; false when the server cannot
+								 * copy (storage_copy will) */
+	bool		missing;		/* a copy with missing_ok: no such source */
+	char		md5[33];		/* a copy's MD5, when the server told it */
+} StorageResult;
+
+extern bool storage_batch_supported(StorageTarget *target);
+extern StorageBatch *storage_batch_begin(StorageTarget *target,
+										 int max_parallel);
+extern bool storage_batch_full(StorageBatch *b);
+extern bool storage_batch_idle(StorageBatch *b);
+extern void storage_batch_stat(StorageBatch *b, const char *key,
+							   bool want_sha256, void *tag);
+extern void storage_batch_copy(StorageBatch *b, const char *src_key,
+							   const char *dst_key, const char *content_type,
+							   const char *cache_control, const char *sha256,
+							   bool missing_ok, void *tag);
+extern bool storage_batch_wait(StorageBatch *b, long timeout_ms,
+							   StorageResult *result);
+extern void storage_batch_end(StorageBatch *b);
+
+/*
+ * For the backends only: the table of storage.c, and what the remote
+ * ones share (storage_remote.c).
+ */
+extern const StorageBackend storage_local_backend;
+extern const StorageBackend storage_http_backend;
+extern const StorageBackend storage_https_backend;
+extern const StorageBackend storage_s3_backend;
+
+extern struct HttpRequest *storage_remote_request(StorageTarget *target,
+												  const char *method,
+												  const char *url,
+												  const char *what);
+
+pg_attribute_noreturn()
+extern void storage_remote_fail(StorageTarget *target, struct HttpRequest *req,
+								struct HttpResponse *resp);
+extern void storage_remote_stat_result(StorageTarget *target,
+									   struct HttpRequest *req,
+									   struct HttpResponse *resp,
+									   StorageObjectInfo *info);
+extern bool storage_etag_md5(const char *etag, char *md5);
+extern int64 storage_remote_get(StorageTarget *target, struct HttpRequest *req,
+								FILE *f, int64 max_bytes);
+
+#endif							/* PUBLISH_STORAGE_H */

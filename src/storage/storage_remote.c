@@ -1,0 +1,281 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_remote.c
+ *	  What the remote backends (storage_http.c, storage_s3.c) share: their
+ *	  requests, the words of a failure, the answer to a stat or a GET; and
+ *	  batches, many stats and copies of one target in flight at once.
+ *
+ * A batch runs the backend's stat and copy requests (stat_request,
+ * copy_request) through net/'s multi runner, so that the code above (step
+ * 4's tiles) hands over keys and gets back what StorageResult says,
+ * without knowing the protocol.  Each request and its answer live in the
+ * memory context that was current when it was added; the answer is read
+ * there too, so a caller that resets one context per object frees all of
+ * it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "storage/storage.h"
+
+struct StorageBatch
+{
+	StorageTarget *target;
+	HttpMulti  *multi;
+};
+
+/* What the multi runner carries for each request of a batch. */
+typedef struct BatchRequest
+{
+	void	   *tag;			/* the caller's */
+	bool		copy;			/* a copy (else a stat) */
+	bool		missing_ok;		/* a copy whose source may be missing */
+} BatchRequest;
+
+/*
+ * A request of a remote backend on target: retry notices go to the
+ * target's warn callback.  The caller adds headers, body and credentials.
+ */
+HttpRequest *
+storage_remote_request(StorageTarget *target, const char *method, const char *url,
+					   const char *what)
+{
+	HttpRequest *req = palloc0(sizeof(HttpRequest));
+
+	req->method = method;
+	req->url = url;
+	req->what = what;
+	req->target_env = target->env;
+	req->warn = target->warn;
+	req->warn_arg = target->warn_arg;
+	return req;
+}
+
+/*
+ * Throws the failure of req on target, in words: who refused what and why,
+ * and what to check.
+ */
+void
+storage_remote_fail(StorageTarget *target, HttpRequest *req,
+					HttpResponse *resp)
+{
+	const char *service = target->backend->service;
+
+	char	   *why = http_failure_text(req, resp);
+
+	http_response_forget(resp);
+
+	if (resp->curl_code == 0 && (resp->status == 401 || resp->status == 403))
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s rejected the %s: %s — check the %s of target \"%s\"",
+						service, req->what, why,
+						target->backend->credentials,
+						target->env),
+				 errhint("Set them with publish.set_storage_credentials().")));
+	if (resp->attempts > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s failed on target \"%s\" after %d attempts: %s",
+						req->what, target->env, resp->attempts, why)));
+	ereport(ERROR,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("%s failed on target \"%s\": %s", req->what, target->env, why)));
+}
+
+/*
+ * Fills info from the answer to a HEAD (size from Content-Length, and the
+ * checksum from x-amz-meta-sha256 when the server keeps one) or a hashed GET (size and SHA-256 of the body) of an object; a 404 or 410
+ * means it does not exist.  Any other failure is thrown as
+ * storage_remote_fail does.
+ */
+void
+storage_remote_stat_result(StorageTarget *target, HttpRequest *req,
+						   HttpResponse *resp, StorageObjectInfo *info)
+{
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		return;
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+	info->exists = true;
+	if (req->hash_body)
+	{
+		info->size = resp->body_bytes;
+		strlcpy(info->sha256, resp->body_sha256, sizeof(info->sha256));
+	}
+	else
+	{
+		info->size = resp->content_length;
+		/* S3: the checksum put or copy stored with the object */
+		if (strlen(resp->meta_sha256) == 64)
+			strlcpy(info->sha256, resp->meta_sha256, sizeof(info->sha256));
+	}
+	if (target->backend->etag_is_md5)
+		(void) storage_etag_md5(resp->etag, info->md5);
+}
+
+/*
+ * Is etag a plain MD5 ("<32 hex digits>", quotes optional, or XML's
+ * &quot;)?  Then md5[33] gets it in lowercase; else md5 is "".  A
+ * multipart upload's ETag ("...-N") is not one.
+ */
+bool
+storage_etag_md5(const char *etag, char *md5)
+{
+	const char *p = etag;
+	int			n = 0;
+
+	md5[0] = '\0';
+	if (strncmp(p, "&quot;", 6) == 0)
+		p += 6;
+	else if (*p == '"')
+		p++;
+	for (; n < 32 && isxdigit((unsigned char) p[n]); n++)
+		md5[n] = pg_tolower((unsigned char) p[n]);
+	p += n;
+	if (n != 32 || !(*p == '\0' || strcmp(p, "\"") == 0 || strcmp(p, "&quot;") == 0))
+	{
+		md5[0] = '\0';
+		return false;
+	}
+	md5[32] = '\0';
+	return true;
+}
+
+/*
+ * Runs req, a GET, writing the body into f (emptied before each attempt);
+ * a body over max_bytes stops it (PT413; 0: no limit).  Returns the body's
+ * size; a 404 or 410 is "no such object", any other failure is thrown as
+ * storage_remote_fail does.
+ */
+int64
+storage_remote_get(StorageTarget *target, HttpRequest *req, FILE *f,
+				   int64 max_bytes)
+{
+	HttpResponse *resp;
+
+	req->body_file = f;
+	req->body_file_max = max_bytes;
+	resp = http_perform(req);
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("%s failed on target \"%s\": there is no such object", req->what, target->env)));
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+	return resp->body_bytes;
+}
+
+/* See storage.h. */
+bool
+storage_batch_supported(StorageTarget *target)
+{
+	return target->backend->stat_request != NULL &&
+		target->backend->copy_request != NULL;
+}
+
+/* See storage.h. */
+StorageBatch *
+storage_batch_begin(StorageTarget *target, int max_parallel)
+{
+	StorageBatch *b = palloc0(sizeof(StorageBatch));
+
+	Assert(storage_batch_supported(target));
+	b->target = target;
+	b->multi = http_multi_begin(max_parallel);
+	return b;
+}
+
+/* See storage.h. */
+bool
+storage_batch_full(StorageBatch *b)
+{
+	return http_multi_full(b->multi);
+}
+
+/* See storage.h. */
+bool
+storage_batch_idle(StorageBatch *b)
+{
+	return http_multi_idle(b->multi);
+}
+
+static void
+batch_add(StorageBatch *b, HttpRequest *req, bool copy, bool missing_ok,
+		  void *tag)
+{
+	BatchRequest *br = palloc(sizeof(BatchRequest));
+
+	br->tag = tag;
+	br->copy = copy;
+	br->missing_ok = missing_ok;
+	http_multi_add(b->multi, req, br);
+}
+
+/* See storage.h. */
+void
+storage_batch_stat(StorageBatch *b, const char *key, bool want_sha256,
+				   void *tag)
+{
+	StorageTarget *target = b->target;
+
+	batch_add(b, target->backend->stat_request(target, key, want_sha256),
+			  false, false, tag);
+}
+
+/* See storage.h. */
+void
+storage_batch_copy(StorageBatch *b, const char *src_key, const char *dst_key,
+				   const char *content_type, const char *cache_control,
+				   const char *sha256, bool missing_ok, void *tag)
+{
+	StorageTarget *target = b->target;
+
+	/* may make requests of its own first (WebDAV MKCOL) */
+	batch_add(b, target->backend->copy_request(target, src_key, dst_key,
+											   content_type, cache_control,
+											   sha256),
+			  true, missing_ok, tag);
+}
+
+/* See storage.h. */
+bool
+storage_batch_wait(StorageBatch *b, long timeout_ms, StorageResult *result)
+{
+	StorageTarget *target = b->target;
+	HttpRequest *req;
+	HttpResponse *resp;
+	void	   *tag;
+	BatchRequest *br;
+	MemoryContext old;
+
+	if (!http_multi_wait(b->multi, timeout_ms, &req, &resp, &tag))
+		return false;
+	br = tag;
+	memset(result, 0, sizeof(StorageResult));
+	result->tag = br->tag;
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(req));
+	if (!br->copy)
+		storage_remote_stat_result(target, req, resp, &result->info);
+	else if (br->missing_ok && resp->curl_code == 0 && resp->status == 404)
+		result->missing = true;
+	else
+		result->copied = target->backend->copy_result(target, req, resp,
+													  result->md5);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* See storage.h. */
+void
+storage_batch_end(StorageBatch *b)
+{
+	if (b != NULL)
+		http_multi_end(b->multi);
+}

@@ -1,0 +1,413 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_s3.c
+ *	  The s3:// backend: S3-compatible object storage, requests signed with
+ *	  AWS Signature Version 4 by libcurl (CURLOPT_AWS_SIGV4).
+ *
+ * s3://bucket/prefix, with options endpoint (default
+ * https://s3.{region}.amazonaws.com), region (default us-east-1) and
+ * path_style (default: true when an endpoint is given, so that MinIO and
+ * friends work; false for AWS, which wants bucket.s3.region.amazonaws.com).
+ * The key id and secret come from publish.set_storage_credentials, with an
+ * optional session token; without them requests are anonymous.
+ *
+ * What libcurl 7.88 (Debian 12) does not do by itself, done here:
+ *   - x-amz-content-sha256: libcurl does not add it and S3 answers 400
+ *     without it; it carries the hex SHA-256 of the body, which also lets
+ *     the server check the bytes it got;
+ *   - canonical path and query: libcurl signs them exactly as written, so
+ *     keys are percent-encoded here the way SigV4 wants (unreserved
+ *     characters and '/' kept); the one query string (a listing) is
+ *     written sorted and encoded;
+ *   - "Expect: 100-continue" on uploads: http_client.c turns it off;
+ *   - 4xx/5xx are CURLE_OK to libcurl: the status is checked, and S3's XML
+ *     error (Code, Message) becomes the error text.
+ *
+ * put is a PutObject, verified by its ETag (the MD5 of what the server
+ * stored, for a single-part upload) or else by a HEAD; copy is a
+ * server-side CopyObject that sets the copy's Content-Type and
+ * Cache-Control; stat is a HEAD, or a GET hashed as it arrives when a
+ * checksum is wanted.  put and the tile copies store the object's SHA-256
+ * as user metadata (x-amz-meta-sha256), which a HEAD returns: a re-publish
+ * tells an unchanged tile without downloading it.
+ *
+ *-------------------------------------------------------------------------
+ */
+
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "lib/stringinfo.h"
+
+#include "publish.h"
+#include "net/net.h"
+#include "storage/storage.h"
+#include "util/util.h"
+
+
+typedef struct S3Target
+{
+	char	   *bucket;
+	char	   *prefix;			/* without slashes around it; "" for none */
+	char	   *region;
+	char	   *base_url;		/* scheme://host[:port][/bucket] */
+	char	   *sigv4;			/* aws:amz:{region}:s3 */
+} S3Target;
+
+static const char *EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/* Throws: the target's URL or options are not usable. */
+static void
+bad_option(StorageTarget *target, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("storage target of environment \"%s\" has an invalid %s", target->env, what),
+			 errhint("Set it again with publish.set_storage_target('%s', 's3://bucket/prefix', "
+					 "'{\"endpoint\": \"https://host:port\", \"region\": \"us-east-1\", \"path_style\": true}').",
+					 target->env)));
+}
+
+/* Parses bucket, prefix and options into an S3Target; called by storage_target_load. */
+static void
+s3_open(StorageTarget *target)
+{
+	S3Target   *s3 = palloc0(sizeof(S3Target));
+	const char *rest = target->url + strlen("s3://");
+	size_t		blen = strcspn(rest, "/");
+	json_object *opts;
+	json_object *v;
+	const char *endpoint = NULL;
+	bool		path_style;
+	char	   *p;
+
+	s3->bucket = pnstrdup(rest, blen);
+	if (blen == 0 || strspn(s3->bucket, "abcdefghijklmnopqrstuvwxyz0123456789.-") != blen)
+		bad_option(target, "bucket name");
+	p = pstrdup(rest[blen] == '/' ? rest + blen + 1 : "");
+	while (*p == '/')
+		p++;
+	for (size_t n = strlen(p); n > 0 && p[n - 1] == '/'; n--)
+		p[n - 1] = '\0';
+	s3->prefix = p;
+
+	/* parsed after the bucket check, which throws: json-c is malloc'd */
+	opts = json_tokener_parse(target->options ? target->options : "{}");
+	s3->region = "us-east-1";
+	if (opts != NULL && json_object_object_get_ex(opts, "region", &v) && json_object_is_type(v, json_type_string))
+		s3->region = pstrdup(json_object_get_string(v));
+	if (opts != NULL && json_object_object_get_ex(opts, "endpoint", &v) && json_object_is_type(v, json_type_string))
+		endpoint = pstrdup(json_object_get_string(v));
+	path_style = (endpoint != NULL);
+	if (opts != NULL && json_object_object_get_ex(opts, "path_style", &v) && json_object_is_type(v, json_type_boolean))
+		path_style = json_object_get_boolean(v);
+	if (opts != NULL)
+		json_object_put(opts);
+
+	if (strspn(s3->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s3->region) ||
+		s3->region[0] == '\0')
+		bad_option(target, "region");
+	if (endpoint == NULL)
+		endpoint = psprintf("https://s3.%s.amazonaws.com", s3->region);
+	{
+		size_t		n = strlen(endpoint);
+		const char *host;
+
+		while (n > 0 && endpoint[n - 1] == '/')
+			n--;
+		endpoint = pnstrdup(endpoint, n);
+		if (pg_strncasecmp(endpoint, "http://", 7) != 0 && pg_strncasecmp(endpoint, "https://", 8) != 0)
+			bad_option(target, "endpoint (it must be an http or https URL)");
+		host = strstr(endpoint, "://") + 3;
+		if (*host == '\0' || strpbrk(host, "/?#@") != NULL)
+			bad_option(target, "endpoint (scheme://host[:port], no path or credentials)");
+		if (path_style)
+			s3->base_url = psprintf("%s/%s", endpoint, s3->bucket);
+		else
+			s3->base_url = psprintf("%.*s%s.%s", (int) (host - endpoint), endpoint, s3->bucket, host);
+	}
+	s3->sigv4 = psprintf("aws:amz:%s:s3", s3->region);
+	target->backend_state = s3;
+}
+
+/*
+ * S3's error document (<Error><Code>...</Code><Message>...</Message>), for
+ * the error texts of net/ (HttpRequest.error_fields).
+ */
+static bool
+s3_error_fields(const char *body, char **code, char **message)
+{
+	if (strstr(body, "<Error>") == NULL)
+		return false;
+	*code = http_xml_element(body, "Code");
+	*message = http_xml_element(body, "Message");
+	return true;
+}
+
+/* The S3 error code of a response's body, or NULL. */
+static char *
+s3_error_code(HttpResponse *resp)
+{
+	char	   *code = NULL;
+	char	   *message = NULL;
+
+	if (resp->body == NULL || !s3_error_fields(resp->body, &code, &message))
+		return NULL;
+	return code;
+}
+
+/* The object's key in the bucket: prefix/key. */
+static char *
+bucket_key(S3Target *s3, const char *key)
+{
+	return s3->prefix[0] ? psprintf("%s/%s", s3->prefix, key) : pstrdup(key);
+}
+
+/* The object's URL: path style or virtual host, the key percent-encoded. */
+static char *
+object_url(S3Target *s3, const char *key)
+{
+	return psprintf("%s/%s", s3->base_url, http_encode_path(bucket_key(s3, key)));
+}
+
+/* A signed request (anonymous without credentials) carrying body's SHA-256. */
+static HttpRequest *
+new_request(StorageTarget *target, const char *method, const char *url, const char *what,
+			const char *body, size_t body_len)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = storage_remote_request(target, method, url, what);
+
+	req->error_fields = s3_error_fields;
+	if (target->secret != NULL)
+	{
+		req->aws_sigv4 = s3->sigv4;
+		req->username = target->key_id ? target->key_id : "";
+		req->password = target->secret;
+	}
+	req->headers = http_header(req->headers, "x-amz-content-sha256",
+							   body ? checksum_sha256_hex(body, body_len) : EMPTY_SHA256);
+	if (target->session_token != NULL)
+	{
+		req->headers = http_header(req->headers, "x-amz-security-token", target->session_token);
+		req->session_token = target->session_token;
+	}
+	req->body = body;
+	req->body_len = body_len;
+	return req;
+}
+
+/*
+ * HEAD (with the x-amz-meta-sha256 that put and copy set, when there);
+ * with want_sha256, a GET hashed as it arrives instead: the bytes
+ * themselves, whoever wrote them.
+ */
+static HttpRequest *
+s3_stat_request(StorageTarget *target, const char *key, bool want_sha256)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, want_sha256 ? "GET" : "HEAD", object_url(s3, key),
+								   psprintf("check of %s", key), NULL, 0);
+
+	req->hash_body = want_sha256;
+	if (want_sha256)
+		req->body_limit = 1024; /* enough for an error's words */
+	return req;
+}
+
+static void
+s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
+{
+	HttpRequest *req = s3_stat_request(target, key, want_sha256);
+	HttpResponse *resp;
+
+	resp = http_perform(req);
+	storage_remote_stat_result(target, req, resp, info);
+}
+
+/* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
+static void
+s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
+	   const char *content_type, const char *cache_control)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "PUT", object_url(s3, key),
+								   psprintf("upload of %s", key), data, len);
+	HttpResponse *resp;
+	char		md5[33];
+	char		etag_md5[33];
+
+	req->headers = http_header(req->headers, "Content-Type",
+							   content_type ? content_type : "application/octet-stream");
+	if (cache_control != NULL)
+		req->headers = http_header(req->headers, "Cache-Control", cache_control);
+	/* the checksum a later HEAD reads (skip checks of tiles) */
+	req->headers = http_header(req->headers, "x-amz-meta-sha256", checksum_sha256_hex(data, len));
+	resp = http_perform(req);
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+
+	/* a single-part upload's ETag is the MD5 of what the server stored */
+	checksum_md5_hex(data, len, md5);
+	if (storage_etag_md5(resp->etag, etag_md5))
+	{
+		if (strcmp(etag_md5, md5) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("upload of %s to target \"%s\" did not land intact", key, target->env),
+					 errdetail("The server's ETag is %s; the MD5 of the bytes sent is \"%s\".",
+							   resp->etag, md5)));
+	}
+	else
+	{
+		StorageObjectInfo info;
+
+		memset(&info, 0, sizeof(info));
+		s3_stat(target, key, &info, false);
+		if (!info.exists || info.size != (int64) len)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("upload of %s to target \"%s\" did not land whole", key, target->env)));
+	}
+}
+
+/*
+ * CopyObject on the server; the copy gets content_type and cache_control
+ * and, when given, sha256 as x-amz-meta-sha256 (otherwise the source's
+ * metadata is copied along, or replaced when a type or cache is given).
+ */
+static HttpRequest *
+s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
+				const char *content_type, const char *cache_control, const char *sha256)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "PUT", object_url(s3, dst_key),
+								   psprintf("copy of %s to %s", src_key, dst_key), "", 0);
+
+	req->headers = http_header(req->headers, "x-amz-copy-source",
+							   psprintf("/%s/%s", s3->bucket,
+										http_encode_path(bucket_key(s3, src_key))));
+	if (content_type != NULL || cache_control != NULL || sha256 != NULL)
+	{
+		req->headers = http_header(req->headers, "x-amz-metadata-directive", "REPLACE");
+		req->headers = http_header(req->headers, "Content-Type",
+								   content_type ? content_type : "application/octet-stream");
+		if (cache_control != NULL)
+			req->headers = http_header(req->headers, "Cache-Control", cache_control);
+		if (sha256 != NULL)
+			req->headers = http_header(req->headers, "x-amz-meta-sha256", sha256);
+	}
+	else
+		req->headers = lappend(req->headers, pstrdup("Content-Type:"));
+	return req;
+}
+
+/*
+ * Throws unless CopyObject succeeded (it may answer 200 with an error in
+ * the body); md5 gets the copy's ETag from the answer's CopyObjectResult
+ * when it is a plain MD5.
+ */
+static bool
+s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char *md5)
+{
+	char	   *etag;
+
+	if (!http_ok(resp) || s3_error_code(resp) != NULL)
+	{
+		if (http_ok(resp))
+			resp->status = 500;
+		storage_remote_fail(target, req, resp);
+	}
+	etag = resp->body ? http_xml_element(resp->body, "ETag") : NULL;
+	(void) storage_etag_md5(etag ? etag : "", md5);
+	return true;
+}
+
+static void
+s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		const char *content_type, const char *cache_control)
+{
+	HttpRequest *req = s3_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
+	char		md5[33];
+
+	(void) s3_copy_result(target, req, http_perform(req), md5);
+}
+
+/* Percent-encodes every byte but the unreserved ones (a SigV4 query value). */
+static char *
+encode_query_value(const char *value)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(&buf, (char) *p);
+		else
+			appendStringInfo(&buf, "%%%02X", *p);
+	}
+	return buf.data;
+}
+
+/*
+ * ListObjectsV2 of prefix with max-keys 1: no <Contents> means no object.
+ * The query is written sorted and encoded, as SigV4 signs it.  Any
+ * failure means "cannot tell".
+ */
+static bool
+s3_prefix_empty(StorageTarget *target, const char *prefix)
+{
+	S3Target   *s3 = target->backend_state;
+	char	   *url = psprintf("%s/?list-type=2&max-keys=1&prefix=%s", s3->base_url,
+							   encode_query_value(bucket_key(s3, prefix)));
+	HttpRequest *req = new_request(target, "GET", url, psprintf("listing of %s", prefix), NULL, 0);
+	HttpResponse *resp = http_perform(req);
+
+	return http_ok(resp) && resp->body != NULL && strstr(resp->body, "<ListBucketResult") != NULL &&
+		strstr(resp->body, "<Contents>") == NULL && resp->body_bytes == (int64) resp->body_len;
+}
+
+/* DeleteObject (S3 answers 204 whether or not the object was there). */
+static void
+s3_remove(StorageTarget *target, const char *key)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "DELETE", object_url(s3, key),
+								   psprintf("removal of %s", key), NULL, 0);
+	HttpResponse *resp = http_perform(req);
+
+	if (!http_ok(resp) && resp->status != 404)
+		storage_remote_fail(target, req, resp);
+}
+
+/* GetObject, written into f. */
+static int64
+s3_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
+{
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req = new_request(target, "GET", object_url(s3, key),
+								   psprintf("download of %s", key), NULL, 0);
+
+	return storage_remote_get(target, req, f, max_bytes);
+}
+
+const StorageBackend storage_s3_backend = {
+	.scheme = "s3",
+	.service = "S3",
+	.credentials = "key id and secret",
+	.open = s3_open,
+	.put = s3_put,
+	.stat = s3_stat,
+	.copy = s3_copy,
+	.remove = s3_remove,
+	.get = s3_get,
+	.stat_request = s3_stat_request,
+	.copy_request = s3_copy_request,
+	.copy_result = s3_copy_result,
+	.head_has_sha256 = true,
+	.etag_is_md5 = true,
+	.prefix_empty = s3_prefix_empty,
+};
