@@ -107,13 +107,24 @@ wait_completed() {
 		sleep 0.5
 	done
 }
-# the plans the workers run, for half a second
+# explain_window LABEL: the plans the workers run, for half a second,
+# after a line "bench: LABEL" in the server log
 explain_window() {
-	sleep 3
+	psql -X -q -d "$DB" -c "DO \$\$ BEGIN RAISE WARNING 'bench: %', '$1'; END \$\$" >/dev/null 2>&1
 	psql -X -q -d postgres -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.5
 	psql -X -q -d postgres -c "ALTER SYSTEM RESET auto_explain.log_min_duration" -c "SELECT pg_reload_conf()" >/dev/null
 }
+# plans SHAPE T0: a window 3 s into the deep run, and one when 90 % of
+# the measured jobs have run (whether autovacuum has analyzed the queue
+# since it was made is said in the label)
+plans() {
+	sleep 3
+	explain_window "$1, $(val "SELECT count(*) FROM publish.job_queue WHERE status IN ('queued', 'running')") jobs queued, 3 s in; job_queue last analyzed $(val "SELECT coalesce(greatest(last_analyze, last_autoanalyze)::text, 'never') FROM pg_stat_user_tables WHERE relid = 'publish.job_queue'::regclass")"
+	wait_completed "$2" $((MEASURE * 9 / 10))
+	explain_window "$1, $(val "SELECT count(*) FROM publish.job_queue WHERE status IN ('queued', 'running')") jobs queued, later; job_queue last analyzed $(val "SELECT coalesce(greatest(last_analyze, last_autoanalyze)::text, 'never') FROM pg_stat_user_tables WHERE relid = 'publish.job_queue'::regclass")"
+}
+
 
 # sample SHAPE DEPTH T0: every BENCH_DEEP_SAMPLE (2) s until the queue is
 # empty, a line of the plot's data: shape, jobs still queued or running, the
@@ -143,7 +154,7 @@ run() {
 	cpu0=$(workers_cpu)
 	enq_ms=$(psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tA -c '\timing on' -c "$sql" | awk '/^Time:/ { print $2 }')
 	if [ "$depth" -gt "$SHORT" ]; then
-		explain_window &
+		plans "$shape" "$t0" &
 		sample "$shape" "$depth" "$t0" &
 		wait_completed "$t0" "$MEASURE"
 		val "DELETE FROM publish.job_queue WHERE created_at >= '$t0' AND status = 'queued'" >/dev/null
@@ -172,18 +183,21 @@ for round in 1 2; do
 done
 
 # the plans: auto_explain's entries for the claim's queries
-awk '/LOG:  duration: .* plan:/ { keep = 1; buf = $0 "\n"; next }
+awk '/WARNING:  bench: / { sub(/.*WARNING:  /, "== "); print; next }
+     /LOG:  duration: .* plan:/ { keep = 1; buf = $0 "\n"; next }
      keep && /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / { if (buf ~ /job_queue/) print buf; keep = 0; buf = "" }
      keep { buf = buf $0 "\n" }' "$WORK/pg/server.log" >"$OUT/deep_queue-plans.txt"
 
 gnuplot <<GP
 set terminal pngcairo size 900,480 font ',10' noenhanced
 set output '$IMG/deep-queue.png'
-set title 'Draining a queue of $N jobs ($WORKERS worker): the worker''s CPU time per job and its rate, against the jobs left'
+set title 'The first $MEASURE jobs of a queue of $N ($WORKERS worker): CPU time per job and rate, against the jobs left'
 set xlabel 'jobs still queued or running'; set ylabel 'worker CPU ms per job'; set y2label 'jobs/s'
-set xrange [$N:0]; set yrange [0:*]; set y2range [0:*]; set ytics nomirror; set y2tics; set grid; set key bottom left
+set xrange [$N:$((N - MEASURE))]; set yrange [0:*]; set y2range [0:*]; set ytics nomirror; set y2tics; set grid; set key top right
 plot '< grep ^versions $DATA/deep_queue.dat' using 2:4 with lines lw 2 lc 1 title 'CPU per job: one project, $N versions', \
      '< grep ^projects $DATA/deep_queue.dat' using 2:4 with lines lw 2 lc 2 title 'CPU per job: $N projects', \
+     ${CPUS[versions-$SHORT]} with lines dt 2 lw 1 lc 1 title 'CPU per job, short queue of $SHORT: versions', \
+     ${CPUS[projects-$SHORT]} with lines dt 2 lw 1 lc 2 title 'CPU per job, short queue of $SHORT: projects', \
      '< grep ^versions $DATA/deep_queue.dat' using 2:3 axes x1y2 with points pt 7 ps 0.5 lc 1 title 'jobs/s: one project, $N versions', \
      '< grep ^projects $DATA/deep_queue.dat' using 2:3 axes x1y2 with points pt 5 ps 0.5 lc 2 title 'jobs/s: $N projects'
 GP
