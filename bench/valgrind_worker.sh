@@ -4,11 +4,12 @@
 # the worker) runs under memcheck, one worker per database, does ROUNDS rounds
 # of real jobs: a publish with tiles to a file:// target, to WebDAV (nginx)
 # and to S3 (s3rver behind the SigV4 proxy; once more with MD5s in the
-# manifest, so that tiles are copied by CopyObject alone), a build_tiles of a generated
-# 600 x 400 PNG, a publish that fails validation, and a running publish that
-# is cancelled, three versions of one project queued at once (run in order;
-# the last one refused after its switch, and undone).  It does so twice, with a fresh worker each time: 1 round,
-# then ROUNDS rounds; the worker's leak summary at exit (SIGTERM of the
+# manifest, so that tiles are copied by CopyObject alone), a build_tiles of
+# a generated 600 x 400 PNG, a publish that fails validation, a running
+# publish that is cancelled, and three versions of one project queued at
+# once (run in order; the last one refused after its switch, and undone).
+# It does so twice, with a fresh worker each time: 1 round, then ROUNDS
+# rounds; the worker's leak summary at exit (SIGTERM of the
 # shutdown) after each pass tells what a job leaks (growth per round).
 #
 # Usage: bench/valgrind_worker.sh [ROUNDS]    (default 5)
