@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/fsync_cost.sh: what the file:// target's syncs cost on this disk,
-# per publish, before and after the deferred directory syncs and the hard
-# link of release.json (bench/lib/fsync_cost.c says what each sequence
-# does).  Reports milliseconds per iteration (noisy on a shared machine)
+# bench/fsync_cost.sh: what the file:// target's syncs cost on this disk:
+# a new file's fsync, an unchanged directory's, and one publish's sequence
+# of calls (bench/lib/fsync_cost.c says what each sequence does), the floor
+# under a small publish's time on file://.  Reports milliseconds per iteration (noisy on a shared machine)
 # and, counted with perf's block tracepoints (no hardware counters needed),
 # the block I/O each iteration submits and how many of those carry a cache
 # flush: the figures that do not depend on the machine's load.  Not a test.
@@ -15,7 +15,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 N=${BENCH_FS_N:-200}
-BASE=${BENCH_FS_DIR:-/tmp}
+BASE=${BENCH_FS_DIR:-${TMPDIR:-/tmp}}
 OUT=$BENCH_DIR/results
 mkdir -p "$OUT"
 WORK=$(mktemp -d "$BASE/publish-fsync.XXXXXX")
@@ -39,16 +39,12 @@ row() {
 }
 
 {
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $N iterations each in $BASE ($(findmnt -no FSTYPE,OPTIONS -T "$BASE" 2>/dev/null || echo '?')), load average $(cut -d' ' -f1-3 /proc/loadavg)."
+	echo "$N iterations each in $BASE ($(findmnt -no FSTYPE,OPTIONS -T "$BASE" 2>/dev/null || echo '?')), load average $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
 	echo "| sequence | ms per iteration | block I/Os per iteration | of which cache flushes |"
 	echo "|---|---:|---:|---:|"
 	row file
 	row dir
-	row old
-	row batched
-	row new
-	row old repeat
-	row batched repeat
-	row new repeat
+	row publish
+	row publish repeat
 } | tee "$OUT/fsync_cost.md"

@@ -29,7 +29,6 @@
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
 
@@ -41,7 +40,7 @@ OUT=$BENCH_DIR/results
 mkdir -p "$OUT"
 
 build_and_install
-WORK=$(mktemp -d /tmp/publish-idle.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-idle.XXXXXX")
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/preview.sh: the preview publish.build_release() of a version of
-# BENCH_PREVIEW_N (100,000) overlays against PostgreSQL's json_agg of the
-# same rows, in the same run, on a fresh private cluster.  Not a test: it
+# BENCH_PREVIEW_N (100,000) overlays, and the publish job of that version
+# (the worker's whole job), against PostgreSQL's json_agg of the same rows,
+# in the same run, on a fresh private cluster.  Not a test: it
 # measures, and fails only when a statement fails.
 #
 # Both statements run in one psql session, interleaved (build_release,
@@ -37,7 +38,6 @@
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
 
@@ -57,6 +57,7 @@ trap 'exit 130' INT TERM HUP
 mkdir -p "$OUT"
 cluster_start "$WORK/pg" "$PORT" \
 	"publish.max_release_size = '1GB'" \
+	"publish.workers_per_database = 1" \
 	"log_min_messages = warning"
 mkdir -p "$WORK/maps"
 if [ "$(id -u)" -eq 0 ]; then chown postgres: "$WORK/maps"; fi
@@ -94,6 +95,8 @@ COMMIT;
 VACUUM ANALYZE publish.overlays;
 SQL
 VID=$(val "SELECT id FROM publish.project_versions")
+# a first publish starts the worker and warms its caches
+val "SELECT status FROM publish.wait_job((publish.publish_version('preview', 1, 'preview')).id, '1 min')" >/dev/null
 RET=$(val "SELECT pg_get_function_result('publish.build_release(text, integer, text, timestamptz)'::regprocedure)")
 
 OBJ="json_build_object('key', o.key, 'name', o.name, 'type', o.overlay_type, 'geometry', o.geometry, 'properties', o.properties)"
@@ -118,9 +121,18 @@ AGG_SEND="SELECT json_agg($OBJ) FROM $ROWS"
 		echo "$2"
 		echo "SELECT 'cpu', pg_temp.cpu_ns() - :cpu0;"
 	}
+	echo "SELECT pid AS wpid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = current_database() \\gset"
 	for _ in $(seq 1 "$RUNS"); do
 		timed "build server" "$BUILD;"
 		timed "agg server" "$AGG;"
+		# the publish job of the same version, by the worker: started_at ->
+		# completed_at, and the worker's CPU time meanwhile
+		echo "SELECT split_part(pg_read_file('/proc/' || :wpid || '/schedstat'), ' ', 1)::bigint AS w0 \\gset"
+		echo "SELECT (publish.publish_version('preview', 1, 'preview')).id AS job \\gset"
+		echo "SELECT 'status', status FROM publish.wait_job(:'job', '1 min');"
+		echo "SELECT 'job', extract(epoch FROM completed_at - started_at) * 1000,"
+		echo "       split_part(pg_read_file('/proc/' || :wpid || '/schedstat'), ' ', 1)::bigint - :w0"
+		echo "  FROM publish.job_queue WHERE id = :'job';"
 	done
 	for _ in $(seq 1 "$RUNS"); do
 		timed "build client" "$BUILD_SEND \\g /dev/null"
@@ -135,6 +147,9 @@ times() { awk -v w="$1" '/^@ / { tag = substr($0, 3); next } /^Time: / { if (tag
 cpus() { awk -v w="$1" -F'|' '/^@ / { tag = substr($0, 3); next } /^cpu\|/ { if (tag == w) print $2 / 1e6; tag = "" }' "$WORK/timed.out"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 list() { awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }'; }
+if grep '^status|' "$WORK/timed.out" | grep -qv '^status|completed$'; then
+	echo "a publish job did not complete" >&2; grep '^status|' "$WORK/timed.out" >&2; exit 1
+fi
 BYTES_BUILD=$(grep -m1 -E '^[0-9]+$' "$WORK/timed.out")
 BYTES_AGG=$(grep -E '^[0-9]+$' "$WORK/timed.out" | sed -n 2p)
 ratio() { awk -v b="$1" -v a="$2" 'BEGIN { printf "%.2f", b / a }'; }
@@ -149,7 +164,7 @@ row() {
 }
 
 {
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
+	echo "publish $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
 		"PostgreSQL $(val 'SHOW server_version'), $(nproc) CPUs; load average $LOAD_START at the start," \
 		"$(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo
@@ -157,11 +172,18 @@ row() {
 		"json_agg's has $BYTES_AGG. Wall: psql's \\timing, median of $RUNS runs each, interleaved (the runs" \
 		"in brackets); CPU: the backend's (schedstat), median."
 	echo
-	echo "| statement | build_release ms | json_agg ms | ratio | build_release CPU ms | json_agg CPU ms | CPU ratio |"
+	echo "| statement | build_release (or job) ms | json_agg ms | ratio | build_release (or job) CPU ms | json_agg CPU ms | CPU ratio |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
 	row server "on the server: octet_length(value::text)"
 	row client "to the client: the whole value to psql"
+	jm=$(awk -F'|' '/^job\|/ { print $2 }' "$WORK/timed.out" | median)
+	jc=$(awk -F'|' '/^job\|/ { print $3 / 1e6 }' "$WORK/timed.out" | median)
+	am=$(times "agg server" | median); ac=$(cpus "agg server" | median)
+	printf '| the publish job (worker: started_at → completed_at; its CPU) | %.0f (%s) | %.0f | **%s×** | %.0f | %.0f | %s× |\n' \
+		"$jm" "$(awk -F'|' '/^job\|/ { print $2 }' "$WORK/timed.out" | list)" "$am" "$(ratio "$jm" "$am")" \
+		"$jc" "$ac" "$(ratio "$jc" "$ac")"
 	echo
+	echo "The publish job's row compares the whole job (validate, write release.json and its versioned copy to file:// with their fsyncs, mark it published, its commits) with json_agg on the server."
 	echo "Run took $(($(date +%s) - T_START)) s."
 } >"$OUT/preview.md"
 cat "$OUT/preview.md"

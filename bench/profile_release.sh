@@ -11,7 +11,6 @@
 # symbols (self time) and the top symbols with their callees.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
 PORT=${PUBLISH_BENCH_PORT:-54456}
@@ -21,7 +20,7 @@ mkdir -p "$OUT"
 command -v perf >/dev/null || { echo "perf is needed (linux-perf)" >&2; exit 1; }
 
 build_and_install
-WORK=$(mktemp -d /tmp/publish-prof.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-prof.XXXXXX")
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT

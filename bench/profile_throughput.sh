@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/profile_throughput.sh: perf profile of a publish worker under
-# bench/throughput.sh's load.  Runs throughput.sh (BENCH_TP_N projects,
+# bench/throughput.sh's load: where a small publish's CPU time goes.  Runs throughput.sh (BENCH_TP_N projects,
 # 2,000 by default) and records the worker of its 1-worker, 1-client run
 # for BENCH_PROF_SECONDS (8) with `perf record -e cpu-clock -g` (hardware
 # counters are not available on this VM).  Not a test.
@@ -54,11 +54,11 @@ for s in samples:
             inc[f] += 1
             seen.add(f)
 print("%d samples" % len(samples))
-for k in ["publish_job_run", "storage_put", "storage_put_deferred", "fsync", "syncfs",
-          "make_parent_dirs", "__GI___mkdir", "insert_log", "btgetbitmap", "AfterTriggerEndQuery",
-          "job_txn_commit", "job_group_commit", "storage_sync_deferred", "publish_record_release",
-          "XLogFlush", "job_claim", "release_build", "release_input_load", "tile_build_needed",
-          "PreCommit_Notify", "ProcSleep"]:
+for k in ["run_next_job", "job_claim", "run_job", "publish_job_run", "load_release", "release_build",
+          "storage_target_load", "storage_put", "storage_put_same", "storage_sync",
+          "job_step", "insert_log", "job_mark_switched", "job_record_completed", "publish_record_release",
+          "job_txn_begin", "job_txn_commit", "XLogFlush", "pg_fsync", "fsync_fname_ext", "link",
+          "AfterTriggerEndQuery", "PreCommit_Notify", "plpgsql_exec_function", "malloc_trim", "MemoryContextReset"]:
     print("%6.2f%% %s" % (100.0 * inc[k] / len(samples), k))
 ' >"$OUT/inclusive.txt"
 tail -n 9 "$OUT/throughput.log"

@@ -35,12 +35,12 @@
 #   bash bench/release_size.sh                        # as root: 1k, 10k, 100k, 1M (~3 min)
 #   BENCH_RELEASE_SIZES="1000 10000" bash bench/release_size.sh
 #
-# Writes bench/results/release_size.md, .dat and .log (git-ignored)
+# Writes bench/results/release_size.md and .log (git-ignored), the data
+# behind the plots docs/results/release_size.dat
 # and the plots docs/img/release-time.png and docs/img/release-memory.png.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
 
@@ -48,6 +48,7 @@ PORT=${PUBLISH_BENCH_PORT:-54451}
 SIZES=${BENCH_RELEASE_SIZES:-1000 10000 100000 1000000}
 JOBS=${BENCH_RELEASE_JOBS:-3}
 OUT=$BENCH_DIR/results
+DATA=$BENCH_DIR/../docs/results
 IMG=$ROOT_DIR/docs/img
 DB=rel
 T_START=$(date +%s)
@@ -56,12 +57,12 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 command -v gnuplot >/dev/null || { apt-get update -qq && apt-get install -y -qq gnuplot-nox >/dev/null; }
 build_and_install
 
-WORK=$(mktemp -d /tmp/publish-relsize.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-relsize.XXXXXX")
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$DATA"
 exec > >(tee "$OUT/release_size.log") 2>&1
 cluster_start "$WORK/pg" "$PORT" \
 	"publish.workers_per_database = 1" \
@@ -135,7 +136,7 @@ done
 WORKER_PID=$(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB' LIMIT 1")
 [ -n "$WORKER_PID" ] || { echo "no publish worker found" >&2; exit 1; }
 
-: >"$OUT/release_size.dat"
+: >"$DATA/release_size.dat"
 ROWS=()
 IDLE_ANON=$(status_kb "$WORKER_PID" RssAnon)
 for n in $SIZES; do
@@ -185,7 +186,7 @@ for n in $SIZES; do
 	DOC_MB=$(awk -v b="$J_BYTES" 'BEGIN { printf "%.2f", b / 1048576 }')
 	RATIO=$(awk -v d="$PEAK" -v b="$J_BYTES" 'BEGIN { printf "%.2f", d * 1024 / b }')
 	# gnuplot data: n doc_MB backend_ms worker_build_ms worker_job_ms worker_cpu_ms peak_MB kept_after_last_MB
-	echo "$n $DOC_MB $B_MS $J_BUILD $J_TOTAL $CPU $(kb_to_mb $PEAK) ${KEPT[-1]}" >>"$OUT/release_size.dat"
+	echo "$n $DOC_MB $B_MS $J_BUILD $J_TOTAL $CPU $(kb_to_mb $PEAK) ${KEPT[-1]}" >>"$DATA/release_size.dat"
 	ROWS+=("| $(printf "%'d" "$n") | $DOC_MB | $(printf '%.1f' "$B_MS") | $J_BUILD | **$J_TOTAL** | $CPU | $(kb_to_mb $PEAK) | **$RATIO×** | $(IFS=' '; echo "${KEPT[*]}" | sed 's/ / → /g') |")
 	# drop the project's rows so the next size starts from a small table
 	q -c "DELETE FROM publish.job_queue WHERE version_id = '$VID'" -c "DELETE FROM publish.live_releases WHERE version_id = '$VID'" \

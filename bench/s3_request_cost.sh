@@ -11,7 +11,7 @@
 #
 # Each kind is run twice (the first PUT creates the objects, the second
 # overwrites them).  Prints a Markdown table and writes it to
-# docs/results/s3_request_cost.md.  Servers on the ports of
+# bench/results/s3_request_cost.md (git-ignored).  Servers on the ports of
 # scripts/storage-servers.sh (PUBLISH_S3_PORT, ...; defaults 5439x here),
 # stopped by pid on exit.
 set -euo pipefail
@@ -25,11 +25,11 @@ export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54393}
 export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54394}
 export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54395}
 export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54396}
-RESULTS_DIR=$ROOT_DIR/docs/results
+RESULTS_DIR=$ROOT_DIR/bench/results
 
 bash "$ROOT_DIR/scripts/install-deps.sh" >/dev/null
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
-WORK=$(mktemp -d /tmp/publish-bench-s3cost.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-s3cost.XXXXXX")
 cleanup() {
 	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
 	rm -rf "$WORK"

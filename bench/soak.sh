@@ -22,7 +22,7 @@ PORT=${PUBLISH_BENCH_PORT:-54351}
 OUT=$ROOT_DIR/bench/results/soak.md
 
 build_and_install
-WORK=$(mktemp -d /tmp/publish-soak.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-soak.XXXXXX")
 chmod 755 "$WORK"
 trap 'cluster_stop "$WORK/pg"; rm -rf "$WORK"' EXIT
 cluster_start "$WORK/pg" "$PORT" \

@@ -32,7 +32,7 @@ export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
 RESULTS_DIR=$BENCH_DIR/results
 
 build_and_install
-WORK=$(mktemp -d /tmp/publish-bench-storage.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-storage.XXXXXX")
 chmod 755 "$WORK"
 cleanup() {
 	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true

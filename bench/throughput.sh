@@ -1,30 +1,26 @@
 #!/usr/bin/env bash
-# bench/throughput.sh: publishes completed per second with 1 and 2 workers
-# per database, from 1 and 8 clients, each job a different project (20
-# overlays, file:// target), so that no request is merged into a queued job
-# of the same version and jobs of different projects may run in parallel.
-# Not a test: it fails only when jobs fail or never finish.  Besides the
-# rate, it reports the workers' CPU time per job (/proc/<pid>/schedstat),
-# which depends much less on what else runs on the machine.
+# bench/throughput.sh: small publishes completed per second with 1 and 2
+# workers per database, from 1 and 8 clients, over 50 environments: call k
+# publishes project k (20 overlays) to environment k mod 50 (a file://
+# target each), so that no request is merged into a queued job of the same
+# version and jobs of different projects may run in parallel.  Each job is
+# claimed, run and recorded on its own, with its own durable commits.  Not
+# a test: it fails only when jobs fail or never finish.  Besides the rate,
+# it reports the workers' CPU time per job (/proc/<pid>/schedstat), which
+# depends much less on what else runs on the machine, and the WAL flushes
+# per job (pg_stat_wal.wal_sync).
 #
 #   bash bench/throughput.sh                       # as root, about 1 minute
 #   BENCH_TP_N=2000 bash bench/throughput.sh
 #   BENCH_TP_STRACE=1 bash bench/throughput.sh     # + the workers' system calls
 #                     per job (strace -c -w -f), in bench/results/throughput-strace.txt
 #   BENCH_TP_WAITS=1 bash bench/throughput.sh      # + what the workers wait for
-#                     (pg_stat_activity sampled every 10 ms), in bench/results/throughput-waits.txt
-#   BENCH_TP_NO_NOTIFY=1 bash bench/throughput.sh  # an experiment, not publish as shipped:
-#                     the NOTIFY trigger on job_queue disabled, to see what it costs
-#                     (since day 5 only the workers' changes notify: queuing does not)
+#                     (pg_stat_activity every 10 ms), in bench/results/throughput-waits.txt
 #
-# (bench/pickup_and_throughput.sh's throughput runs publish the same version
-# again and again: a request for a version that is already queued returns
-# that job, so there most requests make no job.)
 # Writes bench/results/throughput.md (git-ignored).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
 
@@ -38,7 +34,7 @@ T_START=$(date +%s)
 
 build_and_install
 PGBENCH=$PG_BIN/pgbench
-WORK=$(mktemp -d /tmp/publish-tp.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-tp.XXXXXX")
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -52,7 +48,7 @@ start 1
 psql -X -q -d postgres -c "CREATE DATABASE $DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
 CREATE EXTENSION publish;
-SELECT publish.set_storage_target('tp', 'file://$WORK/maps') \g /dev/null
+SELECT publish.set_storage_target('tp-' || e, 'file://$WORK/maps/tp-' || e) FROM generate_series(1, 50) e \g /dev/null
 INSERT INTO publish.projects (slug, name) SELECT 'tp-' || p, 'Throughput ' || p FROM generate_series(1, $N) p;
 INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
 INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
@@ -62,12 +58,9 @@ SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
   FROM publish.project_versions v, generate_series(1, 20) i;
 CREATE SEQUENCE tp_seq;
 SQL
-if [ -n "${BENCH_TP_NO_NOTIFY:-}" ]; then
-	val "ALTER TABLE publish.job_queue DISABLE TRIGGER job_queue_notify"
-	echo "EXPERIMENT: NOTIFY trigger disabled"
-fi
-# each call publishes the next project: N calls publish every project once
-printf "SELECT publish.publish_version('tp-' || ((nextval('tp_seq') - 1) %% %d + 1), 1, 'tp');\n" "$N" >"$WORK/enqueue.sql"
+# each call publishes the next project, to the next environment: N calls
+# publish every project once
+printf "SELECT publish.publish_version('tp-' || ((k - 1) %% %d + 1), 1, 'tp-' || ((k - 1) %% 50 + 1)) FROM (SELECT nextval('tp_seq') AS k) s;\n" "$N" >"$WORK/enqueue.sql"
 
 wait_drained() {
 	local t0=$1 deadline=$((SECONDS + 600)) left
@@ -93,9 +86,10 @@ ALL_OK=true
 [ -z "${BENCH_TP_STRACE:-}" ] || : >"$OUT/throughput-strace.txt"
 [ -z "${BENCH_TP_WAITS:-}" ] || : >"$OUT/throughput-waits.txt"
 run() {
-	local workers=$1 clients=$2 t0 row cpu0 cpums
+	local workers=$1 clients=$2 t0 row cpu0 cpums wal0 walsync
 	val "VACUUM publish.job_queue" >/dev/null 2>&1 || true
 	cpu0=$(workers_cpu)
+	wal0=$(val "SELECT wal_sync FROM pg_stat_wal")
 	t0=$(val "SELECT clock_timestamp()")
 	local spid= wpid=
 	if [ -n "${BENCH_TP_WAITS:-}" ]; then
@@ -138,6 +132,7 @@ run() {
 	             FROM publish.job_queue WHERE created_at >= '$t0'")
 	IFS='|' read -r total done failed elapsed rate runms enqrate <<<"$row"
 	cpums=$(awk -v a="$cpu0" -v b="$(workers_cpu)" -v n="$total" 'BEGIN { printf "%.2f", (b - a) / 1e6 / n }')
+	walsync=$(awk -v a="$wal0" -v b="$(val "SELECT wal_sync FROM pg_stat_wal")" -v n="$total" 'BEGIN { printf "%.2f", (b - a) / n }')
 	if [ -n "$wpid" ]; then
 		wait "$wpid" || true
 		{
@@ -153,8 +148,8 @@ run() {
 				| grep -E ' (fsync|fdatasync|syncfs|rename|link|mkdir|openat|epoll_wait|futex|semop|pwrite64|write|sendto|recvfrom|kill) ' || true
 		} >>"$OUT/throughput-strace.txt"
 	fi
-	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (enqueued $enqrate/s, job run median $runms ms, worker CPU $cpums ms per job)"
-	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $enqrate | $runms | $cpums |")
+	echo "   $workers worker(s), $clients client(s): $done/$total completed, $failed failed, in $elapsed s: $rate jobs/s (enqueued $enqrate/s, job run median $runms ms, worker CPU $cpums ms per job, $walsync WAL flushes per job)"
+	ROWS+=("| $workers | $clients | $total | $done | $failed | $elapsed | **$rate** | $enqrate | $runms | $cpums | $walsync |")
 	[ "$done" -eq "$total" ] && [ "$failed" -eq 0 ] || ALL_OK=false
 }
 
@@ -167,14 +162,13 @@ for workers in 1 2; do
 done
 
 {
-	[ -z "${BENCH_TP_NO_NOTIFY:-}" ] || echo "EXPERIMENT: the NOTIFY trigger on publish.job_queue disabled (BENCH_TP_NO_NOTIFY)."
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, fsync on, synchronous_commit on;"
+	echo "publish $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, fsync on, synchronous_commit on;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
-	echo "$N projects of 20 overlays, each published once per run (file:// target); jobs/s = completed / (last completed_at − first created_at); enqueued/s = jobs / (last created_at − first created_at), the clients' rate."
-	echo "Job run = completed_at − started_at: a job claimed with others counts from the claim, its wait for its turn and for its group's commit included."
+	echo "$N projects of 20 overlays, each published once per run, over 50 environments (file:// targets); jobs/s = completed / (last completed_at − first created_at); enqueued/s = jobs / (last created_at − first created_at), the clients' rate."
+	echo "Job run = completed_at − started_at. WAL flushes: pg_stat_wal.wal_sync over the run ÷ jobs (all processes: the clients' commits too)."
 	echo
-	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | enqueued jobs/s | job run median ms | worker CPU ms per job |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| workers per database | clients | jobs | completed | failed | elapsed s | completed jobs/s | enqueued jobs/s | job run median ms | worker CPU ms per job | WAL flushes per job |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for r in "${ROWS[@]}"; do echo "$r"; done
 	echo
 	echo "Run took $(( $(date +%s) - T_START )) s."

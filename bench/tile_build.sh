@@ -31,7 +31,7 @@ PORT=${PUBLISH_BENCH_PORT:-54380}
 RESULTS_DIR=$BENCH_DIR/results
 
 build_and_install
-WORK=$(mktemp -d /tmp/publish-bench-tiles.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-tiles.XXXXXX")
 chmod 755 "$WORK"
 cleanup() {
 	cluster_stop "$WORK/pg"

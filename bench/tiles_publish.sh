@@ -15,7 +15,7 @@
 # memory (RssAnon, sampled every 5 ms by peak_anon below), and the CPU time
 # the worker spent per 1,000 tiles (the whole job, from /proc: steadier
 # than the rates when other work shares the CPUs).  Prints a Markdown
-# table and writes it to docs/results/tiles_publish.md.
+# table and writes it to bench/results/tiles_publish.md (git-ignored).
 #
 #   bash bench/tiles_publish.sh
 #   BENCH_TILE_COUNTS="1000 10000" BENCH_TILE_BYTES=4096 BENCH_CONCURRENCY=8 BENCH_TARGETS="dav s3" bash bench/tiles_publish.sh
@@ -47,13 +47,13 @@ export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54383}
 export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54384}
 export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54385}
 export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
-RESULTS_DIR=$ROOT_DIR/docs/results
+RESULTS_DIR=$ROOT_DIR/bench/results
 CACHE="public, max-age=31536000, immutable"
 
 build_and_install
 # python3 writes the tiles and the curl configs (not on every new machine)
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
-WORK=$(mktemp -d /tmp/publish-bench-tiles.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-tiles.XXXXXX")
 chmod 755 "$WORK"
 cleanup() {
 	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true

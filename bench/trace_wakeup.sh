@@ -16,7 +16,6 @@
 # and the raw trace bench/results/trace_wakeup.strace.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
 PORT=${PUBLISH_BENCH_PORT:-54455}
@@ -26,7 +25,7 @@ mkdir -p "$OUT"
 command -v strace >/dev/null || apt-get install -y -qq strace >/dev/null
 
 build_and_install
-WORK=$(mktemp -d /tmp/publish-trace.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-trace.XXXXXX")
 chmod 755 "$WORK"
 STRACE_PID=
 cleanup() { [ -z "$STRACE_PID" ] || kill "$STRACE_PID" 2>/dev/null || true; cluster_stop "$WORK/pg"; rm -rf "$WORK"; }

@@ -4,16 +4,18 @@
 # the worker) runs under memcheck, one worker per database, does ROUNDS rounds
 # of real jobs: a publish with tiles to a file:// target, to WebDAV (nginx)
 # and to S3 (s3rver behind the SigV4 proxy; once more with MD5s in the
-# manifest, so that tiles are copied by CopyObject alone), a build_tiles of a generated
-# 600 x 400 PNG, a publish that fails validation, and a running publish that
-# is cancelled.  It does so twice, with a fresh worker each time: 1 round,
-# then ROUNDS rounds; the worker's leak summary at exit (SIGTERM of the
+# manifest, so that tiles are copied by CopyObject alone), a build_tiles of
+# a generated 600 x 400 PNG, a publish that fails validation, a running
+# publish that is cancelled, and three versions of one project queued at
+# once (run in order; the last one refused after its switch, and undone).
+# It does so twice, with a fresh worker each time: 1 round, then ROUNDS
+# rounds; the worker's leak summary at exit (SIGTERM of the
 # shutdown) after each pass tells what a job leaks (growth per round).
 #
 # Usage: bench/valgrind_worker.sh [ROUNDS]    (default 5)
 # Ports: PUBLISH_BENCH_PORT (PostgreSQL), the PUBLISH_*_PORT of
 # scripts/storage-servers.sh; PUBLISH_PRIVATE_PG as for the tests.
-# Output: $VG_DIR (default /tmp/publish-valgrind)/pass{1,N}/vg.PID.log, and a
+# Output: $VG_DIR (default $TMPDIR/publish-valgrind, or /tmp)/pass{1,N}/vg.PID.log, and a
 # summary on stdout: the worker's errors and its leak summary per pass.
 # Suppressions: bench/lib/valgrind.supp (PostgreSQL's and glibc's own).
 set -euo pipefail
@@ -24,7 +26,7 @@ source "$ROOT_DIR/scripts/lib.sh"
 
 ROUNDS=${1:-5}
 PORT=${PUBLISH_BENCH_PORT:-54399}
-DIR=${VG_DIR:-/tmp/publish-valgrind}
+DIR=${VG_DIR:-${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-valgrind}
 PGDIR=$DIR/pg
 STORAGE=$DIR/storage
 
@@ -185,17 +187,27 @@ SELECT 'cancel ' || status FROM test_helpers.wait_job(:'job', '600 s');
 SELECT test_helpers.let_go('creds') \g /dev/null
 SELECT test_helpers.session_close('creds') \g /dev/null
 
--- 7. four publishes queued at once, claimed together as a group
--- (job_group.c): three complete with one sync and one commit, the fourth
--- (a marker that is a line) fails alone
-SELECT test_helpers.make_project(:'p' || '-g' || n, 4) FROM generate_series(1, 4) n \g /dev/null
-UPDATE publish.overlays o SET geometry = '{"type":"LineString","coordinates":[[13.4,52.5],[13.5,52.6]]}'
-  FROM publish.project_versions v JOIN publish.projects pr ON pr.id = v.project_id
- WHERE o.version_id = v.id AND pr.slug = :'p' || '-g4' AND o.key = 'ov-001';
-CREATE TEMP TABLE grp AS
-SELECT (publish.publish_version(:'p' || '-g' || n, 1, 'vg-file')).id FROM generate_series(1, 4) n;
-SELECT 'group ' || string_agg(w.status, ' ' ORDER BY w.status)
-  FROM grp, LATERAL test_helpers.wait_job(grp.id, '600 s') w;
+-- 7. three versions of one project queued at once, run one at a time in
+-- order (the claim marks the later ones blocked_by the earlier); the last
+-- one's final commit is refused by a site's trigger after the switch, so
+-- its undo puts version 2's release.json back
+SELECT test_helpers.make_project(:'p' || '-seq', 4) AS project_id \gset
+SELECT test_helpers.make_version(:'project_id', n, 4) FROM generate_series(2, 3) n \g /dev/null
+CREATE OR REPLACE FUNCTION public.refuse_v3() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT version_number FROM publish.project_versions WHERE id = NEW.version_id) = 3 THEN
+		RAISE EXCEPTION 'valgrind run: version 3 is refused';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_v3 BEFORE INSERT OR UPDATE ON publish.live_releases
+	FOR EACH ROW EXECUTE FUNCTION public.refuse_v3();
+CREATE TABLE seq_jobs AS
+SELECT n, (publish.publish_version(:'p' || '-seq', n, 'vg-file')).id FROM generate_series(1, 3) n;
+SELECT 'sequence ' || string_agg(w.status, ' ' ORDER BY s.n)
+  FROM seq_jobs s, LATERAL test_helpers.wait_job(s.id, '600 s') w;
+DROP TABLE seq_jobs;
+DROP TRIGGER refuse_v3 ON publish.live_releases;
 SQL
 }
 

@@ -547,7 +547,11 @@ COMMENT ON FUNCTION publish._claim_job(integer, integer) IS
 	'Internal: claims the oldest job that may run now, for the worker.';
 
 -- A job that leaves 'queued' and 'running' (or is deleted) lets the jobs it
--- blocked be claimed (see publish._claim_job).
+-- blocked be claimed (see publish._claim_job).  Every mark on it is
+-- cleared, those of jobs that ended while they waited too: so the query
+-- names no status, and job_queue_blocked_idx is the only index that can
+-- answer it, whatever the statistics said when its plan was made (the
+-- active jobs' index, which would also match, is walked whole).
 CREATE FUNCTION publish._unblock_jobs()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -555,7 +559,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	UPDATE publish.job_queue q SET blocked_by = NULL
-	 WHERE q.blocked_by = OLD.id AND q.status = 'queued';
+	 WHERE q.blocked_by = OLD.id;
 	RETURN NULL;
 END
 $$;

@@ -4,21 +4,13 @@
  *
  *   file      write a new 6 kB file, fsync it
  *   dir       fsync a directory that did not change
- *   old       one publish's file-system calls before the deferred
- *             directory syncs: mkdir + fsync of the parent per new directory,
- *             releases/v1.json and release.json each written, fsync'd,
- *             renamed, their directory fsync'd
- *   batched   the other order considered: directories made, both files
- *             written to their temporary names, then both fsync'd, then
- *             both renamed, then one fsync per changed directory (what pays
- *             on a journalling file system, where the later syncs find
- *             their journal transaction committed)
- *   new       the same publish now: directories made, v1.json written,
- *             fsync'd and renamed, release.json a hard link to it (linked
- *             to a temporary name, renamed), then one fsync per changed
- *             directory
+ *   publish   one publish's calls, as storage_local.c makes them:
+ *             directories made, releases/v1.json written to a temporary
+ *             name, fsync'd and renamed, release.json a hard link to it
+ *             (linked to a temporary name, renamed), then one fsync per
+ *             changed directory
  *
- * With a fourth argument "repeat", old and new publish the same project
+ * With a fourth argument "repeat", publish publishes the same project
  * each time (its directories exist); otherwise a new project each time.
  * Prints the mean milliseconds per iteration.
  */
@@ -87,7 +79,7 @@ main(int argc, char **argv)
 
 	if (argc < 4)
 	{
-		fprintf(stderr, "usage: %s DIR N file|dir|old|batched|new [repeat]\n", argv[0]);
+		fprintf(stderr, "usage: %s DIR N file|dir|publish [repeat]\n", argv[0]);
 		return 2;
 	}
 	root = argv[1];
@@ -120,44 +112,7 @@ main(int argc, char **argv)
 		}
 		else if (strcmp(mode, "dir") == 0)
 			fsync_path(root);
-		else if (strcmp(mode, "old") == 0)
-		{
-			if (mkdir(slug, 0755) == 0)
-				fsync_path(root);
-			if (mkdir(rel, 0755) == 0)
-				fsync_path(slug);
-			put(v);
-			fsync_path(rel);
-			put(live);
-			fsync_path(slug);
-		}
-		else if (strcmp(mode, "batched") == 0)
-		{
-			int			new_slug = mkdir(slug, 0755) == 0;
-			char		vtmp[800];
-			int			fv,
-						fl;
-
-			(void) mkdir(rel, 0755);
-			snprintf(vtmp, sizeof vtmp, "%s.tmp", v);
-			snprintf(tmp, sizeof tmp, "%s.tmp", live);
-			fv = open(vtmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-			fl = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-			if (fv < 0 || fl < 0 ||
-				write(fv, buf, sizeof buf) != (ssize_t) sizeof buf ||
-				write(fl, buf, sizeof buf) != (ssize_t) sizeof buf ||
-				fsync(fv) != 0 || fsync(fl) != 0)
-				return 1;
-			close(fv);
-			close(fl);
-			if (rename(vtmp, v) != 0 || rename(tmp, live) != 0)
-				return 1;
-			if (new_slug)
-				fsync_path(root);
-			fsync_path(slug);
-			fsync_path(rel);
-		}
-		else
+		else if (strcmp(mode, "publish") == 0)
 		{
 			int			new_slug = mkdir(slug, 0755) == 0;
 
@@ -171,6 +126,11 @@ main(int argc, char **argv)
 				fsync_path(root);
 			fsync_path(slug);
 			fsync_path(rel);
+		}
+		else
+		{
+			fprintf(stderr, "unknown sequence %s\n", mode);
+			return 2;
 		}
 	}
 	printf("%.3f\n", (now_ms() - t0) / n);

@@ -12,18 +12,19 @@
 #   bash bench/peers/run.sh                           # as root
 #   BENCH_PEERS_N=500 BENCH_PEERS_POLL_N=0 bash bench/peers/run.sh
 #
-# Writes bench/peers/results/ (git-ignored: *.dat, summary.json, pickup.md),
-# docs/img/pickup-cdf.png, docs/img/pickup-cdf-returned.png and
-# docs/img/pickup-percentiles.png.
+# Writes bench/peers/results/ (git-ignored: pickup.md, server.log), the data
+# behind the plots in docs/results/peers/ (*.dat, summary.json), and
+# docs/img/pickup-cdf.png, pickup-cdf-returned.png, pickup-cdf-async.png
+# and pickup-percentiles.png.
 set -euo pipefail
 
 PEERS_DIR=$(cd "$(dirname "$0")" && pwd)
-export PUBLISH_PRIVATE_PG=${PUBLISH_PRIVATE_PG:-/tmp/pg-wt7}
 # shellcheck source=scripts/lib.sh
 source "$PEERS_DIR/../../scripts/lib.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54450}
 OUT=$PEERS_DIR/results
+DATA=$ROOT_DIR/docs/results/peers
 IMG=$ROOT_DIR/docs/img
 T_START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -36,7 +37,7 @@ fi
 
 build_and_install
 
-WORK=$(mktemp -d /tmp/publish-peers.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-peers.XXXXXX")
 chmod 755 "$WORK"
 cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -46,7 +47,7 @@ cluster_start "$WORK/pg" "$PORT" \
 	"track_commit_timestamp = on" \
 	"publish.workers_per_database = 1" \
 	"log_min_messages = warning"
-mkdir -p "$WORK/maps" "$OUT" "$IMG"
+mkdir -p "$WORK/maps" "$OUT" "$DATA" "$IMG"
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/maps"; fi
 
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -60,7 +61,7 @@ BEGIN;
 INSERT INTO publish.projects (slug, name) VALUES ('bench', 'Benchmark project') RETURNING id AS project_id \gset
 INSERT INTO publish.project_versions (project_id, version_number, status)
 VALUES (:'project_id', 1, 'ready') RETURNING id AS version_id \gset
--- 20 overlays (markers), as in bench/pickup_and_throughput.sh's small project
+-- 20 overlays (markers), as in bench/pickup.sh
 INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
 SELECT :'version_id', 'poi-' || i, 'Point ' || i, 'marker',
        jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4 + i / 1000.0, 52.5)),
@@ -92,8 +93,8 @@ COMMIT_IDLE_MS=$(commit_ms "\\sleep $SLEEP_MS ms\nINSERT INTO bench_commit VALUE
 COMMIT_IDLE_ASYNC_MS=$(commit_ms "SET synchronous_commit = off;\n\\sleep $SLEEP_MS ms\nINSERT INTO bench_commit VALUES (1);\n")
 echo "== a single-row INSERT + COMMIT (pgbench -r, mean of 2000): durable $COMMIT_MS ms back to back, $COMMIT_IDLE_MS ms after $SLEEP_MS ms idle; synchronous_commit = off after $SLEEP_MS ms idle: $COMMIT_IDLE_ASYNC_MS ms"
 
-rm -f "$OUT"/*.dat
-(cd "$PEERS_DIR" && node pickup.js "$OUT")
+rm -f "$DATA"/*.dat "$DATA/summary.json"
+(cd "$PEERS_DIR" && node pickup.js "$DATA")
 
 GW_VERSION=$(node -p "require('$PEERS_DIR/node_modules/graphile-worker/package.json').version")
 BOSS_VERSION=$(node -p "require('$PEERS_DIR/node_modules/pg-boss/package.json').version")
@@ -102,7 +103,7 @@ COMMIT=$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 bash "$PEERS_DIR/plot.sh"
 
-node - "$OUT/summary.json" >"$OUT/pickup.md" <<JS
+node - "$DATA/summary.json" >"$OUT/pickup.md" <<JS
 const s = require(process.argv[2]);
 const f = x => x.toFixed(3);
 const names = {
@@ -112,7 +113,7 @@ const names = {
   'pg-boss-poll': 'pg-boss $BOSS_VERSION, polling every 0.5 s (its minimum)'
 };
 for (const k of ['publish', 'graphile-worker', 'pg-boss-notify']) names[k + '-async'] = names[k] + ', enqueued with synchronous_commit = off';
-console.log('$(date -u "+%Y-%m-%d %H:%M UTC"), publish $COMMIT, PostgreSQL $PG_VERSION, node $(node --version), $(nproc) CPUs;');
+console.log('publish $COMMIT, PostgreSQL $PG_VERSION, node $(node --version), $(nproc) CPUs;');
 console.log('load average $LOAD_START at the start, ' + require('fs').readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') + ' at the end.');
 console.log('');
 console.log('Two measures of the same jobs. *From the commit timestamp*: pg_xact_commit_timestamp() of the enqueuing transaction, taken before its WAL flush (the flush is inside the interval). *From COMMIT returned*: the enqueuing client\'s clock right after its COMMIT returned (flush and the reply to the client outside the interval; may be negative). Rows *enqueued with synchronous_commit = off*: the same, with an enqueuing transaction that does not wait for its WAL flush, so the job is visible as soon as its commit timestamp is taken and the interval holds only the wake-up and the claim.');
