@@ -364,7 +364,9 @@ CREATE TABLE publish.job_queue (
 );
 CREATE INDEX job_queue_ready_idx ON publish.job_queue (created_at, id)
 	WHERE status = 'queued' AND blocked_by IS NULL;
-CREATE INDEX job_queue_running_idx ON publish.job_queue (id) WHERE status = 'running';
+-- the running jobs: recovery reads them all, the claim those of a target
+CREATE INDEX job_queue_running_idx ON publish.job_queue (project_id, env)
+	WHERE status = 'running';
 CREATE INDEX job_queue_version_idx ON publish.job_queue (version_id);
 -- jobs of one project and environment run one at a time, in order
 CREATE INDEX job_queue_target_idx ON publish.job_queue (project_id, env, created_at, id)
@@ -481,12 +483,15 @@ CREATE TRIGGER job_queue_wake_requeued
 -- locked (FOR SHARE) before the mark, and a job's status changes only
 -- under its row lock: either the blocker's end comes after the mark, and
 -- its unblock sees it, or before, and the mark is not made.  A blocker
--- locked by someone else is passed over this time.
+-- locked by someone else is passed over this time.  Its queries are
+-- planned at every call: a plan kept from when the queue was short would
+-- walk a deep one (bench/deep_queue.sh).
 --
 CREATE FUNCTION publish._claim_job(worker_pid integer, max_attempts integer)
 RETURNS SETOF publish.job_queue
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
 	candidates refcursor;
@@ -910,6 +915,7 @@ RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
 	ver    publish.project_versions;
@@ -950,11 +956,9 @@ BEGIN
 	-- The same version already queued or running, with nothing asked after
 	-- it, is the answer: no second job.  If other requests came after it,
 	-- this one must run last: a queued duplicate is superseded, and a new
-	-- job is queued behind the others.  (By project and environment too,
-	-- so that the plan, made once per session and maybe while the queue was
-	-- empty, walks job_queue_target_idx to this target's few active jobs,
-	-- not every active job of the environment: a deep queue would make
-	-- each request cost in proportion.)
+	-- job is queued behind the others.  (The queries are planned at every
+	-- call, with the queue as it is: a plan kept by a pooled session from
+	-- when the queue was short would walk a deep one.)
 	SELECT q.id, q.status, q.created_at INTO dup
 	  FROM publish.job_queue q
 	 WHERE q.project_id = ver.project_id AND q.env = publish_version.env
@@ -1014,6 +1018,7 @@ RETURNS publish.jobs
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
 	ver    publish.project_versions;

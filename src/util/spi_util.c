@@ -5,11 +5,13 @@
  *	  plan prepared once per process.
  *
  * A worker runs the same dozen queries for every job.  spi_execute_cached
- * prepares a query on its first use and keeps the plan for the life of the
- * process (SPI_keepplan); the plan cache chooses between custom and generic
- * plans as it does for any prepared statement, and plans again when a
- * table or index it uses changes (DDL, or an ANALYZE that updates the
- * table's statistics).
+ * parses and analyses a query on its first use and keeps it for the life
+ * of the process (SPI_keepplan), but plans it at every execution
+ * (CURSOR_OPT_CUSTOM_PLAN): the planner then sees the tables' sizes as they
+ * are, not as they were when a generic plan was made.  A generic plan made
+ * while the queue was nearly empty, and kept until the next ANALYZE, walked
+ * every queued job for each write of a running one
+ * (bench/deep_queue.sh).
  *
  *-------------------------------------------------------------------------
  */
@@ -39,7 +41,8 @@ cached_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes,
+										   CURSOR_OPT_CUSTOM_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "publish: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
