@@ -2,7 +2,8 @@
 --
 --   * wait_job sleeps (wait event Extension, no polling) until the job ends
 --     and returns it then; with a short timeout it returns the job as it is
---     once the timeout passed; unknown id PT404, NULL 22004, and it refuses
+--     once the timeout passed, or publish.max_job_wait if that is shorter;
+--     unknown id PT404, NULL 22004, and it refuses
 --     a snapshot-based transaction (0A000);
 --   * purge_jobs deletes finished jobs that ended before now() - older_than,
 --     with their log, and returns how many; queued, running and recent jobs
@@ -16,7 +17,7 @@
 
 DELETE FROM publish.projects WHERE slug IN ('wait-one', 'purge-one', 'purge-two');
 
-SELECT plan(36);
+SELECT plan(39);
 
 SELECT :'storage' || '/wait' AS root \gset
 SELECT publish.set_storage_target('tap-wait', 'file://' || :'root') \g /dev/null
@@ -38,6 +39,17 @@ SELECT is(status, 'running', 'wait_job with a 1 s timeout on a held job returns 
 SELECT is(id, :'j1'::uuid, '... the job asked for') FROM short_wait;
 SELECT cmp_ok(returned_at - :'t0'::timestamptz, '>=', interval '0.95 s', '... after the timeout (not before)') FROM short_wait;
 SELECT cmp_ok(returned_at - :'t0'::timestamptz, '<', interval '2 s', '... and soon after it') FROM short_wait;
+
+-- publish.max_job_wait bounds any timeout asked for (it is for superusers
+-- to set; this session is one)
+SET publish.max_job_wait = '1s';
+SELECT clock_timestamp() AS t0 \gset
+CREATE TEMP TABLE capped_wait AS
+SELECT w.*, clock_timestamp() AS returned_at FROM publish.wait_job(:'j1', '1 hour') AS w;
+RESET publish.max_job_wait;
+SELECT is(status, 'running', 'wait_job asked to wait an hour, with publish.max_job_wait = 1 s, returns the held job still running') FROM capped_wait;
+SELECT cmp_ok(returned_at - :'t0'::timestamptz, '>=', interval '0.95 s', '... after publish.max_job_wait') FROM capped_wait;
+SELECT cmp_ok(returned_at - :'t0'::timestamptz, '<', interval '5 s', '... not after the hour asked for') FROM capped_wait;
 
 -- Another session waits; this one lets the job go.
 SELECT test_helpers.session_send('waiter',
