@@ -39,13 +39,15 @@
 -- Preconditions
 -- ---------------------------------------------------------------------------
 
--- A worker's final transaction records a live release under a ROW
--- EXCLUSIVE lock of live_releases, and only then looks at the installed
--- version (src/jobs/job_live.c): either it committed before this lock was
--- granted, and the history below is filled from its job, or it waits for
--- this upgrade's commit and records its history row itself.  Nothing is
--- recorded twice or lost.
-LOCK TABLE publish.live_releases IN SHARE ROW EXCLUSIVE MODE;
+-- A job's final transaction writes project_versions (a publish), then
+-- locks live_releases (ROW EXCLUSIVE), and only then reads the installed
+-- version to know whether to write the history (src/jobs/job_live.c).
+-- Locked here in the same order, first: either the job's transaction
+-- committed before, and the history below is filled from its job, or it
+-- waits for this upgrade's commit and writes its history row itself.
+-- Nothing is recorded twice or lost, and the two never wait for each other
+-- in turn.
+LOCK TABLE publish.project_versions, publish.live_releases IN SHARE ROW EXCLUSIVE MODE;
 
 -- The library the server runs must be 1.1 or later: publish is preloaded,
 -- so a make install takes effect at the next restart, and the 1.0 library
@@ -69,12 +71,102 @@ COMMENT ON FUNCTION publish._library_version() IS
 	'Internal: the version of the publish library the server runs (the upgrade scripts check it).';
 
 -- ---------------------------------------------------------------------------
+-- Release history: every change of what is live in an environment
+-- ---------------------------------------------------------------------------
+
+-- One row each time a job changes an environment's live release (a
+-- publish, a rollback), written in the job's final transaction together
+-- with the row of live_releases (src/jobs/job_live.c): the version that
+-- went live, the one live before it, the job and who asked for it (its
+-- params: the role, and the JWT sub behind PostgREST), when, and the
+-- document that went live: its published_at, its URL and its sha256, by
+-- which a rollback checks the immutable copy it puts back.  Rows stay when
+-- their job is deleted (publish.job_retention) and go with their project.
+-- pg_dump keeps them.
+CREATE TABLE publish.live_release_history (
+	id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	project_id       uuid NOT NULL REFERENCES publish.projects (id) ON DELETE CASCADE,
+	env              text NOT NULL,
+	version_id       uuid REFERENCES publish.project_versions (id) ON DELETE SET NULL,
+	version          integer NOT NULL,
+	previous_version integer,
+	job_id           uuid,
+	job_type         text,
+	requested_by     text,
+	requested_sub    text,
+	changed_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+	published_at     timestamptz NOT NULL,
+	release_url      text,
+	release_sha256   text
+	                 CONSTRAINT live_release_history_sha256_hex CHECK (release_sha256 ~ '^[0-9a-f]{64}$')
+);
+-- an environment's history, newest first (rollback, the view's readers)
+CREATE INDEX live_release_history_target_idx ON publish.live_release_history (project_id, env, id);
+COMMENT ON TABLE publish.live_release_history IS
+	'Every change of an environment''s live release; read it through the publish.release_history view.';
+SELECT pg_catalog.pg_extension_config_dump('publish.live_release_history', '');
+SELECT pg_catalog.pg_extension_config_dump('publish.live_release_history_id_seq', '');
+
+-- The history of a 1.0 install, from what it kept: each completed publish
+-- job (the jobs of publish.job_retention) changed its environment's live
+-- release, and its result names the document (published_at, release_url,
+-- release_sha256).  A live release whose job is gone gets a row of its own,
+-- without a checksum.  The lock taken above keeps jobs from completing
+-- meanwhile.
+INSERT INTO publish.live_release_history
+	(project_id, env, version_id, version, previous_version, job_id, job_type,
+	 requested_by, requested_sub, changed_at, published_at, release_url, release_sha256)
+SELECT j.project_id, j.env, j.version_id, v.version_number,
+       lag(v.version_number) OVER target, j.id, j.job_type,
+       j.params ->> 'requested_by', j.params ->> 'requested_sub', j.completed_at,
+       (j.result ->> 'published_at')::timestamptz, j.result ->> 'release_url',
+       CASE WHEN j.result ->> 'release_sha256' ~ '^[0-9a-f]{64}$' THEN j.result ->> 'release_sha256' END
+  FROM publish.job_queue j
+  JOIN publish.project_versions v ON v.id = j.version_id
+ WHERE j.job_type = 'publish' AND j.status = 'completed'
+   AND j.project_id IS NOT NULL AND j.env IS NOT NULL
+   AND j.result ? 'published_at'
+WINDOW target AS (PARTITION BY j.project_id, j.env ORDER BY j.completed_at, j.id)
+ ORDER BY j.completed_at, j.id;
+INSERT INTO publish.live_release_history
+	(project_id, env, version_id, version, job_id, job_type, changed_at, published_at, release_url)
+SELECT r.project_id, r.env, r.version_id, v.version_number, r.job_id, 'publish',
+       r.published_at, r.published_at, r.release_url
+  FROM publish.live_releases r
+  JOIN publish.project_versions v ON v.id = r.version_id
+ WHERE NOT EXISTS (SELECT 1 FROM publish.live_release_history h
+                    WHERE h.project_id = r.project_id AND h.env = r.env AND h.job_id = r.job_id);
+
+CREATE VIEW publish.release_history AS
+SELECT p.slug AS project,
+       h.env,
+       h.version,
+       h.previous_version,
+       h.job_id,
+       h.job_type,
+       h.requested_by,
+       h.requested_sub,
+       h.changed_at,
+       h.published_at,
+       h.release_url,
+       h.release_sha256,
+       h.id,
+       h.project_id,
+       h.version_id
+  FROM publish.live_release_history h
+  JOIN publish.projects p ON p.id = h.project_id;
+COMMENT ON VIEW publish.release_history IS
+	'Every change of what is live in an environment, oldest first by id: project, env, version, previous_version, job_id and job_type (publish or rollback), requested_by and requested_sub (who asked), changed_at, and the document that went live (published_at, release_url, release_sha256).';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC (as in 1.0), then what each role needs
 -- ---------------------------------------------------------------------------
 
 REVOKE ALL ON ALL TABLES IN SCHEMA publish FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA publish FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA publish FROM PUBLIC;
+
+GRANT SELECT ON publish.release_history TO publish_viewer, publish_admin;
 
 -- ---------------------------------------------------------------------------
 -- Wake the workers at commit: they look at the queue with the new objects.
