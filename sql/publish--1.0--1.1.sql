@@ -71,6 +71,17 @@ COMMENT ON FUNCTION publish._library_version() IS
 	'Internal: the version of the publish library the server runs (the upgrade scripts check it).';
 
 -- ---------------------------------------------------------------------------
+-- Job types
+-- ---------------------------------------------------------------------------
+
+-- The job_type values the queue accepts: 1.0's, and each type 1.1 adds
+-- (src/jobs/job_types.c names the same; test/sql/08_shared_definitions.sql
+-- checks that they agree).  A type added in 1.1 joins this one list.
+ALTER TABLE publish.job_queue
+	DROP CONSTRAINT job_queue_type_valid,
+	ADD CONSTRAINT job_queue_type_valid CHECK (job_type IN ('publish', 'build_tiles', 'rollback'));
+
+-- ---------------------------------------------------------------------------
 -- Release history: every change of what is live in an environment
 -- ---------------------------------------------------------------------------
 
@@ -159,6 +170,157 @@ COMMENT ON VIEW publish.release_history IS
 	'Every change of what is live in an environment, oldest first by id: project, env, version, previous_version, job_id and job_type (publish or rollback), requested_by and requested_sub (who asked), changed_at, and the document that went live (published_at, release_url, release_sha256).';
 
 -- ---------------------------------------------------------------------------
+-- Rollback: an earlier release made live again, without rebuilding
+-- ---------------------------------------------------------------------------
+
+-- Queues a job (type rollback, src/jobs/job_rollback.c) that makes the
+-- release that version last made live in env live again, from its
+-- immutable copy on the target, checked against the sha256 the history
+-- recorded.  version NULL: the version live before the current one (the
+-- previous_version of env's last change: two rollbacks in a row go back
+-- and forth).  Refused at call time, with nothing queued: nothing live, or
+-- nothing live before it (PT409); a version that was never live in env, or
+-- is live now, or whose checksum was never recorded (PT409); an unknown
+-- project, version or environment (PT404); NULL or malformed arguments
+-- (22004, 22023).  Ordered with the publishes of the project and
+-- environment, and the same rollback asked again while it waits is that
+-- job, as publish_version does (see there).  SECURITY DEFINER: it writes
+-- the job queue, which admins only read through publish.jobs.
+CREATE FUNCTION publish.rollback(slug text, env text, version integer DEFAULT NULL)
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	proj      publish.projects;
+	ver       publish.project_versions;
+	live      record;
+	latest    record;
+	chosen    record;
+	dup       record;
+	earlier   text;
+	job       publish.jobs;
+	requester text := publish._requesting_role();	-- SECURITY DEFINER: not current_user
+	sub       text := publish._requesting_sub();
+BEGIN
+	IF slug IS NULL OR env IS NULL THEN
+		RAISE EXCEPTION 'project slug and environment must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF slug !~ '^[a-z0-9]+(-[a-z0-9]+)*$' OR length(slug) > 63 THEN
+		RAISE EXCEPTION 'invalid project slug "%"', publish._shown(slug)
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A slug is lowercase letters, digits and hyphens, such as "campus" or "city-center".';
+	END IF;
+	IF rollback.version <= 0 THEN
+		RAISE EXCEPTION 'invalid version number %', rollback.version
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Version numbers start at 1; leave the version out to go back to the release live before the current one.';
+	END IF;
+	PERFORM publish._check_env(env);
+	SELECT * INTO proj FROM publish.projects p WHERE p.slug = rollback.slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'project "%" does not exist', slug
+			USING ERRCODE = 'PT404',
+			      HINT = 'SELECT slug FROM publish.projects lists the projects.';
+	END IF;
+	IF rollback.version IS NOT NULL THEN
+		ver := publish._resolve_version(slug, rollback.version);
+	END IF;
+
+	PERFORM publish._wake_worker_at_commit();
+	-- ordered with the project's other requests, as publish_version is
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'rollback needs READ COMMITTED isolation'
+			USING ERRCODE = 'feature_not_supported',
+			      DETAIL = 'With a snapshot older than other sessions'' requests it could not put this one after them.';
+	END IF;
+	PERFORM 1 FROM publish.projects p WHERE p.id = proj.id FOR NO KEY UPDATE;
+
+	SELECT r.version_id, v.version_number INTO live
+	  FROM publish.live_releases r JOIN publish.project_versions v ON v.id = r.version_id
+	 WHERE r.project_id = proj.id AND r.env = rollback.env;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'nothing of project "%" is live in "%", so there is nothing to roll back', slug, env
+			USING ERRCODE = 'PT409',
+			      HINT = format('Publish a version first: SELECT publish.publish_version(%L, 1, %L);', slug, env);
+	END IF;
+	IF rollback.version IS NULL THEN
+		SELECT h.previous_version INTO latest
+		  FROM publish.live_release_history h
+		 WHERE h.project_id = proj.id AND h.env = rollback.env
+		 ORDER BY h.id DESC LIMIT 1;
+		IF latest.previous_version IS NULL THEN
+			RAISE EXCEPTION 'nothing to roll back to: no release of project "%" was live in "%" before version %',
+			                slug, env, live.version_number
+				USING ERRCODE = 'PT409',
+				      DETAIL = 'publish.release_history records no version live there before the current one.';
+		END IF;
+		ver := publish._resolve_version(slug, latest.previous_version);
+	END IF;
+	IF ver.id = live.version_id THEN
+		RAISE EXCEPTION 'version % of project "%" is already live in "%"', ver.version_number, slug, env
+			USING ERRCODE = 'PT409',
+			      HINT = format('To write its release.json again, publish it: SELECT publish.publish_version(%L, %s, %L);',
+			                    slug, ver.version_number, env);
+	END IF;
+	SELECT h.release_sha256 INTO chosen
+	  FROM publish.live_release_history h
+	 WHERE h.project_id = proj.id AND h.env = rollback.env AND h.version_id = ver.id
+	 ORDER BY h.id DESC LIMIT 1;
+	IF NOT FOUND THEN
+		SELECT string_agg(DISTINCT h.version::text, ', ') INTO earlier
+		  FROM publish.live_release_history h
+		 WHERE h.project_id = proj.id AND h.env = rollback.env AND h.version_id IS DISTINCT FROM live.version_id;
+		RAISE EXCEPTION 'version % of project "%" was never live in "%"', ver.version_number, slug, env
+			USING ERRCODE = 'PT409',
+			      DETAIL = CASE WHEN earlier IS NULL THEN 'No other version was live there.'
+			                    ELSE format('Versions that were live there: %s.', earlier) END,
+			      HINT = 'A rollback puts back a release that was live; publish this version instead.';
+	END IF;
+	IF chosen.release_sha256 IS NULL THEN
+		RAISE EXCEPTION 'no checksum is recorded for version % of project "%" in "%"', ver.version_number, slug, env
+			USING ERRCODE = 'PT409',
+			      DETAIL = 'It went live before publish recorded the checksum of release.json, so its copy on storage cannot be checked.',
+			      HINT = format('Publish it again instead: SELECT publish.publish_version(%L, %s, %L);',
+			                    slug, ver.version_number, env);
+	END IF;
+
+	-- the same rollback waiting, with nothing asked after it, is the answer
+	SELECT q.id INTO dup
+	  FROM publish.job_queue q
+	 WHERE q.project_id = proj.id AND q.env = rollback.env
+	   AND q.job_type = 'rollback' AND q.version_id = ver.id
+	   AND q.status = 'queued' AND NOT q.cancel_requested
+	   AND NOT EXISTS (SELECT 1 FROM publish.job_queue o
+	                    WHERE o.project_id = proj.id AND o.env = rollback.env
+	                      AND o.status = 'queued' AND o.created_at > q.created_at)
+	 ORDER BY q.created_at DESC LIMIT 1;
+	IF FOUND THEN
+		SELECT * INTO job FROM publish.jobs j WHERE j.id = dup.id;
+		RETURN job;
+	END IF;
+
+	INSERT INTO publish.job_queue AS q (job_type, params, project_id, version_id, env, created_by)
+	VALUES ('rollback',
+	        jsonb_build_object('project_slug', slug,
+	                           'version_number', ver.version_number,
+	                           'target_env', env,
+	                           'requested_by', requester)
+	        || CASE WHEN sub IS NULL THEN '{}'::jsonb
+	                ELSE jsonb_build_object('requested_sub', sub) END,
+	        proj.id, ver.id, env, requester)
+	RETURNING q.id, q.job_type, q.status, q.progress, q.params, q.result, q.error, '[]'::jsonb,
+	          q.created_at, q.started_at, q.completed_at, q.attempts, q.created_by, q.cancel_requested
+	INTO job;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION publish.rollback(text, text, integer) IS
+	'Queues a job that makes the release version last made live in env live again, from its immutable copy on the target, checked against the sha256 the history recorded; version NULL: the one live before the current one. Returns the job. SECURITY DEFINER: publish_admin may call it.';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC (as in 1.0), then what each role needs
 -- ---------------------------------------------------------------------------
 
@@ -167,6 +329,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA publish FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA publish FROM PUBLIC;
 
 GRANT SELECT ON publish.release_history TO publish_viewer, publish_admin;
+GRANT EXECUTE ON FUNCTION publish.rollback(text, text, integer) TO publish_admin;
 
 -- ---------------------------------------------------------------------------
 -- Wake the workers at commit: they look at the queue with the new objects.

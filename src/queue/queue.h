@@ -120,7 +120,8 @@ extern void job_purge_expired(void);
  * setting names this point.  The points: "claimed" (before the job runs);
  * for a publish "validated", "built", "uploaded" (after steps 1-3),
  * "marked" (step 4 done, the switch marked) and "switched" (release.json
- * switched, before the final transaction).
+ * switched, before the final transaction); for a rollback "validated"
+ * (after step 1), "marked" and "switched".
  */
 extern void job_pause_point(const char *point);
 
