@@ -321,6 +321,87 @@ COMMENT ON FUNCTION publish.rollback(text, text, integer) IS
 	'Queues a job that makes the release version last made live in env live again, from its immutable copy on the target, checked against the sha256 the history recorded; version NULL: the one live before the current one. Returns the job. SECURITY DEFINER: publish_admin may call it.';
 
 -- ---------------------------------------------------------------------------
+-- Retry: a failed or cancelled job asked for again
+-- ---------------------------------------------------------------------------
+
+-- A new job with the parameters of job id, which failed or was cancelled:
+-- its type's entry function (publish_version, build_tiles, rollback) is
+-- called again with them, under the project's and version's names of now,
+-- so every check of a new request applies and the caller is who asked;
+-- the new job's params say retry_of.  When the entry function answers with
+-- a job already waiting (the same publish queued), that job is returned as
+-- it is.  PT404 for an unknown job, or one whose project or version is
+-- gone; PT409 for one that is queued, running or completed.  SECURITY
+-- DEFINER: it reads the job queue and adds retry_of to the new job's row.
+CREATE FUNCTION publish.retry_job(id uuid)
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old     publish.job_queue;
+	slug    text;
+	version integer;
+	waiting uuid[];
+	job     publish.jobs;
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'job id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- the project's row first, as the entry functions take it: the jobs
+	-- waiting for it cannot change until this transaction ends
+	PERFORM 1 FROM publish.projects p
+	 WHERE p.id = (SELECT q.project_id FROM publish.job_queue q WHERE q.id = retry_job.id)
+	   FOR NO KEY UPDATE;
+	SELECT * INTO old FROM publish.job_queue q WHERE q.id = retry_job.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'job % does not exist', id USING ERRCODE = 'PT404';
+	END IF;
+	IF old.status NOT IN ('failed', 'cancelled') THEN
+		RAISE EXCEPTION 'job % is %, so it cannot be retried', id, old.status
+			USING ERRCODE = 'PT409',
+			      DETAIL = 'Only a failed or cancelled job can be retried.',
+			      HINT = CASE WHEN old.status = 'completed' THEN 'It completed: ask for a new job instead.'
+			                  ELSE format('Wait for it to end: SELECT status, error FROM publish.wait_job(%L);', id) END;
+	END IF;
+	SELECT p.slug INTO slug FROM publish.projects p WHERE p.id = old.project_id;
+	IF slug IS NULL THEN
+		RAISE EXCEPTION 'the project of job % no longer exists, so it cannot be retried', id
+			USING ERRCODE = 'PT404';
+	END IF;
+	SELECT v.version_number INTO version FROM publish.project_versions v WHERE v.id = old.version_id;
+	IF version IS NULL THEN
+		RAISE EXCEPTION 'the version of job % no longer exists, so it cannot be retried', id
+			USING ERRCODE = 'PT404';
+	END IF;
+
+	waiting := ARRAY(SELECT q.id FROM publish.job_queue q
+	                  WHERE q.project_id = old.project_id AND q.env = old.env
+	                    AND q.status IN ('queued', 'running'));
+	CASE old.job_type
+		WHEN 'publish' THEN
+			job := publish.publish_version(slug, version, old.env);
+		WHEN 'build_tiles' THEN
+			job := publish.build_tiles(slug, version, old.env);
+		WHEN 'rollback' THEN
+			job := publish.rollback(slug, old.env, version);
+		ELSE
+			RAISE EXCEPTION 'job % is of type %, which cannot be retried', id, old.job_type
+				USING ERRCODE = 'PT409';
+	END CASE;
+	IF NOT job.id = ANY (waiting) THEN
+		UPDATE publish.job_queue q SET params = q.params || jsonb_build_object('retry_of', old.id)
+		 WHERE q.id = job.id;
+		job.params := job.params || jsonb_build_object('retry_of', old.id);
+	END IF;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION publish.retry_job(uuid) IS
+	'Queues a new job with the parameters of a failed or cancelled one (params.retry_of names it), through the entry function of its type, so every check of a new request applies; returns the job. SECURITY DEFINER: publish_admin may call it.';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC (as in 1.0), then what each role needs
 -- ---------------------------------------------------------------------------
 
@@ -330,6 +411,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA publish FROM PUBLIC;
 
 GRANT SELECT ON publish.release_history TO publish_viewer, publish_admin;
 GRANT EXECUTE ON FUNCTION publish.rollback(text, text, integer) TO publish_admin;
+GRANT EXECUTE ON FUNCTION publish.retry_job(uuid) TO publish_admin;
 
 -- ---------------------------------------------------------------------------
 -- Wake the workers at commit: they look at the queue with the new objects.
