@@ -177,8 +177,8 @@ COMMENT ON VIEW publish.release_history IS
 -- release that version last made live in env live again, from its
 -- immutable copy on the target, checked against the sha256 the history
 -- recorded.  version NULL: the version live before the current one (the
--- previous_version of env's last change: two rollbacks in a row go back
--- and forth).  Refused at call time, with nothing queued: nothing live, or
+-- last one in env's history that is not the live version: two rollbacks
+-- in a row go back and forth; a version published again is no step back).  Refused at call time, with nothing queued: nothing live, or
 -- nothing live before it (PT409); a version that was never live in env, or
 -- is live now, or whose checksum was never recorded (PT409); an unknown
 -- project, version or environment (PT404); NULL or malformed arguments
@@ -247,17 +247,24 @@ BEGIN
 			      HINT = format('Publish a version first: SELECT publish.publish_version(%L, 1, %L);', slug, env);
 	END IF;
 	IF rollback.version IS NULL THEN
-		SELECT h.previous_version INTO latest
+		SELECT h.version, h.version_id INTO latest
 		  FROM publish.live_release_history h
 		 WHERE h.project_id = proj.id AND h.env = rollback.env
+		   AND h.version_id IS DISTINCT FROM live.version_id
 		 ORDER BY h.id DESC LIMIT 1;
-		IF latest.previous_version IS NULL THEN
-			RAISE EXCEPTION 'nothing to roll back to: no release of project "%" was live in "%" before version %',
-			                slug, env, live.version_number
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'nothing to roll back to: no version of project "%" but % was live in "%"',
+			                slug, live.version_number, env
 				USING ERRCODE = 'PT409',
-				      DETAIL = 'publish.release_history records no version live there before the current one.';
+				      DETAIL = 'publish.release_history records no other version live there.';
 		END IF;
-		ver := publish._resolve_version(slug, latest.previous_version);
+		SELECT * INTO ver FROM publish.project_versions v WHERE v.id = latest.version_id;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'version % of project "%", live in "%" before version %, no longer exists',
+			                latest.version, slug, env, live.version_number
+				USING ERRCODE = 'PT404',
+				      HINT = 'Name the version to go back to: publish.rollback(slug, env, version).';
+		END IF;
 	END IF;
 	IF ver.id = live.version_id THEN
 		RAISE EXCEPTION 'version % of project "%" is already live in "%"', ver.version_number, slug, env

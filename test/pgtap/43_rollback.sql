@@ -31,7 +31,7 @@ DELETE FROM publish.storage_targets WHERE env LIKE 'tap-rb%';
 DROP TRIGGER IF EXISTS tap_rb_fail ON publish.live_releases;
 DROP FUNCTION IF EXISTS public.tap_rb_fail();
 
-SELECT plan(84);
+SELECT plan(85);
 
 CREATE ROLE tap_rb_admin NOLOGIN IN ROLE publish_admin;
 CREATE ROLE tap_rb_viewer NOLOGIN IN ROLE publish_viewer;
@@ -116,10 +116,14 @@ SELECT is(status, 'completed', 'a second rollback(slug, env) completes') FROM te
 SELECT is(pg_temp.live(), 2, '... and goes back to version 2, which was live before the first');
 SELECT is(test_helpers.file_sha256(:'dir' || '/release.json'), :'sha2', '... release.json is version 2''s document');
 
-SELECT id AS r3 FROM publish.rollback('rb-one', 'tap-rb', 1) \gset
-SELECT is(status, 'completed', 'rollback(slug, env, 1) completes') FROM test_helpers.wait_job(:'r3');
-SELECT is(pg_temp.live(), 1, '... version 1 is live');
-SELECT is(pg_temp.history(), '1 - publish, 2 1 publish, 1 2 rollback, 2 1 rollback, 1 2 rollback',
+-- version 2 published again: the release before it is still version 1
+SELECT id AS p2b FROM publish.publish_version('rb-one', 2, 'tap-rb') \gset
+SELECT is(status, 'completed', 'version 2 is published again') FROM test_helpers.wait_job(:'p2b');
+SELECT test_helpers.file_sha256(:'dir' || '/releases/v2.json') AS sha2 \gset
+SELECT id AS r3 FROM publish.rollback('rb-one', 'tap-rb') \gset
+SELECT is(status, 'completed', 'rollback(slug, env) after it completes') FROM test_helpers.wait_job(:'r3');
+SELECT is(pg_temp.live(), 1, '... and goes back to version 1, not to version 2''s earlier document');
+SELECT is(pg_temp.history(), '1 - publish, 2 1 publish, 1 2 rollback, 2 1 rollback, 2 2 publish, 1 2 rollback',
           '... and the history has every change');
 
 -- ---------------------------------------------------------------------------
@@ -233,7 +237,7 @@ SELECT throws_like($$SELECT publish.rollback('rb-one', 'tap-rb', 3)$$,
                    'version 3 of project "rb-one" was never live in "tap-rb"',
                    'a version never live there: the message says so');
 SELECT throws_like($$SELECT publish.rollback('rb-first', 'tap-rb')$$,
-                   'nothing to roll back to: no release of project "rb-first" was live in "tap-rb" before version 1',
+                   'nothing to roll back to: no version of project "rb-first" but 1 was live in "tap-rb"',
                    'nothing live before: the message says so');
 SELECT throws_like($$SELECT publish.rollback('rb-none', 'tap-rb')$$,
                    'nothing of project "rb-none" is live in "tap-rb", so there is nothing to roll back',
