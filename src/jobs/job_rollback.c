@@ -25,8 +25,9 @@
  *
  * The switch is a publish's step 5: marked durably first
  * (job_mark_switched), then release.json becomes the copy (file://: a
- * hard link renamed over it; S3 and WebDAV: one server-side copy), made
- * durable; the final transaction records the live release and the
+ * hard link renamed over it; S3 and WebDAV: one server-side copy, which S3
+ * makes in one step and nginx's WebDAV in place, after removing the old
+ * object), made durable; the final transaction records the live release and the
  * history row (job_live.c).  The version's status is left as it is (a
  * rollback often goes back to a version archived since).  A failure after
  * the mark puts back what publish.releases says is live, as a publish's
