@@ -14,7 +14,12 @@ MODULE_big   = publish
 SRC_DIRS     = src src/bgw src/jobs src/tile src/release src/queue \
                src/storage src/net src/ipc src/util
 OBJS         = $(patsubst %.c,%.o,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c)))
-DATA         = $(wildcard sql/publish--*.sql)
+# sql/publish--1.0.sql is 1.0 as released, never edited again; each version
+# since adds an upgrade script (publish--1.0--1.1.sql).  The full script of
+# the default version is made from them (below), so that a fresh install
+# and an upgraded one run the same statements and end with the same objects.
+DATA_built   = sql/publish--1.1.sql
+DATA         = $(filter-out $(DATA_built),$(wildcard sql/publish--*.sql))
 PGFILEDESC   = "publish - publish map project versions to storage"
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test
@@ -28,6 +33,11 @@ PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-in
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the full install script of 1.1: 1.0, then the upgrade to 1.1 (CREATE
+# EXTENSION drops their "\echo ... \quit" guard lines)
+sql/publish--1.1.sql: sql/publish--1.0.sql sql/publish--1.0--1.1.sql
+	cat $^ > $@
 
 # every object depends on the shared headers (struct layouts must agree)
 $(OBJS): $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.h))

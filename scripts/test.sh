@@ -161,6 +161,7 @@ fi
 if { [ "$ONLY" = all ] || [ "$ONLY" = tap ]; } && compgen -G "$ROOT_DIR/test/t/*.pl" >/dev/null; then
 	mkdir -p "$WORK/tap"
 	cp -r "$ROOT_DIR/test/t" "$WORK/tap/t"
+	cp -r "$ROOT_DIR/test/sql" "$WORK/tap/sql"	# t/021 reuses a query file
 	cp -r "$ROOT_DIR/demo" "$WORK/tap/demo"
 	if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/tap"; fi
 	set +e

@@ -27,6 +27,15 @@
 #define PUBLISH_EXTENSION_NAME	"publish"
 #define PUBLISH_SCHEMA_NAME		"publish"
 
+/*
+ * The version of this library: the default_version of publish.control
+ * (test/sql/08_shared_definitions.sql checks that they agree), and the
+ * newest version of the extension's SQL objects it works with.  Each
+ * upgrade script checks that the library the server runs is at least its
+ * own version (publish._library_version()).
+ */
+#define PUBLISH_LIBRARY_VERSION	"1.1"
+
 /* SQLSTATEs that PostgREST maps to HTTP statuses (PTxyz -> xyz). */
 #define ERRCODE_PUBLISH_NOT_FOUND	MAKE_SQLSTATE('P','T','4','0','4')
 #define ERRCODE_PUBLISH_CONFLICT	MAKE_SQLSTATE('P','T','4','0','9')

@@ -10,6 +10,7 @@
  *	  publish._jsonb_text_size(jsonb)        bytes of a jsonb value's text, unmade
  *	  publish._job_event_prepare()          listen for job ends (wait_job)
  *	  publish._job_event_sleep(int)         sleep until a job ends or timeout
+ *	  publish._library_version()            the version of the library loaded
  *
  * and publish_shared_definitions, which no install script declares: the
  * names and limits the C code shares with the install script, for the
@@ -53,6 +54,7 @@ PG_FUNCTION_INFO_V1(publish_job_ended_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_cancel_worker_at_commit_sql);
 PG_FUNCTION_INFO_V1(publish_job_event_sleep);
 PG_FUNCTION_INFO_V1(publish_shared_definitions);
+PG_FUNCTION_INFO_V1(publish_library_version);
 
 static void
 require_preloaded(void)
@@ -298,5 +300,19 @@ publish_shared_definitions(PG_FUNCTION_ARGS)
 	put_definition(rsinfo, "properties depth",
 				   psprintf("%d", RELEASE_VALUE_MAX_DEPTH));
 	put_definition(rsinfo, "max zoom", psprintf("%d", TILE_MAX_ZOOM));
+	put_definition(rsinfo, "library version", PUBLISH_LIBRARY_VERSION);
 	return (Datum) 0;
+}
+
+/*
+ * publish._library_version(): the version of the library this backend
+ * runs, which is the one the server loaded at start (it is preloaded),
+ * whatever file make install has put in its place since.  Its symbol is
+ * new in 1.1: the upgrade script that creates the function fails while an
+ * older library runs (publish--1.0--1.1.sql says so in words).
+ */
+Datum
+publish_library_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(PUBLISH_LIBRARY_VERSION));
 }

@@ -14,11 +14,12 @@
  * ends, successfully or not, the launcher is told to look again.
  *
  * CREATE DATABASE and ALTER DATABASE wake the launcher at commit (the
- * databases it serves may have changed).  Two statements wake the
+ * databases it serves may have changed).  Three statements wake the
  * database's worker at commit: COMMIT PREPARED (a
- * prepared transaction's jobs become visible, and PREPARE woke nobody) and
- * DROP EXTENSION publish (the worker notices and exits).  Both would
- * otherwise wait for a full safety sweep.
+ * prepared transaction's jobs become visible, and PREPARE woke nobody),
+ * DROP EXTENSION publish (the worker notices and exits) and ALTER
+ * EXTENSION publish (a worker waiting for a version it knows runs the
+ * queue).  They would otherwise wait for a full safety sweep.
  *
  *-------------------------------------------------------------------------
  */
@@ -95,9 +96,11 @@ call_previous(PlannedStmt *pstmt, const char *queryString,
 /*
  * Does this statement change what the database's worker can find, without
  * a wake-up of its own?  COMMIT PREPARED makes the jobs of a prepared
- * transaction visible (a PREPARE wakes nobody), and after DROP EXTENSION
- * publish the worker should notice and exit.  COMMIT PREPARED always runs
- * in the database of the prepared transaction.
+ * transaction visible (a PREPARE wakes nobody), after DROP EXTENSION
+ * publish the worker should notice and exit, and after ALTER EXTENSION
+ * publish (UPDATE) a worker that waited for objects of a version it knows
+ * may find them.  COMMIT PREPARED always runs in the database of the
+ * prepared transaction.
  */
 static bool
 wakes_worker(Node *parsetree)
@@ -117,6 +120,9 @@ wakes_worker(Node *parsetree)
 					return true;
 			}
 			return false;
+		case T_AlterExtensionStmt:
+			return strcmp(((AlterExtensionStmt *) parsetree)->extname,
+						  PUBLISH_EXTENSION_NAME) == 0;
 		default:
 			return false;
 	}

@@ -51,6 +51,7 @@
 #endif
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -274,6 +275,42 @@ run_job(PublishJob *job, MemoryContext mcxt)
 }
 
 /*
+ * Are this database's extension objects of a version this library knows
+ * (JobSchema, queue.h)?  Not when the upgrade to a newer version ran
+ * before the server restarted with that version's library: then the worker
+ * runs nothing (queued jobs stay queued, running ones are not recovered)
+ * and says so once in the server log, until an ALTER EXTENSION or a
+ * restart with the right library changes that (ALTER EXTENSION wakes it
+ * at commit, utility_hook.c).  Caller in a transaction.
+ */
+static bool
+schema_known(MemoryContext mcxt)
+{
+	static bool waiting = false;
+	char	   *version;
+
+	if (job_schema_version(&version, mcxt) != JOB_SCHEMA_UNKNOWN)
+	{
+		if (waiting)
+			ereport(LOG,
+					(errmsg("publish worker resumes: the extension in database \"%s\" is version %s",
+							get_database_name(MyDatabaseId), version)));
+		waiting = false;
+		return true;
+	}
+	if (!waiting)
+		ereport(LOG,
+				(errmsg("publish worker waits: the extension in database \"%s\" is version %s, which this library (%s) does not know",
+						get_database_name(MyDatabaseId), version ? version : "(none)",
+						PUBLISH_LIBRARY_VERSION),
+				 errdetail("No job of this database runs until its extension has a version the library knows; queued jobs stay queued."),
+				 errhint("Restart PostgreSQL if the library of version %s is installed.",
+						 version ? version : "(none)")));
+	waiting = true;
+	return false;
+}
+
+/*
  * Claims the next job and runs it; or, with sweep, first recovers jobs
  * interrupted by a crash (and tells whether finished jobs are due for
  * deletion, *purge_due).
@@ -307,9 +344,9 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 		queue_busy = found.queue_busy;
 		*purge_due = found.purge_due;
 	}
-	if (!queue_busy)
+	if (!queue_busy || !schema_known(mcxt))
 	{
-		/* nothing queued or running: the sweep is done */
+		/* nothing queued or running (the sweep is done), or not for us */
 		job_txn_commit(false);
 		return NEXT_JOB_NONE;
 	}

@@ -125,50 +125,33 @@ load_release(PublishJob *job, const char *published_at, bool tiles_pending,
 	return in;
 }
 
-/* What the final transaction of a publish records (publish_record_release). */
-typedef struct PublishRecord
-{
-	char	   *project_id;
-	char	   *env;
-	char	   *published_at;
-	char	   *release_url;
-} PublishRecord;
-
 /*
  * In the job's final transaction (job_record_completed): the version
- * published and the live release of its environment.  false, with nothing
- * changed, when the version is no longer ready or published (archived or
- * deleted since step 4): the job then fails and release.json is put back.
- * The UPDATE waits for a session that holds the version's row, at most as
- * long as any wait outside a job's deadline (job_txn_begin).
+ * published, and the release live in its environment (job_live_record).
+ * false, with nothing changed, when the version is no longer ready or
+ * published (archived or deleted since step 4): the job then fails and
+ * release.json is put back.  The UPDATE waits for a session that holds the
+ * version's row, at most as long as any wait outside a job's deadline
+ * (job_txn_begin).
  */
 static bool
 publish_record_release(PublishJob *job, void *arg)
 {
-	PublishRecord *rec = arg;
-	Oid			types[6] = {UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
+	LiveRelease *rel = arg;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
 	static SPIPlanPtr plan = NULL;
 
-	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
-	values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->version_id));
-	values[2] = DirectFunctionCall1(uuid_in, CStringGetDatum(rec->project_id));
-	values[3] = CStringGetTextDatum(rec->env);
-	values[4] = CStringGetTextDatum(rec->published_at);
-	values[5] = CStringGetTextDatum(rec->release_url);
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->version_id));
+	values[1] = CStringGetTextDatum(rel->published_at);
 	if (spi_execute_cached(&plan,
-						   "WITH v AS ("
-						   "  UPDATE publish.project_versions SET status = 'published', published_at = $5::timestamptz"
-						   "   WHERE id = $2 AND status IN ('ready', 'published') RETURNING id"
-						   ")"
-						   "INSERT INTO publish.live_releases AS r (project_id, env, version_id, published_at, release_url, job_id)"
-						   "SELECT $3, $4, id, $5::timestamptz, $6, $1 FROM v"
-						   "  ON CONFLICT (project_id, env) DO UPDATE"
-						   "     SET version_id = excluded.version_id, published_at = excluded.published_at,"
-						   "         release_url = excluded.release_url, job_id = excluded.job_id",
-						   6, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "publish: could not record the release");
-	return SPI_processed > 0;
+						   "UPDATE publish.project_versions SET status = 'published', published_at = $2::timestamptz"
+						   " WHERE id = $1 AND status IN ('ready', 'published')",
+						   2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "publish: could not mark the version published");
+	if (SPI_processed == 0)
+		return false;
+	return job_live_record(job, rel);
 }
 
 /* The result of a publish, as publish.jobs shows it. */
@@ -212,7 +195,7 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	TileManifest manifest = {NULL, 0, 0};
 	TileCounts	counts = {0, 0, 0};
 	bool		build_first;
-	PublishRecord *rec;
+	LiveRelease *rel;
 
 	if (job->version_id == NULL)
 		ereport(ERROR,
@@ -309,15 +292,16 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	storage_sync(target);
 	job_pause_point("switched");
 
-	rec = palloc(sizeof(PublishRecord));
-	rec->project_id = in->project_id;
-	rec->env = in->env;
-	rec->published_at = published_at;
-	rec->release_url = release_url;
+	rel = palloc(sizeof(LiveRelease));
+	rel->project_id = in->project_id;
+	rel->version_id = job->version_id;
+	rel->published_at = published_at;
+	rel->release_url = release_url;
+	rel->sha256 = doc->sha256;
 	outcome->result = publish_result(in, doc, release_url, &manifest, &counts);
 	outcome->message = "Version marked published; publish completed successfully";
 	outcome->record = publish_record_release;
-	outcome->record_arg = rec;
+	outcome->record_arg = rel;
 }
 
 /*

@@ -16,6 +16,7 @@
 const JobType *const job_types[] = {
 	&job_type_publish,
 	&job_type_build_tiles,
+	&job_type_rollback,
 	NULL
 };
 

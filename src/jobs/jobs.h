@@ -4,8 +4,9 @@
  *	  The job types: what a row of publish.job_queue runs, by its job_type.
  *
  * Each job type is one file here that defines a JobType (job_publish.c:
- * "publish"; job_build_tiles.c: "build_tiles") and one line in the table
- * of job_types.c.  The worker loop (bgw/worker.c) claims a job, finds its
+ * "publish"; job_build_tiles.c: "build_tiles"; job_rollback.c: "rollback")
+ * and one line in the table of job_types.c.  job_live.c is the record of a
+ * change of what is live, which publish and rollback share.  The worker loop (bgw/worker.c) claims a job, finds its
  * type with job_type_find, runs it and records how it ended.  A job type
  * calls tile/, release/, queue/ and storage/; nothing below calls it.
  *
@@ -33,6 +34,22 @@ typedef struct JobType
 
 extern const JobType job_type_publish;
 extern const JobType job_type_build_tiles;
+extern const JobType job_type_rollback;
+
+/*
+ * A release that a job makes live in its environment (job_live.c): what
+ * its final transaction records.  Strings, uuids and the timestamp as text.
+ */
+typedef struct LiveRelease
+{
+	char	   *project_id;
+	char	   *version_id;
+	char	   *published_at;	/* the document's */
+	char	   *release_url;
+	char	   *sha256;			/* of the document; NULL: not known */
+} LiveRelease;
+
+extern bool job_live_record(PublishJob *job, const LiveRelease *rel);
 
 /* The type named name, or NULL (job_types.c). */
 extern const JobType *job_type_find(const char *name);

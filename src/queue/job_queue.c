@@ -175,6 +175,35 @@ exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values
 		elog(ERROR, "publish: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 }
 
+/*
+ * The version of the extension's objects in this database (pg_extension's
+ * extversion, copied into mcxt when version is not NULL), read with a
+ * snapshot of its own: a caller that has just waited for a lock that
+ * ALTER EXTENSION ... UPDATE held sees the version it committed.
+ */
+JobSchema
+job_schema_version(char **version, MemoryContext mcxt)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(PUBLISH_EXTENSION_NAME)};
+	char	   *v = NULL;
+
+	exec_sql(&plan, "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = $1",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		v = spi_text(SPI_tuptable->vals[0], 1, mcxt);
+	if (version != NULL)
+		*version = v;
+	if (v == NULL)
+		return JOB_SCHEMA_UNKNOWN;
+	if (strcmp(v, "1.0") == 0)
+		return JOB_SCHEMA_1_0;
+	if (strcmp(v, "1.1") == 0)
+		return JOB_SCHEMA_1_1;
+	return JOB_SCHEMA_UNKNOWN;
+}
+
 /* The job's row was changed or deleted by someone else: the job stops. */
 static void
 no_longer_running(PublishJob *job)

@@ -67,6 +67,19 @@ typedef struct JobOutcome
 	void	   *record_arg;
 } JobOutcome;
 
+/*
+ * The versions of the extension's SQL objects this library works with
+ * (job_schema_version): 1.0, whose objects it uses as 1.0's library did,
+ * and its own.  A database whose objects are of a version it does not
+ * know runs no job until they are (bgw/worker.c).
+ */
+typedef enum JobSchema
+{
+	JOB_SCHEMA_UNKNOWN = 0,
+	JOB_SCHEMA_1_0,
+	JOB_SCHEMA_1_1
+} JobSchema;
+
 /* What a sweep found (job_sweep_needed), for the worker and the sweep gate. */
 typedef struct SweepFindings
 {
@@ -83,6 +96,7 @@ extern void job_txn_commit(bool durable);
 
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);
+extern JobSchema job_schema_version(char **version, MemoryContext mcxt);
 extern void job_sweep_needed(SweepFindings *found);
 extern uint64 job_recover_interrupted(void);
 extern PublishJob *job_claim(MemoryContext mcxt);
@@ -106,7 +120,8 @@ extern void job_purge_expired(void);
  * setting names this point.  The points: "claimed" (before the job runs);
  * for a publish "validated", "built", "uploaded" (after steps 1-3),
  * "marked" (step 4 done, the switch marked) and "switched" (release.json
- * switched, before the final transaction).
+ * switched, before the final transaction); for a rollback "validated"
+ * (after step 1), "marked" and "switched".
  */
 extern void job_pause_point(const char *point);
 

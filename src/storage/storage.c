@@ -337,6 +337,26 @@ storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	op_end(caller);
 }
 
+/*
+ * Makes dst_key the same object as src_key, which nothing changes once
+ * written (a release's versioned copy, made durable when it was put): a
+ * backend that can (file://) links it, with no second write, the others
+ * copy it on the server (S3 CopyObject, WebDAV COPY), in one request.
+ */
+void
+storage_copy_immutable(StorageTarget *target, const char *src_key, const char *dst_key,
+					   const char *content_type, const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+	bool		linked = false;
+
+	if (target->backend->link)
+		linked = target->backend->link(target, src_key, dst_key);
+	if (!linked)
+		target->backend->copy(target, src_key, dst_key, content_type, cache_control);
+	op_end(caller);
+}
+
 /* Removes the object at key, if there is one. */
 void
 storage_delete(StorageTarget *target, const char *key)

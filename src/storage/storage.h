@@ -80,10 +80,10 @@ struct StorageBackend
 
 	/*
 	 * Makes dst_key the same object as src_key, which the caller has just put
-	 * and will not change, without writing it again (file://: a hard link,
-	 * renamed over dst_key); false when it cannot (then the caller puts the
-	 * data).  Same atomicity as put.  NULL where the protocol has no such
-	 * thing.
+	 * or which nothing changes once written (a release's versioned copy),
+	 * without writing it again (file://: a hard link, renamed over dst_key);
+	 * false when it cannot (then the caller puts or copies the data).  Same
+	 * atomicity as put.  NULL where the protocol has no such thing.
 	 */
 	bool		(*link) (StorageTarget *target, const char *src_key, const char *dst_key);
 	/* Fills info about the object at key; with want_sha256, its checksum. */
@@ -163,6 +163,9 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 							 const char *content_type, const char *cache_control);
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
+extern void storage_copy_immutable(StorageTarget *target, const char *src_key,
+								   const char *dst_key, const char *content_type,
+								   const char *cache_control);
 extern void storage_delete(StorageTarget *target, const char *key);
 extern void storage_sync(StorageTarget *target);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,

@@ -132,6 +132,29 @@ stat_url_request(StorageTarget *target, const char *url, const char *key, bool w
 	return req;
 }
 
+/*
+ * An object found at key says that the collections above it exist: a
+ * COPY next to it (a rollback's release.json, beside releases/) then needs
+ * no MKCOL first.  Deepest first: a known collection's parents are known.
+ */
+static void
+collections_above(StorageTarget *target, const char *key)
+{
+	HttpTarget *ht = target->backend_state;
+	char	   *dir = pstrdup(key);
+	char	   *slash;
+	bool		found;
+
+	while ((slash = strrchr(dir, '/')) != NULL)
+	{
+		*slash = '\0';
+		if (dir[0] == '\0' || collections_lookup(ht->collections, dir) != NULL)
+			break;
+		(void) collections_insert(ht->collections, MemoryContextStrdup(ht->cxt, dir), &found);
+	}
+	pfree(dir);
+}
+
 /* HEAD (or, for a checksum, a hashed GET) of url; 404 and 410 mean "no such object". */
 static void
 http_stat_url(StorageTarget *target, const char *url, const char *key,
@@ -142,6 +165,8 @@ http_stat_url(StorageTarget *target, const char *url, const char *key,
 
 	resp = http_perform(req);
 	storage_remote_stat_result(target, req, resp, info);
+	if (info->exists)
+		collections_above(target, key);
 }
 
 /* PUT, then a HEAD that checks the object is there with the size sent. */

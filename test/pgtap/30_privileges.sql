@@ -22,7 +22,7 @@ DROP SCHEMA IF EXISTS tap_mallory CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'sec-%';
 ALTER DATABASE publish_tap RESET search_path;
 
-SELECT plan(70);
+SELECT plan(74);
 
 CREATE ROLE tap_sec_admin NOLOGIN IN ROLE publish_admin;
 CREATE ROLE tap_sec_viewer NOLOGIN IN ROLE publish_viewer;
@@ -67,8 +67,9 @@ SELECT is(array_agg(p.proname || ' ' || l.lanname || ' ' || p.prosecdef::text ||
  WHERE p.oid IN ('publish._notify_job_change()'::regprocedure, 'publish._wake_worker_on_queued()'::regprocedure,
                  'publish._jsonb_text_size(jsonb)'::regprocedure);
 SELECT is(array_agg(p.proname::text ORDER BY p.proname),
-          ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'set_storage_credentials', 'set_storage_target'],
-          'only build_tiles, cancel_job, publish_version, purge_jobs, set_storage_credentials and set_storage_target are SECURITY DEFINER')
+          ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'retry_job', 'rollback',
+                'set_storage_credentials', 'set_storage_target'],
+          'only build_tiles, cancel_job, publish_version, purge_jobs, retry_job, rollback, set_storage_credentials and set_storage_target are SECURITY DEFINER')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace AND p.prosecdef;
 SELECT ok(NOT has_function_privilege(r, 'publish._wake_worker_at_commit()', 'EXECUTE'),
           format('%s cannot call publish._wake_worker_at_commit()', r))
@@ -89,7 +90,8 @@ SELECT is(test_helpers.sqlstate_as('tap_sec_nobody', $$SELECT publish.publish_ve
 
 SELECT is(test_helpers.sqlstate_as('tap_sec_viewer', format('SELECT %s FROM publish.%s', c, t)), 'ok',
           format('a viewer can read publish.%s', t))
-  FROM (VALUES ('jobs', 'id, status, progress, logs, created_by'), ('releases', '*'), ('projects', '*'),
+  FROM (VALUES ('jobs', 'id, status, progress, logs, created_by'), ('releases', '*'), ('release_history', '*'),
+               ('projects', '*'),
                ('project_versions', '*'), ('assets', '*'), ('overlays', '*'), ('tilesets', '*'),
                ('tiles', '*')) AS v(t, c);
 SELECT is(test_helpers.sqlstate_as('tap_sec_viewer', sql), '42501', what)
@@ -97,6 +99,8 @@ SELECT is(test_helpers.sqlstate_as('tap_sec_viewer', sql), '42501', what)
 	($$SELECT publish.publish_version('sec-campus', 1, 'tap-sec')$$, 'a viewer cannot publish'),
 	($$SELECT publish.build_tiles('sec-campus', 1, 'tap-sec')$$, 'a viewer cannot build tiles'),
 	($$SELECT publish.build_release('sec-campus', 1, 'tap-sec')$$, 'a viewer cannot build a release'),
+	($$SELECT publish.rollback('sec-campus', 'tap-sec')$$, 'a viewer cannot roll back'),
+	($$SELECT publish.retry_job('00000000-0000-0000-0000-000000000000')$$, 'a viewer cannot retry a job'),
 	($$INSERT INTO publish.projects (slug, name) VALUES ('sec-viewer', 'x')$$, 'a viewer cannot add content'),
 	($$UPDATE publish.project_versions SET status = 'archived'$$, 'a viewer cannot change a version'),
 	($$SELECT * FROM publish.storage_targets$$, 'a viewer cannot read the storage targets'),
@@ -134,6 +138,7 @@ SELECT is(test_helpers.sqlstate_as('tap_sec_admin', sql), '42501', what)
 	($$INSERT INTO publish.job_queue (job_type, env) VALUES ('publish', 'tap-sec')$$, '... nor queue a job behind publish_version''s back'),
 	($$UPDATE publish.job_queue SET status = 'failed'$$, '... nor change a job'),
 	($$DELETE FROM publish.live_releases$$, '... nor change what is live'),
+	($$DELETE FROM publish.live_release_history$$, '... nor the history of it'),
 	($$SELECT publish._wake_worker_at_commit()$$, '... nor call the worker''s wake-up'),
 	($$TRUNCATE publish.projects$$, '... nor truncate content')
   ) AS c(sql, what);

@@ -6,9 +6,11 @@
 -- COMMIT or ABORT.  POST /rpc/publish_version unpacks the JSON body with
 -- json_to_record() and calls the function with named arguments (a key left
 -- out of the body is left out of the call, so its default applies); GET
--- /jobs?id=eq.X filters the view with the value untyped.  Each SQLSTATE is
--- mapped to its HTTP status by PostgREST's rules (pgrst_test.http_status)
--- and checked against the table of docs/postgrest.md.
+-- /jobs?id=eq.X filters the view with the value untyped.  POST
+-- /rpc/rollback (its version left out: the default), GET /release_history
+-- and POST /rpc/retry_job too.  Each SQLSTATE is mapped to its HTTP status
+-- by PostgREST's rules (pgrst_test.http_status) and checked against the
+-- table of docs/postgrest.md.
 --
 -- Roles tap_authenticator (LOGIN NOINHERIT), tap_web_anon, tap_web_viewer
 -- (a publish_viewer), tap_web_admin (a publish_admin); schema pgrst_test;
@@ -28,7 +30,7 @@ END $$;
 DROP SCHEMA IF EXISTS pgrst_test CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'rest-%';
 
-SELECT plan(61);
+SELECT plan(104);
 
 -- the role setup of docs/postgrest.md
 CREATE ROLE tap_authenticator LOGIN NOINHERIT;
@@ -463,6 +465,194 @@ SELECT * FROM pgrst_test.get('storage_credentials', 'env', 'tap-rest') \gset
 \ir helpers/pgrst_end.sql
 SELECT is(:'r_sqlstate'::text, '42501'::text, 'admin GET /storage_credentials: SQLSTATE 42501');
 SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+
+-- ---------------------------------------------------------------------------
+-- Release history, rollback and retry
+-- ---------------------------------------------------------------------------
+
+-- version 3 of rest-campus published over version 1 (as the superuser), and
+-- a publish that fails (its tiles are missing), to retry
+INSERT INTO publish.project_versions (project_id, version_number, status)
+SELECT id, 3, 'ready' FROM publish.projects WHERE slug = 'rest-campus';
+INSERT INTO publish.overlays (version_id, key, overlay_type, geometry)
+SELECT v.id, 'gate', 'marker', '{"type":"Point","coordinates":[13.4,52.5]}'
+  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
+ WHERE p.slug = 'rest-campus' AND v.version_number = 3;
+SELECT id AS v3_job FROM publish.publish_version('rest-campus', 3, 'tap-rest') \gset
+SELECT is(status, 'completed', 'rest-campus: version 3 is published over version 1') FROM test_helpers.wait_job(:'v3_job');
+SELECT test_helpers.make_project('rest-failing', 3, true, 1) \g /dev/null
+SELECT id AS failed_job FROM publish.publish_version('rest-failing', 1, 'tap-rest') \gset
+SELECT is(status, 'failed', 'rest-failing: a publish whose tiles are missing fails') FROM test_helpers.wait_job(:'failed_job');
+
+\set role tap_web_anon
+\set claims :anon_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":"rest-campus","env":"tap-rest"}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous POST /rpc/rollback: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":"rest-campus","env":"tap-rest"}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/rollback: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":null,"env":"tap-rest"}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22004'::text, 'admin POST /rpc/rollback with a null slug: SQLSTATE 22004');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":"rest-nowhere","env":"tap-rest"}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST /rpc/rollback for an unknown project: SQLSTATE PT404');
+SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":"rest-campus","env":"tap-rest","version":2}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT409'::text, 'admin POST /rpc/rollback to a version never live there: SQLSTATE PT409');
+SELECT is(:r_http, 409, '... HTTP 409');
+SELECT ok(:'r_message' ~ 'version 2 of project "rest-campus" was never live in "tap-rest"', '... and the message says why');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":"rest-failing","env":"tap-rest"}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT409'::text, 'admin POST /rpc/rollback with nothing live: SQLSTATE PT409');
+SELECT is(:r_http, 409, '... HTTP 409');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(count(*), 0::bigint, 'none of the refused rollbacks queued a job') FROM publish.job_queue WHERE job_type = 'rollback';
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/rollback
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('rollback', '{"slug":"rest-campus","env":"tap-rest"}', ARRAY['slug text', 'env text', 'version integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'admin POST /rpc/rollback: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+SELECT (:'r_body')::json->>'id' AS rollback_job \gset
+SELECT is((:'r_body')::json->>'job_type', 'rollback', '... the response is the queued rollback job');
+SELECT is(status, 'completed', '... which the worker runs after COMMIT') FROM test_helpers.wait_job(:'rollback_job');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method GET
+\set path /release_history
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('release_history', 'project', 'rest-campus') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'viewer GET /release_history?project=eq.rest-campus: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+SELECT is(json_array_length((:'r_body')::json), 3, '... three changes: version 1, version 3, the rollback');
+SELECT is(((:'r_body')::json->2->>'version')::int, 1, '... the last makes version 1 live again');
+SELECT is(((:'r_body')::json->2->>'previous_version')::int, 3, '... after version 3');
+SELECT is((:'r_body')::json->2->>'requested_by', 'tap_web_admin', '... asked for by the role PostgREST switched to');
+SELECT is((:'r_body')::json->2->>'requested_sub', 'alice@example.com', '... with the JWT sub');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_anon
+\set claims :anon_claims
+\set method GET
+\set path /release_history
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('release_history', 'project', 'rest-campus') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous GET /release_history: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT ok(test_helpers.file_sha256(:'root' || '/tap-rest/rest-campus/release.json') = test_helpers.file_sha256(:'root' || '/tap-rest/rest-campus/releases/v1.json'), 'release.json on storage is version 1''s again');
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method POST
+\set path /rpc/retry_job
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('retry_job', format('{"id":"%s"}', :'failed_job'), ARRAY['id uuid']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/retry_job: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/retry_job
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('retry_job', format('{"id":"%s"}', :'v3_job'), ARRAY['id uuid']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT409'::text, 'admin POST /rpc/retry_job of a completed job: SQLSTATE PT409');
+SELECT is(:r_http, 409, '... HTTP 409');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/retry_job
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('retry_job', '{"id":"00000000-0000-0000-0000-000000000000"}', ARRAY['id uuid']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST /rpc/retry_job of an unknown job: SQLSTATE PT404');
+SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/retry_job
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('retry_job', '{"id":"not-a-uuid"}', ARRAY['id uuid']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22P02'::text, 'admin POST /rpc/retry_job with an id that is not a uuid: SQLSTATE 22P02');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/retry_job
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('retry_job', format('{"id":"%s"}', :'failed_job'), ARRAY['id uuid']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'admin POST /rpc/retry_job of a failed job: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+SELECT (:'r_body')::json->>'id' AS retried_job \gset
+SELECT is((:'r_body')::json->'params'->>'retry_of', :'failed_job', '... the response is the new job, which names the one it retries');
+SELECT is((:'r_body')::json->'params'->>'requested_sub', 'alice@example.com', '... asked for by the JWT sub');
+SELECT is(status, 'failed', '... which runs after COMMIT (and fails again: the tiles are still missing)') FROM test_helpers.wait_job(:'retried_job');
 INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 
 -- ---------------------------------------------------------------------------

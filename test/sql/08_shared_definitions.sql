@@ -4,7 +4,8 @@
 -- publish_shared_definitions() in publish.so (declared here, not by the
 -- extension); the SQL side from the constraints and function bodies that
 -- state them.  A new job type, status or limit added on one side only
--- fails here.
+-- fails here; so does a library whose version is not publish.control's
+-- default_version.
 --
 CREATE FUNCTION pg_temp.c_definitions(OUT name text, OUT value text)
 RETURNS SETOF record
@@ -46,7 +47,9 @@ WITH c AS (
 	       ('max zoom', 'tilesets_zoom_range',
 	        pg_temp.constraint_number('tilesets_zoom_range', 'max_zoom <= (\d+)')),
 	       ('max zoom', 'tiles_z_range',
-	        pg_temp.constraint_number('tiles_z_range', 'z <= (\d+)'))
+	        pg_temp.constraint_number('tiles_z_range', 'z <= (\d+)')),
+	       ('library version', 'publish.control',
+	        (SELECT a.default_version FROM pg_available_extensions a WHERE a.name = 'publish'))
 )
 SELECT s.name, s.source, c.value AS in_c, s.value AS in_sql,
        c.value IS NOT DISTINCT FROM s.value AS agree

@@ -9,7 +9,8 @@
 #   - every table of the extension holds the same rows in both databases
 #     (the tables are extension configuration tables: pg_dump must keep their
 #     data), and the publish.jobs and publish.releases views show the same;
-#   - the job_log identity continues after the restored rows;
+#   - the job_log and release history identities continue after the
+#     restored rows;
 #   - a new publish in dst completes, which also shows that the launcher
 #     notices a new database with the extension without a restart.
 #
@@ -94,10 +95,11 @@ is($err, '', 'pg_restore wrote no errors or warnings');
 
 my @tables = qw(projects project_versions assets overlays tilesets tiles
   storage_targets storage_credentials job_queue job_log live_releases
-  jobs releases);
+  live_release_history jobs releases release_history);
 my %must_have_rows = map { $_ => 1 }
   qw(projects project_versions assets overlays tilesets tiles storage_targets
-  storage_credentials job_queue job_log live_releases jobs releases);
+  storage_credentials job_queue job_log live_releases live_release_history
+  jobs releases release_history);
 
 foreach my $t (@tables)
 {
@@ -147,6 +149,11 @@ is( $node->safe_psql('dst',
 	  > 0 ? 1 : 0,
 	1,
 	'the new job logged its steps');
+is( $node->safe_psql('dst',
+		"SELECT string_agg(format('%s %s', job_id, id), ' ' ORDER BY id) FROM publish.live_release_history"),
+	$node->safe_psql('src', "SELECT format('%s %s', job_id, id) FROM publish.live_release_history")
+	  . " $job2 " . ($node->safe_psql('src', 'SELECT max(id) + 1 FROM publish.live_release_history')),
+	'the release history in dst goes on after the restored rows (its identity continues)');
 is( $node->safe_psql('src',
 		"SELECT job_id FROM publish.releases WHERE project = 'campus' AND env = 'production'"),
 	$job,
