@@ -365,7 +365,7 @@ storage_xml_text(const char *s, size_t len)
 			{
 				char	   *end;
 				long		c = s[i + 2] == 'x' ? strtol(s + i + 3, &end, 16)
-					: strtol(s + i + 2, &end, 10);
+				: strtol(s + i + 2, &end, 10);
 
 				if (end < s + len && *end == ';' && c > 0 && c < 128)
 				{
