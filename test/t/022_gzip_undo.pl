@@ -1,4 +1,4 @@
-# 021_gzip_undo.pl: release.json stored compressed (the target option
+# 022_gzip_undo.pl: release.json stored compressed (the target option
 # "compress": "gzip") still agrees with publish.releases when a publish is
 # undone after its switch, as 017_storage_agrees.pl checks for plain ones:
 # the live version's immutable copy is put back with its Content-Encoding

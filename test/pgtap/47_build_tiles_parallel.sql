@@ -1,4 +1,4 @@
--- 44_build_tiles_parallel.sql: a build on a remote target uploads its
+-- 47_build_tiles_parallel.sql: a build on a remote target uploads its
 -- tiles through a storage batch, publish.storage_concurrency at once
 -- (tile_build.c, upload_in_parallel): every tile lands, the manifest has
 -- each one's size, sha256 and MD5 as stored, and the uploads overlap (the

@@ -1,4 +1,4 @@
--- 45_release_gzip.sql: the target option "compress": "gzip" stores
+-- 48_release_gzip.sql: the target option "compress": "gzip" stores
 -- release.json and its immutable copy compressed: with Content-Encoding:
 -- gzip on S3 and WebDAV, as a release.json.gz beside the plain document on
 -- file:// (for nginx's gzip_static).  The job's result reports both sizes;

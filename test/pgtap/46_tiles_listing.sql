@@ -1,4 +1,4 @@
--- 43_tiles_listing.sql: step 4 learns what is in place from listings
+-- 46_tiles_listing.sql: step 4 learns what is in place from listings
 -- (tile_publish.c, list_destination): on S3 one ListObjectsV2 of each zoom
 -- level, 1,000 keys a page, each key's ETag compared with the manifest's
 -- MD5; on WebDAV one PROPFIND (Depth: 1) of each folder of tiles, where
