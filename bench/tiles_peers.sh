@@ -17,6 +17,8 @@
 #   S3 unchanged    publish: step 4 of a re-publish (listings); rclone copy
 #                   --checksum --fast-list again; aws s3 sync again
 #   WebDAV upload   publish: build_tiles' upload phase; rclone copy --transfers 8
+#                   (of BENCH_DAV_SAMPLE tiles of the tree: rclone waits
+#                   between WebDAV calls)
 #   WebDAV copy     publish: step 4 of a first publish (COPY); rclone copy
 #                   between two folders (server-side COPY; rclone waits between
 #                   calls, so it copies BENCH_DAV_SAMPLE tiles of the set)
@@ -122,16 +124,54 @@ BUCKET=${S[s3_bucket]}
 
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d bench -c "$1"; }
 
-# timed CMD...: seconds CMD took (it must succeed)
+HZ=$(getconf CLK_TCK)
+# cpu_ms PID...: user + system CPU time of the processes so far, in ms
+cpu_ms() {
+	local t=0 p v
+	for p in "$@"; do
+		if [ -r "/proc/$p/stat" ]; then
+			v=$(awk '{ print $14 + $15 }' "/proc/$p/stat")
+			t=$((t + v))
+		fi
+	done
+	echo $((t * 1000 / HZ))
+}
+# the server processes of a row: s3rver and the SigV4 proxy, or nginx's
+S3_PIDS="$(cat "$WORK/servers/s3rver.pid") $(cat "$WORK/servers/s3proxy.pid")"
+NGINX_MASTER=$(cat "$WORK/servers/nginx.pid")
+DAV_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
+SRV_PIDS=$S3_PIDS
+
+# timed CMD...: seconds CMD took (it must succeed); its CPU time and the
+# servers' (SRV_PIDS) go to $WORK/cpu, in ms
 timed() {
-	local t0 t1
+	local t0 t1 s0 s1
+	s0=$(cpu_ms $SRV_PIDS)
 	t0=$(date +%s.%N)
-	"$@" >/dev/null 2>"$WORK/err" || { echo "failed: $* ($(head -c 500 "$WORK/err"))" >&2; exit 1; }
+	/usr/bin/time -f '%U %S' -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" \
+		|| { echo "failed: $* ($(head -c 500 "$WORK/err"))" >&2; exit 1; }
 	t1=$(date +%s.%N)
+	s1=$(cpu_ms $SRV_PIDS)
+	awk -v s="$((s1 - s0))" '{ printf "%d %d\n", ($1 + $2) * 1000, s }' "$WORK/time" >"$WORK/cpu"
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
 }
 
 worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'bench' LIMIT 1"; }
+
+# fresh_worker: a new worker (the old one terminated), so that a publish's
+# peak memory is not what a tile build (libvips) left in the process
+fresh_worker() {
+	local old new i
+	old=$(worker_pid)
+	if [ -n "$old" ]; then q "SELECT pg_terminate_backend($old)" >/dev/null; fi
+	for i in $(seq 1 200); do
+		new=$(worker_pid)
+		if [ -n "$new" ] && [ "$new" != "$old" ]; then sleep 0.5; return; fi
+		sleep 0.1
+	done
+	echo "no publish worker started" >&2
+	exit 1
+}
 
 # peak_anon PID STOP: the peak RssAnon (kB) of PID, sampled every 5 ms until
 # the file STOP exists (bash builtins only: it forks nothing)
@@ -162,6 +202,9 @@ job() {
 		peak_anon "$pid" "$stop" >"$stop.out" &
 		for i in $(seq 1 200); do [ -f "$stop.ready" ] && break; sleep 0.01; done
 	fi
+	local c0 s0
+	c0=$(cpu_ms $pid)
+	s0=$(cpu_ms $SRV_PIDS)
 	id=$(q "$1")
 	for i in $(seq 1 72000); do
 		st=$(q "SELECT status FROM publish.jobs WHERE id = '$id'")
@@ -171,6 +214,7 @@ job() {
 	touch "$stop"
 	wait
 	if [ -f "$stop.out" ]; then cp "$stop.out" "$WORK/peak"; fi
+	echo "$(($(cpu_ms $pid) - c0)) $(($(cpu_ms $SRV_PIDS) - s0))" >"$WORK/cpu"
 	[ "$st" = completed ] || { echo "job $id: $st $(q "SELECT error FROM publish.jobs WHERE id = '$id'")" >&2; exit 1; }
 	echo "$id"
 }
@@ -189,8 +233,16 @@ upload_phase() {
 }
 
 # results: name|tiles|tool -> list of tiles/s
-declare -A R
-add() { R[$1]="${R[$1]:-} $2"; }
+declare -A R C V
+# add ROW|N|TOOL RATE: a run's tiles/s, and the CPU of the client and the
+# servers in it ($WORK/cpu), per 1,000 tiles
+add() {
+	local c v
+	R[$1]="${R[$1]:-} $2"
+	read -r c v <"$WORK/cpu"
+	C[$1]="${C[$1]:-} $((c * 1000 / tiles))"
+	V[$1]="${V[$1]:-} $((v * 1000 / tiles))"
+}
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
 median() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 want() { [[ " $ROWS " == *" $1 "* ]]; }
@@ -244,6 +296,7 @@ SQL
 
 	for r in $(seq 1 "$RUNS"); do
 		echo "$n tiles, run $r (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+		SRV_PIDS=$S3_PIDS
 		if want s3_up || want s3_copy || want s3_same; then
 			id=$(job "SELECT id FROM publish.build_tiles('up-s3-$n', 1, 's3')")
 			add "s3_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")"
@@ -273,6 +326,7 @@ SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
  WHERE op.slug = 'up-s3-$n' AND np.slug = '$slug';
 SQL
 			srcp=s3:$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles
+			fresh_worker
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 's3')")
 			add "s3_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish S3|$(peak)")
@@ -286,12 +340,20 @@ SQL
 				add "s3_same|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" sync "s3://$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles" "s3://$BUCKET/bench/aws-cp-$n-$r")")"
 			fi
 		fi
+		SRV_PIDS=$DAV_PIDS
 		if want dav_up || want dav_copy || want dav_same; then
 			id=$(job "SELECT id FROM publish.build_tiles('up-dav-$n', 1, 'dav')")
 			add "dav_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")"
 		fi
 		if want dav_up; then
-			add "dav_up|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy "$tree" "dav:rc-up-$n-$r")")"
+			# rclone paces its WebDAV calls: a sample of the tree, as for its copies
+			(cd "$tree" && find . -type f | sed 's|^\./||' | sort | head -n "$DAV_SAMPLE") >"$WORK/up-sample-$n"
+			ns=$(wc -l <"$WORK/up-sample-$n")
+			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")
+			tiles_all=$tiles
+			tiles=$ns
+			add "dav_up|$n|rclone" "$(rate "$ns" "$secs")"
+			tiles=$tiles_all
 		fi
 		if want dav_copy || want dav_same; then
 			slug=cp-dav-$n-$r
@@ -312,6 +374,7 @@ SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
        publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
  WHERE op.slug = 'up-dav-$n' AND np.slug = '$slug';
 SQL
+			fresh_worker
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 			add "dav_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish WebDAV|$(peak)")
@@ -320,7 +383,11 @@ SQL
 			find "$DAV_DIR/$sample" -type f | sed "s|^$DAV_DIR/$sample/||" | sort >"$WORK/all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/all-$n" >"$WORK/sample-$n"
 			ns=$(wc -l <"$WORK/sample-$n")
-			add "dav_copy|$n|rclone" "$(rate "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")")"
+			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")
+			tiles_all=$tiles
+			tiles=$ns
+			add "dav_copy|$n|rclone" "$(rate "$ns" "$secs")"
+			tiles=$tiles_all
 			if want dav_same; then
 				id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 				add "dav_same|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
@@ -392,6 +459,23 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR"
 			ratio=$(awk -v p="$p" -v a="$rc" -v b="$aw" 'BEGIN { m = 0; if (a != "-" && a + 0 > m) m = a; if (b != "-" && b + 0 > m) m = b; if (m > 0 && p != "-") printf "%.2f×", p / m; else print "-" }')
 			echo "| ${LABEL[$row]} | ${TILES[$n]} | $p | $rc | $aw | $ratio |"
 			echo "\"${LABEL[$row]} ($n)\" ${p/-/0} ${rc/-/0} ${aw/-/0}" >>"$WORK/plot.dat"
+		done
+	done
+	echo
+	echo "Where the time goes: CPU ms per 1,000 tiles (medians), of the client (publish: the worker, the whole job; a build's includes its cut) and of the servers (s3rver and the SigV4 proxy, or nginx):"
+	echo
+	echo "| operation | tiles | publish: client / servers | rclone: client / servers | AWS CLI: client / servers |"
+	echo "|---|---:|---:|---:|---:|"
+	for row in s3_up s3_copy s3_same dav_up dav_copy dav_same; do
+		want "$row" || continue
+		for n in $COUNTS; do
+			line="| ${LABEL[$row]} | ${TILES[$n]} |"
+			for tool in publish rclone aws; do
+				c=$(median "${C[$row|$n|$tool]:-}")
+				v=$(median "${V[$row|$n|$tool]:-}")
+				if [ "$c" = - ]; then line="$line - |"; else line="$line $c / $v |"; fi
+			done
+			echo "$line"
 		done
 	done
 	echo
