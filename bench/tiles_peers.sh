@@ -347,7 +347,8 @@ SQL
 		fi
 		if want dav_up; then
 			# rclone paces its WebDAV calls: a sample of the tree, as for its copies
-			(cd "$tree" && find . -type f | sed 's|^\./||' | sort | head -n "$DAV_SAMPLE") >"$WORK/up-sample-$n"
+			(cd "$tree" && find . -type f | sed 's|^\./||' | sort) >"$WORK/up-all-$n"
+			head -n "$DAV_SAMPLE" "$WORK/up-all-$n" >"$WORK/up-sample-$n"
 			ns=$(wc -l <"$WORK/up-sample-$n")
 			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")
 			tiles_all=$tiles
