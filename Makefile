@@ -27,8 +27,8 @@ REGRESS_OPTS = --inputdir=test
 PG_CONFIG   ?= pg_config
 PKG_CONFIG  ?= pkg-config
 
-PG_CPPFLAGS  = -I$(srcdir)/src $(shell $(PKG_CONFIG) --cflags libcurl json-c vips)
-SHLIB_LINK   = $(shell $(PKG_CONFIG) --libs libcurl json-c vips)
+PG_CPPFLAGS  = -I$(srcdir)/src $(shell $(PKG_CONFIG) --cflags libcurl json-c vips zlib)
+SHLIB_LINK   = $(shell $(PKG_CONFIG) --libs libcurl json-c vips zlib)
 PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-clobbered
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -18,12 +18,14 @@ DEMO=(
 	libcurl4-openssl-dev            # storage backends (HTTP/WebDAV/S3)
 	libjson-c-dev                   # release.json builder
 	libvips-dev                     # tile builder (libvips 8.14: dzsave, png/jpeg/tiff/webp)
+	zlib1g-dev                      # gzip of release.json (option compress)
 	pkg-config
 	make gcc
 	python3                         # the demo serves the map viewer with python3 -m http.server
 )
 SERVERS=(
 	nginx                           # WebDAV server (its dav module is built in)
+	libnginx-mod-http-dav-ext       # PROPFIND for it: listings of tile folders
 	nodejs                          # s3rver, the SigV4 check, the fault server
 	curl openssl                    # waiting for the servers; their certificate and htpasswd line
 )

@@ -3,7 +3,10 @@
 # stopped by its pid:
 #   nginx        WebDAV (PUT, COPY, ...) under /open/, and under /private/
 #                with basic auth; files in DIR/dav; also over https with a
-#                self-signed certificate (DIR/tls.crt)
+#                self-signed certificate (DIR/tls.crt).  PROPFIND comes
+#                from the dav_ext module (Debian: libnginx-mod-http-dav-ext)
+#                when it is installed; /nolist/ (the same files as /open/)
+#                never has it, as nginx's own dav module has not
 #   s3rver       S3 (npm, pinned by test/servers/package-lock.json), behind
 #   s3 proxy     test/servers/s3-sigv4-proxy.js: checks SigV4 with aws4, logs
 #                each request it passes on (s3_log)
@@ -90,7 +93,11 @@ start() {
 	chmod 644 "$DIR/tls.crt"
 	printf '%s:%s\n' "$DAV_USER" "$(openssl passwd -apr1 "$DAV_PASSWORD")" >"$DIR/htpasswd"
 	chmod 644 "$DIR/htpasswd"
-	local user_line="" cors_line="" s3_cors=()
+	local user_line="" cors_line="" s3_cors=() dav_ext_module="" propfind=""
+	if [ -f /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ]; then
+		dav_ext_module="load_module /usr/lib/nginx/modules/ngx_http_dav_ext_module.so;"
+		propfind="dav_ext_methods PROPFIND OPTIONS;"
+	fi
 	if [ "$(id -u)" -eq 0 ]; then user_line="user postgres;"; fi
 	if [ "${PUBLISH_SERVERS_CORS:-}" = 1 ]; then
 		cors_line='add_header Access-Control-Allow-Origin "*";'
@@ -106,6 +113,7 @@ CORS
 		s3_cors=("$DIR/s3-cors.xml")
 	fi
 	cat >"$DIR/nginx.conf" <<NGINX
+$dav_ext_module
 $user_line
 worker_processes 1;
 pid $DIR/nginx.pid;
@@ -118,7 +126,7 @@ http {
 	uwsgi_temp_path $DIR/nginx-tmp/uwsgi;
 	scgi_temp_path $DIR/nginx-tmp/scgi;
 	# what each request asked for (never the Authorization header)
-	log_format publish '\$request_method \$uri \$status ct="\$http_content_type" cc="\$http_cache_control"';
+	log_format publish '\$request_method \$uri \$status ct="\$http_content_type" cc="\$http_cache_control" ce="\$http_content_encoding"';
 	access_log $DIR/logs/nginx-access.log publish;
 	types { application/json json; image/png png; }
 	default_type application/octet-stream;
@@ -129,14 +137,22 @@ http {
 		root $DIR/dav;
 		location /open/ {
 			dav_methods PUT DELETE MKCOL COPY MOVE;
+			$propfind
 			create_full_put_path on;
 			dav_access user:rw group:r all:r;
 			$cors_line
+		}
+		location /nolist/ {
+			alias $DIR/dav/open/;
+			dav_methods PUT DELETE MKCOL COPY MOVE;
+			create_full_put_path on;
+			dav_access user:rw group:r all:r;
 		}
 		location /private/ {
 			auth_basic "publish test";
 			auth_basic_user_file $DIR/htpasswd;
 			dav_methods PUT DELETE MKCOL COPY MOVE;
+			$propfind
 			create_full_put_path on;
 			dav_access user:rw group:r all:r;
 		}
@@ -156,7 +172,9 @@ http {
 NGINX
 	nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/logs/nginx-error.log"
 
-	node "$SERVERS/node_modules/s3rver/bin/s3rver.js" -d "$DIR/s3" -a 127.0.0.1 -p "$S3RVER_PORT" \
+	# s3rver's continuation tokens use DES, which OpenSSL 3 keeps in its
+	# legacy provider: without it every listing of more than one page fails
+	NODE_OPTIONS=--openssl-legacy-provider node "$SERVERS/node_modules/s3rver/bin/s3rver.js" -d "$DIR/s3" -a 127.0.0.1 -p "$S3RVER_PORT" \
 		--silent --configure-bucket "$S3_BUCKET" "${s3_cors[@]}" >"$DIR/logs/s3rver.log" 2>&1 &
 	echo $! >"$DIR/s3rver.pid"
 	node "$SERVERS/s3-sigv4-proxy.js" "$S3_PORT" "$S3RVER_PORT" "$S3_KEY_ID" "$S3_SECRET" \

@@ -125,6 +125,15 @@ load_release(PublishJob *job, const char *published_at, bool tiles_pending,
 	return in;
 }
 
+/* How a document was stored, for a log line: "" when plain. */
+static char *
+stored_as(const StorageDocument *sdoc)
+{
+	if (sdoc->encoded == NULL)
+		return "";
+	return psprintf(" (gzip: %zu bytes)", sdoc->encoded_len);
+}
+
 /*
  * In the job's final transaction (job_record_completed): the version
  * published, and the release live in its environment (job_live_record).
@@ -156,8 +165,9 @@ publish_record_release(PublishJob *job, void *arg)
 
 /* The result of a publish, as publish.jobs shows it. */
 static char *
-publish_result(ReleaseInput *in, ReleaseDoc *doc, const char *release_url,
-			   const TileManifest *manifest, const TileCounts *counts)
+publish_result(ReleaseInput *in, ReleaseDoc *doc, const StorageDocument *sdoc,
+			   const char *release_url, const TileManifest *manifest,
+			   const TileCounts *counts)
 {
 	StringInfoData buf;
 
@@ -168,11 +178,14 @@ publish_result(ReleaseInput *in, ReleaseDoc *doc, const char *release_url,
 	escape_json(&buf, in->published_at);
 	appendStringInfo(&buf, ", \"overlay_count\": %lld, \"asset_count\": %d, \"tile_count\": %lld,"
 					 " \"tiles_copied\": %lld, \"tiles_skipped\": %lld, \"tiles_verified\": %lld,"
-					 " \"release_bytes\": %zu, \"release_sha256\": \"%s\"}",
+					 " \"release_bytes\": %zu, \"release_sha256\": \"%s\","
+					 " \"release_stored_bytes\": %zu, \"release_encoding\": %s}",
 					 (long long) in->overlay_count, list_length(in->assets),
 					 (long long) manifest->ntiles, (long long) counts->copied,
 					 (long long) counts->skipped, (long long) counts->verified,
-					 doc->len, doc->sha256);
+					 doc->len, doc->sha256,
+					 sdoc->encoded ? sdoc->encoded_len : sdoc->len,
+					 sdoc->encoded ? "\"gzip\"" : "null");
 	return buf.data;
 }
 
@@ -194,6 +207,7 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	char	   *release_url;
 	TileManifest manifest = {NULL, 0, 0};
 	TileCounts	counts = {0, 0, 0};
+	StorageDocument sdoc;
 	bool		build_first;
 	LiveRelease *rel;
 
@@ -234,12 +248,13 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	if (!build_first)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_put(target, versioned_key, doc->data, doc->len, "application/json",
-					STORAGE_CACHE_IMMUTABLE);
+		storage_document_prepare(target, &sdoc, doc->data, doc->len);
+		storage_put_document(target, versioned_key, NULL, &sdoc, "application/json",
+							 STORAGE_CACHE_IMMUTABLE);
 	}
 	job_step(job, "publish: uploaded release.json", 50, build_first ?
 			 psprintf("Tiles to build first: release.json is uploaded as %s once they are", versioned_key) :
-			 psprintf("Uploaded release.json as %s", versioned_key));
+			 psprintf("Uploaded release.json as %s%s", versioned_key, stored_as(&sdoc)));
 	job_pause_point("uploaded");
 
 	/*
@@ -257,11 +272,12 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 		job_txn_commit(false);
 		MemoryContextSwitchTo(mcxt);
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_put(target, versioned_key, doc->data, doc->len, "application/json",
-					STORAGE_CACHE_IMMUTABLE);
+		storage_document_prepare(target, &sdoc, doc->data, doc->len);
+		storage_put_document(target, versioned_key, NULL, &sdoc, "application/json",
+							 STORAGE_CACHE_IMMUTABLE);
 		job_step(job, "publish: uploaded release.json with the tiles", 76,
-				 psprintf("Built release.json with the new tileset and uploaded it as %s: %zu bytes, sha256 %s",
-						  versioned_key, doc->len, doc->sha256));
+				 psprintf("Built release.json with the new tileset and uploaded it as %s: %zu bytes, sha256 %s%s",
+						  versioned_key, doc->len, doc->sha256, stored_as(&sdoc)));
 	}
 	if (in->tileset != NULL)
 		tile_publish(job, target, in, &manifest, build_first ? 76 : 50, &counts);
@@ -287,8 +303,8 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	job_pause_point("marked");
 
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
-	storage_put_same(target, live_key, versioned_key, doc->data, doc->len,
-					 "application/json", STORAGE_CACHE_LIVE);
+	storage_put_document(target, live_key, versioned_key, &sdoc,
+						 "application/json", STORAGE_CACHE_LIVE);
 	storage_sync(target);
 	job_pause_point("switched");
 
@@ -298,7 +314,7 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	rel->published_at = published_at;
 	rel->release_url = release_url;
 	rel->sha256 = doc->sha256;
-	outcome->result = publish_result(in, doc, release_url, &manifest, &counts);
+	outcome->result = publish_result(in, doc, &sdoc, release_url, &manifest, &counts);
 	outcome->message = "Version marked published; publish completed successfully";
 	outcome->record = publish_record_release;
 	outcome->record_arg = rel;
@@ -344,10 +360,10 @@ publish_undo(PublishJob *job, MemoryContext mcxt)
 	pgstat_report_activity(STATE_RUNNING, "publish: putting the live release back");
 	live_key = psprintf("%s/%s/release.json", job->env, slug);
 	if (live_version != NULL)
-		storage_copy(target, psprintf("%s/%s/releases/v%s.json", job->env, slug, live_version),
-					 live_key, "application/json", STORAGE_CACHE_LIVE);
+		storage_copy_document(target, psprintf("%s/%s/releases/v%s.json", job->env, slug, live_version),
+							  live_key, "application/json", STORAGE_CACHE_LIVE);
 	else
-		storage_delete(target, live_key);
+		storage_delete_document(target, live_key);
 	storage_sync(target);
 
 	job_txn_begin("publish: put the live release back");

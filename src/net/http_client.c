@@ -178,6 +178,7 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 		size_t		out = 0;
 
 		resp->etag[0] = resp->location[0] = resp->meta_sha256[0] = '\0';
+		resp->content_encoding[0] = '\0';
 		resp->content_length = -1;
 		if (sp != NULL)
 		{
@@ -194,6 +195,7 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 	header_value(data, len, "ETag", resp->etag, sizeof(resp->etag));
 	header_value(data, len, "Location", resp->location, sizeof(resp->location));
 	header_value(data, len, "x-amz-meta-sha256", resp->meta_sha256, sizeof(resp->meta_sha256));
+	header_value(data, len, "Content-Encoding", resp->content_encoding, sizeof(resp->content_encoding));
 	{
 		char		cl[32] = "";
 
@@ -300,6 +302,7 @@ attempt_reset(HttpRequest *req, HttpResponse *resp, TransferState *st, MemoryCon
 	resp->content_length = -1;
 	resp->etag[0] = resp->location[0] = '\0';
 	resp->meta_sha256[0] = '\0';
+	resp->content_encoding[0] = '\0';
 	resp->body_sha256[0] = '\0';
 	if (req->hash_body)
 		st->sha_ctx = checksum_sha256_begin();

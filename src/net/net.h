@@ -77,6 +77,8 @@ typedef struct HttpResponse
 	char		location[512];
 	char		meta_sha256[65];	/* x-amz-meta-sha256, when the server sent
 									 * it */
+	char		content_encoding[32];	/* Content-Encoding, when the server
+										 * sent it */
 	char	   *body;			/* first HTTP_BODY_KEEP bytes, NUL-terminated */
 	size_t		body_len;
 	int64		body_bytes;		/* all the bytes received */

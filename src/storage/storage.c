@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -161,12 +162,13 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	StorageTarget *target;
 	HeapTuple	tuple;
 	char	   *endpoint;
+	char	   *compress;
 	static SPIPlanPtr plan = NULL;
 
 	args[0] = CStringGetTextDatum(env);
 	if (spi_execute_cached(&plan, "SELECT t.url, coalesce(t.options->>'public_url', t.url), "
 						   "       c.key_id, c.secret, c.session_token, t.options::text, "
-						   "       t.options->>'endpoint' "
+						   "       t.options->>'endpoint', t.options->>'compress' "
 						   "  FROM publish.storage_targets t "
 						   "  LEFT JOIN publish.storage_credentials c ON c.env = t.env "
 						   " WHERE t.env = $1",
@@ -188,6 +190,7 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	target->session_token = secret_text(tuple, 5, mcxt);
 	target->options = spi_text(tuple, 6, mcxt);
 	endpoint = spi_text(tuple, 7, mcxt);
+	compress = spi_text(tuple, 8, mcxt);
 	/* the row's copy of the secrets is not needed any more */
 	explicit_bzero(tuple->t_data, tuple->t_len);
 	if (target->secret != NULL || target->session_token != NULL)
@@ -202,6 +205,14 @@ storage_target_load(const char *env, MemoryContext mcxt)
 	check_no_dot_segment(env, "URL", target->url);
 	check_no_dot_segment(env, "option public_url", target->public_base);
 	check_no_dot_segment(env, "option endpoint", endpoint);
+	if (compress != NULL && strcmp(compress, "gzip") == 0)
+		target->gzip = true;
+	else if (compress != NULL && strcmp(compress, "none") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("storage target of environment \"%s\" has an invalid option compress \"%s\"",
+						env, compress),
+				 errhint("Set the target again with publish.set_storage_target(), with \"compress\": \"gzip\" or without the option.")));
 
 	if (target->backend->open)
 	{
@@ -243,7 +254,7 @@ storage_put(StorageTarget *target, const char *key, const char *data, size_t len
 {
 	MemoryContext caller = op_begin();
 
-	target->backend->put(target, key, data, len, content_type, cache_control);
+	target->backend->put(target, key, data, len, content_type, cache_control, NULL);
 	op_end(caller);
 }
 
@@ -274,7 +285,143 @@ storage_put_same(StorageTarget *target, const char *key, const char *same_as_key
 	if (target->backend->link)
 		linked = target->backend->link(target, same_as_key, key);
 	if (!linked)
-		target->backend->put(target, key, data, len, content_type, cache_control);
+		target->backend->put(target, key, data, len, content_type, cache_control, NULL);
+	op_end(caller);
+}
+
+/*
+ * gzip of data[0..len), at zlib's default level, with no name or time in
+ * its header: the same document compresses to the same bytes.
+ */
+static char *
+gzip_compress(const char *data, size_t len, size_t *out_len)
+{
+	z_stream	zs;
+	size_t		cap;
+	char	   *out;
+	int			rc;
+
+	memset(&zs, 0, sizeof(zs));
+	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+					 Z_DEFAULT_STRATEGY) != Z_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not start a gzip compression: %s", zs.msg ? zs.msg : "out of memory")));
+	cap = deflateBound(&zs, len);
+	out = palloc_extended(cap, MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (out == NULL)
+	{
+		deflateEnd(&zs);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on a request of size %zu for a compressed document.", cap)));
+	}
+	/* zlib counts in uInt: feed it in pieces */
+	zs.next_out = (Bytef *) out;
+	zs.avail_out = 0;
+	zs.next_in = (Bytef *) data;
+	do
+	{
+		size_t		in_left = len - (size_t) ((const char *) zs.next_in - data);
+		size_t		out_left = cap - (size_t) ((char *) zs.next_out - out);
+
+		zs.avail_in = (uInt) Min(in_left, (size_t) 1 << 30);
+		zs.avail_out = (uInt) Min(out_left, (size_t) 1 << 30);
+		rc = deflate(&zs, zs.avail_in == in_left ? Z_FINISH : Z_NO_FLUSH);
+	} while (rc == Z_OK || rc == Z_BUF_ERROR);
+	*out_len = (char *) zs.next_out - out;
+	deflateEnd(&zs);
+	if (rc != Z_STREAM_END)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compress a document with gzip (zlib error %d)", rc)));
+	return out;
+}
+
+/* See storage.h.  The compressed copy is allocated in the current context. */
+void
+storage_document_prepare(StorageTarget *target, StorageDocument *doc,
+						 const char *data, size_t len)
+{
+	memset(doc, 0, sizeof(StorageDocument));
+	doc->data = data;
+	doc->len = len;
+	if (target->gzip)
+		doc->encoded = gzip_compress(data, len, &doc->encoded_len);
+}
+
+/* put, or (with same_as_key) a link where the backend can make one. */
+static void
+put_or_link(StorageTarget *target, const char *key, const char *same_as_key,
+			const char *data, size_t len, const char *content_type,
+			const char *cache_control, const char *content_encoding)
+{
+	if (same_as_key != NULL && target->backend->link != NULL &&
+		target->backend->link(target, same_as_key, key))
+		return;
+	target->backend->put(target, key, data, len, content_type, cache_control,
+						 content_encoding);
+}
+
+/*
+ * See storage.h.  On file:// the compressed sibling is written first, so
+ * that a reader who prefers it never finds one older than the plain
+ * document once both are written.
+ */
+void
+storage_put_document(StorageTarget *target, const char *key, const char *same_as_key,
+					 const StorageDocument *doc, const char *content_type,
+					 const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+	const StorageBackend *be = target->backend;
+	char	   *sibling = psprintf("%s.gz", key);
+	char	   *same_sibling = same_as_key ? psprintf("%s.gz", same_as_key) : NULL;
+
+	if (doc->encoded != NULL && be->keeps_encoding)
+		put_or_link(target, key, same_as_key, doc->encoded, doc->encoded_len,
+					content_type, cache_control, "gzip");
+	else if (doc->encoded != NULL)
+	{
+		put_or_link(target, sibling, same_sibling, doc->encoded, doc->encoded_len,
+					"application/gzip", cache_control, NULL);
+		put_or_link(target, key, same_as_key, doc->data, doc->len,
+					content_type, cache_control, NULL);
+	}
+	else
+	{
+		put_or_link(target, key, same_as_key, doc->data, doc->len,
+					content_type, cache_control, NULL);
+		/* a sibling of an earlier compressed document would be served */
+		if (!be->keeps_encoding)
+			be->remove(target, sibling);
+	}
+	op_end(caller);
+}
+
+/* See storage.h. */
+void
+storage_copy_document(StorageTarget *target, const char *src_key, const char *dst_key,
+					  const char *content_type, const char *cache_control)
+{
+	MemoryContext caller = op_begin();
+	const StorageBackend *be = target->backend;
+
+	if (!be->keeps_encoding)
+	{
+		char	   *src_sibling = psprintf("%s.gz", src_key);
+		char	   *dst_sibling = psprintf("%s.gz", dst_key);
+		StorageObjectInfo info;
+
+		memset(&info, 0, sizeof(info));
+		be->stat(target, src_sibling, &info, false);
+		if (info.exists)
+			be->copy(target, src_sibling, dst_sibling, "application/gzip", cache_control);
+		else
+			be->remove(target, dst_sibling);
+	}
+	be->copy(target, src_key, dst_key, content_type, cache_control);
 	op_end(caller);
 }
 
@@ -439,4 +586,16 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path)));
 	return size;
+}
+
+/* See storage.h. */
+void
+storage_delete_document(StorageTarget *target, const char *key)
+{
+	MemoryContext caller = op_begin();
+
+	if (!target->backend->keeps_encoding)
+		target->backend->remove(target, psprintf("%s.gz", key));
+	target->backend->remove(target, key);
+	op_end(caller);
 }

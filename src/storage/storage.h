@@ -43,6 +43,8 @@ typedef struct StorageTarget
 	char	   *secret;
 	char	   *session_token;	/* s3: optional session token, or NULL */
 	char	   *options;		/* the target's options, JSON text */
+	bool		gzip;			/* option compress = "gzip": documents are
+								 * stored compressed (storage_put_document) */
 	const StorageBackend *backend;
 	void	   *backend_state;	/* what the backend's open made of url and
 								 * options */
@@ -60,6 +62,23 @@ typedef struct StorageObjectInfo
 								 * else empty */
 } StorageObjectInfo;
 
+/* One object of a listing (list_result). */
+typedef struct StorageListEntry
+{
+	char	   *name;			/* its key below the listing's root */
+	int64		size;
+	char		md5[33];		/* etag_is_md5: the object's MD5; else "" */
+} StorageListEntry;
+
+/* One page of a listing: its objects, and where the next page starts. */
+typedef struct StorageListPage
+{
+	StorageListEntry *entries;
+	int			n;
+	char	   *next;			/* the token of the next page, or NULL: this
+								 * was the last */
+} StorageListPage;
+
 struct StorageBackend
 {
 	const char *scheme;
@@ -72,11 +91,14 @@ struct StorageBackend
 	 * Writes data at key, atomically: readers see the old or the new object,
 	 * never a part of it, even after a crash of the machine.  The new
 	 * object's name may be durable only after the next sync (file:// defers
-	 * its directory fsyncs to it).
+	 * its directory fsyncs to it).  content_encoding (NULL: none) is the
+	 * Content-Encoding readers get with it, where the protocol keeps one
+	 * (keeps_encoding).
 	 */
 	void		(*put) (StorageTarget *target, const char *key,
 						const char *data, size_t len,
-						const char *content_type, const char *cache_control);
+						const char *content_type, const char *cache_control,
+						const char *content_encoding);
 
 	/*
 	 * Makes dst_key the same object as src_key, which the caller has just put
@@ -93,7 +115,7 @@ struct StorageBackend
 	/*
 	 * Makes dst_key a copy of src_key (server-side where possible); where the
 	 * protocol keeps them, the copy gets content_type and cache_control
-	 * (NULL: those of the source).
+	 * (NULL: those of the source), and always the source's Content-Encoding.
 	 */
 	void		(*copy) (StorageTarget *target, const char *src_key,
 						 const char *dst_key, const char *content_type,
@@ -142,6 +164,48 @@ struct StorageBackend
 	bool		etag_is_md5;
 
 	/*
+	 * Parallel uploads (storage_batch_put): put_request is put's request
+	 * (md5: the hex MD5 of data, computed by the caller); put_result throws
+	 * on failure, and returns true when the answer itself shows the object
+	 * landed whole (S3: an ETag that is md5), false when the caller must
+	 * check it with a stat (size).  NULL: no parallel uploads.
+	 */
+	struct HttpRequest *(*put_request) (StorageTarget *target, const char *key,
+										const char *data, size_t len,
+										const char *content_type,
+										const char *cache_control,
+										const char *md5);
+	bool		(*put_result) (StorageTarget *target, struct HttpRequest *req,
+							   struct HttpResponse *resp, const char *md5);
+
+	/*
+	 * Listings (storage_batch_list): list_request asks for one page of the
+	 * objects under root + sub (root a key ending in '/'; sub "" or a part of
+	 * a key below it), starting at token next (NULL: the first page);
+	 * list_result reads the answer into page, each entry named below root,
+	 * and returns false when the server cannot list (WebDAV without
+	 * PROPFIND), throwing for other failures.  With list_recursive the
+	 * listing holds every object whose key starts with root + sub (S3);
+	 * without, sub is a folder ("" or ending in '/') and the listing holds
+	 * only the objects directly in it (WebDAV PROPFIND, Depth: 1).  NULL: no
+	 * listings.
+	 */
+	struct HttpRequest *(*list_request) (StorageTarget *target, const char *root,
+										 const char *sub, const char *next);
+	bool		(*list_result) (StorageTarget *target, struct HttpRequest *req,
+								struct HttpResponse *resp, const char *root,
+								StorageListPage *page);
+	bool		list_recursive;
+
+	/*
+	 * The server keeps a Content-Encoding with an object and sends it back
+	 * (S3, and WebDAV servers that keep headers); without it (file://) a
+	 * compressed document is stored as a sibling, key + ".gz", beside the
+	 * plain one (what nginx's gzip_static serves).
+	 */
+	bool		keeps_encoding;
+
+	/*
 	 * Is there surely no object under prefix (a key ending in '/')?  false
 	 * when it cannot tell.  Lets a first publish skip the check of each
 	 * tile's destination; may be NULL.
@@ -154,6 +218,35 @@ extern StorageTarget *storage_target_load(const char *env, MemoryContext mcxt);
 
 extern void storage_put(StorageTarget *target, const char *key, const char *data,
 						size_t len, const char *content_type, const char *cache_control);
+
+/*
+ * Documents (release.json and its immutable copies), stored as the
+ * target's option compress says: storage_document_prepare makes doc from
+ * data (compressing it once, when the target wants gzip);
+ * storage_put_document writes it at key (with same_as_key, see
+ * storage_put_same), compressed with Content-Encoding: gzip where the
+ * server keeps it, else (file://) plain at key and compressed at key.gz;
+ * a plain put removes a key.gz left there.  storage_copy_document copies
+ * a document put so, encoding and sibling included, or removes the
+ * sibling the source has not; storage_delete_document removes both.
+ */
+typedef struct StorageDocument
+{
+	const char *data;			/* the document */
+	size_t		len;
+	const char *encoded;		/* gzip of it, or NULL: stored plain */
+	size_t		encoded_len;
+} StorageDocument;
+
+extern void storage_document_prepare(StorageTarget *target, StorageDocument *doc,
+									 const char *data, size_t len);
+extern void storage_put_document(StorageTarget *target, const char *key,
+								 const char *same_as_key, const StorageDocument *doc,
+								 const char *content_type, const char *cache_control);
+extern void storage_copy_document(StorageTarget *target, const char *src_key,
+								  const char *dst_key, const char *content_type,
+								  const char *cache_control);
+extern void storage_delete_document(StorageTarget *target, const char *key);
 extern void storage_stat(StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
 extern void storage_put_same(StorageTarget *target, const char *key, const char *same_as_key,
@@ -195,6 +288,11 @@ typedef struct StorageResult
 								 * copy (storage_copy will) */
 	bool		missing;		/* a copy with missing_ok: no such source */
 	char		md5[33];		/* a copy's MD5, when the server told it */
+	bool		verified;		/* a put: its answer shows it landed whole
+								 * (else stat it) */
+	bool		listed;			/* a listing: page holds its answer (false:
+								 * the server cannot list) */
+	StorageListPage page;
 } StorageResult;
 
 extern bool storage_batch_supported(StorageTarget *target);
@@ -208,6 +306,13 @@ extern void storage_batch_copy(StorageBatch *b, const char *src_key,
 							   const char *dst_key, const char *content_type,
 							   const char *cache_control, const char *sha256,
 							   bool missing_ok, void *tag);
+extern void storage_batch_put(StorageBatch *b, const char *key,
+							  const char *data, size_t len,
+							  const char *content_type,
+							  const char *cache_control, const char *md5,
+							  void *tag);
+extern void storage_batch_list(StorageBatch *b, const char *root,
+							   const char *sub, const char *next, void *tag);
 extern bool storage_batch_wait(StorageBatch *b, long timeout_ms,
 							   StorageResult *result);
 extern void storage_batch_end(StorageBatch *b);
@@ -236,5 +341,6 @@ extern void storage_remote_stat_result(StorageTarget *target,
 extern bool storage_etag_md5(const char *etag, char *md5);
 extern int64 storage_remote_get(StorageTarget *target, struct HttpRequest *req,
 								FILE *f, int64 max_bytes);
+extern char *storage_xml_text(const char *s, size_t len);
 
 #endif							/* PUBLISH_STORAGE_H */

@@ -169,25 +169,56 @@ http_stat_url(StorageTarget *target, const char *url, const char *key,
 		collections_above(target, key);
 }
 
-/* PUT, then a HEAD that checks the object is there with the size sent. */
-static void
-http_put(StorageTarget *target, const char *key, const char *data, size_t len,
-		 const char *content_type, const char *cache_control)
+/* PUT of data at url. */
+static HttpRequest *
+put_url_request(StorageTarget *target, const char *url, const char *key, const char *data,
+				size_t len, const char *content_type, const char *cache_control,
+				const char *content_encoding)
 {
-	char	   *url = object_url(target, key);
 	HttpRequest *req = new_request(target, "PUT", url, psprintf("upload of %s", key));
-	HttpResponse *resp;
-	StorageObjectInfo info;
 
 	req->headers = http_header(req->headers, "Content-Type",
 							   content_type ? content_type : "application/octet-stream");
 	if (cache_control != NULL)
 		req->headers = http_header(req->headers, "Cache-Control", cache_control);
+	if (content_encoding != NULL && content_encoding[0] != '\0')
+		req->headers = http_header(req->headers, "Content-Encoding", content_encoding);
 	req->body = data;
 	req->body_len = len;
-	resp = http_perform(req);
+	return req;
+}
+
+static HttpRequest *
+http_put_request(StorageTarget *target, const char *key, const char *data, size_t len,
+				 const char *content_type, const char *cache_control, const char *md5)
+{
+	return put_url_request(target, object_url(target, key), key, data, len,
+						   content_type, cache_control, NULL);
+}
+
+/*
+ * Throws unless the server took the PUT; false: a 2xx is only a claim,
+ * so the caller checks with a HEAD that the object is there, whole.
+ */
+static bool
+http_put_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, const char *md5)
+{
 	if (!http_ok(resp))
 		storage_remote_fail(target, req, resp);
+	return false;
+}
+
+/* PUT, then a HEAD that checks the object is there with the size sent. */
+static void
+http_put(StorageTarget *target, const char *key, const char *data, size_t len,
+		 const char *content_type, const char *cache_control, const char *content_encoding)
+{
+	char	   *url = object_url(target, key);
+	HttpRequest *req = put_url_request(target, url, key, data, len, content_type,
+									   cache_control, content_encoding);
+	StorageObjectInfo info;
+
+	(void) http_put_result(target, req, http_perform(req), NULL);
 
 	/* the server said yes: check that the object is there, whole */
 	memset(&info, 0, sizeof(info));
@@ -335,7 +366,201 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 				(errcode(ERRCODE_IO_ERROR),
 				 errmsg("%s failed on target \"%s\": the source changed while it was copied",
 						what, target->env)));
-	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control);
+	/* the bytes as stored (libcurl decodes nothing), with their encoding */
+	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control,
+			 resp->content_encoding);
+}
+
+/*
+ * Listings: PROPFIND with Depth: 1 of a collection (RFC 4918), asking
+ * for the members' sizes.  nginx's own dav module has no PROPFIND (405);
+ * its dav_ext module (Debian: libnginx-mod-http-dav-ext) adds it.  The
+ * answer comes whole: a collection of tiles is one column of a zoom level.
+ */
+#define DAV_LIST_BODY_MAX	(64 * 1024 * 1024)
+
+static HttpRequest *
+http_list_request(StorageTarget *target, const char *root, const char *sub, const char *next)
+{
+	char	   *folder = psprintf("%s%s", root, sub);
+	HttpRequest *req = new_request(target, "PROPFIND", object_url(target, folder),
+								   psprintf("listing of %s", folder));
+
+	req->headers = http_header(req->headers, "Depth", "1");
+	req->headers = http_header(req->headers, "Content-Type", "application/xml; charset=utf-8");
+	req->body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+		"<D:propfind xmlns:D=\"DAV:\"><D:prop><D:getcontentlength/><D:resourcetype/></D:prop></D:propfind>";
+	req->body_len = strlen(req->body);
+	req->body_limit = DAV_LIST_BODY_MAX;
+	return req;
+}
+
+/*
+ * The content of the first element named name (in any namespace prefix)
+ * within [p, end), raw, or NULL; *after gets where it ends.
+ */
+static const char *
+dav_element(const char *p, const char *end, const char *name, size_t *len, const char **after)
+{
+	size_t		n = strlen(name);
+
+	for (const char *q = p; q < end && (q = memchr(q, '<', end - q)) != NULL; q++)
+	{
+		const char *t = q + 1;
+		const char *colon;
+		const char *gt = memchr(t, '>', end - t);
+
+		if (gt == NULL)
+			return NULL;
+		if (*t == '/' || *t == '?' || *t == '!')
+			continue;
+		colon = memchr(t, ':', gt - t);
+		if (colon != NULL)
+			t = colon + 1;
+		if ((size_t) (gt - t) >= n && strncmp(t, name, n) == 0 &&
+			(t[n] == '>' || t[n] == ' ' || t[n] == '/'))
+		{
+			const char *start = gt + 1;
+			const char *stop;
+
+			if (gt[-1] == '/')
+			{
+				/* <name/>: empty */
+				*len = 0;
+				*after = start;
+				return start;
+			}
+			for (stop = start; stop < end && (stop = memchr(stop, '<', end - stop)) != NULL; stop++)
+			{
+				const char *c = stop + 1;
+				const char *cgt;
+
+				if (*c != '/')
+					continue;
+				c++;
+				cgt = memchr(c, '>', end - c);
+				if (cgt == NULL)
+					return NULL;
+				colon = memchr(c, ':', cgt - c);
+				if (colon != NULL)
+					c = colon + 1;
+				if ((size_t) (cgt - c) == n && strncmp(c, name, n) == 0)
+				{
+					*len = stop - start;
+					*after = cgt + 1;
+					return start;
+				}
+			}
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Decodes %XX escapes of a URL path (palloc'd). */
+static char *
+percent_decode(const char *s)
+{
+	char	   *out = palloc(strlen(s) + 1);
+	char	   *o = out;
+
+	for (; *s; s++)
+	{
+		if (s[0] == '%' && isxdigit((unsigned char) s[1]) && isxdigit((unsigned char) s[2]))
+		{
+			char		hex[3] = {s[1], s[2], '\0'};
+
+			*o++ = (char) strtol(hex, NULL, 16);
+			s += 2;
+		}
+		else
+			*o++ = *s;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The path of a URL ("/..." after the authority), or the text itself. */
+static const char *
+url_path(const char *url)
+{
+	const char *sep = strstr(url, "://");
+
+	if (sep == NULL)
+		return url;
+	sep = strchr(sep + 3, '/');
+	return sep != NULL ? sep : "/";
+}
+
+/*
+ * Reads a 207 Multi-Status: each member that is no collection, with its
+ * href (named below root) and getcontentlength.  A 404 is an empty folder;
+ * 405 or 501, a server without PROPFIND (false).
+ */
+static bool
+http_list_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp,
+				 const char *root, StorageListPage *page)
+{
+	char	   *base = percent_decode(url_path(object_url(target, root)));
+	size_t		baselen = strlen(base);
+	const char *p;
+	const char *end;
+	int			cap = 64;
+
+	memset(page, 0, sizeof(StorageListPage));
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		return true;
+	if (resp->curl_code == 0 && (resp->status == 405 || resp->status == 501))
+		return false;
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+	if (resp->status != 207 || resp->body == NULL || resp->body_bytes != (int64) resp->body_len)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s on target \"%s\" got no listing it could read", req->what, target->env),
+				 errdetail("The server answered %ld with %lld bytes.", resp->status,
+						   (long long) resp->body_bytes)));
+	page->entries = palloc(sizeof(StorageListEntry) * cap);
+	p = resp->body;
+	end = resp->body + resp->body_len;
+	for (;;)
+	{
+		size_t		len;
+		const char *after;
+		const char *r = dav_element(p, end, "response", &len, &after);
+		const char *rend;
+		const char *v;
+		const char *ignored;
+		char	   *href;
+		char	   *size;
+		StorageListEntry *e;
+
+		if (r == NULL)
+			break;
+		rend = r + len;
+		p = after;
+		v = dav_element(r, rend, "href", &len, &ignored);
+		if (v == NULL)
+			continue;
+		href = percent_decode(url_path(storage_xml_text(v, len)));
+		v = dav_element(r, rend, "collection", &len, &ignored);
+		if (v != NULL || strncmp(href, base, baselen) != 0 || href[baselen] == '\0')
+			continue;			/* a collection, or not below root */
+		v = dav_element(r, rend, "getcontentlength", &len, &ignored);
+		if (v == NULL)
+			continue;
+		size = pnstrdup(v, len);
+		if (page->n == cap)
+		{
+			cap *= 2;
+			page->entries = repalloc(page->entries, sizeof(StorageListEntry) * cap);
+		}
+		e = &page->entries[page->n++];
+		e->name = href + baselen;
+		e->size = strtoll(size, NULL, 10);
+		e->md5[0] = '\0';		/* a WebDAV ETag is no checksum */
+	}
+	return true;
 }
 
 /* DELETE of the object at key; one that is not there is no failure. */
@@ -373,6 +598,11 @@ const StorageBackend storage_http_backend = {
 	.stat_request = http_stat_request,
 	.copy_request = http_copy_request,
 	.copy_result = http_copy_result,
+	.put_request = http_put_request,
+	.put_result = http_put_result,
+	.list_request = http_list_request,
+	.list_result = http_list_result,
+	.keeps_encoding = true,
 	.prefix_empty = http_prefix_empty,
 };
 
@@ -389,5 +619,10 @@ const StorageBackend storage_https_backend = {
 	.stat_request = http_stat_request,
 	.copy_request = http_copy_request,
 	.copy_result = http_copy_result,
+	.put_request = http_put_request,
+	.put_result = http_put_result,
+	.list_request = http_list_request,
+	.list_result = http_list_result,
+	.keeps_encoding = true,
 	.prefix_empty = http_prefix_empty,
 };

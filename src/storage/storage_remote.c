@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -30,12 +31,22 @@ struct StorageBatch
 	HttpMulti  *multi;
 };
 
+typedef enum BatchKind
+{
+	BATCH_STAT,
+	BATCH_COPY,
+	BATCH_PUT,
+	BATCH_LIST
+} BatchKind;
+
 /* What the multi runner carries for each request of a batch. */
 typedef struct BatchRequest
 {
 	void	   *tag;			/* the caller's */
-	bool		copy;			/* a copy (else a stat) */
+	BatchKind	kind;
 	bool		missing_ok;		/* a copy whose source may be missing */
+	const char *md5;			/* a put: the MD5 of the bytes sent */
+	const char *root;			/* a listing: its root */
 } BatchRequest;
 
 /*
@@ -206,16 +217,15 @@ storage_batch_idle(StorageBatch *b)
 	return http_multi_idle(b->multi);
 }
 
-static void
-batch_add(StorageBatch *b, HttpRequest *req, bool copy, bool missing_ok,
-		  void *tag)
+static BatchRequest *
+batch_add(StorageBatch *b, HttpRequest *req, BatchKind kind, void *tag)
 {
-	BatchRequest *br = palloc(sizeof(BatchRequest));
+	BatchRequest *br = palloc0(sizeof(BatchRequest));
 
 	br->tag = tag;
-	br->copy = copy;
-	br->missing_ok = missing_ok;
+	br->kind = kind;
 	http_multi_add(b->multi, req, br);
+	return br;
 }
 
 /* See storage.h. */
@@ -226,7 +236,7 @@ storage_batch_stat(StorageBatch *b, const char *key, bool want_sha256,
 	StorageTarget *target = b->target;
 
 	batch_add(b, target->backend->stat_request(target, key, want_sha256),
-			  false, false, tag);
+			  BATCH_STAT, tag);
 }
 
 /* See storage.h. */
@@ -241,7 +251,36 @@ storage_batch_copy(StorageBatch *b, const char *src_key, const char *dst_key,
 	batch_add(b, target->backend->copy_request(target, src_key, dst_key,
 											   content_type, cache_control,
 											   sha256),
-			  true, missing_ok, tag);
+			  BATCH_COPY, tag)->missing_ok = missing_ok;
+}
+
+/*
+ * See storage.h.  data must stay until the put's answer is read
+ * (storage_batch_wait); md5 is copied.
+ */
+void
+storage_batch_put(StorageBatch *b, const char *key, const char *data,
+				  size_t len, const char *content_type,
+				  const char *cache_control, const char *md5, void *tag)
+{
+	StorageTarget *target = b->target;
+
+	Assert(target->backend->put_request != NULL);
+	batch_add(b, target->backend->put_request(target, key, data, len,
+											  content_type, cache_control, md5),
+			  BATCH_PUT, tag)->md5 = pstrdup(md5);
+}
+
+/* See storage.h. */
+void
+storage_batch_list(StorageBatch *b, const char *root, const char *sub,
+				   const char *next, void *tag)
+{
+	StorageTarget *target = b->target;
+
+	Assert(target->backend->list_request != NULL);
+	batch_add(b, target->backend->list_request(target, root, sub, next),
+			  BATCH_LIST, tag)->root = pstrdup(root);
 }
 
 /* See storage.h. */
@@ -261,15 +300,85 @@ storage_batch_wait(StorageBatch *b, long timeout_ms, StorageResult *result)
 	memset(result, 0, sizeof(StorageResult));
 	result->tag = br->tag;
 	old = MemoryContextSwitchTo(GetMemoryChunkContext(req));
-	if (!br->copy)
-		storage_remote_stat_result(target, req, resp, &result->info);
-	else if (br->missing_ok && resp->curl_code == 0 && resp->status == 404)
-		result->missing = true;
-	else
-		result->copied = target->backend->copy_result(target, req, resp,
-													  result->md5);
+	switch (br->kind)
+	{
+		case BATCH_STAT:
+			storage_remote_stat_result(target, req, resp, &result->info);
+			break;
+		case BATCH_COPY:
+			if (br->missing_ok && resp->curl_code == 0 && resp->status == 404)
+				result->missing = true;
+			else
+				result->copied = target->backend->copy_result(target, req, resp,
+															  result->md5);
+			break;
+		case BATCH_PUT:
+			result->verified = target->backend->put_result(target, req, resp,
+														   br->md5);
+			break;
+		case BATCH_LIST:
+			result->listed = target->backend->list_result(target, req, resp,
+														  br->root,
+														  &result->page);
+			break;
+	}
 	MemoryContextSwitchTo(old);
 	return true;
+}
+
+/*
+ * The text of an XML element's content s[0..len), its entities (the five
+ * predefined ones, and numeric ones of ASCII characters) replaced
+ * (palloc'd).  What a listing names is read through it.
+ */
+char *
+storage_xml_text(const char *s, size_t len)
+{
+	StringInfoData buf;
+	static const struct
+	{
+		const char *entity;
+		char		c;
+	}			named[] = {
+		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}
+	};
+
+	initStringInfo(&buf);
+	for (size_t i = 0; i < len;)
+	{
+		bool		done = false;
+
+		if (s[i] == '&')
+		{
+			for (int k = 0; k < lengthof(named) && !done; k++)
+			{
+				size_t		n = strlen(named[k].entity);
+
+				if (len - i >= n && strncmp(s + i, named[k].entity, n) == 0)
+				{
+					appendStringInfoChar(&buf, named[k].c);
+					i += n;
+					done = true;
+				}
+			}
+			if (!done && len - i > 3 && s[i + 1] == '#')
+			{
+				char	   *end;
+				long		c = s[i + 2] == 'x' ? strtol(s + i + 3, &end, 16)
+				: strtol(s + i + 2, &end, 10);
+
+				if (end < s + len && *end == ';' && c > 0 && c < 128)
+				{
+					appendStringInfoChar(&buf, (char) c);
+					i = end + 1 - s;
+					done = true;
+				}
+			}
+		}
+		if (!done)
+			appendStringInfoChar(&buf, s[i++]);
+	}
+	return buf.data;
 }
 
 /* See storage.h. */

@@ -226,40 +226,70 @@ s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool wa
 	storage_remote_stat_result(target, req, resp, info);
 }
 
-/* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
-static void
-s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
-	   const char *content_type, const char *cache_control)
+/*
+ * PutObject of data, with the x-amz-meta-sha256 a later HEAD reads (skip
+ * checks of tiles).
+ */
+static HttpRequest *
+put_request(StorageTarget *target, const char *key, const char *data, size_t len,
+			const char *content_type, const char *cache_control,
+			const char *content_encoding)
 {
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, "PUT", object_url(s3, key),
 								   psprintf("upload of %s", key), data, len);
-	HttpResponse *resp;
-	char		md5[33];
-	char		etag_md5[33];
 
 	req->headers = http_header(req->headers, "Content-Type",
 							   content_type ? content_type : "application/octet-stream");
 	if (cache_control != NULL)
 		req->headers = http_header(req->headers, "Cache-Control", cache_control);
-	/* the checksum a later HEAD reads (skip checks of tiles) */
+	if (content_encoding != NULL)
+		req->headers = http_header(req->headers, "Content-Encoding", content_encoding);
 	req->headers = http_header(req->headers, "x-amz-meta-sha256", checksum_sha256_hex(data, len));
-	resp = http_perform(req);
+	return req;
+}
+
+static HttpRequest *
+s3_put_request(StorageTarget *target, const char *key, const char *data, size_t len,
+			   const char *content_type, const char *cache_control, const char *md5)
+{
+	return put_request(target, key, data, len, content_type, cache_control, NULL);
+}
+
+/*
+ * Throws unless the PutObject succeeded, or its ETag (the MD5 of what the
+ * server stored, for a single-part upload) is not md5; false when the ETag
+ * is no MD5 (then a HEAD must check the size).
+ */
+static bool
+s3_put_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, const char *md5)
+{
+	char		etag_md5[33];
+
 	if (!http_ok(resp))
 		storage_remote_fail(target, req, resp);
+	if (!storage_etag_md5(resp->etag, etag_md5))
+		return false;
+	if (strcmp(etag_md5, md5) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s to target \"%s\" did not land intact", req->what, target->env),
+				 errdetail("The server's ETag is %s; the MD5 of the bytes sent is \"%s\".",
+						   resp->etag, md5)));
+	return true;
+}
 
-	/* a single-part upload's ETag is the MD5 of what the server stored */
+/* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
+static void
+s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
+	   const char *content_type, const char *cache_control, const char *content_encoding)
+{
+	HttpRequest *req = put_request(target, key, data, len, content_type, cache_control,
+								   content_encoding);
+	char		md5[33];
+
 	checksum_md5_hex(data, len, md5);
-	if (storage_etag_md5(resp->etag, etag_md5))
-	{
-		if (strcmp(etag_md5, md5) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_IO_ERROR),
-					 errmsg("upload of %s to target \"%s\" did not land intact", key, target->env),
-					 errdetail("The server's ETag is %s; the MD5 of the bytes sent is \"%s\".",
-							   resp->etag, md5)));
-	}
-	else
+	if (!s3_put_result(target, req, http_perform(req), md5))
 	{
 		StorageObjectInfo info;
 
@@ -278,8 +308,9 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
  * metadata is copied along, or replaced when a type or cache is given).
  */
 static HttpRequest *
-s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
-				const char *content_type, const char *cache_control, const char *sha256)
+copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
+			 const char *content_type, const char *cache_control, const char *sha256,
+			 const char *content_encoding)
 {
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, "PUT", object_url(s3, dst_key),
@@ -297,10 +328,20 @@ s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
 			req->headers = http_header(req->headers, "Cache-Control", cache_control);
 		if (sha256 != NULL)
 			req->headers = http_header(req->headers, "x-amz-meta-sha256", sha256);
+		if (content_encoding != NULL && content_encoding[0] != '\0')
+			req->headers = http_header(req->headers, "Content-Encoding", content_encoding);
 	}
 	else
 		req->headers = lappend(req->headers, pstrdup("Content-Type:"));
 	return req;
+}
+
+/* Tiles: nothing sets their Content-Encoding, so none is carried over. */
+static HttpRequest *
+s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
+				const char *content_type, const char *cache_control, const char *sha256)
+{
+	return copy_request(target, src_key, dst_key, content_type, cache_control, sha256, NULL);
 }
 
 /*
@@ -324,12 +365,36 @@ s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char
 	return true;
 }
 
+/*
+ * A CopyObject that replaces the metadata would drop the source's
+ * Content-Encoding (a compressed release.json): a HEAD of the source
+ * tells it first, and the copy gets it again.
+ */
 static void
 s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		const char *content_type, const char *cache_control)
 {
-	HttpRequest *req = s3_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
+	S3Target   *s3 = target->backend_state;
+	HttpRequest *req;
+	const char *encoding = NULL;
 	char		md5[33];
+
+	if (content_type != NULL || cache_control != NULL)
+	{
+		HttpRequest *head = new_request(target, "HEAD", object_url(s3, src_key),
+										psprintf("check of %s", src_key), NULL, 0);
+		HttpResponse *resp = http_perform(head);
+
+		if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("copy of %s to %s failed on target \"%s\": the source does not exist",
+							src_key, dst_key, target->env)));
+		if (!http_ok(resp))
+			storage_remote_fail(target, head, resp);
+		encoding = pstrdup(resp->content_encoding);
+	}
+	req = copy_request(target, src_key, dst_key, content_type, cache_control, NULL, encoding);
 
 	(void) s3_copy_result(target, req, http_perform(req), md5);
 }
@@ -368,6 +433,116 @@ s3_prefix_empty(StorageTarget *target, const char *prefix)
 
 	return http_ok(resp) && resp->body != NULL && strstr(resp->body, "<ListBucketResult") != NULL &&
 		strstr(resp->body, "<Contents>") == NULL && resp->body_bytes == (int64) resp->body_len;
+}
+
+/* Bytes of a listing page kept: a page of 1,000 keys is some 300 kB. */
+#define S3_LIST_BODY_MAX	(8 * 1024 * 1024)
+
+/*
+ * ListObjectsV2 of the keys that start with root + sub, 1,000 a page
+ * (continued from the token next).  The query is written sorted and
+ * encoded, as SigV4 signs it.
+ */
+static HttpRequest *
+s3_list_request(StorageTarget *target, const char *root, const char *sub, const char *next)
+{
+	S3Target   *s3 = target->backend_state;
+	char	   *prefix = bucket_key(s3, psprintf("%s%s", root, sub));
+	char	   *url;
+	HttpRequest *req;
+
+	url = psprintf("%s/?%s%slist-type=2&max-keys=1000&prefix=%s", s3->base_url,
+				   next ? "continuation-token=" : "", next ? psprintf("%s&", encode_query_value(next)) : "",
+				   encode_query_value(prefix));
+	req = new_request(target, "GET", url, psprintf("listing of %s%s", root, sub), NULL, 0);
+	req->body_limit = S3_LIST_BODY_MAX;
+	return req;
+}
+
+/*
+ * The text of the element tag within [p, end), or NULL (entities
+ * replaced).
+ */
+static char *
+xml_field(const char *p, const char *end, const char *tag)
+{
+	char	   *open = psprintf("<%s>", tag);
+	char	   *close = psprintf("</%s>", tag);
+	const char *start = strstr(p, open);
+	const char *stop;
+
+	if (start == NULL || start >= end)
+		return NULL;
+	start += strlen(open);
+	stop = strstr(start, close);
+	if (stop == NULL || stop > end)
+		return NULL;
+	return storage_xml_text(start, stop - start);
+}
+
+/*
+ * Reads a ListObjectsV2 page: each <Contents> with its Key (named below
+ * root), Size and ETag (the MD5, for an object written in one part).
+ */
+static bool
+s3_list_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp,
+			   const char *root, StorageListPage *page)
+{
+	S3Target   *s3 = target->backend_state;
+	char	   *base = bucket_key(s3, root);
+	size_t		baselen = strlen(base);
+	const char *p;
+	int			cap = 64;
+	char	   *truncated;
+
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+	if (resp->body == NULL || strstr(resp->body, "<ListBucketResult") == NULL ||
+		resp->body_bytes != (int64) resp->body_len)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s on target \"%s\" got no listing it could read", req->what, target->env),
+				 errdetail("The answer had %lld bytes.", (long long) resp->body_bytes)));
+	memset(page, 0, sizeof(StorageListPage));
+	page->entries = palloc(sizeof(StorageListEntry) * cap);
+	p = resp->body;
+	while ((p = strstr(p, "<Contents>")) != NULL)
+	{
+		const char *end = strstr(p, "</Contents>");
+		char	   *key;
+		char	   *size;
+		char	   *etag;
+		StorageListEntry *e;
+
+		if (end == NULL)
+			break;
+		key = xml_field(p, end, "Key");
+		size = xml_field(p, end, "Size");
+		etag = xml_field(p, end, "ETag");
+		p = end;
+		if (key == NULL || size == NULL || strncmp(key, base, baselen) != 0)
+			continue;
+		if (page->n == cap)
+		{
+			cap *= 2;
+			page->entries = repalloc(page->entries, sizeof(StorageListEntry) * cap);
+		}
+		e = &page->entries[page->n++];
+		e->name = key + baselen;
+		e->size = strtoll(size, NULL, 10);
+		(void) storage_etag_md5(etag ? etag : "", e->md5);
+	}
+	truncated = http_xml_element(resp->body, "IsTruncated");
+	if (truncated != NULL && strcmp(truncated, "true") == 0)
+	{
+		page->next = xml_field(resp->body, resp->body + resp->body_len, "NextContinuationToken");
+		if (page->next == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("%s on target \"%s\" was cut short without a continuation token",
+							req->what, target->env)));
+	}
+	return true;
 }
 
 /* DeleteObject (S3 answers 204 whether or not the object was there). */
@@ -409,5 +584,11 @@ const StorageBackend storage_s3_backend = {
 	.copy_result = s3_copy_result,
 	.head_has_sha256 = true,
 	.etag_is_md5 = true,
+	.put_request = s3_put_request,
+	.put_result = s3_put_result,
+	.list_request = s3_list_request,
+	.list_result = s3_list_result,
+	.list_recursive = true,
+	.keeps_encoding = true,
 	.prefix_empty = s3_prefix_empty,
 };

@@ -101,6 +101,9 @@ typedef struct TileEntry
 	int64		byte_size;
 	char		sha256[65];
 	char		md5[33];		/* "" when the manifest has none */
+	/* what a listing of the destination showed (step 4) */
+	int64		listed_size;	/* -1: not there */
+	char		listed_md5[33]; /* "" when the listing told none */
 } TileEntry;
 
 /*

@@ -304,6 +304,290 @@ ms_since(TimestampTz start)
 	return (long) ((GetCurrentTimestamp() - start) / 1000);
 }
 
+/* Appends tile t to the manifest file. */
+static void
+manifest_append(BuiltManifest *m, const TileEntry *t)
+{
+	if (fwrite(t, sizeof(TileEntry), 1, m->file) != 1)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write the tile manifest file \"%s\": %m", m->path)));
+}
+
+/* Throws: libvips left no tile at file. */
+pg_attribute_noreturn()
+static void
+tile_not_written(int z, int x, int y, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("libvips did not write tile %d/%d/%d of the source image %s: %m",
+					z, x, y, what)));
+}
+
+/*
+ * The log line and progress at the end of zoom z, in a short transaction
+ * of its own.
+ */
+static void
+zoom_done(PublishJob *job, TileBuildResult *res, int z, int cols, int rows,
+		  int64 level_bytes, int progress)
+{
+	job_txn_begin("publish: uploaded a zoom level");
+	job_step_done(job, progress,
+				  psprintf("Zoom %d: %lld tiles (%d x %d), %lld bytes, uploaded under %s/%d",
+						   z, (long long) res->per_zoom[z], cols, rows,
+						   (long long) level_bytes, res->source_path, z));
+	job_txn_commit(false);
+}
+
+/*
+ * The tiles one after the other (file://: local file operations need no
+ * waiting), each hashed and put; returns how many.
+ */
+static int64
+upload_one_by_one(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
+				  const TilePlan *plan, const char *pyramid, const char *what,
+				  int cut_progress, int progress_to, int64 expected,
+				  TileBuildResult *res, BuiltManifest *m)
+{
+	TimestampTz last_progress = GetCurrentTimestamp();
+	int64		n = 0;
+
+	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
+	{
+		int			cols,
+					rows;
+		int64		level_bytes = 0;
+
+		res->per_zoom[z] = tile_plan_level(plan, z, &cols, &rows);
+		for (int y = 0; y < rows; y++)
+		{
+			for (int x = 0; x < cols; x++)
+			{
+				char	   *file = psprintf("%s/%d/%d/%d.%s", pyramid, z, y, x, bi->format);
+				char	   *key = psprintf("%s/%d/%d/%d.%s", res->source_path, z, x, y, bi->format);
+				TileEntry	t;
+				struct stat st;
+
+				CHECK_FOR_INTERRUPTS();
+				memset(&t, 0, sizeof(t));	/* its padding is written too */
+				if (stat(file, &st) != 0 || !checksum_file(file, t.sha256, t.md5))
+					tile_not_written(z, x, y, what);
+				storage_put_file(target, key, file, tile_content_type(bi->format), NULL);
+				t.z = z;
+				t.x = x;
+				t.y = y;
+				t.byte_size = (int64) st.st_size;
+				manifest_append(m, &t);
+				n++;
+				level_bytes += st.st_size;
+				pfree(file);
+				pfree(key);
+
+				if (TimestampDifferenceExceeds(last_progress, GetCurrentTimestamp(),
+											   TILE_PROGRESS_INTERVAL_MS))
+				{
+					job_progress(job, band(cut_progress, progress_to - 1, (double) n / expected));
+					last_progress = GetCurrentTimestamp();
+				}
+			}
+		}
+		res->bytes += level_bytes;
+		zoom_done(job, res, z, cols, rows, level_bytes,
+				  band(cut_progress, progress_to - 1, (double) n / expected));
+		last_progress = GetCurrentTimestamp();
+	}
+	return n;
+}
+
+/* A tile being uploaded, in the parallel loop. */
+typedef struct UploadTask
+{
+	bool		busy;
+	bool		checking;		/* its put is done; a stat checks its size */
+	TileEntry	tile;
+	char	   *key;
+	MemoryContext cxt;			/* the tile's bytes and requests */
+} UploadTask;
+
+/*
+ * Reads the whole file at path (a tile libvips wrote) into memory in the
+ * current context; false, with errno, when it cannot.  Nothing throws
+ * while the transient file is open.
+ */
+static bool
+read_tile_file(const char *path, char **data, size_t *len)
+{
+	struct stat st;
+	size_t		done = 0;
+	int			fd;
+	char	   *buf;
+
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	buf = palloc_extended(st.st_size + 1, MCXT_ALLOC_HUGE);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		return false;
+	while (done < (size_t) st.st_size)
+	{
+		ssize_t		r = read(fd, buf + done, st.st_size - done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+		{
+			int			save_errno = r == 0 ? EIO : errno;
+
+			CloseTransientFile(fd);
+			errno = save_errno;
+			return false;
+		}
+		done += r;
+	}
+	CloseTransientFile(fd);
+	*data = buf;
+	*len = done;
+	return true;
+}
+
+/*
+ * Remote targets: publish.storage_concurrency tiles in flight at once,
+ * through a storage batch, the transfer engine of step 4's copies.  Each
+ * tile is read and hashed, put, and, where the put's answer does not show
+ * that it landed whole (S3: an ETag that is its MD5), checked by a HEAD;
+ * then its manifest entry is written.  A zoom level is finished before
+ * the next starts, so that its log line says what is uploaded.  Returns
+ * how many tiles.
+ */
+static int64
+upload_in_parallel(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
+				   const TilePlan *plan, const char *pyramid, const char *what,
+				   int cut_progress, int progress_to, int64 expected,
+				   TileBuildResult *res, BuiltManifest *m)
+{
+	int			ntasks = Max(publish_storage_concurrency, 1);
+	MemoryContext runcxt = AllocSetContextCreate(CurrentMemoryContext, "publish tile uploads",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext saved = MemoryContextSwitchTo(runcxt);
+	UploadTask *tasks = palloc0(sizeof(UploadTask) * ntasks);
+	StorageBatch *volatile b = NULL;
+	TimestampTz last_progress = GetCurrentTimestamp();
+	const char *content_type = tile_content_type(bi->format);
+	int64		n = 0;
+
+	for (int i = 0; i < ntasks; i++)
+		tasks[i].cxt = AllocSetContextCreate(runcxt, "publish tile upload", ALLOCSET_SMALL_SIZES);
+
+	PG_TRY();
+	{
+		b = storage_batch_begin(target, ntasks);
+		for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
+		{
+			int			cols,
+						rows;
+			int64		level_bytes = 0;
+			int64		next = 0;	/* the next tile of the level, row by row */
+			int64		count;
+
+			count = res->per_zoom[z] = tile_plan_level(plan, z, &cols, &rows);
+			for (;;)
+			{
+				StorageResult r;
+
+				while (next < count && !storage_batch_full(b))
+				{
+					UploadTask *task = NULL;
+					int			x = (int) (next % cols);
+					int			y = (int) (next / cols);
+					char	   *file;
+					char	   *data;
+					size_t		len;
+
+					for (int i = 0; i < ntasks && task == NULL; i++)
+						if (!tasks[i].busy)
+							task = &tasks[i];
+					if (task == NULL)
+						break;
+					CHECK_FOR_INTERRUPTS();
+					MemoryContextSwitchTo(task->cxt);
+					file = psprintf("%s/%d/%d/%d.%s", pyramid, z, y, x, bi->format);
+					if (!read_tile_file(file, &data, &len))
+						tile_not_written(z, x, y, what);
+					memset(&task->tile, 0, sizeof(TileEntry));
+					task->tile.z = z;
+					task->tile.x = x;
+					task->tile.y = y;
+					task->tile.byte_size = (int64) len;
+					strlcpy(task->tile.sha256, checksum_sha256_hex(data, len), sizeof(task->tile.sha256));
+					checksum_md5_hex(data, len, task->tile.md5);
+					task->key = psprintf("%s/%d/%d/%d.%s", res->source_path, z, x, y, bi->format);
+					task->busy = true;
+					task->checking = false;
+					storage_batch_put(b, task->key, data, len, content_type, NULL,
+									  task->tile.md5, task);
+					MemoryContextSwitchTo(runcxt);
+					next++;
+				}
+				if (next >= count && storage_batch_idle(b))
+					break;
+				if (storage_batch_wait(b, TILE_PROGRESS_INTERVAL_MS, &r))
+				{
+					UploadTask *task = r.tag;
+
+					if (!task->checking && !r.verified)
+					{
+						/* the server's word is not enough: its size */
+						task->checking = true;
+						MemoryContextSwitchTo(task->cxt);
+						storage_batch_stat(b, task->key, false, task);
+					}
+					else
+					{
+						if (task->checking &&
+							(!r.info.exists || (r.info.size >= 0 && r.info.size != task->tile.byte_size)))
+							ereport(ERROR,
+									(errcode(ERRCODE_IO_ERROR),
+									 errmsg("upload of %s to target \"%s\" did not land whole",
+											task->key, target->env),
+									 errdetail("%lld bytes were sent; the server has %s.",
+											   (long long) task->tile.byte_size,
+											   r.info.exists ? psprintf("%lld", (long long) r.info.size) : "none")));
+						manifest_append(m, &task->tile);
+						n++;
+						level_bytes += task->tile.byte_size;
+						task->busy = false;
+						MemoryContextReset(task->cxt);
+					}
+					MemoryContextSwitchTo(runcxt);
+				}
+				if (TimestampDifferenceExceeds(last_progress, GetCurrentTimestamp(),
+											   TILE_PROGRESS_INTERVAL_MS))
+				{
+					job_progress(job, band(cut_progress, progress_to - 1, (double) n / expected));
+					MemoryContextSwitchTo(runcxt);
+					last_progress = GetCurrentTimestamp();
+				}
+			}
+			res->bytes += level_bytes;
+			zoom_done(job, res, z, cols, rows, level_bytes,
+					  band(cut_progress, progress_to - 1, (double) n / expected));
+			MemoryContextSwitchTo(runcxt);
+			last_progress = GetCurrentTimestamp();
+		}
+	}
+	PG_FINALLY();
+	{
+		/* every transfer, on every path */
+		storage_batch_end(b);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(saved);
+	MemoryContextDelete(runcxt);
+	return n;
+}
+
 /*
  * The I/O of a build, outside any transaction: fetch the source, cut it,
  * upload the tiles; spools the manifest (m) and fills res.  Progress moves from
@@ -315,11 +599,9 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 			   TileBuildResult *res, BuiltManifest *m)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz last_progress;
 	char	   *what = psprintf("\"%s\" (asset %s)", bi->source_key, bi->asset_key);
 	char	   *source;
 	char	   *pyramid = psprintf("%s/pyramid", tmpdir);
-	const char *ext = bi->format;
 	TileSourceInfo info;
 	TilePlan	plan;
 	int64		expected;
@@ -397,68 +679,14 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 				(errcode_for_file_access(),
 				 errmsg("could not create the tile manifest file \"%s\": %m", m->path)));
 	}
-	last_progress = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_RUNNING, "publish: uploading built tiles");
 
-	/*
-	 * One storage_put_file per tile.  Remote targets could upload in
-	 * parallel, as step 4 copies through a storage batch, once the backends
-	 * build put requests beside stat_request and copy_request.
-	 */
-	for (int z = bi->min_zoom; z <= bi->max_zoom; z++)
-	{
-		int			cols,
-					rows;
-		int64		level_bytes = 0;
-
-		res->per_zoom[z] = tile_plan_level(&plan, z, &cols, &rows);
-		for (int y = 0; y < rows; y++)
-		{
-			for (int x = 0; x < cols; x++)
-			{
-				char	   *file = psprintf("%s/%d/%d/%d.%s", pyramid, z, y, x, ext);
-				char	   *key = psprintf("%s/%d/%d/%d.%s", res->source_path, z, x, y, ext);
-				TileEntry	t;
-				struct stat st;
-
-				CHECK_FOR_INTERRUPTS();
-				memset(&t, 0, sizeof(t));	/* its padding is written too */
-				if (stat(file, &st) != 0 || !checksum_file(file, t.sha256, t.md5))
-					ereport(ERROR,
-							(errcode(ERRCODE_INTERNAL_ERROR),
-							 errmsg("libvips did not write tile %d/%d/%d of the source image %s: %m",
-									z, x, y, what)));
-				storage_put_file(target, key, file, tile_content_type(bi->format), NULL);
-				t.z = z;
-				t.x = x;
-				t.y = y;
-				t.byte_size = (int64) st.st_size;
-				if (fwrite(&t, sizeof(t), 1, m->file) != 1)
-					ereport(ERROR,
-							(errcode_for_file_access(),
-							 errmsg("could not write the tile manifest file \"%s\": %m", m->path)));
-				n++;
-				level_bytes += st.st_size;
-				pfree(file);
-				pfree(key);
-
-				if (TimestampDifferenceExceeds(last_progress, GetCurrentTimestamp(),
-											   TILE_PROGRESS_INTERVAL_MS))
-				{
-					job_progress(job, band(cut_progress, progress_to - 1, (double) n / expected));
-					last_progress = GetCurrentTimestamp();
-				}
-			}
-		}
-		res->bytes += level_bytes;
-		job_txn_begin("publish: uploaded a zoom level");
-		job_step_done(job, band(cut_progress, progress_to - 1, (double) n / expected),
-					  psprintf("Zoom %d: %lld tiles (%d x %d), %lld bytes, uploaded under %s/%d",
-							   z, (long long) res->per_zoom[z], cols, rows,
-							   (long long) level_bytes, res->source_path, z));
-		job_txn_commit(false);
-		last_progress = GetCurrentTimestamp();
-	}
+	if (storage_batch_supported(target) && target->backend->put_request != NULL)
+		n = upload_in_parallel(job, target, bi, &plan, pyramid, what, cut_progress,
+							   progress_to, expected, res, m);
+	else
+		n = upload_one_by_one(job, target, bi, &plan, pyramid, what, cut_progress,
+							  progress_to, expected, res, m);
 	storage_sync(target);
 	res->tiles = n;
 }

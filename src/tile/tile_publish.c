@@ -64,7 +64,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -112,6 +114,8 @@ typedef struct TileRun
 	TileCounts *counts;
 	const char *content_type;
 	bool		dst_empty;		/* nothing under the destination prefix yet */
+	bool		listed;			/* the destination was listed: each window
+								 * carries what the listing showed */
 	int64		done;			/* tiles finished */
 	int64		bad;
 	StringInfoData problems;	/* the first BAD_TILES_NAMED, each "\n..." */
@@ -139,6 +143,16 @@ typedef struct TileRun
  * default collation, which is deterministic).
  */
 #define ROW_HASH "hash_record_extended(ROW(z, x, y, byte_size, sha256, md5), 0)"
+
+/*
+ * The listing of the destination (list_destination), one row per object
+ * whose key names a tile; a temporary table of the worker's session,
+ * emptied before and after each listing.  Its local buffers are capped
+ * (LISTED_BUFFERS), so that the memory held stays the same whatever the
+ * tile count: a bigger listing spills to a temporary file.
+ */
+#define LISTED_TABLE	"publish_listed_tiles"
+#define LISTED_BUFFERS	"1MB"
 
 /* See tile.h. */
 void
@@ -176,6 +190,7 @@ window_read(TileRun *run)
 	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, INT4OID, INT4OID};
 	Datum		values[5];
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr listed_plan = NULL;
 
 	values[0] = CStringGetTextDatum(run->manifest->tileset_id);
 	values[1] = Int32GetDatum(run->key[0]);
@@ -184,11 +199,23 @@ window_read(TileRun *run)
 	values[4] = Int32GetDatum(run->window_size);
 
 	job_txn_begin("publish: reading the tile manifest");
-	if (spi_execute_cached(&plan, "SELECT z, x, y, byte_size, sha256, md5, " ROW_HASH
-						   "  FROM publish.tiles"
-						   " WHERE tileset_id = $1::uuid AND (z, x, y) > ($2, $3, $4)"
-						   " ORDER BY z, x, y LIMIT $5",
-						   5, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (run->listed)
+	{
+		/* each tile with what the listing showed at its destination */
+		if (spi_execute_cached(&listed_plan, "SELECT z, x, y, byte_size, sha256, md5, " ROW_HASH ","
+							   "       coalesce(l.lsize, -1), l.lmd5"
+							   "  FROM publish.tiles"
+							   "  LEFT JOIN pg_temp." LISTED_TABLE " l ON (l.lz, l.lx, l.ly) = (z, x, y)"
+							   " WHERE tileset_id = $1::uuid AND (z, x, y) > ($2, $3, $4)"
+							   " ORDER BY z, x, y LIMIT $5",
+							   5, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "publish: could not read the tile manifest");
+	}
+	else if (spi_execute_cached(&plan, "SELECT z, x, y, byte_size, sha256, md5, " ROW_HASH
+								"  FROM publish.tiles"
+								" WHERE tileset_id = $1::uuid AND (z, x, y) > ($2, $3, $4)"
+								" ORDER BY z, x, y LIMIT $5",
+								5, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "publish: could not read the tile manifest");
 	run->window_len = (int) SPI_processed;
 	run->window_pos = 0;
@@ -213,6 +240,17 @@ window_read(TileRun *run)
 		else
 			text_to_cstring_buffer(DatumGetTextPP(md5), t->md5, sizeof(t->md5));
 		run->seen_fingerprint ^= DatumGetInt64(SPI_getbinval(row, desc, 7, &isnull));
+		t->listed_size = -1;
+		t->listed_md5[0] = '\0';
+		if (run->listed)
+		{
+			Datum		lmd5;
+
+			t->listed_size = DatumGetInt64(SPI_getbinval(row, desc, 8, &isnull));
+			lmd5 = SPI_getbinval(row, desc, 9, &isnull);
+			if (!isnull)
+				text_to_cstring_buffer(DatumGetTextPP(lmd5), t->listed_md5, sizeof(t->listed_md5));
+		}
 	}
 	run->seen += run->window_len;
 	if (run->window_len > 0)
@@ -330,6 +368,33 @@ source_step(TileRun *run, TileTask *task)
 
 	task->unverified = run->target->backend->etag_is_md5 && t->md5[0] != '\0' && run->bad == 0;
 	return task->unverified ? TILE_COPY : TILE_SRC_CHECK;
+}
+
+/*
+ * Did the listing show the tile at its destination with the manifest's
+ * size and MD5 (the ETag the server computed)?
+ */
+static bool
+listed_in_place(const TileEntry *t)
+{
+	return t->listed_size == t->byte_size && t->md5[0] != '\0' &&
+		strcmp(t->listed_md5, t->md5) == 0;
+}
+
+/*
+ * The first step of a tile the listing did not show in place: missing, of
+ * another size or another MD5, the destination needs no check; shown
+ * with the right size but nothing to compare (no MD5 in the manifest or
+ * the listing: WebDAV), it is checked as without a listing.
+ */
+static TileStep
+listed_step(TileRun *run, TileTask *task)
+{
+	TileEntry  *t = &task->tile;
+
+	if (t->listed_size == t->byte_size && (t->md5[0] == '\0' || t->listed_md5[0] == '\0'))
+		return TILE_DST_CHECK;
+	return source_step(run, task);
 }
 
 /* Checks the source's info; false (the tile recorded as bad) when it is wrong. */
@@ -613,9 +678,24 @@ tiles_in_parallel(TileRun *run)
 					more = false;
 					break;
 				}
-				task->busy = true;
 				task->unverified = false;
-				task->step = run->dst_empty ? source_step(run, task) : TILE_DST_CHECK;
+				if (run->dst_empty)
+					task->step = source_step(run, task);
+				else if (run->listed)
+				{
+					if (listed_in_place(&task->tile))
+					{
+						/* the listing's MD5 is the manifest's: no request */
+						run->counts->verified++;
+						run->counts->skipped++;
+						run->done++;
+						continue;
+					}
+					task->step = listed_step(run, task);
+				}
+				else
+					task->step = TILE_DST_CHECK;
+				task->busy = true;
 				MemoryContextSwitchTo(task->cxt);
 				tile_keys(run, &task->tile, &task->src, &task->dst);
 				MemoryContextSwitchTo(runcxt);
@@ -638,6 +718,377 @@ tiles_in_parallel(TileRun *run)
 	PG_END_TRY();
 	MemoryContextSwitchTo(saved);
 	MemoryContextDelete(runcxt);
+}
+
+/*
+ * Listing the destination.
+ *
+ * Where the backend lists (S3: ListObjectsV2, 1,000 keys a request, each
+ * with its ETag; WebDAV: PROPFIND with Depth: 1 of a folder), the
+ * destination's objects are listed before the tiles are handed out, into
+ * the temporary table LISTED_TABLE, and each window of the manifest is
+ * read joined to it: a tile the listing shows with the manifest's size and
+ * MD5 is in place without a request of its own, and a tile it does not
+ * show needs no check of its destination.  The listings run in parallel,
+ * at most publish.storage_concurrency at once: on S3 one per zoom level,
+ * or ten for a level of more tiles than LIST_SPLIT_PAGES pages hold (its
+ * columns split by their first digit), each read page after page; on WebDAV one per folder of tiles, a column of a
+ * zoom level.  Each page is written into the table in a short transaction
+ * of its own as it arrives, so the memory held is one page per listing in
+ * flight.  A server that cannot list (nginx without its dav_ext module
+ * answers PROPFIND with 405) leaves each tile checked on its own.
+ */
+
+#define LIST_PAGE_KEYS	1000	/* what one S3 listing request returns */
+#define LIST_SPLIT_PAGES	4	/* S3: a zoom level of more pages than this is
+								 * listed as ten parts */
+#define LIST_FOLDERS_READ	64	/* WebDAV: folders read from the manifest at a
+								 * time */
+
+/* One listing in flight: a part of the destination, page by page. */
+typedef struct ListUnit
+{
+	bool		busy;
+	char	   *sub;			/* below the root: "z/", "z/1", "z/x/" */
+	MemoryContext cxt;			/* its page's allocations */
+} ListUnit;
+
+/* The parts of the destination still to list. */
+typedef struct ListPlan
+{
+	bool		recursive;		/* S3: prefixes; else folders */
+	List	   *subs;			/* S3: all of them; WebDAV: the next few */
+	int			key[2];			/* WebDAV: (z, x) of the last folder read */
+	bool		exhausted;		/* WebDAV: no more folders in the manifest */
+} ListPlan;
+
+/*
+ * The parts to list, in a short transaction: S3, every zoom level of the
+ * manifest (at most TILE_MAX_ZOOM + 1, each one or ten prefixes); WebDAV,
+ * the next LIST_FOLDERS_READ columns (z, x) of the manifest after the last
+ * one read.  Allocated in cxt.
+ */
+static void
+list_plan_fill(TileRun *run, ListPlan *lp, MemoryContext cxt)
+{
+	static SPIPlanPtr zoom_plan = NULL;
+	static SPIPlanPtr folder_plan = NULL;
+	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT4OID};
+	Datum		values[4];
+	MemoryContext saved = CurrentMemoryContext;
+
+	values[0] = CStringGetTextDatum(run->manifest->tileset_id);
+	job_txn_begin("publish: reading the tile manifest");
+	if (lp->recursive)
+	{
+		if (spi_execute_cached(&zoom_plan, "SELECT z, count(*) FROM publish.tiles"
+							   " WHERE tileset_id = $1::uuid GROUP BY z ORDER BY z",
+							   1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "publish: could not read the tile manifest");
+		lp->exhausted = true;
+	}
+	else
+	{
+		values[1] = Int32GetDatum(lp->key[0]);
+		values[2] = Int32GetDatum(lp->key[1]);
+		values[3] = Int32GetDatum(LIST_FOLDERS_READ);
+		if (spi_execute_cached(&folder_plan, "SELECT DISTINCT z, x FROM publish.tiles"
+							   " WHERE tileset_id = $1::uuid AND (z, x) > ($2, $3)"
+							   " ORDER BY z, x LIMIT $4",
+							   4, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "publish: could not read the tile manifest");
+		lp->exhausted = SPI_processed < LIST_FOLDERS_READ;
+	}
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		bool		isnull;
+		int			z = DatumGetInt32(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+		int64		n = lp->recursive ?
+		DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)) :
+		DatumGetInt32(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		if (!lp->recursive)
+		{
+			lp->subs = lappend(lp->subs, psprintf("%d/%d/", z, (int) n));
+			lp->key[0] = z;
+			lp->key[1] = (int) n;
+		}
+		else if (n <= LIST_PAGE_KEYS * LIST_SPLIT_PAGES)
+			lp->subs = lappend(lp->subs, psprintf("%d/", z));
+		else
+		{
+			/* x = 0, then the columns by their first digit */
+			lp->subs = lappend(lp->subs, psprintf("%d/0/", z));
+			for (int d = 1; d <= 9; d++)
+				lp->subs = lappend(lp->subs, psprintf("%d/%d", z, d));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+}
+
+/*
+ * The next part to list, or NULL when all are listed; the plan's list
+ * and what it returns live in cxt.
+ */
+static char *
+list_plan_next(TileRun *run, ListPlan *lp, MemoryContext cxt)
+{
+	char	   *sub;
+
+	if (lp->subs == NIL && !lp->exhausted)
+		list_plan_fill(run, lp, cxt);
+	if (lp->subs == NIL)
+		return NULL;
+	sub = linitial(lp->subs);
+	lp->subs = list_delete_first(lp->subs);
+	return sub;
+}
+
+/*
+ * Reads a decimal number without sign or leading zero (the way tile keys
+ * write z, x, y) at *p, ending at the character end; false when there is
+ * none.
+ */
+static bool
+parse_number(const char **p, char end, int *value)
+{
+	const char *s = *p;
+	int64		v = 0;
+	int			digits = 0;
+
+	while (isdigit((unsigned char) s[digits]) && digits < 10)
+	{
+		v = v * 10 + (s[digits] - '0');
+		digits++;
+	}
+	if (digits == 0 || s[digits] != end || (digits > 1 && s[0] == '0') || v > PG_INT32_MAX)
+		return false;
+	*value = (int) v;
+	*p = s + digits + 1;
+	return true;
+}
+
+/* Is name (below the root) "z/x/y.format"?  Then its numbers. */
+static bool
+parse_tile_name(const char *name, const char *format, int *z, int *x, int *y)
+{
+	const char *p = name;
+
+	return parse_number(&p, '/', z) && parse_number(&p, '/', x) &&
+		parse_number(&p, '.', y) && strcmp(p, format) == 0;
+}
+
+/*
+ * Writes the tiles of a page of the listing into LISTED_TABLE, in a short
+ * transaction of its own.
+ */
+static void
+listed_insert(TileRun *run, StorageListPage *page)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	Datum	   *cols[5];
+	bool	   *md5_null;
+	int			n = 0;
+	int			dims[1];
+	int			lbs[1] = {1};
+	MemoryContext saved = CurrentMemoryContext;
+
+	for (int c = 0; c < 5; c++)
+		cols[c] = palloc(sizeof(Datum) * Max(page->n, 1));
+	md5_null = palloc(sizeof(bool) * Max(page->n, 1));
+	for (int i = 0; i < page->n; i++)
+	{
+		StorageListEntry *e = &page->entries[i];
+		int			z,
+					x,
+					y;
+
+		if (!parse_tile_name(e->name, run->in->tileset->format, &z, &x, &y))
+			continue;
+		cols[0][n] = Int32GetDatum(z);
+		cols[1][n] = Int32GetDatum(x);
+		cols[2][n] = Int32GetDatum(y);
+		cols[3][n] = Int64GetDatum(e->size);
+		md5_null[n] = e->md5[0] == '\0';
+		cols[4][n] = md5_null[n] ? (Datum) 0 : CStringGetTextDatum(e->md5);
+		n++;
+	}
+	if (n == 0)
+		return;
+	dims[0] = n;
+	values[0] = PointerGetDatum(construct_array(cols[0], n, INT4OID, 4, true, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(cols[1], n, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(cols[2], n, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(cols[3], n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = PointerGetDatum(construct_md_array(cols[4], md5_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+
+	job_txn_begin("publish: listing the tiles in place");
+	if (spi_execute_cached(&plan, "INSERT INTO pg_temp." LISTED_TABLE
+						   " SELECT * FROM unnest($1, $2, $3, $4, $5)"
+						   " ON CONFLICT DO NOTHING",
+						   5, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "publish: could not record a listing");
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+}
+
+/*
+ * Makes LISTED_TABLE, or empties it (a short transaction).  The first
+ * use in the process caps the local buffers of temporary tables first
+ * (possible only before any is used).
+ */
+static void
+listed_reset(void)
+{
+	static bool buffers_capped = false;
+	MemoryContext saved = CurrentMemoryContext;
+
+	if (!buffers_capped)
+	{
+		SetConfigOption("temp_buffers", LISTED_BUFFERS, PGC_USERSET, PGC_S_SESSION);
+		buffers_capped = true;
+	}
+	job_txn_begin("publish: listing the tiles in place");
+	if (SPI_execute("SELECT to_regclass('pg_temp." LISTED_TABLE "') IS NOT NULL", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not look for the listing table");
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		if (SPI_execute("TRUNCATE pg_temp." LISTED_TABLE, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "publish: could not empty the listing table");
+	}
+	else if (SPI_execute("CREATE TEMPORARY TABLE " LISTED_TABLE
+						 " (lz int, lx int, ly int, lsize bigint, lmd5 text,"
+						 "  PRIMARY KEY (lz, lx, ly))", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "publish: could not make the listing table");
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+}
+
+/*
+ * Lists the destination (root: the version's tile prefix) into
+ * LISTED_TABLE; false when the server cannot list (logged), and the
+ * tiles are then checked one by one.
+ */
+static bool
+list_destination(TileRun *run, const char *root)
+{
+	int			n = Max(publish_storage_concurrency, 1);
+	MemoryContext runcxt = AllocSetContextCreate(CurrentMemoryContext, "publish tile listings",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext saved = CurrentMemoryContext;
+	ListUnit   *units;
+	ListPlan	lp;
+	StorageBatch *volatile b = NULL;
+	bool		more = true;
+	bool		can_list = true;
+	int64		pages = 0;
+
+	listed_reset();
+	MemoryContextSwitchTo(runcxt);
+	memset(&lp, 0, sizeof(lp));
+	lp.recursive = run->target->backend->list_recursive;
+	lp.key[0] = lp.key[1] = -1;
+	units = palloc0(sizeof(ListUnit) * n);
+	for (int i = 0; i < n; i++)
+		units[i].cxt = AllocSetContextCreate(runcxt, "publish tile listing", ALLOCSET_DEFAULT_SIZES);
+	pgstat_report_activity(STATE_RUNNING, "publish: listing the tiles in place");
+
+	PG_TRY();
+	{
+		b = storage_batch_begin(run->target, n);
+		while (can_list)
+		{
+			StorageResult res;
+
+			while (more && !storage_batch_full(b))
+			{
+				ListUnit   *u = NULL;
+				char	   *sub;
+
+				for (int i = 0; i < n && u == NULL; i++)
+					if (!units[i].busy)
+						u = &units[i];
+				if (u == NULL)
+					break;
+				sub = list_plan_next(run, &lp, runcxt);
+				MemoryContextSwitchTo(runcxt);
+				if (sub == NULL)
+				{
+					more = false;
+					break;
+				}
+				u->busy = true;
+				u->sub = MemoryContextStrdup(u->cxt, sub);
+				pfree(sub);
+				MemoryContextSwitchTo(u->cxt);
+				storage_batch_list(b, root, u->sub, NULL, u);
+				MemoryContextSwitchTo(runcxt);
+			}
+			if (!more && storage_batch_idle(b))
+				break;
+			if (storage_batch_wait(b, PROGRESS_EVERY_MS, &res))
+			{
+				ListUnit   *u = res.tag;
+
+				if (!res.listed)
+					can_list = false;
+				else
+				{
+					char	   *sub;
+					char	   *next;
+
+					pages++;
+					listed_insert(run, &res.page);
+					MemoryContextSwitchTo(runcxt);
+					/* the next page, or the part is done */
+					next = res.page.next ? pstrdup(res.page.next) : NULL;
+					sub = pstrdup(u->sub);
+					MemoryContextReset(u->cxt);
+					if (next != NULL)
+					{
+						MemoryContextSwitchTo(u->cxt);
+						u->sub = pstrdup(sub);
+						storage_batch_list(b, root, u->sub, next, u);
+						MemoryContextSwitchTo(runcxt);
+					}
+					else
+						u->busy = false;
+					pfree(sub);
+					if (next)
+						pfree(next);
+				}
+			}
+			MemoryContextSwitchTo(runcxt);
+			tiles_report(run);
+			MemoryContextSwitchTo(runcxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		storage_batch_end(b);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(saved);
+	MemoryContextDelete(runcxt);
+
+	job_txn_begin("publish: listed the tiles in place");
+	if (can_list)
+		job_log(run->job, JOB_LOG_INFO,
+				psprintf("Listed %s: %lld %s", root, (long long) pages,
+						 pages == 1 ? "page" : "pages"));
+	else
+		job_log(run->job, JOB_LOG_INFO,
+				psprintf("Target \"%s\" cannot list %s (no PROPFIND): each tile is checked on its own",
+						 run->target->env, root));
+	job_txn_commit(false);
+	MemoryContextSwitchTo(saved);
+	return can_list;
 }
 
 /* See tile.h. */
@@ -665,12 +1116,18 @@ tile_publish(PublishJob *job, StorageTarget *target, ReleaseInput *in,
 	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
 	if (storage_batch_supported(target))
 	{
+		char	   *root = psprintf("%s/%s/tiles/v%d/", in->env, in->project_slug,
+									in->version_number);
+
 		/* a first publish: no destination to check, tile by tile */
 		if (target->backend->prefix_empty != NULL)
-			run.dst_empty = target->backend->prefix_empty(target,
-														  psprintf("%s/%s/tiles/v%d/", in->env, in->project_slug,
-																   in->version_number));
+			run.dst_empty = target->backend->prefix_empty(target, root);
+		/* else what is in place, from listings where the server has them */
+		if (!run.dst_empty && target->backend->list_request != NULL)
+			run.listed = list_destination(&run, root);
 		tiles_in_parallel(&run);
+		if (run.listed)
+			listed_reset();
 	}
 	else
 		tiles_one_by_one(&run);

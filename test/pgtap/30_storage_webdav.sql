@@ -61,10 +61,10 @@ SELECT ok(bool_and(pg_read_binary_file(format('%s/tap-dav/dav-one/tiles/v1/%s/%s
 CREATE TEMP TABLE dav_log (line text);
 COPY dav_log FROM :'dav_log';
 SELECT is((SELECT line FROM dav_log WHERE line ~ '^PUT /open/tap/tap-dav/dav-one/release.json ' LIMIT 1),
-          'PUT /open/tap/tap-dav/dav-one/release.json 201 ct="application/json" cc="no-cache"',
+          'PUT /open/tap/tap-dav/dav-one/release.json 201 ct="application/json" cc="no-cache" ce="-"',
           'release.json is PUT as application/json, Cache-Control no-cache (readers revalidate)');
 SELECT is((SELECT line FROM dav_log WHERE line ~ '^PUT /open/tap/tap-dav/dav-one/releases/v1.json ' LIMIT 1),
-          'PUT /open/tap/tap-dav/dav-one/releases/v1.json 201 ct="application/json" cc="public, max-age=31536000, immutable"',
+          'PUT /open/tap/tap-dav/dav-one/releases/v1.json 201 ct="application/json" cc="public, max-age=31536000, immutable" ce="-"',
           'the versioned copy is PUT as immutable, cached for a year');
 SELECT ok(EXISTS (SELECT 1 FROM dav_log WHERE line ~ '^HEAD /open/tap/tap-dav/dav-one/release.json 200'),
           'each upload is checked with a HEAD afterwards');

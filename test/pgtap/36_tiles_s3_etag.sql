@@ -12,7 +12,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'etag-%';
 
-SELECT plan(22);
+SELECT plan(23);
 
 SELECT 21 AS ntiles \gset
 SELECT :'s3rver_url' || '/' || :'s3_bucket' || '/etag' AS bucket_url,
@@ -89,8 +89,10 @@ SELECT id AS job_ok2 FROM publish.publish_version('etag-ok', 1, 'tap-etag') \gse
 CREATE TEMP TABLE ok2 AS SELECT * FROM test_helpers.wait_job(:'job_ok2', '60 s');
 SELECT is(ARRAY[(result->>'tiles_copied')::int, (result->>'tiles_skipped')::int, (result->>'tiles_verified')::int],
           ARRAY[0, :ntiles, :ntiles], 'a re-publish copies none, skips all 21, verifies all 21') FROM ok2;
-SELECT is(pg_temp.requests('^HEAD ' || :'bucket_path' || '/tap-etag/etag-ok/tiles/v1/'), :ntiles::bigint,
-          '... by one HEAD of each copy (its ETag is the manifest''s MD5)');
+SELECT is(pg_temp.requests('^HEAD ' || :'bucket_path' || '/tap-etag/etag-ok/tiles/v1/'), 0::bigint,
+          '... without a request of any tile: the listing tells each copy''s ETag, the manifest''s MD5');
+SELECT is(pg_temp.requests('^GET /' || :'s3_bucket' || '/\?list-type=2&max-keys=1000&prefix=etag%2Ftap-etag%2Fetag-ok%2Ftiles%2Fv1%2F[0-9]'),
+          3::bigint, '... one listing of each zoom level');
 
 -- A published tile changed behind publish's back, its x-amz-meta-sha256
 -- claiming the manifest's sha256: the ETag tells, the tile is copied again.

@@ -33,6 +33,10 @@
 //   /echo-redirect/TAG/... answers 307 to a Location carrying the secret
 //                          as userinfo and the Authorization as a parameter
 //   /switchable/TAG/...    as /ok, but 503 while TAG is down (below)
+//   /slowput-MS/TAG/...    as /ok, but PUT requests whose path has "/tiles/"
+//                          are answered after MS milliseconds; each is seen
+//                          as "PUT path inflight=N", N the PUTs of TAG
+//                          in flight when it arrived (itself included)
 // GET /_requests/TAG lists the requests seen under TAG, one per line;
 // POST /_down/TAG and POST /_up/TAG take /switchable/TAG down and up.
 'use strict';
@@ -43,6 +47,7 @@ const objects = new Map();     // path -> {body, type, cache}
 const counters = new Map();    // mode/tag -> requests seen
 const seen = new Map();        // tag -> [lines]
 const down = new Set();        // tags of /switchable that answer 503
+const inflight = new Map();    // tag -> PUTs of /slowput in flight
 
 // What a request carries: its Authorization, the secret in it (decoded
 // from Basic auth, or the bearer token), its session token, and the whole
@@ -111,7 +116,14 @@ http.createServer((req, res) => {
   const n = (counters.get(key) || 0) + 1;
   counters.set(key, n);
   if (!seen.has(tag)) seen.set(tag, []);
-  seen.get(tag).push(`${req.method} ${req.url}`);
+  const slow = /^slowput-(\d+)$/.exec(mode);
+  const slowPut = slow && req.method === 'PUT' && req.url.includes('/tiles/');
+  if (slowPut) {
+    inflight.set(tag, (inflight.get(tag) || 0) + 1);
+    seen.get(tag).push(`${req.method} ${req.url} inflight=${inflight.get(tag)}`);
+  } else {
+    seen.get(tag).push(`${req.method} ${req.url}`);
+  }
 
   if (mode === 'cut') {
     req.once('data', () => req.socket.destroy());
@@ -150,6 +162,13 @@ http.createServer((req, res) => {
     if (req.method === 'PUT') {
       objects.set(store, { body: Buffer.concat(chunks), type: req.headers['content-type'],
                            cache: req.headers['cache-control'] });
+      if (slowPut) {
+        return setTimeout(() => {
+          inflight.set(tag, inflight.get(tag) - 1);
+          res.writeHead(201);
+          res.end();
+        }, Number(slow[1]));
+      }
       res.writeHead(201);
       return res.end();
     }
