@@ -21,7 +21,7 @@
 #   bash bench/rollback.sh               # as root (installs, builds, ~3 min)
 #   BENCH_ROLLBACK_MB=50 BENCH_ROLLBACK_ROUNDS=9 bash bench/rollback.sh
 #
-# Writes bench/results/rollback.md (git-ignored) and docs/results/rollback.md.
+# Writes bench/results/rollback.md (git-ignored); docs/performance.md quotes it.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -172,4 +172,3 @@ done
 } >>"$WORK/table.md"
 cat "$WORK/table.md"
 cp "$WORK/table.md" "$OUT/rollback.md"
-cp "$WORK/table.md" "$ROOT_DIR/docs/results/rollback.md"

@@ -38,8 +38,9 @@
 #   BENCH_TILE_COUNTS="10000" BENCH_RUNS=1 BENCH_ROWS="s3_copy s3_same" bash bench/tiles_peers.sh
 #
 # Private cluster on $PUBLISH_BENCH_PORT (54542), servers on 54543-54548;
-# all stopped by pid on exit.  Writes docs/results/tiles_peers.md and
-# docs/img/tiles-peers.png (gnuplot).
+# all stopped by pid on exit.  Writes its tables to bench/results/tiles_peers.md
+# (git-ignored; docs/performance.md quotes them), the plot's data to
+# docs/results/tiles_peers.dat and the plot to docs/img/tiles-peers.png.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -60,7 +61,8 @@ export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54545}
 export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54546}
 export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54547}
 export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54548}
-RESULTS_DIR=$ROOT_DIR/docs/results
+RESULTS_DIR=$ROOT_DIR/bench/results
+PLOT_DATA=$ROOT_DIR/docs/results/tiles_peers.dat
 IMG_DIR=$ROOT_DIR/docs/img
 
 build_and_install
@@ -444,8 +446,8 @@ declare -A LABEL=(
 	[dav_copy]="WebDAV: copy into the release's place"
 	[dav_same]="WebDAV: nothing changed"
 )
-mkdir -p "$RESULTS_DIR" "$IMG_DIR"
-: >"$WORK/plot.dat"
+mkdir -p "$RESULTS_DIR" "$IMG_DIR" "$(dirname "$PLOT_DATA")"
+: >"$PLOT_DATA"
 {
 	echo "$(date -u +%Y-%m-%d), commit $(git -C "$ROOT_DIR" rev-parse --short HEAD), $(nproc) CPUs, load at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg); $RUNS runs, medians; publish.storage_concurrency = $CONC, rclone --transfers $CONC, AWS CLI max_concurrent_requests $CONC; $(rclone version | head -1), $($AWS --version | cut -d' ' -f1)"
 	echo
@@ -459,7 +461,7 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR"
 			aw=$(median "${R[$row|$n|aws]:-}")
 			ratio=$(awk -v p="$p" -v a="$rc" -v b="$aw" 'BEGIN { m = 0; if (a != "-" && a + 0 > m) m = a; if (b != "-" && b + 0 > m) m = b; if (m > 0 && p != "-") printf "%.2f×", p / m; else print "-" }')
 			echo "| ${LABEL[$row]} | ${TILES[$n]} | $p | $rc | $aw | $ratio |"
-			echo "\"${LABEL[$row]} ($n)\" ${p/-/0} ${rc/-/0} ${aw/-/0}" >>"$WORK/plot.dat"
+			echo "\"${LABEL[$row]} ($n)\" ${p/-/0} ${rc/-/0} ${aw/-/0}" >>"$PLOT_DATA"
 		done
 	done
 	echo
@@ -511,6 +513,6 @@ set ylabel "tiles/s"
 set logscale y
 set yrange [10:*]
 set key top right
-plot "$WORK/plot.dat" using 2:xtic(1) title "publish", '' using 3 title "rclone", '' using 4 title "AWS CLI"
+plot "$PLOT_DATA" using 2:xtic(1) title "publish", '' using 3 title "rclone", '' using 4 title "AWS CLI"
 GP
 echo "plot: $IMG_DIR/tiles-peers.png" >&2
