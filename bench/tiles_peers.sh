@@ -47,6 +47,8 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$ROOT_DIR/scripts/lib.sh"
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"10000 100000"}
 RUNS=${BENCH_RUNS:-3}
@@ -55,12 +57,7 @@ ROWS=${BENCH_ROWS:-"s3_up s3_copy s3_same dav_up dav_copy dav_same"}
 DAV_SAMPLE=${BENCH_DAV_SAMPLE:-1000}
 OVERLAYS=${BENCH_OVERLAYS:-100000}
 PORT=${PUBLISH_BENCH_PORT:-54542}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54543}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54544}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54545}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54546}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54547}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54548}
+storage_ports 54543 54544 54545 54546 54547 54548
 RESULTS_DIR=$ROOT_DIR/bench/results
 PLOT_DATA=$ROOT_DIR/docs/results/tiles_peers.dat
 IMG_DIR=$ROOT_DIR/docs/img
@@ -74,17 +71,11 @@ done
 AWS=/usr/bin/aws
 WORK=$(mktemp -d "${PUBLISH_BENCH_TMPDIR:-/tmp}/publish-peers-tiles.XXXXXX")
 chmod 755 "$WORK"
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	cluster_stop "$WORK/pg"
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup_servers_and_cluster "$WORK"' EXIT
 trap 'echo "tiles_peers.sh: failed at line $LINENO" >&2' ERR
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning" \
 	"publish.workers_per_database = 1" "publish.launcher_restart_delay = 1" \
 	"publish.storage_concurrency = $CONC" "publish.max_source_pixels = 1000" \

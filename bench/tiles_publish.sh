@@ -35,18 +35,15 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$ROOT_DIR/scripts/lib.sh"
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"1000 10000"}
 BYTES=${BENCH_TILE_BYTES:-4096}
 CONC=${BENCH_CONCURRENCY:-8}
 MD5=${BENCH_MD5:-1}
 PORT=${PUBLISH_BENCH_PORT:-54380}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54381}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54382}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54383}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54384}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54385}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
+storage_ports 54381 54382 54383 54384 54385 54386
 RESULTS_DIR=$ROOT_DIR/bench/results
 CACHE="public, max-age=31536000, immutable"
 
@@ -55,15 +52,9 @@ build_and_install
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-tiles.XXXXXX")
 chmod 755 "$WORK"
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	cluster_stop "$WORK/pg"
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup_servers_and_cluster "$WORK"' EXIT
 
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 # one worker, restarted quickly: its VmHWM is the peak of one job
 cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning" \
 	"publish.workers_per_database = 1" "publish.launcher_restart_delay = 1" \
