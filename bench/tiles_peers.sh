@@ -225,6 +225,27 @@ upload_phase() {
 	     FROM publish.jobs, jsonb_array_elements(logs) e WHERE id = '$1'"
 }
 
+# copy_project SLUG FROM ENV: a project SLUG whose tileset is the build of
+# project FROM on ENV (FROM's manifest, tiles where build_tiles put them),
+# so that publishing SLUG copies FROM's tiles into a new place
+copy_project() {
+	psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
+SELECT s.max_zoom FROM publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+  JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$2' \gset
+\set slug '$1'
+\set name '$1'
+\set format jpg
+\set source_path '$3/$2/builds/v1/tiles'
+\i '$BENCH_DIR/lib/built_tiles_project.sql'
+INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
+SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
+  FROM publish.tiles t JOIN publish.tilesets o ON o.id = t.tileset_id
+  JOIN publish.project_versions ov ON ov.id = o.version_id JOIN publish.projects op ON op.id = ov.project_id,
+       publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
+ WHERE op.slug = '$2' AND np.slug = '$1';
+SQL
+}
+
 # results: name|tiles|tool -> list of tiles/s
 declare -A R C V
 # add ROW|N|TOOL RATE: a run's tiles/s, and the CPU of the client and the
@@ -301,23 +322,7 @@ SQL
 		if want s3_copy || want s3_same; then
 			# a project whose tileset is the S3 build, published to a new place
 			slug=cp-s3-$n-$r
-			psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
-INSERT INTO publish.projects (slug, name) VALUES ('$slug', '$slug');
-INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$slug';
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
-SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at)
-SELECT v.id, 'jpg', 256, 0, $z, 's3/up-s3-$n/builds/v1/tiles', now()
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
-SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
-  FROM publish.tiles t JOIN publish.tilesets o ON o.id = t.tileset_id
-  JOIN publish.project_versions ov ON ov.id = o.version_id JOIN publish.projects op ON op.id = ov.project_id,
-       publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
- WHERE op.slug = 'up-s3-$n' AND np.slug = '$slug';
-SQL
+			copy_project "$slug" "up-s3-$n" s3
 			srcp=s3:$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles
 			fresh_worker
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 's3')")
@@ -351,23 +356,7 @@ SQL
 		fi
 		if want dav_copy || want dav_same; then
 			slug=cp-dav-$n-$r
-			psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
-INSERT INTO publish.projects (slug, name) VALUES ('$slug', '$slug');
-INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$slug';
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
-SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at)
-SELECT v.id, 'jpg', 256, 0, $z, 'dav/up-dav-$n/builds/v1/tiles', now()
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
-SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
-  FROM publish.tiles t JOIN publish.tilesets o ON o.id = t.tileset_id
-  JOIN publish.project_versions ov ON ov.id = o.version_id JOIN publish.projects op ON op.id = ov.project_id,
-       publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
- WHERE op.slug = 'up-dav-$n' AND np.slug = '$slug';
-SQL
+			copy_project "$slug" "up-dav-$n" dav
 			fresh_worker
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 			add "dav_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"

@@ -210,15 +210,12 @@ for n in $COUNTS; do
 		curl1=$(timed curl -K "$WORK/curl-$target-src-$n.cfg")
 		curlp=$(timed curl -s --parallel --parallel-max "$CONC" -K "$WORK/curl-$target-cli-$n.cfg")
 		psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
-INSERT INTO publish.projects (slug, name) VALUES ('$target-$n', 'Bench $target $n');
-INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$target-$n';
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
-SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
-INSERT INTO publish.tilesets (version_id, format, min_zoom, max_zoom, source_path, built_at)
-SELECT v.id, 'png', 0, $maxz, 'builds/b$n', now()
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
+\set slug '$target-$n'
+\set name 'Bench $target $n'
+\set format png
+\set max_zoom $maxz
+\set source_path 'builds/b$n'
+\i '$BENCH_DIR/lib/built_tiles_project.sql'
 CREATE TEMP TABLE m (z int, x int, y int, byte_size bigint, sha256 text, md5 text);
 \copy m FROM '$WORK/manifest-$n.csv' WITH (FORMAT csv)
 INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
