@@ -49,6 +49,8 @@ ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 source "$ROOT_DIR/scripts/lib.sh"
 # shellcheck source=bench/lib/servers.sh
 source "$BENCH_DIR/lib/servers.sh"
+# shellcheck source=bench/lib/worker.sh
+source "$BENCH_DIR/lib/worker.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"10000 100000"}
 RUNS=${BENCH_RUNS:-3}
@@ -149,42 +151,6 @@ timed() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
 }
 
-worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'bench' LIMIT 1"; }
-
-# fresh_worker: a new worker (the old one terminated), so that a publish's
-# peak memory is not what a tile build (libvips) left in the process
-fresh_worker() {
-	local old new i
-	old=$(worker_pid)
-	if [ -n "$old" ]; then q "SELECT pg_terminate_backend($old)" >/dev/null; fi
-	for i in $(seq 1 200); do
-		new=$(worker_pid)
-		if [ -n "$new" ] && [ "$new" != "$old" ]; then sleep 0.5; return; fi
-		sleep 0.1
-	done
-	echo "no publish worker started" >&2
-	exit 1
-}
-
-# peak_anon PID STOP: the peak RssAnon (kB) of PID, sampled every 5 ms until
-# the file STOP exists (bash builtins only: it forks nothing)
-peak_anon() {
-	local pid=$1 stop=$2 peak=0 k v rest sfd
-	exec {sfd}<> <(:)
-	touch "$stop.ready"
-	while [ ! -e "$stop" ] && [ -r "/proc/$pid/status" ]; do
-		while read -r k v rest; do
-			if [ "$k" = RssAnon: ]; then
-				[ "$v" -gt "$peak" ] && peak=$v
-				break
-			fi
-		done <"/proc/$pid/status"
-		read -r -t 0.005 -u "$sfd" _ || true
-	done
-	exec {sfd}>&-
-	echo "$peak"
-}
-
 # job ID_SQL: runs the job the SQL queues, to its end (sampling the worker's
 # private memory into $WORK/peak, kB); prints its id; fails unless it completed
 peak() { cat "$WORK/peak" 2>/dev/null || echo 0; }
@@ -257,6 +223,12 @@ add() {
 	C[$1]="${C[$1]:-} $((c * 1000 / tiles))"
 	V[$1]="${V[$1]:-} $((v * 1000 / tiles))"
 }
+# add_sample ROW|N|TOOL NS SECS: add, for a run over a sample of NS tiles
+# that took SECS (its rate and its CPU per 1,000 tiles of the sample)
+add_sample() {
+	local tiles=$2
+	add "$1" "$(rate "$2" "$3")"
+}
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
 median() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 want() { [[ " $ROWS " == *" $1 "* ]]; }
@@ -324,7 +296,7 @@ SQL
 			slug=cp-s3-$n-$r
 			copy_project "$slug" "up-s3-$n" s3
 			srcp=s3:$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles
-			fresh_worker
+			fresh_worker >/dev/null
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 's3')")
 			add "s3_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish S3|$(peak)")
@@ -348,16 +320,12 @@ SQL
 			(cd "$tree" && find . -type f | sed 's|^\./||' | sort) >"$WORK/up-all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/up-all-$n" >"$WORK/up-sample-$n"
 			ns=$(wc -l <"$WORK/up-sample-$n")
-			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")
-			tiles_all=$tiles
-			tiles=$ns
-			add "dav_up|$n|rclone" "$(rate "$ns" "$secs")"
-			tiles=$tiles_all
+			add_sample "dav_up|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")"
 		fi
 		if want dav_copy || want dav_same; then
 			slug=cp-dav-$n-$r
 			copy_project "$slug" "up-dav-$n" dav
-			fresh_worker
+			fresh_worker >/dev/null
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 			add "dav_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish WebDAV|$(peak)")
@@ -366,11 +334,7 @@ SQL
 			find "$DAV_DIR/$sample" -type f | sed "s|^$DAV_DIR/$sample/||" | sort >"$WORK/all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/all-$n" >"$WORK/sample-$n"
 			ns=$(wc -l <"$WORK/sample-$n")
-			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")
-			tiles_all=$tiles
-			tiles=$ns
-			add "dav_copy|$n|rclone" "$(rate "$ns" "$secs")"
-			tiles=$tiles_all
+			add_sample "dav_copy|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")"
 			if want dav_same; then
 				id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 				add "dav_same|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"

@@ -12,9 +12,9 @@
 # skipped), and the worker's peak memory: VmHWM of a worker
 # started just before the job (it includes the shared buffers the worker
 # touched, which grow with the manifest's pages), and its peak private
-# memory (RssAnon, sampled every 5 ms by peak_anon below), and the CPU time
-# the worker spent per 1,000 tiles (the whole job, from /proc: steadier
-# than the rates when other work shares the CPUs).  Prints a Markdown
+# memory (RssAnon, sampled every 5 ms by peak_anon, lib/worker.sh), and
+# the CPU time the worker spent per 1,000 tiles (the whole job, from /proc:
+# steadier than the rates when other work shares the CPUs).  Prints a Markdown
 # table and writes it to bench/results/tiles_publish.md (git-ignored).
 #
 #   bash bench/tiles_publish.sh
@@ -37,6 +37,8 @@ ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 source "$ROOT_DIR/scripts/lib.sh"
 # shellcheck source=bench/lib/servers.sh
 source "$BENCH_DIR/lib/servers.sh"
+# shellcheck source=bench/lib/worker.sh
+source "$BENCH_DIR/lib/worker.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"1000 10000"}
 BYTES=${BENCH_TILE_BYTES:-4096}
@@ -125,22 +127,6 @@ timed() {
 
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d bench -c "$1"; }
 
-worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'bench' LIMIT 1"; }
-
-# fresh_worker: terminates the worker and waits for its successor; prints its pid
-fresh_worker() {
-	local old new i
-	old=$(worker_pid)
-	if [ -n "$old" ]; then q "SELECT pg_terminate_backend($old)" >/dev/null; fi
-	for i in $(seq 1 200); do
-		new=$(worker_pid)
-		if [ -n "$new" ] && [ "$new" != "$old" ]; then echo "$new"; return; fi
-		sleep 0.1
-	done
-	echo "no publish worker started" >&2
-	exit 1
-}
-
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # cpu_ms PID: user + system CPU time of PID so far, in ms (steadier than
@@ -150,26 +136,6 @@ cpu_ms() {
 	stat=$(cat "/proc/$1/stat")
 	stat=${stat##*) }
 	awk -v s="$stat" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(s, f, " "); printf "%d", (f[12] + f[13]) * 1000 / hz }'
-}
-
-# peak_anon PID STOP: samples PID's RssAnon every 5 ms until the file STOP
-# exists (or PID ends); prints the peak (kB).  Bash builtins only, so the
-# sampling forks nothing and costs little CPU beside the worker.
-peak_anon() {
-	local pid=$1 stop=$2 peak=0 k v rest sfd
-	exec {sfd}<> <(:)
-	touch "$stop.ready"
-	while [ ! -e "$stop" ] && [ -r "/proc/$pid/status" ]; do
-		while read -r k v rest; do
-			if [ "$k" = RssAnon: ]; then
-				[ "$v" -gt "$peak" ] && peak=$v
-				break
-			fi
-		done <"/proc/$pid/status"
-		read -r -t 0.005 -u "$sfd" _ || true
-	done
-	exec {sfd}>&-
-	echo "$peak"
 }
 
 # sampled PID CMD...: runs CMD while peak_anon samples PID every 5 ms;
@@ -224,7 +190,6 @@ SELECT s.id, m.z, m.x, m.y, m.byte_size, m.sha256, CASE WHEN $MD5 = 1 THEN m.md5
   JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
 SQL
 		pid=$(fresh_worker)
-		sleep 0.5
 		hwm0=$(hwm "$pid")
 		anon0=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
 		cpu0=$(cpu_ms "$pid")
