@@ -31,6 +31,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/queue.sh
+source "$BENCH_DIR/lib/queue.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54458}
 N=${BENCH_DEEP_N:-20000}
@@ -76,31 +78,11 @@ INSERT INTO publish.projects (slug, name) SELECT 'deep-' || k, 'Deep ' || k FROM
 INSERT INTO publish.projects (slug, name) SELECT 'short-' || k, 'Short ' || k FROM generate_series(1, $SHORT) k;
 INSERT INTO publish.project_versions (project_id, version_number, status)
 SELECT p.id, v, 'ready' FROM publish.projects p, generate_series(1, CASE p.slug WHEN 'versions-deep' THEN $N WHEN 'versions-short' THEN $SHORT ELSE 1 END) v;
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
-       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4 + i / 1000.0, 52.5)),
-       jsonb_build_object('rank', i)
-  FROM publish.project_versions v, generate_series(1, 20) i;
+\i '$BENCH_DIR/lib/markers.sql'
 VACUUM ANALYZE;
 SQL
 echo "   loaded in $(( $(date +%s) - T_START )) s"
 
-workers_cpu() {
-	local t=0 p
-	for p in $(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB'"); do
-		t=$((t + $(cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
-wait_drained() {
-	local deadline=$((SECONDS + 3600)) left
-	while :; do
-		left=$(val "SELECT count(*) FROM publish.job_queue WHERE status IN ('queued', 'running')")
-		[ "$left" -eq 0 ] && return 0
-		[ $SECONDS -lt $deadline ] || { echo "timed out: $left jobs left" >&2; return 1; }
-		sleep 0.5
-	done
-}
 # wait_completed T0 N: until N jobs queued since T0 have ended
 wait_completed() {
 	while [ "$(val "SELECT count(*) FROM publish.job_queue WHERE created_at >= '$1' AND status NOT IN ('queued', 'running')")" -lt "$2" ]; do
@@ -159,7 +141,7 @@ run() {
 		wait_completed "$t0" "$MEASURE"
 		val "DELETE FROM publish.job_queue WHERE created_at >= '$t0' AND status = 'queued'" >/dev/null
 	fi
-	wait_drained
+	wait_drained 3600 0.5
 	wait
 	cpu1=$(workers_cpu)
 	row=$(val "SELECT count(*) FILTER (WHERE status <> 'cancelled'), count(*) FILTER (WHERE status = 'completed'),

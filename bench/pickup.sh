@@ -30,6 +30,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/queue.sh
+source "$BENCH_DIR/lib/queue.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54350}
 RATE=${BENCH_PICKUP_RATE:-100}
@@ -62,34 +64,13 @@ CREATE EXTENSION publish;
 SELECT publish.set_storage_target('e-' || k, 'file://$WORK/maps/e-' || k) FROM generate_series(1, $NENV) k \g /dev/null
 INSERT INTO publish.projects (slug, name) SELECT 'p-' || k, 'Pickup ' || k FROM generate_series(1, $NENV) k;
 INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
-       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4 + i / 1000.0, 52.5)),
-       jsonb_build_object('rank', i)
-  FROM publish.project_versions v, generate_series(1, 20) i;
+\i '$BENCH_DIR/lib/markers.sql'
 CREATE SEQUENCE bench_seq;
 CREATE TABLE bench_commit (i int);
 SQL
 printf "SELECT publish.publish_version('p-' || k, 1, 'e-' || k) FROM (SELECT nextval('bench_seq') %% %d + 1 AS k) s;\n" "$NENV" >"$WORK/publish.sql"
 printf "INSERT INTO bench_commit VALUES (1);\n" >"$WORK/floor.sql"
 
-wait_drained() {
-	local deadline=$((SECONDS + 600)) left
-	while :; do
-		left=$(val "SELECT count(*) FROM publish.job_queue WHERE status IN ('queued', 'running')")
-		[ "$left" -eq 0 ] && return 0
-		[ $SECONDS -lt $deadline ] || { echo "timed out: $left jobs left" >&2; return 1; }
-		sleep 0.2
-	done
-}
-# CPU time (ns, /proc/<pid>/schedstat) of the database's workers together
-workers_cpu() {
-	local t=0 p
-	for p in $(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB'"); do
-		t=$((t + $(cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
 # pgbench_run SCRIPT LOG: one client at RATE for SECS; LOG gets the
 # statement latencies in ms (time − schedule lag, per transaction)
 pgbench_run() {
@@ -109,7 +90,7 @@ stats() {
 
 echo "== warm-up: every project published once"
 "$PGBENCH" -n -c 1 -t "$NENV" -f "$WORK/publish.sql" "$DB" >/dev/null
-wait_drained
+wait_drained 600 0.2
 : >"$WORK/floor-all"; : >"$WORK/pickup-all"; : >"$WORK/call-all"; : >"$WORK/run-all"
 ROWS=()
 JOBS=0; CPU_NS=0; FAILED=0
@@ -120,7 +101,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	t0=$(val "SELECT clock_timestamp()")
 	cpu0=$(workers_cpu)
 	pgbench_run "$WORK/publish.sql" "$WORK/call-$r"
-	wait_drained
+	wait_drained 600 0.2
 	cpu1=$(workers_cpu)
 	val "SELECT status, extract(epoch FROM started_at - created_at) * 1000, extract(epoch FROM completed_at - started_at) * 1000,
 	            extract(epoch FROM created_at - '$t0'), extract(epoch FROM started_at - '$t0'), extract(epoch FROM completed_at - '$t0'), attempts

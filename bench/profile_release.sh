@@ -32,22 +32,10 @@ psql -X -q -v ON_ERROR_STOP=1 -d prof <<SQL
 CREATE EXTENSION publish;
 SELECT publish.set_storage_target('prof', 'file://$WORK/maps') \g /dev/null
 INSERT INTO publish.projects (slug, name) VALUES ('prof', 'Profile');
-INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'o-' || lpad(i::text, 7, '0'), 'Overlay ' || i, t.type,
-       CASE t.type
-       WHEN 'polyline' THEN jsonb_build_object('type', 'LineString', 'coordinates',
-            jsonb_build_array(jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y + 0.0005)))
-       WHEN 'polygon' THEN jsonb_build_object('type', 'Polygon', 'coordinates', jsonb_build_array(jsonb_build_array(
-            jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y), jsonb_build_array(x + 0.001, y + 0.001),
-            jsonb_build_array(x, y))))
-       ELSE jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(x, y))
-       END,
-       jsonb_build_object('rank', i, 'category', t.type)
-  FROM publish.project_versions v, generate_series(1, $N) i,
-       LATERAL (SELECT (ARRAY['marker', 'label', 'polyline', 'polygon'])[1 + i % 4] AS type,
-                       round((13.0 + (i % 1000) * 0.001)::numeric, 4) AS x,
-                       round((52.0 + (i / 1000) * 0.001)::numeric, 4) AS y) t;
+INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects
+RETURNING id AS version_id \gset
+\set n $N
+\i '$BENCH_DIR/lib/overlays.sql'
 ANALYZE;
 SQL
 q() { psql -X -q -tA -v ON_ERROR_STOP=1 -d prof -c "$1"; }

@@ -90,31 +90,17 @@ END
 SQL
 
 # make_project N: project size-N, version 1 ready, N overlays cycling over
-# marker, label, polyline and polygon (about 230 bytes each in release.json).
+# marker, label, polyline and polygon (lib/overlays.sql: about 230 bytes
+# each in release.json).
 make_project() {
 	local n=$1
 	q <<SQL
 BEGIN;
 INSERT INTO publish.projects (slug, name) VALUES ('size-$n', 'Size $n') RETURNING id AS project_id \gset
 INSERT INTO publish.project_versions (project_id, version_number, status)
-VALUES (:'project_id', 1, 'ready');
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'o-' || lpad(i::text, 7, '0'), 'Overlay ' || i, t.type,
-       CASE t.type
-       WHEN 'polyline' THEN jsonb_build_object('type', 'LineString', 'coordinates',
-            jsonb_build_array(jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y + 0.0005)))
-       WHEN 'polygon' THEN jsonb_build_object('type', 'Polygon', 'coordinates', jsonb_build_array(jsonb_build_array(
-            jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y), jsonb_build_array(x + 0.001, y + 0.001),
-            jsonb_build_array(x, y))))
-       ELSE jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(x, y))
-       END,
-       jsonb_build_object('rank', i, 'category', t.type)
-  FROM publish.project_versions v,
-       generate_series(1, $n) i,
-       LATERAL (SELECT (ARRAY['marker', 'label', 'polyline', 'polygon'])[1 + i % 4] AS type,
-                       round((13.0 + (i % 1000) * 0.001)::numeric, 4) AS x,
-                       round((52.0 + (i / 1000) * 0.001)::numeric, 4) AS y) t
- WHERE v.project_id = :'project_id';
+VALUES (:'project_id', 1, 'ready') RETURNING id AS version_id \gset
+\set n $n
+\i '$BENCH_DIR/lib/overlays.sql'
 COMMIT;
 ANALYZE publish.overlays;
 SQL

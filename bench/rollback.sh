@@ -27,16 +27,13 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54461}
 MB=${BENCH_ROLLBACK_MB:-20}
 ROUNDS=${BENCH_ROLLBACK_ROUNDS:-5}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54481}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54482}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54483}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54484}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54485}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54487}
+storage_ports 54481 54482 54483 54484 54485 54487
 OUT=$BENCH_DIR/results
 DB=rb
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -45,15 +42,9 @@ build_and_install
 
 WORK=$(mktemp -d "${PUBLISH_BENCH_TMPDIR:-/tmp}/publish-bench-rollback.XXXXXX")
 chmod 755 "$WORK"
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	cluster_stop "$WORK/pg"
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup_servers_and_cluster "$WORK"' EXIT
 
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 cluster_start "$WORK/pg" "$PORT" \
 	"publish.workers_per_database = 1" \
 	"publish.max_release_size = '256MB'" \

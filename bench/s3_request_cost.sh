@@ -18,25 +18,18 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
 N=${BENCH_REQUESTS:-1000}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54391}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54392}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54393}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54394}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54395}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54396}
+storage_ports 54391 54392 54393 54394 54395 54396
 RESULTS_DIR=$ROOT_DIR/bench/results
 
 bash "$ROOT_DIR/scripts/install-deps.sh" >/dev/null
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-s3cost.XXXXXX")
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	rm -rf "$WORK"
-}
+cleanup() { servers_stop "$WORK/servers"; rm -rf "$WORK"; }
 trap cleanup EXIT
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 
 # one curl config per kind of request, N entries each
 python3 - "$WORK" "$N" "${S[s3_endpoint]}/${S[s3_bucket]}" "${S[s3_key_id]}:${S[s3_secret]}" "${S[s3_bucket]}" <<'PY'

@@ -19,30 +19,21 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$ROOT_DIR/scripts/lib.sh"
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
 
 N=${BENCH_OBJECTS:-2000}
 BYTES=${BENCH_OBJECT_BYTES:-1024}
 PORT=${PUBLISH_BENCH_PORT:-54380}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54381}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54382}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54383}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54384}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54385}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
+storage_ports 54381 54382 54383 54384 54385 54386
 RESULTS_DIR=$BENCH_DIR/results
 
 build_and_install
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-storage.XXXXXX")
 chmod 755 "$WORK"
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	cluster_stop "$WORK/pg"
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup_servers_and_cluster "$WORK"' EXIT
 
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning"
 
 head -c "$BYTES" /dev/urandom >"$WORK/object.bin"

@@ -23,6 +23,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/queue.sh
+source "$BENCH_DIR/lib/queue.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54454}
 N=${BENCH_TP_N:-1000}
@@ -51,35 +53,12 @@ CREATE EXTENSION publish;
 SELECT publish.set_storage_target('tp-' || e, 'file://$WORK/maps/tp-' || e) FROM generate_series(1, 50) e \g /dev/null
 INSERT INTO publish.projects (slug, name) SELECT 'tp-' || p, 'Throughput ' || p FROM generate_series(1, $N) p;
 INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'poi-' || i, 'Point ' || i, 'marker',
-       jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(13.4 + i / 1000.0, 52.5)),
-       jsonb_build_object('rank', i)
-  FROM publish.project_versions v, generate_series(1, 20) i;
+\i '$BENCH_DIR/lib/markers.sql'
 CREATE SEQUENCE tp_seq;
 SQL
 # each call publishes the next project, to the next environment: N calls
 # publish every project once
 printf "SELECT publish.publish_version('tp-' || ((k - 1) %% %d + 1), 1, 'tp-' || ((k - 1) %% 50 + 1)) FROM (SELECT nextval('tp_seq') AS k) s;\n" "$N" >"$WORK/enqueue.sql"
-
-wait_drained() {
-	local t0=$1 deadline=$((SECONDS + 600)) left
-	while :; do
-		left=$(val "SELECT count(*) FROM publish.job_queue WHERE created_at >= '$t0' AND status IN ('queued', 'running')")
-		[ "$left" -eq 0 ] && return 0
-		[ $SECONDS -lt $deadline ] || { echo "timed out: $left jobs left" >&2; return 1; }
-		sleep 0.2
-	done
-}
-
-# CPU time (ns, /proc/<pid>/schedstat) of the database's workers together
-workers_cpu() {
-	local t=0 p
-	for p in $(val "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = '$DB'"); do
-		t=$((t + $(cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
 
 ROWS=()
 ALL_OK=true
@@ -122,7 +101,7 @@ run() {
 	fi
 	"$PGBENCH" -n -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -t $((N / clients)) -f "$WORK/enqueue.sql" "$DB" >"$WORK/pgbench.log" 2>&1 \
 		|| { cat "$WORK/pgbench.log" >&2; exit 1; }
-	wait_drained "$t0"
+	wait_drained 600 0.2 "$t0"
 	row=$(val "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
 	                  round(extract(epoch FROM max(completed_at) - min(created_at))::numeric, 2),
 	                  round((count(*) FILTER (WHERE status = 'completed')
@@ -157,7 +136,7 @@ for workers in 1 2; do
 	if [ "$workers" -ne 1 ]; then cluster_stop "$WORK/pg"; start "$workers"; fi
 	echo "== $workers worker(s) per database; warm-up"
 	"$PGBENCH" -n -c 1 -t 20 -f "$WORK/enqueue.sql" "$DB" >/dev/null 2>&1
-	wait_drained "$(val "SELECT clock_timestamp() - interval '10 s'")"
+	wait_drained 600 0.2 "$(val "SELECT clock_timestamp() - interval '10 s'")"
 	for clients in 1 8; do run "$workers" "$clients"; done
 done
 

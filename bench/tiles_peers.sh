@@ -47,6 +47,10 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$ROOT_DIR/scripts/lib.sh"
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
+# shellcheck source=bench/lib/worker.sh
+source "$BENCH_DIR/lib/worker.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"10000 100000"}
 RUNS=${BENCH_RUNS:-3}
@@ -55,12 +59,7 @@ ROWS=${BENCH_ROWS:-"s3_up s3_copy s3_same dav_up dav_copy dav_same"}
 DAV_SAMPLE=${BENCH_DAV_SAMPLE:-1000}
 OVERLAYS=${BENCH_OVERLAYS:-100000}
 PORT=${PUBLISH_BENCH_PORT:-54542}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54543}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54544}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54545}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54546}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54547}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54548}
+storage_ports 54543 54544 54545 54546 54547 54548
 RESULTS_DIR=$ROOT_DIR/bench/results
 PLOT_DATA=$ROOT_DIR/docs/results/tiles_peers.dat
 IMG_DIR=$ROOT_DIR/docs/img
@@ -74,17 +73,11 @@ done
 AWS=/usr/bin/aws
 WORK=$(mktemp -d "${PUBLISH_BENCH_TMPDIR:-/tmp}/publish-peers-tiles.XXXXXX")
 chmod 755 "$WORK"
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	cluster_stop "$WORK/pg"
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup_servers_and_cluster "$WORK"' EXIT
 trap 'echo "tiles_peers.sh: failed at line $LINENO" >&2' ERR
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning" \
 	"publish.workers_per_database = 1" "publish.launcher_restart_delay = 1" \
 	"publish.storage_concurrency = $CONC" "publish.max_source_pixels = 1000" \
@@ -158,42 +151,6 @@ timed() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
 }
 
-worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'bench' LIMIT 1"; }
-
-# fresh_worker: a new worker (the old one terminated), so that a publish's
-# peak memory is not what a tile build (libvips) left in the process
-fresh_worker() {
-	local old new i
-	old=$(worker_pid)
-	if [ -n "$old" ]; then q "SELECT pg_terminate_backend($old)" >/dev/null; fi
-	for i in $(seq 1 200); do
-		new=$(worker_pid)
-		if [ -n "$new" ] && [ "$new" != "$old" ]; then sleep 0.5; return; fi
-		sleep 0.1
-	done
-	echo "no publish worker started" >&2
-	exit 1
-}
-
-# peak_anon PID STOP: the peak RssAnon (kB) of PID, sampled every 5 ms until
-# the file STOP exists (bash builtins only: it forks nothing)
-peak_anon() {
-	local pid=$1 stop=$2 peak=0 k v rest sfd
-	exec {sfd}<> <(:)
-	touch "$stop.ready"
-	while [ ! -e "$stop" ] && [ -r "/proc/$pid/status" ]; do
-		while read -r k v rest; do
-			if [ "$k" = RssAnon: ]; then
-				[ "$v" -gt "$peak" ] && peak=$v
-				break
-			fi
-		done <"/proc/$pid/status"
-		read -r -t 0.005 -u "$sfd" _ || true
-	done
-	exec {sfd}>&-
-	echo "$peak"
-}
-
 # job ID_SQL: runs the job the SQL queues, to its end (sampling the worker's
 # private memory into $WORK/peak, kB); prints its id; fails unless it completed
 peak() { cat "$WORK/peak" 2>/dev/null || echo 0; }
@@ -234,6 +191,27 @@ upload_phase() {
 	     FROM publish.jobs, jsonb_array_elements(logs) e WHERE id = '$1'"
 }
 
+# copy_project SLUG FROM ENV: a project SLUG whose tileset is the build of
+# project FROM on ENV (FROM's manifest, tiles where build_tiles put them),
+# so that publishing SLUG copies FROM's tiles into a new place
+copy_project() {
+	psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
+SELECT s.max_zoom FROM publish.tilesets s JOIN publish.project_versions v ON v.id = s.version_id
+  JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$2' \gset
+\set slug '$1'
+\set name '$1'
+\set format jpg
+\set source_path '$3/$2/builds/v1/tiles'
+\i '$BENCH_DIR/lib/built_tiles_project.sql'
+INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
+SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
+  FROM publish.tiles t JOIN publish.tilesets o ON o.id = t.tileset_id
+  JOIN publish.project_versions ov ON ov.id = o.version_id JOIN publish.projects op ON op.id = ov.project_id,
+       publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
+ WHERE op.slug = '$2' AND np.slug = '$1';
+SQL
+}
+
 # results: name|tiles|tool -> list of tiles/s
 declare -A R C V
 # add ROW|N|TOOL RATE: a run's tiles/s, and the CPU of the client and the
@@ -244,6 +222,12 @@ add() {
 	read -r c v <"$WORK/cpu"
 	C[$1]="${C[$1]:-} $((c * 1000 / tiles))"
 	V[$1]="${V[$1]:-} $((v * 1000 / tiles))"
+}
+# add_sample ROW|N|TOOL NS SECS: add, for a run over a sample of NS tiles
+# that took SECS (its rate and its CPU per 1,000 tiles of the sample)
+add_sample() {
+	local tiles=$2
+	add "$1" "$(rate "$2" "$3")"
 }
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
 median() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -310,25 +294,9 @@ SQL
 		if want s3_copy || want s3_same; then
 			# a project whose tileset is the S3 build, published to a new place
 			slug=cp-s3-$n-$r
-			psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
-INSERT INTO publish.projects (slug, name) VALUES ('$slug', '$slug');
-INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$slug';
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
-SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at)
-SELECT v.id, 'jpg', 256, 0, $z, 's3/up-s3-$n/builds/v1/tiles', now()
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
-SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
-  FROM publish.tiles t JOIN publish.tilesets o ON o.id = t.tileset_id
-  JOIN publish.project_versions ov ON ov.id = o.version_id JOIN publish.projects op ON op.id = ov.project_id,
-       publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
- WHERE op.slug = 'up-s3-$n' AND np.slug = '$slug';
-SQL
+			copy_project "$slug" "up-s3-$n" s3
 			srcp=s3:$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles
-			fresh_worker
+			fresh_worker >/dev/null
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 's3')")
 			add "s3_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish S3|$(peak)")
@@ -352,32 +320,12 @@ SQL
 			(cd "$tree" && find . -type f | sed 's|^\./||' | sort) >"$WORK/up-all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/up-all-$n" >"$WORK/up-sample-$n"
 			ns=$(wc -l <"$WORK/up-sample-$n")
-			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")
-			tiles_all=$tiles
-			tiles=$ns
-			add "dav_up|$n|rclone" "$(rate "$ns" "$secs")"
-			tiles=$tiles_all
+			add_sample "dav_up|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")"
 		fi
 		if want dav_copy || want dav_same; then
 			slug=cp-dav-$n-$r
-			psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
-INSERT INTO publish.projects (slug, name) VALUES ('$slug', '$slug');
-INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$slug';
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
-SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tilesets (version_id, format, tile_size, min_zoom, max_zoom, source_path, built_at)
-SELECT v.id, 'jpg', 256, 0, $z, 'dav/up-dav-$n/builds/v1/tiles', now()
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$slug';
-INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
-SELECT n.id, t.z, t.x, t.y, t.byte_size, t.sha256, t.md5
-  FROM publish.tiles t JOIN publish.tilesets o ON o.id = t.tileset_id
-  JOIN publish.project_versions ov ON ov.id = o.version_id JOIN publish.projects op ON op.id = ov.project_id,
-       publish.tilesets n JOIN publish.project_versions nv ON nv.id = n.version_id JOIN publish.projects np ON np.id = nv.project_id
- WHERE op.slug = 'up-dav-$n' AND np.slug = '$slug';
-SQL
-			fresh_worker
+			copy_project "$slug" "up-dav-$n" dav
+			fresh_worker >/dev/null
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 			add "dav_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish WebDAV|$(peak)")
@@ -386,11 +334,7 @@ SQL
 			find "$DAV_DIR/$sample" -type f | sed "s|^$DAV_DIR/$sample/||" | sort >"$WORK/all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/all-$n" >"$WORK/sample-$n"
 			ns=$(wc -l <"$WORK/sample-$n")
-			secs=$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")
-			tiles_all=$tiles
-			tiles=$ns
-			add "dav_copy|$n|rclone" "$(rate "$ns" "$secs")"
-			tiles=$tiles_all
+			add_sample "dav_copy|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")"
 			if want dav_same; then
 				id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 				add "dav_same|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
@@ -402,29 +346,15 @@ SQL
 	done
 done
 
-# release.json of OVERLAYS overlays on S3, plain and gzip, interleaved
+# release.json of OVERLAYS overlays (lib/overlays.sql) on S3, plain and gzip, interleaved
 GZ=()
 if [ "$OVERLAYS" -gt 0 ]; then
 	psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
 BEGIN;
 INSERT INTO publish.projects (slug, name) VALUES ('big', 'Big') RETURNING id AS project_id \gset
-INSERT INTO publish.project_versions (project_id, version_number, status) VALUES (:'project_id', 1, 'ready');
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'o-' || lpad(i::text, 7, '0'), 'Overlay ' || i, t.type,
-       CASE t.type
-       WHEN 'polyline' THEN jsonb_build_object('type', 'LineString', 'coordinates',
-            jsonb_build_array(jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y + 0.0005)))
-       WHEN 'polygon' THEN jsonb_build_object('type', 'Polygon', 'coordinates', jsonb_build_array(jsonb_build_array(
-            jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y), jsonb_build_array(x + 0.001, y + 0.001),
-            jsonb_build_array(x, y))))
-       ELSE jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(x, y))
-       END,
-       jsonb_build_object('rank', i, 'category', t.type)
-  FROM publish.project_versions v, generate_series(1, $OVERLAYS) i,
-       LATERAL (SELECT (ARRAY['marker', 'label', 'polyline', 'polygon'])[1 + i % 4] AS type,
-                       round((13.0 + (i % 1000) * 0.001)::numeric, 4) AS x,
-                       round((52.0 + (i / 1000) * 0.001)::numeric, 4) AS y) t
- WHERE v.project_id = :'project_id';
+INSERT INTO publish.project_versions (project_id, version_number, status) VALUES (:'project_id', 1, 'ready') RETURNING id AS version_id \gset
+\set n $OVERLAYS
+\i '$BENCH_DIR/lib/overlays.sql'
 COMMIT;
 ANALYZE publish.overlays;
 SQL

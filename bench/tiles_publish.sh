@@ -12,9 +12,9 @@
 # skipped), and the worker's peak memory: VmHWM of a worker
 # started just before the job (it includes the shared buffers the worker
 # touched, which grow with the manifest's pages), and its peak private
-# memory (RssAnon, sampled every 5 ms by peak_anon below), and the CPU time
-# the worker spent per 1,000 tiles (the whole job, from /proc: steadier
-# than the rates when other work shares the CPUs).  Prints a Markdown
+# memory (RssAnon, sampled every 5 ms by peak_anon, lib/worker.sh), and
+# the CPU time the worker spent per 1,000 tiles (the whole job, from /proc:
+# steadier than the rates when other work shares the CPUs).  Prints a Markdown
 # table and writes it to bench/results/tiles_publish.md (git-ignored).
 #
 #   bash bench/tiles_publish.sh
@@ -35,18 +35,17 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$ROOT_DIR/scripts/lib.sh"
+# shellcheck source=bench/lib/servers.sh
+source "$BENCH_DIR/lib/servers.sh"
+# shellcheck source=bench/lib/worker.sh
+source "$BENCH_DIR/lib/worker.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"1000 10000"}
 BYTES=${BENCH_TILE_BYTES:-4096}
 CONC=${BENCH_CONCURRENCY:-8}
 MD5=${BENCH_MD5:-1}
 PORT=${PUBLISH_BENCH_PORT:-54380}
-export PUBLISH_DAV_PORT=${PUBLISH_DAV_PORT:-54381}
-export PUBLISH_S3RVER_PORT=${PUBLISH_S3RVER_PORT:-54382}
-export PUBLISH_S3_PORT=${PUBLISH_S3_PORT:-54383}
-export PUBLISH_FAULT_PORT=${PUBLISH_FAULT_PORT:-54384}
-export PUBLISH_DOWN_PORT=${PUBLISH_DOWN_PORT:-54385}
-export PUBLISH_DAVS_PORT=${PUBLISH_DAVS_PORT:-54386}
+storage_ports 54381 54382 54383 54384 54385 54386
 RESULTS_DIR=$ROOT_DIR/bench/results
 CACHE="public, max-age=31536000, immutable"
 
@@ -55,15 +54,9 @@ build_and_install
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-bench-tiles.XXXXXX")
 chmod 755 "$WORK"
-cleanup() {
-	bash "$ROOT_DIR/scripts/storage-servers.sh" stop "$WORK/servers" || true
-	cluster_stop "$WORK/pg"
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup_servers_and_cluster "$WORK"' EXIT
 
-declare -A S
-while IFS='=' read -r k v; do S[$k]=$v; done < <(bash "$ROOT_DIR/scripts/storage-servers.sh" start "$WORK/servers")
+servers_start "$WORK/servers"
 # one worker, restarted quickly: its VmHWM is the peak of one job
 cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning" \
 	"publish.workers_per_database = 1" "publish.launcher_restart_delay = 1" \
@@ -134,22 +127,6 @@ timed() {
 
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d bench -c "$1"; }
 
-worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'bench' LIMIT 1"; }
-
-# fresh_worker: terminates the worker and waits for its successor; prints its pid
-fresh_worker() {
-	local old new i
-	old=$(worker_pid)
-	if [ -n "$old" ]; then q "SELECT pg_terminate_backend($old)" >/dev/null; fi
-	for i in $(seq 1 200); do
-		new=$(worker_pid)
-		if [ -n "$new" ] && [ "$new" != "$old" ]; then echo "$new"; return; fi
-		sleep 0.1
-	done
-	echo "no publish worker started" >&2
-	exit 1
-}
-
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # cpu_ms PID: user + system CPU time of PID so far, in ms (steadier than
@@ -159,26 +136,6 @@ cpu_ms() {
 	stat=$(cat "/proc/$1/stat")
 	stat=${stat##*) }
 	awk -v s="$stat" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(s, f, " "); printf "%d", (f[12] + f[13]) * 1000 / hz }'
-}
-
-# peak_anon PID STOP: samples PID's RssAnon every 5 ms until the file STOP
-# exists (or PID ends); prints the peak (kB).  Bash builtins only, so the
-# sampling forks nothing and costs little CPU beside the worker.
-peak_anon() {
-	local pid=$1 stop=$2 peak=0 k v rest sfd
-	exec {sfd}<> <(:)
-	touch "$stop.ready"
-	while [ ! -e "$stop" ] && [ -r "/proc/$pid/status" ]; do
-		while read -r k v rest; do
-			if [ "$k" = RssAnon: ]; then
-				[ "$v" -gt "$peak" ] && peak=$v
-				break
-			fi
-		done <"/proc/$pid/status"
-		read -r -t 0.005 -u "$sfd" _ || true
-	done
-	exec {sfd}>&-
-	echo "$peak"
 }
 
 # sampled PID CMD...: runs CMD while peak_anon samples PID every 5 ms;
@@ -219,15 +176,12 @@ for n in $COUNTS; do
 		curl1=$(timed curl -K "$WORK/curl-$target-src-$n.cfg")
 		curlp=$(timed curl -s --parallel --parallel-max "$CONC" -K "$WORK/curl-$target-cli-$n.cfg")
 		psql -X -q -v ON_ERROR_STOP=1 -d bench >/dev/null <<SQL
-INSERT INTO publish.projects (slug, name) VALUES ('$target-$n', 'Bench $target $n');
-INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT id, 1, 'ready' FROM publish.projects WHERE slug = '$target-$n';
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry)
-SELECT v.id, 'pin', 'Pin', 'marker', '{"type": "Point", "coordinates": [13.4, 52.5]}'
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
-INSERT INTO publish.tilesets (version_id, format, min_zoom, max_zoom, source_path, built_at)
-SELECT v.id, 'png', 0, $maxz, 'builds/b$n', now()
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
+\set slug '$target-$n'
+\set name 'Bench $target $n'
+\set format png
+\set max_zoom $maxz
+\set source_path 'builds/b$n'
+\i '$BENCH_DIR/lib/built_tiles_project.sql'
 CREATE TEMP TABLE m (z int, x int, y int, byte_size bigint, sha256 text, md5 text);
 \copy m FROM '$WORK/manifest-$n.csv' WITH (FORMAT csv)
 INSERT INTO publish.tiles (tileset_id, z, x, y, byte_size, sha256, md5)
@@ -236,7 +190,6 @@ SELECT s.id, m.z, m.x, m.y, m.byte_size, m.sha256, CASE WHEN $MD5 = 1 THEN m.md5
   JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = '$target-$n';
 SQL
 		pid=$(fresh_worker)
-		sleep 0.5
 		hwm0=$(hwm "$pid")
 		anon0=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
 		cpu0=$(cpu_ms "$pid")

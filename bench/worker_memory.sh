@@ -48,29 +48,22 @@ if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/maps"; fi
 val() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tAc "$1"; }
 
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB"
-# big: the overlays of release_size.sh; small: 20 markers; bad: 20 markers,
-# one of them a line (fails validation)
+# big: the overlays of release_size.sh (lib/overlays.sql); small: 20
+# markers; bad: 20 markers, one of them a line (fails validation)
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
 CREATE EXTENSION publish;
 SELECT publish.set_storage_target('mem', 'file://$WORK/maps') \g /dev/null
 INSERT INTO publish.projects (slug, name) VALUES ('big', 'Big'), ('small', 'Small'), ('bad', 'Bad');
 INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
-INSERT INTO publish.overlays (version_id, key, name, overlay_type, geometry, properties)
-SELECT v.id, 'o-' || lpad(i::text, 7, '0'), 'Overlay ' || i, t.type,
-       CASE t.type
-       WHEN 'polyline' THEN jsonb_build_object('type', 'LineString', 'coordinates',
-            jsonb_build_array(jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y + 0.0005)))
-       WHEN 'polygon' THEN jsonb_build_object('type', 'Polygon', 'coordinates', jsonb_build_array(jsonb_build_array(
-            jsonb_build_array(x, y), jsonb_build_array(x + 0.001, y), jsonb_build_array(x + 0.001, y + 0.001),
-            jsonb_build_array(x, y))))
-       ELSE jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(x, y))
-       END,
-       jsonb_build_object('rank', i, 'category', t.type)
-  FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id,
-       generate_series(1, CASE p.slug WHEN 'big' THEN $BIG ELSE 20 END) i,
-       LATERAL (SELECT CASE WHEN p.slug = 'big' THEN (ARRAY['marker', 'label', 'polyline', 'polygon'])[1 + i % 4] ELSE 'marker' END AS type,
-                       round((13.0 + (i % 1000) * 0.001)::numeric, 4) AS x,
-                       round((52.0 + (i / 1000) * 0.001)::numeric, 4) AS y) t;
+SELECT v.id AS version_id FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'big' \gset
+\set n $BIG
+\i '$BENCH_DIR/lib/overlays.sql'
+\set n 20
+\set types '{marker}'
+SELECT v.id AS version_id FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'small' \gset
+\i '$BENCH_DIR/lib/overlays.sql'
+SELECT v.id AS version_id FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id WHERE p.slug = 'bad' \gset
+\i '$BENCH_DIR/lib/overlays.sql'
 UPDATE publish.overlays o SET geometry = '{"type":"LineString","coordinates":[[13.4,52.5],[13.5,52.6]]}'
   FROM publish.project_versions v JOIN publish.projects p ON p.id = v.project_id
  WHERE o.version_id = v.id AND p.slug = 'bad' AND o.key = 'o-0000001';
