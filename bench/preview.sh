@@ -80,8 +80,10 @@ COMMIT;
 VACUUM ANALYZE publish.overlays;
 SQL
 VID=$(val "SELECT id FROM publish.project_versions")
-# a first publish starts the worker and warms its caches
-val "SELECT status FROM publish.wait_job((publish.publish_version('preview', 1, 'preview')).id, '1 min')" >/dev/null
+# a first publish starts the worker and warms its caches (queued in its own
+# transaction: a job starts when the transaction that queued it commits)
+WARM=$(val "SELECT id FROM publish.publish_version('preview', 1, 'preview')")
+val "SELECT status FROM publish.wait_job('$WARM', '1 min')" >/dev/null
 RET=$(val "SELECT pg_get_function_result('publish.build_release(text, integer, text, timestamptz)'::regprocedure)")
 
 OBJ="json_build_object('key', o.key, 'name', o.name, 'type', o.overlay_type, 'geometry', o.geometry, 'properties', o.properties)"
