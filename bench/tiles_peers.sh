@@ -431,7 +431,7 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR" "$(dirname "$PLOT_DATA")"
 } | tee "$RESULTS_DIR/tiles_peers.md"
 
 gnuplot <<GP
-set terminal pngcairo size 900,520 font "DejaVu Sans,10"
+set terminal pngcairo size 900,560 font "DejaVu Sans,10"
 set output "$IMG_DIR/tiles-peers.png"
 set title "Tiles per second on the test servers (loopback; medians of $RUNS runs)"
 set style data histograms
@@ -442,7 +442,8 @@ set xtics rotate by -30 left font ",8"
 set ylabel "tiles/s"
 set logscale y
 set yrange [10:*]
-set key top right
+set key outside top center horizontal
+set bmargin 12
 plot "$PLOT_DATA" using 2:xtic(1) title "publish", '' using 3 title "rclone", '' using 4 title "AWS CLI"
 GP
 echo "plot: $IMG_DIR/tiles-peers.png" >&2
