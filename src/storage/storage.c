@@ -17,6 +17,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -598,4 +599,120 @@ storage_delete_document(StorageTarget *target, const char *key)
 		target->backend->remove(target, psprintf("%s.gz", key));
 	target->backend->remove(target, key);
 	op_end(caller);
+}
+
+/*
+ * Purges.  The prefix is checked here, whatever the backend: a key ending
+ * in '/', below the target's root (not empty, no leading '/'), without
+ * empty, "." or ".." segments, so that nothing outside it can be named.
+ */
+static void
+check_purge_prefix(StorageTarget *target, const char *prefix)
+{
+	size_t		n = strlen(prefix);
+
+	if (n < 2 || prefix[0] == '/' || prefix[n - 1] != '/' ||
+		strstr(prefix, "//") != NULL || url_has_dot_segment(prefix))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid prefix \"%s\" to purge on target \"%s\"", prefix, target->env),
+				 errdetail("A prefix to purge is a relative key ending in \"/\", without empty, \".\" or \"..\" segments.")));
+}
+
+/*
+ * See storage.h.  A remote target is listed with its backend's listing
+ * requests (those of the tile listings), one page after another; file://
+ * walks the directory.
+ */
+List *
+storage_list_keys(StorageTarget *target, const char *prefix, bool *supported)
+{
+	List	   *entries = NIL;
+	MemoryContext caller;
+	MemoryContext opcxt;
+	char	   *next = NULL;
+
+	check_purge_prefix(target, prefix);
+	*supported = true;
+	if (target->backend->list_request == NULL)
+	{
+		if (target->backend->list_local == NULL)
+		{
+			*supported = false;
+			return NIL;
+		}
+		return target->backend->list_local(target, prefix);
+	}
+	caller = op_begin();
+	opcxt = CurrentMemoryContext;
+	do
+	{
+		StorageListPage page;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!storage_remote_list_page(target, prefix, next, &page))
+		{
+			*supported = false;
+			break;
+		}
+		MemoryContextSwitchTo(caller);
+		for (int i = 0; i < page.n; i++)
+		{
+			StorageListEntry *e = palloc(sizeof(StorageListEntry));
+
+			*e = page.entries[i];
+			e->name = pstrdup(e->name);
+			entries = lappend(entries, e);
+		}
+		next = page.next ? pstrdup(page.next) : NULL;
+		MemoryContextSwitchTo(opcxt);
+	} while (next != NULL);
+	op_end(caller);
+	return *supported ? entries : NIL;
+}
+
+/* See storage.h. */
+void
+storage_remove_prefix(StorageTarget *target, const char *prefix, StorageRemoved *removed)
+{
+	MemoryContext caller;
+
+	check_purge_prefix(target, prefix);
+	if (target->backend->remove_prefix == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("storage target \"%s\" cannot remove what is under a prefix", target->env)));
+	caller = op_begin();
+	target->backend->remove_prefix(target, prefix, removed);
+	op_end(caller);
+}
+
+/* See storage.h. */
+bool
+storage_remove_counted(StorageTarget *target, const char *key, StorageRemoved *removed)
+{
+	StorageObjectInfo info;
+	bool		found = false;
+
+	/* the compressed sibling first: a copy's key is what a listing finds */
+	if (!target->backend->keeps_encoding)
+	{
+		storage_stat(target, psprintf("%s.gz", key), &info, false);
+		if (info.exists)
+		{
+			removed->objects++;
+			removed->bytes += Max(info.size, 0);
+			found = true;
+		}
+	}
+	storage_stat(target, key, &info, false);
+	if (info.exists)
+	{
+		removed->objects++;
+		removed->bytes += Max(info.size, 0);
+		found = true;
+	}
+	if (found)
+		storage_delete_document(target, key);
+	return found;
 }

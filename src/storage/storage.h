@@ -25,6 +25,8 @@
 
 #include <stdio.h>
 
+#include "nodes/pg_list.h"
+
 typedef struct StorageBackend StorageBackend;
 
 /* Cache-Control of what publish writes: release.json, and everything versioned */
@@ -78,6 +80,18 @@ typedef struct StorageListPage
 	char	   *next;			/* the token of the next page, or NULL: this
 								 * was the last */
 } StorageListPage;
+
+/*
+ * What a purge removed: objects and their bytes as counted, and folders
+ * removed whole whose objects the server did not count (a WebDAV
+ * collection DELETE).
+ */
+typedef struct StorageRemoved
+{
+	int64		objects;
+	int64		bytes;
+	int64		uncounted_folders;
+} StorageRemoved;
 
 struct StorageBackend
 {
@@ -211,6 +225,17 @@ struct StorageBackend
 	 * tile's destination; may be NULL.
 	 */
 	bool		(*prefix_empty) (StorageTarget *target, const char *prefix);
+
+	/*
+	 * Purges (storage_list_keys, storage_remove_prefix; see there).
+	 * list_local lists prefix where there are no listing requests (file://):
+	 * every file under it, at any depth, as a List of StorageListEntry named
+	 * below prefix.  remove_prefix removes everything under prefix and adds
+	 * what it removed to *removed; it never follows a link out of prefix.
+	 */
+	List	   *(*list_local) (StorageTarget *target, const char *prefix);
+	void		(*remove_prefix) (StorageTarget *target, const char *prefix,
+								  StorageRemoved *removed);
 };
 
 /* Loads the target of env through SPI (caller is in a transaction). */
@@ -264,6 +289,28 @@ extern void storage_sync(StorageTarget *target);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
 							  int64 max_bytes);
 extern char *storage_public_url(StorageTarget *target, const char *key);
+
+/*
+ * Purges: what is under a prefix (a key ending in '/', without "." or
+ * ".." segments) listed, or removed whole.  storage_list_keys returns the
+ * objects in the folder prefix (List of StorageListEntry named below it,
+ * in the current memory context; those of sub-folders too on S3 and
+ * file://; meant for small prefixes such as a project's releases/), and sets
+ * *supported false, returning NIL, where the protocol cannot list (WebDAV
+ * without PROPFIND).  storage_remove_prefix removes every object under
+ * prefix (file://: the files and the directories, without following a
+ * symlink; WebDAV: one DELETE of the collection; S3: a listing and
+ * DeleteObjects, 1,000 keys a request) and adds what it removed to
+ * *removed.  storage_remove_counted removes the document at key (with
+ * its .gz sibling where there is one, as storage_delete_document),
+ * counting what it found; true when there was anything.
+ */
+extern List *storage_list_keys(StorageTarget *target, const char *prefix,
+							   bool *supported);
+extern void storage_remove_prefix(StorageTarget *target, const char *prefix,
+								  StorageRemoved *removed);
+extern bool storage_remove_counted(StorageTarget *target, const char *key,
+								   StorageRemoved *removed);
 
 /*
  * Many stats and copies of one target in flight at once, at most
@@ -342,5 +389,13 @@ extern bool storage_etag_md5(const char *etag, char *md5);
 extern int64 storage_remote_get(StorageTarget *target, struct HttpRequest *req,
 								FILE *f, int64 max_bytes);
 extern char *storage_xml_text(const char *s, size_t len);
+
+/*
+ * One page of the listing of root (list_request and list_result, run
+ * now), from token next (NULL: the first); false when the server cannot
+ * list.
+ */
+extern bool storage_remote_list_page(StorageTarget *target, const char *root,
+									 const char *next, StorageListPage *page);
 
 #endif							/* PUBLISH_STORAGE_H */

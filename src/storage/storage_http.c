@@ -585,6 +585,32 @@ http_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	return storage_remote_get(target, req, f, max_bytes);
 }
 
+/*
+ * Removes the collection prefix (a key ending in '/') with one DELETE,
+ * "Depth: infinity", which WebDAV servers carry out whole (nginx: a
+ * recursive removal of the directory).  The server does not say what the
+ * collection held, so it counts as one folder removed uncounted; a 404 or
+ * 410 means there was none.  The collections remembered under it are
+ * forgotten: a later copy makes them again.
+ */
+static void
+http_remove_prefix(StorageTarget *target, const char *prefix, StorageRemoved *removed)
+{
+	HttpTarget *ht = target->backend_state;
+	HttpRequest *req = new_request(target, "DELETE", object_url(target, prefix),
+								   psprintf("removal of %s", prefix));
+	HttpResponse *resp;
+
+	req->headers = http_header(req->headers, "Depth", "infinity");
+	resp = http_perform(req);
+	if (resp->curl_code == 0 && (resp->status == 404 || resp->status == 410))
+		return;
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+	removed->uncounted_folders++;
+	collections_reset(ht->collections);
+}
+
 const StorageBackend storage_http_backend = {
 	.scheme = "http",
 	.service = "HTTP storage",
@@ -604,6 +630,7 @@ const StorageBackend storage_http_backend = {
 	.list_result = http_list_result,
 	.keeps_encoding = true,
 	.prefix_empty = http_prefix_empty,
+	.remove_prefix = http_remove_prefix,
 };
 
 const StorageBackend storage_https_backend = {
@@ -625,4 +652,5 @@ const StorageBackend storage_https_backend = {
 	.list_result = http_list_result,
 	.keeps_encoding = true,
 	.prefix_empty = http_prefix_empty,
+	.remove_prefix = http_remove_prefix,
 };

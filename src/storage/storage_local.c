@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/fd.h"
@@ -660,6 +661,311 @@ local_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	return total;
 }
 
+/*
+ * Purges: a walk of the tree under a prefix, listing its files or removing
+ * it.  Each directory is opened relative to its parent's descriptor with
+ * O_NOFOLLOW, from the root down, so a symlink planted anywhere below the
+ * root (at the prefix, or inside it) is never followed: it is removed as
+ * the link it is, or left out of a listing.  The descriptors are counted
+ * with fd.c (AcquireExternalFD), and those still open when something
+ * throws (an interrupt, out of memory) are closed by PG_CATCH, as this
+ * file's functions close what they open before they throw.
+ */
+#define LOCAL_MAX_WALK_DEPTH	64
+
+typedef struct LocalWalk
+{
+	bool		remove;			/* else list */
+	List	   *keys;			/* list: StorageListEntry of each file */
+	int			prefix_len;		/* the walk's prefix, which names leave out */
+	StorageRemoved *removed;	/* remove: what was removed */
+	StringInfoData key;			/* the key of the directory walked, ending in
+								 * '/' */
+	DIR		   *open_dirs[LOCAL_MAX_WALK_DEPTH + 1];
+	int			depth;			/* open_dirs in use */
+	uint64		steps;
+	int			err;			/* the first failure's errno, 0: none */
+	char	   *err_key;		/* and what it failed on */
+} LocalWalk;
+
+static void
+walk_fail(LocalWalk *w, const char *name)
+{
+	if (w->err == 0)
+	{
+		w->err = errno ? errno : EIO;
+		w->err_key = psprintf("%s%s", w->key.data, name);
+	}
+}
+
+/* Opens name in the directory dfd, a directory and not a symlink; -1 with errno. */
+static int
+open_subdir(int dfd, const char *name)
+{
+	int			fd;
+
+	if (!AcquireExternalFD())
+	{
+		errno = EMFILE;
+		return -1;
+	}
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+	{
+		int			save_errno = errno;
+
+		ReleaseExternalFD();
+		errno = save_errno;
+	}
+	return fd;
+}
+
+/*
+ * Walks the directory fd (which it takes over and closes), whose key is
+ * w->key.  false when it stopped at a failure (w->err).
+ */
+static bool
+walk_dir(LocalWalk *w, int fd)
+{
+	DIR		   *d = fdopendir(fd);
+	struct dirent *de;
+	bool		ok = true;
+
+	if (d == NULL)
+	{
+		walk_fail(w, "");
+		close(fd);
+		ReleaseExternalFD();
+		return false;
+	}
+	w->open_dirs[w->depth++] = d;
+
+	/*
+	 * Entries are removed as they are read: readdir goes on with the next one
+	 * (rm -r does the same).
+	 */
+	while (ok && (errno = 0, de = readdir(d)) != NULL)
+	{
+		struct stat st;
+		int			base = w->key.len;
+		int			sub;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (++w->steps % 1024 == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		{
+			if (errno != ENOENT)
+			{
+				walk_fail(w, de->d_name);
+				ok = false;
+			}
+			continue;
+		}
+		if (!S_ISDIR(st.st_mode))
+		{
+			if (!w->remove)
+			{
+				/* a listing names the files, not the symlinks */
+				if (S_ISREG(st.st_mode))
+				{
+					StorageListEntry *e = palloc0(sizeof(StorageListEntry));
+
+					e->name = psprintf("%s%s", w->key.data + w->prefix_len, de->d_name);
+					e->size = st.st_size;
+					w->keys = lappend(w->keys, e);
+				}
+			}
+			else if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			{
+				/* a file, or a symlink (unlink never follows it) */
+				w->removed->objects++;
+				if (S_ISREG(st.st_mode))
+					w->removed->bytes += st.st_size;
+			}
+			else if (errno != ENOENT)
+			{
+				walk_fail(w, de->d_name);
+				ok = false;
+			}
+			continue;
+		}
+
+		if (w->depth >= LOCAL_MAX_WALK_DEPTH)
+		{
+			errno = ELOOP;
+			walk_fail(w, de->d_name);
+			ok = false;
+			continue;
+		}
+		sub = open_subdir(dirfd(d), de->d_name);
+		if (sub < 0)
+		{
+			if (errno != ENOENT)
+			{
+				walk_fail(w, de->d_name);
+				ok = false;
+			}
+			continue;
+		}
+		appendStringInfo(&w->key, "%s/", de->d_name);
+		ok = walk_dir(w, sub);
+		w->key.len = base;
+		w->key.data[base] = '\0';
+		if (ok && w->remove &&
+			unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		{
+			walk_fail(w, de->d_name);
+			ok = false;
+		}
+	}
+	if (ok && errno != 0)
+	{
+		walk_fail(w, "");
+		ok = false;
+	}
+	w->depth--;
+	closedir(d);
+	ReleaseExternalFD();
+	return ok;
+}
+
+/* Closes fd, a descriptor counted with AcquireExternalFD, unless -1. */
+static void
+close_counted(int fd)
+{
+	if (fd >= 0)
+	{
+		close(fd);
+		ReleaseExternalFD();
+	}
+}
+
+/*
+ * Walks the tree of prefix (a key ending in '/'), listing or removing it
+ * (w->remove); with remove, prefix's own directory goes too, and a file or
+ * symlink in its place.  The path down to it is opened a component at a
+ * time with O_NOFOLLOW: a symlink above it fails the walk (ELOOP).  A
+ * prefix that does not exist is an empty tree.  Throws for a failure.
+ */
+static void
+walk_prefix(StorageTarget *target, const char *prefix, LocalWalk *w)
+{
+	LocalTarget *lt = target->backend_state;
+	char	   *path = key_path(target, prefix);
+	char	   *rel = pnstrdup(prefix, strlen(prefix) - 1); /* no trailing '/' */
+	char	   *name = rel;
+	char	   *next = NULL;
+	int			parent = -1;
+	int			fd = -1;
+	bool		changed = false;
+
+	initStringInfo(&w->key);
+	appendStringInfoString(&w->key, prefix);
+	w->prefix_len = w->key.len;
+	if (!AcquireExternalFD())
+		errno = EMFILE;
+	else if ((fd = open(lt->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		ReleaseExternalFD();
+	/* down to prefix's directory: parent is the one that holds it */
+	while (fd >= 0)
+	{
+		next = strchr(name, '/');
+		if (next != NULL)
+			*next++ = '\0';
+		close_counted(parent);
+		parent = fd;
+		fd = open_subdir(parent, name);
+		if (next == NULL)
+			break;
+		name = next;
+	}
+
+	if (fd < 0)
+	{
+		/* the prefix's own name is a file or a symlink: it goes */
+		struct stat st;
+
+		if (parent >= 0 && next == NULL && w->remove && (errno == ENOTDIR || errno == ELOOP) &&
+			fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+		{
+			if (unlinkat(parent, name, 0) != 0)
+				walk_fail(w, "");
+			else
+			{
+				w->removed->objects++;
+				changed = true;
+			}
+		}
+		else if (errno != ENOENT)
+			walk_fail(w, "");
+	}
+	else
+	{
+		PG_TRY();
+		{
+			if (walk_dir(w, fd) && w->remove)
+			{
+				if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+					walk_fail(w, "");
+				changed = true;
+			}
+		}
+		PG_CATCH();
+		{
+			while (w->depth > 0)
+			{
+				closedir(w->open_dirs[--w->depth]);
+				ReleaseExternalFD();
+			}
+			close_counted(parent);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	close_counted(parent);
+
+	/* the directory that held the prefix's is synced by storage_sync */
+	if (changed)
+		dir_changed(lt, parent_dir(pnstrdup(path, strlen(path) - 1)), false);
+	if (w->err != 0)
+	{
+		errno = w->err;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not %s \"%s/%s\": %m", w->remove ? "remove" : "list",
+						lt->root, w->err_key)));
+	}
+}
+
+/* Every file under prefix, at any depth; symlinks are left out. */
+static List *
+local_list_local(StorageTarget *target, const char *prefix)
+{
+	LocalWalk	w;
+
+	memset(&w, 0, sizeof(w));
+	walk_prefix(target, prefix, &w);
+	return w.keys;
+}
+
+/*
+ * Removes the tree of prefix: its files and symlinks (counted), then its
+ * directories; made durable by the next storage_sync (the parent of the
+ * prefix's directory is fsync'd; the directories removed need no sync).
+ */
+static void
+local_remove_prefix(StorageTarget *target, const char *prefix, StorageRemoved *removed)
+{
+	LocalWalk	w;
+
+	memset(&w, 0, sizeof(w));
+	w.remove = true;
+	w.removed = removed;
+	walk_prefix(target, prefix, &w);
+}
+
 const StorageBackend storage_local_backend = {
 	.scheme = "file",
 	.service = "file storage",
@@ -672,4 +978,6 @@ const StorageBackend storage_local_backend = {
 	.remove = local_remove,
 	.sync = local_sync,
 	.get = local_get,
+	.list_local = local_list_local,
+	.remove_prefix = local_remove_prefix,
 };

@@ -285,6 +285,16 @@ storage_batch_list(StorageBatch *b, const char *root, const char *sub,
 
 /* See storage.h. */
 bool
+storage_remote_list_page(StorageTarget *target, const char *root,
+						 const char *next, StorageListPage *page)
+{
+	HttpRequest *req = target->backend->list_request(target, root, "", next);
+
+	return target->backend->list_result(target, req, http_perform(req), root, page);
+}
+
+/* See storage.h. */
+bool
 storage_batch_wait(StorageBatch *b, long timeout_ms, StorageResult *result)
 {
 	StorageTarget *target = b->target;

@@ -38,7 +38,9 @@
 
 #include <json-c/json.h>
 
+#include "common/base64.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 
 #include "publish.h"
 #include "net/net.h"
@@ -569,6 +571,139 @@ s3_get(StorageTarget *target, const char *key, FILE *f, int64 max_bytes)
 	return storage_remote_get(target, req, f, max_bytes);
 }
 
+/*
+ * Purges: a listing (the tile listings' ListObjectsV2) and DeleteObjects.
+ * Each page of the prefix's listing is deleted with one DeleteObjects
+ * (POST ?delete, at most 1,000 keys, Quiet, with the Content-MD5 AWS
+ * requires of it), and the listing starts again from the beginning: what
+ * it listed before is gone, so no continuation token is needed.  A key
+ * the server could not delete fails the removal.
+ */
+
+/* text with &, <, >, " and ' escaped for an XML element. */
+static void
+xml_escape(StringInfo buf, const char *text)
+{
+	for (const char *p = text; *p; p++)
+	{
+		switch (*p)
+		{
+			case '&':
+				appendStringInfoString(buf, "&amp;");
+				break;
+			case '<':
+				appendStringInfoString(buf, "&lt;");
+				break;
+			case '>':
+				appendStringInfoString(buf, "&gt;");
+				break;
+			case '"':
+				appendStringInfoString(buf, "&quot;");
+				break;
+			case '\'':
+				appendStringInfoString(buf, "&apos;");
+				break;
+			default:
+				appendStringInfoChar(buf, *p);
+		}
+	}
+}
+
+/*
+ * DeleteObjects of the entries of page (named below prefix), Quiet: the
+ * answer names only the keys it could not delete, and any fails the
+ * removal.
+ */
+static void
+s3_delete_objects(StorageTarget *target, const char *prefix, const StorageListPage *page)
+{
+	S3Target   *s3 = target->backend_state;
+	StringInfoData body;
+	char		md5_hex[33];
+	char		md5[16];
+	char		md5_b64[32];
+	int			n;
+	HttpRequest *req;
+	HttpResponse *resp;
+
+	Assert(page->n <= 1000);
+	initStringInfo(&body);
+	appendStringInfoString(&body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+						   "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>");
+	for (int i = 0; i < page->n; i++)
+	{
+		appendStringInfoString(&body, "<Object><Key>");
+		xml_escape(&body, bucket_key(s3, psprintf("%s%s", prefix, page->entries[i].name)));
+		appendStringInfoString(&body, "</Key></Object>");
+	}
+	appendStringInfoString(&body, "</Delete>");
+
+	checksum_md5_hex(body.data, body.len, md5_hex);
+	for (int i = 0; i < 16; i++)
+	{
+		char		byte[3] = {md5_hex[2 * i], md5_hex[2 * i + 1], '\0'};
+
+		md5[i] = (char) strtol(byte, NULL, 16);
+	}
+	n = pg_b64_encode(md5, sizeof(md5), md5_b64, sizeof(md5_b64) - 1);
+	if (n < 0)
+		elog(ERROR, "publish: could not encode an MD5 in base64");
+	md5_b64[n] = '\0';
+
+	req = new_request(target, "POST", psprintf("%s/?delete=", s3->base_url),
+					  psprintf("removal of %d objects under %s", page->n, prefix),
+					  body.data, body.len);
+	req->headers = http_header(req->headers, "Content-Type", "application/xml");
+	req->headers = http_header(req->headers, "Content-MD5", md5_b64);
+	resp = http_perform(req);
+	if (!http_ok(resp))
+		storage_remote_fail(target, req, resp);
+	if (resp->body != NULL && strstr(resp->body, "<Error>") != NULL)
+	{
+		char	   *key = http_xml_element(resp->body, "Key");
+		char	   *code = http_xml_element(resp->body, "Code");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("S3 could not delete %s on target \"%s\": %s",
+						key ? key : "an object", target->env, code ? code : "an error")));
+	}
+}
+
+/*
+ * Removes every object under prefix: the first page of its listing
+ * deleted, until the listing is empty; counts them and their bytes.
+ */
+static void
+s3_remove_prefix(StorageTarget *target, const char *prefix, StorageRemoved *removed)
+{
+	char	   *first = NULL;
+
+	for (;;)
+	{
+		StorageListPage page;
+
+		CHECK_FOR_INTERRUPTS();
+		(void) storage_remote_list_page(target, prefix, NULL, &page);
+		if (page.n == 0)
+			break;
+		/* a server that says it deleted, and did not, is not asked forever */
+		if (first != NULL && strcmp(first, page.entries[0].name) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("S3 still lists %s%s on target \"%s\" after deleting it",
+							prefix, first, target->env)));
+		first = pstrdup(page.entries[0].name);
+		s3_delete_objects(target, prefix, &page);
+		for (int i = 0; i < page.n; i++)
+		{
+			removed->objects++;
+			removed->bytes += Max(page.entries[i].size, 0);
+		}
+		pfree(page.entries);
+	}
+}
+
 const StorageBackend storage_s3_backend = {
 	.scheme = "s3",
 	.service = "S3",
@@ -591,4 +726,5 @@ const StorageBackend storage_s3_backend = {
 	.list_recursive = true,
 	.keeps_encoding = true,
 	.prefix_empty = s3_prefix_empty,
+	.remove_prefix = s3_remove_prefix,
 };
