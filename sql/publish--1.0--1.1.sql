@@ -23,7 +23,9 @@
  *   Job types             the job_type values the queue accepts
  *   Release history       publish.release_history
  *   Rollback              publish.rollback
+ *   Purge                 publish.purge_releases
  *   Retry                 publish.retry_job
+ *   Queue statistics      publish.stats
  *   Privileges
  *   Wake the workers
  *
@@ -79,7 +81,7 @@ COMMENT ON FUNCTION publish._library_version() IS
 -- checks that they agree).  A type added in 1.1 joins this one list.
 ALTER TABLE publish.job_queue
 	DROP CONSTRAINT job_queue_type_valid,
-	ADD CONSTRAINT job_queue_type_valid CHECK (job_type IN ('publish', 'build_tiles', 'rollback'));
+	ADD CONSTRAINT job_queue_type_valid CHECK (job_type IN ('publish', 'build_tiles', 'rollback', 'purge'));
 
 -- ---------------------------------------------------------------------------
 -- Release history: every change of what is live in an environment
@@ -328,11 +330,106 @@ COMMENT ON FUNCTION publish.rollback(text, text, integer) IS
 	'Queues a job that makes the release version last made live in env live again, from its immutable copy on the target, checked against the sha256 the history recorded; version NULL: the one live before the current one. Returns the job. SECURITY DEFINER: publish_admin may call it.';
 
 -- ---------------------------------------------------------------------------
+-- Purge: the copies and tiles of versions no longer needed, removed
+-- ---------------------------------------------------------------------------
+
+-- Queues a job (type purge, src/jobs/job_purge.c) that removes from env's
+-- target the immutable copies ({env}/{slug}/releases/v{N}.json) and tiles
+-- ({env}/{slug}/tiles/v{N}/) of the project's versions that are neither
+-- live there nor among the last keep versions that were live there
+-- (publish.release_history; keep counts the live one).  Nothing outside
+-- those prefixes, nor anything a row of publish.assets or publish.tilesets
+-- names, is removed.  Ordered with the publishes and rollbacks of the
+-- project and environment, so it runs after those asked for before it;
+-- the same purge asked again while it waits, with nothing asked after it,
+-- is that job.  Refused at call time, with nothing queued: NULL arguments
+-- (22004), a malformed slug or environment, keep below 1 (22023), an
+-- unknown project or environment (PT404).  SECURITY DEFINER: it writes the
+-- job queue, which admins only read through publish.jobs.
+CREATE FUNCTION publish.purge_releases(slug text, env text, keep integer DEFAULT 5)
+RETURNS publish.jobs
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	proj      publish.projects;
+	dup       record;
+	job       publish.jobs;
+	requester text := publish._requesting_role();	-- SECURITY DEFINER: not current_user
+	sub       text := publish._requesting_sub();
+BEGIN
+	IF slug IS NULL OR env IS NULL OR keep IS NULL THEN
+		RAISE EXCEPTION 'project slug, environment and keep must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF slug !~ '^[a-z0-9]+(-[a-z0-9]+)*$' OR length(slug) > 63 THEN
+		RAISE EXCEPTION 'invalid project slug "%"', publish._shown(slug)
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A slug is lowercase letters, digits and hyphens, such as "campus" or "city-center".';
+	END IF;
+	IF keep < 1 THEN
+		RAISE EXCEPTION 'keep must be at least 1, not %', keep
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'keep counts the live release: 1 keeps only what is live.';
+	END IF;
+	PERFORM publish._check_env(env);
+	SELECT * INTO proj FROM publish.projects p WHERE p.slug = purge_releases.slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'project "%" does not exist', slug
+			USING ERRCODE = 'PT404',
+			      HINT = 'SELECT slug FROM publish.projects lists the projects.';
+	END IF;
+
+	PERFORM publish._wake_worker_at_commit();
+	-- ordered with the project's other requests, as publish_version is
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'purge_releases needs READ COMMITTED isolation'
+			USING ERRCODE = 'feature_not_supported',
+			      DETAIL = 'With a snapshot older than other sessions'' requests it could not put this one after them.';
+	END IF;
+	PERFORM 1 FROM publish.projects p WHERE p.id = proj.id FOR NO KEY UPDATE;
+
+	-- the same purge waiting, with nothing asked after it, is the answer
+	SELECT q.id INTO dup
+	  FROM publish.job_queue q
+	 WHERE q.project_id = proj.id AND q.env = purge_releases.env
+	   AND q.job_type = 'purge' AND q.params->>'keep' = keep::text
+	   AND q.status = 'queued' AND NOT q.cancel_requested
+	   AND NOT EXISTS (SELECT 1 FROM publish.job_queue o
+	                    WHERE o.project_id = proj.id AND o.env = purge_releases.env
+	                      AND o.status = 'queued' AND o.created_at > q.created_at)
+	 ORDER BY q.created_at DESC LIMIT 1;
+	IF FOUND THEN
+		SELECT * INTO job FROM publish.jobs j WHERE j.id = dup.id;
+		RETURN job;
+	END IF;
+
+	INSERT INTO publish.job_queue AS q (job_type, params, project_id, env, created_by)
+	VALUES ('purge',
+	        jsonb_build_object('project_slug', slug,
+	                           'target_env', env,
+	                           'keep', keep,
+	                           'requested_by', requester)
+	        || CASE WHEN sub IS NULL THEN '{}'::jsonb
+	                ELSE jsonb_build_object('requested_sub', sub) END,
+	        proj.id, env, requester)
+	RETURNING q.id, q.job_type, q.status, q.progress, q.params, q.result, q.error, '[]'::jsonb,
+	          q.created_at, q.started_at, q.completed_at, q.attempts, q.created_by, q.cancel_requested
+	INTO job;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION publish.purge_releases(text, text, integer) IS
+	'Queues a job that removes from env''s target the immutable copies and tiles of the project''s versions that are neither live there nor among the last keep that were live (keep counts the live one); its result says what it removed. Returns the job. SECURITY DEFINER: publish_admin may call it.';
+
+-- ---------------------------------------------------------------------------
 -- Retry: a failed or cancelled job asked for again
 -- ---------------------------------------------------------------------------
 
 -- A new job with the parameters of job id, which failed or was cancelled:
--- its type's entry function (publish_version, build_tiles, rollback) is
+-- its type's entry function (publish_version, build_tiles, rollback,
+-- purge_releases) is
 -- called again with them, under the project's and version's names of now,
 -- so every check of a new request applies and the caller is who asked;
 -- the new job's params say retry_of.  When the entry function answers with
@@ -378,7 +475,7 @@ BEGIN
 			USING ERRCODE = 'PT404';
 	END IF;
 	SELECT v.version_number INTO version FROM publish.project_versions v WHERE v.id = old.version_id;
-	IF version IS NULL THEN
+	IF version IS NULL AND old.job_type <> 'purge' THEN
 		RAISE EXCEPTION 'the version of job % no longer exists, so it cannot be retried', id
 			USING ERRCODE = 'PT404';
 	END IF;
@@ -393,6 +490,10 @@ BEGIN
 			job := publish.build_tiles(slug, version, old.env);
 		WHEN 'rollback' THEN
 			job := publish.rollback(slug, old.env, version);
+		WHEN 'purge' THEN
+			job := publish.purge_releases(slug, old.env,
+			                              CASE WHEN old.params->>'keep' ~ '^[0-9]{1,9}$'
+			                                   THEN (old.params->>'keep')::integer END);
 		ELSE
 			RAISE EXCEPTION 'job % is of type %, which cannot be retried', id, old.job_type
 				USING ERRCODE = 'PT409';
@@ -409,6 +510,72 @@ COMMENT ON FUNCTION publish.retry_job(uuid) IS
 	'Queues a new job with the parameters of a failed or cancelled one (params.retry_of names it), through the entry function of its type, so every check of a new request applies; returns the job. SECURITY DEFINER: publish_admin may call it.';
 
 -- ---------------------------------------------------------------------------
+-- Queue statistics: publish.stats, for a scrape every few seconds
+-- ---------------------------------------------------------------------------
+
+-- The finished jobs of each type, newest last, with what the statistics
+-- read of them: the counts of the last day and the durations of the last
+-- 1,000 are index-only range scans, however many jobs the table keeps.
+CREATE INDEX job_queue_stats_idx ON publish.job_queue (job_type, completed_at) INCLUDE (status, started_at)
+	WHERE status IN ('completed', 'failed', 'cancelled');
+
+-- One row per job type (the types of job_queue_type_valid, so that a
+-- type with no jobs shows zeros, not nothing), for this database: jobs
+-- queued and running, the age of the oldest queued job in seconds (0:
+-- none), jobs completed, failed and cancelled in the last hour and day,
+-- and the median and 95th percentile of the durations (started_at to
+-- completed_at, of the last attempt) of the last 1,000 jobs that ended
+-- after they started (NULL: none).  Queued and running jobs are read
+-- through job_queue_target_idx, the finished ones through
+-- job_queue_stats_idx (docs/monitoring.md says what it costs).
+CREATE VIEW publish.stats AS
+SELECT current_database() AS database,
+       t.job_type,
+       coalesce(a.queued, 0) AS queued,
+       coalesce(a.running, 0) AS running,
+       coalesce(a.oldest_queued_seconds, 0) AS oldest_queued_seconds,
+       f.completed_last_hour,
+       f.failed_last_hour,
+       f.cancelled_last_hour,
+       f.completed_last_day,
+       f.failed_last_day,
+       f.cancelled_last_day,
+       d.duration_p50_seconds,
+       d.duration_p95_seconds,
+       d.durations_counted
+  FROM unnest(ARRAY['publish', 'build_tiles', 'rollback', 'purge']) AS t(job_type)
+  LEFT JOIN (
+       SELECT q.job_type,
+              count(*) FILTER (WHERE q.status = 'queued') AS queued,
+              count(*) FILTER (WHERE q.status = 'running') AS running,
+              extract(epoch FROM now() - min(q.created_at) FILTER (WHERE q.status = 'queued'))::double precision
+                AS oldest_queued_seconds
+         FROM publish.job_queue q
+        WHERE q.status IN ('queued', 'running')
+        GROUP BY q.job_type) a ON a.job_type = t.job_type
+ CROSS JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE e.status = 'completed' AND e.completed_at > now() - interval '1 hour') AS completed_last_hour,
+              count(*) FILTER (WHERE e.status = 'failed' AND e.completed_at > now() - interval '1 hour') AS failed_last_hour,
+              count(*) FILTER (WHERE e.status = 'cancelled' AND e.completed_at > now() - interval '1 hour') AS cancelled_last_hour,
+              count(*) FILTER (WHERE e.status = 'completed') AS completed_last_day,
+              count(*) FILTER (WHERE e.status = 'failed') AS failed_last_day,
+              count(*) FILTER (WHERE e.status = 'cancelled') AS cancelled_last_day
+         FROM publish.job_queue e
+        WHERE e.job_type = t.job_type AND e.status IN ('completed', 'failed', 'cancelled')
+          AND e.completed_at > now() - interval '1 day') f
+ CROSS JOIN LATERAL (
+       SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l.seconds) AS duration_p50_seconds,
+              percentile_cont(0.95) WITHIN GROUP (ORDER BY l.seconds) AS duration_p95_seconds,
+              count(l.seconds) AS durations_counted
+         FROM (SELECT extract(epoch FROM e.completed_at - e.started_at)::double precision AS seconds
+                 FROM publish.job_queue e
+                WHERE e.job_type = t.job_type AND e.status IN ('completed', 'failed', 'cancelled')
+                ORDER BY e.completed_at DESC
+                LIMIT 1000) l) d;
+COMMENT ON VIEW publish.stats IS
+	'Queue health per job type in this database, cheap enough to scrape every 15 s: queued, running, oldest_queued_seconds, completed/failed/cancelled in the last hour and day, duration_p50_seconds and duration_p95_seconds of the last 1,000 finished jobs (durations_counted of them had started).';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC (as in 1.0), then what each role needs
 -- ---------------------------------------------------------------------------
 
@@ -419,6 +586,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA publish FROM PUBLIC;
 GRANT SELECT ON publish.release_history TO publish_viewer, publish_admin;
 GRANT EXECUTE ON FUNCTION publish.rollback(text, text, integer) TO publish_admin;
 GRANT EXECUTE ON FUNCTION publish.retry_job(uuid) TO publish_admin;
+GRANT EXECUTE ON FUNCTION publish.purge_releases(text, text, integer) TO publish_admin;
+GRANT SELECT ON publish.stats TO publish_viewer, publish_admin;
 
 -- ---------------------------------------------------------------------------
 -- Wake the workers at commit: they look at the queue with the new objects.

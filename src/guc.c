@@ -43,6 +43,7 @@ int			publish_max_tiles = 1000000;
 int			publish_tile_window = 2000;
 int			publish_max_source_pixels = 256;	/* megapixels */
 int			publish_tile_build_threads = 2;
+int			publish_keep_releases = 0;
 char	   *publish_pause_at = NULL;
 
 /*
@@ -123,6 +124,16 @@ publish_define_gucs(void)
 							&publish_job_retention,
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("publish.keep_releases",
+							"Releases a purge keeps after each publish; 0 queues no purge.",
+							"With N > 0, every publish that completes queues a purge of its "
+							"project and environment (publish.purge_releases) that keeps the "
+							"live release and the last N that were live.",
+							&publish_keep_releases,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	/* remote storage (http_client.c) */

@@ -67,6 +67,7 @@ extern int	publish_max_tiles;
 extern int	publish_tile_window;
 extern int	publish_max_source_pixels;	/* megapixels */
 extern int	publish_tile_build_threads;
+extern int	publish_keep_releases;	/* 0: no purge after a publish */
 extern char *publish_pause_at;
 extern void publish_define_gucs(void);
 

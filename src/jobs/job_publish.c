@@ -158,9 +158,10 @@ publish_record_release(PublishJob *job, void *arg)
 						   " WHERE id = $1 AND status IN ('ready', 'published')",
 						   2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "publish: could not mark the version published");
-	if (SPI_processed == 0)
+	if (SPI_processed == 0 || !job_live_record(job, rel))
 		return false;
-	return job_live_record(job, rel);
+	job_purge_after_publish(job, rel->project_id);
+	return true;
 }
 
 /* The result of a publish, as publish.jobs shows it. */

@@ -17,6 +17,7 @@ const JobType *const job_types[] = {
 	&job_type_publish,
 	&job_type_build_tiles,
 	&job_type_rollback,
+	&job_type_purge,
 	NULL
 };
 

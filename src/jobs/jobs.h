@@ -4,7 +4,8 @@
  *	  The job types: what a row of publish.job_queue runs, by its job_type.
  *
  * Each job type is one file here that defines a JobType (job_publish.c:
- * "publish"; job_build_tiles.c: "build_tiles"; job_rollback.c: "rollback")
+ * "publish"; job_build_tiles.c: "build_tiles"; job_rollback.c: "rollback";
+ * job_purge.c: "purge")
  * and one line in the table of job_types.c.  job_live.c is the record of a
  * change of what is live, which publish and rollback share.  The worker loop (bgw/worker.c) claims a job, finds its
  * type with job_type_find, runs it and records how it ended.  A job type
@@ -35,6 +36,7 @@ typedef struct JobType
 extern const JobType job_type_publish;
 extern const JobType job_type_build_tiles;
 extern const JobType job_type_rollback;
+extern const JobType job_type_purge;
 
 /*
  * A release that a job makes live in its environment (job_live.c): what
@@ -50,6 +52,12 @@ typedef struct LiveRelease
 } LiveRelease;
 
 extern bool job_live_record(PublishJob *job, const LiveRelease *rel);
+
+/*
+ * publish.keep_releases: a purge queued in a publish's final transaction
+ * (job_purge.c).
+ */
+extern void job_purge_after_publish(PublishJob *job, const char *project_id);
 
 /* The type named name, or NULL (job_types.c). */
 extern const JobType *job_type_find(const char *name);

@@ -67,9 +67,9 @@ SELECT is(array_agg(p.proname || ' ' || l.lanname || ' ' || p.prosecdef::text ||
  WHERE p.oid IN ('publish._notify_job_change()'::regprocedure, 'publish._wake_worker_on_queued()'::regprocedure,
                  'publish._jsonb_text_size(jsonb)'::regprocedure);
 SELECT is(array_agg(p.proname::text ORDER BY p.proname),
-          ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'retry_job', 'rollback',
+          ARRAY['build_tiles', 'cancel_job', 'publish_version', 'purge_jobs', 'purge_releases', 'retry_job', 'rollback',
                 'set_storage_credentials', 'set_storage_target'],
-          'only build_tiles, cancel_job, publish_version, purge_jobs, retry_job, rollback, set_storage_credentials and set_storage_target are SECURITY DEFINER')
+          'only build_tiles, cancel_job, publish_version, purge_jobs, purge_releases, retry_job, rollback, set_storage_credentials and set_storage_target are SECURITY DEFINER')
   FROM pg_proc p WHERE p.pronamespace = 'publish'::regnamespace AND p.prosecdef;
 SELECT ok(NOT has_function_privilege(r, 'publish._wake_worker_at_commit()', 'EXECUTE'),
           format('%s cannot call publish._wake_worker_at_commit()', r))

@@ -8,7 +8,7 @@
 -- out of the body is left out of the call, so its default applies); GET
 -- /jobs?id=eq.X filters the view with the value untyped.  POST
 -- /rpc/rollback (its version left out: the default), GET /release_history
--- and POST /rpc/retry_job too.  Each SQLSTATE is mapped to its HTTP status
+-- and POST /rpc/retry_job too, POST /rpc/purge_releases and GET /stats.  Each SQLSTATE is mapped to its HTTP status
 -- by PostgREST's rules (pgrst_test.http_status) and checked against the
 -- table of docs/postgrest.md.
 --
@@ -30,7 +30,7 @@ END $$;
 DROP SCHEMA IF EXISTS pgrst_test CASCADE;
 DELETE FROM publish.projects WHERE slug LIKE 'rest-%';
 
-SELECT plan(104);
+SELECT plan(124);
 
 -- the role setup of docs/postgrest.md
 CREATE ROLE tap_authenticator LOGIN NOINHERIT;
@@ -653,6 +653,94 @@ SELECT (:'r_body')::json->>'id' AS retried_job \gset
 SELECT is((:'r_body')::json->'params'->>'retry_of', :'failed_job', '... the response is the new job, which names the one it retries');
 SELECT is((:'r_body')::json->'params'->>'requested_sub', 'alice@example.com', '... asked for by the JWT sub');
 SELECT is(status, 'failed', '... which runs after COMMIT (and fails again: the tiles are still missing)') FROM test_helpers.wait_job(:'retried_job');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+
+-- ---------------------------------------------------------------------------
+-- Purge and queue statistics
+-- ---------------------------------------------------------------------------
+\set role tap_web_anon
+\set claims :anon_claims
+\set method POST
+\set path /rpc/purge_releases
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('purge_releases', '{"slug":"rest-campus","env":"tap-rest"}', ARRAY['slug text', 'env text', 'keep integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous POST /rpc/purge_releases: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method POST
+\set path /rpc/purge_releases
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('purge_releases', '{"slug":"rest-campus","env":"tap-rest"}', ARRAY['slug text', 'env text', 'keep integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'viewer POST /rpc/purge_releases: SQLSTATE 42501');
+SELECT is(:r_http, 403, '... HTTP 403');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/purge_releases
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('purge_releases', '{"slug":"rest-campus","env":"tap-rest","keep":0}', ARRAY['slug text', 'env text', 'keep integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '22023'::text, 'admin POST /rpc/purge_releases with keep 0: SQLSTATE 22023');
+SELECT is(:r_http, 400, '... HTTP 400');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/purge_releases
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('purge_releases', '{"slug":"rest-nowhere","env":"tap-rest"}', ARRAY['slug text', 'env text', 'keep integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST /rpc/purge_releases for an unknown project: SQLSTATE PT404');
+SELECT is(:r_http, 404, '... HTTP 404');
+INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
+SELECT is(count(*), 0::bigint, 'none of the refused purges queued a job') FROM publish.job_queue WHERE job_type = 'purge';
+\set role tap_web_admin
+\set claims :admin_claims
+\set method POST
+\set path /rpc/purge_releases
+\set txmode 'READ WRITE'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.rpc('purge_releases', '{"slug":"rest-campus","env":"tap-rest","keep":1}', ARRAY['slug text', 'env text', 'keep integer']) \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'admin POST /rpc/purge_releases with keep 1: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+SELECT (:'r_body')::json->>'id' AS purge_job \gset
+SELECT is((:'r_body')::json->>'job_type', 'purge', '... the response is the queued purge job');
+SELECT is(status, 'completed', '... which the worker runs after COMMIT') FROM test_helpers.wait_job(:'purge_job');
+SELECT is(result->'purged_versions'->0->>'version', '3', '... and which removed version 3, no longer live') FROM publish.jobs WHERE id = :'purge_job';
+SELECT ok((pg_stat_file(:'root' || '/tap-rest/rest-campus/releases/v3.json', true)).size IS NULL
+          AND (pg_stat_file(:'root' || '/tap-rest/rest-campus/releases/v1.json', true)).size IS NOT NULL,
+          '... from storage, and left the live version 1');
+\set role tap_web_viewer
+\set claims :viewer_claims
+\set method GET
+\set path /stats
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('stats', 'job_type', 'purge') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '', 'viewer GET /stats?job_type=eq.purge: no error');
+SELECT is(:r_http, 200, '... HTTP 200');
+SELECT ok(((:'r_body')::json->0->>'completed_last_hour')::int >= 1, '... one purge or more completed in the last hour');
+\set role tap_web_anon
+\set claims :anon_claims
+\set method GET
+\set path /stats
+\set txmode 'READ ONLY'
+\ir helpers/pgrst_begin.sql
+SELECT * FROM pgrst_test.get('stats', 'job_type', 'purge') \gset
+\ir helpers/pgrst_end.sql
+SELECT is(:'r_sqlstate'::text, '42501'::text, 'anonymous GET /stats: SQLSTATE 42501');
+SELECT is(:r_http, 401, '... HTTP 401');
 INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
 
 -- ---------------------------------------------------------------------------

@@ -20,31 +20,6 @@ SELECT publish.set_storage_target('tap-rb-s3', 's3://' || :'s3_bucket' || '/rb',
        jsonb_build_object('endpoint', :'s3_endpoint', 'region', 'eu-central-1')) \g /dev/null
 SELECT publish.set_storage_credentials('tap-rb-s3', :'s3_key_id', :'s3_secret') \g /dev/null
 
--- A server's access log, line by line; requests(log, after) gives the
--- lines after line number after, once the last request of a rollback is
--- among them (the S3 proxy writes its log asynchronously).
-CREATE TEMP TABLE access_log (n bigint GENERATED ALWAYS AS IDENTITY, line text);
-CREATE FUNCTION pg_temp.log_lines(log text) RETURNS bigint
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-	TRUNCATE access_log RESTART IDENTITY;
-	EXECUTE format('COPY access_log (line) FROM %L', log);
-	RETURN (SELECT count(*) FROM access_log);
-END $$;
-CREATE FUNCTION pg_temp.requests(log text, after bigint, last_pattern text) RETURNS SETOF text
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-	deadline timestamptz := clock_timestamp() + interval '10 s';
-BEGIN
-	LOOP
-		PERFORM pg_temp.log_lines(log);
-		EXIT WHEN EXISTS (SELECT 1 FROM access_log WHERE n > after AND line ~ last_pattern)
-		       OR clock_timestamp() > deadline;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN QUERY SELECT line FROM access_log WHERE n > after ORDER BY n;
-END $$;
-
 -- ---------------------------------------------------------------------------
 -- WebDAV
 -- ---------------------------------------------------------------------------
@@ -58,7 +33,7 @@ SELECT id AS d2 FROM publish.publish_version('rbr-dav', 2, 'tap-rb-dav') \gset
 SELECT is(status, 'completed', 'WebDAV: version 2 is published') FROM test_helpers.wait_job(:'d2');
 SELECT :'dav_dir' || '/tap-rb-dav/rbr-dav' AS dav_dir1 \gset
 
-SELECT pg_temp.log_lines(:'dav_log') AS dav_before \gset
+SELECT test_helpers.log_lines(:'dav_log') AS dav_before \gset
 SELECT id AS dr FROM publish.rollback('rbr-dav', 'tap-rb-dav') \gset
 SELECT is(status, 'completed', 'WebDAV: a rollback completes') FROM test_helpers.wait_job(:'dr');
 SELECT is(pg_read_binary_file(:'dav_dir1' || '/release.json'), pg_read_binary_file(:'dav_dir1' || '/releases/v1.json'),
@@ -67,7 +42,7 @@ SELECT is(encode(sha256(pg_read_binary_file(:'dav_dir1' || '/release.json')), 'h
           (SELECT release_sha256 FROM publish.release_history WHERE job_id = :'d1'),
           '... the document version 1 made live');
 CREATE TEMP TABLE dav_requests AS
-SELECT * FROM pg_temp.requests(:'dav_log', :dav_before, '^COPY ') AS r(line);
+SELECT * FROM test_helpers.requests(:'dav_log', :dav_before, '^COPY ') AS r(line);
 SELECT is(array_agg(split_part(line, ' ', 1) || ' ' || split_part(line, ' ', 2)),
           ARRAY['COPY /open/rb/tap-rb-dav/rbr-dav/releases/v1.json'],
           '... switched with one request, a COPY of the copy (no MKCOL, no upload)')
@@ -99,7 +74,7 @@ SELECT id AS s2 FROM publish.publish_version('rbr-s3', 2, 'tap-rb-s3') \gset
 SELECT is(status, 'completed', 'S3: version 2 is published') FROM test_helpers.wait_job(:'s2', '60 s');
 SELECT :'bucket_url' || '/tap-rb-s3/rbr-s3' AS s3_dir \gset
 
-SELECT pg_temp.log_lines(:'s3_log') AS s3_before \gset
+SELECT test_helpers.log_lines(:'s3_log') AS s3_before \gset
 SELECT id AS sr FROM publish.rollback('rbr-s3', 'tap-rb-s3') \gset
 SELECT is(status, 'completed', 'S3: a rollback completes') FROM test_helpers.wait_job(:'sr', '60 s');
 SELECT is(test_helpers.http_get(:'s3_dir' || '/release.json'), test_helpers.http_get(:'s3_dir' || '/releases/v1.json'),
@@ -108,7 +83,7 @@ SELECT is(encode(sha256(test_helpers.http_get(:'s3_dir' || '/release.json')), 'h
           (SELECT release_sha256 FROM publish.release_history WHERE job_id = :'s1'),
           '... the document version 1 made live');
 CREATE TEMP TABLE s3_requests AS
-SELECT * FROM pg_temp.requests(:'s3_log', :s3_before, 'copy-from') AS r(line);
+SELECT * FROM test_helpers.requests(:'s3_log', :s3_before, 'copy-from') AS r(line);
 SELECT is(array_agg(line), ARRAY['PUT /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/release.json copy-from /'
                                  || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/releases/v1.json'],
           '... switched with one request, a CopyObject of the copy')

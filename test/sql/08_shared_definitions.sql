@@ -2,8 +2,8 @@
 -- 08_shared_definitions: the names and limits that both the C code and
 -- the install script state agree.  The C side comes from
 -- publish_shared_definitions() in publish.so (declared here, not by the
--- extension); the SQL side from the constraints and function bodies that
--- state them.  A new job type, status or limit added on one side only
+-- extension); the SQL side from the constraints, views and function bodies
+-- that state them.  A new job type, status or limit added on one side only
 -- fails here; so does a library whose version is not publish.control's
 -- default_version.
 --
@@ -38,6 +38,12 @@ WITH c AS (
 ), s(name, source, value) AS (
 	VALUES ('job types', 'job_queue_type_valid',
 	        pg_temp.constraint_words('job_queue_type_valid')),
+	       -- the types publish.stats shows a row for
+	       ('job types', 'publish.stats',
+	        (SELECT string_agg(w[1], ',' ORDER BY w[1] COLLATE "C")
+	           FROM regexp_matches((regexp_match(pg_get_viewdef('publish.stats'::regclass),
+	                                             'unnest\((ARRAY\[[^]]*\])\)'))[1],
+	                               '''([a-z_]+)''::text', 'g') AS w)),
 	       ('job statuses', 'job_queue_status_valid',
 	        pg_temp.constraint_words('job_queue_status_valid')),
 	       ('job log levels', 'job_log_level_valid',

@@ -26,6 +26,8 @@
 --   test_helpers.list_files(dir)                every file under dir, relative
 --   test_helpers.file_mode(path)                its permission bits, e.g. '644'
 --   test_helpers.log_positions(logs, patterns) / in_order(positions)
+--   test_helpers.log_lines(log) / requests(log, after, pattern)
+--                                               a storage server's access log
 --   test_helpers.http_get(url) / http_head(url)  an object on a storage server,
 --                                               through the curl command
 --   test_helpers.upload_tiles(env, slug, version) puts a version's build tiles
@@ -193,6 +195,33 @@ BEGIN
 	RETURN mode;
 END
 $$;
+
+-- A storage server's access log (:dav_log, :s3_log), line by line:
+-- log_lines(log) loads it into test_helpers.access_log and counts its lines;
+-- requests(log, after, last_pattern) gives the lines after line number
+-- after, once one of them matches last_pattern (the S3 proxy writes its log
+-- asynchronously), or after 10 s.
+CREATE TABLE test_helpers.access_log (n bigint GENERATED ALWAYS AS IDENTITY, line text);
+CREATE FUNCTION test_helpers.log_lines(log text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	TRUNCATE test_helpers.access_log RESTART IDENTITY;
+	EXECUTE format('COPY test_helpers.access_log (line) FROM %L', log);
+	RETURN (SELECT count(*) FROM test_helpers.access_log);
+END $$;
+CREATE FUNCTION test_helpers.requests(log text, after bigint, last_pattern text) RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + interval '10 s';
+BEGIN
+	LOOP
+		PERFORM test_helpers.log_lines(log);
+		EXIT WHEN EXISTS (SELECT 1 FROM test_helpers.access_log WHERE n > after AND line ~ last_pattern)
+		       OR clock_timestamp() > deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN QUERY SELECT line FROM test_helpers.access_log WHERE n > after ORDER BY n;
+END $$;
 
 CREATE FUNCTION test_helpers.read_json(path text)
 RETURNS jsonb
