@@ -32,6 +32,7 @@ SERVERS=(
 TEST=(
 	libvips-tools                   # tests, bench: the vips command makes and reads test images
 	postgresql-15-pgtap             # pgTAP extension
+	postgresql-15-cron              # pg_cron: the schedule recipe's test (t/023)
 	libtap-parser-sourcehandler-pgtap-perl  # pg_prove
 	libipc-run-perl                 # Perl TAP (PostgreSQL::Test::Cluster)
 	strace                          # the order of the file:// target's syncs (t/009)

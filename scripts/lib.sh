@@ -19,6 +19,9 @@ use_private_pg() {
 		cp -a "$src/." "$dir$src/"
 		cp -a "$share/." "$dir$share/"
 	fi
+	# extensions installed since the copy was made (pg_cron for t/023)
+	cp -an "$src/lib/." "$dir$src/lib/"
+	cp -an "$share/extension/." "$dir$share/extension/"
 	# pg_config of the copy names headers under the copy too
 	if [ ! -f "$dir$inc/15/server/postgres.h" ]; then
 		mkdir -p "$dir$inc"
