@@ -730,6 +730,25 @@ slot_start(HttpMulti *m, HttpSlot *s)
 	s->in_multi = true;
 }
 
+/*
+ * Lets libcurl send what it can of the transfers just added, now: left to
+ * the next http_multi_wait, a request would wait until the caller has read
+ * every other finished one, and its connection would sit idle meanwhile.
+ * Transfers this finishes are collected by http_multi_wait.
+ */
+static void
+kick(HttpMulti *m)
+{
+	int			running;
+	CURLMcode	mc;
+
+	mc = curl_multi_perform(m->multi, &running);
+	if (mc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("libcurl failed: %s", curl_multi_strerror(mc))));
+}
+
 /* See net.h. */
 void
 http_multi_add(HttpMulti *m, HttpRequest *req, void *tag)
@@ -753,6 +772,7 @@ http_multi_add(HttpMulti *m, HttpRequest *req, void *tag)
 	s->done = false;
 	m->busy++;
 	slot_start(m, s);
+	kick(m);
 }
 
 /* Returns a finished slot's request to the caller and frees the slot. */
