@@ -40,7 +40,8 @@
 # Private cluster on $PUBLISH_BENCH_PORT (54542), servers on 54543-54548;
 # all stopped by pid on exit.  Writes its tables to bench/results/tiles_peers.md
 # (git-ignored; docs/performance.md quotes them), the plot's data to
-# docs/results/tiles_peers.dat and the plot to docs/img/tiles-peers.png.
+# docs/results/tiles_peers.dat and the plot to docs/img/tiles-peers.png
+# (with BENCH_ROWS set, both to bench/results instead).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -63,6 +64,11 @@ storage_ports 54543 54544 54545 54546 54547 54548
 RESULTS_DIR=$ROOT_DIR/bench/results
 PLOT_DATA=$ROOT_DIR/docs/results/tiles_peers.dat
 IMG_DIR=$ROOT_DIR/docs/img
+# a run of some rows only leaves the documented plot alone
+if [ -n "${BENCH_ROWS:-}" ]; then
+	PLOT_DATA=$RESULTS_DIR/tiles_peers.dat
+	IMG_DIR=$RESULTS_DIR
+fi
 
 build_and_install
 for tool in rclone:rclone aws:awscli gnuplot:gnuplot-nox; do
