@@ -162,14 +162,15 @@ job_extension_present(void)
 }
 
 /*
- * Runs sql through the plan kept in *plan (spi_util.c), nulls as SPI takes
- * them (NULL: none); errors unless rc is expected.
+ * Runs sql on the job queue through the plan kept in *plan, planned for the
+ * queue as it is (spi_execute_replanned), nulls as SPI takes them (NULL:
+ * none); errors unless rc is expected.
  */
 static void
 exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
 		 const char *nulls, int expected)
 {
-	int			rc = spi_execute_cached(plan, sql, nargs, types, values, nulls, false, 0);
+	int			rc = spi_execute_replanned(plan, sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "publish: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
