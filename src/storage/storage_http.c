@@ -155,14 +155,19 @@ collections_above(StorageTarget *target, const char *key)
 	pfree(dir);
 }
 
-/* HEAD (or, for a checksum, a hashed GET) of url; 404 and 410 mean "no such object". */
+/*
+ * HEAD (or, for a checksum, a hashed GET, of the decoded content for a
+ * document) of url; 404 and 410 mean "no such object".
+ */
 static void
 http_stat_url(StorageTarget *target, const char *url, const char *key,
-			  StorageObjectInfo *info, bool want_sha256)
+			  StorageObjectInfo *info, bool want_sha256, bool document)
 {
 	HttpRequest *req = stat_url_request(target, url, key, want_sha256);
 	HttpResponse *resp;
 
+	if (document)
+		storage_remote_hash_document(req);
 	resp = http_perform(req);
 	storage_remote_stat_result(target, req, resp, info);
 	if (info->exists)
@@ -208,10 +213,14 @@ http_put_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, con
 	return false;
 }
 
-/* PUT, then a HEAD that checks the object is there with the size sent. */
+/*
+ * PUT, then a HEAD that checks the object is there with the size sent.
+ * WebDAV keeps no checksum: sha256 is not sent.
+ */
 static void
 http_put(StorageTarget *target, const char *key, const char *data, size_t len,
-		 const char *content_type, const char *cache_control, const char *content_encoding)
+		 const char *content_type, const char *cache_control, const char *content_encoding,
+		 const char *sha256)
 {
 	char	   *url = object_url(target, key);
 	HttpRequest *req = put_url_request(target, url, key, data, len, content_type,
@@ -222,7 +231,7 @@ http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 
 	/* the server said yes: check that the object is there, whole */
 	memset(&info, 0, sizeof(info));
-	http_stat_url(target, url, key, &info, false);
+	http_stat_url(target, url, key, &info, false, false);
 	if (!info.exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
@@ -239,7 +248,14 @@ http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 static void
 http_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
-	http_stat_url(target, object_url(target, key), key, info, want_sha256);
+	http_stat_url(target, object_url(target, key), key, info, want_sha256, false);
+}
+
+/* A GET of the document at key, hashed after decompressing a gzip one. */
+static void
+http_stat_document(StorageTarget *target, const char *key, StorageObjectInfo *info)
+{
+	http_stat_url(target, object_url(target, key), key, info, true, true);
 }
 
 static HttpRequest *
@@ -351,7 +367,7 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 
 	/* no WebDAV here: download and upload */
 	memset(&info, 0, sizeof(info));
-	http_stat_url(target, src, src_key, &info, false);
+	http_stat_url(target, src, src_key, &info, false, false);
 	if (!info.exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
@@ -368,7 +384,7 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						what, target->env)));
 	/* the bytes as stored (libcurl decodes nothing), with their encoding */
 	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control,
-			 resp->content_encoding);
+			 resp->content_encoding, NULL);
 }
 
 /*
@@ -592,6 +608,7 @@ const StorageBackend storage_http_backend = {
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,
+	.stat_document = http_stat_document,
 	.copy = http_copy,
 	.remove = http_remove,
 	.get = http_get,
@@ -613,6 +630,7 @@ const StorageBackend storage_https_backend = {
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,
+	.stat_document = http_stat_document,
 	.copy = http_copy,
 	.remove = http_remove,
 	.get = http_get,

@@ -113,7 +113,8 @@ SELECT is(array_agg(line), ARRAY['PUT /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s
                                  || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/releases/v1.json'],
           '... switched with one request, a CopyObject of the copy')
   FROM s3_requests WHERE line !~ '^HEAD ';
-SELECT is(count(*), 1::bigint, '... after a HEAD of the copy, which tells its sha256 (no download)')
+SELECT is(count(*), 2::bigint,
+          '... after two HEADs of the copy (no download): one tells its sha256, one its encoding and sha256 for the copy')
   FROM s3_requests WHERE line ~ ('^HEAD /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/releases/v1.json$');
 SELECT is(count(*), 3::bigint, '... and a HEAD of three tiles')
   FROM s3_requests WHERE line ~ ('^HEAD /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/tiles/v1/');
