@@ -361,7 +361,7 @@ publish_undo(PublishJob *job, MemoryContext mcxt)
 	live_key = psprintf("%s/%s/release.json", job->env, slug);
 	if (live_version != NULL)
 		storage_switch_document(target, psprintf("%s/%s/releases/v%s.json", job->env, slug, live_version),
-								live_key, "application/json", STORAGE_CACHE_LIVE);
+								live_key, job->id, "application/json", STORAGE_CACHE_LIVE);
 	else
 		storage_delete_document(target, live_key);
 	storage_sync(target);

@@ -340,7 +340,7 @@ rollback_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	job_pause_point("marked");
 
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
-	storage_switch_document(target, versioned_key, live_key, "application/json",
+	storage_switch_document(target, versioned_key, live_key, job->id, "application/json",
 							STORAGE_CACHE_LIVE);
 	storage_sync(target);
 	job_pause_point("switched");

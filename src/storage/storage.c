@@ -423,12 +423,15 @@ link_or_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 /*
  * See storage.h.  On file:// the sibling goes first, as in
  * storage_put_document; both are links to the copy's files (no second
- * write), each renamed over its name.  Elsewhere one server-side copy,
- * which takes the source's Content-Encoding with it.
+ * write), each renamed over its name.  Elsewhere a server-side copy, which
+ * takes the source's Content-Encoding with it: one CopyObject on S3; on
+ * WebDAV a COPY to {dst_key}.{tag}.tmp and a MOVE over dst_key
+ * (copy_over).
  */
 void
 storage_switch_document(StorageTarget *target, const char *src_key, const char *dst_key,
-						const char *content_type, const char *cache_control)
+						const char *tag, const char *content_type,
+						const char *cache_control)
 {
 	MemoryContext caller = op_begin();
 	const StorageBackend *be = target->backend;
@@ -446,7 +449,11 @@ storage_switch_document(StorageTarget *target, const char *src_key, const char *
 		else
 			be->remove(target, dst_sibling);
 	}
-	link_or_copy(target, src_key, dst_key, content_type, cache_control);
+	if (be->copy_over != NULL)
+		be->copy_over(target, src_key, dst_key, psprintf("%s.%s.tmp", dst_key, tag),
+					  content_type, cache_control);
+	else
+		link_or_copy(target, src_key, dst_key, content_type, cache_control);
 	op_end(caller);
 }
 

@@ -131,6 +131,18 @@ struct StorageBackend
 	void		(*copy) (StorageTarget *target, const char *src_key,
 						 const char *dst_key, const char *content_type,
 						 const char *cache_control);
+
+	/*
+	 * copy over an object readers may be reading (release.json), where copy
+	 * does not replace it in one step (nginx's WebDAV writes a COPY into the
+	 * destination in place): through tmp_key, a name beside dst_key that is
+	 * the caller's alone, so that readers see the old object or the new one.
+	 * A failure leaves dst_key as it was.  NULL where copy replaces in one
+	 * step (S3's CopyObject).
+	 */
+	void		(*copy_over) (StorageTarget *target, const char *src_key,
+							  const char *dst_key, const char *tmp_key,
+							  const char *content_type, const char *cache_control);
 	/* Removes the object at key, if there is one. */
 	void		(*remove) (StorageTarget *target, const char *key);
 
@@ -246,7 +258,12 @@ extern void storage_put(StorageTarget *target, const char *key, const char *data
  * storage_switch_document makes dst_key (release.json) the document put at
  * src_key (an immutable copy), as it is stored: encoding and sibling
  * included, or the sibling the source has not removed; a publish's undo
- * and a rollback switch with it.  storage_delete_document removes both.
+ * and a rollback switch with it.  Readers of dst_key see the old document
+ * or the new one, never none or a part: where the server's copy is not one
+ * step (WebDAV) it goes through a temporary name beside dst_key made of
+ * tag, which must be the caller's alone (the job's id: a retry of the job
+ * reuses, and so replaces, what a crash left there).
+ * storage_delete_document removes both.
  */
 typedef struct StorageDocument
 {
@@ -263,7 +280,8 @@ extern void storage_put_document(StorageTarget *target, const char *key,
 								 const char *same_as_key, const StorageDocument *doc,
 								 const char *content_type, const char *cache_control);
 extern void storage_switch_document(StorageTarget *target, const char *src_key,
-									const char *dst_key, const char *content_type,
+									const char *dst_key, const char *tag,
+									const char *content_type,
 									const char *cache_control);
 extern void storage_stat_document(StorageTarget *target, const char *key,
 								  StorageObjectInfo *info);

@@ -12,7 +12,9 @@
  * after MKCOL of the destination's missing parent collections (COPY does
  * not create them, unlike PUT with nginx's create_full_put_path; the
  * collections known to exist are remembered for the life of the target);
- * a server without COPY (405 or 501) gets a GET and a PUT instead.
+ * a server without COPY (405 or 501) gets a GET and a PUT instead.  A copy
+ * over release.json (copy_over) is a COPY to a temporary name beside it
+ * and a MOVE over it: nginx writes a COPY in place, but renames a MOVE.
  *
  * Checksums: WebDAV keeps none with an object (nginx's module has no
  * PROPPATCH or dead properties, ETags are mtime-size), so telling whether
@@ -66,6 +68,7 @@ typedef struct HttpTarget
 	collections_hash *collections;	/* keys of collections known to exist */
 	bool		no_mkcol;		/* the server has no MKCOL */
 	bool		no_copy;		/* the server has no COPY (405/501 seen) */
+	bool		no_move;		/* the server has no MOVE (405/501 seen) */
 	MemoryContext cxt;			/* the target's */
 } HttpTarget;
 
@@ -344,28 +347,17 @@ http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, ch
 	return false;
 }
 
-/* WebDAV COPY (parents made with MKCOL), or GET + PUT where COPY is missing. */
+/* A copy without WebDAV: a GET of src_key and a PUT of its bytes at dst_key. */
 static void
-http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
-		  const char *content_type, const char *cache_control)
+download_upload(StorageTarget *target, const char *src_key, const char *dst_key,
+				const char *content_type, const char *cache_control)
 {
-	HttpTarget *ht = target->backend_state;
 	char	   *src = object_url(target, src_key);
 	char	   *what = psprintf("copy of %s to %s", src_key, dst_key);
 	HttpRequest *req;
 	HttpResponse *resp;
 	StorageObjectInfo info;
 
-	if (!ht->no_copy)
-	{
-		char		md5[33];
-
-		req = http_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
-		if (http_copy_result(target, req, http_perform(req), md5))
-			return;
-	}
-
-	/* no WebDAV here: download and upload */
 	memset(&info, 0, sizeof(info));
 	http_stat_url(target, src, src_key, &info, false, false);
 	if (!info.exists)
@@ -385,6 +377,68 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	/* the bytes as stored (libcurl decodes nothing), with their encoding */
 	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control,
 			 resp->content_encoding, NULL);
+}
+
+/* WebDAV COPY (parents made with MKCOL), or GET + PUT where COPY is missing. */
+static void
+http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		  const char *content_type, const char *cache_control)
+{
+	HttpTarget *ht = target->backend_state;
+
+	if (!ht->no_copy)
+	{
+		HttpRequest *req = http_copy_request(target, src_key, dst_key, content_type,
+											 cache_control, NULL);
+		char		md5[33];
+
+		if (http_copy_result(target, req, http_perform(req), md5))
+			return;
+	}
+	download_upload(target, src_key, dst_key, content_type, cache_control);
+}
+
+/*
+ * A COPY to tmp_key, then a MOVE of it over dst_key.  nginx writes a COPY
+ * into its destination in place (truncated first: a reader meanwhile gets
+ * a short or mixed file), but makes the MOVE of a file a rename(2), which
+ * replaces dst_key in one step.  tmp_key is the caller's alone: the COPY
+ * overwrites what an earlier attempt left there.  A MOVE that fails leaves
+ * dst_key as it was and removes tmp_key (a DELETE whose answer is
+ * ignored).  A server without COPY or MOVE (405, 501) gets a GET and a PUT
+ * of dst_key, which nginx, too, replaces in one step.
+ */
+static void
+http_copy_over(StorageTarget *target, const char *src_key, const char *dst_key,
+			   const char *tmp_key, const char *content_type, const char *cache_control)
+{
+	HttpTarget *ht = target->backend_state;
+
+	if (!ht->no_copy && !ht->no_move)
+	{
+		HttpRequest *req = http_copy_request(target, src_key, tmp_key, content_type,
+											 cache_control, NULL);
+		char		md5[33];
+
+		if (http_copy_result(target, req, http_perform(req), md5))
+		{
+			HttpResponse *resp;
+
+			req = new_request(target, "MOVE", object_url(target, tmp_key),
+							  psprintf("move of %s to %s", tmp_key, dst_key));
+			req->headers = http_header(req->headers, "Destination", object_url(target, dst_key));
+			req->headers = http_header(req->headers, "Overwrite", "T");
+			resp = http_perform(req);
+			if (http_ok(resp))
+				return;
+			(void) http_perform(new_request(target, "DELETE", object_url(target, tmp_key),
+											psprintf("removal of %s", tmp_key)));
+			if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
+				storage_remote_fail(target, req, resp);
+			ht->no_move = true;
+		}
+	}
+	download_upload(target, src_key, dst_key, content_type, cache_control);
 }
 
 /*
@@ -610,6 +664,7 @@ const StorageBackend storage_http_backend = {
 	.stat = http_stat,
 	.stat_document = http_stat_document,
 	.copy = http_copy,
+	.copy_over = http_copy_over,
 	.remove = http_remove,
 	.get = http_get,
 	.stat_request = http_stat_request,
@@ -632,6 +687,7 @@ const StorageBackend storage_https_backend = {
 	.stat = http_stat,
 	.stat_document = http_stat_document,
 	.copy = http_copy,
+	.copy_over = http_copy_over,
 	.remove = http_remove,
 	.get = http_get,
 	.stat_request = http_stat_request,
