@@ -12,7 +12,8 @@
 #             release rebuilt, uploaded, its tiles checked and copied)
 #   rollback  as many rollbacks, alternately to version 2 and back to 1
 #             (the copy checked against its sha256, a sample of tiles
-#             checked, release.json switched)
+#             checked, release.json switched: on WebDAV a COPY beside it
+#             and a MOVE over it, on S3 a HEAD and a CopyObject)
 # and for each job: its time in the worker (started_at -> completed_at),
 # from the request to its end (created_at -> completed_at: wake-up,
 # claim, the job, its final commit), and the storage requests it made (the

@@ -249,7 +249,7 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	if (!build_first)
 	{
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_document_prepare(target, &sdoc, doc->data, doc->len);
+		storage_document_prepare(target, &sdoc, doc->data, doc->len, doc->sha256);
 		storage_put_document(target, versioned_key, NULL, &sdoc, "application/json",
 							 STORAGE_CACHE_IMMUTABLE);
 	}
@@ -273,7 +273,7 @@ publish_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 		job_txn_commit(false);
 		MemoryContextSwitchTo(mcxt);
 		pgstat_report_activity(STATE_RUNNING, "publish: uploading release.json");
-		storage_document_prepare(target, &sdoc, doc->data, doc->len);
+		storage_document_prepare(target, &sdoc, doc->data, doc->len, doc->sha256);
 		storage_put_document(target, versioned_key, NULL, &sdoc, "application/json",
 							 STORAGE_CACHE_IMMUTABLE);
 		job_step(job, "publish: uploaded release.json with the tiles", 76,
@@ -361,8 +361,8 @@ publish_undo(PublishJob *job, MemoryContext mcxt)
 	pgstat_report_activity(STATE_RUNNING, "publish: putting the live release back");
 	live_key = psprintf("%s/%s/release.json", job->env, slug);
 	if (live_version != NULL)
-		storage_copy_document(target, psprintf("%s/%s/releases/v%s.json", job->env, slug, live_version),
-							  live_key, "application/json", STORAGE_CACHE_LIVE);
+		storage_switch_document(target, psprintf("%s/%s/releases/v%s.json", job->env, slug, live_version),
+								live_key, job->id, "application/json", STORAGE_CACHE_LIVE);
 	else
 		storage_delete_document(target, live_key);
 	storage_sync(target);

@@ -15,7 +15,9 @@
  * The copy is checked by what the target tells cheaply: S3 answers a HEAD
  * with the sha256 that publish stored with the object (x-amz-meta-sha256);
  * file:// and WebDAV keep none, so the copy is read and hashed (a local
- * read, a download).  A copy missing, or whose sha256 is not the one the
+ * read, a download).  Either is the sha256 of the document itself, also
+ * for a copy stored compressed (storage_stat_document decompresses what it
+ * downloads).  A copy missing, or whose sha256 is not the one the
  * history recorded, fails the job before anything changes.  The tiles are
  * sampled, not all checked: the first tile of each zoom level of the
  * version's manifest and its last tile must be in place with their
@@ -24,11 +26,12 @@
  * requests run in parallel, not a tile removed alone.
  *
  * The switch is a publish's step 5: marked durably first
- * (job_mark_switched), then release.json becomes the copy (file://: a
- * hard link renamed over it; S3 and WebDAV: one server-side copy, which S3
- * makes in one step and nginx's WebDAV in place, after removing the old
- * object), made durable; the final transaction records the live release and the
- * history row (job_live.c).  The version's status is left as it is (a
+ * (job_mark_switched), then release.json becomes the copy as it is stored,
+ * as a publish's undo makes it (storage_switch_document: on file:// a hard
+ * link renamed over it, with its release.json.gz or without one; S3 and
+ * WebDAV: a server-side copy, with the copy's encoding), made durable; the
+ * final transaction records the live release and the history row
+ * (job_live.c).  The version's status is left as it is (a
  * rollback often goes back to a version archived since).  A failure after
  * the mark puts back what publish.releases says is live, as a publish's
  * does (its undo is the publish's).
@@ -296,12 +299,11 @@ rollback_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 
 	/*
 	 * Step 2: its immutable copy (40%), by the checksum a HEAD tells where
-	 * the target keeps one, else by its bytes.
+	 * the target keeps one, else by its bytes, decompressed where it is
+	 * stored compressed: the sha256 is the document's.
 	 */
 	pgstat_report_activity(STATE_RUNNING, "publish: rollback: checking the release");
-	storage_stat(target, versioned_key, &info, !target->backend->head_has_sha256);
-	if (info.exists && info.sha256[0] == '\0')
-		storage_stat(target, versioned_key, &info, true);
+	storage_stat_document(target, versioned_key, &info);
 	if (!info.exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
@@ -338,8 +340,8 @@ rollback_run(PublishJob *job, JobOutcome *outcome, MemoryContext mcxt)
 	job_pause_point("marked");
 
 	pgstat_report_activity(STATE_RUNNING, "publish: switching release.json");
-	storage_copy_immutable(target, versioned_key, live_key, "application/json",
-						   STORAGE_CACHE_LIVE);
+	storage_switch_document(target, versioned_key, live_key, job->id, "application/json",
+							STORAGE_CACHE_LIVE);
 	storage_sync(target);
 	job_pause_point("switched");
 

@@ -49,6 +49,7 @@
 
 #include <curl/curl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
@@ -76,6 +77,14 @@ typedef struct TransferState
 	size_t		keep_cap;
 	void	   *sha_ctx;		/* SHA-256 of the body, or NULL */
 	bool		sha_failed;
+	int			decode;			/* DECODE_*: how the body is hashed */
+	z_stream   *zs;				/* hash_decoded: the inflate state */
+	unsigned char head[2];		/* the body's first bytes, until decided */
+	int			nhead;
+	int64		decoded_bytes;
+	int64		decoded_max;	/* req->decoded_max */
+	bool		decode_failed;	/* a gzip body that does not decompress */
+	bool		decoded_too_large;
 	curl_off_t	last_bytes;		/* bytes moved (up + down) at last_move */
 	TimestampTz last_move;
 	bool		stalled;		/* aborted: nothing moved for too long */
@@ -84,6 +93,15 @@ typedef struct TransferState
 	int			sink_errno;		/* a write to sink failed with this */
 	const char *req_what;		/* req->what, for messages */
 } TransferState;
+
+/* How a hashed body is hashed (TransferState.decode). */
+#define DECODE_PLAIN		0	/* as it comes */
+#define DECODE_UNDECIDED	1	/* hash_decoded: waiting for two bytes */
+#define DECODE_GZIP			2	/* decompressed */
+#define DECODE_DONE			3	/* the gzip stream ended */
+
+/* What inflate writes, hashed at once; one transfer's callback at a time uses it. */
+static char inflate_buf[65536];
 
 /* on_proc_exit: frees the share object and libcurl's global state. */
 static void
@@ -206,6 +224,115 @@ on_header(char *data, size_t size, size_t nitems, void *arg)
 	return len;
 }
 
+/* zlib's allocator: the transfer's memory context; NULL, never a throw. */
+static voidpf
+zs_alloc(voidpf opaque, uInt items, uInt size)
+{
+	return MemoryContextAllocExtended((MemoryContext) opaque, (Size) items * size,
+									  MCXT_ALLOC_NO_OOM);
+}
+
+static void
+zs_free(voidpf opaque, voidpf p)
+{
+	pfree(p);
+}
+
+/*
+ * Adds data to the body's hash, decompressed when the body is gzip.  Must
+ * not throw: false, with the reason in st, stops the transfer.
+ */
+static bool
+hash_content(TransferState *st, const char *data, size_t len)
+{
+	z_stream   *zs = st->zs;
+
+	if (st->decode == DECODE_PLAIN)
+	{
+		if (checksum_sha256_add(st->sha_ctx, data, len))
+			return true;
+		st->sha_failed = true;
+		return false;
+	}
+	if (st->decode == DECODE_DONE)
+	{
+		/* bytes after the end of the stream */
+		st->decode_failed = len > 0;
+		return len == 0;
+	}
+	zs->next_in = (Bytef *) data;
+	zs->avail_in = (uInt) len;	/* a callback's, at most CURL_MAX_WRITE_SIZE */
+	for (;;)
+	{
+		size_t		out;
+		int			rc;
+
+		zs->next_out = (Bytef *) inflate_buf;
+		zs->avail_out = sizeof(inflate_buf);
+		rc = inflate(zs, Z_NO_FLUSH);
+		if (rc == Z_BUF_ERROR && zs->avail_in == 0)
+			rc = Z_OK;			/* wants more input */
+		if (rc != Z_OK && rc != Z_STREAM_END)
+		{
+			st->decode_failed = true;
+			return false;
+		}
+		out = sizeof(inflate_buf) - zs->avail_out;
+		st->decoded_bytes += out;
+		if (st->decoded_max > 0 && st->decoded_bytes > st->decoded_max)
+		{
+			st->decoded_too_large = true;
+			return false;
+		}
+		if (out > 0 && !checksum_sha256_add(st->sha_ctx, inflate_buf, out))
+		{
+			st->sha_failed = true;
+			return false;
+		}
+		if (rc == Z_STREAM_END)
+		{
+			st->decode = DECODE_DONE;
+			st->decode_failed = zs->avail_in > 0;
+			return !st->decode_failed;
+		}
+		if (zs->avail_in == 0 && zs->avail_out > 0)
+			return true;
+	}
+}
+
+/*
+ * hash_decoded: the body is gzip when the server says so, or (a server
+ * that keeps no header) when it starts with gzip's magic number, which no
+ * JSON document does.  Hashes the bytes held back to decide.
+ */
+static bool
+hash_decide(TransferState *st)
+{
+	st->decode = pg_strcasecmp(st->resp->content_encoding, "gzip") == 0 ||
+		(st->nhead == 2 && st->head[0] == 0x1f && st->head[1] == 0x8b) ?
+		DECODE_GZIP : DECODE_PLAIN;
+	return hash_content(st, (const char *) st->head, st->nhead);
+}
+
+/* Hashes the body's next bytes (see hash_content). */
+static bool
+hash_body_bytes(TransferState *st, const char *data, size_t len)
+{
+	if (st->decode == DECODE_UNDECIDED)
+	{
+		while (len > 0 && st->nhead < 2)
+		{
+			st->head[st->nhead++] = (unsigned char) *data++;
+			len--;
+		}
+		if (st->nhead < 2)
+			return true;
+		if (!hash_decide(st))
+			return false;
+	}
+	return hash_content(st, data, len);
+}
+
 /* libcurl write callback: keeps the start of the body, hashes all of it. */
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -222,11 +349,8 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 		resp->body_len += n;
 		resp->body[resp->body_len] = '\0';
 	}
-	if (st->sha_ctx != NULL && !checksum_sha256_add(st->sha_ctx, data, len))
-	{
-		st->sha_failed = true;
+	if (st->sha_ctx != NULL && !hash_body_bytes(st, data, len))
 		return 0;				/* CURLE_WRITE_ERROR */
-	}
 	if (st->sink != NULL && st->sink_max > 0 && resp->body_bytes + (int64) len > st->sink_max)
 	{
 		st->sink_errno = EFBIG;
@@ -306,6 +430,21 @@ attempt_reset(HttpRequest *req, HttpResponse *resp, TransferState *st, MemoryCon
 	resp->body_sha256[0] = '\0';
 	if (req->hash_body)
 		st->sha_ctx = checksum_sha256_begin();
+	if (req->hash_body && req->hash_decoded)
+	{
+		st->decode = DECODE_UNDECIDED;
+		st->decoded_max = req->decoded_max;
+		st->zs = MemoryContextAllocZero(cxt, sizeof(z_stream));
+		st->zs->zalloc = zs_alloc;
+		st->zs->zfree = zs_free;
+		st->zs->opaque = cxt;
+		/* 15 + 16: a gzip stream, with the largest window */
+		if (inflateInit2(st->zs, 15 + 16) != Z_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory"),
+					 errdetail("Could not start a gzip decompression.")));
+	}
 	if (req->body_file != NULL)
 	{
 		/* a retry starts the file again */
@@ -439,10 +578,29 @@ attempt_finish(CURL *h, CURLcode rc, TransferState *st, const char *errbuf)
 	{
 		void	   *ctx = st->sha_ctx;
 
+		/* a body of fewer than two bytes, or a gzip stream cut short */
+		if (st->decode == DECODE_UNDECIDED && !st->sha_failed)
+			(void) hash_decide(st);
+		if (st->decode == DECODE_GZIP && rc == CURLE_OK &&
+			resp->status >= 200 && resp->status < 300)
+			st->decode_failed = true;
+		if (st->zs != NULL)
+			(void) inflateEnd(st->zs);
+		st->zs = NULL;
 		st->sha_ctx = NULL;
 		checksum_sha256_finish(ctx, resp->body_sha256);
 		if (st->sha_failed)
 			elog(ERROR, "publish: could not hash a response body");
+		if (st->decoded_too_large)
+			ereport(ERROR,
+					(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+					 errmsg("the %s was stopped: the document is larger than %lld bytes once decompressed",
+							st->req_what, (long long) st->decoded_max)));
+		if (st->decode_failed)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the %s got a gzip body that does not decompress", st->req_what),
+					 errdetail("A document stored compressed must be one whole gzip stream.")));
 	}
 	if (st->sink_errno == EFBIG)
 		ereport(ERROR,

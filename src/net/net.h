@@ -50,6 +50,13 @@ typedef struct HttpRequest
 	const char *session_token;	/* S3 session token: the caller sends it as a
 								 * header; named here so that errors mask it */
 	bool		hash_body;		/* compute the SHA-256 of the response body */
+	bool		hash_decoded;	/* with hash_body: a gzip body (sent with
+								 * Content-Encoding: gzip, or starting with
+								 * gzip's magic number, for servers that keep
+								 * no header) is hashed decompressed; for
+								 * documents, never tiles */
+	int64		decoded_max;	/* with hash_decoded: a longer decompressed
+								 * body fails the request (PT413); 0: no limit */
 	size_t		body_limit;		/* bytes of the response body to keep; 0:
 								 * HTTP_BODY_KEEP */
 	FILE	   *body_file;		/* the whole body is also written here
@@ -82,7 +89,8 @@ typedef struct HttpResponse
 	char	   *body;			/* first HTTP_BODY_KEEP bytes, NUL-terminated */
 	size_t		body_len;
 	int64		body_bytes;		/* all the bytes received */
-	char		body_sha256[65];	/* with hash_body */
+	char		body_sha256[65];	/* with hash_body (decompressed with
+									 * hash_decoded) */
 	int			attempts;
 } HttpResponse;
 

@@ -255,7 +255,7 @@ storage_put(StorageTarget *target, const char *key, const char *data, size_t len
 {
 	MemoryContext caller = op_begin();
 
-	target->backend->put(target, key, data, len, content_type, cache_control, NULL);
+	target->backend->put(target, key, data, len, content_type, cache_control, NULL, NULL);
 	op_end(caller);
 }
 
@@ -286,7 +286,7 @@ storage_put_same(StorageTarget *target, const char *key, const char *same_as_key
 	if (target->backend->link)
 		linked = target->backend->link(target, same_as_key, key);
 	if (!linked)
-		target->backend->put(target, key, data, len, content_type, cache_control, NULL);
+		target->backend->put(target, key, data, len, content_type, cache_control, NULL, NULL);
 	op_end(caller);
 }
 
@@ -343,26 +343,31 @@ gzip_compress(const char *data, size_t len, size_t *out_len)
 /* See storage.h.  The compressed copy is allocated in the current context. */
 void
 storage_document_prepare(StorageTarget *target, StorageDocument *doc,
-						 const char *data, size_t len)
+						 const char *data, size_t len, const char *sha256)
 {
 	memset(doc, 0, sizeof(StorageDocument));
 	doc->data = data;
 	doc->len = len;
+	doc->sha256 = sha256;
 	if (target->gzip)
 		doc->encoded = gzip_compress(data, len, &doc->encoded_len);
 }
 
-/* put, or (with same_as_key) a link where the backend can make one. */
+/*
+ * put, or (with same_as_key) a link where the backend can make one; sha256
+ * as put's.
+ */
 static void
 put_or_link(StorageTarget *target, const char *key, const char *same_as_key,
 			const char *data, size_t len, const char *content_type,
-			const char *cache_control, const char *content_encoding)
+			const char *cache_control, const char *content_encoding,
+			const char *sha256)
 {
 	if (same_as_key != NULL && target->backend->link != NULL &&
 		target->backend->link(target, same_as_key, key))
 		return;
 	target->backend->put(target, key, data, len, content_type, cache_control,
-						 content_encoding);
+						 content_encoding, sha256);
 }
 
 /*
@@ -382,18 +387,18 @@ storage_put_document(StorageTarget *target, const char *key, const char *same_as
 
 	if (doc->encoded != NULL && be->keeps_encoding)
 		put_or_link(target, key, same_as_key, doc->encoded, doc->encoded_len,
-					content_type, cache_control, "gzip");
+					content_type, cache_control, "gzip", doc->sha256);
 	else if (doc->encoded != NULL)
 	{
 		put_or_link(target, sibling, same_sibling, doc->encoded, doc->encoded_len,
-					"application/gzip", cache_control, NULL);
+					"application/gzip", cache_control, NULL, doc->sha256);
 		put_or_link(target, key, same_as_key, doc->data, doc->len,
-					content_type, cache_control, NULL);
+					content_type, cache_control, NULL, doc->sha256);
 	}
 	else
 	{
 		put_or_link(target, key, same_as_key, doc->data, doc->len,
-					content_type, cache_control, NULL);
+					content_type, cache_control, NULL, doc->sha256);
 		/* a sibling of an earlier compressed document would be served */
 		if (!be->keeps_encoding)
 			be->remove(target, sibling);
@@ -401,10 +406,33 @@ storage_put_document(StorageTarget *target, const char *key, const char *same_as
 	op_end(caller);
 }
 
-/* See storage.h. */
+/*
+ * dst_key the same object as src_key, which nothing changes once written:
+ * a link where the backend can make one, else a copy.
+ */
+static void
+link_or_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+			 const char *content_type, const char *cache_control)
+{
+	const StorageBackend *be = target->backend;
+
+	if (be->link != NULL && be->link(target, src_key, dst_key))
+		return;
+	be->copy(target, src_key, dst_key, content_type, cache_control);
+}
+
+/*
+ * See storage.h.  On file:// the sibling goes first, as in
+ * storage_put_document; both are links to the copy's files (no second
+ * write), each renamed over its name.  Elsewhere a server-side copy, which
+ * takes the source's Content-Encoding with it: one CopyObject on S3; on
+ * WebDAV a COPY to {dst_key}.{tag}.tmp and a MOVE over dst_key
+ * (copy_over).
+ */
 void
-storage_copy_document(StorageTarget *target, const char *src_key, const char *dst_key,
-					  const char *content_type, const char *cache_control)
+storage_switch_document(StorageTarget *target, const char *src_key, const char *dst_key,
+						const char *tag, const char *content_type,
+						const char *cache_control)
 {
 	MemoryContext caller = op_begin();
 	const StorageBackend *be = target->backend;
@@ -418,11 +446,46 @@ storage_copy_document(StorageTarget *target, const char *src_key, const char *ds
 		memset(&info, 0, sizeof(info));
 		be->stat(target, src_sibling, &info, false);
 		if (info.exists)
-			be->copy(target, src_sibling, dst_sibling, "application/gzip", cache_control);
+			link_or_copy(target, src_sibling, dst_sibling, "application/gzip", cache_control);
 		else
 			be->remove(target, dst_sibling);
 	}
-	be->copy(target, src_key, dst_key, content_type, cache_control);
+	if (be->copy_over != NULL)
+		be->copy_over(target, src_key, dst_key, psprintf("%s.%s.tmp", dst_key, tag),
+					  content_type, cache_control);
+	else
+		link_or_copy(target, src_key, dst_key, content_type, cache_control);
+	op_end(caller);
+}
+
+/*
+ * See storage.h.  A HEAD where it tells the checksum stored with the object
+ * (S3), else the object read and hashed: on file:// the plain document
+ * (its sibling is the compressed one); from a remote server a GET,
+ * decompressed as it arrives when it is gzip (storage_remote_hash_document).
+ * info->size is the size as stored.
+ */
+void
+storage_stat_document(StorageTarget *target, const char *key, StorageObjectInfo *info)
+{
+	MemoryContext caller = op_begin();
+	const StorageBackend *be = target->backend;
+
+	memset(info, 0, sizeof(StorageObjectInfo));
+	if (be->head_has_sha256)
+	{
+		be->stat(target, key, info, false);
+		if (!info->exists || info->sha256[0] != '\0')
+		{
+			op_end(caller);
+			return;
+		}
+		memset(info, 0, sizeof(StorageObjectInfo));
+	}
+	if (be->stat_document != NULL)
+		be->stat_document(target, key, info);
+	else
+		be->stat(target, key, info, true);
 	op_end(caller);
 }
 
@@ -482,26 +545,6 @@ storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	MemoryContext caller = op_begin();
 
 	target->backend->copy(target, src_key, dst_key, content_type, cache_control);
-	op_end(caller);
-}
-
-/*
- * Makes dst_key the same object as src_key, which nothing changes once
- * written (a release's versioned copy, made durable when it was put): a
- * backend that can (file://) links it, with no second write, the others
- * copy it on the server (S3 CopyObject, WebDAV COPY), in one request.
- */
-void
-storage_copy_immutable(StorageTarget *target, const char *src_key, const char *dst_key,
-					   const char *content_type, const char *cache_control)
-{
-	MemoryContext caller = op_begin();
-	bool		linked = false;
-
-	if (target->backend->link)
-		linked = target->backend->link(target, src_key, dst_key);
-	if (!linked)
-		target->backend->copy(target, src_key, dst_key, content_type, cache_control);
 	op_end(caller);
 }
 

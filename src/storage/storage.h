@@ -107,12 +107,14 @@ struct StorageBackend
 	 * object's name may be durable only after the next sync (file:// defers
 	 * its directory fsyncs to it).  content_encoding (NULL: none) is the
 	 * Content-Encoding readers get with it, where the protocol keeps one
-	 * (keeps_encoding).
+	 * (keeps_encoding).  sha256 (NULL: that of data) is the checksum stored
+	 * with the object where the protocol keeps one (S3's x-amz-meta-sha256):
+	 * always that of the content a reader has after decoding.
 	 */
 	void		(*put) (StorageTarget *target, const char *key,
 						const char *data, size_t len,
 						const char *content_type, const char *cache_control,
-						const char *content_encoding);
+						const char *content_encoding, const char *sha256);
 
 	/*
 	 * Makes dst_key the same object as src_key, which the caller has just put
@@ -127,13 +129,34 @@ struct StorageBackend
 						 StorageObjectInfo *info, bool want_sha256);
 
 	/*
+	 * stat with want_sha256 of a document (storage_stat_document): the
+	 * checksum of what a reader has after decoding a compressed one; NULL
+	 * where stat's is that already (file://, whose documents are plain).
+	 */
+	void		(*stat_document) (StorageTarget *target, const char *key,
+								  StorageObjectInfo *info);
+
+	/*
 	 * Makes dst_key a copy of src_key (server-side where possible); where the
 	 * protocol keeps them, the copy gets content_type and cache_control
-	 * (NULL: those of the source), and always the source's Content-Encoding.
+	 * (NULL: those of the source), and always the source's Content-Encoding
+	 * and stored checksum.
 	 */
 	void		(*copy) (StorageTarget *target, const char *src_key,
 						 const char *dst_key, const char *content_type,
 						 const char *cache_control);
+
+	/*
+	 * copy over an object readers may be reading (release.json), where copy
+	 * does not replace it in one step (nginx's WebDAV writes a COPY into the
+	 * destination in place): through tmp_key, a name beside dst_key that is
+	 * the caller's alone, so that readers see the old object or the new one.
+	 * A failure leaves dst_key as it was.  NULL where copy replaces in one
+	 * step (S3's CopyObject).
+	 */
+	void		(*copy_over) (StorageTarget *target, const char *src_key,
+							  const char *dst_key, const char *tmp_key,
+							  const char *content_type, const char *cache_control);
 	/* Removes the object at key, if there is one. */
 	void		(*remove) (StorageTarget *target, const char *key);
 
@@ -247,30 +270,46 @@ extern void storage_put(StorageTarget *target, const char *key, const char *data
 /*
  * Documents (release.json and its immutable copies), stored as the
  * target's option compress says: storage_document_prepare makes doc from
- * data (compressing it once, when the target wants gzip);
- * storage_put_document writes it at key (with same_as_key, see
+ * data and its hex sha256 (compressing it once, when the target wants
+ * gzip); storage_put_document writes it at key (with same_as_key, see
  * storage_put_same), compressed with Content-Encoding: gzip where the
  * server keeps it, else (file://) plain at key and compressed at key.gz;
- * a plain put removes a key.gz left there.  storage_copy_document copies
- * a document put so, encoding and sibling included, or removes the
- * sibling the source has not; storage_delete_document removes both.
+ * a plain put removes a key.gz left there.
+ *
+ * Whatever the encoding, a document's sha256 is that of the document
+ * itself: the checksum stored with it (S3) and every check of it
+ * (storage_stat_document) mean the bytes a reader has after decoding.
+ *
+ * storage_switch_document makes dst_key (release.json) the document put at
+ * src_key (an immutable copy), as it is stored: encoding and sibling
+ * included, or the sibling the source has not removed; a publish's undo
+ * and a rollback switch with it.  Readers of dst_key see the old document
+ * or the new one, never none or a part: where the server's copy is not one
+ * step (WebDAV) it goes through a temporary name beside dst_key made of
+ * tag, which must be the caller's alone (the job's id: a retry of the job
+ * reuses, and so replaces, what a crash left there).
+ * storage_delete_document removes both.
  */
 typedef struct StorageDocument
 {
 	const char *data;			/* the document */
 	size_t		len;
+	const char *sha256;			/* hex SHA-256 of data */
 	const char *encoded;		/* gzip of it, or NULL: stored plain */
 	size_t		encoded_len;
 } StorageDocument;
 
 extern void storage_document_prepare(StorageTarget *target, StorageDocument *doc,
-									 const char *data, size_t len);
+									 const char *data, size_t len, const char *sha256);
 extern void storage_put_document(StorageTarget *target, const char *key,
 								 const char *same_as_key, const StorageDocument *doc,
 								 const char *content_type, const char *cache_control);
-extern void storage_copy_document(StorageTarget *target, const char *src_key,
-								  const char *dst_key, const char *content_type,
-								  const char *cache_control);
+extern void storage_switch_document(StorageTarget *target, const char *src_key,
+									const char *dst_key, const char *tag,
+									const char *content_type,
+									const char *cache_control);
+extern void storage_stat_document(StorageTarget *target, const char *key,
+								  StorageObjectInfo *info);
 extern void storage_delete_document(StorageTarget *target, const char *key);
 extern void storage_stat(StorageTarget *target, const char *key,
 						 StorageObjectInfo *info, bool want_sha256);
@@ -281,9 +320,6 @@ extern void storage_put_file(StorageTarget *target, const char *key, const char 
 							 const char *content_type, const char *cache_control);
 extern void storage_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						 const char *content_type, const char *cache_control);
-extern void storage_copy_immutable(StorageTarget *target, const char *src_key,
-								   const char *dst_key, const char *content_type,
-								   const char *cache_control);
 extern void storage_delete(StorageTarget *target, const char *key);
 extern void storage_sync(StorageTarget *target);
 extern int64 storage_get_file(StorageTarget *target, const char *key, const char *path,
@@ -388,6 +424,7 @@ extern void storage_remote_stat_result(StorageTarget *target,
 extern bool storage_etag_md5(const char *etag, char *md5);
 extern int64 storage_remote_get(StorageTarget *target, struct HttpRequest *req,
 								FILE *f, int64 max_bytes);
+extern void storage_remote_hash_document(struct HttpRequest *req);
 extern char *storage_xml_text(const char *s, size_t len);
 
 /*

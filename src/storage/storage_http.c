@@ -12,7 +12,9 @@
  * after MKCOL of the destination's missing parent collections (COPY does
  * not create them, unlike PUT with nginx's create_full_put_path; the
  * collections known to exist are remembered for the life of the target);
- * a server without COPY (405 or 501) gets a GET and a PUT instead.
+ * a server without COPY (405 or 501) gets a GET and a PUT instead.  A copy
+ * over release.json (copy_over) is a COPY to a temporary name beside it
+ * and a MOVE over it: nginx writes a COPY in place, but renames a MOVE.
  *
  * Checksums: WebDAV keeps none with an object (nginx's module has no
  * PROPPATCH or dead properties, ETags are mtime-size), so telling whether
@@ -66,6 +68,7 @@ typedef struct HttpTarget
 	collections_hash *collections;	/* keys of collections known to exist */
 	bool		no_mkcol;		/* the server has no MKCOL */
 	bool		no_copy;		/* the server has no COPY (405/501 seen) */
+	bool		no_move;		/* the server has no MOVE (405/501 seen) */
 	MemoryContext cxt;			/* the target's */
 } HttpTarget;
 
@@ -155,14 +158,19 @@ collections_above(StorageTarget *target, const char *key)
 	pfree(dir);
 }
 
-/* HEAD (or, for a checksum, a hashed GET) of url; 404 and 410 mean "no such object". */
+/*
+ * HEAD (or, for a checksum, a hashed GET, of the decoded content for a
+ * document) of url; 404 and 410 mean "no such object".
+ */
 static void
 http_stat_url(StorageTarget *target, const char *url, const char *key,
-			  StorageObjectInfo *info, bool want_sha256)
+			  StorageObjectInfo *info, bool want_sha256, bool document)
 {
 	HttpRequest *req = stat_url_request(target, url, key, want_sha256);
 	HttpResponse *resp;
 
+	if (document)
+		storage_remote_hash_document(req);
 	resp = http_perform(req);
 	storage_remote_stat_result(target, req, resp, info);
 	if (info->exists)
@@ -208,10 +216,14 @@ http_put_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, con
 	return false;
 }
 
-/* PUT, then a HEAD that checks the object is there with the size sent. */
+/*
+ * PUT, then a HEAD that checks the object is there with the size sent.
+ * WebDAV keeps no checksum: sha256 is not sent.
+ */
 static void
 http_put(StorageTarget *target, const char *key, const char *data, size_t len,
-		 const char *content_type, const char *cache_control, const char *content_encoding)
+		 const char *content_type, const char *cache_control, const char *content_encoding,
+		 const char *sha256)
 {
 	char	   *url = object_url(target, key);
 	HttpRequest *req = put_url_request(target, url, key, data, len, content_type,
@@ -222,7 +234,7 @@ http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 
 	/* the server said yes: check that the object is there, whole */
 	memset(&info, 0, sizeof(info));
-	http_stat_url(target, url, key, &info, false);
+	http_stat_url(target, url, key, &info, false, false);
 	if (!info.exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
@@ -239,7 +251,14 @@ http_put(StorageTarget *target, const char *key, const char *data, size_t len,
 static void
 http_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool want_sha256)
 {
-	http_stat_url(target, object_url(target, key), key, info, want_sha256);
+	http_stat_url(target, object_url(target, key), key, info, want_sha256, false);
+}
+
+/* A GET of the document at key, hashed after decompressing a gzip one. */
+static void
+http_stat_document(StorageTarget *target, const char *key, StorageObjectInfo *info)
+{
+	http_stat_url(target, object_url(target, key), key, info, true, true);
 }
 
 static HttpRequest *
@@ -328,30 +347,19 @@ http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, ch
 	return false;
 }
 
-/* WebDAV COPY (parents made with MKCOL), or GET + PUT where COPY is missing. */
+/* A copy without WebDAV: a GET of src_key and a PUT of its bytes at dst_key. */
 static void
-http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
-		  const char *content_type, const char *cache_control)
+download_upload(StorageTarget *target, const char *src_key, const char *dst_key,
+				const char *content_type, const char *cache_control)
 {
-	HttpTarget *ht = target->backend_state;
 	char	   *src = object_url(target, src_key);
 	char	   *what = psprintf("copy of %s to %s", src_key, dst_key);
 	HttpRequest *req;
 	HttpResponse *resp;
 	StorageObjectInfo info;
 
-	if (!ht->no_copy)
-	{
-		char		md5[33];
-
-		req = http_copy_request(target, src_key, dst_key, content_type, cache_control, NULL);
-		if (http_copy_result(target, req, http_perform(req), md5))
-			return;
-	}
-
-	/* no WebDAV here: download and upload */
 	memset(&info, 0, sizeof(info));
-	http_stat_url(target, src, src_key, &info, false);
+	http_stat_url(target, src, src_key, &info, false, false);
 	if (!info.exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
@@ -368,7 +376,69 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 						what, target->env)));
 	/* the bytes as stored (libcurl decodes nothing), with their encoding */
 	http_put(target, dst_key, resp->body, resp->body_len, content_type, cache_control,
-			 resp->content_encoding);
+			 resp->content_encoding, NULL);
+}
+
+/* WebDAV COPY (parents made with MKCOL), or GET + PUT where COPY is missing. */
+static void
+http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
+		  const char *content_type, const char *cache_control)
+{
+	HttpTarget *ht = target->backend_state;
+
+	if (!ht->no_copy)
+	{
+		HttpRequest *req = http_copy_request(target, src_key, dst_key, content_type,
+											 cache_control, NULL);
+		char		md5[33];
+
+		if (http_copy_result(target, req, http_perform(req), md5))
+			return;
+	}
+	download_upload(target, src_key, dst_key, content_type, cache_control);
+}
+
+/*
+ * A COPY to tmp_key, then a MOVE of it over dst_key.  nginx writes a COPY
+ * into its destination in place (truncated first: a reader meanwhile gets
+ * a short or mixed file), but makes the MOVE of a file a rename(2), which
+ * replaces dst_key in one step.  tmp_key is the caller's alone: the COPY
+ * overwrites what an earlier attempt left there.  A MOVE that fails leaves
+ * dst_key as it was and removes tmp_key (a DELETE whose answer is
+ * ignored).  A server without COPY or MOVE (405, 501) gets a GET and a PUT
+ * of dst_key, which nginx, too, replaces in one step.
+ */
+static void
+http_copy_over(StorageTarget *target, const char *src_key, const char *dst_key,
+			   const char *tmp_key, const char *content_type, const char *cache_control)
+{
+	HttpTarget *ht = target->backend_state;
+
+	if (!ht->no_copy && !ht->no_move)
+	{
+		HttpRequest *req = http_copy_request(target, src_key, tmp_key, content_type,
+											 cache_control, NULL);
+		char		md5[33];
+
+		if (http_copy_result(target, req, http_perform(req), md5))
+		{
+			HttpResponse *resp;
+
+			req = new_request(target, "MOVE", object_url(target, tmp_key),
+							  psprintf("move of %s to %s", tmp_key, dst_key));
+			req->headers = http_header(req->headers, "Destination", object_url(target, dst_key));
+			req->headers = http_header(req->headers, "Overwrite", "T");
+			resp = http_perform(req);
+			if (http_ok(resp))
+				return;
+			(void) http_perform(new_request(target, "DELETE", object_url(target, tmp_key),
+											psprintf("removal of %s", tmp_key)));
+			if (resp->curl_code != 0 || (resp->status != 405 && resp->status != 501))
+				storage_remote_fail(target, req, resp);
+			ht->no_move = true;
+		}
+	}
+	download_upload(target, src_key, dst_key, content_type, cache_control);
 }
 
 /*
@@ -618,7 +688,9 @@ const StorageBackend storage_http_backend = {
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,
+	.stat_document = http_stat_document,
 	.copy = http_copy,
+	.copy_over = http_copy_over,
 	.remove = http_remove,
 	.get = http_get,
 	.stat_request = http_stat_request,
@@ -640,7 +712,9 @@ const StorageBackend storage_https_backend = {
 	.open = http_open,
 	.put = http_put,
 	.stat = http_stat,
+	.stat_document = http_stat_document,
 	.copy = http_copy,
+	.copy_over = http_copy_over,
 	.remove = http_remove,
 	.get = http_get,
 	.stat_request = http_stat_request,

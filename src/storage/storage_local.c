@@ -394,11 +394,14 @@ write_all(int fd, const char *data, size_t len)
 	return true;
 }
 
-/* Keeps no Content-Encoding: storage.c writes a compressed sibling instead. */
+/*
+ * Keeps no Content-Encoding (storage.c writes a compressed sibling instead)
+ * and no checksum.
+ */
 static void
 local_put(StorageTarget *target, const char *key, const char *data, size_t len,
 		  const char *content_type, const char *cache_control,
-		  const char *content_encoding)
+		  const char *content_encoding, const char *sha256)
 {
 	char	   *path = key_path(target, key);
 	char	   *tmp;

@@ -132,6 +132,19 @@ storage_remote_stat_result(StorageTarget *target, HttpRequest *req,
 }
 
 /*
+ * Makes req, a hashed GET of a document (a release.json or its copy), hash
+ * what a reader has: a gzip body decompressed as it arrives, in a buffer of
+ * fixed size, the document at most publish.max_release_size.
+ */
+void
+storage_remote_hash_document(HttpRequest *req)
+{
+	Assert(req->hash_body);
+	req->hash_decoded = true;
+	req->decoded_max = (int64) publish_max_release_size * 1024;
+}
+
+/*
  * Is etag a plain MD5 ("<32 hex digits>", quotes optional, or XML's
  * &quot;)?  Then md5[33] gets it in lowercase; else md5 is "".  A
  * multipart upload's ETag ("...-N") is not one.

@@ -228,14 +228,25 @@ s3_stat(StorageTarget *target, const char *key, StorageObjectInfo *info, bool wa
 	storage_remote_stat_result(target, req, resp, info);
 }
 
+/* A GET of the document at key, hashed after decompressing a gzip one. */
+static void
+s3_stat_document(StorageTarget *target, const char *key, StorageObjectInfo *info)
+{
+	HttpRequest *req = s3_stat_request(target, key, true);
+
+	storage_remote_hash_document(req);
+	storage_remote_stat_result(target, req, http_perform(req), info);
+}
+
 /*
  * PutObject of data, with the x-amz-meta-sha256 a later HEAD reads (skip
- * checks of tiles).
+ * checks of tiles, the check of a rollback's document): sha256, that of
+ * what a reader has after decoding, or else of data.
  */
 static HttpRequest *
 put_request(StorageTarget *target, const char *key, const char *data, size_t len,
 			const char *content_type, const char *cache_control,
-			const char *content_encoding)
+			const char *content_encoding, const char *sha256)
 {
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req = new_request(target, "PUT", object_url(s3, key),
@@ -247,7 +258,8 @@ put_request(StorageTarget *target, const char *key, const char *data, size_t len
 		req->headers = http_header(req->headers, "Cache-Control", cache_control);
 	if (content_encoding != NULL)
 		req->headers = http_header(req->headers, "Content-Encoding", content_encoding);
-	req->headers = http_header(req->headers, "x-amz-meta-sha256", checksum_sha256_hex(data, len));
+	req->headers = http_header(req->headers, "x-amz-meta-sha256",
+							   sha256 ? sha256 : checksum_sha256_hex(data, len));
 	return req;
 }
 
@@ -255,7 +267,7 @@ static HttpRequest *
 s3_put_request(StorageTarget *target, const char *key, const char *data, size_t len,
 			   const char *content_type, const char *cache_control, const char *md5)
 {
-	return put_request(target, key, data, len, content_type, cache_control, NULL);
+	return put_request(target, key, data, len, content_type, cache_control, NULL, NULL);
 }
 
 /*
@@ -284,10 +296,11 @@ s3_put_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, const
 /* PutObject, checked by its ETag (or a HEAD when the ETag is not an MD5). */
 static void
 s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
-	   const char *content_type, const char *cache_control, const char *content_encoding)
+	   const char *content_type, const char *cache_control, const char *content_encoding,
+	   const char *sha256)
 {
 	HttpRequest *req = put_request(target, key, data, len, content_type, cache_control,
-								   content_encoding);
+								   content_encoding, sha256);
 	char		md5[33];
 
 	checksum_md5_hex(data, len, md5);
@@ -369,8 +382,8 @@ s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char
 
 /*
  * A CopyObject that replaces the metadata would drop the source's
- * Content-Encoding (a compressed release.json): a HEAD of the source
- * tells it first, and the copy gets it again.
+ * Content-Encoding (a compressed release.json) and x-amz-meta-sha256: a
+ * HEAD of the source tells them first, and the copy gets them again.
  */
 static void
 s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
@@ -379,6 +392,7 @@ s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 	S3Target   *s3 = target->backend_state;
 	HttpRequest *req;
 	const char *encoding = NULL;
+	const char *sha256 = NULL;
 	char		md5[33];
 
 	if (content_type != NULL || cache_control != NULL)
@@ -395,8 +409,10 @@ s3_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 		if (!http_ok(resp))
 			storage_remote_fail(target, head, resp);
 		encoding = pstrdup(resp->content_encoding);
+		if (strlen(resp->meta_sha256) == 64)
+			sha256 = pstrdup(resp->meta_sha256);
 	}
-	req = copy_request(target, src_key, dst_key, content_type, cache_control, NULL, encoding);
+	req = copy_request(target, src_key, dst_key, content_type, cache_control, sha256, encoding);
 
 	(void) s3_copy_result(target, req, http_perform(req), md5);
 }
@@ -711,6 +727,7 @@ const StorageBackend storage_s3_backend = {
 	.open = s3_open,
 	.put = s3_put,
 	.stat = s3_stat,
+	.stat_document = s3_stat_document,
 	.copy = s3_copy,
 	.remove = s3_remove,
 	.get = s3_get,

@@ -1,10 +1,12 @@
 -- 44_rollback_remote.sql: publish.rollback on WebDAV (nginx) and S3 (s3rver
 -- behind the SigV4 proxy).  The rollback checks the version's copy (S3: a
 -- HEAD, whose x-amz-meta-sha256 publish stored; WebDAV: a GET, hashed) and
--- a sample of its tiles (HEADs), then switches release.json with exactly
--- one request, a server-side copy: the servers' access logs (:dav_log,
--- :s3_log) show every request.  A copy changed on the server fails the job
--- with nothing changed.
+-- a sample of its tiles (HEADs), then switches release.json in one step for
+-- readers: on S3 one CopyObject; on WebDAV a COPY to a temporary name
+-- beside release.json and a MOVE over it (nginx writes a COPY in place but
+-- renames a MOVE; t/024_dav_switch_atomic.pl watches a reader meanwhile).
+-- The servers' access logs (:dav_log, :s3_log) show every request.  A copy
+-- changed on the server fails the job with nothing changed.
 --
 -- Environments tap-rb-dav and tap-rb-s3; projects rbr-*.
 
@@ -42,10 +44,11 @@ SELECT is(encode(sha256(pg_read_binary_file(:'dav_dir1' || '/release.json')), 'h
           (SELECT release_sha256 FROM publish.release_history WHERE job_id = :'d1'),
           '... the document version 1 made live');
 CREATE TEMP TABLE dav_requests AS
-SELECT * FROM test_helpers.requests(:'dav_log', :dav_before, '^COPY ') AS r(line);
-SELECT is(array_agg(split_part(line, ' ', 1) || ' ' || split_part(line, ' ', 2)),
-          ARRAY['COPY /open/rb/tap-rb-dav/rbr-dav/releases/v1.json'],
-          '... switched with one request, a COPY of the copy (no MKCOL, no upload)')
+SELECT * FROM test_helpers.requests(:'dav_log', :dav_before, '^MOVE ') AS r(line);
+SELECT is(array_agg(split_part(line, ' ', 1) || ' ' || split_part(line, ' ', 2) || ' ' || split_part(line, ' ', 3)),
+          ARRAY['COPY /open/rb/tap-rb-dav/rbr-dav/releases/v1.json 204',
+                'MOVE /open/rb/tap-rb-dav/rbr-dav/release.json.' || :'dr' || '.tmp 204'],
+          '... switched with two requests: a COPY of the copy to a name of the job''s beside release.json, and its MOVE over release.json (no MKCOL, no upload)')
   FROM dav_requests WHERE line !~ '^(GET|HEAD) ';
 SELECT is(count(*), 1::bigint, '... after one GET of the copy, hashed as it arrived')
   FROM dav_requests WHERE line ~ '^GET /open/rb/tap-rb-dav/rbr-dav/releases/v1.json 200';
@@ -88,7 +91,8 @@ SELECT is(array_agg(line), ARRAY['PUT /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s
                                  || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/releases/v1.json'],
           '... switched with one request, a CopyObject of the copy')
   FROM s3_requests WHERE line !~ '^HEAD ';
-SELECT is(count(*), 1::bigint, '... after a HEAD of the copy, which tells its sha256 (no download)')
+SELECT is(count(*), 2::bigint,
+          '... after two HEADs of the copy (no download): one tells its sha256, one its encoding and sha256 for the copy')
   FROM s3_requests WHERE line ~ ('^HEAD /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/releases/v1.json$');
 SELECT is(count(*), 3::bigint, '... and a HEAD of three tiles')
   FROM s3_requests WHERE line ~ ('^HEAD /' || :'s3_bucket' || '/rb/tap-rb-s3/rbr-s3/tiles/v1/');

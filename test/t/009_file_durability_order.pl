@@ -216,7 +216,10 @@ sub check_order
 		{
 			my ($from, $to) = @paths;
 			$changed{ dirname($to) } = 1;
-			if ($durable{$from}) { $durable{$to} = 1; }
+			# a file this trace did not create is an earlier job's copy,
+			# whose data that job synced before its final commit (an
+			# undo's or a rollback's link to releases/vN.json)
+			if ($durable{$from} || !$written{$from}) { $durable{$to} = 1; }
 			else
 			{
 				$link_ok = 0;
