@@ -510,6 +510,81 @@ COMMENT ON FUNCTION publish.retry_job(uuid) IS
 	'Queues a new job with the parameters of a failed or cancelled one (params.retry_of names it), through the entry function of its type, so every check of a new request applies; returns the job. SECURITY DEFINER: publish_admin may call it.';
 
 -- ---------------------------------------------------------------------------
+-- The claim wakes a sibling when another job is ready
+-- ---------------------------------------------------------------------------
+
+-- Having claimed a job, the claim reads the next ready one in the same scan
+-- of job_queue_ready_idx and, when there is one, wakes a sibling worker at
+-- commit.  A query of its own for that (1.0's worker asked one) was planned
+-- from the table's statistics and could pass every finished job first.
+CREATE OR REPLACE FUNCTION publish._claim_job(worker_pid integer, max_attempts integer)
+RETURNS SETOF publish.job_queue
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+DECLARE
+	candidates refcursor;
+	c       record;
+	blocker uuid;
+BEGIN
+	OPEN candidates FOR
+		SELECT q.id, q.project_id, q.env, q.created_at
+		  FROM publish.job_queue q
+		 WHERE q.status = 'queued' AND q.blocked_by IS NULL
+		 ORDER BY q.created_at, q.id
+		   FOR UPDATE SKIP LOCKED;
+	LOOP
+		FETCH candidates INTO c;
+		EXIT WHEN NOT FOUND;
+		blocker := NULL;
+		IF c.project_id IS NOT NULL THEN
+			SELECT o.id INTO blocker FROM publish.job_queue o
+			 WHERE o.project_id = c.project_id AND o.env = c.env
+			   AND o.status IN ('queued', 'running')
+			   AND (o.created_at, o.id) < (c.created_at, c.id)
+			 ORDER BY o.created_at DESC, o.id DESC LIMIT 1;
+			IF blocker IS NULL THEN
+				SELECT o.id INTO blocker FROM publish.job_queue o
+				 WHERE o.project_id = c.project_id AND o.env = c.env
+				   AND o.status = 'running' LIMIT 1;
+			END IF;
+		END IF;
+		IF blocker IS NULL THEN
+			RETURN QUERY
+			WITH claimed AS (
+				UPDATE publish.job_queue q
+				   SET status = 'running', started_at = clock_timestamp(),
+				       attempts = q.attempts + 1, progress = 0
+				 WHERE q.id = c.id
+				RETURNING q.*
+			), logged AS (
+				INSERT INTO publish.job_log (job_id, level, message, progress)
+				SELECT l.id, 'info', format('Started by the publish worker (pid %s), attempt %s of %s',
+				                            worker_pid, l.attempts, max_attempts), 0
+				  FROM claimed l
+			)
+			SELECT * FROM claimed;
+			-- another job ready: a sibling worker takes it
+			FETCH candidates INTO c;
+			IF FOUND THEN
+				PERFORM publish._wake_worker_at_commit();
+			END IF;
+			CLOSE candidates;
+			RETURN;
+		END IF;
+		PERFORM 1 FROM publish.job_queue b
+		 WHERE b.id = blocker AND b.status IN ('queued', 'running')
+		   FOR SHARE SKIP LOCKED;
+		IF FOUND THEN
+			UPDATE publish.job_queue q SET blocked_by = blocker WHERE q.id = c.id;
+		END IF;
+	END LOOP;
+	CLOSE candidates;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
 -- Queue statistics: publish.stats, for a scrape every few seconds
 -- ---------------------------------------------------------------------------
 

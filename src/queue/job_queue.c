@@ -337,7 +337,6 @@ PublishJob *
 job_claim(MemoryContext mcxt)
 {
 	static SPIPlanPtr plan = NULL;
-	static SPIPlanPtr more_plan = NULL;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(MyProcPid), Int32GetDatum(publish_max_attempts)};
 	HeapTuple	row;
@@ -364,12 +363,6 @@ job_claim(MemoryContext mcxt)
 	publish_shmem_set_running_job(job->id);
 	current_job = job;
 
-	/* more jobs may be claimable: another worker looks too */
-	exec_sql(&more_plan, "SELECT 1 FROM publish.job_queue"
-			 " WHERE status = 'queued' AND blocked_by IS NULL LIMIT 1",
-			 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	if (SPI_processed > 0)
-		publish_wake_at_commit();
 	return job;
 }
 
