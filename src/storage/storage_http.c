@@ -681,50 +681,30 @@ http_remove_prefix(StorageTarget *target, const char *prefix, StorageRemoved *re
 	collections_reset(ht->collections);
 }
 
-const StorageBackend storage_http_backend = {
-	.scheme = "http",
-	.service = "HTTP storage",
-	.credentials = "credentials",
-	.open = http_open,
-	.put = http_put,
-	.stat = http_stat,
-	.stat_document = http_stat_document,
-	.copy = http_copy,
-	.copy_over = http_copy_over,
-	.remove = http_remove,
-	.get = http_get,
-	.stat_request = http_stat_request,
-	.copy_request = http_copy_request,
-	.copy_result = http_copy_result,
-	.put_request = http_put_request,
-	.put_result = http_put_result,
-	.list_request = http_list_request,
-	.list_result = http_list_result,
-	.keeps_encoding = true,
-	.prefix_empty = http_prefix_empty,
-	.remove_prefix = http_remove_prefix,
-};
+/* http:// and https:// differ only in their scheme. */
+#define HTTP_BACKEND(scheme_) { \
+	.scheme = scheme_, \
+	.service = "HTTP storage", \
+	.credentials = "credentials", \
+	.open = http_open, \
+	.put = http_put, \
+	.stat = http_stat, \
+	.stat_document = http_stat_document, \
+	.copy = http_copy, \
+	.copy_over = http_copy_over, \
+	.remove = http_remove, \
+	.get = http_get, \
+	.stat_request = http_stat_request, \
+	.copy_request = http_copy_request, \
+	.copy_result = http_copy_result, \
+	.put_request = http_put_request, \
+	.put_result = http_put_result, \
+	.list_request = http_list_request, \
+	.list_result = http_list_result, \
+	.keeps_encoding = true, \
+	.prefix_empty = http_prefix_empty, \
+	.remove_prefix = http_remove_prefix, \
+}
 
-const StorageBackend storage_https_backend = {
-	.scheme = "https",
-	.service = "HTTP storage",
-	.credentials = "credentials",
-	.open = http_open,
-	.put = http_put,
-	.stat = http_stat,
-	.stat_document = http_stat_document,
-	.copy = http_copy,
-	.copy_over = http_copy_over,
-	.remove = http_remove,
-	.get = http_get,
-	.stat_request = http_stat_request,
-	.copy_request = http_copy_request,
-	.copy_result = http_copy_result,
-	.put_request = http_put_request,
-	.put_result = http_put_result,
-	.list_request = http_list_request,
-	.list_result = http_list_result,
-	.keeps_encoding = true,
-	.prefix_empty = http_prefix_empty,
-	.remove_prefix = http_remove_prefix,
-};
+const StorageBackend storage_http_backend = HTTP_BACKEND("http");
+const StorageBackend storage_https_backend = HTTP_BACKEND("https");
