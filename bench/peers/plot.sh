@@ -24,11 +24,10 @@ async_series=()
 for s in publish graphile-worker pg-boss-notify; do
 	[ -s "$OUT/$s-async.dat" ] && async_series+=("$s-async")
 done
-for s in "${series[@]}" "${async_series[@]}"; do
-	for m in "" -returned; do
-		sort -g "$OUT/$s$m.dat" | awk -v n="$(wc -l <"$OUT/$s$m.dat")" '{print $1, NR / n}' >"$OUT/$s$m.cdf"
-	done
-done
+# cdf SERIES: the CDF of $OUT/SERIES.dat
+cdf() { sort -g "$OUT/$1.dat" | awk -v n="$(wc -l <"$OUT/$1.dat")" '{print $1, NR / n}' >"$OUT/$1.cdf"; }
+for s in "${series[@]}"; do cdf "$s"; cdf "$s-returned"; done
+for s in "${async_series[@]}"; do cdf "$s"; done
 # cdf_plot SUFFIX PNG TITLE XAXIS MARKS [SYSTEM...]: one CDF per system
 # (default: $series) of $OUT/<system>SUFFIX.dat; MARKS: gnuplot lines that
 # draw the targets

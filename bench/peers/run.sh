@@ -95,6 +95,8 @@ echo "== a single-row INSERT + COMMIT (pgbench -r, mean of 2000): durable $COMMI
 
 rm -f "$DATA"/*.dat "$DATA/summary.json"
 (cd "$PEERS_DIR" && node pickup.js "$DATA")
+# no figure plots the async runs from COMMIT returned: their samples stay in $OUT
+mv "$DATA"/*-async-returned.dat "$OUT/" 2>/dev/null || true
 
 GW_VERSION=$(node -p "require('$PEERS_DIR/node_modules/graphile-worker/package.json').version")
 BOSS_VERSION=$(node -p "require('$PEERS_DIR/node_modules/pg-boss/package.json').version")
