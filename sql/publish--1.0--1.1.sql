@@ -517,11 +517,14 @@ COMMENT ON FUNCTION publish.retry_job(uuid) IS
 -- of job_queue_ready_idx and, when there is one, wakes a sibling worker at
 -- commit.  A query of its own for that (1.0's worker asked one) was planned
 -- from the table's statistics and could pass every finished job first.
+-- Its queries keep their plans: planning them at every claim was most of
+-- the time from a worker's wake-up to its claim.  The worker makes them
+-- again when the queue's table or indexes have doubled or halved in size
+-- (job_queue_check_plans in src/queue/job_queue.c).
 CREATE OR REPLACE FUNCTION publish._claim_job(worker_pid integer, max_attempts integer)
 RETURNS SETOF publish.job_queue
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
 	candidates refcursor;

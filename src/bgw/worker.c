@@ -329,6 +329,7 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 		publish_shmem_detach_worker(worker_dboid, worker_number, true, wakes, false);
 		return NEXT_JOB_NO_EXTENSION;
 	}
+	job_queue_check_plans();
 	if (!found_extension)
 	{
 		/* the extension is here: the launcher may start our siblings */

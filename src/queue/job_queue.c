@@ -28,6 +28,8 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -35,12 +37,15 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -161,16 +166,73 @@ job_extension_present(void)
 	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel));
 }
 
+/* Is a relation of n blocks no longer the size its plans were made for? */
+static bool
+resized(BlockNumber planned, BlockNumber n)
+{
+	return Max(planned, n) > 2 * Min(planned, n) + 4;
+}
+
 /*
- * Runs sql on the job queue through the plan kept in *plan, planned for the
- * queue as it is (spi_execute_replanned), nulls as SPI takes them (NULL:
- * none); errors unless rc is expected.
+ * The worker's queries keep generic plans, which cost no planning per job.
+ * A plan chosen while the queue was short can be wrong for a long one (a
+ * walk of every queued job for each write of a running one), and
+ * PostgreSQL replans only after the table's next ANALYZE.  So before each
+ * claim the worker drops its plans when publish.job_queue or one of its
+ * indexes has doubled or halved in size since they were made: the sizes a
+ * plan made now would be costed with.  Caller in a transaction, with the
+ * extension present.
+ */
+void
+job_queue_check_plans(void)
+{
+	static BlockNumber planned[16];
+	static int	nplanned = -1;
+	BlockNumber sizes[lengthof(planned)];
+	int			n = 0;
+	bool		changed;
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+
+	rel = table_open(get_relname_relid("job_queue", get_namespace_oid(PUBLISH_SCHEMA_NAME, false)),
+					 AccessShareLock);
+	sizes[n++] = RelationGetNumberOfBlocks(rel);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	index;
+
+		if (n == lengthof(sizes))
+			break;
+		index = index_open(lfirst_oid(lc), AccessShareLock);
+		sizes[n++] = RelationGetNumberOfBlocks(index);
+		index_close(index, AccessShareLock);
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+
+	changed = n != nplanned;
+	for (int i = 0; !changed && i < n; i++)
+		changed = resized(planned[i], sizes[i]);
+	if (!changed)
+		return;
+	if (nplanned >= 0)
+		ResetPlanCache();
+	memcpy(planned, sizes, sizeof(BlockNumber) * n);
+	nplanned = n;
+}
+
+/*
+ * Runs sql on the job queue through the plan kept in *plan (see
+ * job_queue_check_plans), nulls as SPI takes them (NULL: none); errors
+ * unless rc is expected.
  */
 static void
 exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
 		 const char *nulls, int expected)
 {
-	int			rc = spi_execute_replanned(plan, sql, nargs, types, values, nulls, false, 0);
+	int			rc = spi_execute_cached(plan, sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "publish: SPI_execute_plan failed: %s", SPI_result_code_string(rc));

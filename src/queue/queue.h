@@ -97,6 +97,7 @@ extern void job_txn_commit(bool durable);
 /* Each of these runs inside job_txn_begin/job_txn_commit. */
 extern bool job_extension_present(void);
 extern JobSchema job_schema_version(char **version, MemoryContext mcxt);
+extern void job_queue_check_plans(void);
 extern void job_sweep_needed(SweepFindings *found);
 extern uint64 job_recover_interrupted(void);
 extern PublishJob *job_claim(MemoryContext mcxt);

@@ -7,12 +7,8 @@
  * A worker runs the same dozen queries for every job.  spi_execute_cached
  * parses and analyses a query on its first use and keeps it for the life
  * of the process (SPI_keepplan); the plan cache then settles on a generic
- * plan, which costs no planning per job.  spi_execute_replanned plans its
- * query at every execution instead (CURSOR_OPT_CUSTOM_PLAN), for the
- * queries on the job queue, whose best plan depends on how many jobs are
- * queued now: a generic plan made while the queue was nearly empty, and
- * kept until the next ANALYZE, walked every queued job for each write of a
- * running one (bench/deep_queue.sh).
+ * plan, which costs no planning per job (job_queue_check_plans says when
+ * the job queue's are made again).
  *
  *-------------------------------------------------------------------------
  */
@@ -38,12 +34,11 @@ spi_text(HeapTuple row, int col, MemoryContext mcxt)
 
 /* The plan kept in *plan, prepared and kept on the first call. */
 static SPIPlanPtr
-cached_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
-			int cursor_options)
+cached_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
 
 		if (p == NULL)
 			elog(ERROR, "publish: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -64,17 +59,8 @@ int
 spi_execute_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 				   Datum *values, const char *nulls, bool read_only, long count)
 {
-	return SPI_execute_plan(cached_plan(plan, sql, nargs, argtypes, 0), values, nulls,
+	return SPI_execute_plan(cached_plan(plan, sql, nargs, argtypes), values, nulls,
 							read_only, count);
-}
-
-/* spi_execute_cached, planned at every execution (see the file's comment). */
-int
-spi_execute_replanned(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
-					  Datum *values, const char *nulls, bool read_only, long count)
-{
-	return SPI_execute_plan(cached_plan(plan, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN),
-							values, nulls, read_only, count);
 }
 
 /*
@@ -88,7 +74,7 @@ spi_cursor_open_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtyp
 {
 	Portal		portal;
 
-	portal = SPI_cursor_open(NULL, cached_plan(plan, sql, nargs, argtypes, 0), values, nulls,
+	portal = SPI_cursor_open(NULL, cached_plan(plan, sql, nargs, argtypes), values, nulls,
 							 read_only);
 	if (portal == NULL)
 		elog(ERROR, "publish: SPI_cursor_open failed: %s", SPI_result_code_string(SPI_result));

@@ -25,9 +25,6 @@ extern char *spi_text(HeapTuple row, int col, MemoryContext mcxt);
 extern int	spi_execute_cached(struct _SPI_plan **plan, const char *sql,
 							   int nargs, Oid *argtypes, Datum *values,
 							   const char *nulls, bool read_only, long count);
-extern int	spi_execute_replanned(struct _SPI_plan **plan, const char *sql,
-								  int nargs, Oid *argtypes, Datum *values,
-								  const char *nulls, bool read_only, long count);
 extern struct PortalData *spi_cursor_open_cached(struct _SPI_plan **plan,
 												 const char *sql, int nargs,
 												 Oid *argtypes, Datum *values,
