@@ -40,6 +40,7 @@ extern void publish_shmem_detach_worker(Oid dboid, int number,
 										bool no_extension, uint64 seen_wakes,
 										bool failed);
 extern void publish_shmem_found_extension(Oid dboid);
+extern uint64 publish_shmem_worker_exits(void);
 extern void publish_shmem_wake_database(Oid dboid, bool all);
 extern uint64 publish_shmem_wake_count(Oid dboid);
 extern uint64 publish_shmem_look(Oid dboid, int number);

@@ -72,6 +72,7 @@ typedef struct PublishShared
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	uint64		worker_exits;	/* workers that have exited, since startup */
 	PublishDbSlot dbs[PUBLISH_MAX_DATABASES];
 } PublishShared;
 
@@ -490,6 +491,7 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot = find_slot(dboid, false);
+	shared->worker_exits++;
 	if (slot != NULL && slot->workers[number].pid == MyProcPid)
 	{
 		/* woken for work it did not look at: the wake-up goes to another */
@@ -514,6 +516,25 @@ publish_shmem_detach_worker(Oid dboid, int number, bool no_extension,
 		SetLatch(latch);
 	for (int i = 0; i < nlatches; i++)
 		SetLatch(latches[i]);
+}
+
+/*
+ * How many workers have exited since the server started (0 without the
+ * shared state).  A worker that exits in the middle of a job may leave a
+ * temporary file behind (storage_local.c); one that dies takes the server
+ * through crash recovery instead, which starts every process again.
+ */
+uint64
+publish_shmem_worker_exits(void)
+{
+	uint64		n;
+
+	if (shared == NULL)
+		return 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	n = shared->worker_exits;
+	LWLockRelease(shared->lock);
+	return n;
 }
 
 /* Did the last worker with this number exit with an error?  Clears the flag. */

@@ -18,10 +18,15 @@
  * recorded as live is on disk, names included.
  *
  * Temporary files are {name}.tmp-{pid}-{16 random hex digits}.  A writer
- * killed before its rename leaves one behind, so the first time a target
- * (each job loads its own) writes into a directory, it removes those there
- * whose pid no process has: the next write of a key, a retry of the killed
- * job included, clears what the crash left beside it.
+ * killed before its rename leaves one behind, so the first time a process
+ * writes into a directory, it removes those there whose pid no process
+ * has: the next write of a key, a retry of the killed job included, clears
+ * what the kill left beside it.  A worker that dies takes the server
+ * through crash recovery, which starts every process again, and one that
+ * exits is counted in shared memory (publish_shmem_worker_exits), after
+ * which every process sweeps again; so a directory is read once per
+ * process, not at every write into it (a project's releases/ holds a file
+ * per version).
  *
  * Others may write in the target's directory (a web server, an upload
  * tool): no existing name there is opened, linked or chmod'ed through a
@@ -47,6 +52,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -56,6 +62,7 @@
 #include "utils/memutils.h"
 
 #include "publish.h"
+#include "ipc/ipc.h"
 #include "storage/storage.h"
 #include "util/util.h"
 
@@ -78,7 +85,7 @@
 typedef struct LocalDir
 {
 	char		path[MAXPGPATH];	/* hash key */
-	bool		swept;			/* its stale temporary files are removed */
+	bool		swept;			/* sweep_once has seen it */
 	bool		dirty;			/* in dirty: entries changed since the last
 								 * sync */
 } LocalDir;
@@ -215,9 +222,43 @@ sweep_dir(const char *dir)
 }
 
 /*
+ * The directories this process has swept (a 64-bit hash of each path),
+ * since publish_shmem_worker_exits last moved; at most LOCAL_MAX_SWEPT.
+ */
+#define LOCAL_MAX_SWEPT		4096
+static HTAB *swept_dirs = NULL;
+static uint64 swept_since = 0;
+
+/* sweep_dir(dir), unless this process has since the last worker exit. */
+static void
+sweep_once(const char *dir)
+{
+	uint64		exits = publish_shmem_worker_exits();
+	uint64		key = hash_bytes_extended((const unsigned char *) dir, strlen(dir), 0);
+	bool		found;
+
+	if (swept_dirs == NULL || exits != swept_since ||
+		hash_get_num_entries(swept_dirs) >= LOCAL_MAX_SWEPT)
+	{
+		HASHCTL		ctl;
+
+		if (swept_dirs != NULL)
+			hash_destroy(swept_dirs);
+		ctl.keysize = ctl.entrysize = sizeof(uint64);
+		ctl.hcxt = TopMemoryContext;
+		swept_dirs = hash_create("publish swept directories", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		swept_since = exits;
+	}
+	(void) hash_search(swept_dirs, &key, HASH_ENTER, &found);
+	if (!found)
+		sweep_dir(dir);
+}
+
+/*
  * Notes that the entries of dir change, so the next sync fsyncs it; with
- * sweep (a file is about to be written into dir), the target's first write
- * there removes the temporary files that dead writers left (sweep_dir).
+ * sweep (a file is about to be written into dir), the process's first write
+ * there removes the temporary files that dead writers left (sweep_once).
  */
 static void
 dir_changed(LocalTarget *lt, const char *dir, bool sweep)
@@ -229,7 +270,7 @@ dir_changed(LocalTarget *lt, const char *dir, bool sweep)
 		d->swept = d->dirty = false;
 	if (sweep && !d->swept)
 	{
-		sweep_dir(dir);
+		sweep_once(dir);
 		d->swept = true;
 	}
 	if (!d->dirty)

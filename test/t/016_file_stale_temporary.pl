@@ -7,8 +7,9 @@
 # ({name}.tmp-{pid}-{16 hex digits}) and renaming it into place leaves it
 # behind.  Such files, of a pid no process has, are planted where a publish
 # of campus v3 writes (beside its versioned copy, its release.json and a
-# tile), and the publish must remove them: the first write of a job into a
-# directory removes what dead writers left there.  Left alone are a file of
+# tile), and the publish must remove them: the first write of a process
+# into a directory, and the first after any worker has exited, removes what
+# dead writers left there.  Left alone are a file of
 # the same pattern whose pid is alive (a writer at work), names of another
 # pattern, and directories the job does not write into.
 #
@@ -59,17 +60,56 @@ for my $f (@stale, @kept)
 	close($fh);
 }
 
-my $job = $node->safe_psql('postgres',
-	"SELECT (publish.publish_version('campus', 3, 'production')).id");
-$node->poll_query_until('postgres',
-	"SELECT status IN ('completed', 'failed') FROM publish.job_queue WHERE id = '$job'")
-  or die 'the publish did not end';
-is($node->safe_psql('postgres', "SELECT status || coalesce(' ' || error, '') FROM publish.job_queue WHERE id = '$job'"),
-	'completed', 'campus v3 is published');
+sub plant
+{
+	for my $f (@_)
+	{
+		open(my $fh, '>', "$dir/$f") or die "$dir/$f: $!";
+		print $fh "left behind\n";
+		close($fh);
+	}
+}
+
+sub publish_v3
+{
+	my ($what) = @_;
+	my $job = $node->safe_psql('postgres',
+		"SELECT (publish.publish_version('campus', 3, 'production')).id");
+	$node->poll_query_until('postgres',
+		"SELECT status IN ('completed', 'failed') FROM publish.job_queue WHERE id = '$job'")
+	  or die 'the publish did not end';
+	is($node->safe_psql('postgres', "SELECT status || coalesce(' ' || error, '') FROM publish.job_queue WHERE id = '$job'"),
+		'completed', "campus v3 is published ($what)");
+}
+
+publish_v3('first');
 ok(-f "$dir/tiles/v3/0/0/0.png" && -f "$dir/releases/v3.json", 'its tiles and versioned copy are in place');
 
 ok(!-e "$dir/$_", "removed: $_") for @stale;
 ok(-e "$dir/$_", "left alone: $_") for @kept;
+
+# A process reads a directory for such files once, not at every write (a
+# project's releases/ holds a file per version): with no writer gone
+# since, the worker does not look again.
+my @again = ("release.json.tmp-$dead-$hex", "releases/v3.json.tmp-$dead-$hex");
+plant(@again);
+publish_v3('again, no writer gone');
+ok(-e "$dir/$_", "not looked for again: $_") for @again;
+
+# Once a worker has exited (here the worker of another database), every
+# process sweeps again, and the next publish removes them.
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION publish');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'other'")
+  or die 'no worker started in database other';
+my $other = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'other'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($other)");
+$node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $other")
+  or die "worker $other did not exit";
+publish_v3('after a worker exited');
+ok(!-e "$dir/$_", "removed after a worker exit: $_") for @again;
 
 $node->stop;
 done_testing();
