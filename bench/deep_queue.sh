@@ -7,7 +7,8 @@
 #             order (publish._claim_job, blocked_by);
 #   projects  BENCH_DEEP_N projects, version 1 of each.
 # Every version has 20 overlays; one file:// environment.  The short queue
-# is BENCH_DEEP_SHORT (200) jobs of the same shape (their own project(s)).
+# is BENCH_DEEP_SHORT (200) jobs of the same shape (their own project(s)),
+# each run of versions or projects not published before, like the deep runs.
 # Each queue is made by one statement (one transaction: the jobs appear at
 # once) and then run by publish.workers_per_database = BENCH_DEEP_WORKERS
 # (1) workers: the short queue until it is empty, the deep one for its
@@ -69,15 +70,15 @@ q() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 val() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tAc "$1"; }
 
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB"
-echo "== loading: 1 + 1 projects of $N + $SHORT versions, $N + $SHORT projects of 1 version (20 overlays each)"
+echo "== loading: 1 + 1 projects of $N + $((2 * SHORT)) versions, $N + $((2 * SHORT)) projects of 1 version (20 overlays each)"
 q <<SQL
 CREATE EXTENSION publish;
 SELECT publish.set_storage_target('deep', 'file://$WORK/maps') \g /dev/null
 INSERT INTO publish.projects (slug, name) VALUES ('versions-deep', 'Deep'), ('versions-short', 'Short');
 INSERT INTO publish.projects (slug, name) SELECT 'deep-' || k, 'Deep ' || k FROM generate_series(1, $N) k;
-INSERT INTO publish.projects (slug, name) SELECT 'short-' || k, 'Short ' || k FROM generate_series(1, $SHORT) k;
+INSERT INTO publish.projects (slug, name) SELECT 'short-' || k, 'Short ' || k FROM generate_series(1, 2 * $SHORT) k;
 INSERT INTO publish.project_versions (project_id, version_number, status)
-SELECT p.id, v, 'ready' FROM publish.projects p, generate_series(1, CASE p.slug WHEN 'versions-deep' THEN $N WHEN 'versions-short' THEN $SHORT ELSE 1 END) v;
+SELECT p.id, v, 'ready' FROM publish.projects p, generate_series(1, CASE p.slug WHEN 'versions-deep' THEN $N WHEN 'versions-short' THEN 2 * $SHORT ELSE 1 END) v;
 \i '$BENCH_DIR/lib/markers.sql'
 VACUUM ANALYZE;
 SQL
@@ -158,9 +159,12 @@ run() {
 declare -A RATES CPUS
 for round in 1 2; do
 	echo "== round $round"
-	run versions "$SHORT" "SELECT count(publish.publish_version('versions-short', v, 'deep')) FROM generate_series(1, $SHORT) v"
+	# each short run publishes versions and projects never published before,
+	# as the deep runs do (a first publish writes more than a re-publish)
+	first=$(((round - 1) * SHORT + 1)); last=$((round * SHORT))
+	run versions "$SHORT" "SELECT count(publish.publish_version('versions-short', v, 'deep')) FROM generate_series($first, $last) v"
 	[ "$round" -eq 2 ] || run versions "$N" "SELECT count(publish.publish_version('versions-deep', v, 'deep')) FROM generate_series(1, $N) v"
-	run projects "$SHORT" "SELECT count(publish.publish_version('short-' || k, 1, 'deep')) FROM generate_series(1, $SHORT) k"
+	run projects "$SHORT" "SELECT count(publish.publish_version('short-' || k, 1, 'deep')) FROM generate_series($first, $last) k"
 	[ "$round" -eq 2 ] || run projects "$N" "SELECT count(publish.publish_version('deep-' || k, 1, 'deep')) FROM generate_series(1, $N) k"
 done
 
@@ -188,7 +192,7 @@ GP
 	echo "publish $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown), PostgreSQL $(val 'SHOW server_version'), $(nproc) CPUs, publish.workers_per_database = $WORKERS;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo
-	echo "Each queue made by one statement; the short ones drained, the deep ones run for their first $MEASURE jobs (then the rest deleted); jobs/s = completed ÷ (last completed_at − first started_at). Two rounds of the short queues (before and after the deep ones)."
+	echo "Each queue made by one statement; the short ones drained, the deep ones run for their first $MEASURE jobs (then the rest deleted); jobs/s = completed ÷ (last completed_at − first started_at). Two rounds of the short queues (before and after the deep ones), each of versions and projects not published before, as in the deep ones."
 	echo
 	echo "| shape | jobs queued | jobs run | enqueue ms | jobs/s | job run median ms | worker CPU ms per job |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
