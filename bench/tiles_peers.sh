@@ -23,8 +23,8 @@
 #                   between two folders (server-side COPY; rclone waits between
 #                   calls, so it copies BENCH_DAV_SAMPLE tiles of the set)
 #   WebDAV unchanged publish: a re-publish (PROPFIND, then a hashed GET of each
-#                   tile: WebDAV keeps no checksum); rclone copy again
-#                   (PROPFIND listings, size and time)
+#                   tile: WebDAV keeps no checksum); rclone copy onto a copy
+#                   of the tree made with cp -a (PROPFIND listings, size and time)
 #
 # and the worker's peak private memory (RssAnon, sampled every 5 ms) in the
 # publishes, for each tile count; and a release.json of BENCH_OVERLAYS
@@ -345,7 +345,11 @@ SQL
 				id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 				add "dav_same|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 				MEM+=("$n|re-publish WebDAV|$(peak)")
-				timed "${RCLONE[@]}" copy "dav:dav/up-dav-$n/builds/v1/tiles" "dav:rc-same-$n" >/dev/null
+				# rclone's copy to compare with, made on the server's disk: rclone
+				# compares size and time, which cp -a keeps (its own paced copy of
+				# 100,000 tiles takes an hour)
+				mkdir -p "$DAV_DIR/rc-same-$n"
+				cp -a "$DAV_DIR/dav/up-dav-$n/builds/v1/tiles/." "$DAV_DIR/rc-same-$n/"
 				add "dav_same|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy "dav:dav/up-dav-$n/builds/v1/tiles" "dav:rc-same-$n")")"
 			fi
 		fi
