@@ -151,15 +151,20 @@ job_txn_commit(bool durable)
  * before it sends its cache invalidations and releases its lock, so the
  * caches may still show the table; once the lock is ours they are current.
  */
+/* publish.job_queue's oid, or InvalidOid when there is none. */
+static Oid
+job_queue_relid(void)
+{
+	Oid			nsp = get_namespace_oid(PUBLISH_SCHEMA_NAME, true);
+
+	return OidIsValid(nsp) ? get_relname_relid("job_queue", nsp) : InvalidOid;
+}
+
 bool
 job_extension_present(void)
 {
-	Oid			nsp = get_namespace_oid(PUBLISH_SCHEMA_NAME, true);
-	Oid			rel;
+	Oid			rel = job_queue_relid();
 
-	if (!OidIsValid(nsp))
-		return false;
-	rel = get_relname_relid("job_queue", nsp);
 	if (!OidIsValid(rel))
 		return false;
 	LockRelationOid(rel, AccessShareLock);
@@ -195,8 +200,7 @@ job_queue_check_plans(void)
 	List	   *indexes;
 	ListCell   *lc;
 
-	rel = table_open(get_relname_relid("job_queue", get_namespace_oid(PUBLISH_SCHEMA_NAME, false)),
-					 AccessShareLock);
+	rel = table_open(job_queue_relid(), AccessShareLock);
 	sizes[n++] = RelationGetNumberOfBlocks(rel);
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)

@@ -50,25 +50,20 @@ my @kept = (
 	"releases/v3.json.tmp-$dead-0123",     # nor this
 	"releases/notes-$dead-$hex",           # nor this
 	"../other/release.json.tmp-$dead-$hex");    # a directory the job does not write
-for my $f (@stale, @kept)
-{
-	my $path = "$dir/$f";
-	(my $parent = $path) =~ s{/[^/]*$}{};
-	make_path($parent);
-	open(my $fh, '>', $path) or die "$path: $!";
-	print $fh "left behind\n";
-	close($fh);
-}
 
 sub plant
 {
 	for my $f (@_)
 	{
-		open(my $fh, '>', "$dir/$f") or die "$dir/$f: $!";
+		my $path = "$dir/$f";
+		(my $parent = $path) =~ s{/[^/]*$}{};
+		make_path($parent);
+		open(my $fh, '>', $path) or die "$path: $!";
 		print $fh "left behind\n";
 		close($fh);
 	}
 }
+plant(@stale, @kept);
 
 sub publish_v3
 {
