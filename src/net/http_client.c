@@ -74,7 +74,11 @@ static CURLSH *curl_share = NULL;
 typedef struct TransferState
 {
 	HttpResponse *resp;
-	size_t		keep_cap;
+	size_t		keep_cap;		/* bytes of the body kept, at most */
+	size_t		body_cap;		/* bytes resp->body holds now (grows to
+								 * keep_cap) */
+	MemoryContext body_cxt;		/* where resp->body is */
+	bool		body_oom;		/* it could not grow */
 	void	   *sha_ctx;		/* SHA-256 of the body, or NULL */
 	bool		sha_failed;
 	int			decode;			/* DECODE_*: how the body is hashed */
@@ -333,6 +337,30 @@ hash_body_bytes(TransferState *st, const char *data, size_t len)
 	return hash_content(st, data, len);
 }
 
+/*
+ * Makes resp->body hold at least need bytes (doubling, at most keep_cap),
+ * without throwing: false when out of memory (body_oom).
+ */
+static bool
+body_grow(TransferState *st, size_t need)
+{
+	HttpResponse *resp = st->resp;
+	size_t		cap = Min(Max(need, st->body_cap * 2), st->keep_cap);
+	char	   *body = MemoryContextAllocExtended(st->body_cxt, cap + 1,
+												  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+
+	if (body == NULL)
+	{
+		st->body_oom = true;
+		return false;
+	}
+	memcpy(body, resp->body, resp->body_len + 1);
+	pfree(resp->body);
+	resp->body = body;
+	st->body_cap = cap;
+	return true;
+}
+
 /* libcurl write callback: keeps the start of the body, hashes all of it. */
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -344,6 +372,9 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	if (resp->body_len < st->keep_cap)
 	{
 		size_t		n = Min(len, st->keep_cap - resp->body_len);
+
+		if (resp->body_len + n > st->body_cap && !body_grow(st, resp->body_len + n))
+			return 0;			/* CURLE_WRITE_ERROR */
 
 		memcpy(resp->body + resp->body_len, data, n);
 		resp->body_len += n;
@@ -417,7 +448,10 @@ attempt_reset(HttpRequest *req, HttpResponse *resp, TransferState *st, MemoryCon
 	st->resp = resp;
 	st->req_what = req->what;
 	st->keep_cap = req->body_limit > 0 ? req->body_limit : HTTP_BODY_KEEP;
-	resp->body = MemoryContextAllocHuge(cxt, st->keep_cap + 1);
+	/* grown as the body comes: a listing's limit is far above its size */
+	st->body_cap = Min(st->keep_cap, HTTP_BODY_KEEP);
+	st->body_cxt = cxt;
+	resp->body = MemoryContextAllocHuge(cxt, st->body_cap + 1);
 	resp->body[0] = '\0';
 	resp->body_len = 0;
 	resp->body_bytes = 0;
@@ -602,6 +636,12 @@ attempt_finish(CURL *h, CURLcode rc, TransferState *st, const char *errbuf)
 					 errmsg("the %s got a gzip body that does not decompress", st->req_what),
 					 errdetail("A document stored compressed must be one whole gzip stream.")));
 	}
+	if (st->body_oom)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("The %s got a body of more than %zu bytes.",
+						   st->req_what, st->body_cap)));
 	if (st->sink_errno == EFBIG)
 		ereport(ERROR,
 				(errcode(ERRCODE_PUBLISH_TOO_LARGE),

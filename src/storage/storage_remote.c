@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -357,7 +356,9 @@ storage_batch_wait(StorageBatch *b, long timeout_ms, StorageResult *result)
 char *
 storage_xml_text(const char *s, size_t len)
 {
-	StringInfoData buf;
+	/* the text is never longer than its XML: one allocation of its size */
+	char	   *text = palloc(len + 1);
+	char	   *out = text;
 	static const struct
 	{
 		const char *entity;
@@ -366,7 +367,6 @@ storage_xml_text(const char *s, size_t len)
 		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}
 	};
 
-	initStringInfo(&buf);
 	for (size_t i = 0; i < len;)
 	{
 		bool		done = false;
@@ -379,7 +379,7 @@ storage_xml_text(const char *s, size_t len)
 
 				if (len - i >= n && strncmp(s + i, named[k].entity, n) == 0)
 				{
-					appendStringInfoChar(&buf, named[k].c);
+					*out++ = named[k].c;
 					i += n;
 					done = true;
 				}
@@ -392,16 +392,17 @@ storage_xml_text(const char *s, size_t len)
 
 				if (end < s + len && *end == ';' && c > 0 && c < 128)
 				{
-					appendStringInfoChar(&buf, (char) c);
+					*out++ = (char) c;
 					i = end + 1 - s;
 					done = true;
 				}
 			}
 		}
 		if (!done)
-			appendStringInfoChar(&buf, s[i++]);
+			*out++ = s[i++];
 	}
-	return buf.data;
+	*out = '\0';
+	return text;
 }
 
 /* See storage.h. */

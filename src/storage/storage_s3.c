@@ -484,10 +484,14 @@ s3_list_request(StorageTarget *target, const char *root, const char *sub, const 
 static char *
 xml_field(const char *p, const char *end, const char *tag)
 {
-	char	   *open = psprintf("<%s>", tag);
-	char	   *close = psprintf("</%s>", tag);
-	const char *start = strstr(p, open);
+	char		open[64];
+	char		close[64];
+	const char *start;
 	const char *stop;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	start = strstr(p, open);
 
 	if (start == NULL || start >= end)
 		return NULL;
