@@ -36,6 +36,8 @@
 #
 #   bash bench/tiles_peers.sh
 #   BENCH_TILE_COUNTS="10000" BENCH_RUNS=1 BENCH_ROWS="s3_copy s3_same" bash bench/tiles_peers.sh
+#   BENCH_PEERS=0 BENCH_OVERLAYS=0 BENCH_ROWS="s3_copy s3_same dav_copy dav_same" \
+#       bash bench/tiles_peers.sh            # publish alone: its rates and memory
 #
 # Private cluster on $PUBLISH_BENCH_PORT (54542), servers on 54543-54548;
 # all stopped by pid on exit.  Writes its tables to bench/results/tiles_peers.md
@@ -238,6 +240,7 @@ add_sample() {
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
 median() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 want() { [[ " $ROWS " == *" $1 "* ]]; }
+peers() { [ "${BENCH_PEERS:-1}" != 0 ]; }
 
 # a noise image whose pyramid, scaled up to max_zoom, has about n tiles
 image_for() {
@@ -294,8 +297,8 @@ SQL
 			add "s3_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")"
 		fi
 		if want s3_up; then
-			add "s3_up|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --fast-list --s3-no-head "$tree" "s3:$BUCKET/bench/rc-up-$n-$r")")"
-			add "s3_up|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" cp --recursive "$tree" "s3://$BUCKET/bench/aws-up-$n-$r")")"
+			peers && add "s3_up|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --fast-list --s3-no-head "$tree" "s3:$BUCKET/bench/rc-up-$n-$r")")"
+			peers && add "s3_up|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" cp --recursive "$tree" "s3://$BUCKET/bench/aws-up-$n-$r")")"
 		fi
 		if want s3_copy || want s3_same; then
 			# a project whose tileset is the S3 build, published to a new place
@@ -306,14 +309,14 @@ SQL
 			id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 's3')")
 			add "s3_copy|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 			MEM+=("$n|publish S3|$(peak)")
-			add "s3_copy|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --fast-list --s3-no-head "$srcp" "s3:$BUCKET/bench/rc-cp-$n-$r")")"
-			add "s3_copy|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" cp --recursive "s3://$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles" "s3://$BUCKET/bench/aws-cp-$n-$r")")"
+			peers && add "s3_copy|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --fast-list --s3-no-head "$srcp" "s3:$BUCKET/bench/rc-cp-$n-$r")")"
+			peers && add "s3_copy|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" cp --recursive "s3://$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles" "s3://$BUCKET/bench/aws-cp-$n-$r")")"
 			if want s3_same; then
 				id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 's3')")
 				add "s3_same|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
 				MEM+=("$n|re-publish S3|$(peak)")
-				add "s3_same|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --checksum --fast-list "$srcp" "s3:$BUCKET/bench/rc-cp-$n-$r")")"
-				add "s3_same|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" sync "s3://$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles" "s3://$BUCKET/bench/aws-cp-$n-$r")")"
+				peers && add "s3_same|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --checksum --fast-list "$srcp" "s3:$BUCKET/bench/rc-cp-$n-$r")")"
+				peers && add "s3_same|$n|aws" "$(rate "$tiles" "$(timed "${AWSS3[@]}" sync "s3://$BUCKET/bench/s3/up-s3-$n/builds/v1/tiles" "s3://$BUCKET/bench/aws-cp-$n-$r")")"
 			fi
 		fi
 		SRV_PIDS=$DAV_PIDS
@@ -326,7 +329,7 @@ SQL
 			(cd "$tree" && find . -type f | sed 's|^\./||' | sort) >"$WORK/up-all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/up-all-$n" >"$WORK/up-sample-$n"
 			ns=$(wc -l <"$WORK/up-sample-$n")
-			add_sample "dav_up|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")"
+			peers && add_sample "dav_up|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/up-sample-$n" "$tree" "dav:rc-up-$n-$r")"
 		fi
 		if want dav_copy || want dav_same; then
 			slug=cp-dav-$n-$r
@@ -340,7 +343,7 @@ SQL
 			find "$DAV_DIR/$sample" -type f | sed "s|^$DAV_DIR/$sample/||" | sort >"$WORK/all-$n"
 			head -n "$DAV_SAMPLE" "$WORK/all-$n" >"$WORK/sample-$n"
 			ns=$(wc -l <"$WORK/sample-$n")
-			add_sample "dav_copy|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")"
+			peers && add_sample "dav_copy|$n|rclone" "$ns" "$(timed "${RCLONE[@]}" copy --files-from "$WORK/sample-$n" "dav:$sample" "dav:rc-cp-$n-$r")"
 			if want dav_same; then
 				id=$(job "SELECT id FROM publish.publish_version('$slug', 1, 'dav')")
 				add "dav_same|$n|publish" "$(rate "$tiles" "$(step4 "$id")")"
@@ -350,7 +353,7 @@ SQL
 				# 100,000 tiles takes an hour)
 				mkdir -p "$DAV_DIR/rc-same-$n"
 				cp -a "$DAV_DIR/dav/up-dav-$n/builds/v1/tiles/." "$DAV_DIR/rc-same-$n/"
-				add "dav_same|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy "dav:dav/up-dav-$n/builds/v1/tiles" "dav:rc-same-$n")")"
+				peers && add "dav_same|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy "dav:dav/up-dav-$n/builds/v1/tiles" "dav:rc-same-$n")")"
 			fi
 		fi
 	done
