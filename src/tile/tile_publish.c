@@ -884,7 +884,8 @@ parse_tile_name(const char *name, const char *format, int *z, int *x, int *y)
 
 /*
  * Writes the tiles of a page of the listing into LISTED_TABLE, in a short
- * transaction of its own.
+ * transaction of its own; what it allocates is in the caller's memory
+ * context, which should go with the page.
  */
 static void
 listed_insert(TileRun *run, StorageListPage *page)
@@ -1044,6 +1045,8 @@ list_destination(TileRun *run, const char *root)
 					char	   *next;
 
 					pages++;
+					/* the page's arrays go with the page, at the reset below */
+					MemoryContextSwitchTo(u->cxt);
 					listed_insert(run, &res.page);
 					MemoryContextSwitchTo(runcxt);
 					/* the next page, or the part is done */
