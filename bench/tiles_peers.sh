@@ -169,15 +169,27 @@ job() {
 		peak_anon "$pid" "$stop" >"$stop.out" &
 		for i in $(seq 1 200); do [ -f "$stop.ready" ] && break; sleep 0.01; done
 	fi
-	local c0 s0
+	local c0 s0 cut
 	c0=$(cpu_ms $pid)
 	s0=$(cpu_ms $SRV_PIDS)
 	id=$(q "$1")
-	for i in $(seq 1 72000); do
-		st=$(q "SELECT status FROM publish.jobs WHERE id = '$id'")
+	# a build: polled until its cut ends, to read the worker's CPU then;
+	# after that, wait_job (a psql a tenth of a second would take CPU from
+	# the transfers measured)
+	if [ "$(q "SELECT job_type FROM publish.job_queue WHERE id = '$id'")" = build_tiles ]; then
+		for i in $(seq 1 72000); do
+			st=$(q "SELECT status || (CASE WHEN EXISTS (SELECT 1 FROM publish.job_log WHERE job_id = '$id' AND message LIKE 'Cut %') THEN ' cut' ELSE '' END)
+			          FROM publish.job_queue WHERE id = '$id'")
+			if [[ $st == *" cut" ]]; then cut=$(cpu_ms $pid); break; fi
+			case $st in completed|failed|cancelled) break ;; esac
+			sleep 0.1
+		done
+	fi
+	for i in $(seq 1 720); do
+		st=$(q "SELECT status FROM publish.wait_job('$id', '10 min')")
 		case $st in completed|failed|cancelled) break ;; esac
-		sleep 0.1
 	done
+	echo "$(($(cpu_ms $pid) - ${cut:-$c0}))" >"$WORK/cpu_after_cut"
 	touch "$stop"
 	wait
 	if [ -f "$stop.out" ]; then cp "$stop.out" "$WORK/peak"; fi
@@ -222,12 +234,14 @@ SQL
 
 # results: name|tiles|tool -> list of tiles/s
 declare -A R C V
-# add ROW|N|TOOL RATE: a run's tiles/s, and the CPU of the client and the
-# servers in it ($WORK/cpu), per 1,000 tiles
+# add ROW|N|TOOL RATE [CLIENT_MS]: a run's tiles/s, and the CPU of the
+# client (CLIENT_MS when given) and the servers in it ($WORK/cpu), per
+# 1,000 tiles
 add() {
 	local c v
 	R[$1]="${R[$1]:-} $2"
 	read -r c v <"$WORK/cpu"
+	c=${3:-$c}
 	C[$1]="${C[$1]:-} $((c * 1000 / tiles))"
 	V[$1]="${V[$1]:-} $((v * 1000 / tiles))"
 }
@@ -294,7 +308,7 @@ SQL
 		SRV_PIDS=$S3_PIDS
 		if want s3_up || want s3_copy || want s3_same; then
 			id=$(job "SELECT id FROM publish.build_tiles('up-s3-$n', 1, 's3')")
-			add "s3_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")"
+			add "s3_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")" "$(cat "$WORK/cpu_after_cut")"
 		fi
 		if want s3_up; then
 			peers && add "s3_up|$n|rclone" "$(rate "$tiles" "$(timed "${RCLONE[@]}" copy --fast-list --s3-no-head "$tree" "s3:$BUCKET/bench/rc-up-$n-$r")")"
@@ -322,7 +336,7 @@ SQL
 		SRV_PIDS=$DAV_PIDS
 		if want dav_up || want dav_copy || want dav_same; then
 			id=$(job "SELECT id FROM publish.build_tiles('up-dav-$n', 1, 'dav')")
-			add "dav_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")"
+			add "dav_up|$n|publish" "$(rate "$tiles" "$(upload_phase "$id")")" "$(cat "$WORK/cpu_after_cut")"
 		fi
 		if want dav_up; then
 			# rclone paces its WebDAV calls: a sample of the tree, as for its copies
@@ -408,7 +422,7 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR" "$(dirname "$PLOT_DATA")"
 		done
 	done
 	echo
-	echo "Where the time goes: CPU ms per 1,000 tiles (medians), of the client (publish: the worker, the whole job; a build's includes its cut) and of the servers (s3rver and the SigV4 proxy, or nginx):"
+	echo "Where the time goes: CPU ms per 1,000 tiles (medians), of the client (publish: the worker, the whole job, a build's from the end of its cut) and of the servers (s3rver and the SigV4 proxy, or nginx):"
 	echo
 	echo "| operation | tiles | publish: client / servers | rclone: client / servers | AWS CLI: client / servers |"
 	echo "|---|---:|---:|---:|---:|"
@@ -420,6 +434,24 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR" "$(dirname "$PLOT_DATA")"
 				c=$(median "${C[$row|$n|$tool]:-}")
 				v=$(median "${V[$row|$n|$tool]:-}")
 				if [ "$c" = - ]; then line="$line - |"; else line="$line $c / $v |"; fi
+			done
+			echo "$line"
+		done
+	done
+	echo
+	echo "The machine's $(nproc) cores in each run: the client's and the servers' CPU together, in cores busy on average (their CPU ms per 1,000 tiles × tiles/s ÷ 10⁶; publish's copies count the whole job's CPU against step 4's time, so a little high); near $(nproc), the machine is the limit:"
+	echo
+	echo "| operation | tiles | publish | rclone | AWS CLI |"
+	echo "|---|---:|---:|---:|---:|"
+	for row in s3_up s3_copy s3_same dav_up dav_copy dav_same; do
+		want "$row" || continue
+		for n in $COUNTS; do
+			line="| ${LABEL[$row]} | ${TILES[$n]} |"
+			for tool in publish rclone aws; do
+				c=$(median "${C[$row|$n|$tool]:-}")
+				v=$(median "${V[$row|$n|$tool]:-}")
+				r=$(median "${R[$row|$n|$tool]:-}")
+				if [ "$c" = - ]; then line="$line - |"; else line="$line $(awk -v c="$c" -v v="$v" -v r="$r" 'BEGIN { printf "%.2f", (c + v) * r / 1e6 }') |"; fi
 			done
 			echo "$line"
 		done
