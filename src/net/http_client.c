@@ -1093,21 +1093,35 @@ http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse *
 }
 
 /* See net.h. */
+const char *
+http_xml_span(const char *p, const char *end, const char *tag, size_t *len)
+{
+	char		open[64];
+	char		close[64];
+	const char *start;
+	const char *stop;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	start = strstr(p, open);
+	if (start == NULL || start >= end)
+		return NULL;
+	start += strlen(open);
+	stop = strstr(start, close);
+	if (stop == NULL || stop > end)
+		return NULL;
+	*len = stop - start;
+	return start;
+}
+
+/* See net.h. */
 char *
 http_xml_element(const char *body, const char *tag)
 {
-	char	   *open = psprintf("<%s>", tag);
-	char	   *close = psprintf("</%s>", tag);
-	const char *start = strstr(body, open);
-	const char *end;
+	size_t		len;
+	const char *start = http_xml_span(body, body + strlen(body), tag, &len);
 
-	if (start == NULL)
-		return NULL;
-	start += strlen(open);
-	end = strstr(start, close);
-	if (end == NULL)
-		return NULL;
-	return pnstrdup(start, Min(end - start, 300));
+	return start ? pnstrdup(start, Min(len, 300)) : NULL;
 }
 
 /* Bytes of a body read for an error's words; characters shown of one piece of them. */

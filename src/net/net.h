@@ -145,6 +145,14 @@ extern char *http_failure_text(HttpRequest *req, HttpResponse *resp);
  */
 extern void http_response_forget(HttpResponse *resp);
 
+/*
+ * The content of the first element <tag> that starts in [p, end) and is
+ * closed by end (a NUL-terminated text): where it starts, its length in
+ * *len; NULL when there is none.
+ */
+extern const char *http_xml_span(const char *p, const char *end, const char *tag,
+								 size_t *len);
+
 /* The text between <tag> and </tag> in body (at most 300 bytes), or NULL. */
 extern char *http_xml_element(const char *body, const char *tag);
 

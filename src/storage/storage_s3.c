@@ -484,22 +484,10 @@ s3_list_request(StorageTarget *target, const char *root, const char *sub, const 
 static char *
 xml_field(const char *p, const char *end, const char *tag)
 {
-	char		open[64];
-	char		close[64];
-	const char *start;
-	const char *stop;
+	size_t		len;
+	const char *start = http_xml_span(p, end, tag, &len);
 
-	snprintf(open, sizeof(open), "<%s>", tag);
-	snprintf(close, sizeof(close), "</%s>", tag);
-	start = strstr(p, open);
-
-	if (start == NULL || start >= end)
-		return NULL;
-	start += strlen(open);
-	stop = strstr(start, close);
-	if (stop == NULL || stop > end)
-		return NULL;
-	return storage_xml_text(start, stop - start);
+	return start ? storage_xml_text(start, len) : NULL;
 }
 
 /*
