@@ -426,16 +426,22 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR" "$(dirname "$PLOT_DATA")"
 	echo
 	echo "| operation | tiles | publish: client / servers | rclone: client / servers | AWS CLI: client / servers |"
 	echo "|---|---:|---:|---:|---:|"
+	CORES=()
 	for row in s3_up s3_copy s3_same dav_up dav_copy dav_same; do
 		want "$row" || continue
 		for n in $COUNTS; do
 			line="| ${LABEL[$row]} | ${TILES[$n]} |"
+			cores=$line
 			for tool in publish rclone aws; do
 				c=$(median "${C[$row|$n|$tool]:-}")
 				v=$(median "${V[$row|$n|$tool]:-}")
-				if [ "$c" = - ]; then line="$line - |"; else line="$line $c / $v |"; fi
+				r=$(median "${R[$row|$n|$tool]:-}")
+				if [ "$c" = - ]; then line="$line - |"; cores="$cores - |"; continue; fi
+				line="$line $c / $v |"
+				cores="$cores $(awk -v c="$c" -v v="$v" -v r="$r" 'BEGIN { printf "%.2f", (c + v) * r / 1e6 }') |"
 			done
 			echo "$line"
+			CORES+=("$cores")
 		done
 	done
 	echo
@@ -443,19 +449,7 @@ mkdir -p "$RESULTS_DIR" "$IMG_DIR" "$(dirname "$PLOT_DATA")"
 	echo
 	echo "| operation | tiles | publish | rclone | AWS CLI |"
 	echo "|---|---:|---:|---:|---:|"
-	for row in s3_up s3_copy s3_same dav_up dav_copy dav_same; do
-		want "$row" || continue
-		for n in $COUNTS; do
-			line="| ${LABEL[$row]} | ${TILES[$n]} |"
-			for tool in publish rclone aws; do
-				c=$(median "${C[$row|$n|$tool]:-}")
-				v=$(median "${V[$row|$n|$tool]:-}")
-				r=$(median "${R[$row|$n|$tool]:-}")
-				if [ "$c" = - ]; then line="$line - |"; else line="$line $(awk -v c="$c" -v v="$v" -v r="$r" 'BEGIN { printf "%.2f", (c + v) * r / 1e6 }') |"; fi
-			done
-			echo "$line"
-		done
-	done
+	printf '%s\n' "${CORES[@]}"
 	echo
 	echo "Worker private memory (peak RssAnon in the job):"
 	echo
