@@ -28,7 +28,7 @@
 # among them (not while measuring: its timing slows every query).  Not a
 # test: it fails only when jobs fail or never finish.
 #
-#   bash bench/deep_queue.sh                      # as root, about 10 minutes
+#   bash bench/deep_queue.sh                      # as root, about 3 minutes
 #   BENCH_DEEP_N=5000 BENCH_DEEP_WORKERS=2 bash bench/deep_queue.sh
 #
 # Writes bench/results/deep_queue.md, deep_queue-plans.txt (git-ignored),
