@@ -40,6 +40,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 source "$BENCH_DIR/../scripts/lib.sh"
 # shellcheck source=bench/lib/queue.sh
 source "$BENCH_DIR/lib/queue.sh"
+source "$BENCH_DIR/lib/median.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54458}
 N=${BENCH_DEEP_N:-20000}
@@ -174,11 +175,9 @@ run() {
 	fi
 }
 declare -A RATES CPUS SHORT_RATES SHORT_CPUS
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # short SHAPE: SHORT_RUNS short queues of SHAPE, each of versions or
 # projects never published before, as in the deep runs (a first publish
-# writes more than a re-publish)
-batch=0
+# writes more than a re-publish); batch counts them
 short() {
 	local i first last
 	for i in $(seq 1 "$SHORT_RUNS"); do
@@ -193,7 +192,7 @@ short() {
 # speed drifts over minutes
 for shape in versions projects; do
 	echo "== $shape"
-	[ "$shape" = projects ] && batch=0
+	batch=0	# each shape has its own short projects or versions
 	short "$shape"
 	case $shape in
 		versions) run versions "$N" "SELECT count(publish.publish_version('versions-deep', v, 'deep')) FROM generate_series(1, $N) v" ;;

@@ -54,6 +54,7 @@ source "$ROOT_DIR/scripts/lib.sh"
 source "$BENCH_DIR/lib/servers.sh"
 # shellcheck source=bench/lib/worker.sh
 source "$BENCH_DIR/lib/worker.sh"
+source "$BENCH_DIR/lib/median.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"10000 100000"}
 RUNS=${BENCH_RUNS:-3}
@@ -252,7 +253,6 @@ add_sample() {
 	add "$1" "$(rate "$2" "$3")"
 }
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
-median() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 want() { [[ " $ROWS " == *" $1 "* ]]; }
 peers() { [ "${BENCH_PEERS:-1}" != 0 ]; }
 
