@@ -18,8 +18,13 @@
 #            publish_version, started_at the claim's clock_timestamp(), so
 #            pickup holds the rest of the call, the commit's WAL flush, the
 #            worker's wake-up and its claim.
-# BENCH_PICKUP_ROUNDS (3) rounds interleave the two, so that both see the
-# same machine; the table gives each round and all rounds pooled.
+#   publish, targets in memory
+#            the same publishes to 50 more environments whose file://
+#            targets are on tmpfs (/dev/shm): no fsync of the storage then
+#            shares the disk with the WAL's flushes (BENCH_PICKUP_MEMORY=0
+#            leaves this series out).
+# BENCH_PICKUP_ROUNDS (3) rounds interleave them, so that all see the same
+# machine; the table gives each round and all rounds pooled.
 #
 #   bash bench/pickup.sh                           # as root, about 1.5 minutes
 #   BENCH_PICKUP_ROUNDS=5 BENCH_PICKUP_SECONDS=20 bash bench/pickup.sh
@@ -38,6 +43,8 @@ RATE=${BENCH_PICKUP_RATE:-100}
 SECS=${BENCH_PICKUP_SECONDS:-10}
 ROUNDS=${BENCH_PICKUP_ROUNDS:-3}
 NENV=50
+MEMORY=${BENCH_PICKUP_MEMORY:-1}
+[ -w /dev/shm ] || MEMORY=0
 OUT=$BENCH_DIR/results
 DB=bench
 T_START=$(date +%s)
@@ -48,13 +55,15 @@ build_and_install
 PGBENCH=$PG_BIN/pgbench
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/publish-pickup.XXXXXX")
 chmod 755 "$WORK"
-cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK"; }
+MEM_DIR=
+if [ "$MEMORY" != 0 ]; then MEM_DIR=$(mktemp -d /dev/shm/publish-pickup.XXXXXX); chmod 755 "$MEM_DIR"; fi
+cleanup() { cluster_stop "$WORK/pg"; rm -rf "$WORK" ${MEM_DIR:+"$MEM_DIR"}; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 cluster_start "$WORK/pg" "$PORT" "log_min_messages = warning"
 mkdir -p "$WORK/maps"
-if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/maps"; fi
+if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$WORK/maps" ${MEM_DIR:+"$MEM_DIR"}; fi
 q() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 val() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tAc "$1"; }
 
@@ -62,13 +71,19 @@ psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB"
 q <<SQL
 CREATE EXTENSION publish;
 SELECT publish.set_storage_target('e-' || k, 'file://$WORK/maps/e-' || k) FROM generate_series(1, $NENV) k \g /dev/null
+${MEM_DIR:+SELECT publish.set_storage_target('m-' || k, 'file://$MEM_DIR/m-' || k) FROM generate_series(1, $NENV) k \g /dev/null}
 INSERT INTO publish.projects (slug, name) SELECT 'p-' || k, 'Pickup ' || k FROM generate_series(1, $NENV) k;
 INSERT INTO publish.project_versions (project_id, version_number, status) SELECT id, 1, 'ready' FROM publish.projects;
 \i '$BENCH_DIR/lib/markers.sql'
 CREATE SEQUENCE bench_seq;
 CREATE TABLE bench_commit (i int);
 SQL
-printf "SELECT publish.publish_version('p-' || k, 1, 'e-' || k) FROM (SELECT nextval('bench_seq') %% %d + 1 AS k) s;\n" "$NENV" >"$WORK/publish.sql"
+for e in e m; do
+	printf "SELECT publish.publish_version('p-' || k, 1, '%s-' || k) FROM (SELECT nextval('bench_seq') %% %d + 1 AS k) s;\n" "$e" "$NENV" >"$WORK/publish-$e.sql"
+done
+SERIES=(e)
+[ -z "$MEM_DIR" ] || SERIES+=(m)
+declare -A WHERE=([e]="disk" [m]="memory")
 printf "INSERT INTO bench_commit VALUES (1);\n" >"$WORK/floor.sql"
 
 # pgbench_run SCRIPT LOG: one client at RATE for SECS; LOG gets the
@@ -88,58 +103,70 @@ stats() {
 		printf "%.3f\n", v[NR] }'
 }
 
-echo "== warm-up: every project published once"
-"$PGBENCH" -n -c 1 -t "$NENV" -f "$WORK/publish.sql" "$DB" >/dev/null
+echo "== warm-up: every project published once to each environment"
+for e in "${SERIES[@]}"; do
+	"$PGBENCH" -n -c 1 -t "$NENV" -f "$WORK/publish-$e.sql" "$DB" >/dev/null
+done
 wait_drained 600 0.2
-: >"$WORK/floor-all"; : >"$WORK/pickup-all"; : >"$WORK/call-all"; : >"$WORK/run-all"
+: >"$WORK/floor-all"
+for e in "${SERIES[@]}"; do : >"$WORK/pickup-all-$e"; : >"$WORK/call-all-$e"; : >"$WORK/run-all-$e"; done
 ROWS=()
-JOBS=0; CPU_NS=0; FAILED=0
+declare -A JOBS=() CPU_NS=()
+FAILED=0
+# row ROUND SERIES FLOOR PICKUP CALL JOBS CPU_NS: a table row (files of ms)
+row() {
+	local fm fp99 pm pp90 pp99 pmax cm cpuj
+	read -r fm _ fp99 _ <<<"$(stats "$3")"
+	read -r pm pp90 pp99 pmax <<<"$(stats "$4")"
+	read -r cm _ _ _ <<<"$(stats "$5")"
+	cpuj=$(awk -v c="$7" -v n="$6" 'BEGIN { printf "%.2f", c / 1e6 / n }')
+	echo "   ${WHERE[$2]}: floor median $fm ms (p99 $fp99); pickup median $pm ms, p90 $pp90, p99 $pp99, max $pmax over $6 jobs; publish_version call median $cm ms; worker CPU $cpuj ms per job" >&2
+	ROWS+=("| $1 | ${WHERE[$2]} | $6 | $fm | $fp99 | **$pm** | $pp90 | **$pp99** | $pmax | $(awk -v a="$pm" -v b="$fm" 'BEGIN { printf "%+.3f", a - b }') | $cm | $cpuj |")
+}
 for r in $(seq 1 "$ROUNDS"); do
-	echo "== round $r: floor, then publishes, $RATE/s for $SECS s each"
+	echo "== round $r: floor, then publishes to each series of targets, $RATE/s for $SECS s each"
 	val "VACUUM ANALYZE publish.job_queue, publish.job_log, bench_commit" >/dev/null
 	pgbench_run "$WORK/floor.sql" "$WORK/floor-$r"
-	t0=$(val "SELECT clock_timestamp()")
-	cpu0=$(workers_cpu)
-	pgbench_run "$WORK/publish.sql" "$WORK/call-$r"
-	wait_drained 600 0.2
-	cpu1=$(workers_cpu)
-	val "SELECT status, extract(epoch FROM started_at - created_at) * 1000, extract(epoch FROM completed_at - started_at) * 1000,
-	            extract(epoch FROM created_at - '$t0'), extract(epoch FROM started_at - '$t0'), extract(epoch FROM completed_at - '$t0'), attempts
-	       FROM publish.job_queue WHERE created_at >= '$t0' ORDER BY created_at" >"$WORK/jobs-$r"
-	cp "$WORK/jobs-$r" "$OUT/pickup-jobs-$r.txt"
-	n=$(wc -l <"$WORK/jobs-$r")
-	bad=$(grep -vc '^completed|' "$WORK/jobs-$r" || true)
-	FAILED=$((FAILED + bad)); JOBS=$((JOBS + n)); CPU_NS=$((CPU_NS + cpu1 - cpu0))
-	cut -d'|' -f2 "$WORK/jobs-$r" >"$WORK/pickup-$r"
-	cut -d'|' -f3 "$WORK/jobs-$r" >>"$WORK/run-all"
-	cat "$WORK/floor-$r" >>"$WORK/floor-all"; cat "$WORK/pickup-$r" >>"$WORK/pickup-all"; cat "$WORK/call-$r" >>"$WORK/call-all"
-	read -r fm _ fp99 _ <<<"$(stats "$WORK/floor-$r")"
-	read -r pm pp90 pp99 pmax <<<"$(stats "$WORK/pickup-$r")"
-	read -r cm _ _ _ <<<"$(stats "$WORK/call-$r")"
-	cpuj=$(awk -v c="$((cpu1 - cpu0))" -v n="$n" 'BEGIN { printf "%.2f", c / 1e6 / n }')
-	echo "   floor median $fm ms (p99 $fp99); pickup median $pm ms, p90 $pp90, p99 $pp99, max $pmax over $n jobs ($bad not completed); publish_version call median $cm ms; worker CPU $cpuj ms per job"
-	ROWS+=("| $r | $n | $fm | $fp99 | **$pm** | $pp90 | **$pp99** | $pmax | $(awk -v a="$pm" -v b="$fm" 'BEGIN { printf "%+.3f", a - b }') | $cm | $cpuj |")
+	cat "$WORK/floor-$r" >>"$WORK/floor-all"
+	for e in "${SERIES[@]}"; do
+		t0=$(val "SELECT clock_timestamp()")
+		cpu0=$(workers_cpu)
+		pgbench_run "$WORK/publish-$e.sql" "$WORK/call-$r-$e"
+		wait_drained 600 0.2
+		cpu1=$(workers_cpu)
+		val "SELECT status, extract(epoch FROM started_at - created_at) * 1000, extract(epoch FROM completed_at - started_at) * 1000,
+		            extract(epoch FROM created_at - '$t0'), extract(epoch FROM started_at - '$t0'), extract(epoch FROM completed_at - '$t0'), attempts
+		       FROM publish.job_queue WHERE created_at >= '$t0' ORDER BY created_at" >"$WORK/jobs-$r-$e"
+		cp "$WORK/jobs-$r-$e" "$OUT/pickup-jobs-$r-${WHERE[$e]}.txt"
+		n=$(wc -l <"$WORK/jobs-$r-$e")
+		FAILED=$((FAILED + $(grep -vc '^completed|' "$WORK/jobs-$r-$e" || true)))
+		JOBS[$e]=$((${JOBS[$e]:-0} + n)); CPU_NS[$e]=$((${CPU_NS[$e]:-0} + cpu1 - cpu0))
+		cut -d'|' -f2 "$WORK/jobs-$r-$e" >"$WORK/pickup-$r-$e"
+		cut -d'|' -f3 "$WORK/jobs-$r-$e" >>"$WORK/run-all-$e"
+		cat "$WORK/pickup-$r-$e" >>"$WORK/pickup-all-$e"; cat "$WORK/call-$r-$e" >>"$WORK/call-all-$e"
+		row "$r" "$e" "$WORK/floor-$r" "$WORK/pickup-$r-$e" "$WORK/call-$r-$e" "$n" "$((cpu1 - cpu0))"
+	done
 done
-read -r fm _ fp99 _ <<<"$(stats "$WORK/floor-all")"
-read -r pm pp90 pp99 pmax <<<"$(stats "$WORK/pickup-all")"
-read -r cm _ _ _ <<<"$(stats "$WORK/call-all")"
-read -r rm _ rp99 _ <<<"$(stats "$WORK/run-all")"
-cpuj=$(awk -v c="$CPU_NS" -v n="$JOBS" 'BEGIN { printf "%.2f", c / 1e6 / n }')
-ROWS+=("| all | $JOBS | $fm | $fp99 | **$pm** | $pp90 | **$pp99** | $pmax | $(awk -v a="$pm" -v b="$fm" 'BEGIN { printf "%+.3f", a - b }') | $cm | $cpuj |")
+RUNS=()
+for e in "${SERIES[@]}"; do
+	row all "$e" "$WORK/floor-all" "$WORK/pickup-all-$e" "$WORK/call-all-$e" "${JOBS[$e]}" "${CPU_NS[$e]}"
+	read -r rm _ rp99 _ <<<"$(stats "$WORK/run-all-$e")"
+	RUNS+=("${WHERE[$e]} median $rm ms, p99 $rp99 ms")
+done
 SERVER_ERRORS=$(grep -c -E ' (ERROR|FATAL|PANIC): ' "$WORK/pg/server.log" || true)
 {
 	echo "publish $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown), PostgreSQL $(val 'SHOW server_version'), $(nproc) CPUs, fsync on, synchronous_commit on, $(val 'SHOW publish.workers_per_database') workers;"
 	echo "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo
-	echo "One client, $RATE/s for $SECS s per run, $ROUNDS rounds (floor, then publishes); $NENV projects of 20 overlays, each to its own file:// environment."
+	echo "One client, $RATE/s for $SECS s per run, $ROUNDS rounds (floor, then publishes); $NENV projects of 20 overlays, each to its own file:// environment: targets on the disk beside the cluster (disk)${MEM_DIR:+, or on tmpfs (memory)}."
 	echo "Floor: a durable one-row INSERT at the same rate (pgbench, statement + commit). Pickup: job started_at − created_at."
 	echo
-	echo "| round | jobs | floor median ms | floor p99 ms | pickup median ms | pickup p90 ms | pickup p99 ms | pickup max ms | median − floor ms | publish_version call median ms | worker CPU ms per job |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| round | targets | jobs | floor median ms | floor p99 ms | pickup median ms | pickup p90 ms | pickup p99 ms | pickup max ms | median − floor ms | publish_version call median ms | worker CPU ms per job |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for row in "${ROWS[@]}"; do echo "$row"; done
 	echo
-	echo "Job run (started_at → completed_at) median $rm ms, p99 $rp99 ms. Jobs not completed: $FAILED. Server log: $SERVER_ERRORS ERROR/FATAL lines. Run took $(( $(date +%s) - T_START )) s."
+	echo "Job run (started_at → completed_at): $(IFS=';'; echo "${RUNS[*]}" | sed 's/;/; /g'). Jobs not completed: $FAILED. Server log: $SERVER_ERRORS ERROR/FATAL lines. Run took $(( $(date +%s) - T_START )) s."
 } >"$OUT/pickup.md"
 echo; cat "$OUT/pickup.md"
-cp "$WORK/pickup-all" "$OUT/pickup.dat"; cp "$WORK/floor-all" "$OUT/pickup-floor.dat"
+cp "$WORK/pickup-all-e" "$OUT/pickup.dat"; cp "$WORK/floor-all" "$OUT/pickup-floor.dat"
 [ "$FAILED" -eq 0 ] || { echo "some jobs did not complete" >&2; exit 1; }
