@@ -40,6 +40,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 source "$BENCH_DIR/../scripts/lib.sh"
 # shellcheck source=bench/lib/queue.sh
 source "$BENCH_DIR/lib/queue.sh"
+# shellcheck source=bench/lib/median.sh
 source "$BENCH_DIR/lib/median.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54458}

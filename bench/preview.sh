@@ -40,6 +40,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/median.sh
+source "$BENCH_DIR/lib/median.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54457}
 N=${BENCH_PREVIEW_N:-100000}
@@ -132,7 +134,6 @@ q -tA -f "$WORK/timed.sql" >"$WORK/timed.out"
 # one a line; cpus WHAT: their backend CPU ms
 times() { awk -v w="$1" '/^@ / { tag = substr($0, 3); next } /^Time: / { if (tag == w) print $2; tag = "" }' "$WORK/timed.out"; }
 cpus() { awk -v w="$1" -F'|' '/^@ / { tag = substr($0, 3); next } /^cpu\|/ { if (tag == w) print $2 / 1e6; tag = "" }' "$WORK/timed.out"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 list() { awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }'; }
 if grep '^status|' "$WORK/timed.out" | grep -qv '^status|completed$'; then
 	echo "a publish job did not complete" >&2; grep '^status|' "$WORK/timed.out" >&2; exit 1

@@ -30,6 +30,8 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 source "$BENCH_DIR/../scripts/lib.sh"
 # shellcheck source=bench/lib/servers.sh
 source "$BENCH_DIR/lib/servers.sh"
+# shellcheck source=bench/lib/median.sh
+source "$BENCH_DIR/lib/median.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54461}
 MB=${BENCH_ROLLBACK_MB:-20}
@@ -111,7 +113,6 @@ requests() {
 	tail -n +"$((from + 1))" "$log" | awk '{n++; m[$1]++} END {
 		s = ""; for (k in m) s = s (s == "" ? "" : ", ") k " " m[k]; printf "%d (%s)", n, s }'
 }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 bytes=$(val "SELECT octet_length(publish.build_release('big', 1, 'file')::text)")
 {

@@ -23,6 +23,8 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$ROOT_DIR/scripts/lib.sh"
+# shellcheck source=bench/lib/median.sh
+source "$BENCH_DIR/lib/median.sh"
 
 SIZE=${BENCH_IMAGE_SIZE:-8192}
 RUNS=${BENCH_RUNS:-3}
@@ -115,7 +117,6 @@ for i in $(seq 1 "$RUNS"); do
 done
 VIPS_TILES=$(find "$WORK/dz" -name '*.png' ! -name blank.png | wc -l)
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 JOB=$(median "${job_ms[@]}")
 CUT=$(median "${cut_ms[@]}")
 VIPS=$(median "${vips_ms[@]}")
