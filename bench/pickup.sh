@@ -26,7 +26,7 @@
 # BENCH_PICKUP_ROUNDS (3) rounds interleave them, so that all see the same
 # machine; the table gives each round and all rounds pooled.
 #
-#   bash bench/pickup.sh                           # as root, about 1.5 minutes
+#   bash bench/pickup.sh                           # as root, about 2 minutes
 #   BENCH_PICKUP_ROUNDS=5 BENCH_PICKUP_SECONDS=20 bash bench/pickup.sh
 #
 # Writes bench/results/pickup.md (git-ignored).
