@@ -54,6 +54,7 @@ source "$ROOT_DIR/scripts/lib.sh"
 source "$BENCH_DIR/lib/servers.sh"
 # shellcheck source=bench/lib/worker.sh
 source "$BENCH_DIR/lib/worker.sh"
+# shellcheck source=bench/lib/median.sh
 source "$BENCH_DIR/lib/median.sh"
 
 COUNTS=${BENCH_TILE_COUNTS:-"10000 100000"}
