@@ -29,9 +29,11 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/defrem.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/ipc.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 
 #include "publish.h"
 #include "bgw/bgw.h"
@@ -39,11 +41,18 @@
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* The database a utility statement needs exclusive use of, or InvalidOid. */
+/*
+ * The database a utility statement needs exclusive use of, or InvalidOid.
+ * Only when the role owns it (a superuser does): each of these commands
+ * then checks ownership itself, and one that is going to be refused must
+ * not stop the database's jobs.  (A template that is not the role's has no
+ * worker to stop.)
+ */
 static Oid
 database_needing_exclusive_use(Node *parsetree)
 {
 	const char *dbname = NULL;
+	Oid			dboid;
 	ListCell   *lc;
 
 	switch (nodeTag(parsetree))
@@ -76,7 +85,12 @@ database_needing_exclusive_use(Node *parsetree)
 		default:
 			break;
 	}
-	return dbname ? get_database_oid(dbname, true) : InvalidOid;
+	if (dbname == NULL)
+		return InvalidOid;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
+		return InvalidOid;
+	return dboid;
 }
 
 static void

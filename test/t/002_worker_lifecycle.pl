@@ -7,7 +7,8 @@
 #  (b) CREATE DATABASE ... TEMPLATE, DROP DATABASE and ALTER DATABASE ...
 #      RENAME on databases with a running worker succeed promptly (< 5 s; PG
 #      waits 5 s for other backends before giving up), and the worker of the
-#      renamed database comes back
+#      renamed database comes back; a role that may not run them stops no
+#      worker
 #  (c) DROP EXTENSION while the worker runs: it is woken and exits quietly
 #      (no ERROR loop), and CREATE EXTENSION again works
 #  (d) without shared_preload_libraries: a clear error with a hint
@@ -156,6 +157,22 @@ cmp_ok($secs, '<', 5, sprintf('(b) ... promptly (%.2f s)', $secs));
 ok(wait_worker('lc_b'), '(b) the worker comes back in the renamed database');
 is(publish_and_wait('lc_b'), 'completed|',
 	'(b) publish in the renamed database completes');
+
+# A role that may not run these commands must not stop the worker either:
+# PostgreSQL refuses them after the hook has run.
+my $pid_b = worker_pid('lc_b');
+$node->safe_psql('postgres', 'CREATE ROLE lc_stranger LOGIN CREATEDB');
+for my $cmd ('DROP DATABASE lc_b', 'ALTER DATABASE lc_b RENAME TO lc_c',
+	'ALTER DATABASE lc_b SET TABLESPACE pg_default',
+	'CREATE DATABASE lc_d TEMPLATE lc_b')
+{
+	($rc, $secs, $err) = timed("SET ROLE lc_stranger; $cmd");
+	isnt($rc, 0, "(b) $cmd by a role that does not own the database fails");
+	like($err, qr/must be owner|permission denied/, '... refused by PostgreSQL')
+	  or diag($err);
+}
+is(worker_pid('lc_b'), $pid_b, '(b) ... and the worker was not stopped');
+$node->safe_psql('postgres', 'DROP ROLE lc_stranger');
 
 # --- (c) DROP EXTENSION while the worker runs ---------------------------------
 
