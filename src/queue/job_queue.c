@@ -128,11 +128,17 @@ job_txn_begin(const char *activity)
 							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
+/*
+ * Commits the transaction job_txn_begin started.  A durable commit returns
+ * once its WAL is flushed, even where the server or database sets
+ * synchronous_commit = off (then it is "local" for this commit); any other
+ * is asynchronous.
+ */
 void
 job_txn_commit(bool durable)
 {
-	if (!durable)
-		(void) set_config_option("synchronous_commit", "off",
+	if (!durable || synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+		(void) set_config_option("synchronous_commit", durable ? "local" : "off",
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 	SPI_finish();

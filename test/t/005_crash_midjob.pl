@@ -21,6 +21,10 @@
 #  (c) publish.max_attempts = 2 and two kills: the job is quarantined,
 #      'failed' with 'interrupted:', and never run again; storage, releases
 #      and the version are untouched
+#  (d) synchronous_commit = off in postgresql.conf: an immediate shutdown
+#      just after a claim (the WAL writer not due to flush for 10 s) finds
+#      the claim on disk (the job's next run is attempt 2), and likewise its
+#      end
 #
 use strict;
 use warnings;
@@ -255,6 +259,37 @@ is(q1("SELECT status || '|' || attempts FROM publish.job_queue WHERE id = '$job_
 is(live_file('production'), '3', '(c) release.json of production is still v3');
 is(live_db('production'), '3', '(c) publish.releases still shows v3');
 is(version_status(2), $v2_before, '(c) version 2 is untouched');
+
+# --- (d) synchronous_commit = off on the server: a claim is still durable ------
+
+# The WAL writer flushes asynchronous commits at most every wal_writer_delay
+# (10 s here) and, with autovacuum off, nothing else flushes meanwhile; the
+# update just before the publish makes it flush now, so the next 10 s of
+# asynchronous commits stay in memory until then.
+$node->append_conf('postgresql.conf',
+	"synchronous_commit = off\nwal_writer_delay = '10s'\nwal_writer_flush_after = '1GB'\nautovacuum = off\n");
+$node->restart;
+q1('CREATE TABLE wal_nudge (n int); INSERT INTO wal_nudge VALUES (0)');
+pause_at('claimed');
+q1('UPDATE wal_nudge SET n = n + 1');
+my $job_d = q1("SET synchronous_commit = on; SELECT id FROM publish.publish_version('campus', 2, 'staging')");
+wait_blocked($job_d, 1, 1);
+$node->stop('immediate');
+$node->start;
+ok( $node->poll_query_until($db,
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND query ~ '^publish: paused at'"),
+	'(d) after an immediate stop and start the job is claimed again');
+is(q1("SELECT attempts || '|' || status FROM publish.job_queue WHERE id = '$job_d'"), '2|running',
+	'(d) the first claim, committed before the stop, was on disk: this is attempt 2');
+is(interrupted_warnings($job_d), '1', "(d) ... and attempt 1 is logged 'interrupted'");
+pause_at('');
+is(wait_job($job_d), 'completed|', '(d) let go, the job completes');
+$node->stop('immediate');
+$node->start;
+is(q1("SELECT status FROM publish.job_queue WHERE id = '$job_d'"), 'completed',
+	'(d) its end is on disk too');
+is(live_db('staging'), '2', '(d) publish.releases shows v2 in staging');
+is(live_file('staging'), '2', '(d) and so does its release.json');
 
 is(q1("SELECT count(*) FROM publish.job_queue WHERE status IN ('queued', 'running')"),
 	'0', 'no job is left queued or running');
