@@ -436,9 +436,15 @@ publish_worker_main(Datum main_arg)
 	/*
 	 * The worker runs as the bootstrap superuser: its queries must not find
 	 * objects of a schema someone put on the database's search_path (ALTER
-	 * DATABASE ... SET search_path), so only pg_catalog is searched.
+	 * DATABASE ... SET search_path), so only pg_catalog is searched.  The
+	 * queue's protocol (claim, blockers, the triggers that unblock and wake)
+	 * needs read-write, read committed transactions with triggers firing,
+	 * whatever the database or server sets by default.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (worker_number < 0 || worker_number >= PUBLISH_MAX_WORKERS_PER_DATABASE ||
 		!publish_shmem_attach_worker(worker_dboid, worker_number))

@@ -14,6 +14,9 @@
 #  (d) without shared_preload_libraries: a clear error with a hint
 #  (e) pg_stat_activity shows 'publish worker' and 'publish launcher'
 #  (f) an idle worker sleeps on its latch (wait_event_type Extension)
+#  (g) a database whose transactions are read-only, serializable and
+#      without triggers by default (ALTER DATABASE ... SET): its worker runs
+#      publishes, one blocked by the other, as anywhere else
 #
 use strict;
 use warnings;
@@ -173,6 +176,34 @@ for my $cmd ('DROP DATABASE lc_b', 'ALTER DATABASE lc_b RENAME TO lc_c',
 }
 is(worker_pid('lc_b'), $pid_b, '(b) ... and the worker was not stopped');
 $node->safe_psql('postgres', 'DROP ROLE lc_stranger');
+
+# --- (g) the database's own settings do not reach the worker -----------------
+
+# Read-only, serializable transactions without triggers by default: the
+# worker, started again to take them, still claims, blocks and unblocks.
+$node->safe_psql('postgres', q{
+	ALTER DATABASE lc_b SET default_transaction_read_only = on;
+	ALTER DATABASE lc_b SET default_transaction_isolation = 'serializable';
+	ALTER DATABASE lc_b SET session_replication_role = 'replica'});
+my $pid_g = worker_pid('lc_b');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid_g)");
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'publish worker' AND datname = 'lc_b' AND pid <> $pid_g"),
+	'(g) a new worker connects to the database with the hostile defaults');
+my $client = q{SET default_transaction_read_only = off;
+	SET default_transaction_isolation = 'read committed';
+	SET session_replication_role = 'origin';};
+my @jobs_g = map {
+	$node->safe_psql('lc_b', "$client SELECT id FROM publish.publish_version('campus', $_, 'production')")
+} (2, 3);
+ok( $node->poll_query_until('lc_b',
+		"SELECT count(*) = 2 FROM publish.job_queue WHERE status = 'completed' AND id IN ('$jobs_g[0]', '$jobs_g[1]')"),
+	'(g) two publishes of one project and environment, the second blocked by the first, both complete');
+is( $node->safe_psql('lc_b',
+		"SELECT (SELECT started_at FROM publish.job_queue WHERE id = '$jobs_g[1]') >= "
+		  . "(SELECT completed_at FROM publish.job_queue WHERE id = '$jobs_g[0]')"),
+	't', '(g) ... one after the other, in order');
+$node->safe_psql('postgres', 'ALTER DATABASE lc_b RESET ALL');
 
 # --- (c) DROP EXTENSION while the worker runs ---------------------------------
 
