@@ -1044,13 +1044,16 @@ http_multi_wait(HttpMulti *m, long timeout_ms, HttpRequest **req, HttpResponse *
 		while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
 		{
 			HttpSlot   *s = NULL;
+			CURLcode	result;
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
+			/* msg is not to be read once its handle is removed */
+			result = msg->data.result;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &s);
 			curl_multi_remove_handle(m->multi, s->h);
 			s->in_multi = false;
-			attempt_finish(s->h, msg->data.result, &s->st, s->errbuf);
+			attempt_finish(s->h, result, &s->st, s->errbuf);
 			if (transient_failure(s->resp) && s->attempt < max_attempts)
 			{
 				long		delay = retry_delay(s->attempt);
