@@ -626,9 +626,15 @@ storage_get_file(StorageTarget *target, const char *key, const char *path, int64
 	}
 	PG_END_TRY();
 	if (fclose(f) != 0)
+	{
+		int			save_errno = errno;
+
+		unlink(path);
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path)));
+	}
 	return size;
 }
 
