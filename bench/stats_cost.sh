@@ -17,6 +17,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/median.sh
+source "$BENCH_DIR/lib/median.sh"
 
 PORT=${PUBLISH_BENCH_PORT:-54462}
 N=${BENCH_STATS_N:-1000000}
@@ -65,7 +67,7 @@ for i in $(seq 1 "$RUNS"); do
 	val "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM publish.stats" >"$WORK/plan.json"
 	python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))[0]; print(p["Execution Time"])' "$WORK/plan.json"
 done | sort -n >"$WORK/times"
-MEDIAN=$(awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}' "$WORK/times")
+MEDIAN=$(median <"$WORK/times")
 MAX=$(tail -n 1 "$WORK/times")
 BUFFERS=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))[0]["Plan"]; print(p.get("Shared Hit Blocks",0)+p.get("Shared Read Blocks",0))' "$WORK/plan.json")
 PLAN=$(val "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM publish.stats")

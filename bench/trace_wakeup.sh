@@ -18,6 +18,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$BENCH_DIR/../scripts/lib.sh"
+# shellcheck source=bench/lib/median.sh
+source "$BENCH_DIR/lib/median.sh"
 PORT=${PUBLISH_BENCH_PORT:-54455}
 N=${BENCH_TRACE_N:-20}
 OUT=$BENCH_DIR/results
@@ -95,18 +97,17 @@ awk -v B="$BACKEND" -v W="$WORKER" '
 			       (wk[w] - kl[k]) * 1000, (s[i] - wk[w]) * 1000, (s[i] - c[i]) * 1000
 		}
 	}' "$WORK/db" "$WORK/trace" >"$WORK/steps"
-med() { sort -g | awk '{a[NR] = $1} END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print "?" }'; }
 {
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(wc -l <"$WORK/steps") of $N publishes lined up (under strace: indicative)."
 	echo
 	echo "| step | median ms |"
 	echo "|---|---:|"
-	echo "| commit timestamp → the backend starts its WAL fdatasync | $(cut -d' ' -f1 "$WORK/steps" | med) |"
-	echo "| the WAL fdatasync (commit flush) | $(cut -d' ' -f2 "$WORK/steps" | med) |"
-	echo "| end of the flush → backend's kill() of the worker (SetLatch, from the commit callback) | $(cut -d' ' -f3 "$WORK/steps" | med) |"
-	echo "| kill() → the worker's epoll_wait returns | $(cut -d' ' -f4 "$WORK/steps" | med) |"
-	echo "| worker awake → claim's clock_timestamp() (started_at) | $(cut -d' ' -f5 "$WORK/steps" | med) |"
-	echo "| total, commit timestamp → started_at | $(cut -d' ' -f6 "$WORK/steps" | med) |"
+	echo "| commit timestamp → the backend starts its WAL fdatasync | $(cut -d' ' -f1 "$WORK/steps" | median) |"
+	echo "| the WAL fdatasync (commit flush) | $(cut -d' ' -f2 "$WORK/steps" | median) |"
+	echo "| end of the flush → backend's kill() of the worker (SetLatch, from the commit callback) | $(cut -d' ' -f3 "$WORK/steps" | median) |"
+	echo "| kill() → the worker's epoll_wait returns | $(cut -d' ' -f4 "$WORK/steps" | median) |"
+	echo "| worker awake → claim's clock_timestamp() (started_at) | $(cut -d' ' -f5 "$WORK/steps" | median) |"
+	echo "| total, commit timestamp → started_at | $(cut -d' ' -f6 "$WORK/steps" | median) |"
 	echo
 	echo "strace stops the traced processes at every system call (tens of µs each), so every step is"
 	echo "longer than without it; compare with bench/peers/run.sh's untraced figures."
