@@ -321,7 +321,11 @@ s3_put(StorageTarget *target, const char *key, const char *data, size_t len,
  * CopyObject on the server; the copy gets content_type and cache_control
  * and, when given, sha256 as x-amz-meta-sha256 (otherwise the source's
  * metadata is copied along, or replaced when a type or cache is given).
+ * Its answer is kept whole, up to S3_COPY_BODY_MAX: whitespace that keeps
+ * a long copy's connection alive can come before the result.
  */
+#define S3_COPY_BODY_MAX	(1024 * 1024)
+
 static HttpRequest *
 copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
 			 const char *content_type, const char *cache_control, const char *sha256,
@@ -348,6 +352,7 @@ copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
 	}
 	else
 		req->headers = lappend(req->headers, pstrdup("Content-Type:"));
+	req->body_limit = S3_COPY_BODY_MAX;
 	return req;
 }
 
@@ -360,22 +365,39 @@ s3_copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
 }
 
 /*
- * Throws unless CopyObject succeeded (it may answer 200 with an error in
- * the body); md5 gets the copy's ETag from the answer's CopyObjectResult
- * when it is a plain MD5.
+ * Throws unless CopyObject succeeded.  S3 answers 200 when it starts a
+ * copy, may send whitespace while it copies, and then a CopyObjectResult
+ * or an Error: success is a whole answer with a CopyObjectResult.  md5 gets
+ * the copy's ETag from that result when it is a plain MD5.
  */
 static bool
 s3_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, char *md5)
 {
 	char	   *etag;
 
+	if (http_ok(resp) && resp->body != NULL)
+	{
+		/* the padding goes, so that an error's words are what is read */
+		size_t		pad = strspn(resp->body, " \t\r\n");
+
+		memmove(resp->body, resp->body + pad, resp->body_len - pad + 1);
+		resp->body_len -= pad;
+		resp->body_bytes -= pad;
+	}
 	if (!http_ok(resp) || s3_error_code(resp) != NULL)
 	{
 		if (http_ok(resp))
 			resp->status = 500;
 		storage_remote_fail(target, req, resp);
 	}
-	etag = resp->body ? http_xml_element(resp->body, "ETag") : NULL;
+	if (resp->body == NULL || resp->body_bytes != (int64) resp->body_len ||
+		strstr(resp->body, "<CopyObjectResult") == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s on target \"%s\" got no CopyObjectResult", req->what, target->env),
+				 errdetail("The server answered %ld with %lld bytes; the copy is not known to be made.",
+						   resp->status, (long long) resp->body_bytes)));
+	etag = http_xml_element(resp->body, "ETag");
 	(void) storage_etag_md5(etag ? etag : "", md5);
 	return true;
 }
@@ -668,13 +690,17 @@ s3_delete_objects(StorageTarget *target, const char *prefix, const StorageListPa
 		storage_remote_fail(target, req, resp);
 	if (resp->body != NULL && strstr(resp->body, "<Error>") != NULL)
 	{
+		/* the key is named from the page, never from the server's text */
 		char	   *key = http_xml_element(resp->body, "Key");
-		char	   *code = http_xml_element(resp->body, "Code");
 
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("S3 could not delete %s on target \"%s\": %s",
-						key ? key : "an object", target->env, code ? code : "an error")));
+		for (int i = 0; key != NULL && i < page->n; i++)
+			if (strcmp(key, bucket_key(s3, psprintf("%s%s", prefix, page->entries[i].name))) == 0)
+			{
+				req->what = psprintf("removal of %s%s", prefix, page->entries[i].name);
+				break;
+			}
+		resp->status = 500;
+		storage_remote_fail(target, req, resp);
 	}
 }
 

@@ -15,6 +15,14 @@
 //   403 SignatureDoesNotMatch  a signature aws4 does not reproduce
 //   400 InvalidRequest         no x-amz-content-sha256 header
 //   400 XAmzContentSHA256Mismatch  a body whose SHA-256 is not that header
+//
+// A CopyObject (a signed PUT with x-amz-copy-source) whose destination path
+// has a segment "copy-answer-pad" is passed on and answered 200 with 20 KB
+// of whitespace before s3rver's answer, as S3 keeps a long copy's
+// connection alive; one under "copy-answer-nocode" is not passed on and is
+// answered 200 with an <Error> that has no <Code>.  A DeleteObjects of keys
+// under "delete-answer-error" is not passed on and is answered 200 with an
+// AccessDenied <Error> for its first key.
 'use strict';
 const http = require('http');
 const crypto = require('crypto');
@@ -73,12 +81,31 @@ http.createServer((req, res) => {
       const src = req.headers['x-amz-copy-source'];
       log.write(`${req.method} ${req.url}${src ? ' copy-from ' + src : ''}\n`);
     }
+    const copyAnswer = req.headers['x-amz-copy-source'] &&
+      (/\/(copy-answer-(?:pad|nocode))\//.exec(req.url) || [])[1];
+    if (copyAnswer === 'copy-answer-nocode') {
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      return res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Message>the copy broke off</Message></Error>');
+    }
+    if (req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url) && body.includes('/delete-answer-error/')) {
+      const key = /<Key>([^<]*)<\/Key>/.exec(body.toString())[1];
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      return res.end('<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult><Error>' +
+                     `<Key>${key}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error></DeleteResult>`);
+    }
     const headers = Object.assign({}, req.headers);
     delete headers.authorization;     // s3rver gets an anonymous request
     delete headers['x-amz-content-sha256'];
     headers['content-length'] = body.length;
     const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers }, (ur) => {
-      res.writeHead(ur.statusCode, ur.headers);
+      if (copyAnswer === 'copy-answer-pad' && ur.statusCode === 200) {
+        const h = Object.assign({}, ur.headers);
+        delete h['content-length'];
+        res.writeHead(200, h);
+        res.write(' '.repeat(10000) + '\n' + ' '.repeat(10000));
+      } else {
+        res.writeHead(ur.statusCode, ur.headers);
+      }
       ur.pipe(res);
     });
     up.on('error', (e) => s3Error(res, 502, 'BadGateway', e.message));
