@@ -34,6 +34,26 @@ static const StorageBackend *const backends[] = {
 	&storage_s3_backend,
 };
 
+/*
+ * A URL for an error message: credentials before an "@" in its authority
+ * (a row edited by hand; set_storage_target refuses them) become "***".
+ */
+static char *
+shown_url(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	const char *host = sep != NULL ? sep + 3 : url;
+	size_t		hostlen = strcspn(host, "/?#");
+	const char *at = NULL;
+
+	for (const char *p = host; p < host + hostlen; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return pstrdup(url);
+	return psprintf("%.*s***%s", (int) (host - url), url, at);
+}
+
 static const StorageBackend *
 backend_for_url(const char *env, const char *url)
 {
@@ -51,7 +71,7 @@ backend_for_url(const char *env, const char *url)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("storage target of environment \"%s\" has an unsupported URL \"%s\"", env, url),
+			 errmsg("storage target of environment \"%s\" has an unsupported URL \"%s\"", env, shown_url(url)),
 			 errhint("Set it again with publish.set_storage_target(); supported: file:///absolute/directory, http(s)://host/prefix, s3://bucket/prefix.")));
 	return NULL;				/* keep compiler quiet */
 }
@@ -117,7 +137,7 @@ check_no_dot_segment(const char *env, const char *what, const char *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("storage target of environment \"%s\" has a \".\" or \"..\" segment in its %s \"%s\"",
-						env, what, value),
+						env, what, shown_url(value)),
 				 errdetail("Dot segments, plain or percent-encoded, would let requests reach outside the target; none was sent."),
 				 errhint("Set the target again with publish.set_storage_target().")));
 }
