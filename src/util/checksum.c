@@ -6,9 +6,9 @@
  *
  * PostgreSQL's cryptohash (OpenSSL underneath) registers each context with
  * CurrentResourceOwner, which is NULL in the worker between transactions,
- * where files are hashed.  There we lend it an owner of our own; a context
- * left behind by an error is freed when the worker calls
- * checksum_release_resources after each job.
+ * where files are hashed.  There we lend it an owner of our own, given back
+ * before anything returns or throws; a context left behind by an error is
+ * freed when the worker calls checksum_release_resources after each job.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,19 +30,29 @@
 #define CHECKSUM_IO_CHUNK	65536
 
 static ResourceOwner checksum_owner = NULL;
+static bool owner_lent = false;
 
-static ResourceOwner
+/* Lends checksum_owner when there is no owner; give_back() ends the loan. */
+static void
 borrow_owner(void)
 {
-	ResourceOwner saved = CurrentResourceOwner;
-
 	if (CurrentResourceOwner == NULL)
 	{
 		if (checksum_owner == NULL)
 			checksum_owner = ResourceOwnerCreate(NULL, "publish checksums");
 		CurrentResourceOwner = checksum_owner;
+		owner_lent = true;
 	}
-	return saved;
+}
+
+static void
+give_back(void)
+{
+	if (owner_lent)
+	{
+		CurrentResourceOwner = NULL;
+		owner_lent = false;
+	}
 }
 
 #define hash_name(type)		((type) == PG_MD5 ? "MD5" : "SHA-256")
@@ -54,10 +64,13 @@ hash_begin(pg_cryptohash_type type)
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(type);
 
 	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+	{
+		give_back();
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not start a %s computation: %s", hash_name(type),
 						pg_cryptohash_error(ctx))));
+	}
 	return ctx;
 }
 
@@ -69,10 +82,13 @@ hash_end(pg_cryptohash_ctx *ctx, pg_cryptohash_type type, char *hex)
 	int			len = hash_length(type);
 
 	if (pg_cryptohash_final(ctx, digest, len) < 0)
+	{
+		give_back();
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not finish a %s computation: %s", hash_name(type),
 						pg_cryptohash_error(ctx))));
+	}
 	pg_cryptohash_free(ctx);
 	hex_encode((char *) digest, len, hex);
 	hex[len * 2] = '\0';
@@ -82,16 +98,20 @@ hash_end(pg_cryptohash_ctx *ctx, pg_cryptohash_type type, char *hex)
 char *
 checksum_sha256_hex(const char *data, size_t len)
 {
-	ResourceOwner saved = borrow_owner();
 	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
-	pg_cryptohash_ctx *ctx = hash_begin(PG_SHA256);
+	pg_cryptohash_ctx *ctx;
 
+	borrow_owner();
+	ctx = hash_begin(PG_SHA256);
 	if (pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0)
+	{
+		give_back();
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not compute SHA-256: %s", pg_cryptohash_error(ctx))));
+	}
 	hash_end(ctx, PG_SHA256, hex);
-	CurrentResourceOwner = saved;
+	give_back();
 	return hex;
 }
 
@@ -105,23 +125,30 @@ checksum_sha256_hex(const char *data, size_t len)
 bool
 checksum_file(const char *path, char *hex, char *md5_hex)
 {
-	ResourceOwner saved = borrow_owner();
-	pg_cryptohash_ctx *ctx = hash_begin(PG_SHA256);
-	pg_cryptohash_ctx *md5 = md5_hex != NULL ? hash_begin(PG_MD5) : NULL;
+	pg_cryptohash_ctx *ctx;
+	pg_cryptohash_ctx *md5;
 	char	   *buf = palloc(CHECKSUM_IO_CHUNK);
-	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	int			fd;
 	ssize_t		n = -1;
-	int			save_errno = errno;
+	int			save_errno;
 
+	borrow_owner();
+	ctx = hash_begin(PG_SHA256);
+	md5 = md5_hex != NULL ? hash_begin(PG_MD5) : NULL;
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	save_errno = errno;
 	if (fd >= 0)
 	{
 		while ((n = read(fd, buf, CHECKSUM_IO_CHUNK)) != 0)
 		{
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n < 0 || pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0 ||
+			if (n < 0)
+				break;
+			if (pg_cryptohash_update(ctx, (uint8 *) buf, n) < 0 ||
 				(md5 != NULL && pg_cryptohash_update(md5, (uint8 *) buf, n) < 0))
 			{
+				errno = EIO;	/* the hash failed, not the read */
 				n = -1;
 				break;
 			}
@@ -134,14 +161,14 @@ checksum_file(const char *path, char *hex, char *md5_hex)
 	{
 		pg_cryptohash_free(ctx);
 		pg_cryptohash_free(md5);
-		CurrentResourceOwner = saved;
+		give_back();
 		errno = save_errno;
 		return false;
 	}
 	hash_end(ctx, PG_SHA256, hex);
 	if (md5 != NULL)
 		hash_end(md5, PG_MD5, md5_hex);
-	CurrentResourceOwner = saved;
+	give_back();
 	return true;
 }
 
@@ -153,10 +180,11 @@ checksum_file(const char *path, char *hex, char *md5_hex)
 void *
 checksum_sha256_begin(void)
 {
-	ResourceOwner saved = borrow_owner();
-	pg_cryptohash_ctx *ctx = hash_begin(PG_SHA256);
+	pg_cryptohash_ctx *ctx;
 
-	CurrentResourceOwner = saved;
+	borrow_owner();
+	ctx = hash_begin(PG_SHA256);
+	give_back();
 	return ctx;
 }
 
@@ -170,24 +198,25 @@ checksum_sha256_add(void *ctx, const char *data, size_t len)
 void
 checksum_sha256_finish(void *ctx, char *hex)
 {
-	ResourceOwner saved = borrow_owner();
-
+	borrow_owner();
 	hash_end((pg_cryptohash_ctx *) ctx, PG_SHA256, hex);
-	CurrentResourceOwner = saved;
+	give_back();
 }
 
 /* Hex MD5 of a buffer into hex[33] (what S3 returns as the ETag of a PUT). */
 void
 checksum_md5_hex(const char *data, size_t len, char *hex)
 {
-	ResourceOwner saved = borrow_owner();
 	const char *errstr = NULL;
+	bool		ok;
 
-	if (!pg_md5_hash(data, len, hex, &errstr))
+	borrow_owner();
+	ok = pg_md5_hash(data, len, hex, &errstr);
+	give_back();
+	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not compute MD5: %s", errstr ? errstr : "unknown error")));
-	CurrentResourceOwner = saved;
 }
 
 /* Frees what an error left in the worker's owner; call between jobs. */
