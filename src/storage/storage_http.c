@@ -399,11 +399,36 @@ http_copy(StorageTarget *target, const char *src_key, const char *dst_key,
 }
 
 /*
+ * Did a MOVE answered 404, its source gone, happen at an earlier send
+ * whose answer was lost (libcurl itself sends a request again when a kept
+ * connection closed without an answer)?  The source was the caller's
+ * alone, just made by a COPY, so yes when dst_key now holds src_key's
+ * bytes (both downloaded and hashed).
+ */
+static bool
+move_answer_lost(StorageTarget *target, HttpResponse *resp, const char *src_key,
+				 const char *dst_key)
+{
+	StorageObjectInfo src;
+	StorageObjectInfo dst;
+
+	if (resp->curl_code != 0 || resp->status != 404)
+		return false;
+	memset(&src, 0, sizeof(src));
+	memset(&dst, 0, sizeof(dst));
+	http_stat(target, src_key, &src, true);
+	http_stat(target, dst_key, &dst, true);
+	return src.exists && dst.exists && src.size == dst.size &&
+		strcmp(src.sha256, dst.sha256) == 0;
+}
+
+/*
  * A COPY to tmp_key, then a MOVE of it over dst_key.  nginx writes a COPY
  * into its destination in place (truncated first: a reader meanwhile gets
  * a short or mixed file), but makes the MOVE of a file a rename(2), which
  * replaces dst_key in one step.  tmp_key is the caller's alone: the COPY
- * overwrites what an earlier attempt left there.  A MOVE that fails leaves
+ * overwrites what an earlier attempt left there, and a MOVE retried after
+ * a lost answer is known done by dst_key's bytes.  A MOVE that fails leaves
  * dst_key as it was and removes tmp_key (a DELETE whose answer is
  * ignored).  A server without COPY or MOVE (405, 501) gets a GET and a PUT
  * of dst_key, which nginx, too, replaces in one step.
@@ -429,7 +454,7 @@ http_copy_over(StorageTarget *target, const char *src_key, const char *dst_key,
 			req->headers = http_header(req->headers, "Destination", object_url(target, dst_key));
 			req->headers = http_header(req->headers, "Overwrite", "T");
 			resp = http_perform(req);
-			if (http_ok(resp))
+			if (http_ok(resp) || move_answer_lost(target, resp, src_key, dst_key))
 				return;
 			(void) http_perform(new_request(target, "DELETE", object_url(target, tmp_key),
 											psprintf("removal of %s", tmp_key)));

@@ -37,6 +37,10 @@
 //                          are answered after MS milliseconds; each is seen
 //                          as "PUT path inflight=N", N the PUTs of TAG
 //                          in flight when it arrived (itself included)
+//   /moveloss/TAG/...      as /ok, with WebDAV COPY and MOVE (Destination a
+//                          URL under the same mode and TAG); the first MOVE
+//                          under TAG is made, and its connection dropped
+//                          without an answer
 // GET /_requests/TAG lists the requests seen under TAG, one per line;
 // POST /_down/TAG and POST /_up/TAG take /switchable/TAG down and up.
 'use strict';
@@ -159,6 +163,20 @@ http.createServer((req, res) => {
     }
     const path = parts.slice(3).join('/');
     const store = `${tag}/${path}`;
+    if (mode === 'moveloss' && (req.method === 'COPY' || req.method === 'MOVE')) {
+      const o = objects.get(store);
+      if (!o) { res.writeHead(404, { 'Content-Type': 'text/plain' }); return res.end('Not Found\n'); }
+      const dparts = new URL(req.headers.destination).pathname.split('/');
+      objects.set(`${dparts[2]}/${dparts.slice(3).join('/')}`, Object.assign({}, o));
+      if (req.method === 'MOVE') {
+        objects.delete(store);
+        const moves = (counters.get(`${key}/moves`) || 0) + 1;
+        counters.set(`${key}/moves`, moves);
+        if (moves === 1) return req.socket.destroy();
+      }
+      res.writeHead(201);
+      return res.end();
+    }
     if (req.method === 'PUT') {
       objects.set(store, { body: Buffer.concat(chunks), type: req.headers['content-type'],
                            cache: req.headers['cache-control'] });
