@@ -372,6 +372,8 @@ run_next_job(MemoryContext mcxt, bool sweep, bool *purge_due)
 
 	pgstat_report_activity(STATE_RUNNING, "publish: running a job");
 	run_job(job, mcxt);
+	/* a cancel held off while the end was recorded was for this job alone */
+	QueryCancelPending = false;
 	/* after the commit that recorded the end, or with the job left to a sweep */
 	job_forget_current();
 	publish_shmem_set_running_job(NULL);
