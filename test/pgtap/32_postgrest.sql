@@ -702,7 +702,7 @@ SELECT * FROM pgrst_test.rpc('purge_releases', '{"slug":"rest-nowhere","env":"ta
 SELECT is(:'r_sqlstate'::text, 'PT404'::text, 'admin POST /rpc/purge_releases for an unknown project: SQLSTATE PT404');
 SELECT is(:r_http, 404, '... HTTP 404');
 INSERT INTO pgrst_seen VALUES (:'r_sqlstate', :r_http);
-SELECT is(count(*), 0::bigint, 'none of the refused purges queued a job') FROM publish.job_queue WHERE job_type = 'purge';
+SELECT is(count(*), 0::bigint, 'none of the refused purges queued a job') FROM publish.job_queue WHERE job_type = 'purge' AND env = 'tap-rest';
 \set role tap_web_admin
 \set claims :admin_claims
 \set method POST
