@@ -33,6 +33,7 @@
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "publish.h"
 #include "net/net.h"
@@ -347,7 +348,11 @@ http_copy_result(StorageTarget *target, HttpRequest *req, HttpResponse *resp, ch
 	return false;
 }
 
-/* A copy without WebDAV: a GET of src_key and a PUT of its bytes at dst_key. */
+/*
+ * A copy without WebDAV: a GET of src_key and a PUT of its bytes at
+ * dst_key, through memory: at most the size the HEAD told, or
+ * publish.max_release_size when it told none.
+ */
 static void
 download_upload(StorageTarget *target, const char *src_key, const char *dst_key,
 				const char *content_type, const char *cache_control)
@@ -357,6 +362,7 @@ download_upload(StorageTarget *target, const char *src_key, const char *dst_key,
 	HttpRequest *req;
 	HttpResponse *resp;
 	StorageObjectInfo info;
+	int64		max;
 
 	memset(&info, 0, sizeof(info));
 	http_stat_url(target, src, src_key, &info, false, false);
@@ -364,11 +370,25 @@ download_upload(StorageTarget *target, const char *src_key, const char *dst_key,
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
 				 errmsg("%s failed on target \"%s\": the source does not exist", what, target->env)));
+	/* a size the HEAD did not tell is bounded as a release is */
+	max = info.size >= 0 ? info.size : (int64) publish_max_release_size * 1024;
+	if (max >= (int64) MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s failed on target \"%s\": the source has %lld bytes, too many to copy through memory",
+						what, target->env, (long long) max),
+				 errhint("Use a server with WebDAV COPY.")));
 	req = new_request(target, "GET", src, psprintf("download of %s", src_key));
-	req->body_limit = Max(info.size, 0) + 1;
+	req->body_limit = max + 1;
 	resp = http_perform(req);
 	if (!http_ok(resp))
 		storage_remote_fail(target, req, resp);
+	if (resp->body_bytes != (int64) resp->body_len && info.size < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s failed on target \"%s\": the source is larger than publish.max_release_size",
+						what, target->env),
+				 errdetail("The server told no size, and without WebDAV COPY the bytes are copied through memory.")));
 	if (resp->body_bytes != (int64) resp->body_len)
 		ereport(ERROR,
 				(errcode(ERRCODE_IO_ERROR),
@@ -702,8 +722,15 @@ http_remove_prefix(StorageTarget *target, const char *prefix, StorageRemoved *re
 		return;
 	if (!http_ok(resp))
 		storage_remote_fail(target, req, resp);
-	removed->uncounted_folders++;
 	collections_reset(ht->collections);
+	/* success is 204; a 207 lists members it could not remove (RFC 4918) */
+	if (resp->status == 207)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("%s failed on target \"%s\": the server could not remove all of it",
+						req->what, target->env),
+				 errdetail("It answered 207 Multi-Status, naming what it kept.")));
+	removed->uncounted_folders++;
 }
 
 /* http:// and https:// differ only in their scheme. */

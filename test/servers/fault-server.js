@@ -37,6 +37,10 @@
 //                          are answered after MS milliseconds; each is seen
 //                          as "PUT path inflight=N", N the PUTs of TAG
 //                          in flight when it arrived (itself included)
+//   /nolength/TAG/...      as /ok, but a HEAD answer tells no Content-Length
+//   /delete207/TAG/...     as /ok, but a DELETE with "Depth: infinity" (of a
+//                          collection) answers 207 Multi-Status, a member
+//                          kept (403), and removes nothing
 //   /moveloss/TAG/...      as /ok, with WebDAV COPY and MOVE (Destination a
 //                          URL under the same mode and TAG); the first MOVE
 //                          under TAG is made, and its connection dropped
@@ -193,11 +197,17 @@ http.createServer((req, res) => {
     if (req.method === 'GET' || req.method === 'HEAD') {
       const o = objects.get(store);
       if (!o) { res.writeHead(404, { 'Content-Type': 'text/plain' }); return res.end('Not Found\n'); }
-      const h = { 'Content-Length': o.body.length };
+      const h = mode === 'nolength' && req.method === 'HEAD' ? {} : { 'Content-Length': o.body.length };
       if (o.type) h['Content-Type'] = o.type;
       if (o.cache) h['Cache-Control'] = o.cache;
       res.writeHead(200, h);
       return res.end(req.method === 'GET' ? o.body : undefined);
+    }
+    if (req.method === 'DELETE' && mode === 'delete207' && req.headers.depth === 'infinity') {
+      res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
+      return res.end('<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:"><D:response>' +
+                     `<D:href>${xmlEscape(req.url)}kept</D:href><D:status>HTTP/1.1 403 Forbidden</D:status>` +
+                     '</D:response></D:multistatus>\n');
     }
     if (req.method === 'DELETE') {
       objects.delete(store);
