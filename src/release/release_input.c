@@ -29,6 +29,7 @@
 
 #include "access/detoast.h"
 #include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/hsearch.h"
@@ -169,7 +170,8 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 
 	/* tileset */
 	run_query(&tileset_plan, "SELECT t.id, t.format, t.tile_size, t.min_zoom, t.max_zoom, "
-			  "       t.bounds[1]::text, t.bounds[2]::text, t.bounds[3]::text, t.bounds[4]::text, "
+			  "       t.bounds[array_lower(t.bounds, 1)], t.bounds[array_lower(t.bounds, 1) + 1], "
+			  "       t.bounds[array_lower(t.bounds, 1) + 2], t.bounds[array_lower(t.bounds, 1) + 3], "
 			  "       t.source_path, (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id), "
 			  "       (SELECT count(*) FROM publish.tiles m WHERE m.tileset_id = t.id "
 			  "           AND m.z NOT BETWEEN t.min_zoom AND t.max_zoom) "
@@ -185,9 +187,23 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		ts->tile_size = pg_strtoint32(SPI_getvalue(row, desc, 3));
 		ts->min_zoom = pg_strtoint32(SPI_getvalue(row, desc, 4));
 		ts->max_zoom = pg_strtoint32(SPI_getvalue(row, desc, 5));
+		/*
+		 * The table's check: NULL, or four numbers, whatever the array's
+		 * first index.  Each is written in its shortest exact form, as
+		 * float8out does by default, but whatever extra_float_digits says.
+		 */
 		ts->has_bounds = !col_isnull(row, 6);
 		for (int b = 0; b < 4 && ts->has_bounds; b++)
-			ts->bounds_text[b] = spi_text(row, 6 + b, mcxt);
+		{
+			if (col_isnull(row, 6 + b))
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("the tileset of version %d of project \"%s\" has bounds that are not four numbers",
+								in->version_number, in->project_slug)));
+			ts->bounds_text[b] = MemoryContextAlloc(mcxt, DOUBLE_SHORTEST_DECIMAL_LEN);
+			double_to_shortest_decimal_buf(DatumGetFloat8(SPI_getbinval(row, desc, 6 + b, &isnull)),
+										   ts->bounds_text[b]);
+		}
 		ts->source_path = spi_text(row, 10, mcxt);
 		ts->tile_count = pg_strtoint64(SPI_getvalue(row, desc, 11));
 		ts->tiles_outside_zoom = pg_strtoint64(SPI_getvalue(row, desc, 12));

@@ -13,7 +13,7 @@ SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
 -- Leftovers of an earlier run that stopped half-way.
 DELETE FROM publish.projects WHERE slug IN ('tiles-one', 'tiles-unbuilt');
 
-SELECT plan(29);
+SELECT plan(31);
 
 SELECT :'storage' || '/tiles' AS root \gset
 SELECT publish.set_storage_target('tap-tiles', 'file://' || :'root') \g /dev/null
@@ -81,6 +81,18 @@ SELECT is(jsonb_build_object('format', ts->'format', 'tile_size', ts->'tile_size
           'release.json''s tileset has the format, tile size and zoom range') FROM tileset;
 SELECT is(ARRAY(SELECT jsonb_array_elements_text(ts->'bounds')::float8), ARRAY[13.39, 52.51, 13.42, 52.53]::float8[],
           'release.json''s tileset has the bounds') FROM tileset;
+-- bounds stored from another first index ('[0:3]={...}' passes the table's
+-- check) are read in order, not past the array's end
+UPDATE publish.tilesets SET bounds = '[0:3]={13.39,52.51,13.42,52.53}' WHERE id = :'tileset_id';
+SELECT is(ARRAY(SELECT jsonb_array_elements_text((publish.build_release('tiles-one', 1, 'tap-tiles')::jsonb)->'tileset'->'bounds')::float8),
+          ARRAY[13.39, 52.51, 13.42, 52.53]::float8[], 'bounds stored from index 0 are the same four, in order');
+-- ... each in its shortest exact form, whatever the session's extra_float_digits
+UPDATE publish.tilesets SET bounds = '{13.395,52.515,13.41,52.52500000000001}' WHERE id = :'tileset_id';
+SET extra_float_digits = 0;
+SELECT ok(publish.build_release('tiles-one', 1, 'tap-tiles')::text ~ '"bounds": ?\[13\.395, ?52\.515, ?13\.41, ?52\.52500000000001\]',
+          'bounds are written in their shortest exact form with extra_float_digits = 0 too');
+RESET extra_float_digits;
+UPDATE publish.tilesets SET bounds = '{13.39,52.51,13.42,52.53}' WHERE id = :'tileset_id';
 SELECT is(count(*) FILTER (WHERE test_helpers.file_sha256(
               replace(replace(replace(regexp_replace(ts->>'url_template', '^file://', ''),
                                       '{z}', m.z::text), '{x}', m.x::text), '{y}', m.y::text)) = m.sha256),
