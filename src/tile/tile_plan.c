@@ -11,8 +11,9 @@
  * and the arithmetic on them is done in 64 bits within the bounds stated
  * where it is done; no shift is by a negative amount and no division by
  * zero.  A plan that cannot be made is an error before libvips is called:
- * PT413 when its tiles would be over publish.max_tiles, 22023 when the top
- * level would be larger than libvips can make.
+ * PT413 when its tiles would be over publish.max_tiles or a strip of its
+ * top level over publish.max_source_pixels, 22023 when the top level would
+ * be larger than libvips can make.
  *
  * publish._tile_plan() returns a plan to SQL, for the tests; it is granted
  * to no one.
@@ -152,6 +153,21 @@ tile_plan_make(int width, int height, int tile_size, int min_zoom, int max_zoom,
 						what, max_zoom, width, height, (long long) w, (long long) h, TILE_MAX_SIDE),
 				 errhint("Lower the tileset's max_zoom to %d or less.", native_zoom(side, tile_size))));
 	}
+
+	/*
+	 * libvips cuts each level a strip of tile_size rows at a time, the
+	 * level's whole width: the top level's strip may hold no more pixels
+	 * than the largest source image allowed (a thin image scaled up would
+	 * otherwise need gigabytes for one strip).  w * tile_size < 2^49.
+	 */
+	if (w * tile_size > (int64) publish_max_source_pixels * 1000000)
+		ereport(ERROR,
+				(errcode(ERRCODE_PUBLISH_TOO_LARGE),
+				 errmsg("the tiles of %s cannot be cut up to zoom %d: a strip of the top level would be %lld x %d pixels, over publish.max_source_pixels (%d megapixels)",
+						what, max_zoom, (long long) w, tile_size, publish_max_source_pixels),
+				 errdetail("The source image of %d x %d pixels is scaled up to %lld x %lld, and cut %d rows at a time.",
+						   width, height, (long long) w, (long long) h, tile_size),
+				 errhint("Lower the tileset's max_zoom, or ask a superuser to raise publish.max_source_pixels.")));
 
 	plan->tile_size = tile_size;
 	plan->scale_log2 = scale_log2;

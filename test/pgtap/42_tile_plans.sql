@@ -20,7 +20,7 @@
 
 DELETE FROM publish.projects WHERE slug LIKE 'plan-%';
 
-SELECT plan(35);
+SELECT plan(37);
 
 SELECT :'storage' || '/plan' AS root \gset
 SELECT publish.set_storage_target('tap-plan', 'file://' || :'root') \g /dev/null
@@ -57,6 +57,11 @@ SELECT throws_ok($$SELECT publish._tile_plan(1, 1, 256, 0, 24)$$, 'PT413',
 SELECT throws_ok($$SELECT publish._tile_plan(3000, 1, 256, 16, 16)$$, '22023',
                  'the tiles of a plan cannot be cut up to zoom 16: the source image of 3000 x 1 pixels would be scaled up to 12288000 x 4096, over 10000000 pixels a side',
                  'zoom 16 of a 3000 x 1 image has few tiles (768,000) but a top level libvips cannot make: 22023');
+SELECT throws_ok($$SELECT publish._tile_plan(40000, 1, 256, 0, 15)$$, 'PT413',
+                 'the tiles of a plan cannot be cut up to zoom 15: a strip of the top level would be 5120000 x 256 pixels, over publish.max_source_pixels (256 megapixels)',
+                 'zoom 15 of a 40000 x 1 image: 40,000 tiles, but libvips would hold a strip of 1.3 gigapixels: PT413');
+SELECT is(jsonb_array_length(publish._tile_plan(40000, 1, 256, 0, 11)), 12,
+          '... zoom 11 of it, a strip of 82 megapixels, is a plan');
 
 -- ---------------------------------------------------------------------------
 -- Every plan: zooms lo-hi for 0 <= lo <= hi <= 30, ten source sizes, both
@@ -114,11 +119,15 @@ BEGIN
 	END LOOP;
 END
 $$;
+-- (the strip's bound, publish.max_source_pixels, at its highest: it never
+-- binds below 10,000,000 pixels a side)
+SET publish.max_source_pixels = 1000000;
 SET publish.max_tiles = 1000000;
 SELECT pg_temp.run_plans();
 SET publish.max_tiles = 2147483647;
 SELECT pg_temp.run_plans();
 RESET publish.max_tiles;
+RESET publish.max_source_pixels;
 
 CREATE TEMP VIEW compared AS
 SELECT g.*, CASE WHEN r.total > g.max_tiles THEN 'PT413' WHEN r.side > 10000000 THEN '22023' ELSE 'ok' END AS want,
