@@ -273,20 +273,43 @@ asset_key_of(HTAB *index, const void *uuid)
 }
 
 /*
- * PT413 when an overlay's geometry and properties (sizes as stored, before
- * they are read: toast_raw_datum_size) take more than
- * publish.max_release_size.  Their text is at least as large as the limit
- * in all but contrived cases, and refusing them unread keeps what the
- * worker holds of one overlay within the limit, beside the document's own.
+ * PT413 when an overlay's geometry and properties would take more than
+ * publish.max_release_size as text.  As stored (toast_raw_datum_size,
+ * before they are read) jsonb takes up to about five times its text (a
+ * small number is 3 bytes of text, 16 stored), and never much less.  So
+ * at most the limit as stored, they fit; over JSONB_TEXT_RATIO times it,
+ * they are refused unread, which bounds what the worker holds of one
+ * overlay; in between their text is counted (release_text_size makes
+ * none), and *geometry and *properties are left read.
  */
+#define JSONB_TEXT_RATIO	8
+
 static void
-check_overlay_size(ReleaseInput *in, const char *key, Size geometry, Size properties)
+check_overlay_size(ReleaseInput *in, const char *key, Datum geometry, Jsonb **geometry_out,
+				   Datum properties, Jsonb **properties_out)
 {
 	int64		max_bytes = (int64) publish_max_release_size * 1024;
-	int64		bytes = (int64) geometry + (int64) properties;
+	int64		bytes = (geometry_out ? (int64) toast_raw_datum_size(geometry) : 0) +
+		(properties_out ? (int64) toast_raw_datum_size(properties) : 0);
 
 	if (max_bytes == 0 || bytes <= max_bytes)
 		return;
+	if (bytes <= JSONB_TEXT_RATIO * max_bytes)
+	{
+		bytes = 0;
+		if (geometry_out != NULL)
+		{
+			*geometry_out = DatumGetJsonbP(geometry);
+			bytes += (int64) release_text_size(*geometry_out);
+		}
+		if (properties_out != NULL)
+		{
+			*properties_out = DatumGetJsonbP(properties);
+			bytes += (int64) release_text_size(*properties_out);
+		}
+		if (bytes <= max_bytes)
+			return;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_PUBLISH_TOO_LARGE),
 			 errmsg("version %d of project \"%s\" is too large to publish: the geometry and properties of overlay \"%s\" take %s, over publish.max_release_size (%s)",
@@ -351,10 +374,14 @@ release_input_scan_overlays(ReleaseInput *in, ReleaseOverlayCallback callback, v
 			o.overlay_type = TextDatumGetCString(d);
 			geometry = SPI_getbinval(row, desc, 4, &geometry_null);
 			properties = SPI_getbinval(row, desc, 5, &properties_null);
-			check_overlay_size(in, o.key, geometry_null ? 0 : toast_raw_datum_size(geometry),
-							   properties_null ? 0 : toast_raw_datum_size(properties));
-			o.geometry = geometry_null ? NULL : DatumGetJsonbP(geometry);
-			o.properties = properties_null ? NULL : DatumGetJsonbP(properties);
+			o.geometry = NULL;
+			o.properties = NULL;
+			check_overlay_size(in, o.key, geometry, geometry_null ? NULL : &o.geometry,
+							   properties, properties_null ? NULL : &o.properties);
+			if (!geometry_null && o.geometry == NULL)
+				o.geometry = DatumGetJsonbP(geometry);
+			if (!properties_null && o.properties == NULL)
+				o.properties = DatumGetJsonbP(properties);
 			d = SPI_getbinval(row, desc, 6, &isnull);
 			o.has_asset_id = !isnull;
 			o.asset_key = isnull ? NULL : asset_key_of(assets, DatumGetPointer(d));

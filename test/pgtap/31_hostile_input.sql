@@ -20,7 +20,7 @@ DELETE FROM publish.projects WHERE slug LIKE 'hostile%';
 DELETE FROM publish.storage_targets WHERE env LIKE 'tap-hostile%';
 ALTER DATABASE publish_tap RESET publish.max_release_size;
 
-SELECT plan(134);
+SELECT plan(136);
 
 CREATE ROLE tap_hostile_admin NOLOGIN IN ROLE publish_admin;
 SELECT :'storage' || '/hostile' AS root \gset
@@ -265,6 +265,27 @@ SELECT ok(NOT test_helpers.file_exists(:'root' || '/tap-hostile/hostile-geo/rele
 -- the next test gets a worker with the default limit
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
  WHERE datname = current_database() AND application_name = 'publish worker' \g /dev/null
+
+-- jsonb takes more room than its text (a coordinate of 10 bytes of text,
+-- 16 stored): an overlay over the limit as stored, under it as text, is
+-- published, not refused unread.
+SELECT test_helpers.make_project('hostile-dense', 1) AS dense_project \gset
+UPDATE publish.overlays o
+   SET geometry = jsonb_build_object('type', 'LineString', 'coordinates',
+                                     (SELECT jsonb_agg(jsonb_build_array(13.404954 + i * 0.000001, 52.520008))
+                                        FROM generate_series(1, 1800) AS i)),
+       overlay_type = 'polyline', properties = '{}'
+  FROM publish.project_versions v
+ WHERE v.id = o.version_id AND v.project_id = :'dense_project';
+SET publish.max_release_size = '64kB';
+SELECT ok(pg_column_size(o.geometry::text::jsonb) > 65536 AND octet_length(o.geometry::text) < 60000,
+          'an overlay of 1,800 positions: over 64 kB as stored, under it as text')
+  FROM publish.overlays o JOIN publish.project_versions v ON v.id = o.version_id
+ WHERE v.project_id = :'dense_project';
+SELECT cmp_ok(octet_length(publish.build_release('hostile-dense', 1, 'tap-hostile')::text), '<=', 65536,
+              '... build_release writes it within publish.max_release_size (64 kB)');
+RESET publish.max_release_size;
+DELETE FROM publish.projects WHERE slug = 'hostile-dense';
 
 -- ---------------------------------------------------------------------------
 -- The nastiest content that is allowed: every file lands under the root
