@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -136,9 +137,29 @@ release_doc_create(MemoryContext mcxt, bool with_sha256)
 	return doc;
 }
 
+/*
+ * JSON is UTF-8 (RFC 8259).  The document's text is the database's: in a
+ * database of another encoding only ASCII is the same bytes in both, and
+ * other characters are refused rather than converted.
+ */
+static void
+check_encoding(const char *data, size_t len)
+{
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) data[i] >= 0x80)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+					 errmsg("release.json would not be UTF-8: the database's encoding is %s, and the version's text has characters other than ASCII",
+							GetDatabaseEncodingName()),
+					 errhint("Use publish in a database whose encoding is UTF8.")));
+}
+
 void
 release_doc_append(ReleaseDoc *doc, const char *data, size_t len)
 {
+	check_encoding(data, len);
 	if (doc->len + len > doc->cap)
 		grow(doc, doc->len + len);
 	memcpy(doc->data + doc->len, data, len);
