@@ -94,11 +94,16 @@ job_deadline_passed(PublishJob *job)
 	return publish_job_timeout > 0 && job_ms_left(job) <= 0;
 }
 
+/* The caller's memory context at job_txn_begin, current again after the commit. */
+static MemoryContext txn_caller_cxt = NULL;
+
 /*
  * Starts a short transaction with SPI connected and a snapshot pushed.  No
  * lock wait of a worker is unbounded: a running job's transactions wait at
  * most until its deadline (statement_timeout is not armed in a background
- * worker), the others IDLE_LOCK_TIMEOUT_MS.
+ * worker), the others IDLE_LOCK_TIMEOUT_MS.  What is palloc'd inside is
+ * SPI's, freed at the commit: results that outlive it go in a context of
+ * the caller's.
  */
 void
 job_txn_begin(const char *activity)
@@ -106,6 +111,7 @@ job_txn_begin(const char *activity)
 	long		timeout = IDLE_LOCK_TIMEOUT_MS;
 	char		ms[32];
 
+	txn_caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -129,10 +135,11 @@ job_txn_begin(const char *activity)
 }
 
 /*
- * Commits the transaction job_txn_begin started.  A durable commit returns
- * once its WAL is flushed, even where the server or database sets
- * synchronous_commit = off (then it is "local" for this commit); any other
- * is asynchronous.
+ * Commits the transaction job_txn_begin started, and makes the caller's
+ * memory context current again (not TopMemoryContext, where a commit
+ * leaves it).  A durable commit returns once its WAL is flushed, even where
+ * the server or database sets synchronous_commit = off (then it is "local"
+ * for this commit); any other is asynchronous.
  */
 void
 job_txn_commit(bool durable)
@@ -144,6 +151,9 @@ job_txn_commit(bool durable)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (txn_caller_cxt != NULL)
+		MemoryContextSwitchTo(txn_caller_cxt);
+	txn_caller_cxt = NULL;
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -848,8 +848,8 @@ tile_build(PublishJob *job, StorageTarget *target_in, int progress_from,
 		build_tiles_io(job, target, bi, tmpdir, progress_from, progress_to, &res, manifest);
 		res.total_ms = ms_since(start);
 
-		job_txn_begin("publish: writing the tile manifest");
-		write_manifest(bi, &res, manifest);
+		/* the outcome outlives the manifest's transaction: made in mcxt first */
+		MemoryContextSwitchTo(mcxt);
 		message = psprintf("Built %lld tiles (%lld bytes) of zooms %d-%d in %.1f s under %s",
 						   (long long) res.tiles, (long long) res.bytes,
 						   res.min_zoom, res.max_zoom, res.total_ms / 1000.0, res.source_path);
@@ -859,7 +859,9 @@ tile_build(PublishJob *job, StorageTarget *target_in, int progress_from,
 			outcome->result = result_json(bi, &res);
 			outcome->message = message;
 		}
-		else
+		job_txn_begin("publish: writing the tile manifest");
+		write_manifest(bi, &res, manifest);
+		if (outcome == NULL)
 			job_step_done(job, progress_to, message);
 		job_txn_commit(true);
 	}
