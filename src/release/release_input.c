@@ -187,6 +187,7 @@ release_input_load(const char *version_id, const char *env, const char *publishe
 		ts->tile_size = pg_strtoint32(SPI_getvalue(row, desc, 3));
 		ts->min_zoom = pg_strtoint32(SPI_getvalue(row, desc, 4));
 		ts->max_zoom = pg_strtoint32(SPI_getvalue(row, desc, 5));
+
 		/*
 		 * The table's check: NULL, or four numbers, whatever the array's
 		 * first index.  Each is written in its shortest exact form, as
@@ -289,9 +290,12 @@ check_overlay_size(ReleaseInput *in, const char *key, Datum geometry, Jsonb **ge
 				   Datum properties, Jsonb **properties_out)
 {
 	int64		max_bytes = (int64) publish_max_release_size * 1024;
-	int64		bytes = (geometry_out ? (int64) toast_raw_datum_size(geometry) : 0) +
-		(properties_out ? (int64) toast_raw_datum_size(properties) : 0);
+	int64		bytes = 0;
 
+	if (geometry_out != NULL)
+		bytes += (int64) toast_raw_datum_size(geometry);
+	if (properties_out != NULL)
+		bytes += (int64) toast_raw_datum_size(properties);
 	if (max_bytes == 0 || bytes <= max_bytes)
 		return;
 	if (bytes <= JSONB_TEXT_RATIO * max_bytes)

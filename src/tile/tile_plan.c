@@ -156,8 +156,8 @@ tile_plan_make(int width, int height, int tile_size, int min_zoom, int max_zoom,
 
 	/*
 	 * libvips cuts each level a strip of tile_size rows at a time, the
-	 * level's whole width: the top level's strip may hold no more pixels
-	 * than the largest source image allowed (a thin image scaled up would
+	 * level's whole width: the top level's strip may hold no more pixels than
+	 * the largest source image allowed (a thin image scaled up would
 	 * otherwise need gigabytes for one strip).  w * tile_size < 2^49.
 	 */
 	if (w * tile_size > (int64) publish_max_source_pixels * 1000000)
