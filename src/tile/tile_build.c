@@ -589,6 +589,26 @@ upload_in_parallel(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 }
 
 /*
+ * Before the upload overwrites an earlier build's tiles in place: a
+ * tileset that names them is no longer built (source_path NULL), durably,
+ * so that a build that fails or crashes midway leaves no manifest of tiles
+ * it changed, and the next publish builds them again.  A tileset whose
+ * tiles lie elsewhere is left alone.  In the caller's transaction.
+ */
+static void
+tileset_unbuilt(TileBuildInput *bi, const char *source_path)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(bi->version_id), CStringGetTextDatum(source_path)};
+
+	if (spi_execute_cached(&plan, "UPDATE publish.tilesets SET source_path = NULL"
+						   " WHERE version_id = $1::uuid AND source_path = $2",
+						   2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "publish: could not mark the tileset as being built");
+}
+
+/*
  * The I/O of a build, outside any transaction: fetch the source, cut it,
  * upload the tiles; spools the manifest (m) and fills res.  Progress moves from
  * progress_from to progress_to.
@@ -665,7 +685,8 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	job_txn_begin("publish: tiles cut");
 	job_step_done(job, cut_progress,
 				  psprintf("Cut %lld tiles in %.1f s", (long long) expected, res->cut_ms / 1000.0));
-	job_txn_commit(false);
+	tileset_unbuilt(bi, res->source_path);
+	job_txn_commit(true);
 
 	/* upload, level by level; the manifest is spooled to a file */
 	m->path = psprintf("%s/manifest", tmpdir);
@@ -691,9 +712,23 @@ build_tiles_io(PublishJob *job, StorageTarget *target, TileBuildInput *bi,
 	res->tiles = n;
 }
 
+/* Does the version still exist (in the caller's transaction)? */
+static bool
+version_exists(const char *version_id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(version_id)};
+
+	if (SPI_execute_with_args("SELECT 1 FROM publish.project_versions WHERE id = $1::uuid",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "publish: could not look for the version");
+	return SPI_processed > 0;
+}
+
 /*
  * Writes the manifest and the tileset of a build, in the caller's
- * transaction: the tileset is created with the defaults when missing; its
+ * transaction: the tileset is created with the defaults when missing, and
+ * PT409 if its format or tile size is no longer the build's; its
  * tiles are replaced by the built ones, read back from the manifest file
  * and inserted MANIFEST_INSERT_BATCH rows a statement.
  */
@@ -725,13 +760,22 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 						   "    SET min_zoom = excluded.min_zoom, max_zoom = excluded.max_zoom,"
 						   "        source_path = excluded.source_path, built_at = excluded.built_at,"
 						   "        built_env = excluded.built_env"
+						   "  WHERE t.format = excluded.format AND t.tile_size = excluded.tile_size"
 						   " RETURNING t.id",
 						   7, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "publish: could not record the tileset");
 	if (SPI_processed == 0)
+	{
+		if (!version_exists(bi->version_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_PUBLISH_NOT_FOUND),
+					 errmsg("the version was deleted while its tiles were built")));
 		ereport(ERROR,
-				(errcode(ERRCODE_PUBLISH_NOT_FOUND),
-				 errmsg("the version was deleted while its tiles were built")));
+				(errcode(ERRCODE_PUBLISH_CONFLICT),
+				 errmsg("the tileset of version %d of project \"%s\" changed while its tiles were built: they are not %s tiles of %d px",
+						bi->version_number, bi->slug, bi->format, bi->tile_size),
+				 errhint("Run publish.build_tiles() again.")));
+	}
 	tileset_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	mvalues[0] = CStringGetTextDatum(tileset_id);
