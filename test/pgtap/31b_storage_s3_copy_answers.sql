@@ -57,16 +57,10 @@ SELECT is((SELECT published_at FROM publish.project_versions v JOIN publish.proj
 -- DeleteObjects answered 200 with an error: the purge fails, naming the key.
 -- ---------------------------------------------------------------------------
 
-SELECT test_helpers.make_project('delete-answer-error', 3, true, 1) AS del_project \gset
-SELECT test_helpers.make_version(:'del_project', 2, 3, true, 1) \g /dev/null
-SELECT test_helpers.upload_tiles('tap-s3-copy', 'delete-answer-error', n) FROM generate_series(1, 2) AS n \g /dev/null
-SELECT id AS d1 FROM publish.publish_version('delete-answer-error', 1, 'tap-s3-copy') \gset
-SELECT id AS d2 FROM publish.publish_version('delete-answer-error', 2, 'tap-s3-copy') \gset
-SELECT is(array_agg((SELECT status FROM test_helpers.wait_job(j, '60 s')) ORDER BY n),
-          ARRAY['completed', 'completed'], 'versions 1 and 2 of delete-answer-error are published')
-  FROM unnest(ARRAY[:'d1', :'d2']::uuid[]) WITH ORDINALITY AS c(j, n);
-SELECT id AS dp FROM publish.purge_releases('delete-answer-error', 'tap-s3-copy', 1) \gset
-CREATE TEMP TABLE dp AS SELECT * FROM test_helpers.wait_job(:'dp', '60 s');
+SELECT test_helpers.make_two_versions('delete-answer-error', 'tap-s3-copy') \g /dev/null
+\set slug delete-answer-error
+\set env tap-s3-copy
+\ir helpers/purge_second_version.sql
 SELECT is(status, 'failed', 'a removal answered 200 with an AccessDenied: the purge fails') FROM dp;
 SELECT ok(error ~ '^removal of tap-s3-copy/delete-answer-error/tiles/v1/\S+\.png failed on target "tap-s3-copy": .*AccessDenied — Access Denied',
           '... naming the object and the server''s code and message') FROM dp;

@@ -38,16 +38,10 @@ SELECT is(count(*) FILTER (WHERE test_helpers.http_get(format('%s/tap-nolength/n
 -- ---------------------------------------------------------------------------
 
 SELECT publish.set_storage_target('tap-delete207', :'fault_url' || '/delete207/td207') \g /dev/null
-SELECT test_helpers.make_project('delete207-one', 3, true, 1) AS d_project \gset
-SELECT test_helpers.make_version(:'d_project', 2, 3, true, 1) \g /dev/null
-SELECT test_helpers.upload_tiles('tap-delete207', 'delete207-one', n) FROM generate_series(1, 2) AS n \g /dev/null
-SELECT id AS d1 FROM publish.publish_version('delete207-one', 1, 'tap-delete207') \gset
-SELECT id AS d2 FROM publish.publish_version('delete207-one', 2, 'tap-delete207') \gset
-SELECT is(array_agg((SELECT status FROM test_helpers.wait_job(j, '60 s')) ORDER BY n),
-          ARRAY['completed', 'completed'], 'versions 1 and 2 of delete207-one are published')
-  FROM unnest(ARRAY[:'d1', :'d2']::uuid[]) WITH ORDINALITY AS c(j, n);
-SELECT id AS dp FROM publish.purge_releases('delete207-one', 'tap-delete207', 1) \gset
-CREATE TEMP TABLE dp AS SELECT * FROM test_helpers.wait_job(:'dp', '60 s');
+SELECT test_helpers.make_two_versions('delete207-one', 'tap-delete207') \g /dev/null
+\set slug delete207-one
+\set env tap-delete207
+\ir helpers/purge_second_version.sql
 SELECT is(status, 'failed', 'a purge whose DELETE was answered 207 Multi-Status fails') FROM dp;
 SELECT ok(error ~ '^removal of tap-delete207/delete207-one/tiles/v1/ failed on target "tap-delete207": the server could not remove all of it',
           '... saying which removal the server did not complete') FROM dp;

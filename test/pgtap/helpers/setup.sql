@@ -32,6 +32,8 @@
 --                                               through the curl command
 --   test_helpers.upload_tiles(env, slug, version) puts a version's build tiles
 --                                               on env's target (publish._storage_put)
+--   test_helpers.make_two_versions(slug, env)   a project with versions 1 and 2
+--                                               ready, their tiles on env's target
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
@@ -492,6 +494,21 @@ AS $$
 	SELECT count(*)::int
 	  FROM (SELECT publish._storage_put(env, t.path, t.bytes, 'image/png')
 	          FROM test_helpers.manifest_tiles(slug, version) AS t) AS uploaded
+$$;
+
+-- A project slug whose versions 1 and 2 (3 overlays, tiles of zooms 0-1)
+-- are ready, their build tiles on env's target; returns its id.
+CREATE FUNCTION test_helpers.make_two_versions(slug text, env text)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	pid uuid := test_helpers.make_project(slug, 3, true, 1);
+BEGIN
+	PERFORM test_helpers.make_version(pid, 2, 3, true, 1);
+	PERFORM test_helpers.upload_tiles(env, slug, n) FROM generate_series(1, 2) AS n;
+	RETURN pid;
+END
 $$;
 
 -- ---------------------------------------------------------------------------
