@@ -146,25 +146,6 @@ http_header(List *headers, const char *name, const char *value)
 	return lappend(headers, psprintf("%s: %s", name, value));
 }
 
-/* See net.h. */
-char *
-http_encode_path(const char *key)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (const unsigned char *p = (const unsigned char *) key; *p; p++)
-	{
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
-			*p == '~' || *p == '/')
-			appendStringInfoChar(&buf, (char) *p);
-		else
-			appendStringInfo(&buf, "%%%02X", *p);
-	}
-	return buf.data;
-}
-
 /* Copies a header's value (trimmed) into dst, if line is that header. */
 static void
 header_value(const char *line, size_t len, const char *name, char *dst, size_t dstlen)

@@ -156,9 +156,6 @@ extern const char *http_xml_span(const char *p, const char *end, const char *tag
 /* The text between <tag> and </tag> in body (at most 300 bytes), or NULL. */
 extern char *http_xml_element(const char *body, const char *tag);
 
-/* Percent-encodes a key for a URL path (unreserved characters and '/' kept). */
-extern char *http_encode_path(const char *key);
-
 extern List *http_header(List *headers, const char *name, const char *value);
 
 /* redact.c */

@@ -47,6 +47,7 @@
 
 #include "publish.h"
 #include "release/release.h"
+#include "util/util.h"
 
 /* json-c's default depth, less the three containers around a value */
 StaticAssertDecl(RELEASE_VALUE_MAX_DEPTH == JSON_TOKENER_DEFAULT_DEPTH - 3,
@@ -231,7 +232,7 @@ write_head(Builder *b)
 			add(obj, "key", str_or_null(a->key));
 			add(obj, "kind", str_or_null(a->kind));
 			add(obj, "path", str_or_null(a->storage_path));
-			add(obj, "url", str_or_null(release_url_of(in, a->storage_path)));
+			add(obj, "url", str_or_null(release_url_of(in, url_encode_path(a->storage_path))));
 			add(obj, "content_type", str_or_null(a->content_type));
 			add(obj, "byte_size", a->has_size ? checked(json_object_new_int64(a->byte_size)) : NULL);
 			add(obj, "sha256", str_or_null(a->sha256));

@@ -101,7 +101,7 @@ object_url(StorageTarget *target, const char *key)
 	size_t		n = strlen(target->url);
 
 	return psprintf("%s%s%s", target->url, n > 0 && target->url[n - 1] == '/' ? "" : "/",
-					http_encode_path(key));
+					url_encode_path(key));
 }
 
 /* A request with the target's credentials: basic auth, or a bearer token without key id. */

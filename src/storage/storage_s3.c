@@ -170,7 +170,7 @@ bucket_key(S3Target *s3, const char *key)
 static char *
 object_url(S3Target *s3, const char *key)
 {
-	return psprintf("%s/%s", s3->base_url, http_encode_path(bucket_key(s3, key)));
+	return psprintf("%s/%s", s3->base_url, url_encode_path(bucket_key(s3, key)));
 }
 
 /* A signed request (anonymous without credentials) carrying body's SHA-256. */
@@ -337,7 +337,7 @@ copy_request(StorageTarget *target, const char *src_key, const char *dst_key,
 
 	req->headers = http_header(req->headers, "x-amz-copy-source",
 							   psprintf("/%s/%s", s3->bucket,
-										http_encode_path(bucket_key(s3, src_key))));
+										url_encode_path(bucket_key(s3, src_key))));
 	if (content_type != NULL || cache_control != NULL || sha256 != NULL)
 	{
 		req->headers = http_header(req->headers, "x-amz-metadata-directive", "REPLACE");

@@ -3,7 +3,7 @@
  * util.h
  *	  Leaf helpers any folder may call: SPI results and plans kept per
  *	  process (spi_util.c), SHA-256 and MD5 of buffers and files
- *	  (checksum.c).
+ *	  (checksum.c), URL paths (url.c).
  *
  * Contract: nothing here calls into another folder of the extension.  The
  * SPI helpers need SPI connected (a transaction open); the checksums work
@@ -39,5 +39,8 @@ extern bool checksum_sha256_add(void *ctx, const char *data, size_t len);
 extern void checksum_sha256_finish(void *ctx, char *hex);
 extern void checksum_md5_hex(const char *data, size_t len, char *hex);
 extern void checksum_release_resources(void);
+
+/* url.c: percent-encodes a path for a URL (unreserved characters and '/' kept) */
+extern char *url_encode_path(const char *path);
 
 #endif							/* PUBLISH_UTIL_H */

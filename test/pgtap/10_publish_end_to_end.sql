@@ -13,7 +13,7 @@ SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts
 -- Leftovers of an earlier run that stopped half-way.
 DELETE FROM publish.projects WHERE slug = 'e2e-one';
 
-SELECT plan(47);
+SELECT plan(48);
 
 SELECT :'storage' || '/e2e' AS root \gset
 SELECT publish.set_storage_target('tap-e2e', 'file://' || :'root') \g /dev/null
@@ -188,6 +188,18 @@ SELECT results_eq(
 	'both versions are published');
 SELECT is(test_helpers.read_json(:'stg_dir' || '/release.json')->>'version', '1',
           'the second environment still serves version 1');
+
+-- An asset's url is its storage path percent-encoded, as the storage
+-- requests name the object; its path stays as stored.
+UPDATE publish.assets a SET storage_path = 'assets/e2e one/plan #2 %41.png'
+  FROM publish.project_versions v
+ WHERE v.id = a.version_id AND v.project_id = :'project_id' AND v.version_number = 2 AND a.key = 'photo';
+SELECT is(jsonb_build_object('path', e->>'path', 'url', e->>'url'),
+          jsonb_build_object('path', 'assets/e2e one/plan #2 %41.png',
+                             'url', 'file://' || :'root' || '/assets/e2e%20one/plan%20%232%20%2541.png'),
+          'an asset''s url is its path percent-encoded (space, #, %)')
+  FROM jsonb_array_elements((publish.build_release('e2e-one', 2, 'tap-e2e')::jsonb)->'assets') AS e
+ WHERE e->>'key' = 'photo';
 
 -- ---------------------------------------------------------------------------
 -- Clean up (files on disk stay).
