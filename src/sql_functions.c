@@ -141,7 +141,7 @@ publish_release_document(PG_FUNCTION_ARGS)
 	in = release_input_load(version_id, env, published_at, false, mcxt);
 	MemoryContextSwitchTo(mcxt);
 	doc = release_doc_create(mcxt, false);	/* a preview has no checksum */
-	problems = release_build(in, doc);
+	problems = release_build(in, doc, RELEASE_REPORTED_PROBLEMS);
 	SPI_finish();
 
 	if (problems != NIL)
@@ -166,7 +166,7 @@ publish_validation_problems(PG_FUNCTION_ARGS)
 	/* the environment only matters for URLs; any configured one will do */
 	in = release_input_load(version_id, "", "", true, mcxt);
 	MemoryContextSwitchTo(mcxt);
-	problems = release_build(in, NULL);
+	problems = release_build(in, NULL, 0);
 	SPI_finish();
 
 	foreach(lc, problems)

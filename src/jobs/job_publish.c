@@ -117,7 +117,7 @@ load_release(PublishJob *job, const char *published_at, bool tiles_pending,
 	if (tiles_pending)
 		in->tileset = NULL;
 	*doc = tiles_pending ? NULL : release_doc_create(mcxt, true);
-	problems = release_build(in, *doc);
+	problems = release_build(in, *doc, RELEASE_REPORTED_PROBLEMS);
 	if (problems != NIL)
 		release_report_problems(in, problems);
 	if (in->tileset != NULL)

@@ -91,6 +91,7 @@ typedef struct ReleaseInput
 	char	   *published_at;	/* ISO 8601, UTC */
 	List	   *assets;			/* of ReleaseAsset * */
 	int64		overlay_count;	/* set by the scan of the overlays */
+	int64		problem_count;	/* set by release_problems_end: all found */
 	ReleaseTileset *tileset;	/* NULL when the version has none */
 } ReleaseInput;
 
@@ -105,7 +106,10 @@ extern int64 release_input_scan_overlays(ReleaseInput *input,
 /* validation.c */
 typedef struct ReleaseProblems ReleaseProblems;
 
-extern ReleaseProblems *release_problems_begin(ReleaseInput *input);
+/* the problems an error lists; the others are counted */
+#define RELEASE_REPORTED_PROBLEMS	100
+
+extern ReleaseProblems *release_problems_begin(ReleaseInput *input, int keep);
 extern void release_check_overlay(ReleaseProblems *problems, ReleaseOverlay *overlay);
 extern bool release_problems_found(ReleaseProblems *problems);
 extern List *release_problems_end(ReleaseProblems *problems, ReleaseInput *input);
@@ -142,6 +146,6 @@ extern uint64 release_text_size(Jsonb *value);
 extern void release_text_write(Jsonb *value, ReleaseTextSink *sink);
 
 /* release_builder.c */
-extern List *release_build(ReleaseInput *input, ReleaseDoc *doc);
+extern List *release_build(ReleaseInput *input, ReleaseDoc *doc, int keep_problems);
 
 #endif							/* PUBLISH_RELEASE_H */

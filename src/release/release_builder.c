@@ -325,13 +325,14 @@ overlay_callback(ReleaseOverlay *o, void *arg)
 
 /*
  * Checks the release and, with a doc, writes release.json into it, in one
- * pass over the overlays.  Returns every problem (a List of palloc'd
- * strings, see validation.c); when there is any, the doc holds no usable
- * document.  The caller is in a transaction with SPI connected; problems
- * are allocated in the current memory context.
+ * pass over the overlays.  Returns the problems (a List of palloc'd
+ * strings, see validation.c): the first keep_problems, or all with 0;
+ * in->problem_count counts them all.  When there is any, the doc holds no
+ * usable document.  The caller is in a transaction with SPI connected;
+ * problems are allocated in the current memory context.
  */
 List *
-release_build(ReleaseInput *in, ReleaseDoc *doc)
+release_build(ReleaseInput *in, ReleaseDoc *doc, int keep_problems)
 {
 	Builder		b;
 	List	   *problems;
@@ -340,7 +341,7 @@ release_build(ReleaseInput *in, ReleaseDoc *doc)
 	b.in = in;
 	b.doc = doc;
 	b.first = true;
-	b.problems = release_problems_begin(in);
+	b.problems = release_problems_begin(in, keep_problems);
 	if (doc != NULL)
 	{
 		initStringInfo(&b.buf);

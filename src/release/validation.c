@@ -43,13 +43,14 @@
 #include "publish.h"
 #include "release/release.h"
 
-#define MAX_REPORTED_PROBLEMS 100
 #define MAX_COORDINATE 1e15
 
 
 struct ReleaseProblems
 {
 	List	   *list;
+	int			keep;			/* strings kept in list; 0: all */
+	int64		count;			/* problems found, kept or not */
 	const char *overlay;		/* key of the overlay being checked */
 	MemoryContext mcxt;			/* where the list and its strings live */
 	Datum		fast_max;		/* numeric 1e14: below it, no double needed */
@@ -66,10 +67,14 @@ static void add_problem(Problems *p, const char *fmt,...) pg_attribute_printf(2,
 static void
 add_problem(Problems *p, const char *fmt,...)
 {
-	MemoryContext old = MemoryContextSwitchTo(p->mcxt);
+	MemoryContext old;
 	StringInfoData buf;
 	va_list		args;
 
+	p->count++;
+	if (p->keep > 0 && list_length(p->list) >= p->keep)
+		return;
+	old = MemoryContextSwitchTo(p->mcxt);
 	initStringInfo(&buf);
 	if (p->overlay)
 		appendStringInfo(&buf, "overlay \"%s\": ", p->overlay);
@@ -381,7 +386,8 @@ static void
 check_geometry(Problems *p, ReleaseOverlay *o)
 {
 	Jsonb	   *g = o->geometry;
-	int			before = list_length(p->list);
+	int			kept = list_length(p->list);
+	int64		found = p->count;
 	bool		plain = g != NULL && JB_ROOT_IS_OBJECT(g) && JB_ROOT_COUNT(g) <= 2;
 
 	if (!plain && g != NULL && deeper_than_limit(&g->root))
@@ -391,9 +397,10 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 		return;
 	}
 	check_geometry_object(p, o, g);
-	if (plain && list_length(p->list) > before && deeper_than_limit(&g->root))
+	if (plain && p->count > found && deeper_than_limit(&g->root))
 	{
-		p->list = list_truncate(p->list, before);
+		p->list = list_truncate(p->list, kept);
+		p->count = found;
 		add_problem(p, "geometry could not be read: geometry is nested deeper than %d levels",
 					RELEASE_VALUE_MAX_DEPTH);
 	}
@@ -401,15 +408,17 @@ check_geometry(Problems *p, ReleaseOverlay *o)
 
 /*
  * Starts the problems of a release: those of its assets.  The list and its
- * strings live in the current memory context.
+ * strings live in the current memory context; with keep > 0 it holds the
+ * first keep only (an error lists no more), however many are found.
  */
 ReleaseProblems *
-release_problems_begin(ReleaseInput *in)
+release_problems_begin(ReleaseInput *in, int keep)
 {
 	Problems   *p = palloc0(sizeof(Problems));
 	ListCell   *lc;
 
 	p->mcxt = CurrentMemoryContext;
+	p->keep = keep;
 	p->fast_max = DirectFunctionCall3(numeric_in, CStringGetDatum("1e14"),
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	p->fast_min = DirectFunctionCall3(numeric_in, CStringGetDatum("-1e14"),
@@ -471,9 +480,10 @@ release_problems_found(ReleaseProblems *p)
 }
 
 /*
- * Ends the problems after the overlays were scanned: returns every problem
- * of the input as a List of palloc'd strings, NIL when the version can be
- * published.  A version without overlays says so first.
+ * Ends the problems after the overlays were scanned: returns the problems
+ * kept as a List of palloc'd strings, NIL when the version can be
+ * published, and sets in->problem_count.  A version without overlays says
+ * so first.
  */
 List *
 release_problems_end(ReleaseProblems *p, ReleaseInput *in)
@@ -498,12 +508,13 @@ release_problems_end(ReleaseProblems *p, ReleaseInput *in)
 						(long long) in->tileset->tiles_outside_zoom,
 						in->tileset->min_zoom, in->tileset->max_zoom);
 	}
+	in->problem_count = p->count;
 	return p->list;
 }
 
 /*
- * Raises the error that lists every problem: the message counts them, the
- * detail has one per line.
+ * Raises the error that lists the problems: the message counts them all,
+ * the detail has one per line, the first RELEASE_REPORTED_PROBLEMS.
  */
 void
 release_report_problems(ReleaseInput *in, List *problems)
@@ -511,24 +522,24 @@ release_report_problems(ReleaseInput *in, List *problems)
 	StringInfoData detail;
 	ListCell   *lc;
 	int			n = 0;
+	int64		total = Max(in->problem_count, list_length(problems));
 
 	initStringInfo(&detail);
 	foreach(lc, problems)
 	{
-		if (++n > MAX_REPORTED_PROBLEMS)
-		{
-			appendStringInfo(&detail, "\n... and %d more",
-							 list_length(problems) - MAX_REPORTED_PROBLEMS);
+		if (++n > RELEASE_REPORTED_PROBLEMS)
 			break;
-		}
 		appendStringInfo(&detail, "%s- %s", n > 1 ? "\n" : "", (char *) lfirst(lc));
 	}
+	if (total > RELEASE_REPORTED_PROBLEMS)
+		appendStringInfo(&detail, "\n... and %lld more",
+						 (long long) (total - RELEASE_REPORTED_PROBLEMS));
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
-			 errmsg_plural("version %d of project \"%s\" cannot be published: %d problem",
-						   "version %d of project \"%s\" cannot be published: %d problems",
-						   list_length(problems),
-						   in->version_number, in->project_slug, list_length(problems)),
+			 errmsg_plural("version %d of project \"%s\" cannot be published: %lld problem",
+						   "version %d of project \"%s\" cannot be published: %lld problems",
+						   total,
+						   in->version_number, in->project_slug, (long long) total),
 			 errdetail("%s", detail.data),
 			 errhint("SELECT * FROM publish.validate_version('%s', %d) lists them.",
 					 in->project_slug, in->version_number)));

@@ -20,7 +20,7 @@ DELETE FROM publish.projects WHERE slug LIKE 'hostile%';
 DELETE FROM publish.storage_targets WHERE env LIKE 'tap-hostile%';
 ALTER DATABASE publish_tap RESET publish.max_release_size;
 
-SELECT plan(136);
+SELECT plan(139);
 
 CREATE ROLE tap_hostile_admin NOLOGIN IN ROLE publish_admin;
 SELECT :'storage' || '/hostile' AS root \gset
@@ -286,6 +286,36 @@ SELECT cmp_ok(octet_length(publish.build_release('hostile-dense', 1, 'tap-hostil
               '... build_release writes it within publish.max_release_size (64 kB)');
 RESET publish.max_release_size;
 DELETE FROM publish.projects WHERE slug = 'hostile-dense';
+
+-- 150 bad overlays: the error counts them all and lists the first 100
+-- (the rest are counted, not kept); validate_version lists every one.
+SELECT test_helpers.make_project('hostile-many', 150) AS many_project \gset
+UPDATE publish.overlays o SET overlay_type = 'marker',
+       geometry = '{"type": "LineString", "coordinates": [[13.4, 52.5], [13.5, 52.6]]}', asset_id = NULL
+  FROM publish.project_versions v
+ WHERE v.id = o.version_id AND v.project_id = :'many_project';
+CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	msg text;
+	detail text;
+BEGIN
+	EXECUTE sql;
+	RETURN NULL;
+EXCEPTION WHEN check_violation THEN
+	GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+	RETURN msg || E'\n' || detail;
+END
+$$;
+SELECT error_of AS many_error FROM pg_temp.error_of($$SELECT publish.build_release('hostile-many', 1, 'tap-hostile')$$) \gset
+SELECT ok(:'many_error' ~ '^version 1 of project "hostile-many" cannot be published: 150 problems\n',
+          '150 bad overlays: build_release''s error counts all 150');
+SELECT ok((SELECT count(*) FROM regexp_matches(:'many_error', '\n- overlay "ov-\d+": ', 'g')) = 100
+          AND :'many_error' ~ '\n\.\.\. and 50 more$',
+          '... lists the first 100 and says "... and 50 more"');
+SELECT is((SELECT count(*)::int FROM publish.validate_version('hostile-many', 1)), 150,
+          'validate_version lists all 150');
+DELETE FROM publish.projects WHERE slug = 'hostile-many';
 
 -- ---------------------------------------------------------------------------
 -- The nastiest content that is allowed: every file lands under the root
