@@ -424,8 +424,13 @@ read_tile_file(const char *path, char **data, size_t *len)
 	int			fd;
 	char	   *buf;
 
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+	if (stat(path, &st) != 0)
 		return false;
+	if (!S_ISREG(st.st_mode))
+	{
+		errno = EISDIR;			/* not a file, for the caller's %m */
+		return false;
+	}
 	buf = palloc_extended(st.st_size + 1, MCXT_ALLOC_HUGE);
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
@@ -782,7 +787,11 @@ write_manifest(TileBuildInput *bi, TileBuildResult *res, BuiltManifest *m)
 	if (spi_execute_cached(&delete_tiles_plan, "DELETE FROM publish.tiles WHERE tileset_id = $1::uuid",
 						   1, mtypes, mvalues, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "publish: could not replace the tile manifest");
-	if (fflush(m->file) != 0 || fseeko(m->file, 0, SEEK_SET) != 0)
+	if (fflush(m->file) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write the tile manifest file \"%s\": %m", m->path)));
+	if (fseeko(m->file, 0, SEEK_SET) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not read the tile manifest file \"%s\": %m", m->path)));
