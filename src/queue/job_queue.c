@@ -528,13 +528,10 @@ job_log(PublishJob *job, const char *level, const char *message)
 void
 job_step(PublishJob *job, const char *activity, int progress, const char *message)
 {
-	MemoryContext mcxt = CurrentMemoryContext;
-
 	CHECK_FOR_INTERRUPTS();
 	job_txn_begin(activity);
 	job_step_done(job, progress, message);
 	job_txn_commit(false);
-	MemoryContextSwitchTo(mcxt);
 }
 
 /*
@@ -547,7 +544,6 @@ void
 job_progress(PublishJob *job, int progress)
 {
 	static SPIPlanPtr plan = NULL;
-	MemoryContext mcxt = CurrentMemoryContext;
 	Oid			types[2] = {UUIDOID, INT4OID};
 	Datum		values[2];
 	bool		cancel;
@@ -564,7 +560,6 @@ job_progress(PublishJob *job, int progress)
 		no_longer_running(job);
 	cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	job_txn_commit(false);
-	MemoryContextSwitchTo(mcxt);
 	stop_if_asked(job, cancel);
 }
 
@@ -592,14 +587,12 @@ read_cancel_requested(PublishJob *job)
 void
 job_checkpoint(PublishJob *job)
 {
-	MemoryContext mcxt = CurrentMemoryContext;
 	bool		cancel;
 
 	CHECK_FOR_INTERRUPTS();
 	job_txn_begin("publish: checkpoint");
 	cancel = read_cancel_requested(job);
 	job_txn_commit(false);
-	MemoryContextSwitchTo(mcxt);
 	stop_if_asked(job, cancel);
 }
 
@@ -833,11 +826,9 @@ void
 job_storage_warning(void *arg, const char *message)
 {
 	PublishJob *job = arg;
-	MemoryContext saved = CurrentMemoryContext;
 
 	job_txn_begin("publish: storage request failed, retrying");
 	insert_log(job, -1, JOB_LOG_WARN, message, true);
 	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: retrying a storage request");
 }

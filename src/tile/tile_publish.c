@@ -186,7 +186,6 @@ static void manifest_check_unchanged(TileRun *run);
 static void
 window_read(TileRun *run)
 {
-	MemoryContext saved = CurrentMemoryContext;
 	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, INT4OID, INT4OID};
 	Datum		values[5];
 	static SPIPlanPtr plan = NULL;
@@ -262,7 +261,6 @@ window_read(TileRun *run)
 		run->key[2] = last->y;
 	}
 	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
 }
 
@@ -431,7 +429,6 @@ static void
 tiles_report(TileRun *run)
 {
 	TimestampTz now;
-	MemoryContext saved;
 	int			pct;
 
 	CHECK_FOR_INTERRUPTS();
@@ -442,7 +439,6 @@ tiles_report(TileRun *run)
 	pct = run->first_pct +
 		(int) ((TILES_LAST_PCT - run->first_pct) * (double) Min(run->done, run->manifest->ntiles) /
 			   Max(run->manifest->ntiles, 1));
-	saved = CurrentMemoryContext;
 	if (pct != run->last_pct)
 	{
 		job_progress(run->job, pct);
@@ -454,7 +450,6 @@ tiles_report(TileRun *run)
 		job_checkpoint(run->job);
 		run->last_check = now;
 	}
-	MemoryContextSwitchTo(saved);
 	pgstat_report_activity(STATE_RUNNING, "publish: copying tiles");
 }
 
@@ -707,7 +702,6 @@ tiles_in_parallel(TileRun *run)
 				task_advance(run, b, (TileTask *) res.tag, &res);
 			MemoryContextSwitchTo(runcxt);
 			tiles_report(run);
-			MemoryContextSwitchTo(runcxt);
 		}
 	}
 	PG_FINALLY();
@@ -775,7 +769,6 @@ list_plan_fill(TileRun *run, ListPlan *lp, MemoryContext cxt)
 	static SPIPlanPtr folder_plan = NULL;
 	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT4OID};
 	Datum		values[4];
-	MemoryContext saved = CurrentMemoryContext;
 
 	values[0] = CStringGetTextDatum(run->manifest->tileset_id);
 	job_txn_begin("publish: reading the tile manifest");
@@ -827,7 +820,6 @@ list_plan_fill(TileRun *run, ListPlan *lp, MemoryContext cxt)
 		MemoryContextSwitchTo(old);
 	}
 	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
 }
 
 /*
@@ -898,7 +890,6 @@ listed_insert(TileRun *run, StorageListPage *page)
 	int			n = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
-	MemoryContext saved = CurrentMemoryContext;
 
 	for (int c = 0; c < 5; c++)
 		cols[c] = palloc(sizeof(Datum) * Max(page->n, 1));
@@ -936,7 +927,6 @@ listed_insert(TileRun *run, StorageListPage *page)
 						   5, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "publish: could not record a listing");
 	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
 }
 
 /*
@@ -948,7 +938,6 @@ static void
 listed_reset(void)
 {
 	static bool buffers_capped = false;
-	MemoryContext saved = CurrentMemoryContext;
 
 	if (!buffers_capped)
 	{
@@ -968,7 +957,6 @@ listed_reset(void)
 						 "  PRIMARY KEY (lz, lx, ly))", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "publish: could not make the listing table");
 	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
 }
 
 /*
@@ -1018,7 +1006,6 @@ list_destination(TileRun *run, const char *root)
 				if (u == NULL)
 					break;
 				sub = list_plan_next(run, &lp, runcxt);
-				MemoryContextSwitchTo(runcxt);
 				if (sub == NULL)
 				{
 					more = false;
@@ -1069,7 +1056,6 @@ list_destination(TileRun *run, const char *root)
 			}
 			MemoryContextSwitchTo(runcxt);
 			tiles_report(run);
-			MemoryContextSwitchTo(runcxt);
 		}
 	}
 	PG_FINALLY();
@@ -1090,7 +1076,6 @@ list_destination(TileRun *run, const char *root)
 				psprintf("Target \"%s\" cannot list %s (no PROPFIND): each tile is checked on its own",
 						 run->target->env, root));
 	job_txn_commit(false);
-	MemoryContextSwitchTo(saved);
 	return can_list;
 }
 
